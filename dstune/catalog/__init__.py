@@ -1,0 +1,41 @@
+"""What dstune plans for: model shapes, GPU datasheets and cluster layouts, loaded from data files.
+
+Importing this package loads no heavy library; transformers and pynvml are imported
+only by the functions that need them.
+"""
+
+from dstune.catalog._cluster import MAX_GPUS_PER_NODE, ClusterSpec, make_cluster
+from dstune.catalog._gpus import (
+    DEFAULT_GPU_TYPE,
+    DetectedGpu,
+    GpuSpec,
+    detect_local_gpus,
+    list_gpus,
+    load_gpu,
+    resolve_gpu_type,
+)
+from dstune.catalog._models import (
+    SUPPORTED_MODEL_TYPES,
+    LinearLayer,
+    ModelSpec,
+    list_models,
+    load_model,
+)
+
+__all__ = [
+    "DEFAULT_GPU_TYPE",
+    "MAX_GPUS_PER_NODE",
+    "SUPPORTED_MODEL_TYPES",
+    "ClusterSpec",
+    "DetectedGpu",
+    "GpuSpec",
+    "LinearLayer",
+    "ModelSpec",
+    "detect_local_gpus",
+    "list_gpus",
+    "list_models",
+    "load_gpu",
+    "load_model",
+    "make_cluster",
+    "resolve_gpu_type",
+]

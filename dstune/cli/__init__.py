@@ -1,0 +1,39 @@
+"""Command line: parse, call one library function, print. Exit 2 with one line for user errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import UserInputError
+from . import _catalog, _estimate, _profile, _report, _search
+
+COMMANDS = (_catalog.MODELS, _catalog.GPUS, _estimate.COMMAND, _profile.COMMAND, _search.COMMAND,
+            _report.REPORT, _report.COMPARE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dstune",
+        description="Benchmark and auto-tune RLHF (SFT / reward model / PPO) throughput on DeepSpeed.",
+    )
+    parser.add_argument("--version", action="version", version=f"dstune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserInputError as error:
+        print(f"dstune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dstune {args.command}: interrupted", file=sys.stderr)
+        return 130

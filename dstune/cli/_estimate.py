@@ -1,0 +1,68 @@
+"""`dstune estimate`: the cost model's memory breakdown and phase times for one plan."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._command import Command
+from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_setup_arguments(parser)
+
+
+def render_estimate(estimate: "object", note: str) -> None:
+    """Rich tables of one Estimate: memory by component, time by phase, throughput."""
+    from rich.console import Console
+    from rich.table import Table
+
+    e = estimate
+    console = Console()
+    console.print(f"[bold]{e.model}[/bold] {e.step.upper()} on {e.gpus} x {e.gpu_type} ({e.nodes} node(s)); {note}")
+    if e.critic_model:
+        console.print(f"critic/reward model: {e.critic_model}")
+    memory = Table(title=f"GPU memory per GPU (peak during {e.peak_phase})")
+    memory.add_column("component")
+    memory.add_column("bytes", justify="right")
+    memory.add_column("share", justify="right")
+    for name, value in e.gpu_memory.items():
+        memory.add_row(name, gib(value), f"{value / e.gpu_peak_bytes:.0%}")
+    memory.add_row("[bold]peak[/bold]", f"[bold]{gib(e.gpu_peak_bytes)}[/bold]", f"of {gib(e.gpu_capacity_bytes)}")
+    memory.add_row("host peak / node", gib(e.host_peak_bytes), f"of {gib(e.host_capacity_bytes)}")
+    console.print(memory)
+    phases = Table(title="time per step")
+    phases.add_column("phase")
+    phases.add_column("seconds", justify="right")
+    phases.add_column("share", justify="right")
+    dominant = max(e.phases, key=e.phases.get)
+    for name, seconds in e.phases.items():
+        style = "bold" if name == dominant else ""
+        phases.add_row(name, f"{seconds:.3f}", f"{seconds / e.step_s:.0%}", style=style)
+    phases.add_row("[bold]step[/bold]", f"[bold]{e.step_s:.3f}[/bold]", "")
+    console.print(phases)
+    verdict = "[green]feasible[/green]" if e.feasible else "[red]infeasible: " + "; ".join(e.reasons) + "[/red]"
+    console.print(f"{e.samples_per_s:,.2f} samples/s, {e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}; {verdict}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup = resolve_setup(args)
+    plan = resolve_plan(setup, args.assignments)
+    from ..costmodel import estimate
+
+    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model)
+    if args.json:
+        payload = result.to_json()
+        payload["gpu_note"] = setup.gpu_note
+        print_json(payload)
+    else:
+        render_estimate(result, setup.gpu_note)
+    return 0
+
+
+COMMAND = Command(
+    "estimate", "predict memory and throughput of one plan with the analytic cost model", _arguments, _run,
+    description="Predict per-GPU memory by component, host memory, phase times, throughput and MFU\n"
+                "of one DeepSpeed-Chat plan. Knobs use DeepSpeed-Chat's flag names, e.g.\n"
+                "  dstune estimate --model opt-6.7b --gpus 8 --set actor_zero_stage=3 --set enable_hybrid_engine=true",
+)

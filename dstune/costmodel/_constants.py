@@ -1,0 +1,82 @@
+"""Every efficiency constant of the analytic model, in one place.
+
+Calibration (search/_calibrate.py) fits these to measured trials and saves
+them as plain JSON; the defaults are public rules of thumb for A100/H100
+class GPUs, so an uncalibrated estimate is a prior, not a measurement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostConstants:
+    matmul_efficiency_max: float = 0.55
+    """Fraction of dense peak TFLOP/s that large training GEMMs reach."""
+    matmul_half_tokens: float = 1024.0
+    """Tokens per micro-batch at which GEMM efficiency is half its maximum."""
+    matmul_half_hidden: float = 768.0
+    """Hidden size at which GEMM efficiency is half its maximum (small models run poorly)."""
+    hbm_efficiency: float = 0.70
+    """Fraction of HBM bandwidth that decode (weight + KV reads) reaches."""
+    link_efficiency: float = 0.65
+    """Fraction of the link's bandwidth that NCCL collectives reach."""
+    host_link_efficiency: float = 0.70
+    """Fraction of PCIe host<->device bandwidth that offload transfers reach."""
+    comm_overlap: float = 0.5
+    """Fraction of ZeRO communication hidden behind compute."""
+    cpu_adam_params_per_s: float = 1.0e9
+    """DeepSpeedCPUAdam parameters updated per second per node (all ranks together)."""
+    gpu_adam_bytes_per_param: float = 36.0
+    """HBM bytes FusedAdam moves per trainable parameter (fp32 p, m, v, grad in and out)."""
+    decode_overhead_per_layer_s_native: float = 4.0e-4
+    """Launch/Python cost per layer per generated token in transformers' generate()."""
+    decode_overhead_per_layer_s_he: float = 3.0e-5
+    """Same with the Hybrid Engine's inference kernels."""
+    collective_latency_s: float = 2.0e-5
+    """Fixed cost of one collective call (TP all-reduce in decode, per-layer gathers)."""
+    step_overhead_s: float = 0.02
+    """Fixed per optimizer-step cost (hooks, clipping, bookkeeping)."""
+    activation_attention_fraction: float = 0.0
+    """Share of the 5*a*s/h attention-score term kept; 0 with SDPA/flash attention."""
+    logits_bytes_per_element_train: float = 8.0
+    """Bytes per logit element while training (16-bit logits, log-softmax and their grads)."""
+    logits_bytes_per_element_eval: float = 6.0
+    """Bytes per logit element in a no-grad forward (16-bit logits and fp32 log-softmax)."""
+    memory_overhead_fraction: float = 0.08
+    """Allocator fragmentation and reserved-but-unused memory, as a fraction of the rest."""
+    cuda_context_bytes: float = 1.0e9
+    """CUDA context, NCCL and cuBLAS workspaces per GPU."""
+    zero_bucket_elements: float = 5.0e8
+    """DeepSpeed's default reduce/allgather bucket size (elements) for ZeRO 1-2."""
+    zero3_live_elements: float = 3.0e7
+    """stage3_max_live_parameters + prefetch bucket as DeepSpeed-Chat sets them."""
+    host_bytes_per_rank: float = 3.0e9
+    """Resident host memory of one training process before any offload."""
+    pinned_buffer_factor: float = 1.5
+    """Host memory factor for pinned offload buffers (DeepSpeed's additional_buffer_factor)."""
+    headroom_fraction: float = 0.10
+    """GPU memory kept free for a plan to count as feasible."""
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "CostConstants":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: float(v) for k, v in values.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "CostConstants":
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+DEFAULT_CONSTANTS = CostConstants()

@@ -1,0 +1,333 @@
+"""Score candidate plans: memory by component, time by phase, throughput, MFU, feasibility.
+
+`estimate_table` takes a column table (knob name -> numpy array, one entry per
+candidate) so a whole search space is scored in one vectorised pass;
+`estimate` scores one Plan through the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..catalog import ClusterSpec, ModelSpec
+from ..errors import UserInputError
+from ..plan import Plan, plan_to_dict
+from . import _memory as mem
+from . import _time as tm
+from ._constants import DEFAULT_CONSTANTS, CostConstants
+from ._facts import ModelFacts, model_facts
+
+Columns = Mapping[str, np.ndarray]
+
+GPU_COMPONENTS = ("params", "grads", "optimizer", "activations", "kv_cache", "inference_weights", "other")
+PPO_PHASES = ("generation", "experience", "actor_train", "critic_train")
+TRAIN_PHASES = ("forward", "backward", "step")
+
+
+def plans_to_columns(plans: Sequence[Plan]) -> dict[str, np.ndarray]:
+    """Column table of knob values from plan objects (all of one step)."""
+    names = [f.name for f in dataclasses.fields(plans[0])]
+    return {name: np.array([getattr(p, name) for p in plans]) for name in names}
+
+
+def _per_value(column: np.ndarray, fn: Any) -> np.ndarray:
+    """Apply a scalar function once per distinct value of a column (strings, dtypes)."""
+    values, inverse = np.unique(column, return_inverse=True)
+    return np.array([fn(v) for v in values], dtype=float)[inverse.reshape(-1)]
+
+
+def _lora(f: ModelFacts, rank: np.ndarray, module_name: np.ndarray) -> np.ndarray:
+    width = _per_value(module_name, lambda name: f.lora_params(str(name), 1))
+    return rank * width
+
+
+def _peak_flops(cluster: ClusterSpec, dtype: np.ndarray) -> np.ndarray:
+    def peak(d: str) -> float:
+        try:
+            return cluster.gpu.peak_tflops(str(d)) * 1e12
+        except UserInputError:
+            return float("nan")
+    return _per_value(dtype, peak)
+
+
+@dataclass
+class _Trained:
+    """One trained role's parameter counts and states for every candidate."""
+
+    facts: ModelFacts
+    params_all: np.ndarray
+    params_trainable: np.ndarray
+    frozen_base: np.ndarray
+    states: mem.States
+
+
+def _trained(f: ModelFacts, rank: np.ndarray, module: np.ndarray, only_lora: np.ndarray, stage: np.ndarray,
+             offload: np.ndarray, world: int, c: CostConstants) -> _Trained:
+    lora = _lora(f, rank, module)
+    params_all = f.params + lora
+    frozen = only_lora & (rank > 0)
+    trainable = np.where(frozen, lora, params_all)
+    states = mem.trained_states(params_all, trainable, stage, offload, world, f.largest_layer_params, c)
+    return _Trained(f, params_all, trainable, frozen, states)
+
+
+def _micro_seconds(t: _Trained, tokens: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray, stage: np.ndarray,
+                   offload: np.ndarray, hw: tm.Hardware, c: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, forward+backward with exposed communication) of one training micro-batch."""
+    fwd = tm.compute_seconds(tm.forward_flops(t.facts, tokens, seq), tokens, t.facts, hw, c)
+    total = fwd * (1.0 + tm.train_backward_factor(t.frozen_base, checkpointing))
+    comm = tm.zero_micro_comm_seconds(t.params_all, t.params_trainable, stage, offload, hw)
+    return fwd, tm.overlapped(total, comm, c)
+
+
+def _host_peak(cluster: ClusterSpec, host_per_gpu: np.ndarray, construction_per_rank: np.ndarray,
+               c: CostConstants) -> np.ndarray:
+    """Per node: every rank's process, plus the larger of model construction (each rank builds
+    non-ZeRO-3 models whole in fp32 on the host) and the offloaded states."""
+    gpn = cluster.gpus_per_node
+    return gpn * (c.host_bytes_per_rank + np.maximum(construction_per_rank, host_per_gpu))
+
+
+def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware, c: CostConstants,
+                  pairwise: bool) -> dict[str, np.ndarray]:
+    f = model_facts(spec, "value" if pairwise else "lm")
+    world = cluster.world_size
+    micro = cols["per_device_train_batch_size"].astype(float)
+    gas = cols["gradient_accumulation_steps"].astype(float)
+    seq = cols["max_seq_len"].astype(float)
+    stage = cols["zero_stage"]
+    offload = cols["offload"].astype(bool)
+    sequences = micro * (2.0 if pairwise else 1.0)
+    t = _trained(f, cols["lora_dim"], cols["lora_module_name"], cols["only_optimize_lora"].astype(bool), stage,
+                 offload, world, c)
+    checkpointing = cols["gradient_checkpointing"].astype(bool)
+    activations = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
+    tokens = sequences * seq
+    fwd, micro_total = _micro_seconds(t, tokens, seq, checkpointing, stage, offload, hw, c)
+    opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
+    phases = {"forward": gas * fwd, "backward": gas * (micro_total - fwd), "step": opt}
+    useful = gas * tm.forward_flops(f, tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+    construction = np.where(stage == 3, 0.0, 4.0 * t.params_all)
+    return {
+        "params": t.states.params, "grads": t.states.grads, "optimizer": t.states.optimizer,
+        "activations": activations, "kv_cache": np.zeros_like(micro), "inference_weights": np.zeros_like(micro),
+        "buffers": t.states.buffers, "peak_phase": np.full(micro.shape, "train", dtype=object),
+        "host_peak_bytes": _host_peak(cluster, t.states.host, construction, c),
+        "phases": phases, "samples": micro * gas * world, "tokens": tokens * gas * world, "flops": useful,
+    }
+
+
+def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware,
+               c: CostConstants, he_kernels: bool) -> dict[str, np.ndarray]:
+    actor_f = model_facts(actor_spec, "lm")
+    critic_f = model_facts(critic_spec, "value")
+    world = cluster.world_size
+    gen_bs = cols["per_device_generation_batch_size"].astype(float)
+    train_bs = cols["per_device_training_batch_size"].astype(float)
+    prompt = cols["max_prompt_seq_len"].astype(float)
+    answer = cols["max_answer_seq_len"].astype(float)
+    seq = prompt + answer
+    a_stage, c_stage = cols["actor_zero_stage"], cols["critic_zero_stage"]
+    offload = cols["offload"].astype(bool)
+    only_lora = cols["only_optimize_lora"].astype(bool)
+    he = cols["enable_hybrid_engine"].astype(bool)
+    tp = np.where(he, cols["inference_tp_size"], 1).astype(float)
+    pinned = ~cols["unpin_actor_parameters"].astype(bool)
+    release = cols["release_inference_cache"].astype(bool)
+    a_ckpt = cols["actor_gradient_checkpointing"].astype(bool)
+    c_ckpt = cols["critic_gradient_checkpointing"].astype(bool)
+
+    actor = _trained(actor_f, cols["actor_lora_dim"], cols["actor_lora_module_name"], only_lora, a_stage, offload, world, c)
+    critic = _trained(critic_f, cols["critic_lora_dim"], cols["critic_lora_module_name"], only_lora, c_stage, offload, world, c)
+    ref_stage = np.where(a_stage == 3, 3, 0)
+    reward_stage = np.where(c_stage == 3, 3, 0)
+    ref = mem.frozen_states(actor_f.params, ref_stage, cols["offload_reference_model"].astype(bool), world,
+                            actor_f.largest_layer_params, c)
+    reward = mem.frozen_states(critic_f.params, reward_stage, cols["offload_reward_model"].astype(bool), world,
+                               critic_f.largest_layer_params, c)
+    states = actor.states + critic.states + ref + reward
+
+    kv = mem.kv_cache_bytes(actor_f, gen_bs, seq, tp)
+    inference_weights = mem.he_inference_weight_bytes(
+        actor.params_all, a_stage, he, pinned, tp, actor_f.layers, cols["tp_gather_partition_size"].astype(float),
+        actor_f.largest_layer_params)
+    kept_workspace = np.where(he & ~release, kv, 0.0)
+    transients = {
+        "generation": (gen_bs * actor_f.vocab * 4.0, kv, inference_weights),
+        "experience": (np.maximum(mem.eval_activation_bytes(actor_f, gen_bs, seq, c),
+                                  mem.eval_activation_bytes(critic_f, gen_bs, seq, c)), kept_workspace, 0.0 * kv),
+        "actor_train": (mem.train_activation_bytes(actor_f, train_bs, seq, a_ckpt, c), kept_workspace, 0.0 * kv),
+        "critic_train": (mem.train_activation_bytes(critic_f, train_bs, seq, c_ckpt, c), kept_workspace, 0.0 * kv),
+    }
+    totals = np.stack([a + k + w for a, k, w in transients.values()])
+    worst = np.argmax(totals, axis=0)
+    pick = lambda i: np.choose(worst, [np.broadcast_to(t[i], worst.shape) for t in transients.values()])  # noqa: E731
+
+    a_fwd_gen = tm.forward_flops(actor_f, gen_bs * prompt, prompt)
+    prefill = tm.compute_seconds(a_fwd_gen / tp, gen_bs * prompt, actor_f, hw, c)
+    token = tm.decode_token_seconds(actor_f, actor.params_all, gen_bs, prompt + answer / 2.0, tp,
+                                    he & he_kernels, hw, c)
+    gather = tm.zero3_gather_seconds(actor.params_all, actor_f.layers, offload, hw, c)
+    gathers = np.where(a_stage == 3, np.where(he & pinned, 1.0, answer + 1.0), 0.0) * gather
+    generation = prefill + answer * token + gathers
+
+    experience = np.zeros_like(gen_bs)
+    for f, params, stage, role_offload in (
+        (actor_f, actor.params_all, a_stage, offload),
+        (actor_f, float(actor_f.params), ref_stage, cols["offload_reference_model"].astype(bool)),
+        (critic_f, critic.params_all, c_stage, offload),
+        (critic_f, float(critic_f.params), reward_stage, cols["offload_reward_model"].astype(bool)),
+    ):
+        compute = tm.compute_seconds(tm.forward_flops(f, gen_bs * seq, seq), gen_bs * seq, f, hw, c)
+        comm = np.where(stage == 3, tm.zero3_gather_seconds(params, f.layers, role_offload & (stage == 3), hw, c), 0.0)
+        experience = experience + tm.overlapped(compute, comm, c)
+
+    n_gen = cols["generation_batches"].astype(float)
+    n_micro = n_gen * np.ceil(gen_bs / train_bs) * cols["ppo_epochs"]
+    n_opt = n_micro / cols["gradient_accumulation_steps"]
+    train_tokens = train_bs * seq
+    phases = {"generation": n_gen * generation, "experience": n_gen * experience}
+    useful = n_gen * (a_fwd_gen + answer * tm.forward_flops(actor_f, gen_bs, prompt + answer / 2.0))
+    useful = useful + n_gen * 2.0 * (tm.forward_flops(actor_f, gen_bs * seq, seq) + tm.forward_flops(critic_f, gen_bs * seq, seq))
+    for name, t, stage, ckpt in (("actor_train", actor, a_stage, a_ckpt), ("critic_train", critic, c_stage, c_ckpt)):
+        _, micro_total = _micro_seconds(t, train_tokens, seq, ckpt, stage, offload, hw, c)
+        opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
+        phases[name] = n_micro * micro_total + n_opt * opt
+        useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+
+    construction = np.maximum(np.where(a_stage == 3, 0.0, 4.0 * actor.params_all),
+                              np.where(c_stage == 3, 0.0, 4.0 * critic.params_all))
+    samples = gen_bs * n_gen * world
+    return {
+        "params": states.params, "grads": states.grads, "optimizer": states.optimizer,
+        "activations": pick(0), "kv_cache": pick(1), "inference_weights": pick(2), "buffers": states.buffers,
+        "peak_phase": np.array(PPO_PHASES, dtype=object)[worst],
+        "host_peak_bytes": _host_peak(cluster, states.host, construction, c),
+        "phases": phases, "samples": samples, "tokens": samples * seq, "flops": useful,
+    }
+
+
+def estimate_table(step: str, cols: Columns, model: ModelSpec, cluster: ClusterSpec, *,
+                   critic_model: ModelSpec | None = None, constants: CostConstants = DEFAULT_CONSTANTS,
+                   he_kernels: bool = True) -> dict[str, np.ndarray]:
+    """Score every candidate row. Returns flat columns: mem_*, gpu_peak_bytes, host_peak_bytes,
+    time_*, step_s, samples_per_s, tokens_per_s, mfu, fits_gpu, fits_host, feasible."""
+    c = constants
+    first = next(iter(cols.values()))
+    n_rows = len(first)
+    peak = _peak_flops(cluster, cols["dtype"])
+    hw = dataclasses.replace(tm.Hardware.of(cluster, "fp16", c), peak_flops=peak)
+    if step == "ppo":
+        raw = _score_ppo(cols, model, critic_model or model, cluster, hw, c, he_kernels)
+    else:
+        raw = _score_sft_rm(cols, model, cluster, hw, c, pairwise=step == "rm")
+    out: dict[str, np.ndarray] = {}
+    for name in GPU_COMPONENTS[:-1]:
+        out[f"mem_{name}"] = np.broadcast_to(np.asarray(raw[name], dtype=float), (n_rows,)).copy()
+    subtotal = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + raw["buffers"] + c.cuda_context_bytes
+    out["mem_other"] = raw["buffers"] + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
+    out["gpu_peak_bytes"] = subtotal + c.memory_overhead_fraction * subtotal
+    out["host_peak_bytes"] = np.asarray(raw["host_peak_bytes"], dtype=float)
+    out["peak_phase"] = raw["peak_phase"]
+    step_s = np.zeros(n_rows)
+    for name, seconds in raw["phases"].items():
+        out[f"time_{name}"] = np.asarray(seconds, dtype=float)
+        step_s = step_s + out[f"time_{name}"]
+    out["step_s"] = step_s
+    out["samples_per_s"] = raw["samples"] / step_s
+    out["tokens_per_s"] = raw["tokens"] / step_s
+    out["mfu"] = raw["flops"] / (step_s * peak)
+    out["fits_gpu"] = out["gpu_peak_bytes"] <= cluster.gpu.memory_bytes * (1.0 - c.headroom_fraction)
+    out["fits_host"] = out["host_peak_bytes"] <= cluster.host_memory_per_node_bytes
+    out["feasible"] = out["fits_gpu"] & out["fits_host"] & np.isfinite(peak)
+    return out
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost model's prediction for one plan; `to_json` is `dstune estimate --json`."""
+
+    step: str
+    model: str
+    critic_model: str | None
+    gpus: int
+    nodes: int
+    gpu_type: str
+    plan: dict[str, Any]
+    feasible: bool
+    reasons: tuple[str, ...]
+    gpu_memory: dict[str, float]
+    gpu_peak_bytes: float
+    gpu_capacity_bytes: float
+    host_peak_bytes: float
+    host_capacity_bytes: float
+    peak_phase: str
+    phases: dict[str, float]
+    step_s: float
+    samples_per_s: float
+    tokens_per_s: float
+    mfu: float
+    deepspeed: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "critic_model": self.critic_model, "gpus": self.gpus, "nodes": self.nodes,
+            "gpu_type": self.gpu_type, "step": self.step, "plan": self.plan, "feasible": self.feasible,
+            "infeasible_reasons": list(self.reasons),
+            "memory": {
+                "gpu_peak_bytes": int(self.gpu_peak_bytes), "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
+                "host_peak_bytes": int(self.host_peak_bytes), "host_capacity_bytes": int(self.host_capacity_bytes),
+                "peak_phase": self.peak_phase, "gpu": {k: int(v) for k, v in self.gpu_memory.items()},
+            },
+            "time": {"step_s": self.step_s, "phases": dict(self.phases)},
+            "throughput": {"samples_per_s": self.samples_per_s, "tokens_per_s": self.tokens_per_s},
+            "mfu": self.mfu,
+        }
+
+
+def row_to_estimate(row: Mapping[str, Any], *, step: str, plan: dict[str, Any], model: ModelSpec,
+                    cluster: ClusterSpec, critic_model: ModelSpec | None,
+                    constants: CostConstants = DEFAULT_CONSTANTS) -> Estimate:
+    """One row of `estimate_table` output as a typed Estimate."""
+    reasons = []
+    capacity = cluster.gpu.memory_bytes
+    usable = capacity * (1.0 - constants.headroom_fraction)
+    if not row["fits_gpu"]:
+        reasons.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB > {usable / 2**30:.1f} GiB usable "
+                       f"({capacity / 2**30:.1f} GiB less {constants.headroom_fraction:.0%} headroom)")
+    if not row["fits_host"]:
+        reasons.append(f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
+                       f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB")
+    phase_names = PPO_PHASES if step == "ppo" else TRAIN_PHASES
+    return Estimate(
+        step=step, model=model.name, critic_model=critic_model.name if critic_model else None,
+        gpus=cluster.world_size, nodes=cluster.nodes, gpu_type=cluster.gpu.name, plan=plan,
+        feasible=bool(row["feasible"]), reasons=tuple(reasons),
+        gpu_memory={name: float(row[f"mem_{name}"]) for name in GPU_COMPONENTS},
+        gpu_peak_bytes=float(row["gpu_peak_bytes"]), gpu_capacity_bytes=float(capacity),
+        host_peak_bytes=float(row["host_peak_bytes"]), host_capacity_bytes=float(cluster.host_memory_per_node_bytes),
+        peak_phase=str(row["peak_phase"]),
+        phases={name: float(row[f"time_{name}"]) for name in phase_names},
+        step_s=float(row["step_s"]), samples_per_s=float(row["samples_per_s"]),
+        tokens_per_s=float(row["tokens_per_s"]), mfu=float(row["mfu"]),
+    )
+
+
+def estimate(plan: Plan, model: ModelSpec, cluster: ClusterSpec, *, critic_model: ModelSpec | None = None,
+             constants: CostConstants = DEFAULT_CONSTANTS, he_kernels: bool = True) -> Estimate:
+    """Score one plan (rules are the caller's job: see dstune.plan.validate)."""
+    cluster.gpu.peak_tflops(plan.dtype)
+    step = plan.step
+    if step == "ppo" and critic_model is None:
+        critic_model = model
+    cols = plans_to_columns([plan])
+    table = estimate_table(step, cols, model, cluster, critic_model=critic_model, constants=constants,
+                           he_kernels=he_kernels)
+    row = {k: v[0] for k, v in table.items()}
+    return row_to_estimate(row, step=step, plan=plan_to_dict(plan), model=model, cluster=cluster,
+                           critic_model=critic_model if step == "ppo" else None, constants=constants)

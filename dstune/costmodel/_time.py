@@ -1,0 +1,128 @@
+"""Per-phase time terms, in seconds, vectorised over candidates.
+
+Compute is FLOPs over an achieved fraction of peak that grows with GEMM size;
+decode is the slower of weight+KV reads at HBM speed and its FLOPs, plus a
+per-layer launch cost that the Hybrid Engine's kernels cut; collectives use
+ring formulas over the slowest link a ring crosses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalog import ClusterSpec
+from ._constants import CostConstants
+from ._facts import ModelFacts
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The cluster reduced to the rates the time terms need."""
+
+    world: int
+    gpus_per_node: int
+    peak_flops: float
+    hbm_bytes_per_s: float
+    link_bytes_per_s: float
+    host_link_bytes_per_s: float
+
+    @classmethod
+    def of(cls, cluster: ClusterSpec, dtype: str, c: CostConstants) -> "Hardware":
+        gpu = cluster.gpu
+        link = gpu.intra_node_link_in_GB_per_sec
+        if cluster.nodes > 1:
+            link = min(link, cluster.inter_node_in_GB_per_sec)
+        return cls(
+            world=cluster.world_size,
+            gpus_per_node=cluster.gpus_per_node,
+            peak_flops=gpu.peak_tflops(dtype) * 1e12,
+            hbm_bytes_per_s=gpu.hbm_bandwidth_in_GB_per_sec * GB * c.hbm_efficiency,
+            link_bytes_per_s=link * GB * c.link_efficiency,
+            host_link_bytes_per_s=gpu.host_link_in_GB_per_sec * GB * c.host_link_efficiency,
+        )
+
+
+def matmul_efficiency(tokens: np.ndarray, hidden: int, c: CostConstants) -> np.ndarray:
+    """Achieved fraction of peak: small micro-batches and narrow models starve the tensor cores."""
+    return c.matmul_efficiency_max * tokens / (tokens + c.matmul_half_tokens) * hidden / (hidden + c.matmul_half_hidden)
+
+
+def forward_flops(f: ModelFacts, tokens: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """2 FLOPs per weight per token plus causal attention scores (QK^T and AV)."""
+    return tokens * (2.0 * f.matmul_params + 2.0 * f.layers * f.hidden * context)
+
+
+def compute_seconds(flops: np.ndarray, tokens: np.ndarray, f: ModelFacts, hw: Hardware, c: CostConstants) -> np.ndarray:
+    return flops / (hw.peak_flops * matmul_efficiency(tokens, f.hidden, c))
+
+
+def allgather_seconds(total_bytes: np.ndarray, hw: Hardware) -> np.ndarray:
+    """Ring all-gather or reduce-scatter of `total_bytes` (the full tensor) across the world."""
+    if hw.world == 1:
+        return np.zeros_like(np.asarray(total_bytes, dtype=float))
+    return (hw.world - 1) / hw.world * total_bytes / hw.link_bytes_per_s
+
+
+def allreduce_seconds(total_bytes: np.ndarray, hw: Hardware) -> np.ndarray:
+    return 2.0 * allgather_seconds(total_bytes, hw)
+
+
+def overlapped(compute: np.ndarray, comm: np.ndarray, c: CostConstants) -> np.ndarray:
+    """Compute and communication run side by side; only part of the shorter one hides."""
+    return np.maximum(compute, comm) + (1.0 - c.comm_overlap) * np.minimum(compute, comm)
+
+
+def train_backward_factor(frozen_base: np.ndarray, checkpointing: np.ndarray) -> np.ndarray:
+    """Backward cost in forwards: 2 (activation + weight grads), 1 with frozen weights, +1 to recompute."""
+    return np.where(frozen_base, 1.0, 2.0) + np.where(checkpointing, 1.0, 0.0)
+
+
+def zero_micro_comm_seconds(params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray,
+                            offload: np.ndarray, hw: Hardware) -> np.ndarray:
+    """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads;
+    ZeRO-2 reduce-scatters grads as they are produced. At ZeRO-3 with offload the
+    partitions are fetched from host memory first."""
+    z3 = 2.0 * allgather_seconds(2.0 * params_all, hw) + allgather_seconds(2.0 * params_trainable, hw)
+    z3_host = np.where(offload, 2.0 * 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
+    z2 = allgather_seconds(2.0 * params_trainable, hw)
+    return np.select([stage == 3, stage == 2], [z3 + z3_host, z2], default=0.0)
+
+
+def optimizer_step_seconds(params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray,
+                           offload: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
+    """Gradient all-reduce (stages 0-1), the Adam step (GPU, or CPU with PCIe round trips when
+    offloaded) and the parameter all-gather that follows a partitioned step (stages 1-2)."""
+    n = float(hw.world)
+    shard = np.where(stage == 0, params_trainable, params_trainable / n)
+    reduce = np.where(stage <= 1, allreduce_seconds(2.0 * params_trainable, hw), 0.0)
+    gpu_adam = shard * c.gpu_adam_bytes_per_param / hw.hbm_bytes_per_s
+    cpu_adam = shard * hw.gpus_per_node / c.cpu_adam_params_per_s
+    pcie = shard * (2.0 + 2.0) / hw.host_link_bytes_per_s
+    adam = np.where(offload, cpu_adam + pcie, gpu_adam)
+    regather = np.where((stage == 1) | (stage == 2), allgather_seconds(2.0 * params_trainable, hw), 0.0)
+    return reduce + adam + regather + c.step_overhead_s
+
+
+def decode_token_seconds(f: ModelFacts, params_all: np.ndarray, batch: np.ndarray, context: np.ndarray,
+                         tp: np.ndarray, he_kernels: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
+    """One generated token for the whole batch: memory-bound reads or compute, plus launch costs
+    and, with TP, two all-reduces per layer."""
+    weights = 2.0 * params_all / tp
+    kv = 2.0 * f.layers * f.kv_heads * f.head_dim * context * batch * 2.0 / tp
+    memory = (weights + kv) / hw.hbm_bytes_per_s
+    flops = forward_flops(f, batch, context) / tp
+    compute = flops / (hw.peak_flops * c.matmul_efficiency_max * f.hidden / (f.hidden + c.matmul_half_hidden))
+    launch = f.layers * np.where(he_kernels, c.decode_overhead_per_layer_s_he, c.decode_overhead_per_layer_s_native)
+    tp_reduce = np.where(tp > 1, 2.0 * f.layers * (c.collective_latency_s + 2.0 * batch * f.hidden * 2.0 / hw.link_bytes_per_s), 0.0)
+    return np.maximum(memory, compute) + launch + tp_reduce
+
+
+def zero3_gather_seconds(params_all: np.ndarray, layers: int, offload: np.ndarray, hw: Hardware,
+                         c: CostConstants) -> np.ndarray:
+    """Gathering every ZeRO-3 partition of a model once (layer by layer)."""
+    host = np.where(offload, 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
+    return allgather_seconds(2.0 * params_all, hw) + layers * c.collective_latency_s + host
