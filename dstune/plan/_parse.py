@@ -34,7 +34,7 @@ def _kind(f: dataclasses.Field) -> type:
 def coerce_knob(f: dataclasses.Field, value: Any) -> Any:
     """Convert and range-check one value; the error names the knob and what it accepts."""
     kind = _kind(f)
-    bad = UserInputError(f"knob {f.name}={value!r} is invalid: it takes {describe_knob(f)}")
+    bad = UserInputError(f"knob {f.name}={value} is invalid: it takes {describe_knob(f)}")
     if kind is bool:
         if isinstance(value, bool):
             converted: Any = value

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv with dstune installed (add --test for the test tools).
+# Machines without an NVIDIA GPU get the light CPU build of torch, pinned,
+# because an unpinned torch pulls a multi-GB CUDA build; GPU machines keep
+# the torch they have or take the registry's CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    pip install torch
+  else
+    pip install "torch==2.13.0"
+  fi
+fi
+pip install -e ".${extras}"
+echo "dstune set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2
