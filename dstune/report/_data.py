@@ -1,0 +1,413 @@
+"""Every figure and table of one study report, computed once as frozen records.
+
+As in Optuna's visualization, data comes first and renderers (HTML, Markdown,
+PNG, terminal, JSON) only draw it, so all formats show the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ._importance import Importance, param_importance
+from ._load import StudyDir, study_name_and_storage
+from ._table import Column, Table
+from ._values import jsonable, number, same, scalar, show
+
+TOP_K = 10
+PHASE_BARS = 5
+
+
+class PlanFigures(NamedTuple):
+    """One plan's knobs and figures; `basis` is 'measured' or 'predicted'."""
+
+    label: str
+    knobs: dict[str, Any]
+    samples_per_s: float
+    tokens_per_s: float
+    gpu_peak_bytes: float
+    step_s: float
+    phases: tuple[tuple[str, float], ...]
+    mfu: float
+    basis: str
+
+
+class Header(NamedTuple):
+    title: str
+    model: str
+    critic_model: str | None
+    step: str
+    gpus: int
+    nodes: int | None
+    gpu_type: str
+    backend: str
+    study: str | None
+    created: str | None
+    versions: tuple[tuple[str, str], ...]
+    status_counts: tuple[tuple[str, int], ...]
+    devices: tuple[str, ...]
+
+
+class Headline(NamedTuple):
+    """Baseline against the pick, on one basis (both measured, or both predicted)."""
+
+    baseline: PlanFigures | None
+    pick: PlanFigures | None
+    baseline_status: str | None
+    baseline_source: str | None
+    speedup: float | None
+    memory_cap_bytes: float | None
+    headroom_bytes: float | None
+    changes: tuple[tuple[str, Any, Any], ...]
+
+
+class Point(NamedTuple):
+    number: int
+    status: str
+    source: str
+    gpu_peak_bytes: float
+    samples_per_s: float
+
+
+class Scatter(NamedTuple):
+    points: tuple[Point, ...]
+    front: tuple[tuple[float, float], ...]
+    memory_cap_bytes: float | None
+    pick_number: int | None
+    baseline_number: int | None
+    undrawn: int
+
+
+class PhaseBar(NamedTuple):
+    """Seconds per 1,000 samples spent in each phase: comparable across batch sizes."""
+
+    label: str
+    seconds_per_ksample: tuple[float, ...]
+    step_s: float
+
+
+class Phases(NamedTuple):
+    names: tuple[str, ...]
+    bars: tuple[PhaseBar, ...]
+
+
+class History(NamedTuple):
+    numbers: tuple[int, ...]
+    values: tuple[float, ...]
+    best: tuple[float, ...]
+    baseline: float | None
+
+
+class Accuracy(NamedTuple):
+    """Cost model against measurement, over trials that have both."""
+
+    throughput: tuple[tuple[float, float], ...]
+    memory: tuple[tuple[float, float], ...]
+    throughput_mape: float | None
+    memory_mape: float | None
+    spearman: float | None
+    ooms_measured: int
+    ooms_predicted: int
+    note: str
+
+
+@dataclass(frozen=True)
+class ReportData:
+    header: Header
+    notes: tuple[str, ...]
+    headline: Headline
+    top: Table
+    scatter: Scatter
+    phases: Phases
+    history: History
+    importance: Importance
+    accuracy: Accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["top"] = self.top.to_json()
+        return jsonable(out)
+
+
+def _from_estimate(label: str, knobs: dict[str, Any], block: dict[str, Any], basis: str,
+                   fallback: dict[str, Any] | None = None) -> PlanFigures:
+    """A plan.json figures block; GPU memory a measurement lacks (a CPU run has none) comes from
+    `fallback`, the prediction, so the pick can still be placed against the memory cap."""
+    throughput, memory, time = block.get("throughput", {}), dict(block.get("memory") or {}), block.get("time", {})
+    fallback = fallback or {}
+    if memory.get("gpu_peak_bytes") is None:
+        memory["gpu_peak_bytes"] = (fallback.get("memory") or {}).get("gpu_peak_bytes")
+    phases = tuple((str(k), number(v)) for k, v in (time.get("phases") or {}).items())
+    return PlanFigures(label, dict(knobs), number(throughput.get("samples_per_s")),
+                       number(throughput.get("tokens_per_s")), number(memory.get("gpu_peak_bytes")),
+                       number(time.get("step_s")), phases, number(block.get("mfu")), basis)
+
+
+def _from_row(label: str, study: StudyDir, row: pd.Series) -> PlanFigures:
+    knobs = {k: scalar(row[k]) for k in study.knobs}
+    phases = tuple((p, float(row[f"fig_time_{p}"])) for p in study.phases)
+    return PlanFigures(label, knobs, float(row["fig_samples_per_s"]), float(row["fig_tokens_per_s"]),
+                       float(row["fig_gpu_peak_bytes"]), float(row["fig_step_s"]), phases, float(row["fig_mfu"]),
+                       str(row["fig_basis"]))
+
+
+def feasible_trials(study: StudyDir) -> pd.DataFrame:
+    """Trials that ran fine, fit under the memory cap and have a throughput, fastest first
+    (a "repeat" row re-reports an earlier trial's plan and is left out)."""
+    t = study.trials
+    keep = (t["status"] == "ok") & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
+    if study.memory_cap_bytes is not None:
+        keep &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
+    return t[keep].sort_values(["fig_samples_per_s", "number"], ascending=[False, True], kind="stable")
+
+
+def _matching_row(study: StudyDir, knobs: dict[str, Any]) -> pd.Series | None:
+    if not knobs or not study.knobs:
+        return None
+    t = study.trials
+    match = pd.Series(True, index=t.index)
+    for name in study.knobs:
+        if name in knobs:
+            match &= t[name].map(lambda v, want=knobs[name]: same(v, want))
+    rows = t[match & (t["status"] == "ok")]
+    return rows.iloc[0] if len(rows) else (t[match].iloc[0] if match.any() else None)
+
+
+def plan_pair(study: StudyDir, feasible: pd.DataFrame) -> tuple[PlanFigures | None, PlanFigures | None]:
+    """Baseline and pick from plan.json (from trials.csv where plan.json lacks them), measured only
+    when both are, so the speedup compares like with like; a failed baseline leaves the pick measured."""
+    meta, base_meta = study.meta, study.meta.get("baseline") or {}
+    measured = lambda m: not study.simulated and isinstance(m.get("measured"), dict)  # noqa: E731
+    base_failed = baseline_status(study) not in (None, "ok")
+    pick_key = "measured" if measured(meta) and (measured(base_meta) or base_failed) else "predicted"
+    base_key = "measured" if measured(meta) and measured(base_meta) else "predicted"
+    pick = base = None
+    if isinstance(meta.get("plan"), dict) and isinstance(meta.get(pick_key), dict):
+        pick = _from_estimate("pick", meta["plan"], meta[pick_key], pick_key, meta.get("predicted"))
+    elif len(feasible):
+        pick = _from_row("pick", study, feasible.iloc[0])
+    if isinstance(base_meta.get("plan"), dict) and isinstance(base_meta.get(base_key), dict):
+        base = _from_estimate("baseline", base_meta["plan"], base_meta[base_key], base_key, base_meta.get("predicted"))
+    else:
+        rows = study.trials[study.trials["source"] == "baseline"]
+        if len(rows) and pd.notna(rows["fig_samples_per_s"].iloc[0]):
+            base = _from_row("baseline", study, rows.iloc[0])
+    return base, pick
+
+
+def baseline_status(study: StudyDir) -> str | None:
+    """How the DeepSpeed-Chat baseline trial ended (plan.json, else trials.csv); None if unknown."""
+    status = (study.meta.get("baseline") or {}).get("status")
+    if status:
+        return str(status)
+    rows = study.trials[study.trials["source"] == "baseline"]
+    return str(rows["status"].iloc[0]) if len(rows) else None
+
+
+def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | None) -> Headline:
+    speedup = None
+    if base and pick and base.basis == pick.basis and base.samples_per_s > 0 and math.isfinite(pick.samples_per_s):
+        speedup = pick.samples_per_s / base.samples_per_s
+    cap = study.memory_cap_bytes
+    headroom = cap - pick.gpu_peak_bytes if cap is not None and pick and math.isfinite(pick.gpu_peak_bytes) else None
+    changes: tuple[tuple[str, Any, Any], ...] = ()
+    if base and pick:
+        changes = tuple((k, base.knobs.get(k), v) for k, v in pick.knobs.items()
+                        if k in base.knobs and not same(base.knobs[k], v))
+    meta = study.meta.get("baseline") or {}
+    source = str(meta["script"]) if meta.get("script") else None
+    if source and meta.get("adjustments"):
+        source += " (adjusted: " + "; ".join(str(a) for a in meta["adjustments"]) + ")"
+    return Headline(base, pick, baseline_status(study), source, speedup, cap, headroom, changes)
+
+
+def _header(study: StudyDir) -> Header:
+    m = study.meta
+    counts = study.trials["status"].value_counts()
+    order = [s for s in ("ok", "oom", "timeout", "error", "crashed", "pruned", "infeasible") if s in counts]
+    order += [s for s in counts.index if s not in order]
+    versions = tuple((str(k), str(v)) for k, v in (m.get("versions") or {}).items() if v is not None)
+    model = str(m.get("model", "?"))
+    gpus = study.gpus
+    title = f"{model} {study.step.upper()} on {gpus} x {m.get('gpu_type', '?')}"
+    devices = () if study.simulated else study.devices
+    return Header(title, model, m.get("critic_model"), study.step, gpus, m.get("nodes"), str(m.get("gpu_type", "?")),
+                  study.backend, study_name_and_storage(m)[0], m.get("created"), versions,
+                  tuple((str(s), int(counts[s])) for s in order), devices)
+
+
+def _changes(knobs: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    return [f"{k}={show(v)}" for k, v in knobs.items() if k in reference and not same(reference[k], v)]
+
+
+def _settings(rank: int, knobs: dict[str, Any], first: dict[str, Any], base: dict[str, Any]) -> str:
+    """#1 against the baseline; the runners-up against #1, which is what tells them apart."""
+    if base and not _changes(knobs, base):
+        return "the baseline's settings"
+    if rank == 1:
+        return "baseline + " + ", ".join(_changes(knobs, base)) if base else "(no baseline to compare with)"
+    diff = _changes(knobs, first)
+    return "as #1 but " + ", ".join(diff) if diff else "same settings as #1"
+
+
+def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None) -> Table:
+    columns = (Column("rank", "int"), Column("trial", "int"), Column("source"), Column("samples/s", "rate"),
+               Column("vs #1", "delta"), Column("tokens/s", "rate"), Column("peak GPU memory", "gib"),
+               Column("step", "seconds"), Column("MFU", "percent"), Column("basis"), Column("settings"))
+    base_knobs = base.knobs if base else {}
+    rows, first, best = [], {}, math.nan
+    for rank, (_, row) in enumerate(feasible.head(TOP_K).iterrows(), start=1):
+        knobs = {k: scalar(row[k]) for k in study.knobs}
+        if rank == 1:
+            first, best = knobs, float(row["fig_samples_per_s"])
+        gap = None if rank == 1 else row["fig_samples_per_s"] / best - 1.0
+        rows.append((rank, int(row["number"]), row["source"], row["fig_samples_per_s"], gap, row["fig_tokens_per_s"],
+                     row["fig_gpu_peak_bytes"], row["fig_step_s"], row["fig_mfu"], row["fig_basis"],
+                     _settings(rank, knobs, first, base_knobs)))
+    return Table(columns, tuple(rows))
+
+
+def pareto_front(memory: np.ndarray, throughput: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Points no other point beats on both less memory and more throughput, by increasing memory."""
+    front: list[tuple[float, float]] = []
+    for i in np.lexsort((-throughput, memory)):
+        if not front or throughput[i] > front[-1][1]:
+            front.append((float(memory[i]), float(throughput[i])))
+    return tuple(front)
+
+
+def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, base: PlanFigures | None) -> Scatter:
+    t = study.trials
+    drawable = t["fig_gpu_peak_bytes"].notna()
+    points = tuple(Point(int(r.number), r.status, r.source, float(r.fig_gpu_peak_bytes), float(r.fig_samples_per_s))
+                   for r in t[drawable & (t["source"] != "repeat")].itertuples())
+    front = pareto_front(feasible["fig_gpu_peak_bytes"].to_numpy(float), feasible["fig_samples_per_s"].to_numpy(float))
+    pick_row = _matching_row(study, pick.knobs) if pick else None
+    base_rows = t[t["source"] == "baseline"]
+    base_number = int(base_rows["number"].iloc[0]) if len(base_rows) else None
+    if base_number is None and base is not None:
+        row = _matching_row(study, base.knobs)
+        base_number = int(row["number"]) if row is not None else None
+    return Scatter(points, front, study.memory_cap_bytes, int(pick_row["number"]) if pick_row is not None else None,
+                   base_number, int((~drawable & (t["source"] != "repeat")).sum()))
+
+
+def _per_ksample(fig: PlanFigures, names: tuple[str, ...]) -> PhaseBar | None:
+    samples_per_step = fig.samples_per_s * fig.step_s
+    phases = dict(fig.phases)
+    if not (samples_per_step > 0) or not all(math.isfinite(phases.get(n, math.nan)) for n in names):
+        return None
+    return PhaseBar(fig.label, tuple(1000.0 * phases[n] / samples_per_step for n in names), fig.step_s)
+
+
+def _phases(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None, pick_number: int | None,
+            base_number: int | None) -> Phases:
+    """The baseline's bar, then the five fastest trials' (the baseline trial is not drawn twice)."""
+    names = study.phases
+    bars = []
+    if base is not None and (bar := _per_ksample(base, names)):
+        label = "baseline" if base_number is None else f"baseline (trial {base_number})"
+        bars.append(bar._replace(label=label))
+    for _, row in feasible[feasible["number"] != base_number].head(PHASE_BARS).iterrows():
+        label = f"trial {int(row['number'])}" + (" (pick)" if int(row["number"]) == pick_number else "")
+        if bar := _per_ksample(_from_row(label, study, row), names):
+            bars.append(bar)
+    return Phases(names, tuple(bars))
+
+
+def _history(study: StudyDir, base: PlanFigures | None) -> History:
+    t = study.trials
+    ok = (t["status"] == "ok")
+    if study.memory_cap_bytes is not None:
+        ok &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
+    values = t["fig_samples_per_s"].where(ok)
+    best = values.cummax().ffill()  # cummax leaves NaN at failed trials; the best so far carries over
+    ran = base is not None and baseline_status(study) in (None, "ok")  # no line for a baseline that failed
+    return History(tuple(int(n) for n in t["number"]), tuple(float(v) for v in values), tuple(float(v) for v in best),
+                   base.samples_per_s if ran else None)
+
+
+def _mape(pairs: list[tuple[float, float]]) -> float | None:
+    pairs = [(p, m) for p, m in pairs if m > 0]
+    return float(np.mean([abs(p - m) / m for p, m in pairs])) if pairs else None
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Rank correlation (Pearson on average ranks); None when undefined."""
+    if len(a) < 3:
+        return None
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _column(t: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(t[name], errors="coerce") if name in t else pd.Series(math.nan, index=t.index)
+
+
+def _accuracy(study: StudyDir) -> Accuracy:
+    t = study.trials
+    ps, ms = _column(t, "predicted_samples_per_s"), _column(t, "measured_samples_per_s")
+    pm, mm = _column(t, "predicted_gpu_peak_bytes"), _column(t, "measured_gpu_peak_bytes")
+    both_t, both_m = ps.notna() & ms.notna(), pm.notna() & mm.notna()
+    if study.simulated:  # a simulate study's measured_* are the cost model's own answers, not measurements
+        both_t = both_m = pd.Series(False, index=t.index)
+    throughput = tuple(zip(ps[both_t].astype(float), ms[both_t].astype(float)))
+    memory = tuple(zip(pm[both_m].astype(float), mm[both_m].astype(float)))
+    ooms = t["status"] == "oom"
+    cap = study.memory_cap_bytes
+    ooms_predicted = int((ooms & (pm > cap)).sum()) if cap is not None else 0
+    if study.simulated:
+        note = "simulate backend: nothing was measured, every figure is a cost-model prediction"
+    elif not throughput and not memory:
+        note = "no trial has both a prediction and a measurement yet"
+    else:
+        note = f"{len(throughput)} trial(s) with measured throughput, {len(memory)} with measured memory"
+    return Accuracy(throughput, memory, _mape(list(throughput)), _mape(list(memory)),
+                    spearman(ps[both_t].to_numpy(float), ms[both_t].to_numpy(float)),
+                    int(ooms.sum()) if not study.simulated else 0, ooms_predicted if not study.simulated else 0, note)
+
+
+def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple[str, ...]:
+    notes = []
+    if study.simulated:
+        notes.append("Backend 'simulate': every figure in this report is a cost-model prediction; "
+                     "nothing was measured on GPUs.")
+    elif study.backend == "replay":
+        notes.append("Backend 'replay': figures are answers from a recorded table of measured trials.")
+    gpu_type = str(study.meta.get("gpu_type", ""))
+    foreign = [d for d in study.devices if "cpu" in d.lower() or "simulated" in d.lower()]
+    if not study.simulated and foreign:
+        notes.append(f"Trials ran on {', '.join(foreign)}, not on {gpu_type or 'the GPUs planned for'}: measured "
+                     f"throughput is not comparable with the cost model's predictions for {gpu_type or 'them'}.")
+    t = study.trials
+    no_memory = (t["fig_basis"] == "measured") & _column(t, "measured_gpu_peak_bytes").isna()
+    if not study.simulated and no_memory.any():
+        notes.append(f"{int(no_memory.sum())} measured trial(s) have no measured GPU memory (e.g. runs on the CPU): "
+                     "their memory figures are the cost model's predictions.")
+    if pick is None:
+        notes.append("No trial finished within the memory cap yet: there is no pick.")
+    if scatter.undrawn:
+        notes.append(f"{scatter.undrawn} trial(s) have no memory figure (e.g. rejected by a plan rule before "
+                     "scoring) and are not drawn in the scatter plot.")
+    return tuple(notes)
+
+
+def build_report(study: StudyDir, *, with_importance: bool = True) -> ReportData:
+    """All figure data for one study directory."""
+    feasible = feasible_trials(study)
+    base, pick = plan_pair(study, feasible)
+    scatter = _scatter(study, feasible, pick, base)
+    importance = (param_importance(study.path / "study.db", *study_name_and_storage(study.meta)) if with_importance
+                  else Importance((), "parameter importance not computed (disabled)"))
+    return ReportData(
+        header=_header(study), notes=_notes(study, scatter, pick), headline=_headline(study, base, pick),
+        top=_top_table(study, feasible, base), scatter=scatter,
+        phases=_phases(study, feasible, base, scatter.pick_number, scatter.baseline_number), history=_history(study, base),
+        importance=importance, accuracy=_accuracy(study),
+    )

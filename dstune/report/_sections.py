@@ -1,0 +1,91 @@
+"""The report's text parts (facts, headline, changed knobs, accuracy), shared by HTML, Markdown and terminal."""
+
+from __future__ import annotations
+
+import math
+
+from ._data import Accuracy, Header, Headline
+from ._values import show
+from ._table import Column, Table, format_value
+
+GIB = 2**30
+
+
+def facts(h: Header) -> list[tuple[str, str]]:
+    nodes = f" ({h.nodes} node{'s' if h.nodes != 1 else ''})" if h.nodes else ""
+    rows = [("model", h.model + (f" (critic/reward: {h.critic_model})" if h.critic_model else "")),
+            ("RLHF step", h.step.upper()), ("GPUs", f"{h.gpus} x {h.gpu_type}{nodes}"),
+            ("backend", h.backend + (" (cost-model predictions)" if h.backend == "simulate" else "")),
+            ("trials", ", ".join(f"{n} {s}" for s, n in h.status_counts) or "none")]
+    if h.devices:
+        rows.append(("measured on", ", ".join(h.devices)))
+    if h.study:
+        rows.append(("Optuna study", h.study))
+    if h.created:
+        rows.append(("created", h.created))
+    if h.versions:
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in h.versions)))
+    return rows
+
+
+def headline_sentence(h: Headline) -> str:
+    if h.pick is None:
+        return "No plan finished within the memory cap yet, so there is no pick."
+    parts = []
+    if h.baseline_status not in (None, "ok"):
+        parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
+    if h.speedup is not None:
+        parts.append(f"The pick runs {h.speedup:.2f}x the baseline's throughput "
+                     f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})")
+    else:
+        parts.append(f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
+                     + ("" if h.baseline_status not in (None, "ok") else
+                        "; there is no baseline on the same basis to compare with"))
+    if h.headroom_bytes is not None and h.memory_cap_bytes:
+        share = h.headroom_bytes / h.memory_cap_bytes
+        parts.append(f"it peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
+                     f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap")
+    return "; ".join(parts) + "."
+
+
+def baseline_line(h: Headline) -> str:
+    """Where the baseline's settings come from (the DeepSpeed-Chat script a user would otherwise copy)."""
+    return f"Baseline: {h.baseline_source}." if h.baseline_source else "Baseline: DeepSpeed-Chat's shipped settings."
+
+
+def headline_table(h: Headline) -> Table:
+    """Baseline and pick figure by figure, pre-formatted (each row has its own unit)."""
+    b, p = h.baseline, h.pick
+    rows = []
+    for name, attr, kind, higher_is_better in (
+            ("samples/s", "samples_per_s", "rate", True), ("tokens/s", "tokens_per_s", "rate", True),
+            ("step time", "step_s", "seconds", None), ("peak GPU memory", "gpu_peak_bytes", "gib", False),
+            ("MFU", "mfu", "percent", True)):
+        bv, pv = (getattr(b, attr) if b else math.nan), (getattr(p, attr) if p else math.nan)
+        change = f"{pv / bv:.2f}x" if bv and math.isfinite(bv) and math.isfinite(pv) and bv > 0 else "–"
+        rows.append((name, format_value(bv, kind), format_value(pv, kind), change))
+    if b and p:
+        rows.append(("basis", b.basis, p.basis, ""))
+    if h.baseline_status not in (None, "ok"):
+        rows.append(("baseline status", h.baseline_status, "ok" if p else "–", ""))
+    return Table((Column("figure"), Column("baseline"), Column("pick"), Column("pick / baseline")), tuple(rows))
+
+
+def changes_table(h: Headline) -> Table:
+    return Table((Column("knob"), Column("baseline"), Column("pick")),
+                 tuple((k, show(b), show(p)) for k, b, p in h.changes))
+
+
+def accuracy_lines(a: Accuracy) -> list[str]:
+    lines = [a.note[:1].upper() + a.note[1:] + "."]
+    if a.throughput_mape is not None:
+        lines.append(f"Throughput: mean absolute percentage error {a.throughput_mape:.1%} "
+                     f"over {len(a.throughput)} trials"
+                     + (f"; Spearman rank correlation {a.spearman:.2f}" if a.spearman is not None else "") + ".")
+    if a.memory_mape is not None:
+        lines.append(f"Peak GPU memory: mean absolute percentage error {a.memory_mape:.1%} "
+                     f"over {len(a.memory)} trials.")
+    if a.ooms_measured:
+        lines.append(f"Out-of-memory trials: {a.ooms_measured}; the cost model put {a.ooms_predicted} of them over "
+                     "the memory cap.")
+    return lines

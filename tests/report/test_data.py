@@ -1,0 +1,104 @@
+"""Figure data: the numbers every renderer shares."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dstune.report import build_report, load_study_dir, param_importance, pareto_front, spearman
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    memory = np.array([10.0, 20.0, 15.0, 30.0, 12.0, 20.0])
+    throughput = np.array([1.0, 5.0, 2.0, 4.0, 0.5, 3.0])
+    assert pareto_front(memory, throughput) == ((10.0, 1.0), (15.0, 2.0), (20.0, 5.0))
+
+
+def test_spearman() -> None:
+    assert spearman(np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 20.0, 30.0, 40.0])) == pytest.approx(1.0)
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])) is None
+
+
+def test_simulated_report(sim_study: Path) -> None:
+    data = build_report(load_study_dir(sim_study))
+    head = data.headline
+    assert head.pick.basis == head.baseline.basis == "predicted"
+    assert head.speedup == pytest.approx(head.pick.samples_per_s / head.baseline.samples_per_s)
+    assert head.headroom_bytes == pytest.approx(head.memory_cap_bytes - head.pick.gpu_peak_bytes)
+    assert {k for k, _, _ in head.changes} and all(b != p for _, b, p in head.changes)
+    assert any("cost-model prediction" in n for n in data.notes)
+    rates = [row[3] for row in data.top.rows]
+    assert 0 < len(rates) <= 10 and rates == sorted(rates, reverse=True)
+    assert rates[0] == pytest.approx(head.pick.samples_per_s)  # the fixture's pick is the fastest under the cap
+    assert data.scatter.pick_number == data.top.rows[0][1] and data.scatter.baseline_number == 0
+    assert {p.status for p in data.scatter.points} >= {"ok", "infeasible"}  # simulate: over the cap = infeasible
+    assert "repeat" not in {p.source for p in data.scatter.points}
+    best = [b for b in data.history.best if not math.isnan(b)]
+    assert best == sorted(best) and len(best) == len(data.history.best)  # trial 0 (baseline) is ok
+    assert data.phases.bars[0].label == "baseline (trial 0)" and len(data.phases.bars) == 6
+    assert not any(b.label.startswith("trial 0") for b in data.phases.bars)
+    bar = data.phases.bars[0]
+    assert sum(bar.seconds_per_ksample) == pytest.approx(1000 / head.baseline.samples_per_s)
+    assert data.importance.params and sum(v for _, v in data.importance.params) == pytest.approx(1.0)
+    assert data.accuracy.throughput == () and "nothing was measured" in data.accuracy.note
+    json.dumps(data.to_json(), allow_nan=False)
+
+
+def test_profiled_report_measures_accuracy(profile_study: Path) -> None:
+    data = build_report(load_study_dir(profile_study), with_importance=False)
+    a = data.accuracy
+    assert a.throughput and a.memory
+    predicted, measured = np.array(a.throughput).T
+    assert a.throughput_mape == pytest.approx(np.mean(np.abs(predicted - measured) / measured))
+    assert a.memory_mape == pytest.approx(0.05 / 1.05)  # the fixture measures 5% over the prediction
+    assert 0.5 < a.spearman <= 1.0
+    assert a.ooms_measured == a.ooms_predicted > 0
+    assert data.headline.pick.basis == "measured" and data.headline.speedup > 1
+
+
+def test_importance_says_why_not(sim_study: Path, tmp_path: Path) -> None:
+    assert "no study.db" in param_importance(tmp_path / "study.db", "x").note
+    assert "names no Optuna study" in param_importance(sim_study / "study.db", None).note
+    assert "unavailable" in param_importance(sim_study / "study.db", "no-such-study").note
+    (tmp_path / "study.db").write_bytes(b"this is not sqlite")
+    assert "unavailable" in param_importance(tmp_path / "study.db", "x").note
+
+
+def test_importance_needs_enough_trials(tmp_path: Path) -> None:
+    import optuna
+
+    db = tmp_path / "study.db"
+    study = optuna.create_study(study_name="few", storage=f"sqlite:///{db}", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    assert "only 3 completed" in param_importance(db, "few").note
+
+
+def test_report_without_study_db(sim_study: Path, tmp_path: Path) -> None:
+    study = Path(shutil.copytree(sim_study, tmp_path / "s"))
+    (study / "study.db").unlink()
+    data = build_report(load_study_dir(study))
+    assert data.importance.params == () and "no study.db" in data.importance.note
+
+
+def test_failed_baseline_keeps_the_pick_measured(profile_study: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    study = Path(shutil.copytree(profile_study, tmp_path / "s"))
+    meta = json.loads((study / "plan.json").read_text())
+    meta["baseline"].update(status="oom", measured=None)
+    (study / "plan.json").write_text(json.dumps(meta))
+    trials = pd.read_csv(study / "trials.csv")
+    trials.loc[trials["source"] == "baseline", "status"] = "oom"
+    trials.to_csv(study / "trials.csv", index=False)
+    data = build_report(load_study_dir(study), with_importance=False)
+    head = data.headline
+    assert head.pick.basis == "measured" and head.baseline.basis == "predicted" and head.speedup is None
+    from dstune.report._sections import headline_sentence
+
+    assert "baseline did not finish here (status: oom)" in headline_sentence(head)

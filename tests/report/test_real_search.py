@@ -1,0 +1,37 @@
+"""The report against what `dstune search` really writes (a small simulated study), not only our fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dstune.cli import main
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("search") / "opt-1.3b"
+    args = ["search", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "A100-40G", "--backend", "simulate",
+            "--trials", "12", "--seed", "0", "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+def test_report_of_a_real_search(searched: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["report", str(searched), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    meta = json.loads((searched / "plan.json").read_text())
+    head = data["headline"]
+    assert head["pick"]["knobs"] == meta["plan"] and head["baseline"]["knobs"] == meta["baseline"]["plan"]
+    assert head["pick"]["samples_per_s"] == pytest.approx(meta["predicted"]["throughput"]["samples_per_s"])
+    if meta.get("speedup_over_baseline"):
+        assert head["speedup"] == pytest.approx(meta["speedup_over_baseline"])
+    assert data["top"] and data["scatter"]["points"] and data["phases"]["bars"]
+    study = meta["study"]["name"] if isinstance(meta["study"], dict) else meta["study"]
+    assert data["header"]["study"] == study
+    assert data["importance"]["note"]  # computed from study.db, or says why not
+    assert main(["report", str(searched)]) == 0
+    assert (searched / "report.html").stat().st_size > 10_000 and (searched / "report.md").exists()
