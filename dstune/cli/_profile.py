@@ -1,19 +1,153 @@
-"""`dstune profile` (being built)."""
+"""`dstune profile`: run one plan for real (short steps on DeepSpeed) and compare with the cost model."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+from pathlib import Path
+from typing import Any
 
 from ..errors import UserInputError
 from ._command import Command
+from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+
+DEFAULT_TRIALS_DIR = Path("dstune-trials")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    add_setup_arguments(parser)
+    parser.add_argument("--hostfile", type=Path, default=None, help="deepspeed launcher hostfile (multi-node)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up steps, not measured (default: 1)")
+    parser.add_argument("--steps", type=int, default=2, help="measured steps (default: 2)")
+    parser.add_argument("--timeout", type=float, default=900.0, metavar="SEC",
+                        help="end the whole trial after SEC seconds (default: 900)")
+    parser.add_argument("--memory-cap-gb", type=float, default=None, metavar="X",
+                        help="limit each process's usable GPU memory to X GiB (CUDA only)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="trial directory (default: a new timestamped one under ./dstune-trials/)")
+    parser.add_argument("--launcher", choices=("deepspeed", "torchrun"), default="deepspeed",
+                        help="process launcher (default: deepspeed)")
+
+
+def _new_trial_dir(step: str, model: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return DEFAULT_TRIALS_DIR / f"{stamp}-{model}-{step}"
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise UserInputError("'dstune profile' is not available in this build")
+    from ..profile import CPU_NOTE, run_trial, trial_device
+
+    if args.memory_cap_gb is not None and not args.memory_cap_gb > 0:
+        raise UserInputError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
+    if not args.timeout > 0:
+        raise UserInputError(f"--timeout must be positive, got {args.timeout}")
+    setup = resolve_setup(args)
+    plan = resolve_plan(setup, args.assignments)
+    device = trial_device()
+    out = args.out if args.out is not None else _new_trial_dir(setup.step, setup.model.name)
+    from ..costmodel import estimate
+
+    predicted = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model)
+    kwargs: dict[str, Any] = dict(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
+                                  trial_dir=out, warmup=args.warmup, steps=args.steps, timeout_s=args.timeout,
+                                  memory_cap_gb=args.memory_cap_gb, hostfile=args.hostfile,
+                                  launcher=args.launcher, predicted=predicted)
+    if args.json:
+        result = run_trial(plan, **kwargs)
+        payload = result.to_json(_repredict(result, plan, setup, predicted))
+        payload["gpu_note"] = CPU_NOTE if device == "cpu" else setup.gpu_note
+        print_json(payload)
+    else:
+        from rich.console import Console
+
+        console = Console()
+        where = "the CPU (DS_ACCELERATOR=cpu)" if device == "cpu" else f"{setup.cluster.world_size} GPU(s)"
+        with console.status(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}"):
+            result = run_trial(plan, **kwargs)
+        render_profile(console, result, _repredict(result, plan, setup, predicted), setup.gpu_note)
+    return 0 if result.ok else 1
 
 
-COMMAND = Command("profile", "(not available in this build)", _arguments, _run)
+def _repredict(result: Any, plan: Any, setup: Any, predicted: Any) -> Any:
+    """Compare like with like: when the Hybrid Engine's kernels turned out inactive, predict without them."""
+    if result.he_kernels is not False:
+        return predicted
+    from ..costmodel import estimate
+
+    return estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=False)
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _fmt_bytes(value: float | None) -> str:
+    return "-" if value is None else gib(value)
+
+
+def _ratio(measured: float | None, predicted: float | None) -> str:
+    if measured is None or not predicted:
+        return "-"
+    return f"{measured / predicted:.2f}x"
+
+
+def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> None:
+    """Measured next to predicted, per phase and for memory; failures with their log tail."""
+    from rich.table import Table
+
+    from ..profile import CPU_NOTE
+
+    r = result
+    colour = "green" if r.ok else "red"
+    console.print(f"[bold]{predicted.model}[/bold] {predicted.step.upper()}, world size {r.world_size} "
+                  f"on {r.device}: [{colour}]{r.status.value}[/{colour}]  (trial dir {r.trial_dir})")
+    if r.device == "cpu":
+        console.print(f"[yellow]{CPU_NOTE}[/yellow]; predictions are for {predicted.gpu_type}")
+    else:
+        console.print(gpu_note)
+    if not r.ok:
+        console.print(f"[red]{r.error}[/red]")
+        if r.log_tail:
+            console.print("[dim]--- log tail ---[/dim]")
+            console.print(r.log_tail, markup=False, highlight=False)
+        return
+    times = Table(title="seconds per step: measured vs predicted")
+    for name, justify in (("phase", "left"), ("measured", "right"), ("predicted", "right"), ("ratio", "right")):
+        times.add_column(name, justify=justify)
+    for name, seconds in predicted.phases.items():
+        measured = r.phases.get(name)
+        times.add_row(name, _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
+    times.add_row("[bold]step[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
+    console.print(times)
+    memory = Table(title="memory: measured vs predicted")
+    for name, justify in (("figure", "left"), ("measured", "right"), ("predicted", "right")):
+        memory.add_column(name, justify=justify)
+    memory.add_row("GPU peak (max allocated, max over ranks)", _fmt_bytes(r.gpu_peak_bytes),
+                   _fmt_bytes(predicted.gpu_peak_bytes))
+    memory.add_row("GPU reserved (max over ranks)", _fmt_bytes(r.gpu_reserved_bytes), "-")
+    memory.add_row("GPU used (NVML)", _fmt_bytes(r.nvml_used_bytes), "-")
+    memory.add_row("host peak RSS per node", _fmt_bytes(r.host_peak_bytes), _fmt_bytes(predicted.host_peak_bytes))
+    console.print(memory)
+    mfu = "-" if r.mfu is None else f"{r.mfu:.1%}"
+    console.print(f"{r.samples_per_s:,.2f} samples/s (predicted {predicted.samples_per_s:,.2f}), "
+                  f"{r.tokens_per_s:,.0f} tokens/s (predicted {predicted.tokens_per_s:,.0f}), "
+                  f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step, MFU {mfu}")
+    if r.he_kernels is not None:
+        console.print(f"Hybrid Engine inference kernels active: {'yes' if r.he_kernels else 'no'}")
+    console.print(f"start-up {r.startup_s:.1f} s, wall {r.wall_s:.1f} s; versions: "
+                  + ", ".join(f"{k} {v}" for k, v in r.versions.items()))
+    for note in r.notes:
+        if not note.startswith("measured on CPU"):
+            console.print(f"note: {note}")
+
+
+COMMAND = Command(
+    "profile", "measure one plan with real short DeepSpeed steps and compare with the cost model", _arguments, _run,
+    description="Launch one trial (a fresh process group via the deepspeed launcher or torchrun) that\n"
+                "builds the DeepSpeed-Chat models with random weights, runs --warmup then --steps\n"
+                "steps on synthetic tokens, and reports phase times, memory and throughput next to\n"
+                "the cost model's prediction. Exit 0 when the trial is ok, 1 when it is not\n"
+                "(oom / timeout / error / crashed), 2 for invalid input (nothing is launched). E.g.\n"
+                "  dstune profile --model opt-1.3b --gpus 8 --set actor_zero_stage=3\n"
+                "  DS_ACCELERATOR=cpu dstune profile --model tiny-opt --gpus 2 --set dtype=bf16",
+)

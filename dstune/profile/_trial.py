@@ -1,0 +1,178 @@
+"""`run_trial`: one plan, one fresh process group, one typed result."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserInputError
+from ..plan import Context, Plan, plan_to_dict, to_deepspeed, validate
+from ._collect import collect
+from ._process import run_group
+from ._result import (
+    COMMAND_FILE, LOG_FILE, RESULT_FILE, SPEC_FILE, TrialResult, write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from ..catalog import ClusterSpec, ModelSpec
+    from ..costmodel import Estimate
+
+LAUNCHERS = ("deepspeed", "torchrun")
+WORKER_MODULE = "dstune.profile.worker"
+
+
+def trial_device(env: Mapping[str, str] | None = None) -> str:
+    """"cpu" under DS_ACCELERATOR=cpu, "cuda" when NVML sees GPUs; otherwise a one-line refusal."""
+    merged = {**os.environ, **(env or {})}
+    if merged.get("DS_ACCELERATOR", "").lower() == "cpu":
+        return "cpu"
+    from ..catalog import detect_local_gpus
+
+    if detect_local_gpus():
+        return "cuda"
+    raise UserInputError("no GPU found on this machine; set DS_ACCELERATOR=cpu to profile on the CPU "
+                         "(the timings then check the code path, not GPU performance)")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_argv(*, launcher: str, gpus_per_node: int, nodes: int, port: int, spec_path: Path,
+                hostfile: Path | None) -> list[str]:
+    """The launcher command as an argv list (never a shell string)."""
+    worker = ["--spec", str(spec_path)]
+    if launcher == "deepspeed":
+        argv = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus_per_node),
+                "--num_nodes", str(nodes), "--master_port", str(port)]
+        if hostfile is not None:
+            argv += ["--hostfile", str(hostfile)]
+        return argv + ["--module", WORKER_MODULE] + worker
+    if launcher == "torchrun":
+        return [sys.executable, "-u", "-m", "torch.distributed.run", "--nproc_per_node", str(gpus_per_node),
+                "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
+                "-m", WORKER_MODULE] + worker
+    raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+
+
+def env_overrides(device: str, ranks_per_node: int, user_env: Mapping[str, str] | None) -> dict[str, str]:
+    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank."""
+    env = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    if device == "cpu":
+        env["DS_ACCELERATOR"] = "cpu"
+        if "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // ranks_per_node))
+    env.update(user_env or {})
+    return env
+
+
+def _check_cpu_dtype(plan: Plan) -> None:
+    if plan.dtype != "fp16":
+        return
+    import torch
+
+    if not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        raise UserInputError("DeepSpeed's CPU accelerator has no fp16 on this CPU (it refuses "
+                             "'Type fp16 is not supported'); use --set dtype=bf16")
+
+
+def _check_local_gpus(wanted: int) -> None:
+    from ..catalog import detect_local_gpus
+
+    found = len(detect_local_gpus())
+    if wanted > found:
+        raise UserInputError(f"--gpus {wanted} on one node, but this machine has {found} GPU(s); "
+                             "pass --nodes and --hostfile for more")
+
+
+def _model_payload(spec: "ModelSpec") -> dict[str, Any]:
+    return {"name": spec.name, "hf_config": json.loads(json.dumps(dict(spec.hf_config), default=str))}
+
+
+def _check_setup(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None", cluster: "ClusterSpec",
+                 warmup: int, steps: int, hostfile: Path | None, launcher: str,
+                 env: Mapping[str, str] | None) -> str:
+    """Everything that can be refused before launching; returns the device the trial runs on."""
+    validate(plan, Context(world_size=cluster.world_size, model=model, critic_model=critic_model))
+    if launcher not in LAUNCHERS:
+        raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+    if launcher == "torchrun" and cluster.nodes > 1:
+        raise UserInputError("torchrun trials run on one node; use --launcher deepspeed with --hostfile "
+                             f"for {cluster.nodes} nodes")
+    if cluster.nodes > 1 and hostfile is None:
+        raise UserInputError(f"--nodes {cluster.nodes} needs --hostfile (the deepspeed launcher's host list)")
+    if warmup < 0 or steps < 1:
+        raise UserInputError(f"need warmup >= 0 and steps >= 1 (got warmup={warmup}, steps={steps})")
+    device = trial_device(env)
+    if device == "cpu":
+        _check_cpu_dtype(plan)
+    elif cluster.nodes == 1:
+        _check_local_gpus(cluster.gpus_per_node)
+    return device
+
+
+def _prepare_dir(trial_dir: Path) -> Path:
+    """A new or empty directory: a leftover worker file would be read as this trial's result."""
+    trial_dir = Path(trial_dir).resolve()
+    if trial_dir.exists() and (not trial_dir.is_dir() or any(trial_dir.iterdir())):
+        raise UserInputError(f"trial directory {trial_dir} already exists and is not empty")
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    return trial_dir
+
+
+def _write_spec(path: Path, plan: Plan, model: "ModelSpec", critic_model: "ModelSpec | None", world: int,
+                warmup: int, steps: int, memory_cap_gb: float | None) -> None:
+    """What the worker reads: knobs, model configs (no hub), the role configs, step counts."""
+    critic = _model_payload(critic_model) if critic_model is not None and plan.step == "ppo" else None
+    write_json_atomic(path, {
+        "step": plan.step, "plan": plan_to_dict(plan), "model": _model_payload(model), "critic_model": critic,
+        "ds_configs": to_deepspeed(plan, world), "warmup": warmup, "steps": steps, "memory_cap_gb": memory_cap_gb,
+    })
+
+
+def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None", cluster: "ClusterSpec",
+              trial_dir: Path, warmup: int = 1, steps: int = 2, timeout_s: float = 900,
+              memory_cap_gb: float | None = None, hostfile: Path | None = None, launcher: str = "deepspeed",
+              env: Mapping[str, str] | None = None, predicted: "Estimate | None" = None) -> TrialResult:
+    """Measure `plan` with real DeepSpeed in a fresh process group, started in its own session.
+
+    Raises UserInputError before launching anything for an invalid plan or setup
+    (broken rule, unknown launcher, no GPU and no DS_ACCELERATOR=cpu, non-empty
+    trial_dir). Every outcome after launch is a TrialResult whose status comes
+    from the worker's result files and the exit code. `predicted` (the cost
+    model's estimate, computed when not given) supplies the FLOP count for
+    tflops_per_gpu and mfu.
+    """
+    device = _check_setup(plan, model=model, critic_model=critic_model, cluster=cluster, warmup=warmup,
+                          steps=steps, hostfile=hostfile, launcher=launcher, env=env)
+    if predicted is None:
+        from ..costmodel import estimate
+
+        predicted = estimate(plan, model, cluster, critic_model=critic_model)
+    trial_dir = _prepare_dir(trial_dir)
+    _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
+    argv = launch_argv(launcher=launcher, gpus_per_node=cluster.gpus_per_node, nodes=cluster.nodes,
+                       port=free_port(), spec_path=trial_dir / SPEC_FILE, hostfile=hostfile)
+    overrides = env_overrides(device, cluster.gpus_per_node, env)
+    write_json_atomic(trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir),
+                                                 "timeout_s": timeout_s})
+    launched_at = time.time()
+    finished = run_group(argv, env={**os.environ, **overrides}, cwd=trial_dir, log_path=trial_dir / LOG_FILE,
+                         timeout_s=timeout_s, launched_at=launched_at)
+    result = collect(trial_dir, finished=finished, launched_at=launched_at, device=device,
+                     world_size=cluster.world_size, timeout_s=timeout_s, plan=plan, cluster=cluster,
+                     predicted=predicted)
+    write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
+    return result
+
+
+__all__ = ["LAUNCHERS", "free_port", "launch_argv", "run_trial", "trial_device"]

@@ -1,0 +1,208 @@
+"""The per-rank program of a trial: `python -m dstune.profile.worker --spec TRIAL_DIR/spec.json`.
+
+Started by the deepspeed launcher (which appends `--local_rank`) or torchrun
+(which sets LOCAL_RANK). It reads the spec the launcher side wrote, builds and
+wraps the models as DeepSpeed-Chat does, runs the warm-up and measured steps,
+and rank 0 writes `worker_result.json`. A rank that fails writes
+`worker_error.rank<N>.json` (status oom or error, with the exception) and exits
+nonzero, which makes the launcher end the other ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._inputs import Step
+
+_MILESTONES: dict[str, float] = {}
+
+
+def _mark(name: str) -> None:
+    _MILESTONES[name] = time.time()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dstune.profile.worker")
+    parser.add_argument("--spec", required=True, type=Path)
+    parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    return parser.parse_args(argv)
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _apply_memory_cap(cap_gb: float | None, device: str, notes: list[str]) -> None:
+    """Per-process memory fraction on CUDA; the CPU accelerator has no allocator cap."""
+    if cap_gb is None:
+        return
+    if device != "cuda":
+        notes.append(f"--memory-cap-gb {cap_gb:g} ignored: it caps CUDA allocator memory and this run is on {device}")
+        return
+    import torch
+
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    fraction = min(1.0, cap_gb * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    notes.append(f"GPU memory capped at {cap_gb:g} GiB per process ({fraction:.3f} of {total / 2**30:.1f} GiB)")
+
+
+def _memoize_cpu_info() -> None:
+    """py-cpuinfo answers by running a Python subprocess (~1.2 s); DeepSpeed asks it up to 3 times
+    per CPU optimizer (DeepSpeedCPUAdam, the op builder's cpu_arch and simd_width). The answer
+    cannot change within a process, so ask once."""
+    try:
+        import cpuinfo
+    except ImportError:
+        return
+    if not hasattr(cpuinfo.get_cpu_info, "cache_info"):
+        cpuinfo.get_cpu_info = functools.lru_cache(maxsize=1)(cpuinfo.get_cpu_info)
+
+
+def _setup_device(spec: dict[str, Any], notes: list[str]) -> tuple[str, Any]:
+    """Pin the rank's device, apply the memory cap, start the process group."""
+    import deepspeed
+    import torch
+    from deepspeed.accelerator import get_accelerator
+
+    _mark("imported")
+    device_name = get_accelerator().device_name()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_name == "cuda":
+        torch.cuda.set_device(local_rank)
+    _apply_memory_cap(spec.get("memory_cap_gb"), device_name, notes)
+    deepspeed.init_distributed()
+    _mark("dist_initialised")
+    device = torch.device(device_name, local_rank) if device_name == "cuda" else torch.device("cpu")
+    return device_name, device
+
+
+def _build_step(spec: dict[str, Any], device: Any, world: int) -> "Step":
+    """The stage's models and engines, built and wrapped as DeepSpeed-Chat does."""
+    from ._inputs import TrialInputs
+
+    inputs = TrialInputs(step=spec["step"], plan=spec["plan"], model=spec["model"],
+                         critic_model=spec.get("critic_model"), ds_configs=spec["ds_configs"],
+                         device=device, world_size=world)
+    if inputs.step == "ppo":
+        from ._ppo import PpoStep
+
+        return PpoStep(inputs)
+    from ._supervised import SupervisedStep
+
+    return SupervisedStep(inputs)
+
+
+def _run_steps(step: "Step", warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float]]:
+    """Warm-up steps (discarded), then measured steps: phase seconds and wall seconds of each."""
+    from ._measure import PhaseTimer
+
+    timer = PhaseTimer()
+    for _ in range(warmup):
+        step.run(timer)
+    timer.take()
+    _mark("warmup_done")
+    phases: list[dict[str, float]] = []
+    walls: list[float] = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step.run(timer)
+        walls.append(time.perf_counter() - start)
+        phases.append(timer.take())
+    _mark("measured_done")
+    return phases, walls
+
+
+def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    _memoize_cpu_info()
+    import torch.distributed as dist
+
+    from ._measure import local_memory, reduce_memory, summarise, versions
+    from ._result import CPU_NOTE
+
+    device_name, device = _setup_device(spec, notes)
+    world = dist.get_world_size()
+    step = _build_step(spec, device, world)
+    _MILESTONES.update(getattr(step, "milestones", {}))
+    _mark("models_built")
+    phases, walls = _run_steps(step, spec["warmup"], spec["steps"])
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world)
+    memory = reduce_memory(local_memory(device_name), device_name, local_world)
+    notes.extend(dict.fromkeys(step.notes))
+    if device_name == "cpu":
+        notes.append(f"{CPU_NOTE}; no device memory figures (see host_peak_bytes)")
+    return {
+        "status": "ok", "device": device_name, "world_size": world, "phases": summarise(phases),
+        "step_times": walls, "samples_per_step": step.samples_per_step_per_rank * world,
+        "tokens_per_step": step.tokens_per_step_per_rank * world,
+        "gpu_peak_bytes": memory.gpu_peak, "gpu_reserved_bytes": memory.gpu_reserved,
+        "nvml_used_bytes": memory.nvml_used, "host_peak_bytes": memory.host_peak,
+        "he_kernels": step.he_kernels, "versions": versions(), "notes": notes,
+    }
+
+
+def _failure(error: BaseException) -> dict[str, Any]:
+    import torch
+
+    oom_types: tuple[type, ...] = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else ()
+    status = "oom" if oom_types and isinstance(error, oom_types) else "error"
+    return {"status": status, "rank": _rank(), "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the trial; returns the exit code (0 ok, 1 failed). See `_exit` for how the process ends."""
+    _mark("started")
+    args = _parse(argv)
+    spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    trial_dir = args.spec.parent
+    from ._result import WORKER_RESULT_FILE, rank_error_file, write_json_atomic
+
+    notes: list[str] = []
+    try:
+        payload = _measure(spec, notes)
+    except BaseException as error:  # noqa: BLE001 - every failure becomes a typed record
+        failure = _failure(error)
+        failure["milestones"] = _MILESTONES
+        write_json_atomic(trial_dir / rank_error_file(_rank()), failure)
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
+    if _rank() == 0:
+        payload["milestones"] = _MILESTONES
+        write_json_atomic(trial_dir / WORKER_RESULT_FILE, payload)
+    _shutdown()
+    return 0
+
+
+def _shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization once the result is on disk.
+
+    Tearing down torch / DeepSpeed / gloo at exit takes 3-4 s of C++ destructors
+    (measured on CPU, no Python frame involved), time every trial would pay
+    after its measurement is already written; stdio is flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

@@ -1,0 +1,39 @@
+"""The launcher commands are argv lists with the right flags (no process is started here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from dstune.errors import UserInputError
+from dstune.profile._trial import env_overrides, free_port, launch_argv
+
+
+def test_deepspeed_argv_multi_node_passes_nodes_and_hostfile(tmp_path: Path) -> None:
+    argv = launch_argv(launcher="deepspeed", gpus_per_node=8, nodes=2, port=29555, spec_path=tmp_path / "spec.json",
+                       hostfile=tmp_path / "hosts")
+    assert argv[:4] == [sys.executable, "-u", "-m", "deepspeed.launcher.runner"]
+    flags = dict(zip(argv[4::2], argv[5::2]))
+    assert flags["--num_gpus"] == "8" and flags["--num_nodes"] == "2" and flags["--master_port"] == "29555"
+    assert flags["--hostfile"] == str(tmp_path / "hosts")
+    assert argv[-4:] == ["--module", "dstune.profile.worker", "--spec", str(tmp_path / "spec.json")]
+
+
+def test_torchrun_argv_and_unknown_launcher(tmp_path: Path) -> None:
+    argv = launch_argv(launcher="torchrun", gpus_per_node=2, nodes=1, port=29556, spec_path=tmp_path / "s.json",
+                       hostfile=None)
+    assert argv[3] == "torch.distributed.run" and "--nproc_per_node" in argv
+    assert argv[-4:-2] == ["-m", "dstune.profile.worker"]
+    with pytest.raises(UserInputError, match="launcher"):
+        launch_argv(launcher="mpirun", gpus_per_node=1, nodes=1, port=1, spec_path=tmp_path, hostfile=None)
+
+
+def test_free_port_and_cpu_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert 0 < free_port() < 65536
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = env_overrides("cpu", 2, {"EXTRA": "1"})
+    assert env["DS_ACCELERATOR"] == "cpu" and int(env["OMP_NUM_THREADS"]) >= 1 and env["EXTRA"] == "1"
+    assert env["TOKENIZERS_PARALLELISM"] == "false"
+    assert "DS_ACCELERATOR" not in env_overrides("cuda", 8, None)
