@@ -1,0 +1,224 @@
+"""Where a trial's figures come from: the cost model, the profiler, or a recorded table."""
+
+from __future__ import annotations
+
+import abc
+import csv
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..catalog import ClusterSpec, ModelSpec
+from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate
+from ..errors import UserInputError
+from ..plan import Plan, knob_fields, plan_to_dict
+from ..plan._parse import coerce_knob
+from ._records import Figures, TrialRecord
+from ._space import plan_key
+
+
+class Backend(abc.ABC):
+    """Evaluates one plan. `costly` backends are protected by the pruning gate."""
+
+    name: str = ""
+    costly: bool = False
+    device: str = ""
+    """What the figures were measured on (calibration rows are matched by it)."""
+
+    @abc.abstractmethod
+    def evaluate(self, plan: Plan) -> TrialRecord:
+        """Run (or look up) one plan; never raises for a failed trial, returns its status."""
+
+    def allows(self, plan_values: Mapping[str, Any]) -> bool:
+        """Whether this backend can answer for the plan (replay: only recorded rows)."""
+        return True
+
+    def allowed_rows(self, columns: Mapping[str, Any]) -> Any:
+        """Vectorised `allows` over a grid's column table (numpy bool array)."""
+        import numpy as np
+
+        n = len(next(iter(columns.values())))
+        return np.ones(n, dtype=bool)
+
+
+class SimulateBackend(Backend):
+    """The calibrated cost model stands in for a measurement; over-cap plans are 'infeasible'."""
+
+    name = "simulate"
+
+    def __init__(self, *, model: ModelSpec, critic_model: ModelSpec | None, cluster: ClusterSpec, cap_bytes: float,
+                 constants: CostConstants = DEFAULT_CONSTANTS):
+        self.model, self.critic_model, self.cluster = model, critic_model, cluster
+        self.cap_bytes, self.constants = cap_bytes, constants
+        self.device = f"simulated {cluster.gpu.name}"
+
+    def evaluate(self, plan: Plan) -> TrialRecord:
+        e = estimate(plan, self.model, self.cluster, critic_model=self.critic_model, constants=self.constants)
+        figures = Figures.of_estimate(e)
+        reasons = []
+        if e.gpu_peak_bytes > self.cap_bytes:
+            reasons.append(f"predicted GPU peak {e.gpu_peak_bytes / 2**30:.1f} GiB > cap {self.cap_bytes / 2**30:.1f} GiB")
+        if e.host_peak_bytes > e.host_capacity_bytes:
+            reasons.append(f"predicted host peak {e.host_peak_bytes / 2**30:.0f} GiB per node > "
+                           f"{e.host_capacity_bytes / 2**30:.0f} GiB")
+        return TrialRecord(status="infeasible" if reasons else "ok", measured=figures, reason="; ".join(reasons),
+                           details={"device": self.device})
+
+
+class ProfileBackend(Backend):
+    """Real short runs through `dstune.profile.run_trial`, one trial directory each."""
+
+    name = "profile"
+    costly = True
+
+    def __init__(self, *, model: ModelSpec, critic_model: ModelSpec | None, cluster: ClusterSpec, trials_dir: Path,
+                 warmup: int = 1, steps: int = 2, timeout_s: float = 900, hostfile: Path | None = None,
+                 launcher: str = "deepspeed", env: Mapping[str, str] | None = None):
+        self.model, self.critic_model, self.cluster = model, critic_model, cluster
+        self.trials_dir = trials_dir
+        self.options = {"warmup": warmup, "steps": steps, "timeout_s": timeout_s, "hostfile": hostfile,
+                        "launcher": launcher, "env": dict(env) if env else None}
+        from ..profile import trial_device
+
+        self.device = trial_device(self.options["env"])
+        """"cpu" under DS_ACCELERATOR=cpu, else "cuda"; refined from the first result."""
+
+    def evaluate(self, plan: Plan) -> TrialRecord:
+        from ..profile import run_trial
+
+        existing = len(list(self.trials_dir.glob("trial-*"))) if self.trials_dir.exists() else 0
+        trial_dir = self.trials_dir / f"trial-{existing:04d}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        result = run_trial(plan, model=self.model, critic_model=self.critic_model, cluster=self.cluster,
+                           trial_dir=trial_dir, **self.options)
+        status = getattr(result.status, "value", result.status)
+        self.device = str(result.device or self.device)
+        details = {"trial_dir": str(trial_dir), "he_kernels": result.he_kernels, "versions": result.versions,
+                   "device": result.device, "wall_s": result.wall_s, "startup_s": result.startup_s,
+                   "host_peak_bytes": result.host_peak_bytes, "world_size": result.world_size}
+        if status != "ok":
+            reason = result.error or (result.log_tail or "")[-300:]
+            return TrialRecord(status=str(status), reason=str(reason).strip().splitlines()[-1] if reason else "",
+                               details=details)
+        peak = result.gpu_peak_bytes or None
+        figures = Figures(samples_per_s=float(result.samples_per_s), tokens_per_s=float(result.tokens_per_s),
+                          gpu_peak_bytes=None if peak is None else float(peak), step_s=float(result.step_s),
+                          phases={k: float(v) for k, v in (result.phases or {}).items()},
+                          mfu=None if result.mfu is None else float(result.mfu))
+        return TrialRecord(status="ok", measured=figures, details=details)
+
+
+class ReplayBackend(Backend):
+    """Answers from a recorded table of measured trials (a trials.csv, or any CSV with the same columns).
+
+    A row matches a plan when every knob column the table has equals the plan's value;
+    knobs the table lacks take DeepSpeed-Chat defaults.
+    """
+
+    name = "replay"
+
+    def __init__(self, table: str | Path, step: str):
+        self.path = Path(table)
+        self.step = step
+        self.rows = read_table(self.path, step)
+        self.device = self.rows[0].device if self.rows else ""
+        self._by_key = {}
+        for row in self.rows:
+            self._by_key.setdefault(plan_key(row.values), row)
+
+    def lookup(self, plan_values: Mapping[str, Any]) -> "TableRow | None":
+        return self._by_key.get(plan_key(plan_values))
+
+    def allows(self, plan_values: Mapping[str, Any]) -> bool:
+        return self.lookup(plan_values) is not None
+
+    def allowed_rows(self, columns: Mapping[str, Any]) -> Any:
+        import numpy as np
+
+        names = [f.name for f in knob_fields(self.step)]
+        recorded = {tuple(row.values[n] for n in names) for row in self.rows}
+        grid_rows = zip(*(columns[n].tolist() for n in names))
+        return np.fromiter((row in recorded for row in grid_rows), dtype=bool)
+
+    def evaluate(self, plan: Plan) -> TrialRecord:
+        row = self.lookup(plan_to_dict(plan))
+        if row is None:
+            return TrialRecord(status="error", reason=f"plan not in replay table {self.path}")
+        return TrialRecord(status=row.status, measured=row.measured, reason=row.reason,
+                           details={"device": row.device, "table": str(self.path)})
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRow:
+    values: dict[str, Any]
+    status: str
+    measured: Figures | None
+    reason: str
+    device: str
+    extra: dict[str, str]
+
+
+def _number(text: str | None) -> float | None:
+    if text is None or text.strip() in ("", "nan", "None"):
+        return None
+    return float(text)
+
+
+_TABLES: dict[tuple[str, str, float], list[TableRow]] = {}
+
+
+def read_table(path: Path, step: str) -> list[TableRow]:
+    """Rows of a measured-trials CSV (columns: knobs, status, measured_*), skipping non-measurements.
+    Cached per (path, step, modification time)."""
+    try:
+        cache_key = (str(Path(path).resolve()), step, Path(path).stat().st_mtime)
+    except OSError:
+        cache_key = None
+    if cache_key in _TABLES:
+        return _TABLES[cache_key]
+    rows = _read_table(Path(path), step)
+    if cache_key is not None:
+        _TABLES[cache_key] = rows
+    return rows
+
+
+def _read_table(path: Path, step: str) -> list[TableRow]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise UserInputError(f"--table {path}: file not found") from None
+    except (OSError, csv.Error) as error:
+        raise UserInputError(f"--table {path}: cannot read: {error}") from None
+    fields = {f.name: f for f in knob_fields(step)}
+    rows = []
+    for line, record in enumerate(records, start=2):
+        if "step" in record and record["step"] and record["step"] != step:
+            continue
+        status = (record.get("status") or "").strip()
+        if status not in ("ok", "oom", "timeout", "error", "crashed"):
+            continue
+        values = {}
+        for name, f in fields.items():
+            text = record.get(name)
+            try:
+                values[name] = f.default if text in (None, "") else coerce_knob(f, text)
+            except UserInputError as error:
+                raise UserInputError(f"--table {path}: line {line}: {error}") from None
+        measured = None
+        sps = _number(record.get("measured_samples_per_s"))
+        if status == "ok":
+            if sps is None:
+                raise UserInputError(f"--table {path}: line {line}: status ok without measured_samples_per_s")
+            phases = {k[len("measured_time_"):]: float(v) for k, v in record.items()
+                      if k.startswith("measured_time_") and _number(v) is not None}
+            measured = Figures(samples_per_s=sps, tokens_per_s=_number(record.get("measured_tokens_per_s")) or 0.0,
+                               gpu_peak_bytes=_number(record.get("measured_gpu_peak_bytes")),
+                               step_s=_number(record.get("measured_step_s")) or 0.0, phases=phases,
+                               mfu=_number(record.get("measured_mfu")))
+        rows.append(TableRow(values=values, status=status, measured=measured, reason=record.get("reason") or "",
+                             device=record.get("device") or "", extra=dict(record)))
+    if not rows:
+        raise UserInputError(f"--table {path}: no measured {step} rows (columns status, measured_samples_per_s)")
+    return rows

@@ -1,0 +1,201 @@
+"""Every candidate of a space as a numpy column table, with rule-breaking candidates removed.
+
+The table has one column per plan field (the cost model's input) and one row per
+valid candidate. Rule checks go through `dstune.plan.violations` once per distinct
+combination of the knobs rules can read, so a 10^5-row space costs a few hundred
+rule calls, not 10^5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from ..plan import Context, Plan, knob_fields, make_plan, violations
+from ._space import BATCH_KNOBS, MAX_GRID, SearchSpace, as_python, plan_key
+
+
+@dataclass
+class Grid:
+    """Valid candidates of a space for one model and world size."""
+
+    space: SearchSpace
+    columns: dict[str, np.ndarray]
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Why candidates left the grid: reason kind -> count."""
+    examples: dict[str, str] = field(default_factory=dict)
+    """One message per reason kind, for error messages."""
+    _keys: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    @property
+    def step(self) -> str:
+        return self.space.step
+
+    def values(self, row: int) -> dict[str, Any]:
+        return {name: as_python(column[row]) for name, column in self.columns.items()}
+
+    def plan(self, row: int) -> Plan:
+        return make_plan(self.step, self.values(row))
+
+    def key(self, row: int) -> str:
+        return plan_key(self.values(row))
+
+    def find(self, plan_values: Mapping[str, Any]) -> int | None:
+        """Row of a plan with exactly these knob values, or None when it is not a candidate."""
+        if self._keys is None:
+            self._keys = {}
+        key = plan_key(plan_values)
+        if key not in self._keys:
+            mask = np.ones(len(self), dtype=bool)
+            for name, column in self.columns.items():
+                if name not in plan_values:
+                    return None
+                mask &= column == plan_values[name]
+            hits = np.flatnonzero(mask)
+            self._keys[key] = int(hits[0]) if len(hits) else -1
+        row = self._keys[key]
+        return None if row < 0 else row
+
+    def find_varied(self, params: Mapping[str, Any]) -> int | None:
+        """Row whose searched knobs have these values (what an Optuna trial suggests)."""
+        mask = np.ones(len(self), dtype=bool)
+        for name in self.space.varied:
+            mask &= self.columns[name] == params[name]
+        hits = np.flatnonzero(mask)
+        return int(hits[0]) if len(hits) else None
+
+
+def _enumerate(space: SearchSpace, defaults: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    names = list(space.knobs)
+    sizes = [len(space.knobs[n]) for n in names]
+    total = int(np.prod(sizes, dtype=np.int64)) if names else 1
+    if total > MAX_GRID:
+        raise UserInputError(f"search space {space.path}: {total:,} combinations is more than {MAX_GRID:,}; "
+                             "fix some knobs (--set) or list fewer values")
+    index = np.unravel_index(np.arange(total), sizes) if names else ()
+    columns: dict[str, np.ndarray] = {}
+    for f in knob_fields(space.step):
+        if f.name in space.knobs:
+            values = np.array(space.knobs[f.name])
+            columns[f.name] = values[index[names.index(f.name)]]
+        else:
+            value = space.fixed.get(f.name, defaults.get(f.name, f.default))
+            columns[f.name] = np.repeat(np.array([value]), total)
+    for name, source in space.ties.items():
+        columns[name] = columns[source].copy()
+    return columns
+
+
+def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: int) -> tuple[np.ndarray, str]:
+    """Derive accumulation / generation batches (fixed_global_batch) or apply the token cap.
+    Returns the rows kept and an example message for the dropped ones."""
+    policy = space.batch
+    ppo = space.step == "ppo"
+    micro = cols["per_device_generation_batch_size" if ppo else "per_device_train_batch_size"].astype(np.int64)
+    keep = np.ones(len(micro), dtype=bool)
+    example = ""
+    if policy.policy == "fixed_global_batch":
+        derived = "generation_batches" if ppo else "gradient_accumulation_steps"
+        if derived in space.knobs:
+            raise UserInputError(f"search space {space.path}: key 'knobs.{derived}': the fixed_global_batch "
+                                 f"policy derives it from batch.global_batch; remove it from knobs")
+        per_step = micro * world
+        keep &= policy.global_batch % per_step == 0
+        cols[derived] = np.maximum(policy.global_batch // per_step, 1)
+        example = f"batch.global_batch {policy.global_batch} is not a multiple of micro-batch x {world} GPUs"
+        if ppo and policy.update_batch is not None:
+            if "gradient_accumulation_steps" in space.knobs:
+                raise UserInputError(f"search space {space.path}: key 'knobs.gradient_accumulation_steps': "
+                                     "batch.update_batch derives it; remove it from knobs")
+            train = cols["per_device_training_batch_size"].astype(np.int64) * world
+            keep &= policy.update_batch % train == 0
+            cols["gradient_accumulation_steps"] = np.maximum(policy.update_batch // train, 1)
+    else:
+        if ppo:
+            samples = micro * cols["generation_batches"] * world
+            tokens = cols["max_prompt_seq_len"] + cols["max_answer_seq_len"]
+        else:
+            samples = micro * cols["gradient_accumulation_steps"] * world
+            tokens = cols["max_seq_len"]
+        keep &= samples * tokens <= policy.max_tokens
+        example = f"samples per step x tokens per sample > batch.max_tokens {policy.max_tokens:,}"
+    return keep, example
+
+
+@functools.lru_cache(maxsize=None)
+def rule_knobs(step: str) -> frozenset[str]:
+    """Knobs the hard rules read: every `plan.<name>` in dstune/plan/_rules.py, with plan properties
+    (e.g. tokens_per_sample) expanded to the fields they read. Read from the rules' own source so a
+    new rule is picked up without a list to maintain here; tests compare against brute force."""
+    from ..plan import _rules, plan_class
+
+    fields = {f.name for f in knob_fields(step)}
+    names = set(re.findall(r"plan\.(\w+)", inspect.getsource(_rules)))
+    cls = plan_class(step)
+    for name in list(names):
+        prop = getattr(cls, name, None)
+        if isinstance(prop, property):
+            names |= set(re.findall(r"self\.(\w+)", inspect.getsource(prop.fget)))
+    return frozenset(names & fields)
+
+
+def _rule_mask(step: str, cols: dict[str, np.ndarray], ctx: Context) -> tuple[np.ndarray, str]:
+    """Rows that break no hard rule; rules run once per distinct combination of the knobs they read."""
+    n = len(next(iter(cols.values())))
+    if n == 0:
+        return np.zeros(0, dtype=bool), ""
+    relevant = [name for name in cols if name in rule_knobs(step) and name not in BATCH_KNOBS]
+    codes = np.stack([np.unique(cols[name], return_inverse=True)[1].reshape(-1) for name in relevant], axis=1)
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    ok = np.empty(len(first), dtype=bool)
+    example = ""
+    for i, row in enumerate(first):
+        plan = make_plan(step, {name: as_python(cols[name][row]) for name in cols})
+        broken = violations(plan, ctx)
+        ok[i] = not broken
+        if broken and not example:
+            example = broken[0]
+    return ok[inverse.reshape(-1)], example
+
+
+def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | None = None) -> Grid:
+    """Enumerate, derive batches, drop rule breakers. Raises UserInputError if nothing is left."""
+    cols = _enumerate(space, defaults or {})
+    total = len(next(iter(cols.values())))
+    dropped: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    keep, example = _apply_batch_policy(space, cols, ctx.world_size)
+    if (~keep).any():
+        dropped["batch policy"], examples["batch policy"] = int((~keep).sum()), example
+    cols = {name: column[keep] for name, column in cols.items()}
+    ok, example = _rule_mask(space.step, cols, ctx)
+    if (~ok).any():
+        dropped["rules"], examples["rules"] = int((~ok).sum()), example
+    cols = {name: column[ok] for name, column in cols.items()}
+    if not len(next(iter(cols.values()))):
+        why = "; ".join(f"{kind} ({count:,}: e.g. {examples[kind]})" for kind, count in dropped.items())
+        raise UserInputError(f"search space {space.path}: none of its {total:,} plans is valid on "
+                             f"{ctx.world_size} GPU(s): {why}")
+    return Grid(space=space, columns=cols, dropped=dropped, examples=examples)
+
+
+def explain(space: SearchSpace, ctx: Context, values: Mapping[str, Any],
+            defaults: Mapping[str, Any] | None = None) -> str:
+    """Why the candidate with these searched values is not in the grid (for trials other samplers propose)."""
+    one = dataclasses.replace(space, knobs={name: (values[name],) for name in space.knobs})
+    try:
+        build_grid(one, ctx, defaults)
+    except UserInputError as error:
+        return str(error).split(": ", 2)[-1]
+    return "not a candidate of this space"

@@ -1,0 +1,248 @@
+"""Search spaces: a YAML file of knob candidates, fixed workload and batch policy -> a typed SearchSpace.
+
+A space file looks like::
+
+    step: ppo
+    critic_model: opt-350m          # optional (PPO); --critic-model wins
+    workload:                        # knobs held fixed (the work being measured)
+      max_prompt_seq_len: 256
+      max_answer_seq_len: 256
+    batch:
+      policy: token_cap              # or fixed_global_batch
+      max_tokens: 524288             # token_cap: samples/step x tokens/sample <= this
+      # global_batch: 256            # fixed_global_batch: samples per step (all GPUs)
+      # update_batch: 64             # PPO only: samples per optimizer step
+    knobs:                           # searched knobs: candidate values
+      actor_zero_stage: [2, 3]
+    ties:                            # knob: other knob whose value it copies
+      per_device_training_batch_size: per_device_generation_batch_size
+
+The hard rules are not in the file: they live once in `dstune.plan` and the
+grid asks `violations()` for each distinct rule-relevant combination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from ..plan import knob_fields, unknown_knob_error
+from ..plan._parse import coerce_knob
+
+def _spaces_dir() -> Path:
+    """The repository's search_spaces/ (source or editable install), else the copy a wheel
+    installs under <prefix>/share/dstune/search_spaces (pyproject's data-files)."""
+    in_repo = Path(__file__).resolve().parents[2] / "search_spaces"
+    return in_repo if in_repo.is_dir() else Path(sys.prefix) / "share" / "dstune" / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
+
+MAX_GRID = 2_000_000
+_TOP_KEYS = {"step", "description", "critic_model", "workload", "batch", "knobs", "ties"}
+_POLICIES = ("fixed_global_batch", "token_cap")
+
+BATCH_KNOBS = frozenset({
+    "per_device_generation_batch_size", "per_device_training_batch_size", "per_device_train_batch_size",
+    "generation_batches", "ppo_epochs", "gradient_accumulation_steps",
+})
+"""Knobs no hard rule reads (see dstune/plan/_rules.py): rule checks are cached per combination of
+the other knobs, so a space with many batch sizes costs no extra rule calls."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchPolicy:
+    """How much work one step does: a fixed global batch, or free batches under a token cap."""
+
+    policy: str = "token_cap"
+    max_tokens: int | None = 1024 * 512
+    """token_cap: samples per step (all GPUs) x tokens per sample <= max_tokens (DeepSpeed-Chat's 1024 x 512)."""
+    global_batch: int | None = None
+    """fixed_global_batch: samples per step over all GPUs; accumulation (SFT/RM) or generation_batches
+    (PPO) is derived from the micro-batch so the algorithm is unchanged."""
+    update_batch: int | None = None
+    """fixed_global_batch, PPO: samples per optimizer step; derives gradient_accumulation_steps."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSpace:
+    """Typed content of a space file."""
+
+    path: str
+    step: str
+    knobs: Mapping[str, tuple[Any, ...]]
+    """Searched knobs and their candidate values (a knob with one value is fixed)."""
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    ties: Mapping[str, str] = field(default_factory=dict)
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    critic_model: str | None = None
+    description: str = ""
+    pinned: tuple[str, ...] = ()
+    """Knobs fixed by the user (--set), as opposed to the file's workload."""
+
+    @property
+    def workload(self) -> dict[str, Any]:
+        """The file's fixed workload (what the baseline must share), without --set pins."""
+        return {k: v for k, v in self.fixed.items() if k not in self.pinned}
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        """Knobs with more than one candidate: the Optuna parameters."""
+        return tuple(name for name, values in self.knobs.items() if len(values) > 1)
+
+    def with_fixed(self, values: Mapping[str, Any]) -> "SearchSpace":
+        """Pin knobs (from --set): they leave `knobs` and join `fixed`."""
+        fields = {f.name: f for f in knob_fields(self.step)}
+        knobs, fixed = dict(self.knobs), dict(self.fixed)
+        for name, value in values.items():
+            if name not in fields:
+                raise unknown_knob_error(self.step, name)
+            knobs.pop(name, None)
+            fixed[name] = coerce_knob(fields[name], value)
+            if name in self.ties:
+                raise UserInputError(f"--set {name}: {self.path} ties it to {self.ties[name]}; set that instead")
+        return dataclasses.replace(self, knobs=knobs, fixed=fixed, pinned=self.pinned + tuple(values))
+
+    def size(self) -> int:
+        return int(np.prod([len(v) for v in self.knobs.values()], dtype=np.int64)) if self.knobs else 1
+
+
+def default_space_path(step: str, model_name: str) -> Path:
+    """search_spaces/<step>.yaml, or the tiny-<step>.yaml CPU space for tiny-* models."""
+    tiny = SPACES_DIR / f"tiny-{step}.yaml"
+    if model_name.startswith("tiny-") and tiny.exists():
+        return tiny
+    return SPACES_DIR / f"{step}.yaml"
+
+
+def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
+    """Read and check a space file; every error names the file and the key."""
+    import yaml
+
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserInputError(f"search space {where} not found") from None
+    except OSError as error:
+        raise UserInputError(f"search space {where}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UserInputError(f"search space {where}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"search space {where}: expected a mapping at the top level")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise UserInputError(f"search space {where}: unknown key {sorted(unknown)[0]!r}; "
+                             f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+    file_step = raw.get("step", step)
+    if file_step not in ("sft", "rm", "ppo"):
+        raise UserInputError(f"search space {where}: key 'step' must be sft, rm or ppo, got {file_step!r}")
+    if step is not None and file_step != step:
+        raise UserInputError(f"search space {where}: key 'step' is {file_step!r} but --step is {step!r}")
+    fields = {f.name: f for f in knob_fields(file_step)}
+
+    def knob(section: str, name: str) -> Any:
+        if name not in fields:
+            raise UserInputError(f"search space {where}: key '{section}.{name}': {unknown_knob_error(file_step, name)}")
+        return fields[name]
+
+    def coerce(section: str, name: str, value: Any) -> Any:
+        try:
+            return coerce_knob(knob(section, name), value)
+        except UserInputError as error:
+            if str(error).startswith("search space"):
+                raise
+            raise UserInputError(f"search space {where}: key '{section}': {error}") from None
+
+    fixed = {}
+    for name, value in _mapping(raw, "workload", where).items():
+        fixed[name] = coerce(f"workload.{name}", name, value)
+    knobs: dict[str, tuple[Any, ...]] = {}
+    for name, values in _mapping(raw, "knobs", where).items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise UserInputError(f"search space {where}: key 'knobs.{name}' has no candidate values")
+        typed = [coerce(f"knobs.{name}[{i}]", name, v) for i, v in enumerate(values)]
+        knobs[name] = tuple(dict.fromkeys(typed))
+        if name in fixed:
+            raise UserInputError(f"search space {where}: key 'knobs.{name}' is also fixed under 'workload'")
+    ties = {}
+    for name, source in _mapping(raw, "ties", where).items():
+        knob("ties", name)
+        knob(f"ties.{name}", str(source))
+        if name in knobs or name in fixed:
+            raise UserInputError(f"search space {where}: key 'ties.{name}': a tied knob cannot also be listed")
+        ties[name] = str(source)
+    return SearchSpace(path=where, step=file_step, knobs=knobs, fixed=fixed, ties=ties,
+                       batch=_batch_policy(raw.get("batch"), file_step, where),
+                       critic_model=raw.get("critic_model"), description=str(raw.get("description", "")))
+
+
+def _mapping(raw: dict, key: str, where: str) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise UserInputError(f"search space {where}: key '{key}' must be a mapping")
+    return value
+
+
+def _batch_policy(raw: Any, step: str, where: str) -> BatchPolicy:
+    if raw is None:
+        return BatchPolicy()
+    if not isinstance(raw, dict):
+        raise UserInputError(f"search space {where}: key 'batch' must be a mapping")
+    allowed = {"policy", "max_tokens", "global_batch", "update_batch"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise UserInputError(f"search space {where}: unknown key 'batch.{sorted(unknown)[0]}'; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+    policy = raw.get("policy", "token_cap")
+    if policy not in _POLICIES:
+        raise UserInputError(f"search space {where}: key 'batch.policy' must be one of {', '.join(_POLICIES)}, "
+                             f"got {policy!r}")
+    values = {}
+    for key in ("max_tokens", "global_batch", "update_batch"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserInputError(f"search space {where}: key 'batch.{key}' must be a positive integer, got {value!r}")
+        values[key] = value
+    if policy == "fixed_global_batch" and values["global_batch"] is None:
+        raise UserInputError(f"search space {where}: key 'batch.global_batch' is required by fixed_global_batch")
+    if policy == "token_cap" and values["max_tokens"] is None:
+        values["max_tokens"] = 1024 * 512
+    if values["update_batch"] is not None and step != "ppo":
+        raise UserInputError(f"search space {where}: key 'batch.update_batch' applies to ppo only")
+    return BatchPolicy(policy=policy, **values)
+
+
+def plan_key(plan_values: Mapping[str, Any]) -> str:
+    """Canonical text of a plan's knobs: the identity of a candidate across runs."""
+    return json.dumps({k: plan_values[k] for k in sorted(plan_values)}, sort_keys=True, default=str)
+
+
+def as_python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def model_lora_module(model_family: str) -> str:
+    """DeepSpeed-Chat's module-name substring for LoRA: OPT nests layers under decoder."""
+    return "decoder.layers." if model_family == "opt" else "layers."
+
+
+def lora_defaults(step: str, family: str, critic_family: str | None = None) -> dict[str, str]:
+    name = model_lora_module(family)
+    if step == "ppo":
+        return {"actor_lora_module_name": name, "critic_lora_module_name": model_lora_module(critic_family or family)}
+    return {"lora_module_name": name}
+
+
+__all__ = ["BATCH_KNOBS", "BatchPolicy", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
+           "load_space", "lora_defaults", "model_lora_module", "plan_key"]

@@ -1,0 +1,121 @@
+"""`dstune search` end to end through the CLI, simulate backend (no GPU needed)."""
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dstune.cli import main
+from dstune.export import validate_config
+
+FILES = ("ds_config_actor.json", "ds_config_critic.json", "ds_config_ref.json", "ds_config_reward.json",
+         "run_step3.sh", "plan.json", "trials.csv", "study.db")
+
+
+def _search(out: Path, *extra: str, capsys=None) -> int:
+    return main(["search", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G", "--out", str(out),
+                 "--backend", "auto", "--trials", "8", "--seed", "1", *extra])
+
+
+def _trials(out: Path) -> list[dict]:
+    with (out / "trials.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "opt"
+    assert _search(out) == 0
+    return out
+
+
+def test_writes_every_file_and_says_it_simulated(searched, capsys):
+    for name in FILES:
+        assert (searched / name).is_file(), name
+    plan = json.loads((searched / "plan.json").read_text())
+    assert plan["backend"] == "simulate" and "simulated: no GPUs of this kind here" in plan["backend_note"]
+    for key in ("step", "model", "gpus", "gpu_type", "backend", "study", "plan", "predicted", "measured",
+                "baseline", "versions", "headroom", "created"):
+        assert key in plan
+    assert plan["measured"] is None
+    assert plan["predicted"]["throughput"]["samples_per_s"] > 0
+    assert plan["baseline"]["plan"]["actor_zero_stage"] == 3
+    assert not list(searched.glob(".export-*"))
+
+
+def test_configs_accepted_by_deepspeed(searched):
+    for role in ("actor", "critic", "ref", "reward"):
+        config = json.loads((searched / f"ds_config_{role}.json").read_text())
+        validate_config(config, 8)
+    script = (searched / "run_step3.sh").read_text()
+    plan = json.loads((searched / "plan.json").read_text())["plan"]
+    assert "deepspeed --num_gpus 8 --master_port 12346 main.py" in script
+    assert f"--actor_zero_stage {plan['actor_zero_stage']}" in script
+    assert ("--enable_hybrid_engine" in script) == plan["enable_hybrid_engine"]
+
+
+def test_pick_at_least_as_fast_as_baseline(searched):
+    plan = json.loads((searched / "plan.json").read_text())
+    pick = plan["predicted"]["throughput"]["samples_per_s"]
+    base = plan["baseline"]["predicted"]["throughput"]["samples_per_s"]
+    assert pick >= base
+    assert plan["predicted"]["memory"]["gpu_peak_bytes"] <= plan["memory_cap_bytes"]
+
+
+def test_rerun_continues_the_study_without_repeats(searched):
+    before = _trials(searched)
+    assert _search(searched) == 0
+    after = _trials(searched)
+    assert len(after) == len(before) + 8
+    assert [r["number"] for r in after[:len(before)]] == [r["number"] for r in before]
+    knobs = [c for c in after[0] if c not in ("number", "status", "source", "reason", "p_fit") and
+             not c.startswith(("predicted_", "measured_"))]
+    keys = [tuple(r[k] for k in knobs) for r in after if r["source"] != "repeat"]
+    assert len(keys) == len(set(keys))
+    assert sum(r["source"] == "baseline" for r in after) == 1
+    with sqlite3.connect(searched / "study.db") as db:
+        assert db.execute("select count(*) from studies").fetchone()[0] == 1
+
+
+def test_json_output_is_plan_json(tmp_path, capsys):
+    out = tmp_path / "j"
+    assert main(["search", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "A100-80G", "--out", str(out),
+                 "--trials", "3", "--json", "--step", "sft"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["step"] == "sft" and printed["plan"] is not None
+    assert (out / "ds_config.json").is_file() and (out / "run_step1.sh").is_file()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero: [1]\n"))], "knobs.actor_zero"),
+    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero_stage: [9]\n"))], "knobs.actor_zero_stage"),
+    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero_stage: [1]\n  enable_hybrid_engine: [true]\n"
+                                         "  inference_tp_size: [2]\n"))], "none of its"),
+    (lambda t: ["--storage", "sqlite:////nonexistent-dir/x/study.db"], "--storage"),
+    (lambda t: ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage"),
+    (lambda t: ["--backend", "replay"], "--table"),
+    (lambda t: ["--headroom", "1.5"], "--headroom"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
+    out = tmp_path / "out"
+    code = main(["search", "--model", "opt-1.3b", "--gpus", "8", "--out", str(out), "--trials", "2",
+                 *make_args(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (out / "plan.json").exists()
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["search", "--model", "opt-1.3b", "--gpus", "8", "--out", str(blocker / "sub"), "--trials", "2"])
+    assert code == 2 and "--out" in capsys.readouterr().err
