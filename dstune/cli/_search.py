@@ -203,7 +203,8 @@ COMMAND = Command(
     "search", "tune DeepSpeed-Chat knobs with an Optuna study and export the fastest plan that fits", _arguments, _run,
     description="Search a space of DeepSpeed-Chat knobs (search_spaces/<step>.yaml) with an Optuna study seeded\n"
                 "by DeepSpeed-Chat's shipped settings, then write DeepSpeed configs, the launch script,\n"
-                "plan.json and trials.csv. Rerunning the same command continues the same study.\n"
+                "plan.json, trials.csv and the report (report.html, report.md). Rerunning the same\n"
+                "command continues the same study.\n"
                 "  dstune search --model opt-6.7b --gpus 8\n"
                 "  DS_ACCELERATOR=cpu dstune search --model tiny-opt --gpus 2 --backend profile --trials 4",
 )
