@@ -93,7 +93,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..search._study import memory_of
+    from ..search import memory_of
 
     console = Console()
     req = result.request
@@ -139,18 +139,17 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
 
 
 def _errors(result: Any) -> list[dict[str, Any]]:
-    from ..export._export import prediction_errors
+    from ..export import prediction_errors
 
     return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..calibration import shipped_observations
     from ..catalog import load_model
     from ..export import ExportInfo, check_writable, write_export
     from ..plan import parse_assignments
-    from ..search import SearchRequest, default_space_path, load_space, run_search
-    from ..search._calibrate import Setup
-    from ..calibration import shipped_observations
+    from ..search import SearchRequest, Setup, default_space_path, load_space, run_search
 
     setup = resolve_setup(args)
     space_path = Path(args.space) if args.space else default_space_path(args.step, setup.model.name)

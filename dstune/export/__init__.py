@@ -4,10 +4,10 @@ folder inside --out, and only then moved into place file by file (os.replace), s
 the previous export untouched and no half-written file."""
 
 from ._configs import CONFIG_FILES, ConfigRejected, role_configs, validate_config
-from ._export import ExportInfo, check_writable, plan_payload, write_export
+from ._export import ExportInfo, check_writable, plan_payload, prediction_errors, write_export
 from ._files import atomic_write, trials_table, versions
 from ._script import SCRIPT_NAMES, launch_script, plan_flags
 
 __all__ = ["CONFIG_FILES", "SCRIPT_NAMES", "ConfigRejected", "ExportInfo", "atomic_write", "check_writable",
-           "launch_script", "plan_flags", "plan_payload", "role_configs", "trials_table", "validate_config",
+           "launch_script", "plan_flags", "plan_payload", "prediction_errors", "role_configs", "trials_table", "validate_config",
            "versions", "write_export"]

@@ -7,13 +7,13 @@ from ._grid import Grid, build_grid, explain
 from ._records import STATUSES, Figures, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
 from ._space import SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
-from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, TrialRow, rank, run_search
+from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, TrialRow, memory_of, rank, run_search
 from ._surrogate import Surrogate
 
 __all__ = [
     "PRUNE_BELOW", "SAMPLERS", "SPACES_DIR", "STATUSES", "Backend", "Baseline", "BatchPolicy", "Calibration",
     "Figures", "Grid", "Observation", "ProfileBackend", "ReplayBackend", "SearchRequest", "SearchResult",
     "SearchSpace", "Setup", "SimulateBackend", "StopSearch", "Surrogate", "SurrogateSampler", "TrialRecord",
-    "TrialRow", "baseline_plan", "build_grid", "default_space_path", "explain", "fit_constants", "load_space",
+    "TrialRow", "baseline_plan", "build_grid", "default_space_path", "explain", "fit_constants", "load_space", "memory_of",
     "nearest_script", "plan_key", "rank", "read_table", "run_search",
 ]
