@@ -10,6 +10,9 @@ from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     add_setup_arguments(parser)
+    parser.add_argument("--no-he-kernels", dest="he_kernels", action="store_false",
+                        help="predict Hybrid Engine generation without its inference kernels (the model's own "
+                             "generate), as with DeepSpeed 0.19.8 + transformers 5 for OPT; see 'dstune profile'")
 
 
 def render_estimate(estimate: "object", note: str) -> None:
@@ -50,13 +53,19 @@ def _run(args: argparse.Namespace) -> int:
     plan = resolve_plan(setup, args.assignments)
     from ..costmodel import estimate
 
-    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model)
+    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=args.he_kernels)
+    uses_he = getattr(plan, "enable_hybrid_engine", False)
     if args.json:
         payload = result.to_json()
         payload["gpu_note"] = setup.gpu_note
+        payload["he_kernels"] = args.he_kernels if uses_he else None
         print_json(payload)
     else:
-        render_estimate(result, setup.gpu_note)
+        note = setup.gpu_note
+        if uses_he:
+            note += ("; assumes the Hybrid Engine's inference kernels run (--no-he-kernels if not)" if args.he_kernels
+                     else "; Hybrid Engine generation without its inference kernels")
+        render_estimate(result, note)
     return 0
 
 
