@@ -32,19 +32,35 @@ def test_replay_backend_lookup():
     assert backend.evaluate(missing).status == "error"
 
 
+def _table_with_an_oom(tmp_path):
+    """The shipped table with its fastest row turned into an OOM, so a failure is in the replay."""
+    with TABLE.open() as handle:
+        reader = csv.DictReader(handle)
+        rows, fields = list(reader), reader.fieldnames
+    fastest = max(rows, key=lambda r: float(r["measured_samples_per_s"] or 0))
+    fastest["status"] = "oom"
+    path = tmp_path / "with-oom.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def test_replay_search_finds_the_table_best(tmp_path):
+    table = _table_with_an_oom(tmp_path)
     out = tmp_path / "r"
     code = main(["search", "--model", "tiny-opt", "--gpus", "2", "--gpu-type", "A100-80G", "--backend", "replay",
-                 "--table", str(TABLE), "--trials", "30", "--out", str(out), "--seed", "0"])
+                 "--table", str(table), "--trials", "30", "--out", str(out), "--seed", "0"])
     assert code == 0
     plan = json.loads((out / "plan.json").read_text())
-    rows = read_table(TABLE, "ppo")
+    rows = read_table(table, "ppo")
     best = max(r.measured.samples_per_s for r in rows if r.status == "ok")
     assert plan["measured"]["throughput"]["samples_per_s"] == pytest.approx(best)
     assert plan["backend"] == "replay"
     with (out / "trials.csv").open() as handle:
         statuses = [r["status"] for r in csv.DictReader(handle)]
-    assert "error" in statuses  # the table's failed trials replay as failures, and the search went on
+    assert "oom" in statuses  # the table's failed trial replays as a failure, and the search went on
     errors = plan["calibration"]["prediction_errors"]
     assert errors[0]["samples_per_s_abs_log_error"] > 2 > errors[-1]["samples_per_s_abs_log_error"]
 
