@@ -197,7 +197,6 @@ def _observations_reader(req: SearchRequest) -> Callable:
 
 def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]], None] | None = None) -> SearchResult:
     """Continue (or start) the study until `trials` new evaluations are done or no candidate is left."""
-    import optuna
     from optuna.trial import TrialState
 
     started = time.perf_counter()

@@ -116,7 +116,6 @@ class Surrogate:
 
     def _fit_residuals(self, own: Sequence[Observation]) -> None:
         ok = [o for o in own if o.status == "ok" and o.samples_per_s]
-        mem = [o for o in ok if o.gpu_peak_bytes]
         self._gp_time = self._gp_mem = None
         prior_sps, prior_mem = predict(ok, self.prior) if ok else (np.array([]), np.array([]))
         sps, mem_pred = predict(ok, self.constants) if ok else (np.array([]), np.array([]))
