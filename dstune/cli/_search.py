@@ -20,7 +20,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): profile when this machine has the GPUs, else simulate")
     parser.add_argument("--table", default=None, help="replay: CSV of measured trials (e.g. a trials.csv)")
     parser.add_argument("--trials", type=int, default=None,
-                        help="new trials to evaluate (default: 40 simulate/replay, 12 profile)")
+                        help="profile/replay: new trials to run (default: 12 profile, 40 replay); simulate scores "
+                             "every candidate and ignores it")
+    parser.add_argument("--global-batch", type=int, default=None,
+                        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM); "
+                             "default: the baseline script's")
+    parser.add_argument("--explore", default="",
+                        help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
+                             "the baseline's job: same trained parameters and batch sizes)")
+    parser.add_argument("--tie-tolerance", type=float, default=0.01,
+                        help="plans within this fraction of the fastest count as equally fast; the pick is then "
+                             "the one with the lowest peak memory (default 0.01)")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument("--headroom", type=float, default=0.10,
                         help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity (default 0.10)")
@@ -84,55 +94,85 @@ def _progress(total: int, enabled: bool):
     return progress, advance
 
 
-def _knob_summary(values: dict[str, Any], baseline: dict[str, Any] | None, varied: tuple[str, ...]) -> str:
-    shown = [k for k in varied if baseline is None or values.get(k) != baseline.get(k)]
-    return ", ".join(f"{k}={values.get(k)}" for k in shown) or "(same as baseline)"
+def _differences(values: dict[str, Any], reference: dict[str, Any] | None) -> str:
+    from ..search import changes
+
+    shown = changes(values, reference)
+    return ", ".join(f"{k}={values.get(k)}" for k in shown) or "(same settings)"
+
+
+def _rate(row: Any) -> str:
+    f = row.figures
+    if f is None:
+        return "-"
+    text = f"{f.samples_per_s:,.3f}"
+    if f.samples_per_s_interval:
+        text += f" ({f.samples_per_s_interval[0]:,.2f}-{f.samples_per_s_interval[1]:,.2f})"
+    return text
 
 
 def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..search import memory_of
-
     console = Console()
     req = result.request
     setup = req.setup
-    base = result.baseline_row
+    head = result.picks.headline
+    base = head.baseline
     capacity = setup.cluster.gpu.memory_bytes
-    table = Table(title=f"{setup.model.name} {setup.step.upper()} on {setup.cluster.world_size} x "
-                        f"{setup.cluster.gpu.name}: {len(result.rows)} trials ({result.new_trials} new)")
+    where = info.hardware_label
+    table = Table(title=f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials "
+                        f"({result.new_trials} new)", caption=f"job: {head.job.label()}")
     for column in ("", "trial", "status", "samples/s", "vs baseline", "GPU peak", "headroom"):
         table.add_column(column, justify="left" if column in ("", "status") else "right", no_wrap=True)
-    entries = ([("baseline", base)] if base else []) + [("pick" if i == 0 else f"runner-up {i}", r)
-                                                        for i, r in enumerate(result.ranked[:4])]
-    base_sps = base.measured.samples_per_s if base and base.status == "ok" and base.measured else None
-    knob_lines = []
+    entries = ([("baseline", base)] if base else []) + ([("pick", head.pick)] if head.pick else []) + [
+        (f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
+    base_sps = base.samples_per_s if base and base.status == "ok" else None
+    lines = []
     for label, row in entries:
-        sps = row.measured.samples_per_s if row.measured else None
-        peak = memory_of(row)
-        table.add_row(label, str(row.number), row.status, f"{sps:,.3f}" if sps else "-",
+        peak = row.memory()
+        sps = row.samples_per_s
+        table.add_row(label, str(row.number), row.status.value, _rate(row) if sps else "-",
                       f"{sps / base_sps:.2f}x" if sps and base_sps else "-", gib(peak) if peak else "-",
                       f"{1 - peak / capacity:.0%}" if peak else "-")
-        knob_lines.append(f"{label} (trial {row.number}): " + (
-            result.baseline.script if label == "baseline"
-            else _knob_summary(row.values, base.values if base else None, req.space.varied)))
+        if label == "baseline":
+            lines.append(f"baseline (trial {row.number}): {result.baseline.script}")
+        elif label == "pick":
+            lines.append(f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}")
+        else:
+            lines.append(f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}")
     console.print(table)
-    for line in knob_lines:
+    for line in lines:
         console.print(line, highlight=False)
-    if base and base.status != "ok":
-        console.print(f"baseline trial {base.number}: {base.status}: {base.reason}")
-    if result.pick is None:
-        console.print("[red]no plan fits under the memory cap; no configs written[/red]")
+    if head.pick is None:
+        console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
+    elif head.speedup is not None:
+        basis = head.speedup.basis.value
+        verdict = (f"{head.speedup.text()} faster than DeepSpeed-Chat's script for the same job ({basis})"
+                   if head.pick.values != (base.values if base else None) else
+                   "no plan beats DeepSpeed-Chat's script for this job")
+        console.print(f"[bold]{verdict}[/bold]")
+    elif base is not None and base.status != "ok":
+        console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}")
+    for alt in result.picks.alternatives:
+        pick = alt.pick
+        versus = (f"{alt.speedup.text()} vs the baseline's settings on the same job ({alt.speedup.basis.value})"
+                  if alt.speedup else "no baseline of this job in the study")
+        console.print(f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
+                      f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
+                      highlight=False)
     for note in result.notes:
         if not note.startswith("baseline: "):
             console.print(f"note: {note}")
-    if any(r.status == "ok" and r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
+    if any(r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
         console.print("GPU peak: predicted (this backend measured no device memory)")
-    errors = [e for e in _errors(result)]
+    errors = _errors(result)
     if errors:
         console.print("prediction error |log(measured/predicted)| samples/s, by trial: "
                       + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors))
+    if info.backend == "simulate":
+        console.print(f"intervals: 90%, {req.interval_note}")
     console.print(f"[bold]{info.backend_note}[/bold]")
     console.print(f"wrote {', '.join(files)} and study.db to {out}" if info.storage.startswith("sqlite:///" + str(out.resolve()))
                   else f"wrote {', '.join(files)} to {out}; study in {info.storage}")
@@ -144,47 +184,85 @@ def _errors(result: Any) -> list[dict[str, Any]]:
     return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
 
 
+def _cpu_dtype(space: Any, device: str, pinned: list[str]) -> tuple[Any, str | None]:
+    """On DeepSpeed's CPU accelerator a default fp16 becomes bf16 (it has no fp16 kernels here)."""
+    if device != "cpu" or "dtype" in pinned or space.fixed.get("dtype", "fp16") != "fp16":
+        return space, None
+    import dataclasses
+
+    return (dataclasses.replace(space, fixed={**space.fixed, "dtype": "bf16"}),
+            "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)")
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..calibration import shipped_observations
     from ..catalog import load_model
     from ..export import ExportInfo, check_writable, write_export
     from ..plan import parse_assignments
-    from ..search import SearchRequest, Setup, default_space_path, load_space, run_search
+    from ..search import EXPLORE_OPTIONS, SearchRequest, Setup, default_space_path, load_space, run_search
 
     setup = resolve_setup(args)
     space_path = Path(args.space) if args.space else default_space_path(args.step, setup.model.name)
     space = load_space(space_path, args.step)
-    if args.assignments:
-        space = space.with_fixed(parse_assignments(args.step, args.assignments))
+    assignments = parse_assignments(args.step, args.assignments) if args.assignments else {}
+    if assignments:
+        space = space.with_fixed(assignments)
+    explore = tuple(x.strip() for x in args.explore.split(",") if x.strip())
+    unknown = [x for x in explore if x not in EXPLORE_OPTIONS]
+    if unknown:
+        raise UserInputError(f"--explore {unknown[0]}: choose from {', '.join(EXPLORE_OPTIONS)}")
+    space = space.widen(explore)
     critic = setup.critic_model
     if args.step == "ppo" and space.critic_model and not args.critic_model:
         critic = load_model(space.critic_model)
     if not 0.0 <= args.headroom < 1.0:
         raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
+    if not 0.0 <= args.tie_tolerance < 0.5:
+        raise UserInputError(f"--tie-tolerance must be in [0, 0.5), got {args.tie_tolerance}")
     backend_name, backend_note = _choose_backend(args, setup)
     trials = args.trials if args.trials is not None else (12 if backend_name == "profile" else 40)
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
-    gpu = setup.cluster.gpu.name
-    out = Path(args.out) if args.out else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{gpu}-{args.step}"
-    check_writable(out)
-    storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
-    study_name = f"{setup.model.name}-{setup.cluster.world_size}x{gpu}-{args.step}-{backend_name}"
     cap = setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
-    backend = _backend(backend_name, args, setup, cap, out)
+    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."))
+    device = getattr(backend, "device", "")
+    hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
+    out = Path(args.out) if args.out else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
+    if backend_name == "profile":
+        backend.trials_dir = out / "trials"
+    check_writable(out)
+    space, dtype_note = _cpu_dtype(space, device, list(assignments))
+    storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
+    study_name = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
     search_setup = Setup(step=args.step, model=setup.model, critic_model=critic, cluster=setup.cluster)
     shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
     request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,
-                            trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped)
+                            trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped,
+                            global_batch=args.global_batch, tie_tolerance=args.tie_tolerance)
+    console = None
     if not args.json:
         from rich.console import Console
 
-        Console().print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {space.path}")
-    progress, advance = _progress(trials, enabled=not args.json)
-    with progress:
-        result = run_search(request, progress=advance)
+        console = Console()
+        console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {space.path}")
+        if dtype_note:
+            console.print(dtype_note)
+    if backend_name == "simulate":
+        if console is not None:
+            with console.status("scoring every candidate with the cost model"):
+                result = run_search(request)
+        else:
+            result = run_search(request)
+    else:
+        progress, advance = _progress(trials, enabled=not args.json)
+        with progress:
+            result = run_search(request, progress=advance)
+    if dtype_note:
+        result.notes.append(dtype_note)
+    label = (f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)" if hardware == "cpu"
+             else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}")
     info = ExportInfo(backend=backend_name, backend_note=backend_note, storage=storage, study_name=study_name,
-                      headroom=args.headroom, gpu_note=setup.gpu_note)
+                      headroom=args.headroom, gpu_note=setup.gpu_note, hardware=hardware, hardware_label=label)
     files = write_export(result, out, info)
     from ..report import report_study, write_report
 
@@ -203,7 +281,9 @@ COMMAND = Command(
     description="Search a space of DeepSpeed-Chat knobs (search_spaces/<step>.yaml) with an Optuna study seeded\n"
                 "by DeepSpeed-Chat's shipped settings, then write DeepSpeed configs, the launch script,\n"
                 "plan.json, trials.csv and the report (report.html, report.md). Rerunning the same\n"
-                "command continues the same study.\n"
+                "command continues the same study. Every candidate trains the baseline's job (what is\n"
+                "trained, prompts per iteration, samples per update) unless --set, --global-batch or\n"
+                "--explore changes it; the simulate backend scores every candidate exactly.\n"
                 "  dstune search --model opt-6.7b --gpus 8\n"
                 "  DS_ACCELERATOR=cpu dstune search --model tiny-opt --gpus 2 --backend profile --trials 4",
 )

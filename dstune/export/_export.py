@@ -25,6 +25,9 @@ class ExportInfo:
     study_name: str
     headroom: float
     gpu_note: str = ""
+    hardware: str = ""
+    """What trials ran on: a catalog GPU name, or "cpu" for DeepSpeed's CPU accelerator."""
+    hardware_label: str = ""
 
 
 def check_writable(out: Path) -> None:
@@ -36,15 +39,6 @@ def check_writable(out: Path) -> None:
         os.unlink(probe)
     except OSError as error:
         raise UserInputError(f"--out {out}: not writable ({error.strerror or error})") from None
-
-
-def _figures(row: Any, kind: str, simulated: bool) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    if kind == "measured":
-        return None if simulated or row.measured is None else row.measured.to_json()
-    figures = row.measured if simulated else row.predicted
-    return figures.to_json() if figures else None
 
 
 def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
@@ -61,45 +55,81 @@ def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _figures(row: Any) -> dict[str, Any]:
+    """predicted and measured figure sets of a trial (measured null where it did not run)."""
+    return {"predicted": row.predicted.to_json() if row and row.predicted else None,
+            "measured": row.measured.to_json() if row and row.measured else None}
+
+
+def _trial(row: Any, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    from ..search import changes
+
+    out = {"trial": row.number, "status": row.status.value, "job": row.job, "plan": row.values, **_figures(row)}
+    if reference is not None:
+        out["changes"] = {k: row.values[k] for k in changes(row.values, reference)}
+    return out
+
+
+def _job_pick(alt: Any) -> dict[str, Any]:
+    pick = alt.pick
+    return {"job_class": alt.job_class, "job": alt.job.label(), "job_values": {**alt.job.values, **alt.job.batches},
+            "pick": _trial(pick), "baseline_of_this_job": _trial(alt.baseline) if alt.baseline else None,
+            "speedup_over_baseline_of_this_job": alt.speedup.to_json() if alt.speedup else None,
+            "runners_up": [_trial(r, pick.values) for r in alt.runners_up[:3]]}
+
+
 def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, Any]:
+    from ..record import SCHEMA_VERSION
+
     req = result.request
     setup = req.setup
-    simulated = info.backend == "simulate"
-    pick, base = result.pick, result.baseline_row
-    speedup = None
-    if pick and base and base.status == "ok" and base.measured:
-        speedup = pick.measured.samples_per_s / base.measured.samples_per_s
+    head = result.picks.headline
+    pick, base = head.pick, head.baseline
     return {
+        "schema_version": SCHEMA_VERSION,
         "step": setup.step, "model": setup.model.name,
         "critic_model": setup.critic_model.name if setup.critic_model else None,
-        "gpus": setup.cluster.world_size, "nodes": setup.cluster.nodes, "gpu_type": setup.cluster.gpu.name,
+        "gpus": setup.cluster.world_size, "nodes": setup.cluster.nodes,
+        "gpu_type": info.hardware or setup.cluster.gpu.name, "hardware": info.hardware_label,
+        "cost_model_gpu_type": setup.cluster.gpu.name,
         "gpu_note": info.gpu_note, "backend": info.backend, "backend_note": info.backend_note,
         "study": {"name": info.study_name, "storage": info.storage, "trials": len(result.rows),
                   "new_trials": result.new_trials, "space": req.space.path, "candidates": len(result.grid),
-                  "dropped": result.grid.dropped, "sampler": req.sampler, "seed": req.seed},
+                  "dropped": result.grid.dropped, "sampler": req.sampler if info.backend != "simulate" else "exact",
+                  "seed": req.seed, "explored": list(result.space.explored) if result.space else []},
+        "job": {"label": head.job.label(), **head.job.values, **head.job.batches},
         "trial": pick.number if pick else None,
         "plan": pick.values if pick else None,
-        "predicted": _figures(pick, "predicted", simulated),
-        "measured": _figures(pick, "measured", simulated),
+        **_figures(pick),
         "baseline": {
             "script": result.baseline.script, "adjustments": list(result.baseline.adjustments),
-            "trial": base.number if base else None, "status": base.status if base else None,
-            "reason": base.reason if base else None,
-            "plan": base.values if base else None,
-            "predicted": _figures(base, "predicted", simulated), "measured": _figures(base, "measured", simulated),
+            "trial": base.number if base else None, "status": base.status.value if base else None,
+            "reason": base.reason if base else None, "plan": base.values if base else None, **_figures(base),
         },
-        "speedup_over_baseline": speedup,
+        "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
+        "tie_tolerance": req.tie_tolerance,
+        "interval": {"level": 0.9, "note": req.interval_note},
         "headroom": info.headroom, "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),
-        "runners_up": [{"trial": r.number, "plan": r.values, "samples_per_s": r.measured.samples_per_s,
-                        "gpu_peak_bytes": r.measured.gpu_peak_bytes or (r.predicted and r.predicted.gpu_peak_bytes)}
-                       for r in result.ranked[1:4]],
+        "runners_up": [_trial(r, pick.values) for r in head.runners_up[:3]] if pick else [],
+        "alternatives": [_job_pick(alt) for alt in result.picks.alternatives],
         "calibration": {
             "prediction_errors": prediction_errors(result.rows),
             "fits": [vars(h) for h in result.history],
         },
         "notes": result.notes, "files": files, "versions": versions(), "created": now_iso(),
     }
+
+
+def _quiet_deepspeed() -> None:
+    """Without a GPU DeepSpeed warns 'Setting accelerator to CPU' on import; validating a config needs no
+    accelerator, so name the CPU one and keep the user's screen clean."""
+    if "DS_ACCELERATOR" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
@@ -109,11 +139,12 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
     texts: dict[str, str] = {}
     pick = result.pick
     if pick is not None:
+        _quiet_deepspeed()
         plan = make_plan(setup.step, pick.values)
         for name, config in role_configs(plan, setup.cluster.world_size).items():
             texts[name] = dump_json(config)
-        header = (f"{setup.model.name} {setup.step} on {setup.cluster.world_size} x {setup.cluster.gpu.name}, "
-                  f"study {info.study_name} trial {pick.number} ({info.backend}).")
+        header = (f"{setup.model.name} {setup.step} on {info.hardware_label or setup.cluster.gpu.name}, "
+                  f"study {info.study_name} trial {pick.number} ({info.backend}); job: {result.picks.headline.job.label()}.")
         texts[SCRIPT_NAMES[setup.step]] = launch_script(plan, model=setup.model, critic_model=setup.critic_model,
                                                         cluster=setup.cluster, header=header)
     meta = {"step": setup.step, "model": setup.model.name,

@@ -52,8 +52,20 @@ class Header(NamedTuple):
     devices: tuple[str, ...]
 
 
+class Alternative(NamedTuple):
+    """The pick of another class of training job (`--explore`), against the baseline's settings on that job."""
+
+    job_class: str
+    job: str
+    trial: int | None
+    samples_per_s: float
+    basis: str
+    speedup: float | None
+    speedup_interval: tuple[float, float] | None
+
+
 class Headline(NamedTuple):
-    """Baseline against the pick, on one basis (both measured, or both predicted)."""
+    """Baseline against the pick, on one basis (both measured, or both predicted), for one training job."""
 
     baseline: PlanFigures | None
     pick: PlanFigures | None
@@ -63,6 +75,9 @@ class Headline(NamedTuple):
     memory_cap_bytes: float | None
     headroom_bytes: float | None
     changes: tuple[tuple[str, Any, Any], ...]
+    job: str | None = None
+    speedup_interval: tuple[float, float] | None = None
+    alternatives: tuple[Alternative, ...] = ()
 
 
 class Point(NamedTuple):
@@ -160,9 +175,20 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     (a "repeat" row re-reports an earlier trial's plan and is left out)."""
     t = study.trials
     keep = (t["status"] == "ok") & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
+    job = (study.meta.get("job") or {}).get("label")
+    if job and "job" in t:  # the top table ranks plans of the pick's training job only
+        keep &= t["job"] == job
     if study.memory_cap_bytes is not None:
         keep &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
-    return t[keep].sort_values(["fig_samples_per_s", "number"], ascending=[False, True], kind="stable")
+    fit = t[keep].copy()
+    if not len(fit):
+        return fit
+    tolerance = float(study.meta.get("tie_tolerance") or 0.0)  # the pick rule: ties go to less memory
+    fit["_tier"] = (fit["fig_samples_per_s"] < fit["fig_samples_per_s"].max() * (1.0 - tolerance)).astype(int)
+    fit["_rate"] = fit["fig_samples_per_s"].where(fit["_tier"] == 1, 0.0)
+    fit = fit.sort_values(["_tier", "_rate", "fig_gpu_peak_bytes", "number"], ascending=[True, False, True, True],
+                          kind="stable")
+    return fit.drop(columns=["_tier", "_rate"])
 
 
 def _matching_row(study: StudyDir, knobs: dict[str, Any]) -> pd.Series | None:
@@ -181,7 +207,7 @@ def plan_pair(study: StudyDir, feasible: pd.DataFrame) -> tuple[PlanFigures | No
     """Baseline and pick from plan.json (from trials.csv where plan.json lacks them), measured only
     when both are, so the speedup compares like with like; a failed baseline leaves the pick measured."""
     meta, base_meta = study.meta, study.meta.get("baseline") or {}
-    measured = lambda m: not study.simulated and isinstance(m.get("measured"), dict)  # noqa: E731
+    measured = lambda m: isinstance(m.get("measured"), dict)  # noqa: E731
     base_failed = baseline_status(study) not in (None, "ok")
     pick_key = "measured" if measured(meta) and (measured(base_meta) or base_failed) else "predicted"
     base_key = "measured" if measured(meta) and measured(base_meta) else "predicted"
@@ -222,7 +248,27 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
     source = str(meta["script"]) if meta.get("script") else None
     if source and meta.get("adjustments"):
         source += " (adjusted: " + "; ".join(str(a) for a in meta["adjustments"]) + ")"
-    return Headline(base, pick, baseline_status(study), source, speedup, cap, headroom, changes)
+    stated = study.meta.get("speedup_over_baseline")
+    interval = None
+    if isinstance(stated, dict) and speedup is not None and stated.get("interval"):
+        interval = (float(stated["interval"][0]), float(stated["interval"][1]))
+    job = (study.meta.get("job") or {}).get("label")
+    return Headline(base, pick, baseline_status(study), source, speedup, cap, headroom, changes, job, interval,
+                    _alternatives(study))
+
+
+def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
+    out = []
+    for alt in study.meta.get("alternatives") or ():
+        pick = alt.get("pick") or {}
+        figures = pick.get("measured") or pick.get("predicted") or {}
+        speed = alt.get("speedup_over_baseline_of_this_job") or {}
+        interval = speed.get("interval")
+        out.append(Alternative(str(alt.get("job_class", "")), str(alt.get("job", "")), pick.get("trial"),
+                               number((figures.get("throughput") or {}).get("samples_per_s")),
+                               str(figures.get("basis", "")), speed.get("value"),
+                               (float(interval[0]), float(interval[1])) if interval else None))
+    return tuple(out)
 
 
 def _header(study: StudyDir) -> Header:
@@ -233,7 +279,7 @@ def _header(study: StudyDir) -> Header:
     versions = tuple((str(k), str(v)) for k, v in (m.get("versions") or {}).items() if v is not None)
     model = str(m.get("model", "?"))
     gpus = study.gpus
-    title = f"{model} {study.step.upper()} on {gpus} x {m.get('gpu_type', '?')}"
+    title = f"{model} {study.step.upper()} on {m.get('hardware') or f'{gpus} x ' + str(m.get('gpu_type', '?'))}"
     devices = () if study.simulated else study.devices
     return Header(title, model, m.get("critic_model"), study.step, gpus, m.get("nodes"), str(m.get("gpu_type", "?")),
                   study.backend, study_name_and_storage(m)[0], m.get("created"), versions,

@@ -14,7 +14,7 @@ from typing import Any
 from ._compare import CompareData
 from ._data import ReportData
 from ._plots import Rendered
-from ._sections import accuracy_lines, baseline_line, changes_table, facts, headline_sentence, headline_table
+from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, baseline_line, changes_table, facts, headline_sentence, headline_table
 from ._table import NUMERIC_KINDS, Table
 
 _CSS = """
@@ -70,6 +70,9 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
              "<h2>Baseline and pick</h2>", f'<p class="headline">{_e(headline_sentence(data.headline))}</p>',
              f"<p>{_e(baseline_line(data.headline))}</p>",
              table_html(headline_table(data.headline), [False, True, True, True])]
+    if data.headline.alternatives:
+        parts += ["<h2>Other training jobs</h2>", f"<p>{_e(ALTERNATIVES_NOTE)}</p>",
+                  table_html(alternatives_table(data.headline))]
     if data.headline.changes:
         parts += ["<p>Knobs the pick changes from the DeepSpeed-Chat baseline:</p>",
                   table_html(changes_table(data.headline))]

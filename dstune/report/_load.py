@@ -17,8 +17,10 @@ import pandas as pd
 from ..costmodel import PPO_PHASES, TRAIN_PHASES
 from ..errors import UserInputError
 from ..plan import STEPS, knob_fields
+from ..record import Status, read_plan_json
+from ..record._files import check_trials_schema
 
-STATUSES = ("ok", "oom", "timeout", "error", "crashed", "pruned", "infeasible")
+STATUSES = tuple(s.value for s in Status)
 METRICS = ("samples_per_s", "tokens_per_s", "gpu_peak_bytes", "step_s")
 """Figures in trials.csv as predicted_<metric> and measured_<metric>, plus <prefix>_mfu and <prefix>_time_<phase>."""
 
@@ -67,14 +69,7 @@ class StudyDir:
 
 
 def _read_plan_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserInputError(f"{path}: not found (is this a directory written by 'dstune search'?)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserInputError(f"{path}: not valid JSON ({str(error).splitlines()[0]})") from None
-    if not isinstance(meta, dict):
-        raise UserInputError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    meta = read_plan_json(path)
     step = meta.get("step", "ppo")
     if step not in STEPS:
         raise UserInputError(f"{path}: step {step!r} is not one of {', '.join(STEPS)}")
@@ -88,6 +83,7 @@ def _read_trials_csv(path: Path) -> pd.DataFrame:
         trials = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
         raise UserInputError(f"{path}: cannot be read as CSV ({str(error).strip().splitlines()[0]})") from None
+    check_trials_schema(list(trials.columns), trials.to_dict("records"), str(path))
     missing = [c for c in ("number", "status") if c not in trials.columns]
     if missing:
         raise UserInputError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -106,20 +102,17 @@ def _numeric(trials: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(trials[column], errors="coerce").astype(float)
 
 
-def _add_figure_columns(trials: pd.DataFrame, phases: tuple[str, ...], simulated: bool) -> None:
-    """fig_* = what the figures plot: measured where the backend measures and the trial has a
-    measurement, else predicted. In a simulate study the backend's answer is the cost model's, in
-    whichever column family the writer filed it (measured_* is read first, then predicted_*)."""
+def _add_figure_columns(trials: pd.DataFrame, phases: tuple[str, ...]) -> None:
+    """fig_* = what the figures plot: the measurement where the trial has one, else the prediction
+    (`fig_basis` says which). A simulated study has no measured_* figures at all."""
     has_measured = _numeric(trials, "measured_samples_per_s").notna()
-    trials["fig_basis"] = "predicted" if simulated else has_measured.map({True: "measured", False: "predicted"})
+    trials["fig_basis"] = has_measured.map({True: "measured", False: "predicted"})
     for metric in METRICS + ("mfu",) + tuple(f"time_{p}" for p in phases):
         predicted, actual = _numeric(trials, f"predicted_{metric}"), _numeric(trials, f"measured_{metric}")
-        use = actual.notna() & (True if simulated else has_measured)
-        if metric == "mfu" and not simulated:  # a predicted MFU beside a measured rate would mislead: leave it out
-            use = has_measured
-        trials[f"fig_{metric}"] = actual.where(use, predicted)
-    if "mfu" in trials:  # the contract's single mfu column, if that is what the writer used
-        trials["fig_mfu"] = trials["fig_mfu"].fillna(_numeric(trials, "mfu"))
+        if metric == "mfu":  # a predicted MFU beside a measured rate would mislead: leave it out
+            trials[f"fig_{metric}"] = actual.where(has_measured, predicted.where(~has_measured))
+            continue
+        trials[f"fig_{metric}"] = actual.where(has_measured & actual.notna(), predicted)
 
 
 def study_name_and_storage(meta: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -142,5 +135,5 @@ def load_study_dir(path: str | Path) -> StudyDir:
     knobs = tuple(f.name for f in knob_fields(step) if f.name in trials.columns)
     phases = tuple(p for p in (PPO_PHASES if step == "ppo" else TRAIN_PHASES)
                    if f"predicted_time_{p}" in trials or f"measured_time_{p}" in trials)
-    _add_figure_columns(trials, phases, simulated=meta.get("backend", "simulate") == "simulate")
+    _add_figure_columns(trials, phases)
     return StudyDir(root, meta, trials, knobs, phases)

@@ -14,7 +14,7 @@ from typing import Any
 from ._compare import CompareData
 from ._data import ReportData
 from ._plots import Rendered
-from ._sections import accuracy_lines, baseline_line, changes_table, facts, headline_sentence, headline_table
+from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, baseline_line, changes_table, facts, headline_sentence, headline_table
 from ._table import NUMERIC_KINDS, Table
 
 _SPECIAL = re.compile(r"([\\`*\[\]|#!~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
@@ -48,6 +48,8 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
     out += ["## Baseline and pick", "", f"**{_m(headline_sentence(data.headline))}**", "",
             _m(baseline_line(data.headline)), "",
             table_md(headline_table(data.headline)), ""]
+    if data.headline.alternatives:
+        out += ["## Other training jobs", "", _m(ALTERNATIVES_NOTE), "", table_md(alternatives_table(data.headline)), ""]
     if data.headline.changes:
         out += ["Knobs the pick changes from the DeepSpeed-Chat baseline:", "",
                 table_md(changes_table(data.headline)), ""]

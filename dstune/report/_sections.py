@@ -34,8 +34,11 @@ def headline_sentence(h: Headline) -> str:
     parts = []
     if h.baseline_status not in (None, "ok"):
         parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
+    if h.job:
+        parts.append(f"Training job (the same for baseline and pick): {h.job}")
     if h.speedup is not None:
-        parts.append(f"The pick runs {h.speedup:.2f}x the baseline's throughput "
+        interval = f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
+        parts.append(f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
                      f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})")
     else:
         parts.append(f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
@@ -69,6 +72,24 @@ def headline_table(h: Headline) -> Table:
     if h.baseline_status not in (None, "ok"):
         rows.append(("baseline status", h.baseline_status, "ok" if p else "–", ""))
     return Table((Column("figure"), Column("baseline"), Column("pick"), Column("pick / baseline")), tuple(rows))
+
+
+def alternatives_table(h: Headline) -> Table:
+    """Picks of other training jobs (--explore): each against the baseline's settings on its own job."""
+    rows = []
+    for a in h.alternatives:
+        versus = "–"
+        if a.speedup is not None:
+            versus = f"{a.speedup:.2f}x" + (f" ({a.speedup_interval[0]:.2f}-{a.speedup_interval[1]:.2f}x)"
+                                             if a.speedup_interval else "")
+        rows.append((a.job_class, a.job, str(a.trial), format_value(a.samples_per_s, "rate"), a.basis, versus))
+    return Table((Column("class"), Column("job"), Column("trial"), Column("samples/s"), Column("basis"),
+                  Column("vs baseline settings, same job")), tuple(rows))
+
+
+ALTERNATIVES_NOTE = ("Other training jobs: these train something else (LoRA, another batch) than the baseline, so "
+                     "their rates are not a like-for-like speedup over it; each is compared with the baseline's "
+                     "settings running that same job.")
 
 
 def changes_table(h: Headline) -> Table:

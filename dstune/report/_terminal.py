@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ._compare import CompareData
 from ._data import ReportData
-from ._sections import accuracy_lines, changes_table, headline_sentence, headline_table
+from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, changes_table, headline_sentence, headline_table
 from ._table import NUMERIC_KINDS, Table
 
 
@@ -40,6 +40,8 @@ def print_report_summary(data: ReportData, written: list[Path]) -> None:
     if data.top.rows:
         console.print(_rich_table(data.top, f"top {len(data.top.rows)} plans (knobs in the HTML/Markdown report)",
                                   skip=("source", "basis", "MFU", "settings")))
+    if data.headline.alternatives:
+        console.print(_rich_table(alternatives_table(data.headline), "other training jobs (not like for like)"))
     if data.headline.changes:
         console.print(_rich_table(changes_table(data.headline), "knobs the pick changes from the baseline"))
     if data.importance.params:

@@ -4,13 +4,18 @@ from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, 
 from ._baseline import Baseline, baseline_plan, nearest_script
 from ._calibrate import Calibration, Observation, Setup, fit_constants
 from ._grid import Grid, build_grid, explain
-from ._records import STATUSES, Figures, TrialRecord
+from ._jobspace import resolve_job
+from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits
+from ._records import STATUSES, Figures, Status, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
-from ._space import SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
-from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, TrialRow, memory_of, rank, run_search
+from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
+from ._pick import memory_of
+from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run_search
+from ..record import TrialRow
 from ._surrogate import Surrogate
 
 __all__ = [
+    "EXPLORE_OPTIONS", "TIE_TOLERANCE", "JobPick", "Picks", "Speedup", "Status", "changes", "choose", "fits", "resolve_job",
     "PRUNE_BELOW", "SAMPLERS", "SPACES_DIR", "STATUSES", "Backend", "Baseline", "BatchPolicy", "Calibration",
     "Figures", "Grid", "Observation", "ProfileBackend", "ReplayBackend", "SearchRequest", "SearchResult",
     "SearchSpace", "Setup", "SimulateBackend", "StopSearch", "Surrogate", "SurrogateSampler", "TrialRecord",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import csv
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,8 +12,8 @@ from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate
 from ..errors import UserInputError
 from ..plan import Plan, knob_fields, plan_to_dict
-from ..plan._parse import coerce_knob
-from ._records import Figures, TrialRecord
+from ..record import MEASURED_STATUSES, Basis, Figures, Status, read_trials_csv
+from ._records import TrialRecord
 from ._space import plan_key
 
 
@@ -48,13 +47,14 @@ class SimulateBackend(Backend):
     name = "simulate"
 
     def __init__(self, *, model: ModelSpec, critic_model: ModelSpec | None, cluster: ClusterSpec, cap_bytes: float,
-                 constants: CostConstants = DEFAULT_CONSTANTS):
+                 constants: CostConstants = DEFAULT_CONSTANTS, he_kernels: bool = True):
         self.model, self.critic_model, self.cluster = model, critic_model, cluster
-        self.cap_bytes, self.constants = cap_bytes, constants
+        self.cap_bytes, self.constants, self.he_kernels = cap_bytes, constants, he_kernels
         self.device = f"simulated {cluster.gpu.name}"
 
     def evaluate(self, plan: Plan) -> TrialRecord:
-        e = estimate(plan, self.model, self.cluster, critic_model=self.critic_model, constants=self.constants)
+        e = estimate(plan, self.model, self.cluster, critic_model=self.critic_model, constants=self.constants,
+                     he_kernels=self.he_kernels)
         figures = Figures.of_estimate(e)
         reasons = []
         if e.gpu_peak_bytes > self.cap_bytes:
@@ -62,7 +62,7 @@ class SimulateBackend(Backend):
         if e.host_peak_bytes > e.host_capacity_bytes:
             reasons.append(f"predicted host peak {e.host_peak_bytes / 2**30:.0f} GiB per node > "
                            f"{e.host_capacity_bytes / 2**30:.0f} GiB")
-        return TrialRecord(status="infeasible" if reasons else "ok", measured=figures, reason="; ".join(reasons),
+        return TrialRecord(status="infeasible" if reasons else "ok", figures=figures, reason="; ".join(reasons),
                            details={"device": self.device})
 
 
@@ -102,18 +102,18 @@ class ProfileBackend(Backend):
             return TrialRecord(status=str(status), reason=str(reason).strip().splitlines()[-1] if reason else "",
                                details=details)
         peak = result.gpu_peak_bytes or None
-        figures = Figures(samples_per_s=float(result.samples_per_s), tokens_per_s=float(result.tokens_per_s),
+        figures = Figures(basis=Basis.MEASURED, samples_per_s=float(result.samples_per_s), tokens_per_s=float(result.tokens_per_s),
                           gpu_peak_bytes=None if peak is None else float(peak), step_s=float(result.step_s),
                           phases={k: float(v) for k, v in (result.phases or {}).items()},
                           mfu=None if result.mfu is None else float(result.mfu))
-        return TrialRecord(status="ok", measured=figures, details=details)
+        return TrialRecord(status="ok", figures=figures, details=details)
 
 
 class ReplayBackend(Backend):
-    """Answers from a recorded table of measured trials (a trials.csv, or any CSV with the same columns).
+    """Answers from a recorded table of measured trials (a trials.csv of a profiled study).
 
-    A row matches a plan when every knob column the table has equals the plan's value;
-    knobs the table lacks take DeepSpeed-Chat defaults.
+    A row matches a plan when every knob equals the plan's value; knobs the table lacks
+    take DeepSpeed-Chat defaults. Rows without a measurement (simulated, pruned) are skipped.
     """
 
     name = "replay"
@@ -145,32 +145,25 @@ class ReplayBackend(Backend):
         row = self.lookup(plan_to_dict(plan))
         if row is None:
             return TrialRecord(status="error", reason=f"plan not in replay table {self.path}")
-        return TrialRecord(status=row.status, measured=row.measured, reason=row.reason,
+        return TrialRecord(status=row.status, figures=row.measured, reason=row.reason,
                            details={"device": row.device, "table": str(self.path)})
 
 
 @dataclasses.dataclass(frozen=True)
 class TableRow:
     values: dict[str, Any]
-    status: str
+    status: Status
     measured: Figures | None
     reason: str
     device: str
     extra: dict[str, str]
 
 
-def _number(text: str | None) -> float | None:
-    if text is None or text.strip() in ("", "nan", "None"):
-        return None
-    return float(text)
-
-
 _TABLES: dict[tuple[str, str, float], list[TableRow]] = {}
 
 
 def read_table(path: Path, step: str) -> list[TableRow]:
-    """Rows of a measured-trials CSV (columns: knobs, status, measured_*), skipping non-measurements.
-    Cached per (path, step, modification time)."""
+    """Measured rows of a trials.csv (read through dstune.record), cached per (path, step, modification time)."""
     try:
         cache_key = (str(Path(path).resolve()), step, Path(path).stat().st_mtime)
     except OSError:
@@ -185,40 +178,18 @@ def read_table(path: Path, step: str) -> list[TableRow]:
 
 def _read_table(path: Path, step: str) -> list[TableRow]:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise UserInputError(f"--table {path}: file not found") from None
-    except (OSError, csv.Error) as error:
-        raise UserInputError(f"--table {path}: cannot read: {error}") from None
-    fields = {f.name: f for f in knob_fields(step)}
+        stored = read_trials_csv(path, step)
+    except UserInputError as error:
+        raise UserInputError(f"--table {error}") from None
     rows = []
-    for line, record in enumerate(records, start=2):
-        if "step" in record and record["step"] and record["step"] != step:
+    for item in stored:
+        row = item.row
+        if row.status not in MEASURED_STATUSES or row.source == "repeat":
             continue
-        status = (record.get("status") or "").strip()
-        if status not in ("ok", "oom", "timeout", "error", "crashed"):
+        if row.status == Status.OK and row.measured is None:
             continue
-        values = {}
-        for name, f in fields.items():
-            text = record.get(name)
-            try:
-                values[name] = f.default if text in (None, "") else coerce_knob(f, text)
-            except UserInputError as error:
-                raise UserInputError(f"--table {path}: line {line}: {error}") from None
-        measured = None
-        sps = _number(record.get("measured_samples_per_s"))
-        if status == "ok":
-            if sps is None:
-                raise UserInputError(f"--table {path}: line {line}: status ok without measured_samples_per_s")
-            phases = {k[len("measured_time_"):]: float(v) for k, v in record.items()
-                      if k.startswith("measured_time_") and _number(v) is not None}
-            measured = Figures(samples_per_s=sps, tokens_per_s=_number(record.get("measured_tokens_per_s")) or 0.0,
-                               gpu_peak_bytes=_number(record.get("measured_gpu_peak_bytes")),
-                               step_s=_number(record.get("measured_step_s")) or 0.0, phases=phases,
-                               mfu=_number(record.get("measured_mfu")))
-        rows.append(TableRow(values=values, status=status, measured=measured, reason=record.get("reason") or "",
-                             device=record.get("device") or "", extra=dict(record)))
+        rows.append(TableRow(values=row.values, status=row.status, measured=row.measured, reason=row.reason,
+                             device=item.setup.get("device") or "", extra=dict(item.setup)))
     if not rows:
-        raise UserInputError(f"--table {path}: no measured {step} rows (columns status, measured_samples_per_s)")
+        raise UserInputError(f"--table {path}: no measured {step} rows (a trials.csv of a profiled study)")
     return rows

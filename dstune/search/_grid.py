@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserInputError
-from ..plan import Context, Plan, knob_fields, make_plan, violations
+from ..plan import Context, Plan, knob_fields, make_plan, redundant_rows, violations
 from ._space import BATCH_KNOBS, MAX_GRID, SearchSpace, as_python, plan_key
 
 
@@ -76,31 +76,60 @@ class Grid:
         return int(hits[0]) if len(hits) else None
 
 
-def _enumerate(space: SearchSpace, defaults: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    names = list(space.knobs)
-    sizes = [len(space.knobs[n]) for n in names]
-    total = int(np.prod(sizes, dtype=np.int64)) if names else 1
-    if total > MAX_GRID:
-        raise UserInputError(f"search space {space.path}: {total:,} combinations is more than {MAX_GRID:,}; "
-                             "fix some knobs (--set) or list fewer values")
-    index = np.unravel_index(np.arange(total), sizes) if names else ()
-    columns: dict[str, np.ndarray] = {}
-    for f in knob_fields(space.step):
-        if f.name in space.knobs:
-            values = np.array(space.knobs[f.name])
-            columns[f.name] = values[index[names.index(f.name)]]
-        else:
-            value = space.fixed.get(f.name, defaults.get(f.name, f.default))
-            columns[f.name] = np.repeat(np.array([value]), total)
-    for name, source in space.ties.items():
-        columns[name] = columns[source].copy()
-    return columns
+SEQUENCE_KNOBS = frozenset({"max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"})
+
+
+class _Table:
+    """A growing cartesian product of knob values, filtered as it grows so that an inert or
+    batch-breaking combination never multiplies the knobs that come after it."""
+
+    def __init__(self, space: SearchSpace, defaults: Mapping[str, Any]):
+        self.space = space
+        self.scalars = {f.name: space.fixed.get(f.name, defaults.get(f.name, f.default))
+                        for f in knob_fields(space.step) if f.name not in space.knobs}
+        self.cols: dict[str, np.ndarray] = {}
+        self.n = 1
+        self.total = 1
+
+    def cross(self, name: str, values: tuple[Any, ...]) -> None:
+        k = len(values)
+        self.cols = {key: np.repeat(col, k) for key, col in self.cols.items()}
+        self.cols[name] = np.tile(np.array(values), self.n)
+        self.n *= k
+        self.total *= k
+        for tied, source in self.space.ties.items():
+            if source == name:
+                self.cols[tied] = self.cols[name].copy()
+        if self.n > MAX_GRID:
+            raise UserInputError(f"search space {self.space.path}: more than {MAX_GRID:,} candidates after "
+                                 f"filtering; fix some knobs (--set) or list fewer values")
+
+    def view(self) -> dict[str, np.ndarray]:
+        """Every plan field as a column (fixed knobs broadcast)."""
+        out = dict(self.cols)
+        for name, value in self.scalars.items():
+            if name not in out:
+                out[name] = np.repeat(np.array([value]), self.n)
+        return out
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.cols = {key: col[mask] for key, col in self.cols.items()}
+        self.n = int(mask.sum())
+
+
+def _ordered_knobs(space: SearchSpace) -> list[str]:
+    """Batch and sequence knobs first (the batch policy filters them), then the rest in file order."""
+    first = [n for n in space.knobs if n in BATCH_KNOBS or n in SEQUENCE_KNOBS]
+    return first + [n for n in space.knobs if n not in first]
 
 
 def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: int) -> tuple[np.ndarray, str]:
     """Derive accumulation / generation batches (fixed_global_batch) or apply the token cap.
     Returns the rows kept and an example message for the dropped ones."""
     policy = space.batch
+    if policy.policy == "baseline":
+        raise UserInputError(f"search space {space.path}: batch policy 'baseline' must be resolved against a "
+                             "baseline first (dstune.search.resolve_job)")
     ppo = space.step == "ppo"
     micro = cols["per_device_generation_batch_size" if ppo else "per_device_train_batch_size"].astype(np.int64)
     keep = np.ones(len(micro), dtype=bool)
@@ -130,6 +159,11 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
             tokens = cols["max_seq_len"]
         keep &= samples * tokens <= policy.max_tokens
         example = f"samples per step x tokens per sample > batch.max_tokens {policy.max_tokens:,}"
+    if ppo:
+        split = micro % cols["per_device_training_batch_size"].astype(np.int64) == 0
+        if (~split & keep).any() and not example:
+            example = "per_device_training_batch_size does not divide per_device_generation_batch_size"
+        keep &= split
     return keep, example
 
 
@@ -150,14 +184,22 @@ def rule_knobs(step: str) -> frozenset[str]:
     return frozenset(names & fields)
 
 
+def combination_codes(cols: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """One int64 per row that is equal exactly when the rows agree on every named column (mixed radix)."""
+    code = np.zeros(len(next(iter(cols.values()))), dtype=np.int64)
+    for name in names:
+        values, inverse = np.unique(cols[name], return_inverse=True)
+        code = code * len(values) + inverse.reshape(-1)
+    return code
+
+
 def _rule_mask(step: str, cols: dict[str, np.ndarray], ctx: Context) -> tuple[np.ndarray, str]:
     """Rows that break no hard rule; rules run once per distinct combination of the knobs they read."""
     n = len(next(iter(cols.values())))
     if n == 0:
         return np.zeros(0, dtype=bool), ""
     relevant = [name for name in cols if name in rule_knobs(step) and name not in BATCH_KNOBS]
-    codes = np.stack([np.unique(cols[name], return_inverse=True)[1].reshape(-1) for name in relevant], axis=1)
-    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(combination_codes(cols, relevant), return_index=True, return_inverse=True)
     ok = np.empty(len(first), dtype=bool)
     example = ""
     for i, row in enumerate(first):
@@ -170,24 +212,56 @@ def _rule_mask(step: str, cols: dict[str, np.ndarray], ctx: Context) -> tuple[np
 
 
 def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | None = None) -> Grid:
-    """Enumerate, derive batches, drop rule breakers. Raises UserInputError if nothing is left."""
-    cols = _enumerate(space, defaults or {})
-    total = len(next(iter(cols.values())))
+    """Enumerate (batch policy and inert knobs applied as the product grows), drop rule breakers.
+    Raises UserInputError if nothing is left."""
+    table = _Table(space, defaults or {})
     dropped: dict[str, int] = {}
     examples: dict[str, str] = {}
-    keep, example = _apply_batch_policy(space, cols, ctx.world_size)
-    if (~keep).any():
-        dropped["batch policy"], examples["batch policy"] = int((~keep).sum()), example
-    cols = {name: column[keep] for name, column in cols.items()}
+    order = _ordered_knobs(space)
+    batch_done = [i for i, n in enumerate(order) if n in BATCH_KNOBS or n in SEQUENCE_KNOBS]
+    last_batch = batch_done[-1] if batch_done else -1
+
+    def drop(kind: str, mask: np.ndarray, example: str) -> None:
+        if mask.any():
+            dropped[kind] = dropped.get(kind, 0) + int(mask.sum())
+            examples.setdefault(kind, example)
+            table.keep(~mask)
+
+    if last_batch < 0:
+        _batch_filter(space, table, ctx, drop)
+    for i, name in enumerate(order):
+        table.cross(name, space.knobs[name])
+        if i == last_batch:
+            _batch_filter(space, table, ctx, drop)
+        drop("inert knobs", redundant_rows(space.step, table.view(), space.varied),
+             "a knob with no effect under the others' values is kept at its default")
+    cols = table.view()
+    if len(order) == 0:
+        cols = {k: v for k, v in cols.items()}
     ok, example = _rule_mask(space.step, cols, ctx)
     if (~ok).any():
         dropped["rules"], examples["rules"] = int((~ok).sum()), example
     cols = {name: column[ok] for name, column in cols.items()}
+    cols = {f.name: cols[f.name] for f in knob_fields(space.step)}
     if not len(next(iter(cols.values()))):
         why = "; ".join(f"{kind} ({count:,}: e.g. {examples[kind]})" for kind, count in dropped.items())
-        raise UserInputError(f"search space {space.path}: none of its {total:,} plans is valid on "
+        raise UserInputError(f"search space {space.path}: none of its {table.total:,} plans is valid on "
                              f"{ctx.world_size} GPU(s): {why}")
     return Grid(space=space, columns=cols, dropped=dropped, examples=examples)
+
+
+def _batch_filter(space: SearchSpace, table: _Table, ctx: Context, drop: Any) -> None:
+    """Apply the batch policy once every knob it reads is in the table; derived columns join the table."""
+    cols = table.view()
+    keep, example = _apply_batch_policy(space, cols, ctx.world_size)
+    for name in ("generation_batches", "gradient_accumulation_steps"):
+        if name not in table.cols and not np.array_equal(cols[name], np.broadcast_to(cols[name][:1], cols[name].shape)):
+            table.cols[name] = cols[name]
+        elif name in table.cols:
+            table.cols[name] = cols[name]
+        elif len(cols[name]):
+            table.scalars[name] = as_python(cols[name][0])
+    drop("batch policy", ~keep, example)
 
 
 def explain(space: SearchSpace, ctx: Context, values: Mapping[str, Any],

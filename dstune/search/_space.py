@@ -8,14 +8,24 @@ A space file looks like::
       max_prompt_seq_len: 256
       max_answer_seq_len: 256
     batch:
-      policy: token_cap              # or fixed_global_batch
-      max_tokens: 524288             # token_cap: samples/step x tokens/sample <= this
-      # global_batch: 256            # fixed_global_batch: samples per step (all GPUs)
+      policy: baseline               # the baseline's global batch (default); fixed_global_batch; token_cap
+      # global_batch: 256            # fixed_global_batch: prompts per PPO iteration / samples per step
       # update_batch: 64             # PPO only: samples per optimizer step
-    knobs:                           # searched knobs: candidate values
+      # max_tokens: 524288           # token_cap: samples/step x tokens/sample <= this (DeepSpeed-Chat's
+                                     #   benchmark method: the largest batch that fits)
+    knobs:                           # searched knobs: candidate values (system knobs: the job stays fixed)
       actor_zero_stage: [2, 3]
     ties:                            # knob: other knob whose value it copies
       per_device_training_batch_size: per_device_generation_batch_size
+    explore:                         # ways to widen the search to other jobs (--explore lora,batch)
+      lora:
+        knobs: {actor_lora_dim: [0, 8, 128], only_optimize_lora: [false, true]}
+      batch:
+        batch: {policy: token_cap, max_tokens: 524288}
+
+Knobs that define the job (LoRA, ppo_epochs, sequence lengths, dtype) and are neither
+listed nor fixed take the baseline's values, so by default every candidate trains
+exactly what the baseline trains.
 
 The hard rules are not in the file: they live once in `dstune.plan` and the
 grid asks `violations()` for each distinct rule-relevant combination.
@@ -26,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +57,9 @@ def _spaces_dir() -> Path:
 SPACES_DIR = _spaces_dir()
 
 MAX_GRID = 2_000_000
-_TOP_KEYS = {"step", "description", "critic_model", "workload", "batch", "knobs", "ties"}
-_POLICIES = ("fixed_global_batch", "token_cap")
+_TOP_KEYS = {"step", "description", "critic_model", "workload", "batch", "knobs", "ties", "explore"}
+_POLICIES = ("baseline", "fixed_global_batch", "token_cap")
+EXPLORE_OPTIONS = ("lora", "batch")
 
 BATCH_KNOBS = frozenset({
     "per_device_generation_batch_size", "per_device_training_batch_size", "per_device_train_batch_size",
@@ -60,10 +71,10 @@ the other knobs, so a space with many batch sizes costs no extra rule calls."""
 
 @dataclass(frozen=True, kw_only=True)
 class BatchPolicy:
-    """How much work one step does: a fixed global batch, or free batches under a token cap."""
+    """How much work one step does: the baseline's global batch, a fixed one, or free batches under a token cap."""
 
-    policy: str = "token_cap"
-    max_tokens: int | None = 1024 * 512
+    policy: str = "baseline"
+    max_tokens: int | None = None
     """token_cap: samples per step (all GPUs) x tokens per sample <= max_tokens (DeepSpeed-Chat's 1024 x 512)."""
     global_batch: int | None = None
     """fixed_global_batch: samples per step over all GPUs; accumulation (SFT/RM) or generation_batches
@@ -87,6 +98,10 @@ class SearchSpace:
     description: str = ""
     pinned: tuple[str, ...] = ()
     """Knobs fixed by the user (--set), as opposed to the file's workload."""
+    explore: Mapping[str, "ExploreOption"] = field(default_factory=dict)
+    """Named ways to widen the search to other jobs (`--explore NAME,...`)."""
+    explored: tuple[str, ...] = ()
+    """The explore options applied."""
 
     @property
     def workload(self) -> dict[str, Any]:
@@ -111,8 +126,33 @@ class SearchSpace:
                 raise UserInputError(f"--set {name}: {self.path} ties it to {self.ties[name]}; set that instead")
         return dataclasses.replace(self, knobs=knobs, fixed=fixed, pinned=self.pinned + tuple(values))
 
+    def widen(self, names: Sequence[str]) -> "SearchSpace":
+        """Apply explore options: their knobs join the searched knobs, their batch policy replaces the file's."""
+        knobs, fixed, batch = dict(self.knobs), dict(self.fixed), self.batch
+        for name in names:
+            if name not in self.explore:
+                offered = ", ".join(self.explore) or "none"
+                raise UserInputError(f"--explore {name}: {self.path} offers no such option (offers: {offered})")
+            option = self.explore[name]
+            for knob, values in option.knobs.items():
+                if knob in self.pinned:
+                    raise UserInputError(f"--explore {name} varies {knob}, which --set fixes; drop one of them")
+                fixed.pop(knob, None)
+                knobs[knob] = values
+            batch = option.batch or batch
+        return dataclasses.replace(self, knobs=knobs, fixed=fixed, batch=batch,
+                                   explored=self.explored + tuple(names))
+
     def size(self) -> int:
         return int(np.prod([len(v) for v in self.knobs.values()], dtype=np.int64)) if self.knobs else 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExploreOption:
+    """One way to widen a search beyond the baseline's job."""
+
+    knobs: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    batch: BatchPolicy | None = None
 
 
 def default_space_path(step: str, model_name: str) -> Path:
@@ -182,9 +222,22 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
         if name in knobs or name in fixed:
             raise UserInputError(f"search space {where}: key 'ties.{name}': a tied knob cannot also be listed")
         ties[name] = str(source)
+    explore = {}
+    for name, option in _mapping(raw, "explore", where).items():
+        if not isinstance(option, dict) or set(option) - {"knobs", "batch"}:
+            raise UserInputError(f"search space {where}: key 'explore.{name}' must be a mapping with "
+                                 "'knobs' and/or 'batch'")
+        extra = {}
+        for knob_name, values in (option.get("knobs") or {}).items():
+            values = values if isinstance(values, list) else [values]
+            typed = [coerce(f"explore.{name}.knobs.{knob_name}[{i}]", knob_name, v) for i, v in enumerate(values)]
+            extra[knob_name] = tuple(dict.fromkeys(typed))
+        batch = _batch_policy(option["batch"], file_step, where) if option.get("batch") else None
+        explore[str(name)] = ExploreOption(knobs=extra, batch=batch)
     return SearchSpace(path=where, step=file_step, knobs=knobs, fixed=fixed, ties=ties,
                        batch=_batch_policy(raw.get("batch"), file_step, where),
-                       critic_model=raw.get("critic_model"), description=str(raw.get("description", "")))
+                       critic_model=raw.get("critic_model"), description=str(raw.get("description", "")),
+                       explore=explore)
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:
@@ -204,7 +257,7 @@ def _batch_policy(raw: Any, step: str, where: str) -> BatchPolicy:
     if unknown:
         raise UserInputError(f"search space {where}: unknown key 'batch.{sorted(unknown)[0]}'; "
                              f"allowed: {', '.join(sorted(allowed))}")
-    policy = raw.get("policy", "token_cap")
+    policy = raw.get("policy", "baseline")
     if policy not in _POLICIES:
         raise UserInputError(f"search space {where}: key 'batch.policy' must be one of {', '.join(_POLICIES)}, "
                              f"got {policy!r}")
@@ -244,5 +297,5 @@ def lora_defaults(step: str, family: str, critic_family: str | None = None) -> d
     return {"lora_module_name": name}
 
 
-__all__ = ["BATCH_KNOBS", "BatchPolicy", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
+__all__ = ["BATCH_KNOBS", "EXPLORE_OPTIONS", "BatchPolicy", "ExploreOption", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
            "load_space", "lora_defaults", "model_lora_module", "plan_key"]

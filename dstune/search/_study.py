@@ -1,12 +1,14 @@
-"""The search loop: an Optuna study over the candidate grid, seeded with the baseline, one backend.
+"""The search: an Optuna study over the candidate grid of one training job, seeded with the baseline.
 
 Objectives: samples/s (maximise) and peak GPU memory (minimise) as a two-objective
-study, so the stored study keeps the whole throughput/memory trade-off for the
-report's Pareto plot. The production pick is not Optuna's Pareto set: it is the
-fastest ok trial whose peak fits under the cap (GPU memory less --headroom).
-Trials that did not run cleanly (oom, timeout, error, crashed, pruned,
-infeasible) are FAIL/PRUNED in Optuna and carry their status and reason in user
-attributes; every trial stores its full plan, key, predicted and measured figures.
+study, so the stored study keeps the throughput/memory trade-off for the report's
+Pareto plot. The production pick is not Optuna's Pareto set: see _pick.py.
+With the cost model as the backend there is nothing to sample: the whole grid is
+scored at once (_simulate.py) and its Pareto front and top plans are recorded.
+Profile and replay studies ask Optuna's sampler for one plan at a time.
+Trials that did not run cleanly are FAIL/PRUNED in Optuna and carry their status
+and reason in user attributes; every trial stores its plan, job, key and figures
+(predicted, and measured where it ran).
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import numpy as np
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
-from ..plan import Context, make_plan
+from ..plan import Context, job_of, make_plan, plan_to_dict
+from ..record import Basis, Figures, Status, TrialRow, interval_from_log
 from ._backends import Backend
-from ._baseline import Baseline, baseline_plan
+from ._baseline import Baseline
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
-from ._records import Figures
+from ._jobspace import resolve_job
+from ._pick import TIE_TOLERANCE, Picks, choose, fits, memory_of
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key
-from ._surrogate import FitRecord, Surrogate
+from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
 SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
 
@@ -57,27 +61,18 @@ class SearchRequest:
     """Cap on Optuna asks (proposals off the grid or repeats are free); default 10 x trials."""
     grid: Grid | None = None
     """A grid already built from `space` for this setup (benchmarks reuse one across runs)."""
+    global_batch: int | None = None
+    """Prompts per PPO iteration (samples per step for SFT/RM); None: the baseline's."""
+    tie_tolerance: float = TIE_TOLERANCE
+    he_kernels: bool = True
+    """Whether the Hybrid Engine's inference kernels run on this stack (cost-model assumption)."""
+    interval_sd: float = PRIOR_SD_TIME
+    """Spread of log(true / predicted) throughput behind the intervals of simulated figures."""
+    interval_note: str = "uncalibrated prior (no published or measured rows for this GPU yet)"
 
     @property
     def cap_bytes(self) -> float:
         return self.setup.cluster.gpu.memory_bytes * (1.0 - self.headroom)
-
-
-@dataclass
-class TrialRow:
-    number: int
-    status: str
-    source: str
-    values: dict[str, Any]
-    predicted: Figures | None
-    measured: Figures | None
-    p_fit: float | None
-    reason: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def fits(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclass
@@ -87,29 +82,31 @@ class SearchResult:
     baseline: Baseline
     rows: list[TrialRow]
     new_trials: int
-    pick: TrialRow | None
-    ranked: list[TrialRow]
+    picks: Picks
     history: list[FitRecord]
     notes: list[str]
     wall_s: float
+    space: SearchSpace | None = None
+    """The space as searched: fixed to the baseline's job unless widened."""
+
+    @property
+    def pick(self) -> TrialRow | None:
+        return self.picks.headline.pick
+
+    @property
+    def ranked(self) -> list[TrialRow]:
+        return self.picks.headline.ranked
 
     @property
     def baseline_row(self) -> TrialRow | None:
         return next((r for r in self.rows if r.source == "baseline"), None)
 
 
-def memory_of(row: TrialRow) -> float | None:
-    """Measured peak where the backend measured one (CPU runs do not), else the prediction."""
-    for figures in (row.measured, row.predicted):
-        if figures is not None and figures.gpu_peak_bytes:
-            return figures.gpu_peak_bytes
-    return None
-
-
 def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
-    """Ok trials under the memory cap, fastest first: the pick and its runners-up."""
-    fit = [r for r in rows if r.status == "ok" and r.measured and (memory_of(r) or 0.0) <= cap_bytes]
-    return sorted(fit, key=lambda r: (-r.measured.samples_per_s, r.number))
+    """Ok trials under the memory cap, best first (see _pick.rank)."""
+    from ._pick import rank as _rank
+
+    return _rank(rows, cap_bytes)
 
 
 def row_of(trial: Any) -> TrialRow | None:
@@ -119,7 +116,8 @@ def row_of(trial: Any) -> TrialRow | None:
     return TrialRow(number=trial.number, status=attrs["status"], source=attrs.get("source", "sampler"),
                     values=dict(attrs.get("plan", {})), predicted=Figures.from_json(attrs.get("predicted")),
                     measured=Figures.from_json(attrs.get("measured")), p_fit=attrs.get("p_fit"),
-                    reason=attrs.get("reason", ""), details=dict(attrs.get("details", {})))
+                    reason=attrs.get("reason", ""), details=dict(attrs.get("details", {})),
+                    job=attrs.get("job", ""))
 
 
 def _make_sampler(req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray,
@@ -182,49 +180,77 @@ def _observations_reader(req: SearchRequest) -> Callable:
             seen.add(trial.user_attrs.get("key", ""))
             if row.source == "repeat":
                 continue
-            if row.status in ("ok", "oom"):
-                m = row.measured
-                own.append(Observation(values=row.values, status=row.status,
+            m = row.measured
+            if row.status in (Status.OK, Status.OOM) and (m is not None or row.status == Status.OOM):
+                own.append(Observation(values=row.values, status=row.status.value,
                                        samples_per_s=m.samples_per_s if m else None,
                                        gpu_peak_bytes=m.gpu_peak_bytes if m else None, setup=req.setup))
-            if row.status == "ok" and row.measured and (memory_of(row) or 0.0) <= cap:
-                best.append(math.log(row.measured.samples_per_s))
+            if fits(row, cap) and row.samples_per_s:
+                best.append(math.log(row.samples_per_s))
         return list(own), seen, (max(best) if best else None)
 
     read.rows = parsed  # type: ignore[attr-defined]
     return read
 
 
-def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]], None] | None = None) -> SearchResult:
-    """Continue (or start) the study until `trials` new evaluations are done or no candidate is left."""
-    from optuna.trial import TrialState
-
-    started = time.perf_counter()
+def _record_setup(study: Any, req: SearchRequest, space: SearchSpace, baseline: Baseline) -> None:
     setup = req.setup
-    ctx = Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model)
-    defaults = lora_defaults(setup.step, setup.model.family, setup.critic_model.family if setup.critic_model else None)
-    grid = req.grid if req.grid is not None else build_grid(req.space, ctx, defaults)
-    baseline = baseline_plan(setup.step, setup.model, setup.cluster.world_size, critic_model=setup.critic_model,
-                             workload=req.space.workload)
-    notes = [f"baseline: {baseline.script}"] + [f"baseline adjusted: {a}" for a in baseline.adjustments]
-    allowed = req.backend.allowed_rows(grid.columns)
-    if req.backend.name == "replay":
-        if not allowed.any():
-            raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
-    surrogate = Surrogate(grid=grid, setup=setup, cap_bytes=req.cap_bytes, prior=req.prior,
-                          exact=req.backend.name == "simulate", shipped=req.shipped)
-    read = _observations_reader(req)
-    sampler = _make_sampler(req, grid, surrogate, allowed, read)
-    study = open_study(req, sampler)
     for key, value in (("model", setup.model.name), ("gpus", setup.cluster.world_size),
                        ("gpu_type", setup.cluster.gpu.name), ("step", setup.step), ("backend", req.backend.name),
-                       ("space", req.space.path)):
+                       ("space", space.path), ("job", job_of(setup.step, plan_to_dict(baseline.plan),
+                                                                setup.cluster.world_size).label())):
         study.set_user_attr(key, value)
+
+
+def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]], None] | None = None) -> SearchResult:
+    """Continue (or start) the study: simulate scores the whole grid; other backends run `trials` new plans."""
+    started = time.perf_counter()
+    setup = req.setup
+    world = setup.cluster.world_size
+    ctx = Context(world_size=world, model=setup.model, critic_model=setup.critic_model)
+    defaults = lora_defaults(setup.step, setup.model.family, setup.critic_model.family if setup.critic_model else None)
+    space, baseline = resolve_job(req.space, setup.model, world, critic_model=setup.critic_model,
+                                  global_batch=req.global_batch)
+    grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
+    notes = [f"baseline: {baseline.script}"] + [f"baseline adjusted: {a}" for a in baseline.adjustments]
+    allowed = req.backend.allowed_rows(grid.columns)
+    if req.backend.name == "replay" and not allowed.any():
+        raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
+    surrogate = Surrogate(grid=grid, setup=setup, cap_bytes=req.cap_bytes, prior=req.prior,
+                          exact=req.backend.name == "simulate", shipped=req.shipped, he_kernels=req.he_kernels)
+    read = _observations_reader(req)
+    if req.backend.name == "simulate":
+        from ._simulate import record_simulation
+
+        study = open_study(req, None)
+        _record_setup(study, req, space, baseline)
+        evaluated = record_simulation(study, req, grid, baseline, distributions(grid))
+    else:
+        sampler = _make_sampler(req, grid, surrogate, allowed, read)
+        study = open_study(req, sampler)
+        _record_setup(study, req, space, baseline)
+        evaluated = _sample_trials(study, sampler, req, grid, baseline, surrogate, ctx, defaults, read, notes,
+                                   progress)
+    rows = [r for r in (row_of(t) for t in finished(study)) if r]
+    base_row = next((r for r in rows if r.source == "baseline"), None)
+    picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes,
+                   req.tie_tolerance)
+    return SearchResult(request=req, grid=grid, baseline=baseline, rows=rows, new_trials=evaluated, picks=picks,
+                        history=list(surrogate.history), notes=notes, wall_s=time.perf_counter() - started,
+                        space=space)
+
+
+def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, baseline: Baseline,
+                   surrogate: Surrogate, ctx: Context, defaults: Mapping[str, Any], read: Callable,
+                   notes: list[str], progress: Callable | None) -> int:
+    """Ask, evaluate, tell until `trials` new plans ran (profile, replay and the benchmark's samplers)."""
+    from optuna.trial import TrialState
+
     existing = [row_of(t) for t in finished(study)]
     choices = distributions(grid)
     if not any(r and r.source == "baseline" for r in existing) and not any(
             t.user_attrs.get("source") == "baseline" for t in study.get_trials(states=(TrialState.WAITING,))):
-        base_values = _plan_dict(baseline.plan)
+        base_values = plan_to_dict(baseline.plan)
         params = {n: base_values[n] for n, d in choices.items() if base_values[n] in d.choices}
         study.enqueue_trial(params if len(params) == len(choices) else {},
                             user_attrs={"source": "baseline", "script": baseline.script, "plan": base_values})
@@ -246,11 +272,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
                 progress(row, [r for r in read.rows.values() if r])
     except StopSearch:
         pass
-    rows = [r for r in (row_of(t) for t in finished(study)) if r]
-    ranked = rank(rows, req.cap_bytes)
-    return SearchResult(request=req, grid=grid, baseline=baseline, rows=rows, new_trials=evaluated,
-                        pick=ranked[0] if ranked else None, ranked=ranked, history=list(surrogate.history),
-                        notes=notes, wall_s=time.perf_counter() - started)
+    return evaluated
 
 
 def _has_waiting(study: Any) -> bool:
@@ -259,46 +281,57 @@ def _has_waiting(study: Any) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _plan_dict(plan: Any) -> dict[str, Any]:
-    from ..plan import plan_to_dict
+def tell_values(row: TrialRow, req: SearchRequest) -> tuple[Any, list[float] | None]:
+    """(Optuna state, objective values) for a finished row."""
+    from optuna.trial import TrialState
 
-    return plan_to_dict(plan)
+    if row.status == Status.PRUNED:
+        return TrialState.PRUNED, None
+    if req.single_objective:
+        return TrialState.COMPLETE, [row.samples_per_s if fits(row, req.cap_bytes) else 0.0]
+    if row.status == Status.OK and row.figures is not None:
+        return TrialState.COMPLETE, [row.figures.samples_per_s, memory_of(row) or 0.0]
+    return TrialState.FAIL, None
 
 
 def _tell(study: Any, trial: Any, req: SearchRequest, row: TrialRow) -> None:
-    from optuna.trial import TrialState
-
-    if row.status == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-    elif req.single_objective:
-        fits = row.status == "ok" and (memory_of(row) or 0.0) <= req.cap_bytes
-        study.tell(trial, [row.measured.samples_per_s if fits else 0.0])
-    elif row.status == "ok":
-        study.tell(trial, [row.measured.samples_per_s, memory_of(row) or 0.0])
+    state, values = tell_values(row, req)
+    if values is None:
+        study.tell(trial, state=state)
     else:
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, values)
+
+
+def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
+    """A row as the study's user attributes (the inverse of row_of)."""
+    return {"status": row.status.value, "source": row.source, "plan": row.values, "key": key,
+            "reason": row.reason, "job": row.job,
+            "predicted": row.predicted.to_json() if row.predicted else None,
+            "measured": row.measured.to_json() if row.measured else None, "p_fit": row.p_fit,
+            "details": row.details_json()}
 
 
 def _store(trial: Any, row: TrialRow, key: str) -> None:
-    attrs = {"status": row.status, "source": row.source, "plan": row.values, "key": key, "reason": row.reason,
-             "predicted": row.predicted.to_json() if row.predicted else None,
-             "measured": row.measured.to_json() if row.measured else None, "p_fit": row.p_fit,
-             "details": _jsonable(row.details)}
-    for name, value in attrs.items():
+    for name, value in row_attrs(row, key).items():
         trial.set_user_attr(name, value)
 
 
-def _jsonable(details: Mapping[str, Any]) -> dict[str, Any]:
-    import json
+def _job(req: SearchRequest, values: Mapping[str, Any]) -> str:
+    try:
+        return job_of(req.setup.step, values, req.setup.cluster.world_size).label()
+    except KeyError:
+        return ""
 
-    out = {}
-    for k, v in details.items():
-        try:
-            json.dumps(v)
-            out[k] = v
-        except TypeError:
-            out[k] = str(v)
-    return out
+
+def predicted_figures(pred: Any, table: Mapping[str, np.ndarray], i: int) -> Figures:
+    """Row `i` of a surrogate prediction and its cost-model table as predicted figures with an interval."""
+    log_sps = float(pred.log_sps[i])
+    sps = float(np.exp(log_sps))
+    return Figures(basis=Basis.PREDICTED, samples_per_s=sps,
+                   tokens_per_s=sps * float(table["tokens_per_s"][i] / table["samples_per_s"][i]),
+                   gpu_peak_bytes=float(np.exp(pred.log_mem[i])), step_s=float(table["step_s"][i]),
+                   phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
+                   mfu=float(table["mfu"][i]), samples_per_s_interval=interval_from_log(log_sps, float(pred.sd_sps[i])))
 
 
 def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str, Any], surrogate: Surrogate,
@@ -315,15 +348,16 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
         params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in choices.items()}
         index = grid.find_varied(params)
         if index is None:
-            row = TrialRow(trial.number, "infeasible", source, dict(params), None, None, None,
-                           reason=explain(req.space, ctx, params, defaults))
+            row = TrialRow(trial.number, Status.INFEASIBLE, source, dict(params), None, None, None,
+                           reason=explain(grid.space, ctx, params, defaults))
             _store(trial, row, "")
             _tell(study, trial, req, row)
             return row, 0
         values = grid.values(index)
+    job = _job(req, values)
     if not req.backend.allows(values):
-        row = TrialRow(trial.number, "infeasible", source, values, None, None, None,
-                       reason=f"no measurement of this plan in the {req.backend.name} table")
+        row = TrialRow(trial.number, Status.INFEASIBLE, source, values, None, None, None,
+                       reason=f"no measurement of this plan in the {req.backend.name} table", job=job)
         _store(trial, row, plan_key(values))
         _tell(study, trial, req, row)
         return row, 0
@@ -333,27 +367,23 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
         previous = next(r for r in read.rows.values() if r is not None and r.source != "repeat"
                         and plan_key(r.values) == key)
         row = TrialRow(trial.number, previous.status, "repeat", values, previous.predicted, previous.measured,
-                       previous.p_fit, reason=f"repeat of trial {previous.number}: not run again")
+                       previous.p_fit, reason=f"repeat of trial {previous.number}: not run again", job=job)
         _store(trial, row, "")
         _tell(study, trial, req, row)
         return row, 0
     pred, table = surrogate.predict_values([values])
     p_fit = float(pred.p_fit[0])
-    predicted = Figures(samples_per_s=float(np.exp(pred.log_sps[0])),
-                        tokens_per_s=float(np.exp(pred.log_sps[0]) * table["tokens_per_s"][0] / table["samples_per_s"][0]),
-                        gpu_peak_bytes=float(np.exp(pred.log_mem[0])), step_s=float(table["step_s"][0]),
-                        phases={k[5:]: float(v[0]) for k, v in table.items() if k.startswith("time_")},
-                        mfu=float(table["mfu"][0]))
+    predicted = predicted_figures(pred, table, 0)
     if req.backend.costly and p_fit < PRUNE_BELOW:
-        row = TrialRow(trial.number, "pruned", source, values, predicted, None, p_fit,
+        row = TrialRow(trial.number, Status.PRUNED, source, values, predicted, None, p_fit,
                        reason=f"predicted GPU peak {predicted.gpu_peak_bytes / 2**30:.1f} GiB over the "
-                              f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run")
+                              f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run", job=job)
         _store(trial, row, key)
         _tell(study, trial, req, row)
         return row, 0
     record = req.backend.evaluate(make_plan(req.setup.step, values))
     row = TrialRow(trial.number, record.status, source, values, predicted, record.measured, p_fit,
-                   reason=record.reason, details=dict(record.details))
+                   reason=record.reason, details=dict(record.details), job=job)
     _store(trial, row, key)
     _tell(study, trial, req, row)
     return row, 1

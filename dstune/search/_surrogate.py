@@ -62,6 +62,7 @@ class Surrogate:
     prior: CostConstants = DEFAULT_CONSTANTS
     exact: bool = False
     shipped: Sequence[Observation] = ()
+    he_kernels: bool = True
     constants: CostConstants = DEFAULT_CONSTANTS
     calibration: Calibration | None = None
     history: list[FitRecord] = field(default_factory=list)
@@ -95,7 +96,7 @@ class Surrogate:
     def _table(self, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.setup
         return estimate_table(s.step, cols, s.model, s.cluster, critic_model=s.critic_model or s.model,
-                              constants=self.constants)
+                              constants=self.constants, he_kernels=self.he_kernels)
 
     # -- fitting --------------------------------------------------------------------------------
     def refit(self, own: Sequence[Observation]) -> None:

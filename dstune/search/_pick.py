@@ -1,0 +1,168 @@
+"""Choosing the production plan: per training job, fastest under the cap, ties broken toward headroom.
+
+A speedup is only stated between plans of one job (dstune.plan.Job): the headline
+compares the pick for the baseline's job with the baseline; with `--explore` each
+other class of job (what is trained x whether the batch is the baseline's) gets its
+own pick, compared with the baseline's settings running that same job where the
+study has them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..plan import Job, job_of
+from ..record import Basis, Status, TrialRow, interval_from_log
+
+TIE_TOLERANCE = 0.01
+"""Plans within 1% of the fastest are treated as equally fast (predictions share the model's structure;
+measurements have run-to-run noise), so the pick goes to the one with more memory headroom."""
+
+
+def memory_of(row: TrialRow) -> float | None:
+    return row.memory()
+
+
+def fits(row: TrialRow, cap_bytes: float) -> bool:
+    return row.status == Status.OK and row.figures is not None and (row.memory() or 0.0) <= cap_bytes
+
+
+def changes(values: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
+    """Knobs whose value differs from the reference plan (in field order)."""
+    if reference is None:
+        return []
+    return [k for k in values if values.get(k) != reference.get(k)]
+
+
+def rank(rows: Sequence[TrialRow], cap_bytes: float, *, baseline: Mapping[str, Any] | None = None,
+         tolerance: float = TIE_TOLERANCE) -> list[TrialRow]:
+    """Distinct ok plans under the cap, best first: throughput in tiers of `tolerance`; within the
+    top tier less peak memory, then fewer changes from the baseline, first. Repeats are left out."""
+    seen: set[str] = set()
+    fit = []
+    for row in sorted(rows, key=lambda r: r.number):
+        key = repr(sorted(row.values.items()))
+        if row.source == "repeat" or key in seen or not fits(row, cap_bytes):
+            continue
+        seen.add(key)
+        fit.append(row)
+    if not fit:
+        return []
+    best = max(r.samples_per_s or 0.0 for r in fit)
+    top = [r for r in fit if (r.samples_per_s or 0.0) >= best * (1.0 - tolerance)]
+    rest = [r for r in fit if r not in top]
+    top.sort(key=lambda r: (r.memory() or 0.0, len(changes(r.values, baseline)), r.number))
+    rest.sort(key=lambda r: (-(r.samples_per_s or 0.0), r.memory() or 0.0, r.number))
+    return top + rest
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How much faster the pick is than a baseline of the same job; `basis` measured only when both are."""
+
+    value: float
+    interval: tuple[float, float] | None
+    basis: Basis
+
+    def text(self) -> str:
+        if self.interval is None:
+            return f"{self.value:.2f}x"
+        return f"{self.value:.2f}x ({self.interval[0]:.2f}-{self.interval[1]:.2f}x)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "interval": list(self.interval) if self.interval else None,
+                "basis": self.basis.value}
+
+
+def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
+    """pick / baseline on a common basis: both measured, else both predicted (with the pick's interval
+    width: errors of two plans of one job on one cluster are taken as fully correlated, so the ratio
+    is as uncertain as one prediction, no more)."""
+    if pick is None or base is None or base.status != Status.OK:
+        return None
+    if pick.measured is not None and base.measured is not None:
+        return Speedup(pick.measured.samples_per_s / base.measured.samples_per_s, None, Basis.MEASURED)
+    if pick.predicted is None or base.predicted is None:
+        return None
+    ratio = pick.predicted.samples_per_s / base.predicted.samples_per_s
+    interval = pick.predicted.samples_per_s_interval
+    if interval is None:
+        return Speedup(ratio, None, Basis.PREDICTED)
+    sd = math.log(interval[1] / interval[0]) / (2 * 1.645)
+    return Speedup(ratio, interval_from_log(math.log(ratio), sd), Basis.PREDICTED)
+
+
+def job_class(job: Job, baseline_job: Job) -> str:
+    """'full fine-tuning, baseline batch' / 'LoRA only, 64 prompts/iteration' ...: one pick per class."""
+    trains = {"full": "full fine-tuning", "lora-only": "LoRA only", "lora+base": "LoRA + base weights"}[
+        job.trains_class()]
+    batch = "baseline batch" if job.batches == baseline_job.batches else "other batch"
+    return f"{trains}, {batch}"
+
+
+@dataclass
+class JobPick:
+    """The pick for one class of job and how it compares with the baseline of its own job."""
+
+    job_class: str
+    job: Job
+    ranked: list[TrialRow]
+    baseline: TrialRow | None
+    speedup: Speedup | None = None
+    same_job_as_baseline: bool = False
+
+    @property
+    def pick(self) -> TrialRow | None:
+        return self.ranked[0] if self.ranked else None
+
+    @property
+    def runners_up(self) -> list[TrialRow]:
+        """Distinct plans after the pick, never the baseline itself."""
+        base = self.baseline.values if self.baseline else None
+        return [r for r in self.ranked[1:] if r.values != base]
+
+
+@dataclass
+class Picks:
+    baseline_job: Job
+    headline: JobPick
+    alternatives: list[JobPick] = field(default_factory=list)
+
+
+def choose(rows: Sequence[TrialRow], baseline: TrialRow | None, baseline_values: Mapping[str, Any], step: str,
+           world: int, cap_bytes: float, tolerance: float = TIE_TOLERANCE) -> Picks:
+    """The headline pick (the baseline's job) and one pick per other job class."""
+    base_job = job_of(step, baseline_values, world)
+    by_class: dict[str, list[TrialRow]] = {}
+    jobs: dict[str, Job] = {}
+    for row in rows:
+        if row.source in ("baseline", "job-baseline", "repeat"):
+            continue
+        job = job_of(step, row.values, world)
+        cls = "baseline job" if job == base_job else job_class(job, base_job)
+        by_class.setdefault(cls, []).append(row)
+        jobs.setdefault(cls, job)
+    same = [r for r in by_class.pop("baseline job", [])] + ([baseline] if baseline else [])
+    ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance)
+    headline = JobPick("baseline job", base_job, ranked, baseline, same_job_as_baseline=True)
+    headline.speedup = speedup(headline.pick, baseline)
+    alternatives = []
+    for cls in sorted(by_class):
+        ranked = rank(by_class[cls], cap_bytes, baseline=baseline_values, tolerance=tolerance)
+        if not ranked:
+            continue
+        job = job_of(step, ranked[0].values, world)
+        own = _own_baseline(rows, job, step, world)
+        alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own)))
+    return Picks(base_job, headline, alternatives)
+
+
+def _own_baseline(rows: Sequence[TrialRow], job: Job, step: str, world: int) -> TrialRow | None:
+    """The baseline's system settings running `job`, where the study recorded it."""
+    for row in rows:
+        if row.source == "job-baseline" and job_of(step, row.values, world) == job:
+            return row
+    return None
