@@ -161,7 +161,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
                   if alt.speedup else "no baseline of this job in the study")
         console.print(f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
                       f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
-                      highlight=False)
+                      highlight=False, markup=False)
     for note in result.notes:
         if not note.startswith("baseline: "):
             console.print(f"note: {note}")

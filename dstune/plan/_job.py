@@ -110,6 +110,7 @@ class Job:
 
 def job_of(step: str, values: Mapping[str, Any], world: int) -> Job:
     """The job of one plan (as a knob dict or plan object's fields) on `world` GPUs."""
+    values = {**{f.name: f.default for f in knob_fields(step)}, **values}
     cols = {name: np.array([values[name]]) for name in values}
     batch = {k: int(v[0]) for k, v in batch_columns(step, cols, world).items()}
     return Job(step=step, trained=tuple((k, values[k]) for k in job_knobs(step)),

@@ -83,7 +83,6 @@ def _read_trials_csv(path: Path) -> pd.DataFrame:
         trials = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
         raise UserInputError(f"{path}: cannot be read as CSV ({str(error).strip().splitlines()[0]})") from None
-    check_trials_schema(list(trials.columns), trials.to_dict("records"), str(path))
     missing = [c for c in ("number", "status") if c not in trials.columns]
     if missing:
         raise UserInputError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -91,6 +90,7 @@ def _read_trials_csv(path: Path) -> pd.DataFrame:
         trials["number"] = pd.to_numeric(trials["number"]).astype(int)
     except (ValueError, TypeError):
         raise UserInputError(f"{path}: column 'number' must hold trial numbers") from None
+    check_trials_schema(list(trials.columns), trials.to_dict("records"), str(path))
     trials["status"] = trials["status"].fillna("error").astype(str).str.strip().str.lower()
     trials["source"] = trials["source"].fillna("sampler").astype(str) if "source" in trials else "sampler"
     return trials.sort_values("number", kind="stable").reset_index(drop=True)

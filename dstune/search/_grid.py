@@ -159,8 +159,11 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
             tokens = cols["max_seq_len"]
         keep &= samples * tokens <= policy.max_tokens
         example = f"samples per step x tokens per sample > batch.max_tokens {policy.max_tokens:,}"
-    if ppo:
-        split = micro % cols["per_device_training_batch_size"].astype(np.int64) == 0
+    if ppo:  # DeepSpeed-Chat's MiniDataset cuts each generation batch into training micro-batches
+        train = cols["per_device_training_batch_size"].astype(np.int64)
+        split = micro % np.minimum(train, micro) == 0
+        if "per_device_training_batch_size" in space.varied:
+            split &= train <= micro  # a larger one runs as the generation batch: the same plan twice
         if (~split & keep).any() and not example:
             example = "per_device_training_batch_size does not divide per_device_generation_batch_size"
         keep &= split
@@ -213,7 +216,14 @@ def _rule_mask(step: str, cols: dict[str, np.ndarray], ctx: Context) -> tuple[np
 
 def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | None = None) -> Grid:
     """Enumerate (batch policy and inert knobs applied as the product grows), drop rule breakers.
+    A space still on the `baseline` batch policy is first fixed to the baseline's job (resolve_job).
     Raises UserInputError if nothing is left."""
+    if space.batch.policy == "baseline":
+        from ._jobspace import resolve_job
+
+        if ctx.model is None:
+            raise UserInputError(f"search space {space.path}: the baseline's job needs the model")
+        space, _ = resolve_job(space, ctx.model, ctx.world_size, critic_model=ctx.critic_model)
     table = _Table(space, defaults or {})
     dropped: dict[str, int] = {}
     examples: dict[str, str] = {}
@@ -255,11 +265,9 @@ def _batch_filter(space: SearchSpace, table: _Table, ctx: Context, drop: Any) ->
     cols = table.view()
     keep, example = _apply_batch_policy(space, cols, ctx.world_size)
     for name in ("generation_batches", "gradient_accumulation_steps"):
-        if name not in table.cols and not np.array_equal(cols[name], np.broadcast_to(cols[name][:1], cols[name].shape)):
+        if name in cols and (name in table.cols or len(np.unique(cols[name])) > 1):
             table.cols[name] = cols[name]
-        elif name in table.cols:
-            table.cols[name] = cols[name]
-        elif len(cols[name]):
+        elif name in cols and len(cols[name]):
             table.scalars[name] = as_python(cols[name][0])
     drop("batch policy", ~keep, example)
 

@@ -103,6 +103,25 @@ def job_class(job: Job, baseline_job: Job) -> str:
     return f"{trains}, {batch}"
 
 
+def class_of(step: str, values: Mapping[str, Any], world: int, baseline_values: Mapping[str, Any]) -> str:
+    job, base = job_of(step, values, world), job_of(step, baseline_values, world)
+    return "baseline job" if job == base else job_class(job, base)
+
+
+def grid_classes(step: str, cols: Mapping[str, Any], world: int,
+                 baseline_values: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """Job class of every candidate (int codes into the returned labels), one job_of call per distinct job."""
+    import numpy as np
+
+    from ..plan import job_codes
+
+    ids, first = job_codes(step, cols, world)
+    names = [class_of(step, {k: v[int(i)].item() if hasattr(v[int(i)], "item") else v[int(i)]
+                             for k, v in cols.items()}, world, baseline_values) for i in first]
+    labels = sorted(set(names))
+    return np.array([labels.index(n) for n in names], dtype=np.int64)[ids], labels
+
+
 @dataclass
 class JobPick:
     """The pick for one class of job and how it compares with the baseline of its own job."""
@@ -139,7 +158,7 @@ def choose(rows: Sequence[TrialRow], baseline: TrialRow | None, baseline_values:
     by_class: dict[str, list[TrialRow]] = {}
     jobs: dict[str, Job] = {}
     for row in rows:
-        if row.source in ("baseline", "job-baseline", "repeat"):
+        if row.source in ("baseline", "job-baseline", "repeat") or row.status != Status.OK:
             continue
         job = job_of(step, row.values, world)
         cls = "baseline job" if job == base_job else job_class(job, base_job)

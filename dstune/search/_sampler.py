@@ -56,6 +56,7 @@ class SurrogateSampler(BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._fallback = RandomSampler(seed=seed)
         self._keys: dict[str, int | None] | None = None
+        self._classes: np.ndarray | None = None
         self.last_note = ""
 
     # -- what is left -----------------------------------------------------------------------------
@@ -79,6 +80,38 @@ class SurrogateSampler(BaseSampler):
         fresh = ~self._seen_mask(seen)
         return fresh & self.allowed & (pred.p_fit >= self.prune_below), best
 
+    def _job_classes(self, study: Study) -> np.ndarray:
+        """Job class of every grid row: each class is searched against its own best, so a study that
+        spans several training jobs (--explore) finds a pick for each, not only for the fastest job."""
+        if self._classes is None:
+            from ._pick import grid_classes
+
+            base = next((t.user_attrs.get("plan") for t in finished(study)
+                         if t.user_attrs.get("source") == "baseline"), None) or self.grid.values(0)
+            self._classes, _ = grid_classes(self.grid.step, self.grid.columns,
+                                            self.surrogate.setup.cluster.world_size, base)
+        return self._classes
+
+    def _references(self, study: Study, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Per row: the best feasible log throughput seen in its job class, else the class's lowest prediction."""
+        classes = self._job_classes(study)
+        own, _, _ = self._observations(study)
+        cap = self.surrogate.cap_bytes
+        best: dict[int, float] = {}
+        for obs in own:
+            if obs.status != "ok" or not obs.samples_per_s or (obs.gpu_peak_bytes or 0.0) > cap:
+                continue
+            row = self.grid.find(obs.values)
+            if row is not None:
+                c = int(classes[row])
+                best[c] = max(best.get(c, -np.inf), float(np.log(obs.samples_per_s)))
+        reference = np.empty(len(mu))
+        for c in np.unique(classes):
+            rows = classes == c
+            pool = mu[rows & mask] if (rows & mask).any() else mu[rows]
+            reference[rows] = best.get(int(c), float(pool.min()))
+        return reference
+
     def propose(self, study: Study) -> int | None:
         mask, best = self.candidates(study)
         if not mask.any():
@@ -86,7 +119,7 @@ class SurrogateSampler(BaseSampler):
             return None
         pred = self.surrogate.predict_grid()
         mu, sd = pred.log_sps, pred.sd_sps
-        reference = best if best is not None else float(mu[mask].min())
+        reference = self._references(study, mu, mask)
         score = expected_improvement(mu, sd, reference) * pred.p_fit
         score = np.where(mask, score + 1e-12 * self._rng.random(len(score)), -np.inf)
         row = int(np.argmax(score))

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..costmodel import estimate_table
-from ..plan import job_codes, job_of, plan_to_dict
+from ..plan import job_of, plan_to_dict
 from ..record import Basis, Figures, Status, TrialRow, interval_from_log
 from ._baseline import Baseline
 from ._grid import Grid
-from ._pick import job_class
+from ._pick import grid_classes
 from ._space import as_python, plan_key
 
 TOP_PER_CLASS = 10
@@ -77,7 +77,8 @@ def _row(req: Any, values: dict[str, Any], table: Mapping[str, np.ndarray], i: i
 
 
 def _selection(req: Any, grid: Grid, table: Mapping[str, np.ndarray], baseline_values: Mapping[str, Any]) -> list[int]:
-    """Grid rows worth recording: the Pareto front and each job class's top plans."""
+    """Grid rows worth recording: the Pareto front, each job class's top plans, and the fastest plans
+    predicted not to fit (so a report shows what the memory cap costs)."""
     cols = grid.columns
     step, world = req.setup.step, req.setup.cluster.world_size
     sps, mem = table["samples_per_s"], table["gpu_peak_bytes"]
@@ -85,16 +86,12 @@ def _selection(req: Any, grid: Grid, table: Mapping[str, np.ndarray], baseline_v
     changes = np.zeros(len(grid), dtype=np.int64)
     for name, column in cols.items():
         changes += column != baseline_values.get(name)
-    ids, first = job_codes(step, cols, world)
-    base_job = job_of(step, baseline_values, world)
-    labels = []
-    for row in first:
-        job = job_of(step, grid.values(int(row)), world)
-        labels.append("baseline job" if job == base_job else job_class(job, base_job))
-    classes = np.array(labels, dtype=object)[ids]
+    codes, labels = grid_classes(step, cols, world, baseline_values)
     chosen = list(pareto_front(sps, mem, feasible))
-    for cls in dict.fromkeys(labels):
-        chosen += list(_top(sps, mem, changes, np.flatnonzero(feasible & (classes == cls)), req.tie_tolerance))
+    over = np.flatnonzero(~feasible & np.isfinite(sps))
+    chosen += list(over[np.argsort(-sps[over], kind="stable")][:TOP_PER_CLASS])  # faster plans that do not fit
+    for code in range(len(labels)):
+        chosen += list(_top(sps, mem, changes, np.flatnonzero(feasible & (codes == code)), req.tie_tolerance))
     return list(dict.fromkeys(int(i) for i in chosen))
 
 

@@ -257,7 +257,8 @@ def _batch_policy(raw: Any, step: str, where: str) -> BatchPolicy:
     if unknown:
         raise UserInputError(f"search space {where}: unknown key 'batch.{sorted(unknown)[0]}'; "
                              f"allowed: {', '.join(sorted(allowed))}")
-    policy = raw.get("policy", "baseline")
+    implied = "token_cap" if "max_tokens" in raw else "fixed_global_batch" if "global_batch" in raw else "baseline"
+    policy = raw.get("policy", implied)
     if policy not in _POLICIES:
         raise UserInputError(f"search space {where}: key 'batch.policy' must be one of {', '.join(_POLICIES)}, "
                              f"got {policy!r}")

@@ -28,7 +28,9 @@ def test_report_of_a_real_search(searched: Path, capsys: pytest.CaptureFixture[s
     assert head["pick"]["knobs"] == meta["plan"] and head["baseline"]["knobs"] == meta["baseline"]["plan"]
     assert head["pick"]["samples_per_s"] == pytest.approx(meta["predicted"]["throughput"]["samples_per_s"])
     if meta.get("speedup_over_baseline"):
-        assert head["speedup"] == pytest.approx(meta["speedup_over_baseline"])
+        assert head["speedup"] == pytest.approx(meta["speedup_over_baseline"]["value"])
+        assert head["speedup_interval"] == pytest.approx(meta["speedup_over_baseline"]["interval"])
+    assert head["job"] == meta["job"]["label"] and "full fine-tuning" in head["job"]
     assert data["top"] and data["scatter"]["points"] and data["phases"]["bars"]
     study = meta["study"]["name"] if isinstance(meta["study"], dict) else meta["study"]
     assert data["header"]["study"] == study

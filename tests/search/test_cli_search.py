@@ -68,8 +68,8 @@ def test_rerun_continues_the_study_without_repeats(searched):
     before = _trials(searched)
     assert _search(searched) == 0
     after = _trials(searched)
-    assert len(after) == len(before) + 8
-    assert [r["number"] for r in after[:len(before)]] == [r["number"] for r in before]
+    assert len(after) == len(before)  # simulate scores the whole grid: a rerun has nothing new to record
+    assert [r["number"] for r in after] == [r["number"] for r in before]
     knobs = [c for c in after[0] if c not in ("number", "status", "source", "reason", "p_fit") and
              not c.startswith(("predicted_", "measured_"))]
     keys = [tuple(r[k] for k in knobs) for r in after if r["source"] != "repeat"]

@@ -64,7 +64,7 @@ def test_missing_file_and_step_mismatch(tmp_path):
 
 
 def test_space_where_every_plan_breaks_rules(tmp_path):
-    path = _write(tmp_path, "step: ppo\nknobs:\n  actor_zero_stage: [1, 2]\n  enable_hybrid_engine: [true]\n"
+    path = _write(tmp_path, "step: ppo\nbatch: {policy: token_cap}\nknobs:\n  actor_zero_stage: [1, 2]\n  enable_hybrid_engine: [true]\n"
                             "  inference_tp_size: [2, 4]\n")
     space = load_space(path)
     with pytest.raises(UserInputError, match=r"none of its 4 plans.*tp_needs_zero3"):
@@ -74,7 +74,7 @@ def test_space_where_every_plan_breaks_rules(tmp_path):
 def test_rule_cache_matches_brute_force(tmp_path):
     """Rules are evaluated once per combination of the knobs they read; the result must equal
     checking every candidate plan on its own."""
-    path = _write(tmp_path, "step: ppo\nknobs:\n  actor_zero_stage: [0, 2, 3]\n  critic_zero_stage: [0, 2]\n"
+    path = _write(tmp_path, "step: ppo\nbatch: {policy: token_cap}\nknobs:\n  actor_zero_stage: [0, 2, 3]\n  critic_zero_stage: [0, 2]\n"
                             "  offload: [false, true]\n  actor_lora_dim: [0, 8]\n  only_optimize_lora: [false, true]\n"
                             "  enable_hybrid_engine: [false, true]\n  inference_tp_size: [1, 2, 3]\n"
                             "  actor_gradient_checkpointing: [false, true]\n"
