@@ -1,0 +1,131 @@
+"""The main job's output: picks that train what the baseline trains, exact simulate, honest records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dstune.catalog import load_gpu, load_model, make_cluster
+from dstune.cli import main
+from dstune.costmodel import estimate_table
+from dstune.plan import Context, job_of
+from dstune.search import SPACES_DIR, build_grid, load_space, resolve_job
+
+GPU = ["--gpu-type", "A100-80G"]
+
+
+def _search(tmp_path: Path, name: str, *extra: str) -> tuple[dict, list[dict]]:
+    out = tmp_path / name
+    assert main(["search", "--model", "opt-6.7b", "--gpus", "8", *GPU, "--out", str(out), "--json", *extra]) == 0
+    with (out / "trials.csv").open() as handle:
+        return json.loads((out / "plan.json").read_text()), list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict]]:
+    return _search(tmp_path_factory.mktemp("default"), "s")
+
+
+def test_the_pick_trains_exactly_what_run_6_7b_trains(default: tuple[dict, list[dict]]) -> None:
+    plan, rows = default
+    assert plan["baseline"]["script"].endswith("opt/single_node/run_6.7b.sh")
+    job = plan["job"]
+    assert job["label"] == "full fine-tuning, 32 prompts/iteration, 32 samples/update, 256+256 tokens, fp16"
+    for knobs in (plan["plan"], plan["baseline"]["plan"]):
+        assert knobs["actor_lora_dim"] == 0 and knobs["only_optimize_lora"] is False and knobs["dtype"] == "fp16"
+        assert job_of("ppo", knobs, 8).label() == job["label"]
+    assert {r["job"] for r in rows} == {job["label"]}  # no candidate of another job was even scored
+
+
+def test_speedup_and_every_prediction_carry_an_interval(default: tuple[dict, list[dict]]) -> None:
+    plan, rows = default
+    speedup = plan["speedup_over_baseline"]
+    lo, hi = speedup["interval"]
+    assert speedup["basis"] == "predicted" and lo < speedup["value"] < hi
+    pick = plan["predicted"]["throughput"]
+    assert pick["samples_per_s_interval"][0] < pick["samples_per_s"] < pick["samples_per_s_interval"][1]
+    assert plan["measured"] is None and plan["baseline"]["measured"] is None  # simulated: nothing measured
+    assert all(r["measured_samples_per_s"] == "" and r["predicted_samples_per_s_lo"] for r in rows)
+    assert plan["schema_version"] == 2 and {r["schema_version"] for r in rows} == {"2"}
+
+
+def test_runners_up_are_other_plans_and_say_how_they_differ(default: tuple[dict, list[dict]]) -> None:
+    plan, _ = default
+    seen = [plan["plan"], plan["baseline"]["plan"]]
+    for runner in plan["runners_up"]:
+        assert runner["plan"] not in seen and runner["changes"]
+        assert all(plan["plan"][k] != v for k, v in runner["changes"].items())
+        seen.append(runner["plan"])
+
+
+def test_simulate_is_exact(default: tuple[dict, list[dict]]) -> None:
+    """Brute force over the whole grid: the fastest plan under the cap (ties within 1% to less memory)."""
+    plan, _ = default
+    actor, critic = load_model("opt-6.7b"), load_model("opt-350m")
+    cluster = make_cluster(load_gpu("A100-80G"), 8)
+    space, _ = resolve_job(load_space(SPACES_DIR / "ppo.yaml"), actor, 8, critic_model=critic)
+    grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic))
+    table = estimate_table("ppo", grid.columns, actor, cluster, critic_model=critic)
+    fits = (table["gpu_peak_bytes"] <= plan["memory_cap_bytes"]) & table["fits_host"]
+    sps = np.where(fits, table["samples_per_s"], 0.0)
+    tied = np.flatnonzero(sps >= sps.max() * 0.99)
+    least = tied[table["gpu_peak_bytes"][tied] <= table["gpu_peak_bytes"][tied].min()]
+    assert plan["plan"] in [grid.values(int(i)) for i in least]
+    assert plan["study"]["candidates"] == len(grid) and plan["study"]["sampler"] == "exact"
+
+
+def test_explore_shows_each_other_job_with_its_label(tmp_path: Path) -> None:
+    plan, rows = _search(tmp_path, "e", "--explore", "lora,batch")
+    assert plan["job"]["label"].startswith("full fine-tuning, 32 prompts/iteration")
+    assert plan["plan"]["actor_lora_dim"] == 0
+    classes = {alt["job_class"]: alt for alt in plan["alternatives"]}
+    assert {"LoRA only, baseline batch", "full fine-tuning, other batch"} <= set(classes)
+    for alt in plan["alternatives"]:
+        assert alt["job"] == job_of("ppo", alt["pick"]["plan"], 8).label() != plan["job"]["label"]
+        own = alt["baseline_of_this_job"]
+        if own is not None:
+            assert own["job"] == alt["job"] and alt["speedup_over_baseline_of_this_job"]["basis"] == "predicted"
+    assert len({r["job"] for r in rows}) > 2
+
+
+def test_global_batch_changes_the_job_of_baseline_and_candidates(tmp_path: Path) -> None:
+    plan, rows = _search(tmp_path, "g", "--global-batch", "64")
+    assert plan["job"]["prompts_per_iteration"] == 64 and plan["job"]["samples_per_update"] == 32
+    base = plan["baseline"]["plan"]
+    assert base["per_device_generation_batch_size"] * base["generation_batches"] * 8 == 64
+    assert any("generation_batches" in a for a in plan["baseline"]["adjustments"])
+    assert {r["job"] for r in rows} == {plan["job"]["label"]}
+
+
+def test_a_job_knob_set_by_the_user_reaches_the_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "13b"
+    assert main(["search", "--model", "opt-13b", "--gpus", "8", *GPU, "--out", str(out), "--json",
+                 "--set", "actor_lora_dim=0"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["baseline"]["script"].endswith("run_13b.sh")  # ships actor_lora_dim 128
+    assert plan["baseline"]["plan"]["actor_lora_dim"] == 0 and plan["plan"]["actor_lora_dim"] == 0
+    assert any("actor_lora_dim 128 -> 0" in a for a in plan["baseline"]["adjustments"])
+
+
+def test_bad_explore_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--model", "opt-1.3b", "--gpus", "8", *GPU, "--out", str(tmp_path / "x"),
+                 "--explore", "everything"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--explore everything" in err
+
+
+def test_no_deepspeed_accelerator_warning_on_screen(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
+    done = subprocess.run([sys.executable, "-m", "dstune", "search", "--model", "opt-1.3b", "--gpus", "8", *GPU,
+                           "--out", str(tmp_path / "w")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Setting accelerator" not in done.stdout + done.stderr
+    assert "faster than DeepSpeed-Chat's script for the same job" in done.stdout.replace("\n", " ") or \
+        "no plan beats" in done.stdout
