@@ -7,6 +7,8 @@
     python scripts/bench_search.py simulate-table --table scripts/tables/simulated-opt-1.3b-ppo-8xA100-80G.csv
     # compare strategies (replay backend), median over seeds
     python scripts/bench_search.py bench --seeds 20
+    # wall time of the main job (simulate, export and report) against `import torch, deepspeed`
+    python scripts/bench_search.py simulate
 
 Every strategy runs the same dstune study loop over a replay backend, seeded with the
 DeepSpeed-Chat baseline as trial 0 when the table has it; only plans the table holds cost a trial
@@ -97,7 +99,7 @@ def simulate_table(args: argparse.Namespace) -> None:
     for i in range(len(grid)):
         peak = float(table["gpu_peak_bytes"][i])
         fits = peak <= setup.cluster.gpu.memory_bytes and bool(table["fits_host"][i])
-        figures = Figures(samples_per_s=float(table["samples_per_s"][i] * noise[i]),
+        figures = Figures(basis="measured", samples_per_s=float(table["samples_per_s"][i] * noise[i]),
                           tokens_per_s=float(table["tokens_per_s"][i] * noise[i]), gpu_peak_bytes=peak,
                           step_s=float(table["step_s"][i] / noise[i]),
                           phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
@@ -258,6 +260,34 @@ def learning_curve(args: argparse.Namespace) -> None:
         print(f"  k={k:3d}: {np.median(errors[k]):.3f}  (x{np.exp(np.median(errors[k])):.2f})")
 
 
+def _wall(argv: list[str], env: dict[str, str]) -> float:
+    import subprocess
+
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def simulate_search(args: argparse.Namespace) -> None:
+    """`dstune search --model opt-6.7b --gpus 8` end to end (simulate, export, report) in a fresh process,
+    against a fresh process that only runs `import torch, deepspeed`; medians of --runs."""
+    import os
+    import tempfile
+
+    env = dict(os.environ)
+    search, imports = [], []
+    with tempfile.TemporaryDirectory() as work:
+        for run in range(args.runs):
+            imports.append(_wall([sys.executable, "-c", "import torch, deepspeed"], env))
+            search.append(_wall([sys.executable, "-m", "dstune", "search", "--model", "opt-6.7b", "--gpus", "8",
+                                 "--gpu-type", "A100-80G", "--out", f"{work}/run{run}"], env))
+    s, i = statistics.median(search), statistics.median(imports)
+    print(f"runs: {args.runs} (medians; this machine, CPU only)")
+    print(f"import_torch_deepspeed_s: {i:.2f}")
+    print(f"simulate_search_s: {s:.2f}")
+    print(f"ratio_to_import: {s / i:.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode")
@@ -285,12 +315,16 @@ def main(argv: list[str] | None = None) -> None:
                      help="Optuna asks allowed per counted trial (off-table proposals and repeats are free)")
     ben.add_argument("--gp-asks", type=int, default=5, help="the same for GPSampler, whose asks cost ~1 s each")
     ben.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    sim_search = sub.add_parser("simulate", help="time the simulated main job against importing torch+deepspeed")
+    sim_search.add_argument("--runs", type=int, default=3)
     cur = sub.add_parser("curve", help="prediction error vs number of measurements on a table")
     cur.add_argument("--table", default=str(ROOT / "dstune" / "calibration" / "data" / "tiny-opt-ppo-2xcpu.csv"))
     cur.add_argument("--orderings", type=int, default=10)
     args = parser.parse_args(argv)
     if args.mode == "curve":
         learning_curve(args)
+    elif args.mode == "simulate":
+        simulate_search(args)
     elif args.mode == "record":
         record(args)
     elif args.mode == "simulate-table":
