@@ -44,6 +44,12 @@ def _run(args: argparse.Namespace) -> int:
     setup = resolve_setup(args)
     plan = resolve_plan(setup, args.assignments)
     device = trial_device()
+    dtype_note = None
+    if device == "cpu" and plan.dtype == "fp16" and not any(a.split("=")[0].strip() == "dtype" for a in args.assignments):
+        import dataclasses
+
+        plan = dataclasses.replace(plan, dtype="bf16")
+        dtype_note = "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)"
     out = args.out if args.out is not None else _new_trial_dir(setup.step, setup.model.name)
     from ..costmodel import estimate
 
@@ -56,11 +62,15 @@ def _run(args: argparse.Namespace) -> int:
         result = run_trial(plan, **kwargs)
         payload = result.to_json(_repredict(result, plan, setup, predicted))
         payload["gpu_note"] = CPU_NOTE if device == "cpu" else setup.gpu_note
+        if dtype_note:
+            payload.setdefault("notes", []).append(dtype_note)
         print_json(payload)
     else:
         from rich.console import Console
 
         console = Console()
+        if dtype_note:
+            console.print(dtype_note)
         where = "the CPU (DS_ACCELERATOR=cpu)" if device == "cpu" else f"{setup.cluster.world_size} GPU(s)"
         with console.status(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}"):
             result = run_trial(plan, **kwargs)

@@ -44,7 +44,7 @@ def test_profile_json_end_to_end_ppo_llama_hybrid_engine_falls_back(tmp_path: Pa
     says so, measures with the Hybrid Engine off, and compares with a kernel-less prediction."""
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     out = tmp_path / "trial"
-    knobs = {"dtype": "bf16", "max_prompt_seq_len": 8, "max_answer_seq_len": 4, "per_device_generation_batch_size": 2,
+    knobs = {"max_prompt_seq_len": 8, "max_answer_seq_len": 4, "per_device_generation_batch_size": 2,
              "per_device_training_batch_size": 2, "enable_hybrid_engine": "true", "actor_lora_dim": 4,
              "actor_lora_module_name": "layers.", "critic_lora_module_name": "layers."}
     sets = [arg for name, value in knobs.items() for arg in ("--set", f"{name}={value}")]
@@ -56,6 +56,7 @@ def test_profile_json_end_to_end_ppo_llama_hybrid_engine_falls_back(tmp_path: Pa
     assert set(payload["time"]["phases"]) == {"generation", "experience", "actor_train", "critic_train"}
     assert payload["throughput"]["tokens_per_step"] == 2 * (8 + 4)
     assert payload["he_kernels"] is False
+    assert any("fp16 -> bf16" in note for note in payload["notes"])  # the default fp16 became bf16, said once
     assert any("Hybrid Engine could not start" in note for note in payload["notes"])
     assert payload["memory"]["host_peak_bytes"] > 0
     assert payload["predicted"]["time"]["phases"].keys() == payload["time"]["phases"].keys()

@@ -19,6 +19,8 @@ def test_profile_search_runs_real_trials(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     plan = json.loads((out / "plan.json").read_text())
     assert plan["backend"] == "profile" and "CPU" in plan["backend_note"]
+    assert plan["gpu_type"] == "cpu" and "cpu" in plan["hardware"] and "xcpu" in plan["study"]["name"]
+    assert plan["measured"]["basis"] == "measured" and plan["predicted"]["basis"] == "predicted"
     with (out / "trials.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["source"] == "baseline" and rows[0]["status"] == "ok"
