@@ -115,6 +115,8 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..search import changes
+
     console = Console()
     req = result.request
     setup = req.setup
@@ -124,16 +126,18 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     where = info.hardware_label
     table = Table(title=f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials "
                         f"({result.new_trials} new)", caption=f"job: {head.job.label()}")
-    for column in ("", "trial", "status", "samples/s", "vs baseline", "GPU peak", "headroom"):
-        table.add_column(column, justify="left" if column in ("", "status") else "right", no_wrap=True)
+    for column in ("", "trial", "samples/s", "90% range", "vs base", "GPU peak", "free"):
+        table.add_column(column, justify="left" if column == "" else "right", no_wrap=True)
     entries = ([("baseline", base)] if base else []) + ([("pick", head.pick)] if head.pick else []) + [
         (f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
     base_sps = base.samples_per_s if base and base.status == "ok" else None
     lines = []
     for label, row in entries:
         peak = row.memory()
-        sps = row.samples_per_s
-        table.add_row(label, str(row.number), row.status.value, _rate(row) if sps else "-",
+        sps = row.samples_per_s if row.status == "ok" else None
+        interval = row.figures.samples_per_s_interval if row.figures else None
+        table.add_row(label, str(row.number), f"{sps:,.3f}" if sps else row.status.value,
+                      f"{interval[0]:,.2f}-{interval[1]:,.2f}" if interval and sps else "-",
                       f"{sps / base_sps:.2f}x" if sps and base_sps else "-", gib(peak) if peak else "-",
                       f"{1 - peak / capacity:.0%}" if peak else "-")
         if label == "baseline":
@@ -143,6 +147,11 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         else:
             lines.append(f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}")
     console.print(table)
+    same = head.equivalents
+    if same:
+        knobs = sorted({k for r in same for k in changes(r.values, head.pick.values)})
+        lines.insert(2 if base else 1, f"{len(same)} other plan(s) have the same figures as the pick; they differ only "
+                                       f"in {', '.join(knobs)}")
     for line in lines:
         console.print(line, highlight=False)
     if head.pick is None:
@@ -174,7 +183,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     if info.backend == "simulate":
         console.print(f"intervals: 90%, {req.interval_note}")
     console.print(f"[bold]{info.backend_note}[/bold]")
-    console.print(f"wrote {', '.join(files)} and study.db to {out}" if info.storage.startswith("sqlite:///" + str(out.resolve()))
+    console.print(f"wrote {', '.join(files)} and study.db to {out}" if info.storage == f"sqlite:///{out}/study.db"
                   else f"wrote {', '.join(files)} to {out}; study in {info.storage}")
 
 
@@ -200,6 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..export import ExportInfo, check_writable, write_export
     from ..plan import parse_assignments
     from ..search import EXPLORE_OPTIONS, SearchRequest, Setup, default_space_path, load_space, run_search
+    from ..search._space import shown_path
 
     setup = resolve_setup(args)
     space_path = Path(args.space) if args.space else default_space_path(args.step, setup.model.name)
@@ -233,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
     check_writable(out)
     space, dtype_note = _cpu_dtype(space, device, list(assignments))
     storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
+    shown_storage = args.storage or f"sqlite:///{out}/study.db"  # as given: no absolute path in the files
     study_name = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
     search_setup = Setup(step=args.step, model=setup.model, critic_model=critic, cluster=setup.cluster)
     shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
@@ -244,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console()
-        console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {space.path}")
+        console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {shown_path(space.path)}")
         if dtype_note:
             console.print(dtype_note)
     if backend_name == "simulate":
@@ -261,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
         result.notes.append(dtype_note)
     label = (f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)" if hardware == "cpu"
              else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}")
-    info = ExportInfo(backend=backend_name, backend_note=backend_note, storage=storage, study_name=study_name,
+    info = ExportInfo(backend=backend_name, backend_note=backend_note, storage=shown_storage, study_name=study_name,
                       headroom=args.headroom, gpu_note=setup.gpu_note, hardware=hardware, hardware_label=label)
     files = write_export(result, out, info)
     from ..report import report_study, write_report

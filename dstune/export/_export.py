@@ -80,6 +80,7 @@ def _job_pick(alt: Any) -> dict[str, Any]:
 
 def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, Any]:
     from ..record import SCHEMA_VERSION
+    from ..search._space import shown_path
 
     req = result.request
     setup = req.setup
@@ -94,7 +95,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "cost_model_gpu_type": setup.cluster.gpu.name,
         "gpu_note": info.gpu_note, "backend": info.backend, "backend_note": info.backend_note,
         "study": {"name": info.study_name, "storage": info.storage, "trials": len(result.rows),
-                  "new_trials": result.new_trials, "space": req.space.path, "candidates": len(result.grid),
+                  "new_trials": result.new_trials, "space": shown_path(req.space.path), "candidates": len(result.grid),
                   "dropped": result.grid.dropped, "sampler": req.sampler if info.backend != "simulate" else "exact",
                   "seed": req.seed, "explored": list(result.space.explored) if result.space else []},
         "job": {"label": head.job.label(), **head.job.values, **head.job.batches},
@@ -112,6 +113,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "headroom": info.headroom, "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),
         "runners_up": [_trial(r, pick.values) for r in head.runners_up[:3]] if pick else [],
+        "same_figures_as_pick": [_trial(r, pick.values) for r in head.equivalents[:10]] if pick else [],
         "alternatives": [_job_pick(alt) for alt in result.picks.alternatives],
         "calibration": {
             "prediction_errors": prediction_errors(result.rows),

@@ -139,9 +139,26 @@ class JobPick:
 
     @property
     def runners_up(self) -> list[TrialRow]:
-        """Distinct plans after the pick, never the baseline itself."""
+        """Plans after the pick whose figures differ from the pick's and from each other's (one plan per
+        outcome), never the baseline itself."""
         base = self.baseline.values if self.baseline else None
-        return [r for r in self.ranked[1:] if r.values != base]
+        kept: list[TrialRow] = []
+        for row in self.ranked[1:]:
+            if row.values != base and not any(_same_figures(row, k) for k in [self.pick, *kept]):
+                kept.append(row)
+        return kept
+
+    @property
+    def equivalents(self) -> list[TrialRow]:
+        """Other plans whose figures equal the pick's (they differ only in knobs the figures do not see)."""
+        return [r for r in self.ranked[1:] if _same_figures(r, self.pick)]
+
+
+def _same_figures(a: TrialRow, b: TrialRow | None, rel: float = 1e-4) -> bool:
+    if b is None or a.samples_per_s is None or b.samples_per_s is None:
+        return False
+    close = lambda x, y: abs(x - y) <= rel * max(abs(x), abs(y), 1e-30)  # noqa: E731
+    return close(a.samples_per_s, b.samples_per_s) and close(a.memory() or 0.0, b.memory() or 0.0)
 
 
 @dataclass

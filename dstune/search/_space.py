@@ -155,6 +155,20 @@ class ExploreOption:
     batch: BatchPolicy | None = None
 
 
+def shown_path(path: str | Path) -> str:
+    """A space file's path as files and reports show it: shipped spaces as search_spaces/NAME, others
+    relative to the working directory where they are under it, so no machine's absolute path leaks."""
+    p = Path(path)
+    try:
+        return f"search_spaces/{p.resolve().relative_to(SPACES_DIR.resolve())}"
+    except ValueError:
+        pass
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def default_space_path(step: str, model_name: str) -> Path:
     """search_spaces/<step>.yaml, or the tiny-<step>.yaml CPU space for tiny-* models."""
     tiny = SPACES_DIR / f"tiny-{step}.yaml"
@@ -298,5 +312,5 @@ def lora_defaults(step: str, family: str, critic_family: str | None = None) -> d
     return {"lora_module_name": name}
 
 
-__all__ = ["BATCH_KNOBS", "EXPLORE_OPTIONS", "BatchPolicy", "ExploreOption", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
+__all__ = ["shown_path", "BATCH_KNOBS", "EXPLORE_OPTIONS", "BatchPolicy", "ExploreOption", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
            "load_space", "lora_defaults", "model_lora_module", "plan_key"]

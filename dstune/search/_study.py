@@ -32,7 +32,7 @@ from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, Picks, choose, fits, memory_of
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
-from ._space import SearchSpace, lora_defaults, plan_key
+from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
 SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
@@ -197,7 +197,7 @@ def _record_setup(study: Any, req: SearchRequest, space: SearchSpace, baseline: 
     setup = req.setup
     for key, value in (("model", setup.model.name), ("gpus", setup.cluster.world_size),
                        ("gpu_type", setup.cluster.gpu.name), ("step", setup.step), ("backend", req.backend.name),
-                       ("space", space.path), ("job", job_of(setup.step, plan_to_dict(baseline.plan),
+                       ("space", shown_path(space.path)), ("job", job_of(setup.step, plan_to_dict(baseline.plan),
                                                                 setup.cluster.world_size).label())):
         study.set_user_attr(key, value)
 
