@@ -53,9 +53,18 @@ class CostConstants:
     cuda_context_bytes: float = 1.0e9
     """CUDA context, NCCL and cuBLAS workspaces per GPU."""
     zero_bucket_elements: float = 5.0e8
-    """DeepSpeed's default reduce/allgather bucket size (elements) for ZeRO 1-2."""
+    """DeepSpeed's default `reduce_bucket_size` (elements; DeepSpeed-Chat leaves it unset). With
+    `overlap_comm` ZeRO 1-2 allocate two such 16-bit buffers for every backward and ZeRO-3 keeps one
+    for the whole run, whatever the trainable size (stage_1_and_2.py setup_buckets, stage3.py)."""
     zero3_live_elements: float = 3.0e7
-    """stage3_max_live_parameters + prefetch bucket as DeepSpeed-Chat sets them."""
+    """`stage3_max_live_parameters` as DeepSpeed-Chat sets it: the most gathered ZeRO-3 elements live
+    at once in a running model (a single larger parameter is still gathered whole)."""
+    empty_cache_s: float = 0.3
+    """gc.collect() + torch.cuda.empty_cache() in a process holding four models. The Hybrid Engine
+    runs it every generate with `release_inference_cache` and in its pinned TP path (hybrid_engine.py)."""
+    cuda_malloc_bytes_per_s: float = 1.0e11
+    """Rate at which memory handed back by empty_cache is cudaMalloc'ed again (the re-taken inference
+    workspace, then the allocator's pool regrowing for training)."""
     host_bytes_per_rank: float = 3.0e9
     """Resident host memory of one training process before any offload."""
     pinned_buffer_factor: float = 1.5

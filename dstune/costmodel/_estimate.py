@@ -21,10 +21,14 @@ from . import _memory as mem
 from . import _time as tm
 from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._facts import ModelFacts, model_facts
+from ._memory import BYTES_16BIT
 
 Columns = Mapping[str, np.ndarray]
 
-GPU_COMPONENTS = ("params", "grads", "optimizer", "activations", "kv_cache", "inference_weights", "other")
+GPU_COMPONENTS = ("params", "grads", "optimizer", "activations", "kv_cache", "inference_weights",
+                  "inference_workspace", "other")
+_PHASE_COMPONENTS = GPU_COMPONENTS[:-1] + ("buffers",)
+"""What one phase holds; `buffers` (ZeRO buckets) are reported inside `other`."""
 PPO_PHASES = ("generation", "experience", "actor_train", "critic_train")
 TRAIN_PHASES = ("forward", "backward", "step")
 
@@ -72,8 +76,44 @@ def _trained(f: ModelFacts, rank: np.ndarray, module: np.ndarray, only_lora: np.
     params_all = f.params + lora
     frozen = only_lora & (rank > 0)
     trainable = np.where(frozen, lora, params_all)
-    states = mem.trained_states(params_all, trainable, stage, offload, world, f.largest_layer_params, c)
+    states = mem.trained_states(params_all, trainable, stage, offload, world, c)
     return _Trained(f, params_all, trainable, frozen, states)
+
+
+def _zeros(n: np.ndarray) -> np.ndarray:
+    return np.zeros_like(np.asarray(n, dtype=float))
+
+
+def _train_phases(t: _Trained, stage: np.ndarray, activations: np.ndarray, c: CostConstants,
+                  own_grads: np.ndarray | bool = True) -> tuple[dict, dict]:
+    """(backward, step) extras of one trained model on top of the steady states.
+
+    Backward: activations, the ZeRO-3 gathered layer with its 16-bit grad (DeepSpeed's 4 x largest layer),
+    ZeRO 1-2 reduce buckets, stage-0 16-bit grads. Step: stage-0 grads plus FP16_Optimizer's fp32 copies.
+    `own_grads` False: the stage-0 16-bit grads are already counted as steady (accumulation spans phases).
+    """
+    z3 = stage == 3
+    gathered = np.where(z3, mem.zero3_gathered_bytes(t.facts.largest_layer_params, c), 0.0)
+    grad16 = np.where(own_grads, mem.stage0_grad_bytes(t.params_trainable, stage), 0.0)
+    backward = {"activations": activations, "params": gathered,
+                "grads": grad16 + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
+                "buffers": mem.zero12_reduce_bucket_bytes(stage, c)}
+    step = {"grads": grad16 + mem.stage0_step_bytes(t.params_trainable, stage)}
+    return backward, step
+
+
+def _peak(steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
+          n_rows: int) -> dict[str, np.ndarray]:
+    """Per candidate, the phase whose steady + extra bytes are largest, with its components."""
+    names = list(phases)
+    full = {p: {k: np.broadcast_to(np.asarray(steady.get(k, 0.0), dtype=float)
+                                   + np.asarray(phases[p].get(k, 0.0), dtype=float), (n_rows,))
+                for k in _PHASE_COMPONENTS} for p in names}
+    totals = np.stack([sum(full[p].values()) for p in names])
+    worst = np.argmax(totals, axis=0)
+    out = {k: np.choose(worst, [full[p][k] for p in names]) for k in _PHASE_COMPONENTS}
+    out["peak_phase"] = np.array([labels[p] for p in names], dtype=object)[worst]
+    return out
 
 
 def _micro_seconds(t: _Trained, tokens: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray, stage: np.ndarray,
@@ -107,6 +147,10 @@ def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.H
                  offload, world, c)
     checkpointing = cols["gradient_checkpointing"].astype(bool)
     activations = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
+    backward, step_extra = _train_phases(t, stage, activations, c)
+    steady = {"params": t.states.params, "grads": t.states.grads, "optimizer": t.states.optimizer,
+              "buffers": t.states.buffers}
+    peak = _peak(steady, {"backward": backward, "step": step_extra}, {"backward": "train", "step": "train"}, len(micro))
     tokens = sequences * seq
     fwd, micro_total = _micro_seconds(t, tokens, seq, checkpointing, stage, offload, hw, c)
     opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
@@ -114,9 +158,7 @@ def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.H
     useful = gas * tm.forward_flops(f, tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
     construction = np.where(stage == 3, 0.0, 4.0 * t.params_all)
     return {
-        "params": t.states.params, "grads": t.states.grads, "optimizer": t.states.optimizer,
-        "activations": activations, "kv_cache": np.zeros_like(micro), "inference_weights": np.zeros_like(micro),
-        "buffers": t.states.buffers, "peak_phase": np.full(micro.shape, "train", dtype=object),
+        **peak,
         "host_peak_bytes": _host_peak(cluster, t.states.host, construction, c),
         "phases": phases, "samples": micro * gas * world, "tokens": tokens * gas * world, "flops": useful,
     }
@@ -128,6 +170,7 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
     critic_f = model_facts(critic_spec, "value")
     world = cluster.world_size
     gen_bs = cols["per_device_generation_batch_size"].astype(float)
+    n_rows = len(gen_bs)
     train_bs = cols["per_device_training_batch_size"].astype(float)
     prompt = cols["max_prompt_seq_len"].astype(float)
     answer = cols["max_answer_seq_len"].astype(float)
@@ -136,52 +179,87 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
     offload = cols["offload"].astype(bool)
     only_lora = cols["only_optimize_lora"].astype(bool)
     he = cols["enable_hybrid_engine"].astype(bool)
-    tp = np.where(he, cols["inference_tp_size"], 1).astype(float)
     pinned = ~cols["unpin_actor_parameters"].astype(bool)
     release = cols["release_inference_cache"].astype(bool)
     a_ckpt = cols["actor_gradient_checkpointing"].astype(bool)
     c_ckpt = cols["critic_gradient_checkpointing"].astype(bool)
+    gas = cols["gradient_accumulation_steps"].astype(float)
+    ref_offload = cols["offload_reference_model"].astype(bool)
+    reward_offload = cols["offload_reward_model"].astype(bool)
+
+    # Without inference containers DeepSpeed never replaces generate(): no pinning, no TP, no workspace.
+    kernels = he & bool(he_kernels)
+    pinned_z3 = kernels & (a_stage == 3) & pinned
+    # TP only shards in the pinned ZeRO-3 path, where each rank generates the TP group's gathered prompts.
+    tp = np.where(pinned_z3, cols["inference_tp_size"], 1).astype(float)
+    gathered_bs = gen_bs * tp
 
     actor = _trained(actor_f, cols["actor_lora_dim"], cols["actor_lora_module_name"], only_lora, a_stage, offload, world, c)
     critic = _trained(critic_f, cols["critic_lora_dim"], cols["critic_lora_module_name"], only_lora, c_stage, offload, world, c)
     ref_stage = np.where(a_stage == 3, 3, 0)
     reward_stage = np.where(c_stage == 3, 3, 0)
-    ref = mem.frozen_states(actor_f.params, ref_stage, cols["offload_reference_model"].astype(bool), world,
-                            actor_f.largest_layer_params, c)
-    reward = mem.frozen_states(critic_f.params, reward_stage, cols["offload_reward_model"].astype(bool), world,
-                               critic_f.largest_layer_params, c)
+    ref = mem.frozen_states(actor_f.params, ref_stage, ref_offload, world, c)
+    reward = mem.frozen_states(critic_f.params, reward_stage, reward_offload, world, c)
     states = actor.states + critic.states + ref + reward
 
-    kv = mem.kv_cache_bytes(actor_f, gen_bs, seq, tp)
-    inference_weights = mem.he_inference_weight_bytes(
-        actor.params_all, a_stage, he, pinned, tp, actor_f.layers, cols["tp_gather_partition_size"].astype(float),
-        actor_f.largest_layer_params)
-    kept_workspace = np.where(he & ~release, kv, 0.0)
-    transients = {
-        "generation": (gen_bs * actor_f.vocab * 4.0, kv, inference_weights),
-        "experience": (np.maximum(mem.eval_activation_bytes(actor_f, gen_bs, seq, c),
-                                  mem.eval_activation_bytes(critic_f, gen_bs, seq, c)), kept_workspace, 0.0 * kv),
-        "actor_train": (mem.train_activation_bytes(actor_f, train_bs, seq, a_ckpt, c), kept_workspace, 0.0 * kv),
-        "critic_train": (mem.train_activation_bytes(critic_f, train_bs, seq, c_ckpt, c), kept_workspace, 0.0 * kv),
+    lm_head = float(actor_f.vocab * actor_spec.word_embed_proj_dim)
+    other_params = float(actor_spec.embedding_params)
+    layer_params = actor.params_all - other_params
+    ws_cache = np.where(kernels, mem.workspace_cache_bytes(actor_f, gathered_bs, seq, tp), 0.0)
+    ws_other = np.where(kernels, mem.workspace_other_bytes(actor_f, gathered_bs, seq, tp), 0.0)
+    kept = kernels & ~release
+    accumulating = gas > 1
+    steady = {
+        "params": states.params, "optimizer": states.optimizer, "buffers": states.buffers,
+        "grads": states.grads + np.where(accumulating, mem.stage0_grad_bytes(actor.params_trainable, a_stage)
+                                         + mem.stage0_grad_bytes(critic.params_trainable, c_stage), 0.0),
+        "kv_cache": np.where(kept, ws_cache, 0.0), "inference_workspace": np.where(kept, ws_other, 0.0),
     }
-    totals = np.stack([a + k + w for a, k, w in transients.values()])
-    worst = np.argmax(totals, axis=0)
-    pick = lambda i: np.choose(worst, [np.broadcast_to(t[i], worst.shape) for t in transients.values()])  # noqa: E731
+
+    whole = BYTES_16BIT * actor.params_all
+    tp_gathering, tp_generating = mem.he_tp_weight_bytes(layer_params, other_params, tp,
+                                                         cols["tp_gather_partition_size"].astype(float), actor_f.layers)
+    per_layer = np.where(a_stage == 3, mem.zero3_gathered_bytes(actor_f.largest_layer_params, c), 0.0)
+    gen_weights = np.where(pinned_z3, np.where(tp > 1, tp_generating, whole), per_layer)
+    phases: dict[str, dict[str, np.ndarray]] = {
+        "he_gather": {"inference_weights": np.where(pinned_z3 & (tp > 1), tp_gathering, 0.0)},
+        "generation": {
+            "inference_weights": gen_weights, "activations": gathered_bs * actor_f.vocab * 4.0,
+            "kv_cache": np.where(kernels, np.where(release, ws_cache, 0.0), mem.kv_cache_bytes(actor_f, gen_bs, seq)),
+            "inference_workspace": np.where(kernels & release, ws_other, 0.0),
+        },
+    }
+    for name, f, stage in (("exp_actor", actor_f, a_stage), ("exp_ref", actor_f, ref_stage),
+                           ("exp_critic", critic_f, c_stage), ("exp_reward", critic_f, reward_stage)):
+        phases[name] = {"activations": mem.eval_activation_bytes(f, gen_bs, seq, c),
+                        "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0)}
+    for role, t, stage, ckpt in (("actor", actor, a_stage, a_ckpt), ("critic", critic, c_stage, c_ckpt)):
+        backward, step_extra = _train_phases(t, stage, mem.train_activation_bytes(t.facts, train_bs, seq, ckpt, c), c,
+                                             own_grads=~accumulating)
+        phases[f"{role}_backward"], phases[f"{role}_step"] = backward, step_extra
+    labels = {"he_gather": "generation", "generation": "generation", "exp_actor": "experience", "exp_ref": "experience",
+              "exp_critic": "experience", "exp_reward": "experience", "actor_backward": "actor_train",
+              "actor_step": "actor_train", "critic_backward": "critic_train", "critic_step": "critic_train"}
+    peak = _peak(steady, phases, labels, n_rows)
+
+    prefill_tokens = gathered_bs * prompt
+    prefill = (tm.compute_seconds(tm.generation_flops_per_gpu(actor_f, prefill_tokens, prompt, tp, lm_head),
+                                  prefill_tokens, actor_f, hw, c)
+               + 2.0 * actor_f.layers * tm.tp_allreduce_seconds(prefill_tokens * actor_f.hidden * 2.0, tp, hw, c))
+    token = tm.decode_token_seconds(actor_f, layer_params, lm_head, gen_bs, prompt + answer / 2.0, tp, kernels, hw, c)
+    gather = tm.zero3_gather_seconds(actor.params_all, actor_f.layers, offload, hw, c)
+    gathers = np.where(a_stage == 3, np.where(pinned_z3, 1.0, answer + 1.0), 0.0) * gather
+    cache_churn = (np.where(kernels & release, c.empty_cache_s + (ws_cache + ws_other) / c.cuda_malloc_bytes_per_s, 0.0)
+                   + np.where(pinned_z3 & (tp > 1), c.empty_cache_s, 0.0))
+    generation = prefill + answer * token + gathers + cache_churn
 
     a_fwd_gen = tm.forward_flops(actor_f, gen_bs * prompt, prompt)
-    prefill = tm.compute_seconds(a_fwd_gen / tp, gen_bs * prompt, actor_f, hw, c)
-    token = tm.decode_token_seconds(actor_f, actor.params_all, gen_bs, prompt + answer / 2.0, tp,
-                                    he & he_kernels, hw, c)
-    gather = tm.zero3_gather_seconds(actor.params_all, actor_f.layers, offload, hw, c)
-    gathers = np.where(a_stage == 3, np.where(he & pinned, 1.0, answer + 1.0), 0.0) * gather
-    generation = prefill + answer * token + gathers
-
     experience = np.zeros_like(gen_bs)
     for f, params, stage, role_offload in (
         (actor_f, actor.params_all, a_stage, offload),
-        (actor_f, float(actor_f.params), ref_stage, cols["offload_reference_model"].astype(bool)),
+        (actor_f, float(actor_f.params), ref_stage, ref_offload),
         (critic_f, critic.params_all, c_stage, offload),
-        (critic_f, float(critic_f.params), reward_stage, cols["offload_reward_model"].astype(bool)),
+        (critic_f, float(critic_f.params), reward_stage, reward_offload),
     ):
         compute = tm.compute_seconds(tm.forward_flops(f, gen_bs * seq, seq), gen_bs * seq, f, hw, c)
         comm = np.where(stage == 3, tm.zero3_gather_seconds(params, f.layers, role_offload & (stage == 3), hw, c), 0.0)
@@ -189,26 +267,24 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
 
     n_gen = cols["generation_batches"].astype(float)
     n_micro = n_gen * np.ceil(gen_bs / train_bs) * cols["ppo_epochs"]
-    n_opt = n_micro / cols["gradient_accumulation_steps"]
+    n_opt = n_micro / gas
     train_tokens = train_bs * seq
-    phases = {"generation": n_gen * generation, "experience": n_gen * experience}
+    phase_s = {"generation": n_gen * generation, "experience": n_gen * experience}
     useful = n_gen * (a_fwd_gen + answer * tm.forward_flops(actor_f, gen_bs, prompt + answer / 2.0))
     useful = useful + n_gen * 2.0 * (tm.forward_flops(actor_f, gen_bs * seq, seq) + tm.forward_flops(critic_f, gen_bs * seq, seq))
     for name, t, stage, ckpt in (("actor_train", actor, a_stage, a_ckpt), ("critic_train", critic, c_stage, c_ckpt)):
         _, micro_total = _micro_seconds(t, train_tokens, seq, ckpt, stage, offload, hw, c)
         opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
-        phases[name] = n_micro * micro_total + n_opt * opt
+        phase_s[name] = n_micro * micro_total + n_opt * opt
         useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
 
     construction = np.maximum(np.where(a_stage == 3, 0.0, 4.0 * actor.params_all),
                               np.where(c_stage == 3, 0.0, 4.0 * critic.params_all))
     samples = gen_bs * n_gen * world
     return {
-        "params": states.params, "grads": states.grads, "optimizer": states.optimizer,
-        "activations": pick(0), "kv_cache": pick(1), "inference_weights": pick(2), "buffers": states.buffers,
-        "peak_phase": np.array(PPO_PHASES, dtype=object)[worst],
+        **peak,
         "host_peak_bytes": _host_peak(cluster, states.host, construction, c),
-        "phases": phases, "samples": samples, "tokens": samples * seq, "flops": useful,
+        "phases": phase_s, "samples": samples, "tokens": samples * seq, "flops": useful,
     }
 
 
@@ -228,7 +304,7 @@ def estimate_table(step: str, cols: Columns, model: ModelSpec, cluster: ClusterS
         raw = _score_sft_rm(cols, model, cluster, hw, c, pairwise=step == "rm")
     out: dict[str, np.ndarray] = {}
     for name in GPU_COMPONENTS[:-1]:
-        out[f"mem_{name}"] = np.broadcast_to(np.asarray(raw[name], dtype=float), (n_rows,)).copy()
+        out[f"mem_{name}"] = np.broadcast_to(np.asarray(raw.get(name, 0.0), dtype=float), (n_rows,)).copy()
     subtotal = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + raw["buffers"] + c.cuda_context_bytes
     out["mem_other"] = raw["buffers"] + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
     out["gpu_peak_bytes"] = subtotal + c.memory_overhead_fraction * subtotal

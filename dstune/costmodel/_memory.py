@@ -2,8 +2,10 @@
 
 Every function takes numpy arrays (one entry per candidate) or scalars.
 Model states follow DeepSpeed 0.19's own estimators: without offload ZeRO-2
-holds 2P + 18P/N and ZeRO-3 holds 18P/N + 4L per GPU (L: largest layer);
-stage 0 holds 20P. Activations follow Korthikanti et al. 2022.
+holds 2P + 18P/N and ZeRO-3 holds 18P/N + 4L per GPU (L: largest layer, gathered
+only while the model runs); stage 0 holds 16P plus 2P of 16-bit grads between
+backward and step and 8P more inside step(). Activations follow Korthikanti et al. 2022.
+The Hybrid Engine's inference workspace follows inference_context.h.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ BYTES_16BIT = 2
 
 @dataclass
 class States:
-    """Model-state bytes per GPU (params, grads, optimizer) and host bytes per GPU."""
+    """Model-state bytes per GPU that stay allocated for the whole step, and host bytes per GPU."""
 
     params: np.ndarray
     grads: np.ndarray
@@ -34,45 +36,70 @@ class States:
 
 def trained_states(
     params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray,
-    world: int, largest_layer: int, c: CostConstants,
+    world: int, c: CostConstants,
 ) -> States:
-    """A model with an optimizer: actor, critic, or the SFT/RM model.
+    """A model with an optimizer (actor, critic, or the SFT/RM model): what stays allocated.
 
-    Offload moves fp32 master weights, Adam moments and fp32 grads to host;
-    at stage 3 DeepSpeed-Chat also offloads the 16-bit parameters.
+    Offload moves fp32 master weights, Adam moments and fp32 grads to host; at stage 3
+    DeepSpeed-Chat also offloads the 16-bit parameters. Stage-0 16-bit grads and the gathered
+    ZeRO-3 layers are not here: they live only in some phases (see `stage0_*`, `zero3_gathered_bytes`).
     """
     n = float(world)
     z3 = stage == 3
-    gathered = 2.0 * largest_layer
-    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / n) + gathered, BYTES_16BIT * params_all)
+    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / n), BYTES_16BIT * params_all)
     grads_on_gpu = np.select(
         [stage == 0, stage == 1, stage == 2],
-        [6.0 * params_trainable, 2.0 * params_trainable + 4.0 * params_trainable / n, 6.0 * params_trainable / n],
-        default=4.0 * params_trainable / n + gathered,
+        [0.0 * params_trainable, 2.0 * params_trainable + 4.0 * params_trainable / n, 6.0 * params_trainable / n],
+        default=4.0 * params_trainable / n,
     )
-    grads = np.where(offload, np.where(z3, gathered, 0.0), grads_on_gpu)
+    grads = np.where(offload, 0.0, grads_on_gpu)
     optimizer = np.where(offload, 0.0, np.where(stage == 0, 12.0, 12.0 / n) * params_trainable)
-    bucket = np.where(z3, c.zero3_live_elements, np.minimum(c.zero_bucket_elements, params_trainable)) * BYTES_16BIT
-    buffers = np.where(stage == 0, 0.0, bucket)
+    buffers = np.where(z3, zero3_reduce_bucket_bytes(c), 0.0)
     host = np.where(offload, (16.0 * params_trainable + np.where(z3, BYTES_16BIT * params_all, 0.0)) / n, 0.0)
     return States(params, grads, optimizer, buffers, host * c.pinned_buffer_factor)
 
 
-def frozen_states(params_all: int, stage: np.ndarray, offload: np.ndarray, world: int, largest_layer: int,
-                  c: CostConstants) -> States:
+def zero3_reduce_bucket_bytes(c: CostConstants) -> float:
+    """ZeRO-3's 16-bit reduce bucket, allocated once at optimizer init (stage3.py, contiguous_gradients)."""
+    return c.zero_bucket_elements * BYTES_16BIT
+
+
+def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarray:
+    """ZeRO 1-2 with overlap_comm: two 16-bit `reduce_bucket_size` buffers, allocated at each backward's
+    start and freed after its reduction (stage_1_and_2.py setup_buckets / _release_ipg_buffers)."""
+    return np.where((stage == 1) | (stage == 2), 2.0 * c.zero_bucket_elements * BYTES_16BIT, 0.0)
+
+
+def stage0_grad_bytes(params_trainable: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    """Stage 0 (FP16_Optimizer): 16-bit grads from the first backward until step() sets them to None."""
+    return np.where(stage == 0, BYTES_16BIT * params_trainable, 0.0)
+
+
+def stage0_step_bytes(params_trainable: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    """Inside FP16_Optimizer.step() (fused_optimizer.py): each group's grads converted to fp32 one by one
+    and then flattened into one fp32 buffer, both alive at the flatten: 8 bytes per parameter of the
+    largest group (DeepSpeed-Chat's weight-decay group: nearly every trainable weight)."""
+    return np.where(stage == 0, 8.0 * params_trainable, 0.0)
+
+
+def zero3_gathered_bytes(largest_layer: int, c: CostConstants) -> float:
+    """16-bit parameters a running ZeRO-3 model holds gathered: up to stage3_max_live_parameters, and a
+    single larger parameter (the embedding) whole."""
+    return BYTES_16BIT * max(float(largest_layer), c.zero3_live_elements)
+
+
+def frozen_states(params_all: int, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants) -> States:
     """Reference or reward model: 16-bit weights only.
 
     DeepSpeed honours `offload_param` only at ZeRO-3, so offload_reference_model
-    or offload_reward_model change nothing when the model runs at stage 0.
+    or offload_reward_model change nothing when the model runs at stage 0. Without an optimizer
+    DeepSpeed builds no ZeRO-3 reduce bucket for them.
     """
     z3 = stage == 3
-    host_resident = z3 & offload
-    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / world) + 2.0 * largest_layer,
-                      BYTES_16BIT * float(params_all))
+    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / world), BYTES_16BIT * float(params_all))
     zeros = np.zeros_like(params)
-    host = np.where(host_resident, BYTES_16BIT * params_all / world * c.pinned_buffer_factor, 0.0)
-    buffers = np.where(z3, c.zero3_live_elements * BYTES_16BIT, 0.0)
-    return States(params, zeros, zeros, buffers, host)
+    host = np.where(z3 & offload, BYTES_16BIT * params_all / world * c.pinned_buffer_factor, 0.0)
+    return States(params, zeros, zeros, zeros, host)
 
 
 def layer_activation_bytes(f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants) -> np.ndarray:
@@ -102,20 +129,40 @@ def eval_activation_bytes(f: ModelFacts, batch: np.ndarray, seq: np.ndarray, c: 
     return layer_activation_bytes(f, batch, seq, c) + logits
 
 
-def kv_cache_bytes(f: ModelFacts, batch: np.ndarray, tokens: np.ndarray, tp: np.ndarray) -> np.ndarray:
-    """2 (K and V) * layers * kv_heads * head_dim * tokens * batch * 2 bytes, split across TP ranks."""
-    return 2.0 * f.layers * f.kv_heads * f.head_dim * tokens * batch * BYTES_16BIT / tp
+def kv_cache_bytes(f: ModelFacts, batch: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """transformers' own cache: 2 (K and V) * layers * kv_heads * head_dim * tokens * batch * 2 bytes."""
+    return 2.0 * f.layers * f.kv_heads * f.head_dim * tokens * batch * BYTES_16BIT
 
 
-def he_inference_weight_bytes(params_all: np.ndarray, stage: np.ndarray, he: np.ndarray, pinned: np.ndarray,
-                              tp: np.ndarray, layers: int, gather_layers: np.ndarray, largest_layer: int) -> np.ndarray:
-    """Weights the Hybrid Engine gathers for generation beyond the training partition.
+def _effective_head_size(f: ModelFacts) -> int:
+    """inference_context.h pads heads to 32, 64 or 128 for flash attention (wider heads stay as they are)."""
+    head = f.hidden // f.heads
+    return head if head > 128 else (32 if head <= 32 else 64 if head <= 64 else 128)
 
-    ZeRO-3 pinned: the whole 16-bit model, or 1/tp of it, plus the layers being
-    gathered for TP slicing; unpinned: one layer at a time. Below ZeRO-3 the
-    inference containers reuse the training weights.
+
+def workspace_cache_bytes(f: ModelFacts, batch: np.ndarray, max_out_tokens: np.ndarray, mp: np.ndarray) -> np.ndarray:
+    """The KV-cache part of the HE inference workspace (inference_context.h GenWorkSpace `cache_size`):
+    layers * batch * (heads*padded_head / mp) * 2 * max_out_tokens * 2 bytes, for the batch the kernels run
+    (TP ranks run the gathered batch, so per GPU it does not shrink with mp)."""
+    width = np.floor_divide(f.heads * _effective_head_size(f), mp)
+    return f.layers * batch * width * 2.0 * max_out_tokens * BYTES_16BIT
+
+
+def workspace_other_bytes(f: ModelFacts, batch: np.ndarray, max_out_tokens: np.ndarray, mp: np.ndarray) -> np.ndarray:
+    """The rest of the workspace: `activation_size` 10*heads*padded_head*batch (not split by mp) and the
+    attention-score `temp_size` batch*(heads/mp)*max_out_tokens, each per token of max_out_tokens, 2 bytes."""
+    activation = 10.0 * f.heads * _effective_head_size(f) * batch
+    temp = batch * np.floor_divide(f.heads, mp) * max_out_tokens
+    return (activation + temp) * max_out_tokens * BYTES_16BIT
+
+
+def he_tp_weight_bytes(layer_params: np.ndarray, other_params: float, tp: np.ndarray, gather_layers: np.ndarray,
+                       layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pinned ZeRO-3 with inference_tp_size > 1 (hybrid_engine.py generate): (while gathering, while generating).
+
+    Layers are gathered `tp_gather_partition_size` at a time and each keeps its 1/tp slice; then the
+    non-TP parameters (embeddings, LM head, norms) are gathered whole around `_generate`.
     """
-    whole = BYTES_16BIT * params_all / tp
-    tp_staging = np.where(tp > 1, BYTES_16BIT * params_all / layers * np.minimum(gather_layers, layers), 0.0)
-    z3 = np.where(pinned, whole + tp_staging, 2.0 * largest_layer)
-    return np.where(he & (stage == 3), z3, 0.0)
+    slices = BYTES_16BIT * layer_params / tp
+    staging = BYTES_16BIT * layer_params / layers * np.minimum(gather_layers, layers)
+    return slices + staging, slices + BYTES_16BIT * other_params

@@ -28,20 +28,23 @@ class Hardware:
     peak_flops: float
     hbm_bytes_per_s: float
     link_bytes_per_s: float
+    """Slowest link a world-wide ring crosses (ZeRO collectives)."""
+    intra_link_bytes_per_s: float
+    """Link inside a node: Hybrid Engine TP groups are consecutive ranks, so they sit inside one node."""
     host_link_bytes_per_s: float
 
     @classmethod
     def of(cls, cluster: ClusterSpec, dtype: str, c: CostConstants) -> "Hardware":
         gpu = cluster.gpu
-        link = gpu.intra_node_link_in_GB_per_sec
-        if cluster.nodes > 1:
-            link = min(link, cluster.inter_node_in_GB_per_sec)
+        intra = gpu.intra_node_link_in_GB_per_sec
+        link = min(intra, cluster.inter_node_in_GB_per_sec) if cluster.nodes > 1 else intra
         return cls(
             world=cluster.world_size,
             gpus_per_node=cluster.gpus_per_node,
             peak_flops=gpu.peak_tflops(dtype) * 1e12,
             hbm_bytes_per_s=gpu.hbm_bandwidth_in_GB_per_sec * GB * c.hbm_efficiency,
             link_bytes_per_s=link * GB * c.link_efficiency,
+            intra_link_bytes_per_s=intra * GB * c.link_efficiency,
             host_link_bytes_per_s=gpu.host_link_in_GB_per_sec * GB * c.host_link_efficiency,
         )
 
@@ -107,17 +110,34 @@ def optimizer_step_seconds(params_all: np.ndarray, params_trainable: np.ndarray,
     return reduce + adam + regather + c.step_overhead_s
 
 
-def decode_token_seconds(f: ModelFacts, params_all: np.ndarray, batch: np.ndarray, context: np.ndarray,
-                         tp: np.ndarray, he_kernels: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
-    """One generated token for the whole batch: memory-bound reads or compute, plus launch costs
-    and, with TP, two all-reduces per layer."""
-    weights = 2.0 * params_all / tp
-    kv = 2.0 * f.layers * f.kv_heads * f.head_dim * context * batch * 2.0 / tp
+def generation_flops_per_gpu(f: ModelFacts, tokens_gathered: np.ndarray, context: np.ndarray, tp: np.ndarray,
+                             lm_head_params: float) -> np.ndarray:
+    """FLOPs one GPU spends on `tokens_gathered` tokens under HE tensor parallelism: every rank runs the
+    gathered batch (tp x its own) through 1/tp of each layer and through the whole, unsplit LM head."""
+    layer_matmul = f.matmul_params - lm_head_params
+    return tokens_gathered * (2.0 * layer_matmul / tp + 2.0 * lm_head_params + 2.0 * f.layers * f.hidden * context / tp)
+
+
+def tp_allreduce_seconds(total_bytes: np.ndarray, tp: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
+    """One ring all-reduce inside a TP group (intra-node link), with its fixed call cost."""
+    ring = 2.0 * (tp - 1.0) / tp * total_bytes / hw.intra_link_bytes_per_s
+    return np.where(tp > 1, c.collective_latency_s + ring, 0.0)
+
+
+def decode_token_seconds(f: ModelFacts, layer_params: np.ndarray, lm_head_params: float, batch: np.ndarray,
+                         context: np.ndarray, tp: np.ndarray, he_kernels: np.ndarray, hw: Hardware,
+                         c: CostConstants) -> np.ndarray:
+    """One generated token for a GPU's batch `batch` (its own prompts; tp x that run on it under HE TP):
+    memory-bound reads (1/tp of the layers, the whole LM head, the KV cache, which TP does not shrink per
+    GPU) or compute, plus launch costs and two TP all-reduces per layer of the gathered hidden states."""
+    gathered = batch * tp
+    weights = 2.0 * layer_params / tp + 2.0 * lm_head_params
+    kv = 2.0 * f.layers * f.kv_heads * f.head_dim * context * batch * 2.0
     memory = (weights + kv) / hw.hbm_bytes_per_s
-    flops = forward_flops(f, batch, context) / tp
+    flops = generation_flops_per_gpu(f, gathered, context, tp, lm_head_params)
     compute = flops / (hw.peak_flops * c.matmul_efficiency_max * f.hidden / (f.hidden + c.matmul_half_hidden))
     launch = f.layers * np.where(he_kernels, c.decode_overhead_per_layer_s_he, c.decode_overhead_per_layer_s_native)
-    tp_reduce = np.where(tp > 1, 2.0 * f.layers * (c.collective_latency_s + 2.0 * batch * f.hidden * 2.0 / hw.link_bytes_per_s), 0.0)
+    tp_reduce = 2.0 * f.layers * tp_allreduce_seconds(gathered * f.hidden * 2.0, tp, hw, c)
     return np.maximum(memory, compute) + launch + tp_reduce
 
 

@@ -84,7 +84,7 @@ def test_activation_term_is_korthikanti_for_gpt_shaped_layers():
 
 def test_kv_cache_counts_grouped_kv_heads():
     facts = model_facts(load_model("llama-2-70b"))
-    got = mem.kv_cache_bytes(facts, np.array([4.0]), np.array([512.0]), np.array([1.0]))[0]
+    got = mem.kv_cache_bytes(facts, np.array([4.0]), np.array([512.0]))[0]
     assert got == 2 * 80 * 8 * 128 * 512 * 4 * 2
 
 
@@ -111,10 +111,11 @@ def test_deepspeed_chat_shipped_opt67b_plan_fits_and_generation_dominates():
 
 
 def test_hybrid_engine_kernels_speed_up_generation():
+    """Without inference containers DeepSpeed never replaces generate(): the HE then changes nothing."""
     with_he = _est(_ppo()).phases["generation"]
     without = _est(_ppo(enable_hybrid_engine=False)).phases["generation"]
     no_kernels = _est(_ppo(), he_kernels=False).phases["generation"]
-    assert with_he < no_kernels < without
+    assert with_he < no_kernels == pytest.approx(without)
 
 
 def test_checkpointing_trades_memory_for_time():
@@ -175,7 +176,7 @@ def test_table_scoring_equals_one_by_one():
 def test_json_has_the_documented_keys():
     payload = _est(_ppo()).to_json()
     assert set(payload["memory"]["gpu"]) == {"params", "grads", "optimizer", "activations", "kv_cache",
-                                             "inference_weights", "other"}
+                                             "inference_weights", "inference_workspace", "other"}
     assert set(payload["time"]["phases"]) == {"generation", "experience", "actor_train", "critic_train"}
     assert payload["throughput"]["samples_per_s"] > 0 and payload["memory"]["gpu_peak_bytes"] > 0
     parts = sum(payload["memory"]["gpu"].values())
