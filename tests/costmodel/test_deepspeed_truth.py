@@ -1,0 +1,278 @@
+"""The cost model does what DeepSpeed 0.19.8 does (issue 13): checked against DeepSpeed's own code where
+it computes the quantity (the C++ workspace sizing, the Python fallback, config defaults, estimators)."""
+
+import dataclasses
+import inspect
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dstune.catalog import load_gpu, load_model, make_cluster
+from dstune.costmodel import DEFAULT_CONSTANTS, estimate, estimate_table, model_facts, plans_to_columns
+from dstune.costmodel import _memory as mem
+from dstune.costmodel import _time as tm
+from dstune.plan import make_plan, to_deepspeed
+
+A100 = load_gpu("A100-80G")
+OPT67, OPT13, OPT350 = load_model("opt-6.7b"), load_model("opt-1.3b"), load_model("opt-350m")
+EIGHT = make_cluster(A100, 8)
+GiB = 2**30
+
+SHIPPED_67 = {"actor_zero_stage": 3, "critic_zero_stage": 3, "per_device_generation_batch_size": 4,
+              "per_device_training_batch_size": 4, "enable_hybrid_engine": True, "actor_gradient_checkpointing": True}
+"""DeepSpeed-Chat's opt/single_node/run_6.7b.sh."""
+SINGLE_GPU_13 = {"actor_zero_stage": 0, "critic_zero_stage": 0, "gradient_accumulation_steps": 2,
+                 "enable_hybrid_engine": True, "actor_lora_dim": 128, "actor_gradient_checkpointing": True}
+"""DeepSpeed-Chat's opt/single_gpu/run_1.3b.sh (batch 16/16 defaults)."""
+
+
+def _ppo(**values):
+    return make_plan("ppo", {**SHIPPED_67, **values})
+
+
+def _est(plan, cluster=EIGHT, model=OPT67, **kw):
+    return estimate(plan, model, cluster, critic_model=OPT350, **kw)
+
+
+def _table(plans, cluster=EIGHT, model=OPT67, **kw):
+    return estimate_table("ppo", plans_to_columns(plans), model, cluster, critic_model=OPT350, **kw)
+
+
+# --- 1. Hybrid Engine tensor parallelism -------------------------------------------------------------------
+
+def test_deepspeed_gathers_prompts_across_tp_and_shards_only_when_pinned():
+    """The facts the TP terms rest on, read from the installed DeepSpeed."""
+    from deepspeed.runtime.hybrid_engine import DeepSpeedHybridEngine
+
+    source = inspect.getsource(DeepSpeedHybridEngine.generate)
+    assert "if self.Z3_enabled and self.gather_all_layers:" in source
+    pinned_branch = source.split("if self.Z3_enabled and self.gather_all_layers:")[1].split("\n        else:")[0]
+    assert "all_gather_into_tensor" in pinned_branch and "apply_tensor_parallelism" in pinned_branch
+    assert "input_shape[0] * self._config.hybrid_engine.inference_tp_size" in pinned_branch
+    assert "apply_tensor_parallelism" not in source.split("\n        else:")[-1]
+
+
+def test_tp_shrinks_weight_reads_but_not_kv_or_flops_per_gpu():
+    one, eight = _table([_ppo(inference_tp_size=1), _ppo(inference_tp_size=8)])["mem_kv_cache"]
+    assert eight == pytest.approx(one)
+    f = model_facts(OPT67)
+    lm_head = f.vocab * OPT67.word_embed_proj_dim
+    b, prompt = np.array([4.0]), np.array([256.0])
+    alone = tm.generation_flops_per_gpu(f, b * prompt, prompt, np.array([1.0]), lm_head)
+    tp8 = tm.generation_flops_per_gpu(f, 8 * b * prompt, prompt, np.array([8.0]), lm_head)
+    assert tp8 >= alone  # same layer work per GPU, plus the unsplit LM head for 8x the sequences
+    hw = tm.Hardware.of(EIGHT, "fp16", DEFAULT_CONSTANTS)
+    layers = float(OPT67.num_params - OPT67.embedding_params)
+    slow = tm.decode_token_seconds(f, layers, lm_head, b, np.array([384.0]), np.array([1.0]), np.array([True]), hw,
+                                   DEFAULT_CONSTANTS)
+    fast = tm.decode_token_seconds(f, layers, lm_head, b, np.array([384.0]), np.array([8.0]), np.array([True]), hw,
+                                   DEFAULT_CONSTANTS)
+    assert fast < slow  # small-batch decode is bound by weight reads, which TP splits
+
+
+def test_unpinned_plans_get_no_tp_credit():
+    table = _table([_ppo(unpin_actor_parameters=True, inference_tp_size=1),
+                    _ppo(unpin_actor_parameters=True, inference_tp_size=8)])
+    for column in ("gpu_peak_bytes", "time_generation", "samples_per_s"):
+        assert table[column][1] == pytest.approx(table[column][0])
+
+
+# --- 2. Hybrid Engine inference workspace ------------------------------------------------------------------
+
+def _header() -> Path:
+    import deepspeed
+
+    return Path(deepspeed.__file__).parent / "ops/csrc/transformer/inference/includes/inference_context.h"
+
+
+_HARNESS = r"""
+#include <algorithm>
+#include <cassert>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+typedef int cudaError_t;
+static size_t g_free = 0;
+static cudaError_t cudaMemGetInfo(size_t* free, size_t* total) { *free = g_free; *total = g_free; return 0; }
+static cudaError_t cudaMalloc(void** p, size_t) { *p = (void*)16; return 0; }
+static cudaError_t cudaFree(void*) { return 0; }
+MACROS
+struct Ctx {
+    void* _workspace = nullptr; size_t _attention_unfused_workspace_offset = 0; size_t _workSpaceSize = 0;
+    size_t _free_memory_size = 0; size_t _max_seq_len = 0; size_t _batch_size = 0; unsigned _num_layers = 0;
+    unsigned _num_heads = 0; size_t _hidden_dim = 0;
+    BODY
+};
+int main(int argc, char** argv) {
+    g_free = strtoull(argv[1], nullptr, 10);
+    Ctx ctx;
+    // GenWorkSpace(num_layers, num_heads, batch, prompt_len, hidden, mp, external_cache, elem, rank, max_out, min_out)
+    ctx.GenWorkSpace(atoi(argv[2]), atoi(argv[3]), strtoull(argv[4], nullptr, 10), 1, strtoull(argv[5], nullptr, 10),
+                     atoi(argv[6]), false, 2, 1, atoi(argv[7]), atoi(argv[7]));
+    printf("%zu\n", ctx._workSpaceSize);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def gen_workspace(tmp_path_factory):
+    """DeepSpeed's own `InferenceContext::GenWorkSpace` (inference_context.h, as installed), compiled with
+    the CUDA calls stubbed: returns the bytes it would cudaMalloc."""
+    if shutil.which("g++") is None:
+        pytest.skip("no C++ compiler to build DeepSpeed's workspace sizing")
+    text = _header().read_text()
+    start = text.index("    void GenWorkSpace(")
+    depth, i = 0, text.index("{", start)
+    while True:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+        if depth == 0:
+            break
+    macros = "\n".join(re.findall(r"^#define (?:MEGABYTE|GIGABYTE) .*$", text, flags=re.M))
+    folder = tmp_path_factory.mktemp("ws")
+    (folder / "ws.cpp").write_text(_HARNESS.replace("MACROS", macros).replace("BODY", text[start:i]))
+    subprocess.run(["g++", "-O0", "-w", "-o", str(folder / "ws"), str(folder / "ws.cpp")], check=True)
+
+    def run(layers: int, heads: int, batch: int, hidden: int, mp: int, max_out: int) -> int:
+        out = subprocess.run([str(folder / "ws"), str(10**15), str(layers), str(heads), str(batch), str(hidden),
+                              str(mp), str(max_out)], check=True, capture_output=True, text=True).stdout
+        return int(out.split()[-1])
+
+    return run
+
+
+@pytest.mark.parametrize("model, gen_bs, tp", [("opt-6.7b", 64, 8), ("opt-6.7b", 4, 1), ("opt-1.3b", 16, 1),
+                                               ("opt-66b", 4, 8), ("llama-2-7b", 8, 2)])
+def test_workspace_is_what_deepspeed_allocates(gen_workspace, model, gen_bs, tp):
+    spec = load_model(model)
+    f = model_facts(spec)
+    batch, max_out, mp = np.array([gen_bs * tp]), np.array([512.0]), np.array([tp])
+    ours = mem.workspace_cache_bytes(f, batch, max_out, mp) + mem.workspace_other_bytes(f, batch, max_out, mp)
+    assert ours[0] == gen_workspace(f.layers, f.heads, gen_bs * tp, f.hidden, tp, 512)
+
+
+def test_opt67b_gen64_tp8_workspace_is_about_40_gb_and_stays(gen_workspace):
+    plan = _ppo(inference_tp_size=8, per_device_generation_batch_size=64, per_device_training_batch_size=64)
+    e = _est(plan)
+    workspace = e.gpu_memory["kv_cache"] + e.gpu_memory["inference_workspace"]
+    assert workspace == pytest.approx(gen_workspace(32, 32, 64 * 8, 4096, 8, 512))
+    assert 38e9 < workspace < 42e9
+    assert e.peak_phase != "generation"  # without release_inference_cache it is held through training too
+    released = _est(dataclasses.replace(plan, release_inference_cache=True))
+    assert released.gpu_peak_bytes < e.gpu_peak_bytes - 20e9 and released.peak_phase == "generation"
+    assert released.phases["generation"] > e.phases["generation"]  # re-acquired and emptied every generate
+
+
+def test_kv_part_agrees_with_deepspeeds_python_workspace():
+    """The fallback InferenceContext (op_binding/workspace.py) sizes the same KV cache per layer."""
+    import torch
+    from deepspeed.ops.transformer.inference.op_binding.workspace import InferenceContext
+
+    f = model_facts(OPT67)
+    ctx = InferenceContext()
+    ctx.gen_workspace(f.layers, f.heads, 32, 256, f.hidden, 8, False, torch.half, 0, 512, 512)
+    per_layer = 2 * int(np.prod(ctx.kv_cache_size)) * 2  # K and V, 2 bytes
+    ours = mem.workspace_cache_bytes(f, np.array([32.0]), np.array([512.0]), np.array([8]))[0]
+    assert ours == f.layers * per_layer
+
+
+# --- 3. No HE kernels: generate() is never replaced ----------------------------------------------------------
+
+def test_without_kernels_the_hybrid_engine_changes_nothing():
+    plans = [_ppo(), _ppo(inference_tp_size=8), _ppo(enable_hybrid_engine=False)]
+    table = _table(plans, he_kernels=False)
+    for column in ("gpu_peak_bytes", "time_generation", "mem_inference_workspace"):
+        assert table[column][0] == pytest.approx(table[column][2])
+        assert table[column][1] == pytest.approx(table[column][2])
+    assert table["mem_inference_workspace"][0] == 0.0
+    with_kernels = _table(plans[:1])
+    assert with_kernels["time_generation"][0] < table["time_generation"][0] / 3  # ZeRO-3 gathers per token
+
+
+# --- 4. ZeRO buffers ----------------------------------------------------------------------------------------
+
+def test_bucket_sizes_are_deepspeeds_defaults_that_deepspeed_chat_leaves_unset():
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    zero = to_deepspeed(_ppo(), 8)["actor"]["zero_optimization"]
+    assert zero["overlap_comm"] is True and "reduce_bucket_size" not in zero
+    assert DEFAULT_CONSTANTS.zero_bucket_elements == DeepSpeedZeroConfig(**zero).reduce_bucket_size
+    assert DEFAULT_CONSTANTS.zero3_live_elements == DeepSpeedZeroConfig(**zero).max_live_parameters
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_zero12_double_buckets_whatever_the_trainable_size(stage):
+    """A LoRA-only model (a few million trainable) still gets two full reduce buckets per backward."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    plan = make_plan("sft", {"zero_stage": stage, "lora_dim": 8, "only_optimize_lora": True})
+    e = estimate(plan, OPT13, EIGHT)
+    bucket = DeepSpeedZeroConfig().reduce_bucket_size * 2
+    c = DEFAULT_CONSTANTS
+    subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
+    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal)
+
+
+def test_zero3_keeps_one_reduce_bucket_per_trained_model():
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    bucket = DeepSpeedZeroConfig().reduce_bucket_size * 2
+    c = DEFAULT_CONSTANTS
+    e = _est(_ppo())
+    subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
+    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal)
+
+
+# --- 5. Transient peaks at the right time --------------------------------------------------------------------
+
+def test_deepspeed_chat_single_gpu_13b_fits_the_a6000_it_ran_on():
+    """DeepSpeed-Chat reports step 3 of single_gpu/run_1.3b.sh on one A6000-48G (1.2 h)."""
+    a6000 = make_cluster(load_gpu("A6000"), 1)
+    e = estimate(make_plan("ppo", SINGLE_GPU_13), OPT13, a6000, critic_model=OPT350)
+    assert e.gpu_peak_bytes < a6000.gpu.memory_bytes
+
+
+def test_stage0_fp32_grads_only_inside_step():
+    """At the step the activations are gone; during backward the fp32 copies do not exist yet."""
+    plan = make_plan("sft", {"zero_stage": 0, "per_device_train_batch_size": 1})
+    e = estimate(plan, OPT13, make_cluster(A100, 1))
+    p = OPT13.num_params
+    assert e.gpu_memory["activations"] == 0.0
+    assert e.gpu_memory["grads"] == pytest.approx(10 * p)  # 16-bit grads + fp32 copies + flat fp32 buffer
+    big = estimate(make_plan("sft", {"zero_stage": 0, "per_device_train_batch_size": 64}), OPT13, make_cluster(A100, 1))
+    assert big.gpu_memory["grads"] == pytest.approx(2 * p) and big.gpu_memory["activations"] > 8 * p
+
+
+def test_only_the_running_zero3_model_holds_gathered_layers():
+    e = _est(_ppo(enable_hybrid_engine=False))
+    n, c = 8, DEFAULT_CONSTANTS
+    partitions = 2 * (2 * OPT67.num_params + 2 * model_facts(OPT350, "value").params) / n
+    one_gather = max(2 * model_facts(OPT67).largest_layer_params, 2 * c.zero3_live_elements)
+    assert e.gpu_memory["params"] <= partitions + one_gather + 1e6
+
+
+def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase():
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+
+    f = model_facts(OPT67)
+    e = estimate(make_plan("sft", {"zero_stage": 3, "per_device_train_batch_size": 1}), OPT67, EIGHT)
+    _, expected, _ = estimate_zero3_model_states_mem_needs(OPT67.num_params, f.largest_layer_params, 8, 1,
+                                                           cpu_offload=False, cpu_offload_params=False)
+    states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
+    assert states == pytest.approx(expected, rel=0.01)
+
+
+# --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------
+
+def test_tp_allreduce_uses_the_intra_node_link():
+    one_node = tm.Hardware.of(EIGHT, "fp16", DEFAULT_CONSTANTS)
+    two_nodes = tm.Hardware.of(make_cluster(A100, 16), "fp16", DEFAULT_CONSTANTS)
+    assert two_nodes.link_bytes_per_s < two_nodes.intra_link_bytes_per_s == one_node.intra_link_bytes_per_s
+    size, tp = np.array([1e8]), np.array([8.0])
+    assert tm.tp_allreduce_seconds(size, tp, two_nodes, DEFAULT_CONSTANTS) == pytest.approx(
+        tm.tp_allreduce_seconds(size, tp, one_node, DEFAULT_CONSTANTS))
