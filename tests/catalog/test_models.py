@@ -53,6 +53,13 @@ def test_published_counts(name, expected):
     assert load_model(name).num_params == expected
 
 
+def test_opt_175b_has_metaseqs_shape():
+    """DeepSpeed-Chat's Table 1 trains OPT-175B on 64 x A100-80G; metaseq's config: 96 x 12288, 96 heads."""
+    spec = load_model("opt-175b")
+    assert (spec.num_layers, spec.hidden_size, spec.num_heads, spec.ffn_size) == (96, 12288, 96, 49152)
+    assert spec.num_params == pytest.approx(175e9, rel=0.005)
+
+
 @pytest.mark.parametrize("name", ["tiny-opt", "tiny-llama", "opt-350m", "qwen2.5-0.5b", "mistral-7b"])
 def test_linear_layers_match_named_modules(name):
     assert load_model(name).linear_layers() == _real_linears(_built(name))
