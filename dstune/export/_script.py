@@ -18,6 +18,19 @@ _ALWAYS = {
     "sft": ("zero_stage", "per_device_train_batch_size", "max_seq_len"),
     "rm": ("zero_stage", "per_device_train_batch_size", "max_seq_len"),
 }
+_PPO_TRAINING_FLAGS = ("--actor_dropout", "0.0", "--actor_weight_decay", "0.1", "--critic_weight_decay", "0.1")
+"""Training settings of DeepSpeed-Chat's shipped step-3 scripts that do not change throughput: every one sets
+`--actor_dropout 0.0` (main.py's default keeps OPT's dropout 0.1 on during PPO); run_6.7b.sh, run_66b.sh
+and the Llama-2 scripts set weight decay 0.1."""
+
+_CRITIC_CHECK = """\
+# The critic and reward models start from a step-2 (reward model) output directory: DeepSpeed-Chat's
+# create_critic_model loads pytorch_model.bin from it. A hub id of a sharded model stops at startup, and a
+# base model (e.g. facebook/opt-350m) silently keeps a randomly initialised value head.
+if [ -d "$CRITIC_MODEL_PATH" ] && [ ! -f "$CRITIC_MODEL_PATH/pytorch_model.bin" ]; then
+    echo "CRITIC_MODEL_PATH=$CRITIC_MODEL_PATH has no pytorch_model.bin: pass a step-2 output directory" >&2
+    exit 2
+fi"""
 
 
 def hub_id(model: ModelSpec) -> str:
@@ -55,9 +68,11 @@ def launch_script(plan: Plan, *, model: ModelSpec, critic_model: ModelSpec | Non
              f"# Run from DeepSpeed-Chat's {_MAINS[step].rsplit('/', 1)[0]}/ folder.", "set -euo pipefail", ""]
     args: list[Any]
     if step == "ppo":
-        lines += [f"ACTOR_MODEL_PATH=${{1:-{hub_id(model)}}}",
-                  f"CRITIC_MODEL_PATH=${{2:-{hub_id(critic_model or model)}}}",
-                  "OUTPUT=${3:-./output_step3}"]
+        lines += ["# Actor: your step-1 (SFT) output directory; a hub id starts PPO from the base model.",
+                  f"ACTOR_MODEL_PATH=${{1:-{hub_id(model)}}}",
+                  f"# Critic/reward: your step-2 output directory for {(critic_model or model).name}.",
+                  "CRITIC_MODEL_PATH=${2:-../step2_reward_model_finetuning/output}",
+                  "OUTPUT=${3:-./output_step3}", _CRITIC_CHECK]
         args = ["--data_path", "Dahoas/rm-static", "--data_split", "2,4,4",
                 "--actor_model_name_or_path", "$ACTOR_MODEL_PATH", "--critic_model_name_or_path", "$CRITIC_MODEL_PATH",
                 "--num_padding_at_beginning", padding]
@@ -66,7 +81,8 @@ def launch_script(plan: Plan, *, model: ModelSpec, critic_model: ModelSpec | Non
         args = ["--data_path", "Dahoas/rm-static", "--data_split", "2,4,4", "--model_name_or_path", "$MODEL_PATH"]
         if step == "rm":
             args += ["--num_padding_at_beginning", padding]
-    args += plan_flags(plan) + ["--seed", "1234", "--deepspeed", "--output_dir", "$OUTPUT"]
+    args += plan_flags(plan) + (list(_PPO_TRAINING_FLAGS) if step == "ppo" else [])
+    args += ["--seed", "1234", "--deepspeed", "--output_dir", "$OUTPUT"]
     pairs, i = [" ".join(_launcher(cluster) + ["main.py"])], 0
     while i < len(args):
         take = 2 if i + 1 < len(args) and not str(args[i + 1]).startswith("--") else 1
