@@ -19,6 +19,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("auto", "simulate", "profile", "replay"), default="auto",
                         help="auto (default): profile when this machine has the GPUs, else simulate")
     parser.add_argument("--table", default=None, help="replay: CSV of measured trials (e.g. a trials.csv)")
+    parser.add_argument("--replay-time-scale", type=float, default=0.0, metavar="X",
+                        help="replay: sleep X times each row's measured step time per answer (benchmarks of "
+                             "parallel workers; default 0)")
     parser.add_argument("--trials", type=int, default=None,
                         help="profile/replay: new trials to run (default: 12 profile, 40 replay); simulate scores "
                              "every candidate and ignores it")
@@ -34,7 +37,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument("--headroom", type=float, default=0.10,
                         help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity (default 0.10)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
+                             "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem")
+    parser.add_argument("--heartbeat", type=int, default=20, metavar="SEC",
+                        help="seconds between a running trial's heartbeats; a trial whose worker is silent for 3 of "
+                             "them is failed and its plan retried once (default 20)")
     parser.add_argument("--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)")
     parser.add_argument("--warmup", type=int, default=1, help="profile: warm-up steps per trial")
     parser.add_argument("--steps", type=int, default=2, help="profile: measured steps per trial")
@@ -70,7 +78,7 @@ def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: P
     if name == "simulate":
         return SimulateBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, cap_bytes=cap)
     if name == "replay":
-        return ReplayBackend(args.table, setup.step)
+        return ReplayBackend(args.table, setup.step, time_scale=args.replay_time_scale)
     return ProfileBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
                           trials_dir=out / "trials", warmup=args.warmup, steps=args.steps, timeout_s=args.timeout,
                           hostfile=Path(args.hostfile) if args.hostfile else None)
@@ -249,7 +257,10 @@ def _run(args: argparse.Namespace) -> int:
     shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
     request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,
                             trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped,
-                            global_batch=args.global_batch, tie_tolerance=args.tie_tolerance)
+                            global_batch=args.global_batch, tie_tolerance=args.tie_tolerance,
+                            heartbeat_s=args.heartbeat)
+    if args.heartbeat < 1:
+        raise UserInputError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
     console = None
     if not args.json:
         from rich.console import Console
@@ -284,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         print_json(json.loads((out / "plan.json").read_text()))
     else:
         render(result, info, out, files)
-    return 0
+    return 130 if result.interrupted else 0
 
 
 COMMAND = Command(

@@ -16,6 +16,36 @@ REAP_WAIT_S = 10.0
 """Longest wait for init to reap the killed group's orphans (zombies keep the group id alive)."""
 
 
+WATCHDOG = """
+import os, signal, sys, time
+pgid, parent = int(sys.argv[1]), int(sys.argv[2])
+def end(*_):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, end)
+while os.getppid() == parent:
+    time.sleep(0.5)
+end()
+"""
+"""Ends a trial's process group when the process that started it dies (even by kill -9): it polls for a
+new parent, so it needs no signal from the dead one (and no preexec_fn, unsafe beside threads)."""
+
+
+def start_watchdog(pgid: int) -> subprocess.Popen:
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(pgid), str(os.getpid())],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_watchdog(watchdog: subprocess.Popen) -> None:
+    watchdog.kill()
+    watchdog.wait()
+
+
 @dataclass(frozen=True)
 class Finished:
     returncode: int
@@ -31,6 +61,7 @@ def run_group(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_pat
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=str(cwd), env=dict(env), start_new_session=True)
         pgid = proc.pid
+        watchdog = start_watchdog(pgid)
         timed_out = False
         try:
             proc.wait(timeout=max(0.0, timeout_s - (time.time() - launched_at)))
@@ -38,8 +69,10 @@ def run_group(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_pat
             timed_out = True
         except BaseException:
             end_group(proc, pgid)
+            stop_watchdog(watchdog)
             raise
         end_group(proc, pgid)
+        stop_watchdog(watchdog)
     return Finished(proc.returncode if not timed_out else -signal.SIGKILL, timed_out, pgid,
                     time.time() - launched_at)
 

@@ -118,9 +118,11 @@ class ReplayBackend(Backend):
 
     name = "replay"
 
-    def __init__(self, table: str | Path, step: str):
+    def __init__(self, table: str | Path, step: str, time_scale: float = 0.0):
         self.path = Path(table)
         self.step = step
+        self.time_scale = time_scale
+        """Sleep this fraction of the row's measured step time per answer (parallel-search benchmarks)."""
         self.rows = read_table(self.path, step)
         self.device = self.rows[0].device if self.rows else ""
         self._by_key = {}
@@ -145,6 +147,10 @@ class ReplayBackend(Backend):
         row = self.lookup(plan_to_dict(plan))
         if row is None:
             return TrialRecord(status="error", reason=f"plan not in replay table {self.path}")
+        if self.time_scale > 0:
+            import time
+
+            time.sleep(self.time_scale * float((row.measured.step_s if row.measured else 0.0) or 1.0))
         return TrialRecord(status=row.status, figures=row.measured, reason=row.reason,
                            details={"device": row.device, "table": str(self.path)})
 

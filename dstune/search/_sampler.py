@@ -77,7 +77,9 @@ class SurrogateSampler(BaseSampler):
         own, seen, best = self._observations(study)
         self.surrogate.refit(own)
         pred = self.surrogate.predict_grid()
-        fresh = ~self._seen_mask(seen)
+        running = getattr(self._observations, "running", None)
+        self._running = running(study) if running else {}
+        fresh = ~self._seen_mask(seen | set(self._running))
         return fresh & self.allowed & (pred.p_fit >= self.prune_below), best
 
     def _job_classes(self, study: Study) -> np.ndarray:
@@ -105,6 +107,11 @@ class SurrogateSampler(BaseSampler):
             if row is not None:
                 c = int(classes[row])
                 best[c] = max(best.get(c, -np.inf), float(np.log(obs.samples_per_s)))
+        for key, sps in getattr(self, "_running", {}).items():  # constant liar: a running plan counts as
+            row = self.grid.find(json.loads(key))                 # measured at its prediction
+            if row is not None and sps > 0:
+                c = int(classes[row])
+                best[c] = max(best.get(c, -np.inf), float(np.log(sps)))
         reference = np.empty(len(mu))
         for c in np.unique(classes):
             rows = classes == c

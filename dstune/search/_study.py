@@ -33,6 +33,7 @@ from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, Picks, choose, fits, memory_of
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
+from ._storage import HEARTBEAT_S, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
 SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
@@ -40,6 +41,15 @@ SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
 
 class StopSearch(Exception):
     """Raised by a progress callback to end the search early (the benchmark's stop rule)."""
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C during a search: the running trial was ended and marked failed; `run_search` still
+    returns the finished trials (with `interrupted` set) so the caller writes their files."""
+
+    def __init__(self, evaluated: int):
+        super().__init__(evaluated)
+        self.evaluated = evaluated
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class SearchRequest:
     interval_sd: float = PRIOR_SD_TIME
     """Spread of log(true / predicted) throughput behind the intervals of simulated figures."""
     interval_note: str = "uncalibrated prior (no published or measured rows for this GPU yet)"
+    heartbeat_s: int = HEARTBEAT_S
+    """Seconds between a running trial's heartbeats; a trial silent for 3 of them is failed and retried."""
 
     @property
     def cap_bytes(self) -> float:
@@ -88,6 +100,7 @@ class SearchResult:
     wall_s: float
     space: SearchSpace | None = None
     """The space as searched: fixed to the baseline's job unless widened."""
+    interrupted: bool = False
 
     @property
     def pick(self) -> TrialRow | None:
@@ -149,8 +162,9 @@ def open_study(req: SearchRequest, sampler: Any) -> Any:
     if optuna.logging.get_verbosity() < optuna.logging.WARNING:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize"] if req.single_objective else ["maximize", "minimize"]
+    storage = make_storage(req.storage, req.heartbeat_s)
     try:
-        return optuna.create_study(study_name=req.study_name, storage=req.storage, sampler=sampler,
+        return optuna.create_study(study_name=req.study_name, storage=storage, sampler=sampler,
                                    directions=directions, load_if_exists=True)
     except ValueError as error:
         if "direction" in str(error).lower():
@@ -175,7 +189,7 @@ def _observations_reader(req: SearchRequest) -> Callable:
             if trial.number in parsed:
                 continue
             row = parsed[trial.number] = row_of(trial)
-            if row is None:
+            if row is None:  # failed without a record: its worker died (a retry is queued)
                 continue
             seen.add(trial.user_attrs.get("key", ""))
             if row.source == "repeat":
@@ -189,7 +203,19 @@ def _observations_reader(req: SearchRequest) -> Callable:
                 best.append(math.log(row.samples_per_s))
         return list(own), seen, (max(best) if best else None)
 
+    def running(study: Any) -> dict[str, float]:
+        """Plans RUNNING in any worker, with their predicted samples/s (the constant liar's value)."""
+        from optuna.trial import TrialState
+
+        out = {}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            key, predicted = trial.user_attrs.get("key"), Figures.from_json(trial.user_attrs.get("predicted"))
+            if key:
+                out[key] = predicted.samples_per_s if predicted else 0.0
+        return out
+
     read.rows = parsed  # type: ignore[attr-defined]
+    read.running = running  # type: ignore[attr-defined]
     return read
 
 
@@ -219,6 +245,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     surrogate = Surrogate(grid=grid, setup=setup, cap_bytes=req.cap_bytes, prior=req.prior,
                           exact=req.backend.name == "simulate", shipped=req.shipped, he_kernels=req.he_kernels)
     read = _observations_reader(req)
+    interrupted = False
     if req.backend.name == "simulate":
         from ._simulate import record_simulation
 
@@ -229,15 +256,18 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         sampler = _make_sampler(req, grid, surrogate, allowed, read)
         study = open_study(req, sampler)
         _record_setup(study, req, space, baseline)
-        evaluated = _sample_trials(study, sampler, req, grid, baseline, surrogate, ctx, defaults, read, notes,
-                                   progress)
+        try:
+            evaluated = _sample_trials(study, sampler, req, grid, baseline, surrogate, ctx, defaults, read, notes,
+                                       progress)
+        except SearchInterrupted as stop:
+            evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
     base_row = next((r for r in rows if r.source == "baseline"), None)
     picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes,
                    req.tie_tolerance)
     return SearchResult(request=req, grid=grid, baseline=baseline, rows=rows, new_trials=evaluated, picks=picks,
                         history=list(surrogate.history), notes=notes, wall_s=time.perf_counter() - started,
-                        space=space)
+                        space=space, interrupted=interrupted)
 
 
 def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, baseline: Baseline,
@@ -246,6 +276,9 @@ def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, bas
     """Ask, evaluate, tell until `trials` new plans ran (profile, replay and the benchmark's samplers)."""
     from optuna.trial import TrialState
 
+    stale = fail_stale(study, req.heartbeat_s)  # first: a dead worker's baseline is retried, not queued twice
+    if stale:
+        notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
     existing = [row_of(t) for t in finished(study)]
     choices = distributions(grid)
     if not any(r and r.source == "baseline" for r in existing) and not any(
@@ -258,6 +291,9 @@ def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, bas
     max_asks = req.max_asks or max(req.trials * 10, 100)
     try:
         while evaluated < req.trials and asks < max_asks:
+            stale = fail_stale(study, req.heartbeat_s)
+            if stale:
+                notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
             if isinstance(sampler, SurrogateSampler) and not _has_waiting(study):
                 mask, _ = sampler.candidates(study)
                 if not mask.any():
@@ -265,14 +301,27 @@ def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, bas
                     break
             asks += 1
             trial = study.ask()
-            row, counted = _run_trial(trial, req, grid, choices, surrogate, ctx, defaults, read, study)
+            with heartbeat(study, trial, req.heartbeat_s):
+                row, counted = _run_trial(trial, req, grid, choices, surrogate, ctx, defaults, read, study)
             evaluated += counted
             if progress is not None and row is not None:
                 read(study)
                 progress(row, [r for r in read.rows.values() if r])
     except StopSearch:
         pass
+    except KeyboardInterrupt:
+        notes.append("interrupted (Ctrl-C): the running trial was ended; files cover the finished trials")
+        raise SearchInterrupted(evaluated) from None
     return evaluated
+
+
+def _running_twin(study: Any, number: int, key: str) -> int | None:
+    from optuna.trial import TrialState
+
+    for other in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if other.number < number and other.user_attrs.get("key") == key:
+            return other.number
+    return None
 
 
 def _has_waiting(study: Any) -> bool:
@@ -381,7 +430,24 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
         _store(trial, row, key)
         _tell(study, trial, req, row)
         return row, 0
-    record = req.backend.evaluate(make_plan(req.setup.step, values))
+    for name, value in (("key", key), ("plan", values), ("source", source), ("job", job),
+                        ("predicted", predicted.to_json())):
+        trial.set_user_attr(name, value)  # other workers see the plan as running from here on
+    rival = _running_twin(study, trial.number, key)
+    if rival is not None:  # another worker took the same plan a moment earlier: the lower number runs it
+        row = TrialRow(trial.number, Status.INFEASIBLE, "repeat", values, predicted, None, p_fit,
+                       reason=f"running in trial {rival} (another worker): not run twice", job=job)
+        _store(trial, row, "")
+        _tell(study, trial, req, row)
+        return row, 0
+    try:
+        record = req.backend.evaluate(make_plan(req.setup.step, values))
+    except KeyboardInterrupt:
+        row = TrialRow(trial.number, Status.ERROR, source, values, predicted, None, p_fit,
+                       reason="interrupted (Ctrl-C)", job=job)
+        _store(trial, row, key)
+        _tell(study, trial, req, row)
+        raise
     row = TrialRow(trial.number, record.status, source, values, predicted, record.measured, p_fit,
                    reason=record.reason, details=dict(record.details), job=job)
     _store(trial, row, key)

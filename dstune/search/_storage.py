@@ -1,0 +1,143 @@
+"""Where a study lives, and how trials whose worker died are found and retried.
+
+- `sqlite:///PATH` (the single-machine default), or any Optuna RDB URL: `postgresql://...` is the
+  documented choice for several machines (`pip install dstune[postgres]` brings the driver).
+  Optuna's heartbeat runs on these: a RUNNING trial whose worker stopped beating for the grace
+  period is failed and its plan retried once (Optuna's RetryFailedTrialCallback).
+- `journal:PATH`: Optuna's journal file, for teams with a shared filesystem and no database
+  server. Optuna's JournalStorage has no heartbeat, so dstune keeps one in the trial's user
+  attributes (`heartbeat_at`, written by the worker) and fails stale trials the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import UserInputError
+
+HEARTBEAT_S = 20
+"""Seconds between a running trial's heartbeats."""
+GRACE_FACTOR = 3
+"""A trial is stale after this many missed heartbeats."""
+JOURNAL_PREFIX = "journal:"
+
+
+def _retry() -> Any:
+    """Optuna's stale-trial retry (experimental in Optuna, stable in what it does: one re-enqueue)."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
+def quiet_optuna_warnings() -> None:
+    """dstune drives trials with ask/tell and beats itself (see `heartbeat`), which Optuna warns about;
+    the heartbeat arguments are marked experimental. Neither is news to a dstune user."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def make_storage(url: str | None, heartbeat_s: int = HEARTBEAT_S) -> Any:
+    """An Optuna storage for `url` (None: in memory), with heartbeats where the backend has them."""
+    import optuna
+
+    if url is None:
+        return None
+    quiet_optuna_warnings()
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = url[len(JOURNAL_PREFIX):]
+        if not path:
+            raise UserInputError("--storage journal:PATH needs a file path")
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(path))
+        except OSError as error:
+            raise UserInputError(f"--storage {url}: {error.strerror or error}") from None
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
+                                          grace_period=heartbeat_s * GRACE_FACTOR,
+                                          heartbeat_stale_trial_callback=_retry())
+    except ImportError as error:
+        hint = " (pip install 'dstune[postgres]')" if url.startswith("postgres") else ""
+        raise UserInputError(f"--storage {url}: no database driver: {error}{hint}") from None
+    except Exception as error:  # noqa: BLE001 - any connection failure is about the user's URL
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserInputError(f"--storage {url}: cannot open: {first}") from None
+
+
+def _native_heartbeat(storage: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+@contextmanager
+def heartbeat(study: Any, trial: Any, interval_s: float) -> Iterator[None]:
+    """Beat for `trial` while the block runs (Optuna's record_heartbeat, or a user attribute)."""
+    storage = study._storage
+    native = _native_heartbeat(storage)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                if native:
+                    storage.record_heartbeat(trial._trial_id)
+                else:
+                    storage.set_trial_user_attr(trial._trial_id, "heartbeat_at", time.time())
+            except Exception:  # noqa: BLE001 - a finished trial or a storage hiccup; the next beat retries
+                pass
+            if stop.wait(interval_s):
+                return
+
+    if native:  # the first beat before anything else, so a worker killed at once still leaves a trace
+        storage.record_heartbeat(trial._trial_id)
+    else:
+        storage.set_trial_user_attr(trial._trial_id, "heartbeat_at", time.time())
+    thread = threading.Thread(target=beat, name="dstune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_stale(study: Any, interval_s: float) -> int:
+    """Fail RUNNING trials whose worker stopped beating and retry each once; returns how many."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    if _native_heartbeat(storage):
+        before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        optuna.storages.fail_stale_trials(study)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+    grace = interval_s * GRACE_FACTOR
+    failed = 0
+    retry = _retry()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = trial.user_attrs.get("heartbeat_at")
+        if beat is None and trial.datetime_start is not None:
+            beat = trial.datetime_start.timestamp()
+        if beat is None or time.time() - float(beat) < grace:
+            continue
+        try:
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        failed += 1
+        retry(study, storage.get_trial(trial._trial_id))
+    return failed

@@ -1,0 +1,112 @@
+"""Several `dstune search` workers on one study (PostgreSQL or a journal file), and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dstune.calibration import DATA_DIR
+from dstune.search._storage import make_storage
+
+TABLE = DATA_DIR / "tiny-opt-ppo-2xcpu.csv"
+STUDY = "tiny-opt-2xcpu-ppo-replay"  # the table was measured on the CPU
+
+
+def _worker(out: Path, storage: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2", "--gpu-type", "A100-80G",
+            "--backend", "replay", "--table", str(TABLE), "--storage", storage, "--out", str(out), "--json", *extra]
+
+
+def _ran(storage: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
+    return [t for t in study.get_trials() if t.user_attrs.get("status") in ("ok", "oom")
+            and t.user_attrs.get("source") != "repeat"]
+
+
+def _two_workers(tmp_path: Path, storage: str) -> None:
+    procs = [subprocess.Popen(_worker(tmp_path / f"w{i}", storage, "--trials", "6", "--seed", str(i),
+                                      "--replay-time-scale", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["study"]["name"] == STUDY
+    ran = _ran(storage)
+    keys = [t.user_attrs["key"] for t in ran]
+    assert len(keys) == len(set(keys)), "a plan ran twice"
+    assert len(ran) == 12, "every worker ran its 6 plans, none lost"
+
+
+def test_two_workers_share_a_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
+    _two_workers(tmp_path, postgres_url)
+
+
+def test_two_workers_share_a_journal_file(tmp_path: Path) -> None:
+    _two_workers(tmp_path, f"journal:{tmp_path / 'study.journal'}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_kill_9_keeps_finished_trials_and_retries_the_stale_one(tmp_path: Path, kind: str) -> None:
+    storage = f"sqlite:///{tmp_path}/study.db" if kind == "sqlite" else f"journal:{tmp_path / 'study.journal'}"
+    proc = subprocess.Popen(_worker(tmp_path / "a", storage, "--trials", "5", "--heartbeat", "1",
+                                    "--replay-time-scale", "12"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    running = None
+    while time.time() < deadline and running is None:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
+        except KeyError:
+            continue
+        done = [t for t in study.get_trials() if t.user_attrs.get("status")]
+        busy = [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)) if t.user_attrs.get("key")]
+        if done and busy:
+            running = busy[0]
+    assert running is not None, "the worker never got to a second trial"
+    finished_before = {t.number for t in done}
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(4)  # three missed heartbeats of 1 s
+    again = subprocess.run(_worker(tmp_path / "b", storage, "--trials", "1", "--heartbeat", "1"),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
+    trials = {t.number: t for t in study.get_trials()}
+    assert finished_before <= {n for n, t in trials.items() if t.user_attrs.get("status")}
+    assert trials[running.number].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials.values() if t.number > running.number and
+               t.user_attrs.get("key") == running.user_attrs["key"] and t.user_attrs.get("status")]
+    assert retried and retried[0].user_attrs["source"] != "repeat", "the stale plan was run again"
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_profile_search_leaves_no_trial_process(tmp_path: Path) -> None:
+    import psutil
+
+    out = tmp_path / "p"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2",
+                             "--backend", "profile", "--trials", "1", "--steps", "50", "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    trial_dir = out / "trials" / "trial-0000"
+    deadline = time.time() + 180
+    ranks: list[psutil.Process] = []
+    while time.time() < deadline and len(ranks) < 2:
+        time.sleep(0.5)
+        ranks = [p for p in psutil.process_iter(["cmdline"])
+                 if str(trial_dir) in " ".join(p.info["cmdline"] or []) and "dstune.profile.worker" in
+                 " ".join(p.info["cmdline"] or [])]
+    assert len(ranks) >= 2, "the trial's ranks never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive, f"trial processes outlived the search: {[p.pid for p in alive]}"
