@@ -59,16 +59,21 @@ def record(args: argparse.Namespace) -> None:
                         study_name=f"record-{args.model}-{args.gpus}-{space.step}", trials=args.plans, seed=args.seed,
                         sampler="random")
 
-    def progress(row, rows):
-        ok = row.measured.samples_per_s if row.measured else None
-        print(f"trial {row.number}: {row.status} {ok if ok else ''} {row.reason[:80]}", flush=True)
-
-    result = run_search(req, progress=progress)
-    rows = [r for r in result.rows if r.status in ("ok", "oom", "timeout", "error", "crashed") and r.source != "repeat"]
     meta = {"step": space.step, "model": setup.model.name, "critic_model": setup.critic_model.name if setup.critic_model else "",
             "gpus": setup.cluster.world_size, "gpu_type": setup.cluster.gpu.name, "backend": "profile",
             "device": backend.device or "cpu"}
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+
+    def measured(rows):
+        return [r for r in rows if r.status in ("ok", "oom", "timeout", "error", "crashed") and r.source != "repeat"]
+
+    def progress(row, rows):
+        ok = row.measured.samples_per_s if row.measured else None
+        print(f"trial {row.number}: {row.status} {ok if ok else ''} {row.reason[:80]}", flush=True)
+        Path(args.table).write_text(trials_table(sorted(measured(rows), key=lambda r: r.number), space.step, meta))
+
+    result = run_search(req, progress=progress)
+    rows = measured(result.rows)
     Path(args.table).write_text(trials_table(rows, space.step, meta))
     print(f"wrote {len(rows)} measured rows to {args.table}")
 
