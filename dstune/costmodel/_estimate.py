@@ -41,6 +41,8 @@ def plans_to_columns(plans: Sequence[Plan]) -> dict[str, np.ndarray]:
 
 def _per_value(column: np.ndarray, fn: Any) -> np.ndarray:
     """Apply a scalar function once per distinct value of a column (strings, dtypes)."""
+    if len(column) and (column == column[0]).all():  # the common case; np.unique sorts strings slowly
+        return np.full(len(column), fn(column[0]), dtype=float)
     values, inverse = np.unique(column, return_inverse=True)
     return np.array([fn(v) for v in values], dtype=float)[inverse.reshape(-1)]
 
@@ -104,14 +106,19 @@ def _train_phases(t: _Trained, stage: np.ndarray, activations: np.ndarray, c: Co
 
 def _peak(steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
           n_rows: int) -> dict[str, np.ndarray]:
-    """Per candidate, the phase whose steady + extra bytes are largest, with its components."""
+    """Per candidate, the phase whose extra bytes on top of the steady ones are largest (the steady bytes
+    are the same in every phase), with the components at that peak."""
     names = list(phases)
-    full = {p: {k: np.broadcast_to(np.asarray(steady.get(k, 0.0), dtype=float)
-                                   + np.asarray(phases[p].get(k, 0.0), dtype=float), (n_rows,))
-                for k in _PHASE_COMPONENTS} for p in names}
-    totals = np.stack([sum(full[p].values()) for p in names])
-    worst = np.argmax(totals, axis=0)
-    out = {k: np.choose(worst, [full[p][k] for p in names]) for k in _PHASE_COMPONENTS}
+    extras = np.stack([np.broadcast_to(sum(np.asarray(v, dtype=float) for v in phases[p].values()), (n_rows,))
+                       for p in names])
+    worst = np.argmax(extras, axis=0)
+    out: dict[str, np.ndarray] = {}
+    for k in _PHASE_COMPONENTS:
+        value = np.broadcast_to(np.asarray(steady.get(k, 0.0), dtype=float), (n_rows,)).copy()
+        for i, p in enumerate(names):
+            if k in phases[p]:
+                value += np.where(worst == i, phases[p][k], 0.0)
+        out[k] = value
     out["peak_phase"] = np.array([labels[p] for p in names], dtype=object)[worst]
     return out
 
