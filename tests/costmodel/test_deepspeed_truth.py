@@ -3,9 +3,12 @@ it computes the quantity (the C++ workspace sizing, the Python fallback, config 
 
 import dataclasses
 import inspect
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +219,43 @@ def test_zero12_double_buckets_whatever_the_trainable_size(stage):
     c = DEFAULT_CONSTANTS
     subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
     assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal)
+
+
+_BUCKETS = r"""
+import json, os, sys
+import torch, deepspeed
+from dstune.plan import make_plan, to_deepspeed
+out = {}
+for stage in (1, 2, 3):
+    config = to_deepspeed(make_plan("sft", {"zero_stage": stage, "dtype": "bf16"}), 1)["model"]
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
+    engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config=config)
+    zero = engine.optimizer
+    if stage < 3:
+        zero.ready_for_gradients = False
+        zero.setup_buckets()  # what every backward allocates first
+        out[stage] = sum(t.numel() * t.element_size() for b in zero.ipg_buckets.values() for t in b.buffer)
+    else:
+        out[stage] = sum(b.buffer.numel() * b.buffer.element_size() for b in zero.ipg_buckets.values())
+print("BUCKETS", json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_bucket_bytes_are_what_deepspeeds_optimizers_allocate(tmp_path):
+    """DeepSpeed-Chat's config through deepspeed.initialize (CPU accelerator, world size 1, a 2-layer model):
+    the reduce buckets do not depend on the model's size."""
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531", "RANK": "0",
+           "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+    run = subprocess.run([sys.executable, "-c", _BUCKETS], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("BUCKETS ")), None)
+    assert line is not None, run.stderr[-2000:]
+    allocated = {int(k): v for k, v in json.loads(line.removeprefix("BUCKETS ")).items()}
+    c = DEFAULT_CONSTANTS
+    assert allocated[1] == mem.zero12_reduce_bucket_bytes(np.array([1]), c)[0]
+    assert allocated[2] == mem.zero12_reduce_bucket_bytes(np.array([2]), c)[0]
+    assert allocated[3] == mem.zero3_reduce_bucket_bytes(c)
 
 
 def test_zero3_keeps_one_reduce_bucket_per_trained_model():
