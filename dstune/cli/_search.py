@@ -40,6 +40,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None,
                         help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
                              "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem")
+    parser.add_argument("--study-name", default=None,
+                        help="Optuna study name (default: <model>-<gpus>x<hardware>-<step>-<backend>); workers "
+                             "with the same --storage and name share one study")
     parser.add_argument("--heartbeat", type=int, default=20, metavar="SEC",
                         help="seconds between a running trial's heartbeats; a trial whose worker is silent for 3 of "
                              "them is failed and its plan retried once (default 20)")
@@ -252,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
     space, dtype_note = _cpu_dtype(space, device, list(assignments))
     storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
     shown_storage = args.storage or f"sqlite:///{out}/study.db"  # as given: no absolute path in the files
-    study_name = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
+    study_name = args.study_name or f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
     search_setup = Setup(step=args.step, model=setup.model, critic_model=critic, cluster=setup.cluster)
     shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
     request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,

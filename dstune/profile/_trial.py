@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, to_deepspeed, validate
+from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
 from ._process import run_group
 from ._result import (
@@ -57,6 +58,8 @@ def launch_argv(*, launcher: str, gpus_per_node: int, nodes: int, port: int, spe
         if hostfile is not None:
             argv += ["--hostfile", str(hostfile)]
         return argv + ["--module", WORKER_MODULE] + worker
+    if launcher == "torchrun" and nodes > 1:
+        return [sys.executable, "-u", "-m", "dstune.profile._agents", str(spec_path.parent / AGENTS_FILE)]
     if launcher == "torchrun":
         return [sys.executable, "-u", "-m", "torch.distributed.run", "--nproc_per_node", str(gpus_per_node),
                 "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
@@ -105,11 +108,14 @@ def _check_setup(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | N
     validate(plan, Context(world_size=cluster.world_size, model=model, critic_model=critic_model))
     if launcher not in LAUNCHERS:
         raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-    if launcher == "torchrun" and cluster.nodes > 1:
-        raise UserInputError("torchrun trials run on one node; use --launcher deepspeed with --hostfile "
-                             f"for {cluster.nodes} nodes")
     if cluster.nodes > 1 and hostfile is None:
         raise UserInputError(f"--nodes {cluster.nodes} needs --hostfile (the deepspeed launcher's host list)")
+    if launcher == "torchrun" and cluster.nodes > 1:
+        hosts = read_hostfile(hostfile)
+        if len(hosts) != cluster.nodes or any(h.slots != cluster.gpus_per_node for h in hosts):
+            raise UserInputError(f"--hostfile {hostfile}: {len(hosts)} host(s) with slots "
+                                 f"{sorted({h.slots for h in hosts})}, but --nodes {cluster.nodes} x "
+                                 f"{cluster.gpus_per_node} GPU(s) per node")
     if warmup < 0 or steps < 1:
         raise UserInputError(f"need warmup >= 0 and steps >= 1 (got warmup={warmup}, steps={steps})")
     device = trial_device(env)
@@ -160,8 +166,13 @@ def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None
         predicted = estimate(plan, model, cluster, critic_model=critic_model)
     trial_dir = _prepare_dir(trial_dir)
     _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
+    port = free_port()
     argv = launch_argv(launcher=launcher, gpus_per_node=cluster.gpus_per_node, nodes=cluster.nodes,
-                       port=free_port(), spec_path=trial_dir / SPEC_FILE, hostfile=hostfile)
+                       port=port, spec_path=trial_dir / SPEC_FILE, hostfile=hostfile)
+    if launcher == "torchrun" and cluster.nodes > 1:
+        agents = agent_commands(read_hostfile(hostfile), gpus_per_node=cluster.gpus_per_node, port=port,
+                                spec_path=trial_dir / SPEC_FILE, run_id=trial_dir.name, worker_module=WORKER_MODULE)
+        write_json_atomic(trial_dir / AGENTS_FILE, agents)
     overrides = env_overrides(device, cluster.gpus_per_node, env)
     write_json_atomic(trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir),
                                                  "timeout_s": timeout_s})

@@ -37,3 +37,25 @@ def test_free_port_and_cpu_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["DS_ACCELERATOR"] == "cpu" and int(env["OMP_NUM_THREADS"]) >= 1 and env["EXTRA"] == "1"
     assert env["TOKENIZERS_PARALLELISM"] == "false"
     assert "DS_ACCELERATOR" not in env_overrides("cuda", 8, None)
+
+
+def test_torchrun_on_several_nodes_starts_one_agent_per_host(tmp_path: Path) -> None:
+    import socket
+
+    from dstune.profile._agents import agent_commands, read_hostfile
+
+    hosts = tmp_path / "hostfile"
+    hosts.write_text("# two nodes\nlocalhost slots=8\nnode-b slots=8\n")
+    parsed = read_hostfile(hosts)
+    assert [(h.name, h.slots, h.local) for h in parsed] == [("localhost", 8, True), ("node-b", 8, False)]
+    local, remote = agent_commands(parsed, gpus_per_node=8, port=29500, spec_path=tmp_path / "spec.json",
+                                   run_id="trial-0001", worker_module="dstune.profile.worker")
+    endpoint = f"{socket.gethostname()}:29500"  # node-b must reach it: not loopback
+    assert local[3] == "torch.distributed.run" and endpoint in local and "--rdzv_id" in local
+    assert remote[:2] == ["ssh", "node-b"] and endpoint in remote[2]
+    argv = launch_argv(launcher="torchrun", gpus_per_node=8, nodes=2, port=29500, spec_path=tmp_path / "spec.json",
+                       hostfile=hosts)
+    assert argv[-2:] == ["dstune.profile._agents", str(tmp_path / "agents.json")]
+    (tmp_path / "bad").write_text("node-a slots=x\n")
+    with pytest.raises(UserInputError, match="line 1"):
+        read_hostfile(tmp_path / "bad")

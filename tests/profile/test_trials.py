@@ -139,3 +139,18 @@ def test_invalid_plan_is_refused_before_launch(tmp_path: Path) -> None:
         run_trial(plan("sft", dtype="fp16"), model=model("tiny-opt"), critic_model=None, cluster=cluster(1),
                   trial_dir=tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+def test_two_torchrun_agents_as_two_nodes_run_one_trial(tmp_path: Path) -> None:
+    """Multi-node through torchrun's c10d rendezvous: two agents on this machine stand for two nodes."""
+    from dstune.catalog import load_gpu, make_cluster
+
+    hosts = tmp_path / "hostfile"
+    hosts.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
+    two_nodes = make_cluster(load_gpu("A100-80G"), 2, 2)
+    result = run_trial(plan("sft", zero_stage=2), model=model("tiny-opt"), critic_model=None, cluster=two_nodes,
+                       trial_dir=tmp_path / "t", warmup=1, steps=1, launcher="torchrun", hostfile=hosts)
+    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.world_size == 2 and all(seconds > 0 for seconds in result.phases.values())
+    agents = json.loads((tmp_path / "t" / "agents.json").read_text())
+    assert len(agents) == 2 and all("--rdzv_backend" in a and "c10d" in a for a in agents)
