@@ -1,0 +1,228 @@
+"""Reproduce each source's method in dstune: turn an evidence row into the plan(s) dstune scores.
+
+One function per method (named in sources.json). A `Case` holds a ladder of rungs, each a
+tuple of plans in the source's order of preference; `choose` scores them all in one
+vectorised pass and applies the source's rule:
+
+- `dschat_table1` (BenckmarkSetting.md): the shipped script's knobs for the nearest size and
+  layout, gen batch = train batch, the largest batch that fits (powers of two, at most 1024
+  pairs per step). Reading used where the method is ambiguous: if no batch of the script's
+  plan fits, the first rung of (both ZeRO-3, unpinned HE, optimizer offload, offloaded
+  reference/reward, only_optimize_lora) on which some batch fits; batch 1 upward.
+- `dschat_max_model` (blog Table 3): the ladder up to the end of DeepSpeed-Chat's recipe
+  (reference offload; the README's recipe has no optimizer offload); "fits" when any plan fits.
+- `dschat_script`, `fixed_plan`: the row states the plan; one rung of one plan.
+
+"Fits" here is the GPU peak within the GPU's whole memory (no search headroom) and the host
+peak within host memory: the question is whether the run went through.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..catalog import ClusterSpec, ModelSpec, load_gpu, load_model, make_cluster
+from ..catalog._models import spec_from_hf_config
+from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table, plans_to_columns
+from ..errors import DstuneError
+from ..plan import Context, Plan, make_plan, violations
+from ..search._baseline import baseline_plan
+from ._evidence import EvidenceRow, load_sources
+
+MAX_PAIRS_PER_STEP = 1024
+"""BenckmarkSetting.md: at most 524,288 tokens (1024 pairs of 512) per step."""
+
+_GPT2_SHAPES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
+                "gpt2-xl": (48, 1600, 25)}
+"""(layers, hidden, heads) of the Hugging Face GPT-2 checkpoints; vocabulary 50257, 1024 positions."""
+
+
+@functools.lru_cache(maxsize=None)
+def evidence_model(name: str) -> ModelSpec:
+    """A catalog model, or an OPT-shaped stand-in with GPT-2's shape (GPT-2 is not in the catalog:
+    pre-LN, learned positions, 4h MLP with biases, tied embeddings, as OPT; parameters within 0.1%)."""
+    if name not in _GPT2_SHAPES:
+        return load_model(name)
+    layers, hidden, heads = _GPT2_SHAPES[name]
+    config = {"model_type": "opt", "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+              "ffn_dim": 4 * hidden, "vocab_size": 50257, "max_position_embeddings": 1024, "word_embed_proj_dim": hidden,
+              "do_layer_norm_before": True, "enable_bias": True, "tie_word_embeddings": True}
+    return spec_from_hf_config(name, config)
+
+
+@dataclass(frozen=True)
+class Case:
+    """An evidence row as dstune plans, ready to score."""
+
+    row: EvidenceRow
+    model: ModelSpec | None
+    critic_model: ModelSpec | None
+    cluster: ClusterSpec | None
+    rungs: tuple[tuple[str, tuple[Plan, ...]], ...]
+    reading: str
+    """How the source's method was read for this row."""
+    skipped: str | None = None
+    """Why this row cannot be reproduced (e.g. a model missing from the catalog)."""
+
+    @property
+    def plans(self) -> tuple[Plan, ...]:
+        return tuple(p for _, plans in self.rungs for p in plans)
+
+    @property
+    def context(self) -> Context:
+        return Context(world_size=self.row.gpus, model=self.model, critic_model=self.critic_model)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The plan the source's rule picks under given constants, and its prediction."""
+
+    plan: Plan | None
+    rung: str
+    samples_per_s: float
+    gpu_peak_bytes: float
+    fits: bool
+    """Some plan of the case fits (for a max-model fact: the model runs at all)."""
+
+
+def _valid(plans: Sequence[Plan], ctx: Context) -> tuple[Plan, ...]:
+    return tuple(p for p in plans if not violations(p, ctx))
+
+
+def _batches(gpus: int, largest: int = 64) -> list[int]:
+    return [b for b in (largest, 32, 16, 8, 4, 2, 1) if b * gpus <= MAX_PAIRS_PER_STEP and b <= largest]
+
+
+_LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("script", {}),
+    ("+zero3", {"actor_zero_stage": 3, "critic_zero_stage": 3}),
+    ("+checkpointing", {"actor_gradient_checkpointing": True, "critic_gradient_checkpointing": True}),
+    ("+only_optimize_lora", {"only_optimize_lora": True}),
+    ("+offload_reference_model", {"offload_reference_model": True}),
+    ("+offload", {"actor_zero_stage": 3, "critic_zero_stage": 3, "offload": True}),
+    ("+unpinned", {"unpin_actor_parameters": True}),
+)
+"""DeepSpeed-Chat's own recipe for the largest model (step3_rlhf_finetuning/README.md, 'largest model
+training on your own system': ZeRO-3 with several GPUs, gradient checkpointing, LoRA, reference model
+offloading), then optimizer offload and unpinned HE gathers as last resorts. Each rung keeps the previous."""
+
+
+RECIPE_END = "+offload_reference_model"
+"""The last rung of DeepSpeed-Chat's own largest-model recipe."""
+
+
+def _ladder(script_plan: Plan, batches: list[int], ctx: Context,
+            last: str | None = None) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
+    rungs = []
+    values: dict[str, Any] = {}
+    for label, extra in _LADDER:
+        if label == "+zero3" and ctx.world_size == 1:
+            continue
+        values = {**values, **extra}
+        if label == "+only_optimize_lora":
+            values["actor_lora_dim"] = script_plan.actor_lora_dim or 128
+        base = make_plan("ppo", values, base=script_plan)
+        plans = [make_plan("ppo", {"per_device_generation_batch_size": b, "per_device_training_batch_size": b}, base=base)
+                 for b in batches]
+        rungs.append((label, _valid(plans, ctx)))
+        if label == last:
+            break
+    return tuple(rungs)
+
+
+def _setup(row: EvidenceRow) -> tuple[ModelSpec, ModelSpec | None, ClusterSpec]:
+    model = evidence_model(row.model)
+    critic = evidence_model(row.critic_model) if row.critic_model else None
+    return model, critic, make_cluster(load_gpu(row.gpu_type), row.gpus, row.nodes)
+
+
+def _script_plan(row: EvidenceRow, model: ModelSpec, critic: ModelSpec | None) -> tuple[Plan, str]:
+    workload = {k: v for k, v in row.settings if k in ("max_prompt_seq_len", "max_answer_seq_len", "ppo_epochs",
+                                                         "generation_batches")}
+    baseline = baseline_plan("ppo", model, row.gpus, critic_model=critic, workload=workload)
+    return baseline.plan, baseline.script
+
+
+def dschat_table1(row: EvidenceRow) -> Case:
+    model, critic, cluster = _setup(row)
+    plan, script = _script_plan(row, model, critic)
+    ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
+    reading = (f"{script} knobs; gen batch = train batch = largest power of two that fits with <= {MAX_PAIRS_PER_STEP} "
+               "pairs per step; else the first ladder rung that fits")
+    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx), reading)
+
+
+def dschat_max_model(row: EvidenceRow) -> Case:
+    model, critic, cluster = _setup(row)
+    plan, script = _script_plan(row, model, critic)
+    ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
+    reading = (f"fits if some plan of DeepSpeed-Chat's largest-model recipe from {script} (ZeRO-3, checkpointing, "
+               "LoRA-only, reference offload; no optimizer offload, pinned HE) fits at some batch (1-64)")
+    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx, last=RECIPE_END), reading)
+
+
+def fixed_plan(row: EvidenceRow) -> Case:
+    model, critic, cluster = _setup(row)
+    plan = make_plan(row.step, row.settings_dict)
+    return Case(row, model, critic, cluster, (("stated", (plan,)),), "the stated settings, DeepSpeed-Chat defaults otherwise")
+
+
+dschat_script = fixed_plan
+
+REPRODUCERS: dict[str, Callable[[EvidenceRow], Case]] = {
+    "dschat_table1": dschat_table1, "dschat_max_model": dschat_max_model, "dschat_script": dschat_script,
+    "fixed_plan": fixed_plan,
+}
+
+
+def reproduce(row: EvidenceRow) -> Case:
+    """The row as dstune plans, by its source's method; a row that cannot be built says why."""
+    method = REPRODUCERS[load_sources()[row.source].reproduction]
+    try:
+        return method(row)
+    except DstuneError as error:
+        return Case(row, None, None, None, (), "", skipped=str(error))
+
+
+def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[str, np.ndarray]:
+    return estimate_table(case.row.step, plans_to_columns(list(plans)), case.model, case.cluster,
+                          critic_model=case.critic_model, constants=constants)
+
+
+def fits_mask(case: Case, table: dict[str, np.ndarray]) -> np.ndarray:
+    return (table["gpu_peak_bytes"] <= case.cluster.gpu.memory_bytes) & table["fits_host"]
+
+
+def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:
+    """Apply the source's rule under `constants`: the first rung with a fitting plan, its first fitting plan.
+    When nothing fits, the script's preferred plan is returned with fits=False (a predicted OOM)."""
+    plans = case.plans
+    table = _score(case, plans, constants)
+    ok = fits_mask(case, table)
+    start = 0
+    for label, rung in case.rungs:
+        hits = np.flatnonzero(ok[start:start + len(rung)])
+        if len(hits):
+            i = start + int(hits[0])
+            return Choice(plans[i], label, float(table["samples_per_s"][i]), float(table["gpu_peak_bytes"][i]), True)
+        start += len(rung)
+    return Choice(plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]), False)
+
+
+def predict_chosen(cases: Sequence[Case], plans: Sequence[Plan], constants: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+    """(samples/s, GPU peak bytes) of one given plan per case under `constants`."""
+    sps = np.empty(len(cases))
+    peak = np.empty(len(cases))
+    for i, (case, plan) in enumerate(zip(cases, plans)):
+        table = _score(case, [plan], constants)
+        sps[i], peak[i] = table["samples_per_s"][0], table["gpu_peak_bytes"][0]
+    return sps, peak
+
+
+def with_values(constants: CostConstants, **values: float) -> CostConstants:
+    return replace(constants, **values)
