@@ -3,7 +3,7 @@
 Compute is FLOPs over an achieved fraction of peak that grows with GEMM size;
 decode is the slower of weight+KV reads at HBM speed and its FLOPs, plus a
 per-layer launch cost that the Hybrid Engine's kernels cut; collectives use
-ring formulas over the slowest link a ring crosses.
+ring formulas over the slowest link a ring crosses (Hybrid Engine TP all-reduces stay inside a node).
 """
 
 from __future__ import annotations
