@@ -40,6 +40,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None,
                         help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
                              "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="profile/replay: run N workers on this machine against one study, each on its own "
+                             "GPUs (CUDA_VISIBLE_DEVICES split by --gpus); --trials is the total (default 1)")
     parser.add_argument("--study-name", default=None,
                         help="Optuna study name (default: <model>-<gpus>x<hardware>-<step>-<backend>); workers "
                              "with the same --storage and name share one study")
@@ -214,6 +217,59 @@ def _cpu_dtype(space: Any, device: str, pinned: list[str]) -> tuple[Any, str | N
             "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)")
 
 
+_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed"}
+
+
+def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, trials: int, seed: int) -> list[str]:
+    """This command for one more worker: same setup and space, its own output folder and seed."""
+    import sys
+
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        flag = token.split("=", 1)[0]
+        if flag in _VALUE_FLAGS:
+            skip = "=" not in token
+            continue
+        if flag == "--json":
+            continue
+        kept.append(token)
+    return [sys.executable, "-m", "dstune", *kept, "--out", str(out), "--storage", storage, "--study-name",
+            study_name, "--trials", str(trials), "--seed", str(seed), "--json"]
+
+
+def _start_workers(args: argparse.Namespace, backend: str, out: Path, storage: str, study_name: str,
+                   trials: int) -> list[Any]:
+    """Start workers 1..N-1 (this process is worker 0), each with its own GPUs where there are any."""
+    import os
+    import subprocess
+
+    from ..catalog import detect_local_gpus
+
+    if backend not in ("profile", "replay"):
+        raise UserInputError(f"--workers {args.workers} needs --backend profile or replay (simulate has nothing to share)")
+    gpus = len(detect_local_gpus())
+    per = args.gpus
+    if gpus and gpus < per * args.workers:
+        raise UserInputError(f"--workers {args.workers} x --gpus {per} needs {per * args.workers} GPUs; "
+                             f"this machine has {gpus}")
+    share = -(-trials // args.workers)
+    procs = []
+    for i in range(1, args.workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(i * per, (i + 1) * per))
+        log = open(out / f"worker-{i}.log", "w")  # noqa: SIM115 - the child writes it until it ends
+        procs.append(subprocess.Popen(_worker_argv(args.argv, out=out / f"worker-{i}", storage=storage,
+                                                   study_name=study_name, trials=share, seed=(args.seed or 0) + i),
+                                      env=env, stdout=log, stderr=subprocess.STDOUT))
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(per))
+    return procs
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..calibration import shipped_observations
     from ..catalog import load_model
@@ -272,6 +328,11 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {shown_path(space.path)}")
         if dtype_note:
             console.print(dtype_note)
+    helpers = _start_workers(args, backend_name, out, storage, study_name, trials) if args.workers > 1 else []
+    if helpers:
+        import dataclasses
+
+        request = dataclasses.replace(request, trials=-(-trials // args.workers))
     if backend_name == "simulate":
         if console is not None:
             with console.status("scoring every candidate with the cost model"):
@@ -282,6 +343,13 @@ def _run(args: argparse.Namespace) -> int:
         progress, advance = _progress(trials, enabled=not args.json)
         with progress:
             result = run_search(request, progress=advance)
+    if helpers:
+        import dataclasses
+
+        failed = [i for i, proc in enumerate(helpers, start=1) if proc.wait() != 0]
+        result = run_search(dataclasses.replace(request, trials=0))  # every worker's trials, now finished
+        result.notes.append(f"{args.workers} workers on this machine" +
+                            (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else ""))
     if dtype_note:
         result.notes.append(dtype_note)
     label = (f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)" if hardware == "cpu"

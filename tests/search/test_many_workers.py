@@ -110,3 +110,16 @@ def test_kill_9_of_a_profile_search_leaves_no_trial_process(tmp_path: Path) -> N
     proc.wait()
     gone, alive = psutil.wait_procs(ranks, timeout=30)
     assert not alive, f"trial processes outlived the search: {[p.pid for p in alive]}"
+
+
+def test_workers_on_one_machine_share_the_study(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    done = subprocess.run(_worker(out, f"sqlite:///{tmp_path}/study.db", "--trials", "6", "--workers", "2",
+                                  "--replay-time-scale", "1"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert any("2 workers" in note for note in plan["notes"])
+    ran = _ran(f"sqlite:///{tmp_path}/study.db")
+    keys = [t.user_attrs["key"] for t in ran]
+    assert len(keys) == len(set(keys)) == 6
+    assert (out / "worker-1" / "plan.json").is_file() and plan["study"]["trials"] >= 6
