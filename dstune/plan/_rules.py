@@ -26,7 +26,20 @@ class Context:
     critic_model: "ModelSpec | None" = None
 
 
-Rule = Callable[[Plan, Context], "str | None"]
+Check = Callable[[Plan, Context], "str | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A hard rule and the knobs it reads: the search evaluates it once per distinct combination of
+    those knobs, so `reads` must name every knob `check` looks at (a test compares with brute force)."""
+
+    name: str
+    reads: tuple[str, ...]
+    check: Check
+
+    def __call__(self, plan: Plan, ctx: Context) -> str | None:
+        return self.check(plan, ctx)
 
 
 def _lora_dims(plan: Plan) -> list[tuple[str, int, str]]:
@@ -113,15 +126,22 @@ def sequence_fits_positions(plan: Plan, ctx: Context) -> str | None:
     return None
 
 
+_STAGES = ("actor_zero_stage", "critic_zero_stage", "zero_stage")
+_LORA = ("actor_lora_dim", "critic_lora_dim", "lora_dim", "actor_lora_module_name", "critic_lora_module_name",
+         "lora_module_name")
+
 RULES: tuple[Rule, ...] = (
-    tp_needs_zero3,
-    tp_needs_hybrid_engine,
-    tp_divides_world,
-    zero2_he_offload_needs_lora,
-    only_lora_needs_lora,
-    offload_needs_zero,
-    lora_modules_exist,
-    sequence_fits_positions,
+    Rule("tp_needs_zero3", ("inference_tp_size", "actor_zero_stage"), tp_needs_zero3),
+    Rule("tp_needs_hybrid_engine", ("inference_tp_size", "enable_hybrid_engine"), tp_needs_hybrid_engine),
+    Rule("tp_divides_world", ("inference_tp_size",), tp_divides_world),
+    Rule("zero2_he_offload_needs_lora", ("actor_zero_stage", "critic_zero_stage", "enable_hybrid_engine", "offload",
+                                         "actor_lora_dim"), zero2_he_offload_needs_lora),
+    Rule("only_lora_needs_lora", ("only_optimize_lora", "actor_lora_dim", "critic_lora_dim", "lora_dim"),
+         only_lora_needs_lora),
+    Rule("offload_needs_zero", ("offload", *_STAGES), offload_needs_zero),
+    Rule("lora_modules_exist", _LORA, lora_modules_exist),
+    Rule("sequence_fits_positions", ("max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"),
+         sequence_fits_positions),
 )
 
 
@@ -131,7 +151,7 @@ def violations(plan: Plan, ctx: Context) -> list[str]:
     for rule in RULES:
         message = rule(plan, ctx)
         if message:
-            found.append(f"{rule.__name__}: {message}")
+            found.append(f"{rule.name}: {message}")
     return found
 
 

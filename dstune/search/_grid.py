@@ -9,9 +9,6 @@ rule calls, not 10^5.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,21 +167,12 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
     return keep, example
 
 
-@functools.lru_cache(maxsize=None)
 def rule_knobs(step: str) -> frozenset[str]:
-    """Knobs the hard rules read: every `plan.<name>` in dstune/plan/_rules.py, with plan properties
-    (e.g. tokens_per_sample) expanded to the fields they read. Read from the rules' own source so a
-    new rule is picked up without a list to maintain here; tests compare against brute force."""
-    from ..plan import _rules, plan_class
+    """Knobs the hard rules read, as each rule declares them (dstune.plan.Rule.reads)."""
+    from ..plan import RULES
 
     fields = {f.name for f in knob_fields(step)}
-    names = set(re.findall(r"plan\.(\w+)", inspect.getsource(_rules)))
-    cls = plan_class(step)
-    for name in list(names):
-        prop = getattr(cls, name, None)
-        if isinstance(prop, property):
-            names |= set(re.findall(r"self\.(\w+)", inspect.getsource(prop.fget)))
-    return frozenset(names & fields)
+    return frozenset(name for rule in RULES for name in rule.reads) & fields
 
 
 def combination_codes(cols: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
