@@ -35,8 +35,7 @@ _GRIDS: dict = {}
 
 
 def _setup(model: str, gpus: int, gpu_type: str, step: str, critic: str | None):
-    from dstune.catalog import load_gpu, load_model, make_cluster
-    from dstune.cli._common import default_critic
+    from dstune.catalog import default_critic, load_gpu, load_model, make_cluster
     from dstune.search import Setup
 
     spec = load_model(model)

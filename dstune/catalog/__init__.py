@@ -14,6 +14,7 @@ from dstune.catalog._gpus import (
     load_gpu,
     resolve_gpu_type,
 )
+from dstune.catalog._pairing import default_critic
 from dstune.catalog._models import (
     SUPPORTED_MODEL_TYPES,
     LinearLayer,
@@ -23,6 +24,7 @@ from dstune.catalog._models import (
 )
 
 __all__ = [
+    "default_critic",
     "DEFAULT_GPU_TYPE",
     "MAX_GPUS_PER_NODE",
     "SUPPORTED_MODEL_TYPES",

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import ClusterSpec, ModelSpec, load_gpu, load_model, make_cluster, resolve_gpu_type
+from ..catalog import ClusterSpec, ModelSpec, default_critic, load_gpu, load_model, make_cluster, resolve_gpu_type
 from ..plan import STEPS, Context, Plan, make_plan, parse_assignments, validate
 
 
@@ -25,13 +25,6 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
         parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KNOB=VALUE",
                             help="set a plan knob by its DeepSpeed-Chat flag name (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-
-
-def default_critic(model: ModelSpec) -> ModelSpec:
-    """DeepSpeed-Chat pairs OPT actors with an OPT-350m critic/reward model; others with themselves."""
-    if model.family == "opt" and model.num_params > load_model("opt-350m").num_params:
-        return load_model("opt-350m")
-    return model
 
 
 @dataclass(frozen=True)
