@@ -46,9 +46,11 @@ def _run(storage: str, workers: int, total: int, scale: float, work: Path) -> tu
 
     from dstune.search._storage import make_storage
 
-    study = optuna.load_study(study_name=f"bench-{name}", storage=make_storage(storage))
+    rdb = make_storage(storage)
+    study = optuna.load_study(study_name=f"bench-{name}", storage=rdb)
     ran = [t.user_attrs["key"] for t in study.get_trials()
            if t.user_attrs.get("status") in ("ok", "oom") and t.user_attrs.get("source") != "repeat"]
+    rdb.engine.dispose()  # no pooled connection may outlive the throwaway server
     return wall, len(ran), sum(n - 1 for n in Counter(ran).values())
 
 
@@ -82,7 +84,7 @@ def main() -> None:
     print(f"trials per run: {args.trials}; replay time scale {args.time_scale} (this machine, CPU only)")
     print(f"1 worker: {one[0]:.1f} s, {one[1]} plans run; 2 workers: {two[0]:.1f} s, {two[1]} plans run")
     print(f"parallel_speedup: {one[0] / two[0]:.2f}")
-    print(f"duplicates: {one[2] + two[2]}")
+    print(f"duplicates: {one[2] + two[2]}", flush=True)
 
 
 if __name__ == "__main__":
