@@ -39,6 +39,9 @@ LINEAR_CONSTANTS = {"activation_attention_fraction": (0.0, 1.0, 0.5, 0.5)}
 FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "memory_overhead_fraction"}
 PRIOR_SIGMA = 0.5
 """Prior spread of log(constant / default): a factor 1.65 either way at one sigma."""
+PRIOR_SIGMAS = {"matmul_efficiency_max": 0.3, "hbm_efficiency": 0.3, "decode_overhead_per_layer_s_he": 1.0,
+                "step_overhead_s": 1.0}
+"""Achieved fractions of peak are known within ~35%; fixed overheads (launches, Python, hooks) within 3x."""
 GIB = 2.0**30
 
 
@@ -86,8 +89,9 @@ def _bounds(names: Sequence[str], prior: CostConstants) -> tuple[np.ndarray, np.
 
 
 def _prior_terms(names: Sequence[str], x: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    sigma = np.array([LINEAR_CONSTANTS[n.rpartition(":")[2]][3] if n.rpartition(":")[2] in LINEAR_CONSTANTS
-                      else PRIOR_SIGMA for n in names])
+    constants = [n.rpartition(":")[2] for n in names]
+    sigma = np.array([LINEAR_CONSTANTS[c][3] if c in LINEAR_CONSTANTS else PRIOR_SIGMAS.get(c, PRIOR_SIGMA)
+                      for c in constants])
     return (x - x0) / sigma
 
 
