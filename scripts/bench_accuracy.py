@@ -29,6 +29,23 @@ def _fits(choice) -> str:
     return "-" if choice is None else ("fits" if choice.fits else "OOM")
 
 
+HEADER = (f"{'row':28} {'gpu':>12} {'published':>14} {'prior':>6} {'fitted':>6} {'loo':>6} {'loso':>6}  "
+          f"{'fact':>5} {'call':>5}  plan rung")
+
+
+def _line(result) -> str:
+    """One row: published figure, predicted/published for priors, fit, left out, source left out; OOM call."""
+    row, pub = result.case.row, result.published_sps
+    published = f"{pub:.4g}/s" if pub else {True: "fits", False: "no fit", None: "-"}[row.fits]
+    ratios = " ".join(f"{_ratio(c, pub):>6}" for c in (result.prior, result.fitted, result.left_out,
+                                                         result.left_out_source))
+    truth = {True: "fits", False: "OOM", None: "-"}[row.known_to_fit]
+    mark = "" if row.in_fit else "  (not fitted)"
+    gpus = f"{row.gpus}x{row.gpu_type}"
+    call = _fits(result.fitted)
+    return f"{row.id:28} {gpus:>12} {published:>14} {ratios}  {truth:>5} {call:>5}  {result.fitted.rung}{mark}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="store the fit as the shipped fitted.json")
@@ -42,24 +59,21 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     cases = [reproduce(row) for row in load_corpus()]
-    progress = None if args.quiet else (lambda m: print(f"  [{time.perf_counter() - start:5.0f}s] {m}", file=sys.stderr))
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"  [{time.perf_counter() - start:5.0f}s] {message}", file=sys.stderr)
+
     acc = evaluate(cases, progress=progress)
 
     print(f"evidence corpus {corpus_version()}: {len(cases)} rows from {len(load_sources())} sources")
     for case in cases:
         if case.skipped:
             print(f"  skipped {case.row.id}: {case.skipped}")
-    header = f"{'row':28} {'gpu':>12} {'published':>14} {'prior':>6} {'fitted':>6} {'loo':>6} {'loso':>6}  {'fact':>5} {'call':>5}  plan rung"
     print("\npredicted / published samples/s (fitted and left out); fits / OOM call (fitted)")
-    print(header)
-    for r in acc.rows:
-        row = r.case.row
-        published = f"{r.published_sps:.4g}/s" if r.published_sps else ("fits" if row.fits else "no fit" if row.fits is not None else "-")
-        mark = "" if row.in_fit else "  (not fitted)"
-        truth = {True: "fits", False: "OOM", None: "-"}[row.known_to_fit]
-        print(f"{row.id:28} {str(row.gpus) + 'x' + row.gpu_type:>12} {published:>14} {_ratio(r.prior, r.published_sps):>6} "
-              f"{_ratio(r.fitted, r.published_sps):>6} {_ratio(r.left_out, r.published_sps):>6} "
-              f"{_ratio(r.left_out_source, r.published_sps):>6}  {truth:>5} {_fits(r.fitted):>5}  {r.fitted.rung}{mark}")
+    print(HEADER)
+    for result in acc.rows:
+        print(_line(result))
     print("\nper GPU generation (left out): rows, geometric error factor, 90% interval factor")
     for gen, fam in acc.families.items():
         print(f"  {gen:8} rows {fam.rows:3}  loo x{fam.loo_geo_factor:.2f}  interval x/÷{fam.interval_factor:.2f}")
@@ -72,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fit_geo_factor: {acc.factor('fitted'):.3f}")
     print(f"loo_geo_factor: {acc.factor('left_out'):.3f}")
     print(f"loo_worst_factor: {acc.factor('left_out', worst=True):.3f}")
-    print(f"(model figures from published rows on this machine's CPU in {time.perf_counter() - start:.0f} s, not GPU measurements)")
+    seconds = time.perf_counter() - start
+    print(f"(model figures from published rows, computed on this machine's CPU in {seconds:.0f} s; "
+          "not GPU measurements)")
     if args.write:
         print(f"wrote {write_fitted(acc)}")
     return 0

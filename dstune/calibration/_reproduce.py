@@ -51,7 +51,8 @@ def evidence_model(name: str) -> ModelSpec:
         return load_model(name)
     layers, hidden, heads = _GPT2_SHAPES[name]
     config = {"model_type": "opt", "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-              "ffn_dim": 4 * hidden, "vocab_size": 50257, "max_position_embeddings": 1024, "word_embed_proj_dim": hidden,
+              "ffn_dim": 4 * hidden, "vocab_size": 50257, "max_position_embeddings": 1024,
+              "word_embed_proj_dim": hidden,
               "do_layer_norm_before": True, "enable_bias": True, "tie_word_embeddings": True}
     return spec_from_hf_config(name, config)
 
@@ -128,8 +129,8 @@ def _ladder(script_plan: Plan, batches: list[int], ctx: Context,
         if label == "+only_optimize_lora":
             values["actor_lora_dim"] = script_plan.actor_lora_dim or 128
         base = make_plan("ppo", values, base=script_plan)
-        plans = [make_plan("ppo", {"per_device_generation_batch_size": b, "per_device_training_batch_size": b}, base=base)
-                 for b in batches]
+        batch = ("per_device_generation_batch_size", "per_device_training_batch_size")
+        plans = [make_plan("ppo", dict.fromkeys(batch, b), base=base) for b in batches]
         rungs.append((label, _valid(plans, ctx)))
         if label == last:
             break
@@ -170,7 +171,8 @@ def dschat_max_model(row: EvidenceRow) -> Case:
 def fixed_plan(row: EvidenceRow) -> Case:
     model, critic, cluster = _setup(row)
     plan = make_plan(row.step, row.settings_dict)
-    return Case(row, model, critic, cluster, (("stated", (plan,)),), "the stated settings, DeepSpeed-Chat defaults otherwise")
+    reading = "the stated settings, DeepSpeed-Chat defaults otherwise"
+    return Case(row, model, critic, cluster, (("stated", (plan,)),), reading)
 
 
 dschat_script = fixed_plan
@@ -212,10 +214,12 @@ def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:
             i = start + int(hits[0])
             return Choice(plans[i], label, float(table["samples_per_s"][i]), float(table["gpu_peak_bytes"][i]), True)
         start += len(rung)
-    return Choice(plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]), False)
+    return Choice(plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]),
+                  False)
 
 
-def predict_chosen(cases: Sequence[Case], plans: Sequence[Plan], constants: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+def predict_chosen(cases: Sequence[Case], plans: Sequence[Plan],
+                   constants: CostConstants) -> tuple[np.ndarray, np.ndarray]:
     """(samples/s, GPU peak bytes) of one given plan per case under `constants`."""
     sps = np.empty(len(cases))
     peak = np.empty(len(cases))

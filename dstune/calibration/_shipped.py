@@ -153,7 +153,10 @@ def accuracy_to_json(accuracy: Any) -> dict[str, Any]:
 
 
 def write_fitted(accuracy: Any, path: Path = FITTED_FILE) -> Path:
-    text = json.dumps(accuracy_to_json(accuracy), indent=1, default=lambda v: float(v) if isinstance(v, np.floating) else v)
+    def plain(value: Any) -> Any:
+        return float(value) if isinstance(value, np.floating) else bool(value) if isinstance(value, np.bool_) else value
+
+    text = json.dumps(accuracy_to_json(accuracy), indent=1, default=plain)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)
