@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     for gen, fam in acc.families.items():
         print(f"  {gen:8} rows {fam.rows:3}  loo x{fam.loo_geo_factor:.2f}  interval x/÷{fam.interval_factor:.2f}")
     print(f"  no rows   interval x/÷{acc.no_rows_interval_factor:.2f}")
+    print("\npublished peak allocated (torch max_memory_allocated) vs predicted, GiB")
+    for row_id, published, prior, fitted in acc.peaks():
+        print(f"  {row_id:28} published {published:6.2f}  prior {prior:6.2f}  fitted {fitted:6.2f}")
     for which in ("prior", "fitted", "left_out"):
         right, wrong = acc.oom_calls(which)
         print(f"oom_calls_{which}: {right} right, {wrong} wrong")

@@ -70,6 +70,21 @@ class Accuracy:
         errors = np.abs(self.log_errors(which))
         return float(np.exp(errors.max() if worst else errors.mean()))
 
+    def peaks(self) -> list[tuple[str, float, float, float]]:
+        """(row id, published allocated GiB, prior's and fit's predicted allocated GiB) for rows with a
+        published peak; predicted allocated = predicted peak less allocator overhead and CUDA context."""
+        out = []
+        for r in self.rows:
+            if not r.case.row.peak_alloc_gib:
+                continue
+            figures = []
+            for choice, constants in ((r.prior, self.fit.prior),
+                                      (r.fitted, self.fit.constants(generation_of(r.case.cluster.gpu.name)))):
+                c = constants
+                figures.append((choice.gpu_peak_bytes / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes) / 2**30)
+            out.append((r.case.row.id, r.case.row.peak_alloc_gib, figures[0], figures[1]))
+        return out
+
     def oom_calls(self, which: str) -> tuple[int, int]:
         """(right, wrong) fits / OOM calls against what the sources state or imply."""
         right = wrong = 0
