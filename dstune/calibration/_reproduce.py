@@ -38,9 +38,10 @@ MAX_PAIRS_PER_STEP = 1024
 """BenckmarkSetting.md: at most 524,288 tokens (1024 pairs of 512) per step."""
 
 _GPT2_SHAPES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
-                "gpt2-xl": (48, 1600, 25), "gpt2-10b": (50, 4096, 32)}
-"""(layers, hidden, heads) of the Hugging Face GPT-2 checkpoints, and of the 10B GPT-2 in DeepSpeed's
-ZeRO-Offload tutorial; vocabulary 50257, 1024 positions."""
+                "gpt2-xl": (48, 1600, 25), "gpt2-10b": (50, 4096, 32), "gpt3-175b": (96, 12288, 96),
+                "gpt-1t": (128, 25600, 160)}
+"""(layers, hidden, heads) of the Hugging Face GPT-2 checkpoints, the 10B GPT-2 of DeepSpeed's ZeRO-Offload
+tutorial and the 175B / 1T GPTs of the DeepSpeed-on-Azure post; vocabulary 50257, 1024 positions."""
 
 
 @functools.lru_cache(maxsize=None)
