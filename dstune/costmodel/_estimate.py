@@ -2,7 +2,9 @@
 
 `estimate_table` takes a column table (knob name -> numpy array, one entry per
 candidate) so a whole search space is scored in one vectorised pass;
-`estimate` scores one Plan through the same code.
+`estimate` scores one Plan through the same code. The GPU peak is the largest, over the
+phases of a step (the Hybrid Engine's gather, generation, each experience forward, each
+trained model's backward and optimizer step), of the steady states plus what that phase holds.
 """
 
 from __future__ import annotations
