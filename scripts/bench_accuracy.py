@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\npublished peak allocated (torch max_memory_allocated) vs predicted, GiB")
     for row_id, published, prior, fitted in acc.peaks():
         print(f"  {row_id:28} published {published:6.2f}  prior {prior:6.2f}  fitted {fitted:6.2f}")
+    print("\npublished phase times vs predicted, s")
+    for row_id, phases, published, prior, fitted in acc.phase_times():
+        print(f"  {row_id:28} {phases:32} published {published:6.2f}  prior {prior:6.2f}  fitted {fitted:6.2f}")
     for which in ("prior", "fitted", "left_out"):
         right, wrong = acc.oom_calls(which)
         print(f"oom_calls_{which}: {right} right, {wrong} wrong")

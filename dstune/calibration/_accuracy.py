@@ -19,7 +19,7 @@ from ._fit import (
     GENERATION_ORDER, Fit, MemoryFact, Params, fact_right, fit_corpus, fit_memory, generation_of, memory_facts,
     predict_case, timed_cases, _memory_residuals,
 )
-from ._reproduce import Case, Choice
+from ._reproduce import Case, Choice, _score
 
 Z90 = 1.645
 """Two-sided 90% interval of a normal in log space."""
@@ -83,6 +83,18 @@ class Accuracy:
                 c = constants
                 figures.append((choice.gpu_peak_bytes / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes) / 2**30)
             out.append((r.case.row.id, r.case.row.peak_alloc_gib, figures[0], figures[1]))
+        return out
+
+    def phase_times(self) -> list[tuple[str, str, float, float, float]]:
+        """(row id, phases, published s, prior's and fit's predicted s) for published phase times."""
+        out = []
+        for r in self.rows:
+            fitted_constants = self.fit.constants(generation_of(r.case.cluster.gpu.name))
+            tables = [_score(r.case, [choice.plan], constants) for choice, constants in (
+                (r.prior, self.fit.prior), (r.fitted, fitted_constants))] if r.case.row.phase_s else []
+            for phases, seconds in r.case.row.phase_s:
+                prior, fitted = (sum(float(t[f"time_{p}"][0]) for p in phases) for t in tables)
+                out.append((r.case.row.id, "+".join(phases), seconds, prior, fitted))
         return out
 
     def oom_calls(self, which: str) -> tuple[int, int]:

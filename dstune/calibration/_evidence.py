@@ -55,6 +55,8 @@ class EvidenceRow:
     """The figure as printed by the source."""
     epoch_time_s: float | None
     samples_per_s: float | None
+    phase_s: tuple[tuple[tuple[str, ...], float], ...]
+    """Published phase times: (dstune phases summed, seconds), e.g. (("generation", "experience"), 2.52)."""
     peak_alloc_gib: float | None
     fits: bool | None
     basis: str
@@ -99,6 +101,11 @@ def parse_settings(text: str) -> tuple[tuple[str, Any], ...]:
     return tuple((k.strip(), _value(v.strip())) for k, v in pairs)
 
 
+def parse_phases(text: str) -> tuple[tuple[tuple[str, ...], float], ...]:
+    """`generation+experience=2.52;actor_train+critic_train=1.06` -> ((("generation", "experience"), 2.52), ...)."""
+    return tuple((tuple(k.split("+")), float(v)) for k, v in parse_settings(text))
+
+
 def _optional(text: str, cast: Any) -> Any:
     return cast(text) if text.strip() else None
 
@@ -110,7 +117,7 @@ def _row(record: dict[str, str]) -> EvidenceRow:
         nodes=int(record["nodes"]), samples=_optional(record["samples"], int),
         settings=parse_settings(record["settings"]), published=record["published"],
         epoch_time_s=_optional(record["epoch_time_s"], float), samples_per_s=_optional(record["samples_per_s"], float),
-        peak_alloc_gib=_optional(record["peak_alloc_gib"], float),
+        phase_s=parse_phases(record.get("phase_s", "")), peak_alloc_gib=_optional(record["peak_alloc_gib"], float),
         fits=_optional(record["fits"], lambda v: bool(int(v))), basis=record["basis"],
         in_fit=bool(int(record["in_fit"])), stated=record["stated"], assumed=record["assumed"],
     )

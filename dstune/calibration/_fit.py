@@ -3,8 +3,8 @@
 Few free constants, each with a log-normal prior around dstune's defaults:
 - per GPU generation (volta, ampere, ada, hopper; only those with rows): the achieved matmul
   fraction, the HBM fraction in decode, and the Hybrid Engine's per-layer decode cost;
-- shared: link efficiency, the fixed per-step cost, and the hidden size at which GEMMs run at
-  half their best efficiency;
+- shared: link efficiency, the fixed per-step cost, the hidden size at which GEMMs run at half
+  their best efficiency, and the host's CPU-Adam rate (offload);
 - memory: allocator overhead, logits bytes while training, and the share of the attention-score
   activations kept (the 2023 runs used eager attention, today's default is SDPA).
 
@@ -32,7 +32,7 @@ GENERATIONS: dict[str, str] = {
 GENERATION_ORDER = ("volta", "ampere", "ada", "hopper")
 
 GENERATION_CONSTANTS = ("matmul_efficiency_max", "hbm_efficiency", "decode_overhead_per_layer_s_he")
-SHARED_CONSTANTS = ("link_efficiency", "step_overhead_s", "matmul_half_hidden")
+SHARED_CONSTANTS = ("link_efficiency", "step_overhead_s", "matmul_half_hidden", "cpu_adam_params_per_s")
 MEMORY_CONSTANTS = ("memory_overhead_fraction", "logits_bytes_per_element_train", "activation_attention_fraction")
 LINEAR_CONSTANTS = {"activation_attention_fraction": (0.0, 1.0, 0.5, 0.5)}
 """Constants fitted on a linear scale: (low, high, prior mean, prior sigma)."""
@@ -40,8 +40,9 @@ FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "memo
 PRIOR_SIGMA = 0.5
 """Prior spread of log(constant / default): a factor 1.65 either way at one sigma."""
 PRIOR_SIGMAS = {"matmul_efficiency_max": 0.3, "hbm_efficiency": 0.3, "decode_overhead_per_layer_s_he": 1.0,
-                "step_overhead_s": 1.0}
-"""Achieved fractions of peak are known within ~35%; fixed overheads (launches, Python, hooks) within 3x."""
+                "step_overhead_s": 1.0, "cpu_adam_params_per_s": 1.0}
+"""Achieved fractions of peak are known within ~35%; fixed overheads (launches, Python, hooks) and the host
+CPU's Adam rate (cores, memory bandwidth) within 3x."""
 GIB = 2.0**30
 
 
@@ -167,23 +168,33 @@ def time_names(generations: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{g}:{c}" for g in generations for c in GENERATION_CONSTANTS) + SHARED_CONSTANTS
 
 
-def _predict_time(cases: Sequence[Case], plans: Sequence, params: Params, base: CostConstants) -> np.ndarray:
-    out = np.empty(len(cases))
-    groups: dict[str | None, list[int]] = {}
-    for i, case in enumerate(cases):
-        groups.setdefault(generation_of(case.cluster.gpu.name), []).append(i)
-    for gen, idx in groups.items():
-        sps, _ = predict_chosen([cases[i] for i in idx], [plans[i] for i in idx], params.constants(base, gen))
-        out[idx] = sps
-    return out
+def _predict_time(cases: Sequence[Case], plans: Sequence, params: Params,
+                  base: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+    """(samples/s per case, predicted / published for every published phase time, in case order)."""
+    sps = np.empty(len(cases))
+    phase_ratios: list[tuple[int, int, float]] = []
+    constants = {}
+    for i, (case, plan) in enumerate(zip(cases, plans)):
+        gen = generation_of(case.cluster.gpu.name)
+        if gen not in constants:
+            constants[gen] = params.constants(base, gen)
+        table = _score(case, [plan], constants[gen])
+        sps[i] = table["samples_per_s"][0]
+        for j, (phases, seconds) in enumerate(case.row.phase_s):
+            predicted = sum(float(table[f"time_{p}"][0]) for p in phases)
+            phase_ratios.append((i, j, predicted / seconds))
+    return sps, np.array([r for _, _, r in phase_ratios])
 
 
 def fit_time(cases: Sequence[Case], plans: Sequence, measured: np.ndarray, base: CostConstants, *,
              generations: Sequence[str], start: np.ndarray | None = None, max_nfev: int = 40) -> Params:
+    """Least squares on log(predicted / published) samples/s, and on published phase times where a source
+    gives them (they tell generation from training, which throughput alone cannot)."""
     names = time_names(generations)
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return np.log(_predict_time(cases, plans, Params(names, x), base) / measured)
+        sps, phase_ratios = _predict_time(cases, plans, Params(names, x), base)
+        return np.concatenate([np.log(sps / measured), np.log(phase_ratios)])
 
     return Params(names, _least_squares(residual, names, base, start, max_nfev))
 

@@ -118,3 +118,14 @@ def test_calibration_for_a_gpu_with_rows_and_one_without():
     assert "no published row" in h100.backing
     assert generation_of("V100-32G") == "volta"
     assert calibration_for("V100-32G").fitted_generation == "volta"
+
+
+def test_phase_times_name_phases_the_cost_model_has():
+    from dstune.costmodel import PPO_PHASES, TRAIN_PHASES
+
+    rows = [row for row in ROWS if row.phase_s]
+    assert rows
+    for row in rows:
+        known = PPO_PHASES if row.step == "ppo" else TRAIN_PHASES
+        for phases, seconds in row.phase_s:
+            assert set(phases) <= set(known) and seconds > 0, row.id
