@@ -33,7 +33,7 @@ class CountingBackend(Backend):
 def _space(tmp_path: Path):
     path = tmp_path / "space.yaml"
     path.write_text("step: ppo\nknobs:\n  actor_zero_stage: [0, 2, 3]\n  critic_zero_stage: [0, 3]\n"
-                    "  offload: [false, true]\n  actor_lora_dim: [0, 128]\n  only_optimize_lora: [false, true]\n"
+                    "  offload: [false, true]\n  offload_reference_model: [false, true]\n  actor_lora_dim: [0, 128]\n  only_optimize_lora: [false, true]\n"
                     "  actor_gradient_checkpointing: [false, true]\n  enable_hybrid_engine: [false, true]\n"
                     "  per_device_generation_batch_size: [1, 2, 4, 8, 16]\n"
                     "ties:\n  per_device_training_batch_size: per_device_generation_batch_size\n")
