@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import UserInputError
-from . import _catalog, _estimate, _profile, _report, _search
+from . import _catalog, _doctor, _estimate, _profile, _report, _search
 
 COMMANDS = (_catalog.MODELS, _catalog.GPUS, _estimate.COMMAND, _profile.COMMAND, _search.COMMAND,
-            _report.REPORT, _report.COMPARE)
+            _report.REPORT, _report.COMPARE, _doctor.COMMAND)
 
 
 def build_parser() -> argparse.ArgumentParser:

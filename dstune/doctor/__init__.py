@@ -1,0 +1,38 @@
+"""What this stack and these GPUs really do: versions, the Hybrid Engine's kernels per model family
+(asked of DeepSpeed's own policy lookup), GPUs and links, host limits, DeepSpeed ops, and the
+known-broken combinations a plan may hit.
+
+Importing this package loads no heavy library: the HE probe runs in a subprocess and is
+cached per installed stack, so `he_kernels_for` is cheap after its first call.
+"""
+
+from dstune.doctor._cache import he_kernels_for, he_status, he_statuses, stack_key
+from dstune.doctor._he import HeStatus
+from dstune.doctor._known import (
+    KnownIssue,
+    Stack,
+    current_stack,
+    known_issue_mask,
+    known_issue_masks,
+    known_issues,
+    match_known_issues,
+)
+from dstune.doctor._report import DoctorReport, Finding, run_doctor
+
+__all__ = [
+    "DoctorReport",
+    "Finding",
+    "HeStatus",
+    "KnownIssue",
+    "Stack",
+    "current_stack",
+    "he_kernels_for",
+    "he_status",
+    "he_statuses",
+    "known_issue_mask",
+    "known_issue_masks",
+    "known_issues",
+    "match_known_issues",
+    "run_doctor",
+    "stack_key",
+]
