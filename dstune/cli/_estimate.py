@@ -10,9 +10,25 @@ from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     add_setup_arguments(parser)
-    parser.add_argument("--no-he-kernels", dest="he_kernels", action="store_false",
-                        help="predict Hybrid Engine generation without its inference kernels (the model's own "
-                             "generate), as with DeepSpeed 0.19.8 + transformers 5 for OPT; see 'dstune profile'")
+    parser.add_argument("--he-kernels", choices=("yes", "no", "auto"), default="auto",
+                        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels; auto (default): "
+                             "what 'dstune doctor' finds for the model's family on this stack")
+    parser.add_argument("--no-he-kernels", dest="he_kernels", action="store_const", const="no",
+                        help="same as --he-kernels no (the model's own generate(), as with DeepSpeed 0.19.8 + "
+                             "transformers 5 for OPT)")
+
+
+def resolve_he_kernels(choice: str, family: str) -> tuple[bool, str]:
+    """(assume HE kernels?, the sentence that says why): the user's choice, or the doctor's probe."""
+    if choice == "yes":
+        return True, "assumes the Hybrid Engine's inference kernels run (--he-kernels yes)"
+    if choice == "no":
+        return False, "Hybrid Engine generation without its inference kernels (--he-kernels no)"
+    from ..doctor import he_kernels_for
+
+    kernels, reason = he_kernels_for(family)
+    verdict = "with" if kernels else "without"
+    return kernels, f"Hybrid Engine generation {verdict} its inference kernels on this stack (doctor: {reason})"
 
 
 def render_estimate(estimate: "object", note: str) -> None:
@@ -53,18 +69,17 @@ def _run(args: argparse.Namespace) -> int:
     plan = resolve_plan(setup, args.assignments)
     from ..costmodel import estimate
 
-    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=args.he_kernels)
-    uses_he = getattr(plan, "enable_hybrid_engine", False)
+    uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
+    he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family) if uses_he else (True, "")
+    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=he_kernels)
     if args.json:
         payload = result.to_json()
         payload["gpu_note"] = setup.gpu_note
-        payload["he_kernels"] = args.he_kernels if uses_he else None
+        payload["he_kernels"] = he_kernels if uses_he else None
+        payload["he_kernels_note"] = he_note or None
         print_json(payload)
     else:
-        note = setup.gpu_note
-        if uses_he:
-            note += ("; assumes the Hybrid Engine's inference kernels run (--no-he-kernels if not)" if args.he_kernels
-                     else "; Hybrid Engine generation without its inference kernels")
+        note = setup.gpu_note + (f"; {he_note}" if uses_he else "")
         render_estimate(result, note)
     return 0
 
