@@ -72,6 +72,10 @@ class TrialResult:
     he_kernels: bool | None = None
     """Hybrid Engine inference kernels really ran generation; None when HE is off or the step is not PPO."""
     versions: dict[str, str] = field(default_factory=dict)
+    """Every version `dstune doctor` reports (python, torch, torch_cuda, nccl, deepspeed, transformers, ...)."""
+    he_probe: dict[str, Any] = field(default_factory=dict)
+    """The doctor's HE probe for the trial's model family (kernels, layer_class, policy, reason, source):
+    what DeepSpeed's policy lookup promises, beside `he_kernels`, what the trial saw."""
     log_tail: str | None = None
     error: str | None = None
     startup_s: float | None = None
@@ -130,6 +134,7 @@ class TrialResult:
             "mfu": self.mfu,
             "he_kernels": self.he_kernels,
             "versions": dict(self.versions),
+            "he_probe": dict(self.he_probe),
             "notes": list(self.notes),
             "trial_dir": self.trial_dir,
             "predicted": predicted.to_json() if predicted is not None else None,

@@ -122,6 +122,25 @@ def _run_steps(step: "Step", warmup: int, steps: int) -> tuple[list[dict[str, fl
     return phases, walls
 
 
+def _doctor_findings(spec: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The doctor's view of this trial's stack: every version it reports, and its HE probe for the
+    trial's model family (the cached answer, else asked of DeepSpeed here; torch is already loaded).
+    Never fails the trial: a probe error is recorded as such."""
+    from ..doctor._cache import cached_he_status
+    from ..doctor._he import probe_family
+    from ..doctor._stack import installed_versions, runtime_versions
+
+    found = {k: v for k, v in {**installed_versions(), **runtime_versions()}.items() if v is not None}
+    family = spec["model"].get("family") or spec["model"].get("hf_config", {}).get("model_type")
+    try:
+        cached = cached_he_status(family)
+        probe = {**(cached or probe_family(family)).to_json(),
+                 "source": "cache" if cached is not None else "probed in the worker"}
+    except Exception as error:  # noqa: BLE001 - a finding, not a failure
+        probe = {"family": family, "kernels": None, "reason": f"{type(error).__name__}: {error}"}
+    return found, probe
+
+
 def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     _memoize_cpu_info()
     import torch.distributed as dist
@@ -135,6 +154,7 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     _MILESTONES.update(getattr(step, "milestones", {}))
     _mark("models_built")
     phases, walls = _run_steps(step, spec["warmup"], spec["steps"])
+    stack_versions, he_probe = _doctor_findings(spec)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world)
     memory = reduce_memory(local_memory(device_name), device_name, local_world)
     notes.extend(dict.fromkeys(step.notes))
@@ -146,7 +166,8 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
         "tokens_per_step": step.tokens_per_step_per_rank * world,
         "gpu_peak_bytes": memory.gpu_peak, "gpu_reserved_bytes": memory.gpu_reserved,
         "nvml_used_bytes": memory.nvml_used, "host_peak_bytes": memory.host_peak,
-        "he_kernels": step.he_kernels, "versions": versions(), "notes": notes,
+        "he_kernels": step.he_kernels, "versions": {**stack_versions, **versions()}, "he_probe": he_probe,
+        "notes": notes,
     }
 
 

@@ -1,0 +1,21 @@
+"""Each profiled trial records the doctor's findings: the versions and the HE probe of its family."""
+
+from __future__ import annotations
+
+from dstune.profile import TrialResult, TrialStatus
+from dstune.profile.worker import _doctor_findings
+
+
+def test_worker_records_versions_and_probes_its_family_without_a_cache(cache_dir) -> None:
+    versions, probe = _doctor_findings({"model": {"name": "tiny-llama", "hf_config": {"model_type": "llama"}}})
+    assert {"python", "torch", "deepspeed", "transformers"} <= set(versions)
+    assert all(isinstance(v, str) for v in versions.values())
+    assert probe["family"] == "llama" and probe["kernels"] in (True, False)
+    assert probe["source"] == "probed in the worker" and probe["layer_class"] == "LlamaDecoderLayer"
+
+
+def test_trial_result_keeps_the_probe_in_its_json() -> None:
+    probe = {"family": "opt", "kernels": False, "reason": "r", "source": "cache"}
+    result = TrialResult(status=TrialStatus.OK, world_size=1, device="cpu", he_probe=probe)
+    again = TrialResult.from_dict(result.to_dict())
+    assert again.he_probe == probe and result.to_json()["he_probe"] == probe
