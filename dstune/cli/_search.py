@@ -31,6 +31,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explore", default="",
                         help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
                              "the baseline's job: same trained parameters and batch sizes)")
+    parser.add_argument("--he-kernels", choices=("yes", "no", "auto"), default="auto",
+                        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels in the predictions; "
+                             "auto (default): what 'dstune doctor' finds for the model's family on this stack")
+    parser.add_argument("--known-issues", choices=("mark", "exclude"), default="mark",
+                        help="mark (default): name the known-broken or risky combinations the picks hit; "
+                             "exclude: also drop plans that hit a broken one (see 'dstune doctor')")
     parser.add_argument("--tie-tolerance", type=float, default=0.01,
                         help="plans within this fraction of the fastest count as equally fast; the pick is then "
                              "the one with the lowest peak memory (default 0.01)")
@@ -78,11 +84,12 @@ def _choose_backend(args: argparse.Namespace, setup: Any) -> tuple[str, str]:
     return "simulate", SIMULATED_NOTE
 
 
-def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: Path) -> Any:
+def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: Path, he_kernels: bool = True) -> Any:
     from ..search import ProfileBackend, ReplayBackend, SimulateBackend
 
     if name == "simulate":
-        return SimulateBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, cap_bytes=cap)
+        return SimulateBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, cap_bytes=cap,
+                               he_kernels=he_kernels)
     if name == "replay":
         return ReplayBackend(args.table, setup.step, time_scale=args.replay_time_scale)
     return ProfileBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
@@ -301,7 +308,11 @@ def _run(args: argparse.Namespace) -> int:
     if trials < 1:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     cap = setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
-    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."))
+    from ._estimate import resolve_he_kernels
+
+    he_kernels, he_note = (resolve_he_kernels(args.he_kernels, setup.model.family) if args.step == "ppo"
+                           else (True, ""))
+    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels)
     device = getattr(backend, "device", "")
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
     out = Path(args.out) if args.out else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
@@ -317,7 +328,7 @@ def _run(args: argparse.Namespace) -> int:
     request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,
                             trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped,
                             global_batch=args.global_batch, tie_tolerance=args.tie_tolerance,
-                            heartbeat_s=args.heartbeat)
+                            heartbeat_s=args.heartbeat, he_kernels=he_kernels, known_issues=args.known_issues)
     if args.heartbeat < 1:
         raise UserInputError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
     console = None
@@ -328,6 +339,8 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {shown_path(space.path)}")
         if dtype_note:
             console.print(dtype_note)
+        if he_note:
+            console.print(f"predictions: {he_note}", highlight=False)
     helpers = _start_workers(args, backend_name, out, storage, study_name, trials) if args.workers > 1 else []
     if helpers:
         import dataclasses
@@ -352,6 +365,8 @@ def _run(args: argparse.Namespace) -> int:
                             (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else ""))
     if dtype_note:
         result.notes.append(dtype_note)
+    if he_note:
+        result.notes.append(f"predictions: {he_note}")
     label = (f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)" if hardware == "cpu"
              else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}")
     info = ExportInfo(backend=backend_name, backend_note=backend_note, storage=shown_storage, study_name=study_name,

@@ -109,6 +109,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         },
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
+        "he_kernels": req.he_kernels if setup.step == "ppo" else None,
         "interval": {"level": 0.9, "note": req.interval_note},
         "headroom": info.headroom, "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),

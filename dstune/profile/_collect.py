@@ -108,5 +108,5 @@ def _ok(worker: dict[str, Any], base: dict[str, Any], launched_at: float, plan: 
         host_peak_bytes=worker["host_peak_bytes"], samples_per_step=worker["samples_per_step"],
         tokens_per_step=worker["tokens_per_step"], he_kernels=worker["he_kernels"], versions=worker["versions"],
         startup_s=startup.get("warmup_done"), notes=tuple(worker["notes"]), startup=startup,
-        step_times=step_times,
+        step_times=step_times, he_probe=worker.get("he_probe", {}),
     )

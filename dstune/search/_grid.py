@@ -64,6 +64,13 @@ class Grid:
         row = self._keys[key]
         return None if row < 0 else row
 
+    def without(self, mask: np.ndarray, kind: str, example: str) -> "Grid":
+        """The grid less the rows in `mask`, counted under `kind` (e.g. known issues excluded)."""
+        if not mask.any():
+            return self
+        return Grid(space=self.space, columns={n: c[~mask] for n, c in self.columns.items()},
+                    dropped={**self.dropped, kind: int(mask.sum())}, examples={**self.examples, kind: example})
+
     def find_varied(self, params: Mapping[str, Any]) -> int | None:
         """Row whose searched knobs have these values (what an Optuna trial suggests)."""
         mask = np.ones(len(self), dtype=bool)

@@ -66,15 +66,32 @@ def make_storage(url: str | None, heartbeat_s: int = HEARTBEAT_S) -> Any:
         except OSError as error:
             raise UserInputError(f"--storage {url}: {error.strerror or error}") from None
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
-                                          grace_period=heartbeat_s * GRACE_FACTOR,
-                                          heartbeat_stale_trial_callback=_retry())
+        return _rdb(url, heartbeat_s)
     except ImportError as error:
         hint = " (pip install 'dstune[postgres]')" if url.startswith("postgres") else ""
         raise UserInputError(f"--storage {url}: no database driver: {error}{hint}") from None
     except Exception as error:  # noqa: BLE001 - any connection failure is about the user's URL
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserInputError(f"--storage {url}: cannot open: {first}") from None
+
+
+def _rdb(url: str, heartbeat_s: int, attempts: int = 5) -> Any:
+    """RDBStorage, retried: workers starting together race to create Optuna's tables, and the loser's
+    CREATE fails once the winner's exists (PostgreSQL's unique violation on pg_type)."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
+                                              grace_period=heartbeat_s * GRACE_FACTOR,
+                                              heartbeat_stale_trial_callback=_retry())
+        except ImportError:
+            raise
+        except Exception:  # noqa: BLE001 - retried a few times, then reported as the user's URL
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _native_heartbeat(storage: Any) -> bool:

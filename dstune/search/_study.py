@@ -81,6 +81,9 @@ class SearchRequest:
     interval_note: str = "uncalibrated prior (no published or measured rows for this GPU yet)"
     heartbeat_s: int = HEARTBEAT_S
     """Seconds between a running trial's heartbeats; a trial silent for 3 of them is failed and retried."""
+    known_issues: str = "mark"
+    """mark: name the known-broken or risky combinations the picks hit (dstune.doctor); exclude: also
+    drop plans that hit a 'broken' one from the candidates."""
 
     @property
     def cap_bytes(self) -> float:
@@ -239,6 +242,14 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
                                   global_batch=req.global_batch)
     grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
     notes = [f"baseline: {baseline.script}"] + [f"baseline adjusted: {a}" for a in baseline.adjustments]
+    stack = _stack() if req.known_issues != "off" else None
+    if req.known_issues == "exclude" and stack is not None:
+        from ..doctor import known_issue_mask
+
+        hit = known_issue_mask(grid.columns, setup.model, stack)
+        grid = grid.without(hit, "known issues", "a known-broken combination on this stack (dstune doctor)")
+        if hit.any():
+            notes.append(f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on this stack")
     allowed = req.backend.allowed_rows(grid.columns)
     if req.backend.name == "replay" and not allowed.any():
         raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
@@ -265,9 +276,35 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     base_row = next((r for r in rows if r.source == "baseline"), None)
     picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes,
                    req.tie_tolerance)
+    if stack is not None:
+        notes += _issue_notes(picks, setup.model, stack)
     return SearchResult(request=req, grid=grid, baseline=baseline, rows=rows, new_trials=evaluated, picks=picks,
                         history=list(surrogate.history), notes=notes, wall_s=time.perf_counter() - started,
                         space=space, interrupted=interrupted)
+
+
+def _stack() -> Any:
+    """The installed stack as the doctor sees it (versions, the cached HE probe); None if it cannot tell."""
+    try:
+        from ..doctor import current_stack
+
+        return current_stack()
+    except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
+        return None
+
+
+def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:
+    """One line per known issue that a pick (the headline's or an alternative's) hits on this stack."""
+    from ..doctor import match_known_issues
+
+    notes = []
+    for label, pick in [("pick", picks.headline.pick)] + [(f"{a.job_class} pick", a.pick) for a in picks.alternatives]:
+        if pick is None:
+            continue
+        for issue in match_known_issues(pick.values, model, stack):
+            notes.append(f"known issue ({issue.severity}) hit by the {label}: {issue.id}: {issue.consequence} "
+                         f"[{', '.join(issue.sources)}]")
+    return notes
 
 
 def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, baseline: Baseline,
@@ -315,12 +352,12 @@ def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, bas
     return evaluated
 
 
-def _running_twin(study: Any, number: int, key: str) -> int | None:
+def _running_twin(study: Any, number: int, key: str) -> str | None:
     from optuna.trial import TrialState
 
     for other in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if other.number < number and other.user_attrs.get("key") == key:
-            return other.number
+        if other.number != number and other.user_attrs.get("key") == key:
+            return f"trial {other.number}"
     return None
 
 
@@ -434,9 +471,12 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
                         ("predicted", predicted.to_json())):
         trial.set_user_attr(name, value)  # other workers see the plan as running from here on
     rival = _running_twin(study, trial.number, key)
-    if rival is not None:  # another worker took the same plan a moment earlier: the lower number runs it
+    if rival is None and key in read(study)[1]:
+        rival = "a finished trial"
+    if rival is not None:  # another worker took the same plan: each checks after marking its own, so at
+        # most one of two racing workers runs it (both may step back; the plan is then proposed again)
         row = TrialRow(trial.number, Status.INFEASIBLE, "repeat", values, predicted, None, p_fit,
-                       reason=f"running in trial {rival} (another worker): not run twice", job=job)
+                       reason=f"running or run in {rival} (another worker): not run twice", job=job)
         _store(trial, row, "")
         _tell(study, trial, req, row)
         return row, 0

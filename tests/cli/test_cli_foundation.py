@@ -78,7 +78,7 @@ def test_user_errors_exit_2_with_one_line(args, fragment):
 def test_estimate_can_assume_no_hybrid_engine_kernels():
     common = ["estimate", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G", "--set",
               "actor_zero_stage=3", "--set", "enable_hybrid_engine=true", "--json"]
-    with_kernels = json.loads(dstune(*common).stdout)
+    with_kernels = json.loads(dstune(*common, "--he-kernels", "yes").stdout)
     without = json.loads(dstune(*common, "--no-he-kernels").stdout)
     assert with_kernels["he_kernels"] is True and without["he_kernels"] is False
     assert without["time"]["phases"]["generation"] > with_kernels["time"]["phases"]["generation"]
