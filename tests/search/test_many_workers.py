@@ -123,3 +123,29 @@ def test_workers_on_one_machine_share_the_study(tmp_path: Path) -> None:
     keys = [t.user_attrs["key"] for t in ran]
     assert len(keys) == len(set(keys)) == 6
     assert (out / "worker-1" / "plan.json").is_file() and plan["study"]["trials"] >= 6
+
+
+def test_ctrl_c_ends_the_running_trial_and_writes_what_finished(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/study.db"
+    out = tmp_path / "c"
+    proc = subprocess.Popen(_worker(out, storage, "--trials", "5", "--replay-time-scale", "12"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
+        except KeyError:
+            continue
+        if any(t.user_attrs.get("status") for t in study.get_trials()) and \
+                study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["trial"] is not None and any("interrupted" in n for n in plan["notes"])
+    rows = (out / "trials.csv").read_text()
+    assert "interrupted (Ctrl-C)" in rows
+    study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
