@@ -71,15 +71,24 @@ def _run(args: argparse.Namespace) -> int:
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
     he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family) if uses_he else (True, "")
-    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=he_kernels)
+    from ..calibration import calibration_for
+
+    calibration = calibration_for(setup.cluster.gpu.name)
+    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=he_kernels,
+                      constants=calibration.constants)
+    factor = calibration.interval_factor
     if args.json:
         payload = result.to_json()
         payload["gpu_note"] = setup.gpu_note
         payload["he_kernels"] = he_kernels if uses_he else None
         payload["he_kernels_note"] = he_note or None
+        payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
+        payload["calibration"] = calibration.backing
         print_json(payload)
     else:
         note = setup.gpu_note + (f"; {he_note}" if uses_he else "")
+        note += (f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
+                 f"({calibration.backing})")
         render_estimate(result, note)
     return 0
 

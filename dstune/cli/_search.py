@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,13 @@ def _choose_backend(args: argparse.Namespace, setup: Any) -> tuple[str, str]:
     return "simulate", SIMULATED_NOTE
 
 
-def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: Path, he_kernels: bool = True) -> Any:
+def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: Path, he_kernels: bool = True,
+             constants: Any = None) -> Any:
     from ..search import ProfileBackend, ReplayBackend, SimulateBackend
 
     if name == "simulate":
         return SimulateBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, cap_bytes=cap,
-                               he_kernels=he_kernels)
+                               he_kernels=he_kernels, constants=constants)
     if name == "replay":
         return ReplayBackend(args.table, setup.step, time_scale=args.replay_time_scale)
     return ProfileBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
@@ -312,7 +314,11 @@ def _run(args: argparse.Namespace) -> int:
 
     he_kernels, he_note = (resolve_he_kernels(args.he_kernels, setup.model.family) if args.step == "ppo"
                            else (True, ""))
-    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels)
+    from ..calibration import calibration_for
+
+    calibration = calibration_for(setup.cluster.gpu.name)
+    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels,
+                       calibration.constants)
     device = getattr(backend, "device", "")
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
     out = Path(args.out) if args.out else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
@@ -328,7 +334,9 @@ def _run(args: argparse.Namespace) -> int:
     request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,
                             trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped,
                             global_batch=args.global_batch, tie_tolerance=args.tie_tolerance,
-                            heartbeat_s=args.heartbeat, he_kernels=he_kernels, known_issues=args.known_issues)
+                            heartbeat_s=args.heartbeat, he_kernels=he_kernels, known_issues=args.known_issues,
+                            prior=calibration.constants, interval_sd=math.log(calibration.interval_factor) / 1.645,
+                            interval_note=calibration.backing)
     if args.heartbeat < 1:
         raise UserInputError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
     console = None

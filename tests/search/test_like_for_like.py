@@ -72,7 +72,10 @@ def test_simulate_is_exact(default: tuple[dict, list[dict]]) -> None:
     cluster = make_cluster(load_gpu("A100-80G"), 8)
     space, _ = resolve_job(load_space(SPACES_DIR / "ppo.yaml"), actor, 8, critic_model=critic)
     grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic))
-    table = estimate_table("ppo", grid.columns, actor, cluster, critic_model=critic, he_kernels=plan["he_kernels"])
+    from dstune.calibration import calibration_for
+
+    table = estimate_table("ppo", grid.columns, actor, cluster, critic_model=critic, he_kernels=plan["he_kernels"],
+                           constants=calibration_for("A100-80G").constants)
     fits = (table["gpu_peak_bytes"] <= plan["memory_cap_bytes"]) & table["fits_host"]
     sps = np.where(fits, table["samples_per_s"], 0.0)
     tied = np.flatnonzero(sps >= sps.max() * 0.99)
