@@ -61,6 +61,8 @@ def render_estimate(estimate: "object", note: str) -> None:
     phases.add_row("[bold]step[/bold]", f"[bold]{e.step_s:.3f}[/bold]", "")
     console.print(phases)
     verdict = "[green]feasible[/green]" if e.feasible else "[red]infeasible: " + "; ".join(e.reasons) + "[/red]"
+    if e.feasible and e.warnings:
+        verdict = "[yellow]feasible, tight: " + "; ".join(e.warnings) + "[/yellow]"
     console.print(f"{e.samples_per_s:,.2f} samples/s, {e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}; {verdict}")
 
 

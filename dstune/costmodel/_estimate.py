@@ -301,7 +301,8 @@ def estimate_table(step: str, cols: Columns, model: ModelSpec, cluster: ClusterS
                    critic_model: ModelSpec | None = None, constants: CostConstants = DEFAULT_CONSTANTS,
                    he_kernels: bool = True) -> dict[str, np.ndarray]:
     """Score every candidate row. Returns flat columns: mem_*, gpu_peak_bytes, host_peak_bytes,
-    time_*, step_s, samples_per_s, tokens_per_s, mfu, fits_gpu, fits_host, feasible."""
+    time_*, step_s, samples_per_s, tokens_per_s, mfu, fits_gpu (under the card), within_headroom (under the
+    card less the headroom a production pick keeps), fits_host, feasible (fits the card and the host)."""
     c = constants
     first = next(iter(cols.values()))
     n_rows = len(first)
@@ -327,7 +328,8 @@ def estimate_table(step: str, cols: Columns, model: ModelSpec, cluster: ClusterS
     out["samples_per_s"] = raw["samples"] / step_s
     out["tokens_per_s"] = raw["tokens"] / step_s
     out["mfu"] = raw["flops"] / (step_s * peak)
-    out["fits_gpu"] = out["gpu_peak_bytes"] <= cluster.gpu.memory_bytes * (1.0 - c.headroom_fraction)
+    out["fits_gpu"] = out["gpu_peak_bytes"] <= cluster.gpu.memory_bytes
+    out["within_headroom"] = out["gpu_peak_bytes"] <= cluster.gpu.memory_bytes * (1.0 - c.headroom_fraction)
     out["fits_host"] = out["host_peak_bytes"] <= cluster.host_memory_per_node_bytes
     out["feasible"] = out["fits_gpu"] & out["fits_host"] & np.isfinite(peak)
     return out
@@ -357,12 +359,14 @@ class Estimate:
     samples_per_s: float
     tokens_per_s: float
     mfu: float
+    warnings: tuple[str, ...] = ()
+    """Fits, but inside the headroom a production pick keeps."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model, "critic_model": self.critic_model, "gpus": self.gpus, "nodes": self.nodes,
             "gpu_type": self.gpu_type, "step": self.step, "plan": self.plan, "feasible": self.feasible,
-            "infeasible_reasons": list(self.reasons),
+            "infeasible_reasons": list(self.reasons), "warnings": list(self.warnings),
             "memory": {
                 "gpu_peak_bytes": int(self.gpu_peak_bytes), "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
                 "host_peak_bytes": int(self.host_peak_bytes), "host_capacity_bytes": int(self.host_capacity_bytes),
@@ -379,11 +383,15 @@ def row_to_estimate(row: Mapping[str, Any], *, step: str, plan: dict[str, Any], 
                     constants: CostConstants = DEFAULT_CONSTANTS) -> Estimate:
     """One row of `estimate_table` output as a typed Estimate."""
     reasons = []
+    warnings = []
     capacity = cluster.gpu.memory_bytes
     usable = capacity * (1.0 - constants.headroom_fraction)
     if not row["fits_gpu"]:
-        reasons.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB > {usable / 2**30:.1f} GiB usable "
-                       f"({capacity / 2**30:.1f} GiB less {constants.headroom_fraction:.0%} headroom)")
+        reasons.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB > {capacity / 2**30:.1f} GiB on the card")
+    elif not row["within_headroom"]:
+        warnings.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB fits the {capacity / 2**30:.1f} GiB card "
+                        f"but not the {constants.headroom_fraction:.0%} headroom a search pick keeps "
+                        f"({usable / 2**30:.1f} GiB usable)")
     if not row["fits_host"]:
         reasons.append(f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
                        f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB")
@@ -391,7 +399,7 @@ def row_to_estimate(row: Mapping[str, Any], *, step: str, plan: dict[str, Any], 
     return Estimate(
         step=step, model=model.name, critic_model=critic_model.name if critic_model else None,
         gpus=cluster.world_size, nodes=cluster.nodes, gpu_type=cluster.gpu.name, plan=plan,
-        feasible=bool(row["feasible"]), reasons=tuple(reasons),
+        feasible=bool(row["feasible"]), reasons=tuple(reasons), warnings=tuple(warnings),
         gpu_memory={name: float(row[f"mem_{name}"]) for name in GPU_COMPONENTS},
         gpu_peak_bytes=float(row["gpu_peak_bytes"]), gpu_capacity_bytes=float(capacity),
         host_peak_bytes=float(row["host_peak_bytes"]), host_capacity_bytes=float(cluster.host_memory_per_node_bytes),
