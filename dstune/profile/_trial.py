@@ -145,6 +145,14 @@ def _write_spec(path: Path, plan: Plan, model: "ModelSpec", critic_model: "Model
     })
 
 
+def _remove_shm_buffers(port: int) -> None:
+    """DeepSpeed's CPU all-reduce keeps a 64 MiB buffer per rank in /dev/shm, named after the master
+    port, and unlinks it only at a clean exit; ranks that end by os._exit or a kill leave it behind,
+    and a long search would fill RAM. The group is gone by now, so its buffers are garbage."""
+    for path in Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_*_{port}_*"):
+        path.unlink(missing_ok=True)
+
+
 def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None", cluster: "ClusterSpec",
               trial_dir: Path, warmup: int = 1, steps: int = 2, timeout_s: float = 900,
               memory_cap_gb: float | None = None, hostfile: Path | None = None, launcher: str = "deepspeed",
@@ -177,8 +185,11 @@ def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None
     write_json_atomic(trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir),
                                                  "timeout_s": timeout_s})
     launched_at = time.time()
-    finished = run_group(argv, env={**os.environ, **overrides}, cwd=trial_dir, log_path=trial_dir / LOG_FILE,
-                         timeout_s=timeout_s, launched_at=launched_at)
+    try:
+        finished = run_group(argv, env={**os.environ, **overrides}, cwd=trial_dir, log_path=trial_dir / LOG_FILE,
+                             timeout_s=timeout_s, launched_at=launched_at)
+    finally:
+        _remove_shm_buffers(port)
     result = collect(trial_dir, finished=finished, launched_at=launched_at, device=device,
                      world_size=cluster.world_size, timeout_s=timeout_s, plan=plan, cluster=cluster,
                      predicted=predicted)
