@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
-from ._reproduce import Case, Choice, _score, choose, predict_chosen
+from ._reproduce import Case, Choice, _score, choose
 
 GENERATIONS: dict[str, str] = {
     "V100-32G": "volta", "A100-40G": "ampere", "A100-80G": "ampere", "A6000": "ampere", "A10G": "ampere",

@@ -6,7 +6,6 @@ reports are run on directories copied between machines and half-finished studies
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path

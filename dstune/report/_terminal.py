@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ._compare import CompareData
 from ._data import ReportData
-from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, changes_table, headline_sentence, headline_table
+from ._sections import accuracy_lines, alternatives_table, changes_table, headline_sentence, headline_table
 from ._table import NUMERIC_KINDS, Table
 
 

@@ -10,7 +10,6 @@ explore options (`--explore lora,batch`) widen the space to other jobs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from ..catalog import ModelSpec
@@ -88,6 +87,3 @@ def resolve_job(space: SearchSpace, model: ModelSpec, world: int, *, critic_mode
     resolved = dataclasses.replace(space, fixed=fixed, batch=policy)
     return resolved, dataclasses.replace(baseline, plan=plan, adjustments=tuple(notes))
 
-
-def job_label(step: str, values: Mapping[str, Any], world: int) -> str:
-    return job_of(step, values, world).label()
