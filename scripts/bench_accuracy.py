@@ -29,16 +29,19 @@ def _fits(choice) -> str:
     return "-" if choice is None else ("fits" if choice.fits else "OOM")
 
 
-HEADER = (f"{'row':28} {'gpu':>12} {'published':>14} {'prior':>6} {'fitted':>6} {'loo':>6} {'loso':>6}  "
-          f"{'fact':>5} {'call':>5}  plan rung")
+HEADER = (
+    f"{'row':28} {'gpu':>12} {'published':>14} {'prior':>6} {'fitted':>6} {'loo':>6} {'loso':>6}  "
+    f"{'fact':>5} {'call':>5}  plan rung"
+)
 
 
 def _line(result) -> str:
     """One row: published figure, predicted/published for priors, fit, left out, source left out; OOM call."""
     row, pub = result.case.row, result.published_sps
     published = f"{pub:.4g}/s" if pub else {True: "fits", False: "no fit", None: "-"}[row.fits]
-    ratios = " ".join(f"{_ratio(c, pub):>6}" for c in (result.prior, result.fitted, result.left_out,
-                                                         result.left_out_source))
+    ratios = " ".join(
+        f"{_ratio(c, pub):>6}" for c in (result.prior, result.fitted, result.left_out, result.left_out_source)
+    )
     truth = {True: "fits", False: "OOM", None: "-"}[row.known_to_fit]
     mark = "" if row.in_fit else "  (not fitted)"
     gpus = f"{row.gpus}x{row.gpu_type}"
@@ -93,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loo_geo_factor: {acc.factor('left_out'):.3f}")
     print(f"loo_worst_factor: {acc.factor('left_out', worst=True):.3f}")
     seconds = time.perf_counter() - start
-    print(f"(model figures from published rows, computed on this machine's CPU in {seconds:.0f} s; "
-          "not GPU measurements)")
+    print(
+        f"(model figures from published rows, computed on this machine's CPU in {seconds:.0f} s; not GPU measurements)"
+    )
     if args.write:
         print(f"wrote {write_fitted(acc)}")
     return 0

@@ -26,17 +26,49 @@ TABLE = ROOT / "dstune" / "calibration" / "data" / "tiny-opt-ppo-2xcpu.csv"
 
 
 def _worker(storage: str, out: Path, trials: int, scale: float, seed: int, name: str) -> list[str]:
-    return [sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2", "--gpu-type",
-            "A100-80G", "--backend", "replay", "--table", str(TABLE), "--storage", storage, "--out", str(out),
-            "--trials", str(trials), "--replay-time-scale", str(scale), "--seed", str(seed), "--json",
-            "--study-name", f"bench-{name}"]
+    return [
+        sys.executable,
+        "-m",
+        "dstune",
+        "search",
+        "--model",
+        "tiny-opt",
+        "--gpus",
+        "2",
+        "--gpu-type",
+        "A100-80G",
+        "--backend",
+        "replay",
+        "--table",
+        str(TABLE),
+        "--storage",
+        storage,
+        "--out",
+        str(out),
+        "--trials",
+        str(trials),
+        "--replay-time-scale",
+        str(scale),
+        "--seed",
+        str(seed),
+        "--json",
+        "--study-name",
+        f"bench-{name}",
+    ]
 
 
 def _run(storage: str, workers: int, total: int, scale: float, work: Path) -> tuple[float, int, int]:
     name = uuid.uuid4().hex[:8]
     started = time.perf_counter()
-    procs = [subprocess.Popen(_worker(storage, work / f"{name}-{i}", total // workers, scale, i, name),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            _worker(storage, work / f"{name}-{i}", total // workers, scale, i, name),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(workers)
+    ]
     for proc in procs:
         _, err = proc.communicate()
         if proc.returncode:
@@ -48,8 +80,11 @@ def _run(storage: str, workers: int, total: int, scale: float, work: Path) -> tu
 
     rdb = make_storage(storage)
     study = optuna.load_study(study_name=f"bench-{name}", storage=rdb)
-    ran = [t.user_attrs["key"] for t in study.get_trials()
-           if t.user_attrs.get("status") in ("ok", "oom") and t.user_attrs.get("source") != "repeat"]
+    ran = [
+        t.user_attrs["key"]
+        for t in study.get_trials()
+        if t.user_attrs.get("status") in ("ok", "oom") and t.user_attrs.get("source") != "repeat"
+    ]
     rdb.engine.dispose()  # no pooled connection may outlive the throwaway server
     return wall, len(ran), sum(n - 1 for n in Counter(ran).values())
 
@@ -77,8 +112,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12, help="total trials per run")
     parser.add_argument("--time-scale", type=float, default=2.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work, (contextlib.nullcontext(args.storage) if args.storage
-                                                 else _throwaway_postgres()) as storage:
+    with (
+        tempfile.TemporaryDirectory() as work,
+        contextlib.nullcontext(args.storage) if args.storage else _throwaway_postgres() as storage,
+    ):
         one = _run(storage, 1, args.trials, args.time_scale, Path(work))
         two = _run(storage, 2, args.trials, args.time_scale, Path(work))
     print(f"trials per run: {args.trials}; replay time scale {args.time_scale} (this machine, CPU only)")

@@ -22,8 +22,13 @@ from dstune.plan import make_plan
 from dstune.profile import run_trial, trial_device
 
 TINY = {
-    "ppo": {"dtype": "bf16", "max_prompt_seq_len": 16, "max_answer_seq_len": 8,
-            "per_device_generation_batch_size": 2, "per_device_training_batch_size": 2},
+    "ppo": {
+        "dtype": "bf16",
+        "max_prompt_seq_len": 16,
+        "max_answer_seq_len": 8,
+        "per_device_generation_batch_size": 2,
+        "per_device_training_batch_size": 2,
+    },
     "sft": {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2},
     "rm": {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2},
 }
@@ -37,8 +42,10 @@ def _machine() -> str:
     import psutil
 
     memory = psutil.virtual_memory().total / 2**30
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def main() -> None:
@@ -59,19 +66,30 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="dstune-bench-") as root:
         for index in range(args.trials):
-            result = run_trial(plan, model=model, critic_model=model if args.step == "ppo" else None,
-                               cluster=cluster, trial_dir=Path(root) / f"trial-{index}", warmup=args.warmup,
-                               steps=args.steps, launcher=args.launcher)
+            result = run_trial(
+                plan,
+                model=model,
+                critic_model=model if args.step == "ppo" else None,
+                cluster=cluster,
+                trial_dir=Path(root) / f"trial-{index}",
+                warmup=args.warmup,
+                steps=args.steps,
+                launcher=args.launcher,
+            )
             if not result.ok:
                 raise SystemExit(f"trial {index} ended {result.status.value}: {result.error}\n{result.log_tail}")
             results.append(result)
 
     print(f"machine: {_machine()}")
-    print(f"device: {device}" + (" (DS_ACCELERATOR=cpu; timings check the code path, not GPU performance)"
-                                 if device == "cpu" else ""))
+    print(
+        f"device: {device}"
+        + (" (DS_ACCELERATOR=cpu; timings check the code path, not GPU performance)" if device == "cpu" else "")
+    )
     print(f"versions: {', '.join(f'{k} {v}' for k, v in results[0].versions.items())}")
-    print(f"plan: {args.step} {args.model} world_size={args.gpus} launcher={args.launcher} "
-          f"warmup={args.warmup} steps={args.steps} trials={args.trials}")
+    print(
+        f"plan: {args.step} {args.model} world_size={args.gpus} launcher={args.launcher} "
+        f"warmup={args.warmup} steps={args.steps} trials={args.trials}"
+    )
     print(f"startup_s_mean: {statistics.mean(r.startup_s for r in results):.2f}")
     previous = 0.0
     names = sorted((n for n in results[0].startup if n != "measured_done"), key=results[0].startup.get)

@@ -52,15 +52,35 @@ def record(args: argparse.Namespace) -> None:
     setup = _setup(args.model, args.gpus, args.gpu_type, space.step, args.critic_model)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    backend = ProfileBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
-                             trials_dir=work / "trials", warmup=args.warmup, steps=args.steps, timeout_s=args.timeout)
-    req = SearchRequest(setup=setup, space=space, backend=backend, storage=f"sqlite:///{work.resolve()}/study.db",
-                        study_name=f"record-{args.model}-{args.gpus}-{space.step}", trials=args.plans, seed=args.seed,
-                        sampler="random")
+    backend = ProfileBackend(
+        model=setup.model,
+        critic_model=setup.critic_model,
+        cluster=setup.cluster,
+        trials_dir=work / "trials",
+        warmup=args.warmup,
+        steps=args.steps,
+        timeout_s=args.timeout,
+    )
+    req = SearchRequest(
+        setup=setup,
+        space=space,
+        backend=backend,
+        storage=f"sqlite:///{work.resolve()}/study.db",
+        study_name=f"record-{args.model}-{args.gpus}-{space.step}",
+        trials=args.plans,
+        seed=args.seed,
+        sampler="random",
+    )
 
-    meta = {"step": space.step, "model": setup.model.name, "critic_model": setup.critic_model.name if setup.critic_model else "",
-            "gpus": setup.cluster.world_size, "gpu_type": setup.cluster.gpu.name, "backend": "profile",
-            "device": backend.device or "cpu"}
+    meta = {
+        "step": space.step,
+        "model": setup.model.name,
+        "critic_model": setup.critic_model.name if setup.critic_model else "",
+        "gpus": setup.cluster.world_size,
+        "gpu_type": setup.cluster.gpu.name,
+        "backend": "profile",
+        "device": backend.device or "cpu",
+    }
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
 
     def measured(rows):
@@ -88,31 +108,67 @@ def simulate_table(args: argparse.Namespace) -> None:
 
     setup = _setup("opt-1.3b", 8, "A100-80G", "ppo", None)
     space = load_space(ROOT / "search_spaces" / "ppo.yaml").with_fixed(
-        {"offload_reference_model": False, "unpin_actor_parameters": False, "release_inference_cache": False,
-         "critic_gradient_checkpointing": False})
-    grid = build_grid(space, Context(world_size=8, model=setup.model, critic_model=setup.critic_model),
-                      lora_defaults("ppo", "opt", "opt"))
-    truth = dataclasses.replace(DEFAULT_CONSTANTS, matmul_efficiency_max=0.40, hbm_efficiency=0.50,
-                                decode_overhead_per_layer_s_he=7e-5, decode_overhead_per_layer_s_native=6e-4,
-                                memory_overhead_fraction=0.15, cuda_context_bytes=2.0e9, comm_overlap=0.3)
-    table = estimate_table("ppo", grid.columns, setup.model, setup.cluster, critic_model=setup.critic_model,
-                           constants=truth)
+        {
+            "offload_reference_model": False,
+            "unpin_actor_parameters": False,
+            "release_inference_cache": False,
+            "critic_gradient_checkpointing": False,
+        }
+    )
+    grid = build_grid(
+        space,
+        Context(world_size=8, model=setup.model, critic_model=setup.critic_model),
+        lora_defaults("ppo", "opt", "opt"),
+    )
+    truth = dataclasses.replace(
+        DEFAULT_CONSTANTS,
+        matmul_efficiency_max=0.40,
+        hbm_efficiency=0.50,
+        decode_overhead_per_layer_s_he=7e-5,
+        decode_overhead_per_layer_s_native=6e-4,
+        memory_overhead_fraction=0.15,
+        cuda_context_bytes=2.0e9,
+        comm_overlap=0.3,
+    )
+    table = estimate_table(
+        "ppo", grid.columns, setup.model, setup.cluster, critic_model=setup.critic_model, constants=truth
+    )
     rng = np.random.default_rng(0)
     noise = np.exp(rng.normal(0, 0.03, len(grid)))
     rows = []
     for i in range(len(grid)):
         peak = float(table["gpu_peak_bytes"][i])
         fits = peak <= setup.cluster.gpu.memory_bytes and bool(table["fits_host"][i])
-        figures = Figures(basis="measured", samples_per_s=float(table["samples_per_s"][i] * noise[i]),
-                          tokens_per_s=float(table["tokens_per_s"][i] * noise[i]), gpu_peak_bytes=peak,
-                          step_s=float(table["step_s"][i] / noise[i]),
-                          phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
-                          mfu=float(table["mfu"][i]))
-        rows.append(TrialRow(i, "ok" if fits else "oom", "simulated", grid.values(i), None,
-                             figures if fits else None, None, "" if fits else "simulated OOM"))
-    meta = {"step": "ppo", "model": setup.model.name, "critic_model": setup.critic_model.name, "gpus": 8,
-            "gpu_type": "A100-80G", "backend": "simulated-table",
-            "device": "SIMULATED: cost model with perturbed constants, not a measurement"}
+        figures = Figures(
+            basis="measured",
+            samples_per_s=float(table["samples_per_s"][i] * noise[i]),
+            tokens_per_s=float(table["tokens_per_s"][i] * noise[i]),
+            gpu_peak_bytes=peak,
+            step_s=float(table["step_s"][i] / noise[i]),
+            phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
+            mfu=float(table["mfu"][i]),
+        )
+        rows.append(
+            TrialRow(
+                i,
+                "ok" if fits else "oom",
+                "simulated",
+                grid.values(i),
+                None,
+                figures if fits else None,
+                None,
+                "" if fits else "simulated OOM",
+            )
+        )
+    meta = {
+        "step": "ppo",
+        "model": setup.model.name,
+        "critic_model": setup.critic_model.name,
+        "gpus": 8,
+        "gpu_type": "A100-80G",
+        "backend": "simulated-table",
+        "device": "SIMULATED: cost model with perturbed constants, not a measurement",
+    }
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
     Path(args.table).write_text(trials_table(rows, "ppo", meta))
     print(f"wrote {len(rows)} simulated rows to {args.table}")
@@ -135,12 +191,19 @@ def _space_of_table(rows, step: str, path: Path):
             knobs[f.name] = tuple(sorted(values))
         else:
             fixed[f.name] = values[0]
-    return SearchSpace(path=str(path), step=step, knobs=knobs, fixed=fixed, ties=ties,
-                       batch=BatchPolicy(policy="token_cap", max_tokens=2**62))
+    return SearchSpace(
+        path=str(path),
+        step=step,
+        knobs=knobs,
+        fixed=fixed,
+        ties=ties,
+        batch=BatchPolicy(policy="token_cap", max_tokens=2**62),
+    )
 
 
-def trials_to_target(path: Path, strategy: str, seed: int, cap_trials: int,
-                     asks_per_trial: int = 50) -> tuple[int, bool, float]:
+def trials_to_target(
+    path: Path, strategy: str, seed: int, cap_trials: int, asks_per_trial: int = 50
+) -> tuple[int, bool, float]:
     """Backend calls until a plan within 2% of the table's best feasible throughput is measured."""
     from dstune.search import ReplayBackend, SearchRequest, StopSearch, read_table, run_search
 
@@ -162,8 +225,13 @@ def trials_to_target(path: Path, strategy: str, seed: int, cap_trials: int,
     hit = {"found": False}
 
     def progress(row, _rows):
-        if row.source != "repeat" and row.status == "ok" and row.measured and \
-                row.measured.samples_per_s >= (1 - WITHIN) * best and (row.measured.gpu_peak_bytes or 0) <= cap:
+        if (
+            row.source != "repeat"
+            and row.status == "ok"
+            and row.measured
+            and row.measured.samples_per_s >= (1 - WITHIN) * best
+            and (row.measured.gpu_peak_bytes or 0) <= cap
+        ):
             hit["found"] = True
             raise StopSearch
 
@@ -172,12 +240,22 @@ def trials_to_target(path: Path, strategy: str, seed: int, cap_trials: int,
         from dstune.plan import Context
         from dstune.search import build_grid
 
-        _GRIDS[path] = build_grid(space, Context(world_size=setup.cluster.world_size, model=setup.model,
-                                                 critic_model=setup.critic_model))
-    req = SearchRequest(setup=setup, space=space, backend=backend, storage=None, grid=_GRIDS[path],
-                        study_name=f"{strategy}-{seed}", trials=cap_trials, seed=seed, sampler=strategy,
-                        max_asks=asks_per_trial * cap_trials,
-                        single_objective=strategy != "dstune")
+        _GRIDS[path] = build_grid(
+            space, Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model)
+        )
+    req = SearchRequest(
+        setup=setup,
+        space=space,
+        backend=backend,
+        storage=None,
+        grid=_GRIDS[path],
+        study_name=f"{strategy}-{seed}",
+        trials=cap_trials,
+        seed=seed,
+        sampler=strategy,
+        max_asks=asks_per_trial * cap_trials,
+        single_objective=strategy != "dstune",
+    )
     started = time.perf_counter()
     run_search(req, progress=progress)
     return calls["n"], hit["found"], time.perf_counter() - started
@@ -197,12 +275,15 @@ def bench(args: argparse.Namespace) -> None:
     simulated = ROOT / "scripts" / "tables" / "simulated-opt-1.3b-ppo-8xA100-80G.csv"
     if not args.table and not simulated.exists():
         simulate_table(argparse.Namespace(table=str(simulated)))
-    tables = [Path(t) for t in args.table] or sorted((ROOT / "dstune" / "calibration" / "data").glob("*.csv")) + \
-        sorted((ROOT / "scripts" / "tables").glob("*.csv"))
+    tables = [Path(t) for t in args.table] or sorted((ROOT / "dstune" / "calibration" / "data").glob("*.csv")) + sorted(
+        (ROOT / "scripts" / "tables").glob("*.csv")
+    )
     pooled: dict[str, list[int]] = {s: [] for s in args.strategies}
     per_table: list[dict[str, list[int]]] = []
-    print(f"trials until within {WITHIN:.0%} of the table's best (median over {args.seeds} seeds; "
-          "a miss counts as the trial cap)")
+    print(
+        f"trials until within {WITHIN:.0%} of the table's best (median over {args.seeds} seeds; "
+        "a miss counts as the trial cap)"
+    )
     print(f"{'table':44} {'rows':>5} {'strategy':10} {'median':>7} {'p25':>5} {'p75':>5} {'found':>6} {'s/run':>6}")
     for path in tables:
         from dstune.search import read_table
@@ -222,8 +303,11 @@ def bench(args: argparse.Namespace) -> None:
             pooled[strategy].extend(counts)
             per_table[-1][strategy] = counts
             q = np.percentile(counts, [25, 50, 75])
-            print(f"{path.name[:44]:44} {n_rows:5d} {strategy:10} {q[1]:7.1f} {q[0]:5.1f} {q[2]:5.1f} "
-                  f"{found:3d}/{seeds:<2d} {statistics.mean(times):6.2f}", flush=True)
+            print(
+                f"{path.name[:44]:44} {n_rows:5d} {strategy:10} {q[1]:7.1f} {q[0]:5.1f} {q[2]:5.1f} "
+                f"{found:3d}/{seeds:<2d} {statistics.mean(times):6.2f}",
+                flush=True,
+            )
     print("pooled medians: " + ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in pooled.items() if v))
     real = [r for path, r in zip(tables, per_table) if not _simulated(path) and r.get("tpe") and r.get("dstune")]
     model = [r for path, r in zip(tables, per_table) if _simulated(path) and r.get("tpe") and r.get("dstune")]
@@ -232,11 +316,19 @@ def bench(args: argparse.Namespace) -> None:
         print(f"{label}: per-table ratio (ours / TPE): " + (", ".join(f"{x:.2f}" for x in ratios) or "none"))
     ours = [c for r in real for c in r["dstune"]]
     tpe = [c for r in real for c in r["tpe"]]
-    print(f"ratio_vs_tpe_cost_model_tables: " + (
-        f"{statistics.median([c for r in model for c in r['dstune']]) / statistics.median([c for r in model for c in r['tpe']]):.2f}"
-        if model else "n/a"))
-    print(f"ratio_vs_tpe: {statistics.median(ours) / statistics.median(tpe):.2f}" if real
-          else "ratio_vs_tpe: n/a (no real table)")
+    print(
+        "ratio_vs_tpe_cost_model_tables: "
+        + (
+            f"{statistics.median([c for r in model for c in r['dstune']]) / statistics.median([c for r in model for c in r['tpe']]):.2f}"
+            if model
+            else "n/a"
+        )
+    )
+    print(
+        f"ratio_vs_tpe: {statistics.median(ours) / statistics.median(tpe):.2f}"
+        if real
+        else "ratio_vs_tpe: n/a (no real table)"
+    )
 
 
 def _simulated(path: Path) -> bool:
@@ -259,15 +351,18 @@ def learning_curve(args: argparse.Namespace) -> None:
     extra = rows[0].extra
     setup = _setup(extra["model"], int(extra["gpus"]), extra["gpu_type"], step, extra.get("critic_model"))
     space = _space_of_table(rows, step, path)
-    grid = build_grid(space, Context(world_size=setup.cluster.world_size, model=setup.model,
-                                     critic_model=setup.critic_model))
+    grid = build_grid(
+        space, Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model)
+    )
     rng = np.random.default_rng(0)
     sizes = [k for k in (0, 1, 2, 3, 5, 8, 12, 20, 40) if k < len(rows)]
     errors: dict[int, list[float]] = {k: [] for k in sizes}
     for _ in range(args.orderings):
         order = rng.permutation(len(rows))
-        obs = [Observation(rows[i].values, "ok", rows[i].measured.samples_per_s, rows[i].measured.gpu_peak_bytes,
-                           setup) for i in order]
+        obs = [
+            Observation(rows[i].values, "ok", rows[i].measured.samples_per_s, rows[i].measured.gpu_peak_bytes, setup)
+            for i in order
+        ]
         for k in sizes:
             surrogate = Surrogate(grid=grid, setup=setup, cap_bytes=setup.cluster.gpu.memory_bytes * 0.9)
             surrogate.refit(obs[:k])
@@ -298,8 +393,25 @@ def simulate_search(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as work:
         for run in range(args.runs):
             imports.append(_wall([sys.executable, "-c", "import torch, deepspeed"], env))
-            search.append(_wall([sys.executable, "-m", "dstune", "search", "--model", "opt-6.7b", "--gpus", "8",
-                                 "--gpu-type", "A100-80G", "--out", f"{work}/run{run}"], env))
+            search.append(
+                _wall(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dstune",
+                        "search",
+                        "--model",
+                        "opt-6.7b",
+                        "--gpus",
+                        "8",
+                        "--gpu-type",
+                        "A100-80G",
+                        "--out",
+                        f"{work}/run{run}",
+                    ],
+                    env,
+                )
+            )
     s, i = statistics.median(search), statistics.median(imports)
     print(f"runs: {args.runs} (medians; this machine, CPU only)")
     print(f"import_torch_deepspeed_s: {i:.2f}")
@@ -330,8 +442,12 @@ def main(argv: list[str] | None = None) -> None:
     ben.add_argument("--seeds", type=int, default=20)
     ben.add_argument("--gp-seeds", type=int, default=20)
     ben.add_argument("--max-trials", type=int, default=150)
-    ben.add_argument("--asks", type=int, default=50,
-                     help="Optuna asks allowed per counted trial (off-table proposals and repeats are free)")
+    ben.add_argument(
+        "--asks",
+        type=int,
+        default=50,
+        help="Optuna asks allowed per counted trial (off-table proposals and repeats are free)",
+    )
     ben.add_argument("--gp-asks", type=int, default=5, help="the same for GPSampler, whose asks cost ~1 s each")
     ben.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     sim_search = sub.add_parser("simulate", help="time the simulated main job against importing torch+deepspeed")

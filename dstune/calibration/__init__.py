@@ -20,10 +20,19 @@ DATA_DIR = Path(str(resources.files("dstune.calibration") / "data"))
 
 
 _LAZY = {
-    "EvidenceRow": "_evidence", "Source": "_evidence", "load_corpus": "_evidence", "load_sources": "_evidence",
-    "corpus_version": "_evidence", "Case": "_reproduce", "reproduce": "_reproduce", "choose": "_reproduce",
-    "GpuCalibration": "_shipped", "calibration_for": "_shipped", "fitted_constants": "_shipped",
-    "interval_factor": "_shipped", "backing_text": "_shipped",
+    "EvidenceRow": "_evidence",
+    "Source": "_evidence",
+    "load_corpus": "_evidence",
+    "load_sources": "_evidence",
+    "corpus_version": "_evidence",
+    "Case": "_reproduce",
+    "reproduce": "_reproduce",
+    "choose": "_reproduce",
+    "GpuCalibration": "_shipped",
+    "calibration_for": "_shipped",
+    "fitted_constants": "_shipped",
+    "interval_factor": "_shipped",
+    "backing_text": "_shipped",
 }
 
 
@@ -40,13 +49,17 @@ def tables() -> list[Path]:
     return sorted(DATA_DIR.glob("*.csv"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(step: str, model: str, critic: str, gpus: int, gpu_type: str):
     from ..catalog import load_gpu, load_model, make_cluster
     from ..search._calibrate import Setup
 
-    return Setup(step=step, model=load_model(model), critic_model=load_model(critic) if critic else None,
-                 cluster=make_cluster(load_gpu(gpu_type), gpus))
+    return Setup(
+        step=step,
+        model=load_model(model),
+        critic_model=load_model(critic) if critic else None,
+        cluster=make_cluster(load_gpu(gpu_type), gpus),
+    )
 
 
 def shipped_observations(step: str, device: str | None = None) -> tuple:
@@ -62,9 +75,15 @@ def shipped_observations(step: str, device: str | None = None) -> tuple:
             extra = row.extra
             setup = _setup(step, extra["model"], extra.get("critic_model") or "", int(extra["gpus"]), extra["gpu_type"])
             m = row.measured
-            found.append(Observation(values=row.values, status=row.status,
-                                     samples_per_s=m.samples_per_s if m else None,
-                                     gpu_peak_bytes=m.gpu_peak_bytes if m else None, setup=setup))
+            found.append(
+                Observation(
+                    values=row.values,
+                    status=row.status,
+                    samples_per_s=m.samples_per_s if m else None,
+                    gpu_peak_bytes=m.gpu_peak_bytes if m else None,
+                    setup=setup,
+                )
+            )
     return tuple(found)
 
 
@@ -72,5 +91,6 @@ def _has_step(path: Path, step: str) -> bool:
     import csv
 
     with path.open(newline="", encoding="utf-8") as handle:
-        return any(record.get("step") == step and record.get("status") in ("ok", "oom")
-                   for record in csv.DictReader(handle))
+        return any(
+            record.get("step") == step and record.get("status") in ("ok", "oom") for record in csv.DictReader(handle)
+        )

@@ -16,8 +16,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._fit import (
-    GENERATION_ORDER, Fit, MemoryFact, Params, fact_right, fit_corpus, fit_memory, generation_of, memory_facts,
-    predict_case, timed_cases, _memory_residuals,
+    GENERATION_ORDER,
+    Fit,
+    MemoryFact,
+    Params,
+    _memory_residuals,
+    fact_right,
+    fit_corpus,
+    fit_memory,
+    generation_of,
+    memory_facts,
+    predict_case,
+    timed_cases,
 )
 from ._reproduce import Case, Choice, _score
 
@@ -78,10 +88,14 @@ class Accuracy:
             if not r.case.row.peak_alloc_gib:
                 continue
             figures = []
-            for choice, constants in ((r.prior, self.fit.prior),
-                                      (r.fitted, self.fit.constants(generation_of(r.case.cluster.gpu.name)))):
+            for choice, constants in (
+                (r.prior, self.fit.prior),
+                (r.fitted, self.fit.constants(generation_of(r.case.cluster.gpu.name))),
+            ):
                 c = constants
-                figures.append((choice.gpu_peak_bytes / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes) / 2**30)
+                figures.append(
+                    (choice.gpu_peak_bytes / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes) / 2**30
+                )
             out.append((r.case.row.id, r.case.row.peak_alloc_gib, figures[0], figures[1]))
         return out
 
@@ -90,8 +104,14 @@ class Accuracy:
         out = []
         for r in self.rows:
             fitted_constants = self.fit.constants(generation_of(r.case.cluster.gpu.name))
-            tables = [_score(r.case, [choice.plan], constants) for choice, constants in (
-                (r.prior, self.fit.prior), (r.fitted, fitted_constants))] if r.case.row.phase_s else []
+            tables = (
+                [
+                    _score(r.case, [choice.plan], constants)
+                    for choice, constants in ((r.prior, self.fit.prior), (r.fitted, fitted_constants))
+                ]
+                if r.case.row.phase_s
+                else []
+            )
             for phases, seconds in r.case.row.phase_s:
                 prior, fitted = (sum(float(t[f"time_{p}"][0]) for p in phases) for t in tables)
                 out.append((r.case.row.id, "+".join(phases), seconds, prior, fitted))
@@ -112,19 +132,30 @@ class Accuracy:
 
 
 def _family_errors(results: Sequence[RowResult]) -> tuple[dict[str, FamilyError], float]:
-    errors = {r.case.row.id: np.log(r.left_out.samples_per_s / r.published_sps) for r in results
-              if r.published_sps and r.case.row.in_fit and r.left_out is not None}
+    errors = {
+        r.case.row.id: np.log(r.left_out.samples_per_s / r.published_sps)
+        for r in results
+        if r.published_sps and r.case.row.in_fit and r.left_out is not None
+    }
     all_ms = float(np.mean(np.square(list(errors.values())))) if errors else 0.25
     families = {}
     for gen in GENERATION_ORDER:
-        mine = [errors[r.case.row.id] for r in results if r.case.row.id in errors
-                and generation_of(r.case.cluster.gpu.name) == gen]
+        mine = [
+            errors[r.case.row.id]
+            for r in results
+            if r.case.row.id in errors and generation_of(r.case.cluster.gpu.name) == gen
+        ]
         if not mine:
             continue
         ms = float(np.mean(np.square(mine)))
         shrunk = (len(mine) * ms + SHRINK_ROWS * all_ms) / (len(mine) + SHRINK_ROWS)
-        families[gen] = FamilyError(gen, len(mine), float(np.sqrt(ms)), float(np.exp(np.mean(np.abs(mine)))),
-                                    float(np.exp(Z90 * np.sqrt(shrunk))))
+        families[gen] = FamilyError(
+            gen,
+            len(mine),
+            float(np.sqrt(ms)),
+            float(np.exp(np.mean(np.abs(mine)))),
+            float(np.exp(Z90 * np.sqrt(shrunk))),
+        )
     return families, float(np.exp(Z90 * NO_ROWS_WIDENING * np.sqrt(all_ms)))
 
 
@@ -145,8 +176,9 @@ def _loo_memory(facts: Sequence[MemoryFact], fit: Fit) -> dict[str, bool]:
     return calls
 
 
-def evaluate(cases: Sequence[Case], *, loo_nfev: int = 8, loso_nfev: int = 15, full_nfev: int = 40,
-             progress=None) -> Accuracy:
+def evaluate(
+    cases: Sequence[Case], *, loo_nfev: int = 8, loso_nfev: int = 15, full_nfev: int = 40, progress=None
+) -> Accuracy:
     """Fit on every usable row, then leave-one-out and leave-one-source-out."""
     usable = [c for c in cases if not c.skipped]
     fit = fit_corpus(usable, max_nfev=full_nfev)
@@ -174,10 +206,17 @@ def evaluate(cases: Sequence[Case], *, loo_nfev: int = 8, loso_nfev: int = 15, f
         if case.skipped:
             continue
         fitted = predict_case(case, fit)
-        results.append(RowResult(case=case, published_sps=case.row.measured_samples_per_s,
-                                 prior=predict_case(case, None), fitted=fitted, left_out=left_out.get(case.row.id),
-                                 left_out_source=by_source.get(case.row.id),
-                                 left_out_fits=memory_calls.get(case.row.id, fitted.fits)))
+        results.append(
+            RowResult(
+                case=case,
+                published_sps=case.row.measured_samples_per_s,
+                prior=predict_case(case, None),
+                fitted=fitted,
+                left_out=left_out.get(case.row.id),
+                left_out_source=by_source.get(case.row.id),
+                left_out_fits=memory_calls.get(case.row.id, fitted.fits),
+            )
+        )
     families, no_rows = _family_errors(results)
     return Accuracy(fit=fit, rows=tuple(results), families=families, no_rows_interval_factor=no_rows)
 

@@ -112,14 +112,27 @@ def _optional(text: str, cast: Any) -> Any:
 
 def _row(record: dict[str, str]) -> EvidenceRow:
     return EvidenceRow(
-        id=record["id"], source=record["source"], cell=record["cell"], step=record["step"], model=record["model"],
-        critic_model=record["critic_model"] or None, gpu_type=record["gpu_type"], gpus=int(record["gpus"]),
-        nodes=int(record["nodes"]), samples=_optional(record["samples"], int),
-        settings=parse_settings(record["settings"]), published=record["published"],
-        epoch_time_s=_optional(record["epoch_time_s"], float), samples_per_s=_optional(record["samples_per_s"], float),
-        phase_s=parse_phases(record.get("phase_s", "")), peak_alloc_gib=_optional(record["peak_alloc_gib"], float),
-        fits=_optional(record["fits"], lambda v: bool(int(v))), basis=record["basis"],
-        in_fit=bool(int(record["in_fit"])), stated=record["stated"], assumed=record["assumed"],
+        id=record["id"],
+        source=record["source"],
+        cell=record["cell"],
+        step=record["step"],
+        model=record["model"],
+        critic_model=record["critic_model"] or None,
+        gpu_type=record["gpu_type"],
+        gpus=int(record["gpus"]),
+        nodes=int(record["nodes"]),
+        samples=_optional(record["samples"], int),
+        settings=parse_settings(record["settings"]),
+        published=record["published"],
+        epoch_time_s=_optional(record["epoch_time_s"], float),
+        samples_per_s=_optional(record["samples_per_s"], float),
+        phase_s=parse_phases(record.get("phase_s", "")),
+        peak_alloc_gib=_optional(record["peak_alloc_gib"], float),
+        fits=_optional(record["fits"], lambda v: bool(int(v))),
+        basis=record["basis"],
+        in_fit=bool(int(record["in_fit"])),
+        stated=record["stated"],
+        assumed=record["assumed"],
     )
 
 
@@ -133,8 +146,10 @@ def load_corpus() -> tuple[EvidenceRow, ...]:
 @functools.lru_cache(maxsize=1)
 def load_sources() -> dict[str, Source]:
     data = json.loads(SOURCES_FILE.read_text(encoding="utf-8"))
-    return {key: Source(key=key, title=v["title"], where=v["where"], method=v["method"],
-                        reproduction=v["reproduction"]) for key, v in data.items()}
+    return {
+        key: Source(key=key, title=v["title"], where=v["where"], method=v["method"], reproduction=v["reproduction"])
+        for key, v in data.items()
+    }
 
 
 def corpus_version() -> str:

@@ -25,8 +25,16 @@ from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ._reproduce import Case, Choice, _score, choose
 
 GENERATIONS: dict[str, str] = {
-    "V100-32G": "volta", "A100-40G": "ampere", "A100-80G": "ampere", "A6000": "ampere", "A10G": "ampere",
-    "L40S": "ada", "RTX-4090": "ada", "H100-80G": "hopper", "H100-PCIe": "hopper", "H200": "hopper",
+    "V100-32G": "volta",
+    "A100-40G": "ampere",
+    "A100-80G": "ampere",
+    "A6000": "ampere",
+    "A10G": "ampere",
+    "L40S": "ada",
+    "RTX-4090": "ada",
+    "H100-80G": "hopper",
+    "H100-PCIe": "hopper",
+    "H200": "hopper",
 }
 """Catalog GPU -> architecture generation (CUDA compute capability 7.0, 8.0/8.6, 8.9, 9.0)."""
 GENERATION_ORDER = ("volta", "ampere", "ada", "hopper")
@@ -39,8 +47,13 @@ LINEAR_CONSTANTS = {"activation_attention_fraction": (0.0, 1.0, 0.5, 0.5)}
 FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "memory_overhead_fraction"}
 PRIOR_SIGMA = 0.5
 """Prior spread of log(constant / default): a factor 1.65 either way at one sigma."""
-PRIOR_SIGMAS = {"matmul_efficiency_max": 0.3, "hbm_efficiency": 0.3, "decode_overhead_per_layer_s_he": 1.0,
-                "step_overhead_s": 1.0, "cpu_adam_params_per_s": 1.0}
+PRIOR_SIGMAS = {
+    "matmul_efficiency_max": 0.3,
+    "hbm_efficiency": 0.3,
+    "decode_overhead_per_layer_s_he": 1.0,
+    "step_overhead_s": 1.0,
+    "cpu_adam_params_per_s": 1.0,
+}
 """Achieved fractions of peak are known within ~35%; fixed overheads (launches, Python, hooks) and the host
 CPU's Adam rate (cores, memory bandwidth) within 3x."""
 GIB = 2.0**30
@@ -71,8 +84,9 @@ class Params:
 
 
 def _prior_x(names: Sequence[str], prior: CostConstants) -> np.ndarray:
-    return np.array([LINEAR_CONSTANTS[n.rpartition(":")[2]][2] if n.rpartition(":")[2] in LINEAR_CONSTANTS
-                     else 0.0 for n in names])
+    return np.array(
+        [LINEAR_CONSTANTS[n.rpartition(":")[2]][2] if n.rpartition(":")[2] in LINEAR_CONSTANTS else 0.0 for n in names]
+    )
 
 
 def _bounds(names: Sequence[str], prior: CostConstants) -> tuple[np.ndarray, np.ndarray]:
@@ -91,13 +105,15 @@ def _bounds(names: Sequence[str], prior: CostConstants) -> tuple[np.ndarray, np.
 
 def _prior_terms(names: Sequence[str], x: np.ndarray, x0: np.ndarray) -> np.ndarray:
     constants = [n.rpartition(":")[2] for n in names]
-    sigma = np.array([LINEAR_CONSTANTS[c][3] if c in LINEAR_CONSTANTS else PRIOR_SIGMAS.get(c, PRIOR_SIGMA)
-                      for c in constants])
+    sigma = np.array(
+        [LINEAR_CONSTANTS[c][3] if c in LINEAR_CONSTANTS else PRIOR_SIGMAS.get(c, PRIOR_SIGMA) for c in constants]
+    )
     return (x - x0) / sigma
 
 
-def _least_squares(residual, names: tuple[str, ...], prior: CostConstants, start: np.ndarray | None,
-                   max_nfev: int) -> np.ndarray:
+def _least_squares(
+    residual, names: tuple[str, ...], prior: CostConstants, start: np.ndarray | None, max_nfev: int
+) -> np.ndarray:
     from scipy.optimize import least_squares
 
     x_prior = _prior_x(names, prior)
@@ -150,8 +166,13 @@ def _memory_residuals(facts: Sequence[MemoryFact], constants_of) -> np.ndarray:
     return np.array(out)
 
 
-def fit_memory(facts: Sequence[MemoryFact], prior: CostConstants = DEFAULT_CONSTANTS, *,
-               start: np.ndarray | None = None, max_nfev: int = 40) -> Params:
+def fit_memory(
+    facts: Sequence[MemoryFact],
+    prior: CostConstants = DEFAULT_CONSTANTS,
+    *,
+    start: np.ndarray | None = None,
+    max_nfev: int = 40,
+) -> Params:
     names = MEMORY_CONSTANTS
 
     def residual(x: np.ndarray) -> np.ndarray:
@@ -168,8 +189,9 @@ def time_names(generations: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{g}:{c}" for g in generations for c in GENERATION_CONSTANTS) + SHARED_CONSTANTS
 
 
-def _predict_time(cases: Sequence[Case], plans: Sequence, params: Params,
-                  base: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+def _predict_time(
+    cases: Sequence[Case], plans: Sequence, params: Params, base: CostConstants
+) -> tuple[np.ndarray, np.ndarray]:
     """(samples/s per case, predicted / published for every published phase time, in case order)."""
     sps = np.empty(len(cases))
     phase_ratios: list[tuple[int, int, float]] = []
@@ -186,8 +208,16 @@ def _predict_time(cases: Sequence[Case], plans: Sequence, params: Params,
     return sps, np.array([r for _, _, r in phase_ratios])
 
 
-def fit_time(cases: Sequence[Case], plans: Sequence, measured: np.ndarray, base: CostConstants, *,
-             generations: Sequence[str], start: np.ndarray | None = None, max_nfev: int = 40) -> Params:
+def fit_time(
+    cases: Sequence[Case],
+    plans: Sequence,
+    measured: np.ndarray,
+    base: CostConstants,
+    *,
+    generations: Sequence[str],
+    start: np.ndarray | None = None,
+    max_nfev: int = 40,
+) -> Params:
     """Least squares on log(predicted / published) samples/s, and on published phase times where a source
     gives them (they tell generation from training, which throughput alone cannot)."""
     names = time_names(generations)
@@ -221,8 +251,14 @@ def timed_cases(cases: Sequence[Case]) -> list[Case]:
     return [c for c in cases if not c.skipped and c.row.in_fit and c.row.measured_samples_per_s]
 
 
-def fit_corpus(cases: Sequence[Case], prior: CostConstants = DEFAULT_CONSTANTS, *, start: Fit | None = None,
-               max_nfev: int = 40, refit_memory: bool = True) -> Fit:
+def fit_corpus(
+    cases: Sequence[Case],
+    prior: CostConstants = DEFAULT_CONSTANTS,
+    *,
+    start: Fit | None = None,
+    max_nfev: int = 40,
+    refit_memory: bool = True,
+) -> Fit:
     """Memory first, then the source rules' plan choices under it, then time."""
     usable = [c for c in cases if not c.skipped and c.row.in_fit]
     if refit_memory or start is None:
@@ -249,5 +285,3 @@ def fact_right(case: Case, choice: Choice) -> bool | None:
     """Whether the predicted fits / OOM call agrees with what the source says (None: it says nothing)."""
     truth = case.row.known_to_fit
     return None if truth is None else choice.fits == truth
-
-

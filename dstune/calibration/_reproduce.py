@@ -37,24 +37,39 @@ from ._evidence import EvidenceRow, load_sources
 MAX_PAIRS_PER_STEP = 1024
 """BenckmarkSetting.md: at most 524,288 tokens (1024 pairs of 512) per step."""
 
-_GPT2_SHAPES = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
-                "gpt2-xl": (48, 1600, 25), "gpt2-10b": (50, 4096, 32), "gpt3-175b": (96, 12288, 96),
-                "gpt-1t": (128, 25600, 160)}
+_GPT2_SHAPES = {
+    "gpt2": (12, 768, 12),
+    "gpt2-medium": (24, 1024, 16),
+    "gpt2-large": (36, 1280, 20),
+    "gpt2-xl": (48, 1600, 25),
+    "gpt2-10b": (50, 4096, 32),
+    "gpt3-175b": (96, 12288, 96),
+    "gpt-1t": (128, 25600, 160),
+}
 """(layers, hidden, heads) of the Hugging Face GPT-2 checkpoints, the 10B GPT-2 of DeepSpeed's ZeRO-Offload
 tutorial and the 175B / 1T GPTs of the DeepSpeed-on-Azure post; vocabulary 50257, 1024 positions."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def evidence_model(name: str) -> ModelSpec:
     """A catalog model, or an OPT-shaped stand-in with GPT-2's shape (GPT-2 is not in the catalog:
     pre-LN, learned positions, 4h MLP with biases, tied embeddings, as OPT; parameters within 0.1%)."""
     if name not in _GPT2_SHAPES:
         return load_model(name)
     layers, hidden, heads = _GPT2_SHAPES[name]
-    config = {"model_type": "opt", "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-              "ffn_dim": 4 * hidden, "vocab_size": 50257, "max_position_embeddings": 1024,
-              "word_embed_proj_dim": hidden,
-              "do_layer_norm_before": True, "enable_bias": True, "tie_word_embeddings": True}
+    config = {
+        "model_type": "opt",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "ffn_dim": 4 * hidden,
+        "vocab_size": 50257,
+        "max_position_embeddings": 1024,
+        "word_embed_proj_dim": hidden,
+        "do_layer_norm_before": True,
+        "enable_bias": True,
+        "tie_word_embeddings": True,
+    }
     return spec_from_hf_config(name, config)
 
 
@@ -119,8 +134,9 @@ RECIPE_END = "+offload_reference_model"
 """The last rung of DeepSpeed-Chat's own largest-model recipe."""
 
 
-def _ladder(script_plan: Plan, batches: list[int], ctx: Context,
-            last: str | None = None) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
+def _ladder(
+    script_plan: Plan, batches: list[int], ctx: Context, last: str | None = None
+) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
     rungs = []
     values: dict[str, Any] = {}
     for label, extra in _LADDER:
@@ -145,8 +161,11 @@ def _setup(row: EvidenceRow) -> tuple[ModelSpec, ModelSpec | None, ClusterSpec]:
 
 
 def _script_plan(row: EvidenceRow, model: ModelSpec, critic: ModelSpec | None) -> tuple[Plan, str]:
-    workload = {k: v for k, v in row.settings if k in ("max_prompt_seq_len", "max_answer_seq_len", "ppo_epochs",
-                                                         "generation_batches")}
+    workload = {
+        k: v
+        for k, v in row.settings
+        if k in ("max_prompt_seq_len", "max_answer_seq_len", "ppo_epochs", "generation_batches")
+    }
     baseline = baseline_plan("ppo", model, row.gpus, critic_model=critic, workload=workload)
     return baseline.plan, baseline.script
 
@@ -155,8 +174,10 @@ def dschat_table1(row: EvidenceRow) -> Case:
     model, critic, cluster = _setup(row)
     plan, script = _script_plan(row, model, critic)
     ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
-    reading = (f"{script} knobs; gen batch = train batch = largest power of two that fits with <= {MAX_PAIRS_PER_STEP} "
-               "pairs per step; else the first ladder rung that fits")
+    reading = (
+        f"{script} knobs; gen batch = train batch = largest power of two that fits with <= {MAX_PAIRS_PER_STEP} "
+        "pairs per step; else the first ladder rung that fits"
+    )
     return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx), reading)
 
 
@@ -164,8 +185,10 @@ def dschat_max_model(row: EvidenceRow) -> Case:
     model, critic, cluster = _setup(row)
     plan, script = _script_plan(row, model, critic)
     ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
-    reading = (f"fits if some plan of DeepSpeed-Chat's largest-model recipe from {script} (ZeRO-3, checkpointing, "
-               "LoRA-only, reference offload; no optimizer offload, pinned HE) fits at some batch (1-64)")
+    reading = (
+        f"fits if some plan of DeepSpeed-Chat's largest-model recipe from {script} (ZeRO-3, checkpointing, "
+        "LoRA-only, reference offload; no optimizer offload, pinned HE) fits at some batch (1-64)"
+    )
     return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx, last=RECIPE_END), reading)
 
 
@@ -179,7 +202,9 @@ def fixed_plan(row: EvidenceRow) -> Case:
 dschat_script = fixed_plan
 
 REPRODUCERS: dict[str, Callable[[EvidenceRow], Case]] = {
-    "dschat_table1": dschat_table1, "dschat_max_model": dschat_max_model, "dschat_script": dschat_script,
+    "dschat_table1": dschat_table1,
+    "dschat_max_model": dschat_max_model,
+    "dschat_script": dschat_script,
     "fixed_plan": fixed_plan,
 }
 
@@ -194,8 +219,14 @@ def reproduce(row: EvidenceRow) -> Case:
 
 
 def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[str, np.ndarray]:
-    return estimate_table(case.row.step, plans_to_columns(list(plans)), case.model, case.cluster,
-                          critic_model=case.critic_model, constants=constants)
+    return estimate_table(
+        case.row.step,
+        plans_to_columns(list(plans)),
+        case.model,
+        case.cluster,
+        critic_model=case.critic_model,
+        constants=constants,
+    )
 
 
 def fits_mask(case: Case, table: dict[str, np.ndarray]) -> np.ndarray:
@@ -210,17 +241,19 @@ def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:
     ok = fits_mask(case, table)
     start = 0
     for label, rung in case.rungs:
-        hits = np.flatnonzero(ok[start:start + len(rung)])
+        hits = np.flatnonzero(ok[start : start + len(rung)])
         if len(hits):
             i = start + int(hits[0])
             return Choice(plans[i], label, float(table["samples_per_s"][i]), float(table["gpu_peak_bytes"][i]), True)
         start += len(rung)
-    return Choice(plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]),
-                  False)
+    return Choice(
+        plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]), False
+    )
 
 
-def predict_chosen(cases: Sequence[Case], plans: Sequence[Plan],
-                   constants: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+def predict_chosen(
+    cases: Sequence[Case], plans: Sequence[Plan], constants: CostConstants
+) -> tuple[np.ndarray, np.ndarray]:
     """(samples/s, GPU peak bytes) of one given plan per case under `constants`."""
     sps = np.empty(len(cases))
     peak = np.empty(len(cases))

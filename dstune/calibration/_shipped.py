@@ -86,11 +86,17 @@ def calibration_for(gpu_name: str, *, base: CostConstants = DEFAULT_CONSTANTS) -
     fallback = own != chosen
     factor = data["no_rows_interval_factor"] if fallback else entry["interval_factor"]
     return GpuCalibration(
-        gpu=gpu_name, generation=own, fitted_generation=chosen, fallback=fallback,
-        constants=replace(base, **entry["fitted_values"]), interval_factor=float(factor),
-        rows=int(data["rows_fitted"]), generation_rows=int(entry["rows"]),
+        gpu=gpu_name,
+        generation=own,
+        fitted_generation=chosen,
+        fallback=fallback,
+        constants=replace(base, **entry["fitted_values"]),
+        interval_factor=float(factor),
+        rows=int(data["rows_fitted"]),
+        generation_rows=int(entry["rows"]),
         loo_factor=None if fallback else float(entry["loo_geo_factor"]),
-        corpus_version=data["corpus_version"], stale=data["corpus_version"] != corpus_version(),
+        corpus_version=data["corpus_version"],
+        stale=data["corpus_version"] != corpus_version(),
     )
 
 
@@ -111,8 +117,12 @@ def backing_text(gpu_name: str) -> str:
 def _choice_json(choice: Any) -> dict[str, Any] | None:
     if choice is None:
         return None
-    return {"samples_per_s": round(choice.samples_per_s, 6), "gpu_peak_gib": round(choice.gpu_peak_bytes / 2**30, 3),
-            "fits": bool(choice.fits), "rung": choice.rung}
+    return {
+        "samples_per_s": round(choice.samples_per_s, 6),
+        "gpu_peak_gib": round(choice.gpu_peak_bytes / 2**30, 3),
+        "fits": bool(choice.fits),
+        "rung": choice.rung,
+    }
 
 
 def accuracy_to_json(accuracy: Any) -> dict[str, Any]:
@@ -121,8 +131,11 @@ def accuracy_to_json(accuracy: Any) -> dict[str, Any]:
     generations = {}
     for gen in fit.generations:
         constants = fit.constants(gen)
-        names = [n.rpartition(":")[2] for n in fit.memory.names + fit.time.names
-                 if not n.rpartition(":")[0] or n.rpartition(":")[0] == gen]
+        names = [
+            n.rpartition(":")[2]
+            for n in fit.memory.names + fit.time.names
+            if not n.rpartition(":")[0] or n.rpartition(":")[0] == gen
+        ]
         family = accuracy.families.get(gen)
         generations[gen] = {
             "fitted_values": {n: float(getattr(constants, n)) for n in names},
@@ -133,19 +146,37 @@ def accuracy_to_json(accuracy: Any) -> dict[str, Any]:
         }
     rows = []
     for r in accuracy.rows:
-        rows.append({"id": r.case.row.id, "source": r.case.row.source, "in_fit": r.case.row.in_fit,
-                     "published_samples_per_s": r.published_sps, "known_to_fit": r.case.row.known_to_fit,
-                     "prior": _choice_json(r.prior), "fitted": _choice_json(r.fitted),
-                     "left_out": _choice_json(r.left_out), "left_out_source": _choice_json(r.left_out_source),
-                     "left_out_fits": r.left_out_fits})
+        rows.append(
+            {
+                "id": r.case.row.id,
+                "source": r.case.row.source,
+                "in_fit": r.case.row.in_fit,
+                "published_samples_per_s": r.published_sps,
+                "known_to_fit": r.case.row.known_to_fit,
+                "prior": _choice_json(r.prior),
+                "fitted": _choice_json(r.fitted),
+                "left_out": _choice_json(r.left_out),
+                "left_out_source": _choice_json(r.left_out_source),
+                "left_out_fits": r.left_out_fits,
+            }
+        )
     return {
-        "schema_version": SCHEMA_VERSION, "corpus_version": corpus_version(),
-        "rows_fitted": len(accuracy._timed()), "generations": generations,
+        "schema_version": SCHEMA_VERSION,
+        "corpus_version": corpus_version(),
+        "rows_fitted": len(accuracy._timed()),
+        "generations": generations,
         "no_rows_interval_factor": accuracy.no_rows_interval_factor,
-        "factors": {name: accuracy.factor(which, worst) for name, which, worst in (
-            ("fit_geo_factor", "fitted", False), ("loo_geo_factor", "left_out", False),
-            ("loo_worst_factor", "left_out", True), ("prior_geo_factor", "prior", False),
-            ("prior_worst_factor", "prior", True), ("loso_geo_factor", "left_out_source", False))},
+        "factors": {
+            name: accuracy.factor(which, worst)
+            for name, which, worst in (
+                ("fit_geo_factor", "fitted", False),
+                ("loo_geo_factor", "left_out", False),
+                ("loo_worst_factor", "left_out", True),
+                ("prior_geo_factor", "prior", False),
+                ("prior_worst_factor", "prior", True),
+                ("loso_geo_factor", "left_out_source", False),
+            )
+        },
         "oom_calls": {w: dict(zip(("right", "wrong"), accuracy.oom_calls(w))) for w in ("prior", "fitted", "left_out")},
         "prior_constants": {n: float(v) for n, v in fit.prior.to_dict().items()},
         "rows": rows,

@@ -14,7 +14,6 @@ from dstune.catalog._gpus import (
     load_gpu,
     resolve_gpu_type,
 )
-from dstune.catalog._pairing import default_critic
 from dstune.catalog._models import (
     SUPPORTED_MODEL_TYPES,
     LinearLayer,
@@ -22,6 +21,7 @@ from dstune.catalog._models import (
     list_models,
     load_model,
 )
+from dstune.catalog._pairing import default_critic
 
 __all__ = [
     "default_critic",

@@ -62,9 +62,7 @@ class ModelSpec:
     """Attention output projection has a bias without the MLP having one (Llama `attention_bias`)."""
     final_layer_norm: bool = True
     """OPT models with post-LN (opt-350m) have no final LayerNorm."""
-    hf_config: Mapping[str, Any] = field(
-        default_factory=lambda: types.MappingProxyType({}), repr=False, hash=False
-    )
+    hf_config: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}), repr=False, hash=False)
     """The Hugging Face config values, read-only; `hf_config_object()` builds the real config."""
 
     @property
@@ -81,10 +79,7 @@ class ModelSpec:
 
     @property
     def params_per_layer(self) -> int:
-        linears = sum(
-            _linear_params(layer, bias)
-            for layer, bias in zip(self._layer_linears(0), self._layer_biases())
-        )
+        linears = sum(_linear_params(layer, bias) for layer, bias in zip(self._layer_linears(0), self._layer_biases()))
         return linears + self._layer_norm_params()
 
     @property
@@ -127,9 +122,7 @@ class ModelSpec:
             )
         for index in range(self.num_layers):
             layers.extend(self._layer_linears(index))
-        layers.append(
-            LinearLayer(name="lm_head", in_features=self.word_embed_proj_dim, out_features=self.vocab_size)
-        )
+        layers.append(LinearLayer(name="lm_head", in_features=self.word_embed_proj_dim, out_features=self.vocab_size))
         return tuple(layers)
 
     def hf_config_object(self) -> Any:
@@ -210,8 +203,7 @@ def spec_from_hf_config(name: str, config: Mapping[str, Any], aliases: tuple[str
             gated_mlp=False,
             qkv_bias=bool(c.get("enable_bias", True)),
             linear_bias=bool(c.get("enable_bias", True)),
-            final_layer_norm=bool(c.get("do_layer_norm_before", True))
-            and not c.get("_remove_final_layer_norm", False),
+            final_layer_norm=bool(c.get("do_layer_norm_before", True)) and not c.get("_remove_final_layer_norm", False),
         )
     attention_bias = bool(c.get("attention_bias", False))
     mlp_bias = bool(c.get("mlp_bias", False))

@@ -10,8 +10,16 @@ from .. import __version__
 from ..errors import UserInputError
 from . import _catalog, _doctor, _estimate, _profile, _report, _search
 
-COMMANDS = (_catalog.MODELS, _catalog.GPUS, _estimate.COMMAND, _profile.COMMAND, _search.COMMAND,
-            _report.REPORT, _report.COMPARE, _doctor.COMMAND)
+COMMANDS = (
+    _catalog.MODELS,
+    _catalog.GPUS,
+    _estimate.COMMAND,
+    _profile.COMMAND,
+    _search.COMMAND,
+    _report.REPORT,
+    _report.COMPARE,
+    _doctor.COMMAND,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,12 @@ class Command:
     run: Callable[[argparse.Namespace], int]
     description: str = ""
 
-    def register(self, sub: "argparse._SubParsersAction") -> None:
-        parser = sub.add_parser(self.name, help=self.help, description=self.description or self.help,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    def register(self, sub: argparse._SubParsersAction) -> None:
+        parser = sub.add_parser(
+            self.name,
+            help=self.help,
+            description=self.description or self.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         self.add_arguments(parser)
         parser.set_defaults(run=self.run)

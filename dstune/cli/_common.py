@@ -16,14 +16,24 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
     parser.add_argument("--model", required=True, help="catalog name, Hugging Face id, or a local config dir/file")
     parser.add_argument("--gpus", type=int, required=True, help="total GPUs (world size)")
     parser.add_argument("--nodes", type=int, default=None, help="nodes (default: whole nodes of the GPU type)")
-    parser.add_argument("--gpu-type", default="auto",
-                        help="catalog GPU (see 'dstune gpus'); auto detects local GPUs via NVML (default)")
+    parser.add_argument(
+        "--gpu-type", default="auto", help="catalog GPU (see 'dstune gpus'); auto detects local GPUs via NVML (default)"
+    )
     parser.add_argument("--step", choices=STEPS, default="ppo", help="RLHF step (default: ppo)")
-    parser.add_argument("--critic-model", default=None,
-                        help="PPO critic/reward model (default: opt-350m for OPT actors, else the actor)")
+    parser.add_argument(
+        "--critic-model",
+        default=None,
+        help="PPO critic/reward model (default: opt-350m for OPT actors, else the actor)",
+    )
     if with_set:
-        parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KNOB=VALUE",
-                            help="set a plan knob by its DeepSpeed-Chat flag name (repeatable)")
+        parser.add_argument(
+            "--set",
+            dest="assignments",
+            action="append",
+            default=[],
+            metavar="KNOB=VALUE",
+            help="set a plan knob by its DeepSpeed-Chat flag name (repeatable)",
+        )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 

@@ -12,8 +12,11 @@ _STYLE = {"ok": "green", "info": "", "warn": "yellow"}
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument("--refresh", action="store_true",
-                        help="probe DeepSpeed's Hybrid Engine policies again instead of using the cached answer")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="probe DeepSpeed's Hybrid Engine policies again instead of using the cached answer",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,10 +44,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "doctor", "report versions, Hybrid Engine kernels per model family, GPUs, host limits and known issues",
-    _arguments, _run,
+    "doctor",
+    "report versions, Hybrid Engine kernels per model family, GPUs, host limits and known issues",
+    _arguments,
+    _run,
     description="What this stack and these GPUs really do: versions; for each catalog model family whether\n"
-                "the Hybrid Engine gets DeepSpeed inference kernels (asked of DeepSpeed's own policy lookup);\n"
-                "GPUs and their links; host memory, pinned-memory and /dev/shm limits; DeepSpeed ops;\n"
-                "and the known-broken combinations that apply here. Each finding says what it means.",
+    "the Hybrid Engine gets DeepSpeed inference kernels (asked of DeepSpeed's own policy lookup);\n"
+    "GPUs and their links; host memory, pinned-memory and /dev/shm limits; DeepSpeed ops;\n"
+    "and the known-broken combinations that apply here. Each finding says what it means.",
 )

@@ -10,12 +10,20 @@ from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     add_setup_arguments(parser)
-    parser.add_argument("--he-kernels", choices=("yes", "no", "auto"), default="auto",
-                        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels; auto (default): "
-                             "what 'dstune doctor' finds for the model's family on this stack")
-    parser.add_argument("--no-he-kernels", dest="he_kernels", action="store_const", const="no",
-                        help="same as --he-kernels no (the model's own generate(), as with DeepSpeed 0.19.8 + "
-                             "transformers 5 for OPT)")
+    parser.add_argument(
+        "--he-kernels",
+        choices=("yes", "no", "auto"),
+        default="auto",
+        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels; auto (default): "
+        "what 'dstune doctor' finds for the model's family on this stack",
+    )
+    parser.add_argument(
+        "--no-he-kernels",
+        dest="he_kernels",
+        action="store_const",
+        const="no",
+        help="same as --he-kernels no (the model's own generate(), as with DeepSpeed 0.19.8 + transformers 5 for OPT)",
+    )
 
 
 def resolve_he_kernels(choice: str, family: str) -> tuple[bool, str]:
@@ -31,7 +39,7 @@ def resolve_he_kernels(choice: str, family: str) -> tuple[bool, str]:
     return kernels, f"Hybrid Engine generation {verdict} its inference kernels on this stack (doctor: {reason})"
 
 
-def render_estimate(estimate: "object", note: str) -> None:
+def render_estimate(estimate: object, note: str) -> None:
     """Rich tables of one Estimate: memory by component, time by phase, throughput."""
     from rich.console import Console
     from rich.table import Table
@@ -76,8 +84,14 @@ def _run(args: argparse.Namespace) -> int:
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name)
-    result = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=he_kernels,
-                      constants=calibration.constants)
+    result = estimate(
+        plan,
+        setup.model,
+        setup.cluster,
+        critic_model=setup.critic_model,
+        he_kernels=he_kernels,
+        constants=calibration.constants,
+    )
     factor = calibration.interval_factor
     if args.json:
         payload = result.to_json()
@@ -89,15 +103,20 @@ def _run(args: argparse.Namespace) -> int:
         print_json(payload)
     else:
         note = setup.gpu_note + (f"; {he_note}" if uses_he else "")
-        note += (f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
-                 f"({calibration.backing})")
+        note += (
+            f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
+            f"({calibration.backing})"
+        )
         render_estimate(result, note)
     return 0
 
 
 COMMAND = Command(
-    "estimate", "predict memory and throughput of one plan with the analytic cost model", _arguments, _run,
+    "estimate",
+    "predict memory and throughput of one plan with the analytic cost model",
+    _arguments,
+    _run,
     description="Predict per-GPU memory by component, host memory, phase times, throughput and MFU\n"
-                "of one DeepSpeed-Chat plan. Knobs use DeepSpeed-Chat's flag names, e.g.\n"
-                "  dstune estimate --model opt-6.7b --gpus 8 --set actor_zero_stage=3 --set enable_hybrid_engine=true",
+    "of one DeepSpeed-Chat plan. Knobs use DeepSpeed-Chat's flag names, e.g.\n"
+    "  dstune estimate --model opt-6.7b --gpus 8 --set actor_zero_stage=3 --set enable_hybrid_engine=true",
 )

@@ -19,14 +19,29 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostfile", type=Path, default=None, help="deepspeed launcher hostfile (multi-node)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up steps, not measured (default: 1)")
     parser.add_argument("--steps", type=int, default=2, help="measured steps (default: 2)")
-    parser.add_argument("--timeout", type=float, default=900.0, metavar="SEC",
-                        help="end the whole trial after SEC seconds (default: 900)")
-    parser.add_argument("--memory-cap-gb", type=float, default=None, metavar="X",
-                        help="limit each process's usable GPU memory to X GiB (CUDA only)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="trial directory (default: a new timestamped one under ./dstune-trials/)")
-    parser.add_argument("--launcher", choices=("deepspeed", "torchrun"), default="deepspeed",
-                        help="process launcher (default: deepspeed)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        metavar="SEC",
+        help="end the whole trial after SEC seconds (default: 900)",
+    )
+    parser.add_argument(
+        "--memory-cap-gb",
+        type=float,
+        default=None,
+        metavar="X",
+        help="limit each process's usable GPU memory to X GiB (CUDA only)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="trial directory (default: a new timestamped one under ./dstune-trials/)"
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=("deepspeed", "torchrun"),
+        default="deepspeed",
+        help="process launcher (default: deepspeed)",
+    )
 
 
 def _new_trial_dir(step: str, model: str) -> Path:
@@ -45,19 +60,34 @@ def _run(args: argparse.Namespace) -> int:
     plan = resolve_plan(setup, args.assignments)
     device = trial_device()
     dtype_note = None
-    if device == "cpu" and plan.dtype == "fp16" and not any(a.split("=")[0].strip() == "dtype" for a in args.assignments):
+    if (
+        device == "cpu"
+        and plan.dtype == "fp16"
+        and not any(a.split("=")[0].strip() == "dtype" for a in args.assignments)
+    ):
         import dataclasses
 
         plan = dataclasses.replace(plan, dtype="bf16")
-        dtype_note = "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)"
+        dtype_note = (
+            "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)"
+        )
     out = args.out if args.out is not None else _new_trial_dir(setup.step, setup.model.name)
     from ..costmodel import estimate
 
     predicted = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model)
-    kwargs: dict[str, Any] = dict(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
-                                  trial_dir=out, warmup=args.warmup, steps=args.steps, timeout_s=args.timeout,
-                                  memory_cap_gb=args.memory_cap_gb, hostfile=args.hostfile,
-                                  launcher=args.launcher, predicted=predicted)
+    kwargs: dict[str, Any] = dict(
+        model=setup.model,
+        critic_model=setup.critic_model,
+        cluster=setup.cluster,
+        trial_dir=out,
+        warmup=args.warmup,
+        steps=args.steps,
+        timeout_s=args.timeout,
+        memory_cap_gb=args.memory_cap_gb,
+        hostfile=args.hostfile,
+        launcher=args.launcher,
+        predicted=predicted,
+    )
     if args.json:
         result = run_trial(plan, **kwargs)
         payload = result.to_json(_repredict(result, plan, setup, predicted))
@@ -109,8 +139,10 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
 
     r = result
     colour = "green" if r.ok else "red"
-    console.print(f"[bold]{predicted.model}[/bold] {predicted.step.upper()}, world size {r.world_size} "
-                  f"on {r.device}: [{colour}]{r.status.value}[/{colour}]  (trial dir {r.trial_dir})")
+    console.print(
+        f"[bold]{predicted.model}[/bold] {predicted.step.upper()}, world size {r.world_size} "
+        f"on {r.device}: [{colour}]{r.status.value}[/{colour}]  (trial dir {r.trial_dir})"
+    )
     if r.device == "cpu":
         console.print(f"[yellow]{CPU_NOTE}[/yellow]; predictions are for {predicted.gpu_type}")
     else:
@@ -132,32 +164,40 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     memory = Table(title="memory: measured vs predicted")
     for name, justify in (("figure", "left"), ("measured", "right"), ("predicted", "right")):
         memory.add_column(name, justify=justify)
-    memory.add_row("GPU peak (max allocated, max over ranks)", _fmt_bytes(r.gpu_peak_bytes),
-                   _fmt_bytes(predicted.gpu_peak_bytes))
+    memory.add_row(
+        "GPU peak (max allocated, max over ranks)", _fmt_bytes(r.gpu_peak_bytes), _fmt_bytes(predicted.gpu_peak_bytes)
+    )
     memory.add_row("GPU reserved (max over ranks)", _fmt_bytes(r.gpu_reserved_bytes), "-")
     memory.add_row("GPU used (NVML)", _fmt_bytes(r.nvml_used_bytes), "-")
     memory.add_row("host peak RSS per node", _fmt_bytes(r.host_peak_bytes), _fmt_bytes(predicted.host_peak_bytes))
     console.print(memory)
     mfu = "-" if r.mfu is None else f"{r.mfu:.1%}"
-    console.print(f"{r.samples_per_s:,.2f} samples/s (predicted {predicted.samples_per_s:,.2f}), "
-                  f"{r.tokens_per_s:,.0f} tokens/s (predicted {predicted.tokens_per_s:,.0f}), "
-                  f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step, MFU {mfu}")
+    console.print(
+        f"{r.samples_per_s:,.2f} samples/s (predicted {predicted.samples_per_s:,.2f}), "
+        f"{r.tokens_per_s:,.0f} tokens/s (predicted {predicted.tokens_per_s:,.0f}), "
+        f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step, MFU {mfu}"
+    )
     if r.he_kernels is not None:
         console.print(f"Hybrid Engine inference kernels active: {'yes' if r.he_kernels else 'no'}")
-    console.print(f"start-up {r.startup_s:.1f} s, wall {r.wall_s:.1f} s; versions: "
-                  + ", ".join(f"{k} {v}" for k, v in r.versions.items()))
+    console.print(
+        f"start-up {r.startup_s:.1f} s, wall {r.wall_s:.1f} s; versions: "
+        + ", ".join(f"{k} {v}" for k, v in r.versions.items())
+    )
     for note in r.notes:
         if not note.startswith("measured on CPU"):
             console.print(f"note: {note}")
 
 
 COMMAND = Command(
-    "profile", "measure one plan with real short DeepSpeed steps and compare with the cost model", _arguments, _run,
+    "profile",
+    "measure one plan with real short DeepSpeed steps and compare with the cost model",
+    _arguments,
+    _run,
     description="Launch one trial (a fresh process group via the deepspeed launcher or torchrun) that\n"
-                "builds the DeepSpeed-Chat models with random weights, runs --warmup then --steps\n"
-                "steps on synthetic tokens, and reports phase times, memory and throughput next to\n"
-                "the cost model's prediction. Exit 0 when the trial is ok, 1 when it is not\n"
-                "(oom / timeout / error / crashed), 2 for invalid input (nothing is launched). E.g.\n"
-                "  dstune profile --model opt-1.3b --gpus 8 --set actor_zero_stage=3\n"
-                "  DS_ACCELERATOR=cpu dstune profile --model tiny-opt --gpus 2 --set dtype=bf16",
+    "builds the DeepSpeed-Chat models with random weights, runs --warmup then --steps\n"
+    "steps on synthetic tokens, and reports phase times, memory and throughput next to\n"
+    "the cost model's prediction. Exit 0 when the trial is ok, 1 when it is not\n"
+    "(oom / timeout / error / crashed), 2 for invalid input (nothing is launched). E.g.\n"
+    "  dstune profile --model opt-1.3b --gpus 8 --set actor_zero_stage=3\n"
+    "  DS_ACCELERATOR=cpu dstune profile --model tiny-opt --gpus 2 --set dtype=bf16",
 )

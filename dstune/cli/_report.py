@@ -12,9 +12,15 @@ _FORMATS = ("html", "md", "json")
 
 
 def _format_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", dest="formats", action="append", choices=_FORMATS, default=None,
-                        help="html, md or json (repeatable; default: html and md). json prints the computed "
-                             "figure data and writes nothing")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=_FORMATS,
+        default=None,
+        help="html, md or json (repeatable; default: html and md). json prints the computed "
+        "figure data and writes nothing",
+    )
 
 
 def _formats(args: argparse.Namespace) -> tuple[str, ...]:
@@ -42,10 +48,19 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("studies", metavar="DIR", nargs="+", help="study directories written by 'dstune search'")
-    parser.add_argument("--out", type=Path, default=Path("."), help="where to write compare.html / compare.md "
-                                                                     "(default: the current directory)")
-    parser.add_argument("--gpu-hour-price", type=float, default=None, metavar="USD",
-                        help="price of one GPU-hour; adds cost per million tokens")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="where to write compare.html / compare.md (default: the current directory)",
+    )
+    parser.add_argument(
+        "--gpu-hour-price",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="price of one GPU-hour; adds cost per million tokens",
+    )
     _format_argument(parser)
 
 
@@ -63,15 +78,21 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 REPORT = Command(
-    "report", "HTML / Markdown report of one study directory", _report_arguments, _run_report,
+    "report",
+    "HTML / Markdown report of one study directory",
+    _report_arguments,
+    _run_report,
     description="Report on a study directory written by 'dstune search': baseline vs pick, top-10 plans,\n"
-                "throughput against memory with the Pareto front, phase times, best-so-far, parameter\n"
-                "importance and predicted vs measured. Writes DIR/report.html and DIR/report.md.\n"
-                "  dstune report runs/opt-6.7b --format html",
+    "throughput against memory with the Pareto front, phase times, best-so-far, parameter\n"
+    "importance and predicted vs measured. Writes DIR/report.html and DIR/report.md.\n"
+    "  dstune report runs/opt-6.7b --format html",
 )
 COMPARE = Command(
-    "compare", "side-by-side report of several study directories", _compare_arguments, _run_compare,
+    "compare",
+    "side-by-side report of several study directories",
+    _compare_arguments,
+    _run_compare,
     description="Put the picks of several studies side by side: samples/s, per GPU, tokens/s, memory,\n"
-                "and with --gpu-hour-price the cost per million tokens.\n"
-                "  dstune compare runs/8gpu runs/16gpu --gpu-hour-price 2.5 --out runs/compare",
+    "and with --gpu-hour-price the cost per million tokens.\n"
+    "  dstune compare runs/8gpu runs/16gpu --gpu-hour-price 2.5 --out runs/compare",
 )

@@ -17,46 +17,99 @@ SIMULATED_NOTE = "simulated: no GPUs of this kind here; figures are cost-model p
 def _arguments(parser: argparse.ArgumentParser) -> None:
     add_setup_arguments(parser)
     parser.add_argument("--space", default=None, help="search space YAML (default: search_spaces/<step>.yaml)")
-    parser.add_argument("--backend", choices=("auto", "simulate", "profile", "replay"), default="auto",
-                        help="auto (default): profile when this machine has the GPUs, else simulate")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "simulate", "profile", "replay"),
+        default="auto",
+        help="auto (default): profile when this machine has the GPUs, else simulate",
+    )
     parser.add_argument("--table", default=None, help="replay: CSV of measured trials (e.g. a trials.csv)")
-    parser.add_argument("--replay-time-scale", type=float, default=0.0, metavar="X",
-                        help="replay: sleep X times each row's measured step time per answer (benchmarks of "
-                             "parallel workers; default 0)")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="profile/replay: new trials to run (default: 12 profile, 40 replay); simulate scores "
-                             "every candidate and ignores it")
-    parser.add_argument("--global-batch", type=int, default=None,
-                        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM); "
-                             "default: the baseline script's")
-    parser.add_argument("--explore", default="",
-                        help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
-                             "the baseline's job: same trained parameters and batch sizes)")
-    parser.add_argument("--he-kernels", choices=("yes", "no", "auto"), default="auto",
-                        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels in the predictions; "
-                             "auto (default): what 'dstune doctor' finds for the model's family on this stack")
-    parser.add_argument("--known-issues", choices=("mark", "exclude"), default="mark",
-                        help="mark (default): name the known-broken or risky combinations the picks hit; "
-                             "exclude: also drop plans that hit a broken one (see 'dstune doctor')")
-    parser.add_argument("--tie-tolerance", type=float, default=0.01,
-                        help="plans within this fraction of the fastest count as equally fast; the pick is then "
-                             "the one with the lowest peak memory (default 0.01)")
+    parser.add_argument(
+        "--replay-time-scale",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="replay: sleep X times each row's measured step time per answer (benchmarks of "
+        "parallel workers; default 0)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="profile/replay: new trials to run (default: 12 profile, 40 replay); simulate scores "
+        "every candidate and ignores it",
+    )
+    parser.add_argument(
+        "--global-batch",
+        type=int,
+        default=None,
+        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM); "
+        "default: the baseline script's",
+    )
+    parser.add_argument(
+        "--explore",
+        default="",
+        help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
+        "the baseline's job: same trained parameters and batch sizes)",
+    )
+    parser.add_argument(
+        "--he-kernels",
+        choices=("yes", "no", "auto"),
+        default="auto",
+        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels in the predictions; "
+        "auto (default): what 'dstune doctor' finds for the model's family on this stack",
+    )
+    parser.add_argument(
+        "--known-issues",
+        choices=("mark", "exclude"),
+        default="mark",
+        help="mark (default): name the known-broken or risky combinations the picks hit; "
+        "exclude: also drop plans that hit a broken one (see 'dstune doctor')",
+    )
+    parser.add_argument(
+        "--tie-tolerance",
+        type=float,
+        default=0.01,
+        help="plans within this fraction of the fastest count as equally fast; the pick is then "
+        "the one with the lowest peak memory (default 0.01)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
-    parser.add_argument("--headroom", type=float, default=0.10,
-                        help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity (default 0.10)")
-    parser.add_argument("--storage", default=None,
-                        help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
-                             "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="profile/replay: run N workers on this machine against one study, each on its own "
-                             "GPUs (CUDA_VISIBLE_DEVICES split by --gpus); --trials is the total (default 1)")
-    parser.add_argument("--study-name", default=None,
-                        help="Optuna study name (default: <model>-<gpus>x<hardware>-<step>-<backend>); workers "
-                             "with the same --storage and name share one study")
-    parser.add_argument("--heartbeat", type=int, default=20, metavar="SEC",
-                        help="seconds between a running trial's heartbeats; a trial whose worker is silent for 3 of "
-                             "them is failed and its plan retried once (default 20)")
-    parser.add_argument("--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)")
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=0.10,
+        help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity (default 0.10)",
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
+        "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="profile/replay: run N workers on this machine against one study, each on its own "
+        "GPUs (CUDA_VISIBLE_DEVICES split by --gpus); --trials is the total (default 1)",
+    )
+    parser.add_argument(
+        "--study-name",
+        default=None,
+        help="Optuna study name (default: <model>-<gpus>x<hardware>-<step>-<backend>); workers "
+        "with the same --storage and name share one study",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=20,
+        metavar="SEC",
+        help="seconds between a running trial's heartbeats; a trial whose worker is silent for 3 of "
+        "them is failed and its plan retried once (default 20)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="profile: warm-up steps per trial")
     parser.add_argument("--steps", type=int, default=2, help="profile: measured steps per trial")
     parser.add_argument("--timeout", type=float, default=900, help="profile: seconds before a trial is killed")
@@ -76,8 +129,10 @@ def _choose_backend(args: argparse.Namespace, setup: Any) -> tuple[str, str]:
         from ..profile import trial_device
 
         if trial_device() == "cpu":
-            return "profile", ("profiled on the CPU (DS_ACCELERATOR=cpu): real trials that check the code path; "
-                               "timings are not GPU performance")
+            return "profile", (
+                "profiled on the CPU (DS_ACCELERATOR=cpu): real trials that check the code path; "
+                "timings are not GPU performance"
+            )
         return "profile", "profiled: real trials on this machine"
     local = [g for g in detect_local_gpus() if g.spec is not None and g.spec.name == setup.cluster.gpu.name]
     if setup.cluster.nodes == 1 and len(local) >= setup.cluster.world_size:
@@ -85,31 +140,61 @@ def _choose_backend(args: argparse.Namespace, setup: Any) -> tuple[str, str]:
     return "simulate", SIMULATED_NOTE
 
 
-def _backend(name: str, args: argparse.Namespace, setup: Any, cap: float, out: Path, he_kernels: bool = True,
-             constants: Any = None) -> Any:
+def _backend(
+    name: str,
+    args: argparse.Namespace,
+    setup: Any,
+    cap: float,
+    out: Path,
+    he_kernels: bool = True,
+    constants: Any = None,
+) -> Any:
     from ..search import ProfileBackend, ReplayBackend, SimulateBackend
 
     if name == "simulate":
-        return SimulateBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, cap_bytes=cap,
-                               he_kernels=he_kernels, constants=constants)
+        return SimulateBackend(
+            model=setup.model,
+            critic_model=setup.critic_model,
+            cluster=setup.cluster,
+            cap_bytes=cap,
+            he_kernels=he_kernels,
+            constants=constants,
+        )
     if name == "replay":
         return ReplayBackend(args.table, setup.step, time_scale=args.replay_time_scale)
-    return ProfileBackend(model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster,
-                          trials_dir=out / "trials", warmup=args.warmup, steps=args.steps, timeout_s=args.timeout,
-                          hostfile=Path(args.hostfile) if args.hostfile else None)
+    return ProfileBackend(
+        model=setup.model,
+        critic_model=setup.critic_model,
+        cluster=setup.cluster,
+        trials_dir=out / "trials",
+        warmup=args.warmup,
+        steps=args.steps,
+        timeout_s=args.timeout,
+        hostfile=Path(args.hostfile) if args.hostfile else None,
+    )
 
 
 def _progress(total: int, enabled: bool):
     """A rich progress bar (trials done, best so far, time left) and the callback that advances it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[best]}"), TimeRemainingColumn(), disable=not enabled, transient=False)
+    progress = Progress(
+        TextColumn("[bold]searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
     task = progress.add_task("search", total=total, best="")
 
     def advance(row: Any, rows: list[Any]) -> None:
-        counted = row.source != "repeat" and row.status not in ("pruned",) and not (
-            row.status == "infeasible" and row.measured is None)
+        counted = (
+            row.source != "repeat"
+            and row.status not in ("pruned",)
+            and not (row.status == "infeasible" and row.measured is None)
+        )
         best = max((r.measured.samples_per_s for r in rows if r.status == "ok" and r.measured), default=None)
         label = f"best {best:,.3g} samples/s" if best else "no feasible plan yet"
         progress.update(task, advance=1 if counted else 0, best=f"trial {row.number} {row.status}; {label}")
@@ -147,53 +232,76 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     base = head.baseline
     capacity = setup.cluster.gpu.memory_bytes
     where = info.hardware_label
-    table = Table(title=f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials "
-                        f"({result.new_trials} new)", caption=f"job: {head.job.label()}")
+    table = Table(
+        title=f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials "
+        f"({result.new_trials} new)",
+        caption=f"job: {head.job.label()}",
+    )
     for column in ("", "trial", "samples/s", "90% range", "vs base", "GPU peak", "free"):
         table.add_column(column, justify="left" if column == "" else "right", no_wrap=True)
-    entries = ([("baseline", base)] if base else []) + ([("pick", head.pick)] if head.pick else []) + [
-        (f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
+    entries = (
+        ([("baseline", base)] if base else [])
+        + ([("pick", head.pick)] if head.pick else [])
+        + [(f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
+    )
     base_sps = base.samples_per_s if base and base.status == "ok" else None
     lines = []
     for label, row in entries:
         peak = row.memory()
         sps = row.samples_per_s if row.status == "ok" else None
         interval = row.figures.samples_per_s_interval if row.figures else None
-        table.add_row(label, str(row.number), f"{sps:,.3f}" if sps else row.status.value,
-                      f"{interval[0]:,.2f}-{interval[1]:,.2f}" if interval and sps else "-",
-                      f"{sps / base_sps:.2f}x" if sps and base_sps else "-", gib(peak) if peak else "-",
-                      f"{1 - peak / capacity:.0%}" if peak else "-")
+        table.add_row(
+            label,
+            str(row.number),
+            f"{sps:,.3f}" if sps else row.status.value,
+            f"{interval[0]:,.2f}-{interval[1]:,.2f}" if interval and sps else "-",
+            f"{sps / base_sps:.2f}x" if sps and base_sps else "-",
+            gib(peak) if peak else "-",
+            f"{1 - peak / capacity:.0%}" if peak else "-",
+        )
         if label == "baseline":
             lines.append(f"baseline (trial {row.number}): {result.baseline.script}")
         elif label == "pick":
-            lines.append(f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}")
+            lines.append(
+                f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}"
+            )
         else:
             lines.append(f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}")
     console.print(table)
     same = head.equivalents
     if same:
         knobs = sorted({k for r in same for k in changes(r.values, head.pick.values)})
-        lines.insert(2 if base else 1, f"{len(same)} other plan(s) have the same figures as the pick; they differ only "
-                                       f"in {', '.join(knobs)}")
+        lines.insert(
+            2 if base else 1,
+            f"{len(same)} other plan(s) have the same figures as the pick; they differ only in {', '.join(knobs)}",
+        )
     for line in lines:
         console.print(line, highlight=False)
     if head.pick is None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
         basis = head.speedup.basis.value
-        verdict = (f"{head.speedup.text()} faster than DeepSpeed-Chat's script for the same job ({basis})"
-                   if head.pick.values != (base.values if base else None) else
-                   "no plan beats DeepSpeed-Chat's script for this job")
+        verdict = (
+            f"{head.speedup.text()} faster than DeepSpeed-Chat's script for the same job ({basis})"
+            if head.pick.values != (base.values if base else None)
+            else "no plan beats DeepSpeed-Chat's script for this job"
+        )
         console.print(f"[bold]{verdict}[/bold]")
     elif base is not None and base.status != "ok":
         console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}")
     for alt in result.picks.alternatives:
         pick = alt.pick
-        versus = (f"{alt.speedup.text()} vs the baseline's settings on the same job ({alt.speedup.basis.value})"
-                  if alt.speedup else "no baseline of this job in the study")
-        console.print(f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
-                      f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
-                      highlight=False, markup=False)
+        versus = (
+            f"{alt.speedup.text()} vs the baseline's settings on the same job ({alt.speedup.basis.value})"
+            if alt.speedup
+            else "no baseline of this job in the study"
+        )
+        console.print(
+            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
+            f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
+            highlight=False,
+            markup=False,
+        )
     for note in result.notes:
         if not note.startswith("baseline: "):
             console.print(f"note: {note}")
@@ -201,13 +309,18 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         console.print("GPU peak: predicted (this backend measured no device memory)")
     errors = _errors(result)
     if errors:
-        console.print("prediction error |log(measured/predicted)| samples/s, by trial: "
-                      + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors))
+        console.print(
+            "prediction error |log(measured/predicted)| samples/s, by trial: "
+            + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors)
+        )
     if info.backend == "simulate":
         console.print(f"intervals: 90%, {req.interval_note}")
     console.print(f"[bold]{info.backend_note}[/bold]")
-    console.print(f"wrote {', '.join(files)} and study.db to {out}" if info.storage == f"sqlite:///{out}/study.db"
-                  else f"wrote {', '.join(files)} to {out}; study in {info.storage}")
+    console.print(
+        f"wrote {', '.join(files)} and study.db to {out}"
+        if info.storage == f"sqlite:///{out}/study.db"
+        else f"wrote {', '.join(files)} to {out}; study in {info.storage}"
+    )
 
 
 def _errors(result: Any) -> list[dict[str, Any]]:
@@ -222,8 +335,10 @@ def _cpu_dtype(space: Any, device: str, pinned: list[str]) -> tuple[Any, str | N
         return space, None
     import dataclasses
 
-    return (dataclasses.replace(space, fixed={**space.fixed, "dtype": "bf16"}),
-            "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)")
+    return (
+        dataclasses.replace(space, fixed={**space.fixed, "dtype": "bf16"}),
+        "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)",
+    )
 
 
 _VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed"}
@@ -245,12 +360,28 @@ def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, t
         if flag == "--json":
             continue
         kept.append(token)
-    return [sys.executable, "-m", "dstune", *kept, "--out", str(out), "--storage", storage, "--study-name",
-            study_name, "--trials", str(trials), "--seed", str(seed), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "dstune",
+        *kept,
+        "--out",
+        str(out),
+        "--storage",
+        storage,
+        "--study-name",
+        study_name,
+        "--trials",
+        str(trials),
+        "--seed",
+        str(seed),
+        "--json",
+    ]
 
 
-def _start_workers(args: argparse.Namespace, backend: str, out: Path, storage: str, study_name: str,
-                   trials: int) -> list[Any]:
+def _start_workers(
+    args: argparse.Namespace, backend: str, out: Path, storage: str, study_name: str, trials: int
+) -> list[Any]:
     """Start workers 1..N-1 (this process is worker 0), each with its own GPUs where there are any."""
     import os
     import subprocess
@@ -258,12 +389,15 @@ def _start_workers(args: argparse.Namespace, backend: str, out: Path, storage: s
     from ..catalog import detect_local_gpus
 
     if backend not in ("profile", "replay"):
-        raise UserInputError(f"--workers {args.workers} needs --backend profile or replay (simulate has nothing to share)")
+        raise UserInputError(
+            f"--workers {args.workers} needs --backend profile or replay (simulate has nothing to share)"
+        )
     gpus = len(detect_local_gpus())
     per = args.gpus
     if gpus and gpus < per * args.workers:
-        raise UserInputError(f"--workers {args.workers} x --gpus {per} needs {per * args.workers} GPUs; "
-                             f"this machine has {gpus}")
+        raise UserInputError(
+            f"--workers {args.workers} x --gpus {per} needs {per * args.workers} GPUs; this machine has {gpus}"
+        )
     share = -(-trials // args.workers)
     procs = []
     for i in range(1, args.workers):
@@ -271,9 +405,21 @@ def _start_workers(args: argparse.Namespace, backend: str, out: Path, storage: s
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(i * per, (i + 1) * per))
         log = open(out / f"worker-{i}.log", "w")  # noqa: SIM115 - the child writes it until it ends
-        procs.append(subprocess.Popen(_worker_argv(args.argv, out=out / f"worker-{i}", storage=storage,
-                                                   study_name=study_name, trials=share, seed=(args.seed or 0) + i),
-                                      env=env, stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                _worker_argv(
+                    args.argv,
+                    out=out / f"worker-{i}",
+                    storage=storage,
+                    study_name=study_name,
+                    trials=share,
+                    seed=(args.seed or 0) + i,
+                ),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(per))
     return procs
@@ -312,31 +458,50 @@ def _run(args: argparse.Namespace) -> int:
     cap = setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
     from ._estimate import resolve_he_kernels
 
-    he_kernels, he_note = (resolve_he_kernels(args.he_kernels, setup.model.family) if args.step == "ppo"
-                           else (True, ""))
+    he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family) if args.step == "ppo" else (True, "")
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name)
-    backend = _backend(backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels,
-                       calibration.constants)
+    backend = _backend(
+        backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels, calibration.constants
+    )
     device = getattr(backend, "device", "")
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
-    out = Path(args.out) if args.out else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
+    )
     if backend_name == "profile":
         backend.trials_dir = out / "trials"
     check_writable(out)
     space, dtype_note = _cpu_dtype(space, device, list(assignments))
     storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
     shown_storage = args.storage or f"sqlite:///{out}/study.db"  # as given: no absolute path in the files
-    study_name = args.study_name or f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
+    study_name = (
+        args.study_name or f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
+    )
     search_setup = Setup(step=args.step, model=setup.model, critic_model=critic, cluster=setup.cluster)
     shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
-    request = SearchRequest(setup=search_setup, space=space, backend=backend, storage=storage, study_name=study_name,
-                            trials=trials, seed=args.seed, headroom=args.headroom, shipped=shipped,
-                            global_batch=args.global_batch, tie_tolerance=args.tie_tolerance,
-                            heartbeat_s=args.heartbeat, he_kernels=he_kernels, known_issues=args.known_issues,
-                            prior=calibration.constants, interval_sd=math.log(calibration.interval_factor) / 1.645,
-                            interval_note=calibration.backing)
+    request = SearchRequest(
+        setup=search_setup,
+        space=space,
+        backend=backend,
+        storage=storage,
+        study_name=study_name,
+        trials=trials,
+        seed=args.seed,
+        headroom=args.headroom,
+        shipped=shipped,
+        global_batch=args.global_batch,
+        tie_tolerance=args.tie_tolerance,
+        heartbeat_s=args.heartbeat,
+        he_kernels=he_kernels,
+        known_issues=args.known_issues,
+        prior=calibration.constants,
+        interval_sd=math.log(calibration.interval_factor) / 1.645,
+        interval_note=calibration.backing,
+    )
     if args.heartbeat < 1:
         raise UserInputError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
     console = None
@@ -369,16 +534,29 @@ def _run(args: argparse.Namespace) -> int:
 
         failed = [i for i, proc in enumerate(helpers, start=1) if proc.wait() != 0]
         result = run_search(dataclasses.replace(request, trials=0))  # every worker's trials, now finished
-        result.notes.append(f"{args.workers} workers on this machine" +
-                            (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else ""))
+        result.notes.append(
+            f"{args.workers} workers on this machine"
+            + (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else "")
+        )
     if dtype_note:
         result.notes.append(dtype_note)
     if he_note:
         result.notes.append(f"predictions: {he_note}")
-    label = (f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)" if hardware == "cpu"
-             else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}")
-    info = ExportInfo(backend=backend_name, backend_note=backend_note, storage=shown_storage, study_name=study_name,
-                      headroom=args.headroom, gpu_note=setup.gpu_note, hardware=hardware, hardware_label=label)
+    label = (
+        f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)"
+        if hardware == "cpu"
+        else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}"
+    )
+    info = ExportInfo(
+        backend=backend_name,
+        backend_note=backend_note,
+        storage=shown_storage,
+        study_name=study_name,
+        headroom=args.headroom,
+        gpu_note=setup.gpu_note,
+        hardware=hardware,
+        hardware_label=label,
+    )
     files = write_export(result, out, info)
     from ..report import report_study, write_report
 
@@ -393,13 +571,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "search", "tune DeepSpeed-Chat knobs with an Optuna study and export the fastest plan that fits", _arguments, _run,
+    "search",
+    "tune DeepSpeed-Chat knobs with an Optuna study and export the fastest plan that fits",
+    _arguments,
+    _run,
     description="Search a space of DeepSpeed-Chat knobs (search_spaces/<step>.yaml) with an Optuna study seeded\n"
-                "by DeepSpeed-Chat's shipped settings, then write DeepSpeed configs, the launch script,\n"
-                "plan.json, trials.csv and the report (report.html, report.md). Rerunning the same\n"
-                "command continues the same study. Every candidate trains the baseline's job (what is\n"
-                "trained, prompts per iteration, samples per update) unless --set, --global-batch or\n"
-                "--explore changes it; the simulate backend scores every candidate exactly.\n"
-                "  dstune search --model opt-6.7b --gpus 8\n"
-                "  DS_ACCELERATOR=cpu dstune search --model tiny-opt --gpus 2 --backend profile --trials 4",
+    "by DeepSpeed-Chat's shipped settings, then write DeepSpeed configs, the launch script,\n"
+    "plan.json, trials.csv and the report (report.html, report.md). Rerunning the same\n"
+    "command continues the same study. Every candidate trains the baseline's job (what is\n"
+    "trained, prompts per iteration, samples per update) unless --set, --global-batch or\n"
+    "--explore changes it; the simulate backend scores every candidate exactly.\n"
+    "  dstune search --model opt-6.7b --gpus 8\n"
+    "  DS_ACCELERATOR=cpu dstune search --model tiny-opt --gpus 2 --backend profile --trials 4",
 )

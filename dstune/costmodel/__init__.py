@@ -2,11 +2,28 @@
 
 from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._estimate import (
-    GPU_COMPONENTS, PPO_PHASES, TRAIN_PHASES, Estimate, estimate, estimate_table, plans_to_columns, row_to_estimate,
+    GPU_COMPONENTS,
+    PPO_PHASES,
+    TRAIN_PHASES,
+    Estimate,
+    estimate,
+    estimate_table,
+    plans_to_columns,
+    row_to_estimate,
 )
 from ._facts import ModelFacts, model_facts
 
 __all__ = [
-    "DEFAULT_CONSTANTS", "GPU_COMPONENTS", "PPO_PHASES", "TRAIN_PHASES", "CostConstants", "Estimate", "ModelFacts",
-    "estimate", "estimate_table", "model_facts", "plans_to_columns", "row_to_estimate",
+    "DEFAULT_CONSTANTS",
+    "GPU_COMPONENTS",
+    "PPO_PHASES",
+    "TRAIN_PHASES",
+    "CostConstants",
+    "Estimate",
+    "ModelFacts",
+    "estimate",
+    "estimate_table",
+    "model_facts",
+    "plans_to_columns",
+    "row_to_estimate",
 ]

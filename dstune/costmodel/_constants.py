@@ -76,7 +76,7 @@ class CostConstants:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CostConstants":
+    def from_dict(cls, values: dict[str, Any]) -> CostConstants:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: float(v) for k, v in values.items() if k in known})
 
@@ -84,7 +84,7 @@ class CostConstants:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "CostConstants":
+    def load(cls, path: Path) -> CostConstants:
         return cls.from_dict(json.loads(path.read_text()))
 
 

@@ -27,8 +27,16 @@ from ._memory import BYTES_16BIT
 
 Columns = Mapping[str, np.ndarray]
 
-GPU_COMPONENTS = ("params", "grads", "optimizer", "activations", "kv_cache", "inference_weights",
-                  "inference_workspace", "other")
+GPU_COMPONENTS = (
+    "params",
+    "grads",
+    "optimizer",
+    "activations",
+    "kv_cache",
+    "inference_weights",
+    "inference_workspace",
+    "other",
+)
 _PHASE_COMPONENTS = GPU_COMPONENTS[:-1] + ("buffers",)
 """What one phase holds; `buffers` (ZeRO buckets) are reported inside `other`."""
 PPO_PHASES = ("generation", "experience", "actor_train", "critic_train")
@@ -60,6 +68,7 @@ def _peak_flops(cluster: ClusterSpec, dtype: np.ndarray) -> np.ndarray:
             return cluster.gpu.peak_tflops(str(d)) * 1e12
         except UserInputError:
             return float("nan")
+
     return _per_value(dtype, peak)
 
 
@@ -74,8 +83,16 @@ class _Trained:
     states: mem.States
 
 
-def _trained(f: ModelFacts, rank: np.ndarray, module: np.ndarray, only_lora: np.ndarray, stage: np.ndarray,
-             offload: np.ndarray, world: int, c: CostConstants) -> _Trained:
+def _trained(
+    f: ModelFacts,
+    rank: np.ndarray,
+    module: np.ndarray,
+    only_lora: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    world: int,
+    c: CostConstants,
+) -> _Trained:
     lora = _lora(f, rank, module)
     params_all = f.params + lora
     frozen = only_lora & (rank > 0)
@@ -88,8 +105,9 @@ def _zeros(n: np.ndarray) -> np.ndarray:
     return np.zeros_like(np.asarray(n, dtype=float))
 
 
-def _train_phases(t: _Trained, stage: np.ndarray, activations: np.ndarray, c: CostConstants,
-                  own_grads: np.ndarray | bool = True) -> tuple[dict, dict]:
+def _train_phases(
+    t: _Trained, stage: np.ndarray, activations: np.ndarray, c: CostConstants, own_grads: np.ndarray | bool = True
+) -> tuple[dict, dict]:
     """(backward, step) extras of one trained model on top of the steady states.
 
     Backward: activations, the ZeRO-3 gathered layer with its 16-bit grad (DeepSpeed's 4 x largest layer),
@@ -99,20 +117,25 @@ def _train_phases(t: _Trained, stage: np.ndarray, activations: np.ndarray, c: Co
     z3 = stage == 3
     gathered = np.where(z3, mem.zero3_gathered_bytes(t.facts.largest_layer_params, c), 0.0)
     grad16 = np.where(own_grads, mem.stage0_grad_bytes(t.params_trainable, stage), 0.0)
-    backward = {"activations": activations, "params": gathered,
-                "grads": grad16 + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
-                "buffers": mem.zero12_reduce_bucket_bytes(stage, c)}
+    backward = {
+        "activations": activations,
+        "params": gathered,
+        "grads": grad16 + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
+        "buffers": mem.zero12_reduce_bucket_bytes(stage, c),
+    }
     step = {"grads": grad16 + mem.stage0_step_bytes(t.params_trainable, stage)}
     return backward, step
 
 
-def _peak(steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]], labels: dict[str, str],
-          n_rows: int) -> dict[str, np.ndarray]:
+def _peak(
+    steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]], labels: dict[str, str], n_rows: int
+) -> dict[str, np.ndarray]:
     """Per candidate, the phase whose extra bytes on top of the steady ones are largest (the steady bytes
     are the same in every phase), with the components at that peak."""
     names = list(phases)
-    extras = np.stack([np.broadcast_to(sum(np.asarray(v, dtype=float) for v in phases[p].values()), (n_rows,))
-                       for p in names])
+    extras = np.stack(
+        [np.broadcast_to(sum(np.asarray(v, dtype=float) for v in phases[p].values()), (n_rows,)) for p in names]
+    )
     worst = np.argmax(extras, axis=0)
     out: dict[str, np.ndarray] = {}
     for k in _PHASE_COMPONENTS:
@@ -125,8 +148,16 @@ def _peak(steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]
     return out
 
 
-def _micro_seconds(t: _Trained, tokens: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray, stage: np.ndarray,
-                   offload: np.ndarray, hw: tm.Hardware, c: CostConstants) -> tuple[np.ndarray, np.ndarray]:
+def _micro_seconds(
+    t: _Trained,
+    tokens: np.ndarray,
+    seq: np.ndarray,
+    checkpointing: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    hw: tm.Hardware,
+    c: CostConstants,
+) -> tuple[np.ndarray, np.ndarray]:
     """(forward, forward+backward with exposed communication) of one training micro-batch."""
     fwd = tm.compute_seconds(tm.forward_flops(t.facts, tokens, seq), tokens, t.facts, hw, c)
     total = fwd * (1.0 + tm.train_backward_factor(t.frozen_base, checkpointing))
@@ -134,16 +165,18 @@ def _micro_seconds(t: _Trained, tokens: np.ndarray, seq: np.ndarray, checkpointi
     return fwd, tm.overlapped(total, comm, c)
 
 
-def _host_peak(cluster: ClusterSpec, host_per_gpu: np.ndarray, construction_per_rank: np.ndarray,
-               c: CostConstants) -> np.ndarray:
+def _host_peak(
+    cluster: ClusterSpec, host_per_gpu: np.ndarray, construction_per_rank: np.ndarray, c: CostConstants
+) -> np.ndarray:
     """Per node: every rank's process, plus the larger of model construction (each rank builds
     non-ZeRO-3 models whole in fp32 on the host) and the offloaded states."""
     gpn = cluster.gpus_per_node
     return gpn * (c.host_bytes_per_rank + np.maximum(construction_per_rank, host_per_gpu))
 
 
-def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware, c: CostConstants,
-                  pairwise: bool) -> dict[str, np.ndarray]:
+def _score_sft_rm(
+    cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware, c: CostConstants, pairwise: bool
+) -> dict[str, np.ndarray]:
     f = model_facts(spec, "value" if pairwise else "lm")
     world = cluster.world_size
     micro = cols["per_device_train_batch_size"].astype(float)
@@ -152,13 +185,18 @@ def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.H
     stage = cols["zero_stage"]
     offload = cols["offload"].astype(bool)
     sequences = micro * (2.0 if pairwise else 1.0)
-    t = _trained(f, cols["lora_dim"], cols["lora_module_name"], cols["only_optimize_lora"].astype(bool), stage,
-                 offload, world, c)
+    t = _trained(
+        f, cols["lora_dim"], cols["lora_module_name"], cols["only_optimize_lora"].astype(bool), stage, offload, world, c
+    )
     checkpointing = cols["gradient_checkpointing"].astype(bool)
     activations = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
     backward, step_extra = _train_phases(t, stage, activations, c)
-    steady = {"params": t.states.params, "grads": t.states.grads, "optimizer": t.states.optimizer,
-              "buffers": t.states.buffers}
+    steady = {
+        "params": t.states.params,
+        "grads": t.states.grads,
+        "optimizer": t.states.optimizer,
+        "buffers": t.states.buffers,
+    }
     peak = _peak(steady, {"backward": backward, "step": step_extra}, {"backward": "train", "step": "train"}, len(micro))
     tokens = sequences * seq
     fwd, micro_total = _micro_seconds(t, tokens, seq, checkpointing, stage, offload, hw, c)
@@ -169,12 +207,22 @@ def _score_sft_rm(cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.H
     return {
         **peak,
         "host_peak_bytes": _host_peak(cluster, t.states.host, construction, c),
-        "phases": phases, "samples": micro * gas * world, "tokens": tokens * gas * world, "flops": useful,
+        "phases": phases,
+        "samples": micro * gas * world,
+        "tokens": tokens * gas * world,
+        "flops": useful,
     }
 
 
-def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware,
-               c: CostConstants, he_kernels: bool) -> dict[str, np.ndarray]:
+def _score_ppo(
+    cols: Columns,
+    actor_spec: ModelSpec,
+    critic_spec: ModelSpec,
+    cluster: ClusterSpec,
+    hw: tm.Hardware,
+    c: CostConstants,
+    he_kernels: bool,
+) -> dict[str, np.ndarray]:
     actor_f = model_facts(actor_spec, "lm")
     critic_f = model_facts(critic_spec, "value")
     world = cluster.world_size
@@ -203,8 +251,12 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
     tp = np.where(pinned_z3, cols["inference_tp_size"], 1).astype(float)
     gathered_bs = gen_bs * tp
 
-    actor = _trained(actor_f, cols["actor_lora_dim"], cols["actor_lora_module_name"], only_lora, a_stage, offload, world, c)
-    critic = _trained(critic_f, cols["critic_lora_dim"], cols["critic_lora_module_name"], only_lora, c_stage, offload, world, c)
+    actor = _trained(
+        actor_f, cols["actor_lora_dim"], cols["actor_lora_module_name"], only_lora, a_stage, offload, world, c
+    )
+    critic = _trained(
+        critic_f, cols["critic_lora_dim"], cols["critic_lora_module_name"], only_lora, c_stage, offload, world, c
+    )
     ref_stage = np.where(a_stage == 3, 3, 0)
     reward_stage = np.where(c_stage == 3, 3, 0)
     ref = mem.frozen_states(actor_f.params, ref_stage, ref_offload, world, c)
@@ -219,47 +271,74 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
     kept = kernels & ~release
     accumulating = gas > 1
     steady = {
-        "params": states.params, "optimizer": states.optimizer, "buffers": states.buffers,
-        "grads": states.grads + np.where(accumulating, mem.stage0_grad_bytes(actor.params_trainable, a_stage)
-                                         + mem.stage0_grad_bytes(critic.params_trainable, c_stage), 0.0),
-        "kv_cache": np.where(kept, ws_cache, 0.0), "inference_workspace": np.where(kept, ws_other, 0.0),
+        "params": states.params,
+        "optimizer": states.optimizer,
+        "buffers": states.buffers,
+        "grads": states.grads
+        + np.where(
+            accumulating,
+            mem.stage0_grad_bytes(actor.params_trainable, a_stage)
+            + mem.stage0_grad_bytes(critic.params_trainable, c_stage),
+            0.0,
+        ),
+        "kv_cache": np.where(kept, ws_cache, 0.0),
+        "inference_workspace": np.where(kept, ws_other, 0.0),
     }
 
     whole = BYTES_16BIT * actor.params_all
-    tp_gathering, tp_generating = mem.he_tp_weight_bytes(layer_params, other_params, tp,
-                                                         cols["tp_gather_partition_size"].astype(float), actor_f.layers)
+    tp_gathering, tp_generating = mem.he_tp_weight_bytes(
+        layer_params, other_params, tp, cols["tp_gather_partition_size"].astype(float), actor_f.layers
+    )
     per_layer = np.where(a_stage == 3, mem.zero3_gathered_bytes(actor_f.largest_layer_params, c), 0.0)
     gen_weights = np.where(pinned_z3, np.where(tp > 1, tp_generating, whole), per_layer)
     phases: dict[str, dict[str, np.ndarray]] = {
         "he_gather": {"inference_weights": np.where(pinned_z3 & (tp > 1), tp_gathering, 0.0)},
         "generation": {
-            "inference_weights": gen_weights, "activations": gathered_bs * actor_f.vocab * 4.0,
+            "inference_weights": gen_weights,
+            "activations": gathered_bs * actor_f.vocab * 4.0,
             "kv_cache": np.where(kernels, np.where(release, ws_cache, 0.0), mem.kv_cache_bytes(actor_f, gen_bs, seq)),
             "inference_workspace": np.where(kernels & release, ws_other, 0.0),
         },
     }
-    for name, f, stage in (("exp_actor", actor_f, a_stage), ("exp_ref", actor_f, ref_stage),
-                           ("exp_critic", critic_f, c_stage), ("exp_reward", critic_f, reward_stage)):
-        phases[name] = {"activations": mem.eval_activation_bytes(f, gen_bs, seq, c),
-                        "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0)}
+    for name, f, stage in (
+        ("exp_actor", actor_f, a_stage),
+        ("exp_ref", actor_f, ref_stage),
+        ("exp_critic", critic_f, c_stage),
+        ("exp_reward", critic_f, reward_stage),
+    ):
+        phases[name] = {
+            "activations": mem.eval_activation_bytes(f, gen_bs, seq, c),
+            "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0),
+        }
     for role, t, stage, ckpt in (("actor", actor, a_stage, a_ckpt), ("critic", critic, c_stage, c_ckpt)):
-        backward, step_extra = _train_phases(t, stage, mem.train_activation_bytes(t.facts, train_bs, seq, ckpt, c), c,
-                                             own_grads=~accumulating)
+        backward, step_extra = _train_phases(
+            t, stage, mem.train_activation_bytes(t.facts, train_bs, seq, ckpt, c), c, own_grads=~accumulating
+        )
         phases[f"{role}_backward"], phases[f"{role}_step"] = backward, step_extra
-    labels = {"he_gather": "generation", "generation": "generation", "exp_actor": "experience", "exp_ref": "experience",
-              "exp_critic": "experience", "exp_reward": "experience", "actor_backward": "actor_train",
-              "actor_step": "actor_train", "critic_backward": "critic_train", "critic_step": "critic_train"}
+    labels = {
+        "he_gather": "generation",
+        "generation": "generation",
+        "exp_actor": "experience",
+        "exp_ref": "experience",
+        "exp_critic": "experience",
+        "exp_reward": "experience",
+        "actor_backward": "actor_train",
+        "actor_step": "actor_train",
+        "critic_backward": "critic_train",
+        "critic_step": "critic_train",
+    }
     peak = _peak(steady, phases, labels, n_rows)
 
     prefill_tokens = gathered_bs * prompt
-    prefill = (tm.compute_seconds(tm.generation_flops_per_gpu(actor_f, prefill_tokens, prompt, tp, lm_head),
-                                  prefill_tokens, actor_f, hw, c)
-               + 2.0 * actor_f.layers * tm.tp_allreduce_seconds(prefill_tokens * actor_f.hidden * 2.0, tp, hw, c))
+    prefill = tm.compute_seconds(
+        tm.generation_flops_per_gpu(actor_f, prefill_tokens, prompt, tp, lm_head), prefill_tokens, actor_f, hw, c
+    ) + 2.0 * actor_f.layers * tm.tp_allreduce_seconds(prefill_tokens * actor_f.hidden * 2.0, tp, hw, c)
     token = tm.decode_token_seconds(actor_f, layer_params, lm_head, gen_bs, prompt + answer / 2.0, tp, kernels, hw, c)
     gather = tm.zero3_gather_seconds(actor.params_all, actor_f.layers, offload, hw, c)
     gathers = np.where(a_stage == 3, np.where(pinned_z3, 1.0, answer + 1.0), 0.0) * gather
-    cache_churn = (np.where(kernels & release, c.empty_cache_s + (ws_cache + ws_other) / c.cuda_malloc_bytes_per_s, 0.0)
-                   + np.where(pinned_z3 & (tp > 1), c.empty_cache_s, 0.0))
+    cache_churn = np.where(
+        kernels & release, c.empty_cache_s + (ws_cache + ws_other) / c.cuda_malloc_bytes_per_s, 0.0
+    ) + np.where(pinned_z3 & (tp > 1), c.empty_cache_s, 0.0)
     generation = prefill + answer * token + gathers + cache_churn
 
     a_fwd_gen = tm.forward_flops(actor_f, gen_bs * prompt, prompt)
@@ -280,26 +359,39 @@ def _score_ppo(cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, clu
     train_tokens = train_bs * seq
     phase_s = {"generation": n_gen * generation, "experience": n_gen * experience}
     useful = n_gen * (a_fwd_gen + answer * tm.forward_flops(actor_f, gen_bs, prompt + answer / 2.0))
-    useful = useful + n_gen * 2.0 * (tm.forward_flops(actor_f, gen_bs * seq, seq) + tm.forward_flops(critic_f, gen_bs * seq, seq))
+    useful = useful + n_gen * 2.0 * (
+        tm.forward_flops(actor_f, gen_bs * seq, seq) + tm.forward_flops(critic_f, gen_bs * seq, seq)
+    )
     for name, t, stage, ckpt in (("actor_train", actor, a_stage, a_ckpt), ("critic_train", critic, c_stage, c_ckpt)):
         _, micro_total = _micro_seconds(t, train_tokens, seq, ckpt, stage, offload, hw, c)
         opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
         phase_s[name] = n_micro * micro_total + n_opt * opt
         useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
 
-    construction = np.maximum(np.where(a_stage == 3, 0.0, 4.0 * actor.params_all),
-                              np.where(c_stage == 3, 0.0, 4.0 * critic.params_all))
+    construction = np.maximum(
+        np.where(a_stage == 3, 0.0, 4.0 * actor.params_all), np.where(c_stage == 3, 0.0, 4.0 * critic.params_all)
+    )
     samples = gen_bs * n_gen * world
     return {
         **peak,
         "host_peak_bytes": _host_peak(cluster, states.host, construction, c),
-        "phases": phase_s, "samples": samples, "tokens": samples * seq, "flops": useful,
+        "phases": phase_s,
+        "samples": samples,
+        "tokens": samples * seq,
+        "flops": useful,
     }
 
 
-def estimate_table(step: str, cols: Columns, model: ModelSpec, cluster: ClusterSpec, *,
-                   critic_model: ModelSpec | None = None, constants: CostConstants = DEFAULT_CONSTANTS,
-                   he_kernels: bool = True) -> dict[str, np.ndarray]:
+def estimate_table(
+    step: str,
+    cols: Columns,
+    model: ModelSpec,
+    cluster: ClusterSpec,
+    *,
+    critic_model: ModelSpec | None = None,
+    constants: CostConstants = DEFAULT_CONSTANTS,
+    he_kernels: bool = True,
+) -> dict[str, np.ndarray]:
     """Score every candidate row. Returns flat columns: mem_*, gpu_peak_bytes, host_peak_bytes,
     time_*, step_s, samples_per_s, tokens_per_s, mfu, fits_gpu (under the card), within_headroom (under the
     card less the headroom a production pick keeps), fits_host, feasible (fits the card and the host)."""
@@ -364,13 +456,23 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model, "critic_model": self.critic_model, "gpus": self.gpus, "nodes": self.nodes,
-            "gpu_type": self.gpu_type, "step": self.step, "plan": self.plan, "feasible": self.feasible,
-            "infeasible_reasons": list(self.reasons), "warnings": list(self.warnings),
+            "model": self.model,
+            "critic_model": self.critic_model,
+            "gpus": self.gpus,
+            "nodes": self.nodes,
+            "gpu_type": self.gpu_type,
+            "step": self.step,
+            "plan": self.plan,
+            "feasible": self.feasible,
+            "infeasible_reasons": list(self.reasons),
+            "warnings": list(self.warnings),
             "memory": {
-                "gpu_peak_bytes": int(self.gpu_peak_bytes), "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
-                "host_peak_bytes": int(self.host_peak_bytes), "host_capacity_bytes": int(self.host_capacity_bytes),
-                "peak_phase": self.peak_phase, "gpu": {k: int(v) for k, v in self.gpu_memory.items()},
+                "gpu_peak_bytes": int(self.gpu_peak_bytes),
+                "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
+                "host_peak_bytes": int(self.host_peak_bytes),
+                "host_capacity_bytes": int(self.host_capacity_bytes),
+                "peak_phase": self.peak_phase,
+                "gpu": {k: int(v) for k, v in self.gpu_memory.items()},
             },
             "time": {"step_s": self.step_s, "phases": dict(self.phases)},
             "throughput": {"samples_per_s": self.samples_per_s, "tokens_per_s": self.tokens_per_s},
@@ -378,9 +480,16 @@ class Estimate:
         }
 
 
-def row_to_estimate(row: Mapping[str, Any], *, step: str, plan: dict[str, Any], model: ModelSpec,
-                    cluster: ClusterSpec, critic_model: ModelSpec | None,
-                    constants: CostConstants = DEFAULT_CONSTANTS) -> Estimate:
+def row_to_estimate(
+    row: Mapping[str, Any],
+    *,
+    step: str,
+    plan: dict[str, Any],
+    model: ModelSpec,
+    cluster: ClusterSpec,
+    critic_model: ModelSpec | None,
+    constants: CostConstants = DEFAULT_CONSTANTS,
+) -> Estimate:
     """One row of `estimate_table` output as a typed Estimate."""
     reasons = []
     warnings = []
@@ -389,37 +498,67 @@ def row_to_estimate(row: Mapping[str, Any], *, step: str, plan: dict[str, Any], 
     if not row["fits_gpu"]:
         reasons.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB > {capacity / 2**30:.1f} GiB on the card")
     elif not row["within_headroom"]:
-        warnings.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB fits the {capacity / 2**30:.1f} GiB card "
-                        f"but not the {constants.headroom_fraction:.0%} headroom a search pick keeps "
-                        f"({usable / 2**30:.1f} GiB usable)")
+        warnings.append(
+            f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB fits the {capacity / 2**30:.1f} GiB card "
+            f"but not the {constants.headroom_fraction:.0%} headroom a search pick keeps "
+            f"({usable / 2**30:.1f} GiB usable)"
+        )
     if not row["fits_host"]:
-        reasons.append(f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
-                       f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB")
+        reasons.append(
+            f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
+            f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB"
+        )
     phase_names = PPO_PHASES if step == "ppo" else TRAIN_PHASES
     return Estimate(
-        step=step, model=model.name, critic_model=critic_model.name if critic_model else None,
-        gpus=cluster.world_size, nodes=cluster.nodes, gpu_type=cluster.gpu.name, plan=plan,
-        feasible=bool(row["feasible"]), reasons=tuple(reasons), warnings=tuple(warnings),
+        step=step,
+        model=model.name,
+        critic_model=critic_model.name if critic_model else None,
+        gpus=cluster.world_size,
+        nodes=cluster.nodes,
+        gpu_type=cluster.gpu.name,
+        plan=plan,
+        feasible=bool(row["feasible"]),
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
         gpu_memory={name: float(row[f"mem_{name}"]) for name in GPU_COMPONENTS},
-        gpu_peak_bytes=float(row["gpu_peak_bytes"]), gpu_capacity_bytes=float(capacity),
-        host_peak_bytes=float(row["host_peak_bytes"]), host_capacity_bytes=float(cluster.host_memory_per_node_bytes),
+        gpu_peak_bytes=float(row["gpu_peak_bytes"]),
+        gpu_capacity_bytes=float(capacity),
+        host_peak_bytes=float(row["host_peak_bytes"]),
+        host_capacity_bytes=float(cluster.host_memory_per_node_bytes),
         peak_phase=str(row["peak_phase"]),
         phases={name: float(row[f"time_{name}"]) for name in phase_names},
-        step_s=float(row["step_s"]), samples_per_s=float(row["samples_per_s"]),
-        tokens_per_s=float(row["tokens_per_s"]), mfu=float(row["mfu"]),
+        step_s=float(row["step_s"]),
+        samples_per_s=float(row["samples_per_s"]),
+        tokens_per_s=float(row["tokens_per_s"]),
+        mfu=float(row["mfu"]),
     )
 
 
-def estimate(plan: Plan, model: ModelSpec, cluster: ClusterSpec, *, critic_model: ModelSpec | None = None,
-             constants: CostConstants = DEFAULT_CONSTANTS, he_kernels: bool = True) -> Estimate:
+def estimate(
+    plan: Plan,
+    model: ModelSpec,
+    cluster: ClusterSpec,
+    *,
+    critic_model: ModelSpec | None = None,
+    constants: CostConstants = DEFAULT_CONSTANTS,
+    he_kernels: bool = True,
+) -> Estimate:
     """Score one plan (rules are the caller's job: see dstune.plan.validate)."""
     cluster.gpu.peak_tflops(plan.dtype)
     step = plan.step
     if step == "ppo" and critic_model is None:
         critic_model = model
     cols = plans_to_columns([plan])
-    table = estimate_table(step, cols, model, cluster, critic_model=critic_model, constants=constants,
-                           he_kernels=he_kernels)
+    table = estimate_table(
+        step, cols, model, cluster, critic_model=critic_model, constants=constants, he_kernels=he_kernels
+    )
     row = {k: v[0] for k, v in table.items()}
-    return row_to_estimate(row, step=step, plan=plan_to_dict(plan), model=model, cluster=cluster,
-                           critic_model=critic_model if step == "ppo" else None, constants=constants)
+    return row_to_estimate(
+        row,
+        step=step,
+        plan=plan_to_dict(plan),
+        model=model,
+        cluster=cluster,
+        critic_model=critic_model if step == "ppo" else None,
+        constants=constants,
+    )

@@ -30,13 +30,19 @@ class States:
     buffers: np.ndarray
     host: np.ndarray
 
-    def __add__(self, other: "States") -> "States":
-        return States(*(getattr(self, f) + getattr(other, f) for f in ("params", "grads", "optimizer", "buffers", "host")))
+    def __add__(self, other: States) -> States:
+        return States(
+            *(getattr(self, f) + getattr(other, f) for f in ("params", "grads", "optimizer", "buffers", "host"))
+        )
 
 
 def trained_states(
-    params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray,
-    world: int, c: CostConstants,
+    params_all: np.ndarray,
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    world: int,
+    c: CostConstants,
 ) -> States:
     """A model with an optimizer (actor, critic, or the SFT/RM model): what stays allocated.
 
@@ -110,8 +116,9 @@ def layer_activation_bytes(f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c:
     return sbh * (15.0 + 19.0 * mlp_ratio) + scores
 
 
-def train_activation_bytes(f: ModelFacts, micro: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray,
-                           c: CostConstants) -> np.ndarray:
+def train_activation_bytes(
+    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray, c: CostConstants
+) -> np.ndarray:
     """Activations kept for backward, plus the LM head's logits when the role has one.
 
     With full checkpointing only each layer's input (2*s*b*h) is kept, plus one
@@ -156,8 +163,9 @@ def workspace_other_bytes(f: ModelFacts, batch: np.ndarray, max_out_tokens: np.n
     return (activation + temp) * max_out_tokens * BYTES_16BIT
 
 
-def he_tp_weight_bytes(layer_params: np.ndarray, other_params: float, tp: np.ndarray, gather_layers: np.ndarray,
-                       layers: int) -> tuple[np.ndarray, np.ndarray]:
+def he_tp_weight_bytes(
+    layer_params: np.ndarray, other_params: float, tp: np.ndarray, gather_layers: np.ndarray, layers: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Pinned ZeRO-3 with inference_tp_size > 1 (hybrid_engine.py generate): (while gathering, while generating).
 
     Layers are gathered `tp_gather_partition_size` at a time and each keeps its 1/tp slice; then the

@@ -34,7 +34,7 @@ class Hardware:
     host_link_bytes_per_s: float
 
     @classmethod
-    def of(cls, cluster: ClusterSpec, dtype: str, c: CostConstants) -> "Hardware":
+    def of(cls, cluster: ClusterSpec, dtype: str, c: CostConstants) -> Hardware:
         gpu = cluster.gpu
         intra = gpu.intra_node_link_in_GB_per_sec
         link = min(intra, cluster.inter_node_in_GB_per_sec) if cluster.nodes > 1 else intra
@@ -84,8 +84,9 @@ def train_backward_factor(frozen_base: np.ndarray, checkpointing: np.ndarray) ->
     return np.where(frozen_base, 1.0, 2.0) + np.where(checkpointing, 1.0, 0.0)
 
 
-def zero_micro_comm_seconds(params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray,
-                            offload: np.ndarray, hw: Hardware) -> np.ndarray:
+def zero_micro_comm_seconds(
+    params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, hw: Hardware
+) -> np.ndarray:
     """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads;
     ZeRO-2 reduce-scatters grads as they are produced. At ZeRO-3 with offload the
     partitions are fetched from host memory first."""
@@ -95,8 +96,14 @@ def zero_micro_comm_seconds(params_all: np.ndarray, params_trainable: np.ndarray
     return np.select([stage == 3, stage == 2], [z3 + z3_host, z2], default=0.0)
 
 
-def optimizer_step_seconds(params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray,
-                           offload: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
+def optimizer_step_seconds(
+    params_all: np.ndarray,
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    hw: Hardware,
+    c: CostConstants,
+) -> np.ndarray:
     """Gradient all-reduce (stages 0-1), the Adam step (GPU, or CPU with PCIe round trips when
     offloaded) and the parameter all-gather that follows a partitioned step (stages 1-2)."""
     n = float(hw.world)
@@ -110,8 +117,9 @@ def optimizer_step_seconds(params_all: np.ndarray, params_trainable: np.ndarray,
     return reduce + adam + regather + c.step_overhead_s
 
 
-def generation_flops_per_gpu(f: ModelFacts, tokens_gathered: np.ndarray, context: np.ndarray, tp: np.ndarray,
-                             lm_head_params: float) -> np.ndarray:
+def generation_flops_per_gpu(
+    f: ModelFacts, tokens_gathered: np.ndarray, context: np.ndarray, tp: np.ndarray, lm_head_params: float
+) -> np.ndarray:
     """FLOPs one GPU spends on `tokens_gathered` tokens under HE tensor parallelism: every rank runs the
     gathered batch (tp x its own) through 1/tp of each layer and through the whole, unsplit LM head."""
     layer_matmul = f.matmul_params - lm_head_params
@@ -124,9 +132,17 @@ def tp_allreduce_seconds(total_bytes: np.ndarray, tp: np.ndarray, hw: Hardware, 
     return np.where(tp > 1, c.collective_latency_s + ring, 0.0)
 
 
-def decode_token_seconds(f: ModelFacts, layer_params: np.ndarray, lm_head_params: float, batch: np.ndarray,
-                         context: np.ndarray, tp: np.ndarray, he_kernels: np.ndarray, hw: Hardware,
-                         c: CostConstants) -> np.ndarray:
+def decode_token_seconds(
+    f: ModelFacts,
+    layer_params: np.ndarray,
+    lm_head_params: float,
+    batch: np.ndarray,
+    context: np.ndarray,
+    tp: np.ndarray,
+    he_kernels: np.ndarray,
+    hw: Hardware,
+    c: CostConstants,
+) -> np.ndarray:
     """One generated token for a GPU's batch `batch` (its own prompts; tp x that run on it under HE TP):
     memory-bound reads (1/tp of the layers, the whole LM head, the KV cache, which TP does not shrink per
     GPU) or compute, plus launch costs and two TP all-reduces per layer of the gathered hidden states."""
@@ -141,8 +157,9 @@ def decode_token_seconds(f: ModelFacts, layer_params: np.ndarray, lm_head_params
     return np.maximum(memory, compute) + launch + tp_reduce
 
 
-def zero3_gather_seconds(params_all: np.ndarray, layers: int, offload: np.ndarray, hw: Hardware,
-                         c: CostConstants) -> np.ndarray:
+def zero3_gather_seconds(
+    params_all: np.ndarray, layers: int, offload: np.ndarray, hw: Hardware, c: CostConstants
+) -> np.ndarray:
     """Gathering every ZeRO-3 partition of a model once (layer by layer)."""
     host = np.where(offload, 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
     return allgather_seconds(2.0 * params_all, hw) + layers * c.collective_latency_s + host

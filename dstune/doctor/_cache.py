@@ -56,8 +56,9 @@ def _write_cache(key: str, statuses: dict[str, HeStatus]) -> None:
 
 def _probe_in_subprocess() -> dict[str, HeStatus]:
     env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
-    done = subprocess.run([sys.executable, "-m", "dstune.doctor._he"], capture_output=True, text=True, env=env,
-                          timeout=PROBE_TIMEOUT_S)
+    done = subprocess.run(
+        [sys.executable, "-m", "dstune.doctor._he"], capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S
+    )
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"HE probe exited {done.returncode}: {tail}")

@@ -40,20 +40,32 @@ class HeStatus:
         if self.kernels:
             return f"{name}: Hybrid Engine generates with DeepSpeed inference kernels ({self.policy})"
         if self.policy:
-            return (f"{name}: no HE kernels on this stack; DeepSpeed skips {self.policy} and generation uses "
-                    f"the model's generate(); pin transformers per constraints/he.txt for HE kernels")
-        return (f"{name}: DeepSpeed has no inference policy for {self.layer_class}; "
-                "Hybrid Engine generation uses the model's generate()")
+            return (
+                f"{name}: no HE kernels on this stack; DeepSpeed skips {self.policy} and generation uses "
+                f"the model's generate(); pin transformers per constraints/he.txt for HE kernels"
+            )
+        return (
+            f"{name}: DeepSpeed has no inference policy for {self.layer_class}; "
+            "Hybrid Engine generation uses the model's generate()"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"family": self.family, "kernels": self.kernels, "layer_class": self.layer_class,
-                "policy": self.policy, "reason": self.reason, "probe_model": self.probe_model,
-                "consequence": self.consequence}
+        return {
+            "family": self.family,
+            "kernels": self.kernels,
+            "layer_class": self.layer_class,
+            "policy": self.policy,
+            "reason": self.reason,
+            "probe_model": self.probe_model,
+            "consequence": self.consequence,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "HeStatus":
-        return cls(**{k: data.get(k) for k in ("family", "kernels", "layer_class", "policy", "probe_model")},
-                   reason=data.get("reason") or "")
+    def from_json(cls, data: dict[str, Any]) -> HeStatus:
+        return cls(
+            **{k: data.get(k) for k in ("family", "kernels", "layer_class", "policy", "probe_model")},
+            reason=data.get("reason") or "",
+        )
 
 
 def probe_model_for(family: str) -> ModelSpec:
@@ -110,18 +122,31 @@ def probe_family(family: str) -> HeStatus:
         entry = stand_in.inference_policies.get(layer_cls)
         policy = _all_policies().get(layer_cls)
     except Exception as error:  # noqa: BLE001 - any failure is reported, never fatal
-        return HeStatus(family=family, kernels=None, reason=f"{type(error).__name__}: {error}",
-                        probe_model=spec.name)
+        return HeStatus(family=family, kernels=None, reason=f"{type(error).__name__}: {error}", probe_model=spec.name)
     if entry is not None and entry[0] is marker:
-        return HeStatus(family=family, kernels=True, layer_class=layer_cls.__name__, policy=entry[1].__name__,
-                        reason=f"DeepSpeed's {entry[1].__name__} matches {layer_cls.__name__}", probe_model=spec.name)
+        return HeStatus(
+            family=family,
+            kernels=True,
+            layer_class=layer_cls.__name__,
+            policy=entry[1].__name__,
+            reason=f"DeepSpeed's {entry[1].__name__} matches {layer_cls.__name__}",
+            probe_model=spec.name,
+        )
     if policy is not None:
-        reason = (f"DeepSpeed has {policy} for {layer_cls.__name__} but its Hybrid Engine does not "
-                  "use it on this stack (0.19.x drops it when the layer's forward takes cache_position)")
+        reason = (
+            f"DeepSpeed has {policy} for {layer_cls.__name__} but its Hybrid Engine does not "
+            "use it on this stack (0.19.x drops it when the layer's forward takes cache_position)"
+        )
     else:
         reason = f"no DeepSpeed inference policy matches {layer_cls.__name__}"
-    return HeStatus(family=family, kernels=False, layer_class=layer_cls.__name__, policy=policy, reason=reason,
-                    probe_model=spec.name)
+    return HeStatus(
+        family=family,
+        kernels=False,
+        layer_class=layer_cls.__name__,
+        policy=policy,
+        reason=reason,
+        probe_model=spec.name,
+    )
 
 
 def probe_all() -> dict[str, HeStatus]:

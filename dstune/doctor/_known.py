@@ -20,8 +20,14 @@ import numpy as np
 from ..catalog import ModelSpec
 
 Severity = Literal["broken", "risky"]
-_OPS = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
-        "le": operator.le}
+_OPS = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,8 +62,12 @@ class KnownIssue:
     """Package -> PEP 440 specifier the installed version must satisfy."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "severity": self.severity, "consequence": self.consequence,
-                "sources": list(self.sources)}
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "consequence": self.consequence,
+            "sources": list(self.sources),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,16 +82,23 @@ class Stack:
 def _issue(raw: Mapping[str, Any]) -> KnownIssue:
     clauses = []
     for knob, condition in (raw.get("when") or {}).items():
-        (op, value), = condition.items()
+        ((op, value),) = condition.items()
         if op not in _OPS and op != "in":
             raise ValueError(f"known issue {raw['id']}: unknown operator {op!r}")
         clauses.append(Clause(knob=knob, op=op, value=tuple(value) if op == "in" else value))
     stack = dict(raw.get("stack") or {})
     he = stack.pop("he_kernels", None)
-    return KnownIssue(id=raw["id"], severity=raw["severity"], consequence=" ".join(raw["consequence"].split()),
-                      sources=tuple(raw.get("sources", ())), when=tuple(clauses),
-                      families=tuple(raw.get("families", ())), gqa=(raw.get("model") or {}).get("gqa"),
-                      he_kernels=he, versions=dict(stack.get("versions") or {}))
+    return KnownIssue(
+        id=raw["id"],
+        severity=raw["severity"],
+        consequence=" ".join(raw["consequence"].split()),
+        sources=tuple(raw.get("sources", ())),
+        when=tuple(clauses),
+        families=tuple(raw.get("families", ())),
+        gqa=(raw.get("model") or {}).get("gqa"),
+        he_kernels=he,
+        versions=dict(stack.get("versions") or {}),
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,8 +132,11 @@ def _applies(issue: KnownIssue, family: str, gqa: bool | None, stack: Stack) -> 
         return False
     if issue.gqa is True and gqa is None:
         return False  # a bare family name says nothing about the shape
-    if issue.he_kernels is not None and stack.he_kernels.get(family) is not None \
-            and stack.he_kernels.get(family) != issue.he_kernels:
+    if (
+        issue.he_kernels is not None
+        and stack.he_kernels.get(family) is not None
+        and stack.he_kernels.get(family) != issue.he_kernels
+    ):
         return False
     for package, spec in issue.versions.items():
         from packaging.specifiers import SpecifierSet
@@ -127,18 +147,23 @@ def _applies(issue: KnownIssue, family: str, gqa: bool | None, stack: Stack) -> 
     return True
 
 
-def match_known_issues(plan: Mapping[str, Any], model: ModelSpec | str,
-                       stack: Stack | None = None) -> tuple[KnownIssue, ...]:
+def match_known_issues(
+    plan: Mapping[str, Any], model: ModelSpec | str, stack: Stack | None = None
+) -> tuple[KnownIssue, ...]:
     """The known issues one plan (knob -> value) hits with this model on this stack."""
     stack = stack or current_stack()
     family, gqa = _family_and_gqa(model)
-    return tuple(issue for issue in known_issues()
-                 if _applies(issue, family, gqa, stack)
-                 and all(c.knob in plan and bool(c.holds(plan[c.knob])) for c in issue.when))
+    return tuple(
+        issue
+        for issue in known_issues()
+        if _applies(issue, family, gqa, stack)
+        and all(c.knob in plan and bool(c.holds(plan[c.knob])) for c in issue.when)
+    )
 
 
-def known_issue_masks(columns: Mapping[str, np.ndarray], model: ModelSpec | str,
-                      stack: Stack | None = None) -> dict[str, np.ndarray]:
+def known_issue_masks(
+    columns: Mapping[str, np.ndarray], model: ModelSpec | str, stack: Stack | None = None
+) -> dict[str, np.ndarray]:
     """Issue id -> boolean mask over the candidates of a column table (only issues hit by some row)."""
     stack = stack or current_stack()
     family, gqa = _family_and_gqa(model)
@@ -155,8 +180,12 @@ def known_issue_masks(columns: Mapping[str, np.ndarray], model: ModelSpec | str,
     return masks
 
 
-def known_issue_mask(columns: Mapping[str, np.ndarray], model: ModelSpec | str, stack: Stack | None = None,
-                     severities: tuple[Severity, ...] = ("broken",)) -> np.ndarray:
+def known_issue_mask(
+    columns: Mapping[str, np.ndarray],
+    model: ModelSpec | str,
+    stack: Stack | None = None,
+    severities: tuple[Severity, ...] = ("broken",),
+) -> np.ndarray:
     """One mask: candidates that hit any issue of the given severities (default: broken only)."""
     rows = len(next(iter(columns.values()))) if columns else 0
     wanted = {i.id for i in known_issues() if i.severity in severities}

@@ -35,8 +35,17 @@ def op_statuses() -> list[OpStatus]:
         from deepspeed.accelerator import get_accelerator
         from deepspeed.git_version_info import installed_ops
     except Exception as error:  # noqa: BLE001
-        return [OpStatus(name=n, prebuilt=False, compatible=False, jit_cached=False, jit_possible=False,
-                         note=f"deepspeed not importable: {error}") for n, _ in OPS]
+        return [
+            OpStatus(
+                name=n,
+                prebuilt=False,
+                compatible=False,
+                jit_cached=False,
+                jit_possible=False,
+                note=f"deepspeed not importable: {error}",
+            )
+            for n, _ in OPS
+        ]
     jit_possible = shutil.which("ninja") is not None and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
     found = []
     for name, builder_name in OPS:
@@ -48,8 +57,18 @@ def op_statuses() -> list[OpStatus]:
                 note = f"{get_accelerator().device_name()} accelerator has no {builder_name}"
         except Exception as error:  # noqa: BLE001
             compatible, note = False, f"{type(error).__name__}: {error}"
-        cached = bool(glob.glob(os.path.join(_extensions_dir(), "*", name, f"{name}*.so"))
-                      or glob.glob(os.path.join(_extensions_dir(), name, f"{name}*.so")))
-        found.append(OpStatus(name=name, prebuilt=bool(installed_ops.get(name)), compatible=compatible,
-                              jit_cached=cached, jit_possible=jit_possible, note=note))
+        cached = bool(
+            glob.glob(os.path.join(_extensions_dir(), "*", name, f"{name}*.so"))
+            or glob.glob(os.path.join(_extensions_dir(), name, f"{name}*.so"))
+        )
+        found.append(
+            OpStatus(
+                name=name,
+                prebuilt=bool(installed_ops.get(name)),
+                compatible=compatible,
+                jit_cached=cached,
+                jit_possible=jit_possible,
+                note=note,
+            )
+        )
     return found

@@ -44,11 +44,21 @@ class DoctorReport:
         return {
             "versions": self.versions,
             "hybrid_engine": {s.family: s.to_json() for s in self.he},
-            "gpus": [vars(g) for g in self.gpus], "gpu_links": [vars(link) for link in self.links],
-            "gpu_note": self.gpu_note, "host": vars(self.host), "ops": [vars(o) for o in self.ops],
-            "known_issues": [{**i.to_json(), "families": list(i.families) or "all",
-                              "when": {c.knob: {c.op: c.value} for c in i.when}} for i in self.known_issues],
-            "findings": [vars(f) for f in self.findings], "wall_s": round(self.wall_s, 3),
+            "gpus": [vars(g) for g in self.gpus],
+            "gpu_links": [vars(link) for link in self.links],
+            "gpu_note": self.gpu_note,
+            "host": vars(self.host),
+            "ops": [vars(o) for o in self.ops],
+            "known_issues": [
+                {
+                    **i.to_json(),
+                    "families": list(i.families) or "all",
+                    "when": {c.knob: {c.op: c.value} for c in i.when},
+                }
+                for i in self.known_issues
+            ],
+            "findings": [vars(f) for f in self.findings],
+            "wall_s": round(self.wall_s, 3),
         }
 
 
@@ -56,39 +66,72 @@ def _stack_issues(stack: Stack) -> tuple[KnownIssue, ...]:
     """Known issues whose stack and family conditions hold for some catalog family here."""
     from ._known import _applies
 
-    return tuple(i for i in known_issues()
-                 if any(_applies(i, family, True if i.gqa else None, stack) for family in stack.he_kernels))
+    return tuple(
+        i
+        for i in known_issues()
+        if any(_applies(i, family, True if i.gqa else None, stack) for family in stack.he_kernels)
+    )
 
 
 def _host_findings(host: Host) -> list[Finding]:
-    found = [Finding(topic="host memory", level="info",
-                     consequence=f"{host.memory_bytes / _GiB:.1f} GiB host memory, {host.cpus} CPUs: "
-                                 "the ceiling for offloaded optimizer state and CPU-Adam")]
+    found = [
+        Finding(
+            topic="host memory",
+            level="info",
+            consequence=f"{host.memory_bytes / _GiB:.1f} GiB host memory, {host.cpus} CPUs: "
+            "the ceiling for offloaded optimizer state and CPU-Adam",
+        )
+    ]
     if host.memlock_bytes is not None and host.memlock_bytes < _MEMLOCK_WARN_BYTES:
-        found.append(Finding(topic="pinned memory", level="warn",
-                             consequence=f"locked-memory limit {host.memlock_bytes / 2**20:.0f} MiB (ulimit -l): "
-                                         "pinned offload buffers beyond it fail or fall back to pageable "
-                                         "copies; set 'ulimit -l unlimited' for offload"))
+        found.append(
+            Finding(
+                topic="pinned memory",
+                level="warn",
+                consequence=f"locked-memory limit {host.memlock_bytes / 2**20:.0f} MiB (ulimit -l): "
+                "pinned offload buffers beyond it fail or fall back to pageable "
+                "copies; set 'ulimit -l unlimited' for offload",
+            )
+        )
     if host.shm_bytes is not None and host.shm_bytes < _SHM_WARN_BYTES:
-        found.append(Finding(topic="/dev/shm", level="warn",
-                             consequence=f"/dev/shm is {host.shm_bytes / 2**20:.0f} MiB: NCCL and the launcher's "
-                                         "workers need more; run containers with --shm-size=8g or more"))
+        found.append(
+            Finding(
+                topic="/dev/shm",
+                level="warn",
+                consequence=f"/dev/shm is {host.shm_bytes / 2**20:.0f} MiB: NCCL and the launcher's "
+                "workers need more; run containers with --shm-size=8g or more",
+            )
+        )
     return found
 
 
 def _gpu_findings(gpus: tuple[Gpu, ...], links: tuple[GpuLink, ...], note: str | None) -> list[Finding]:
     if not gpus:
-        return [Finding(topic="GPUs", level="info",
-                        consequence=f"no GPU found ({note}): estimates use --gpu-type; profile runs on "
-                                    "DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu)")]
+        return [
+            Finding(
+                topic="GPUs",
+                level="info",
+                consequence=f"no GPU found ({note}): estimates use --gpu-type; profile runs on "
+                "DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu)",
+            )
+        ]
     kinds = sorted({link.kind for link in links})
-    found = [Finding(topic="GPUs", level="ok",
-                     consequence=f"{len(gpus)} x {gpus[0].name} ({gpus[0].memory_bytes / _GiB:.0f} GiB); "
-                                 f"links: {', '.join(kinds) or 'single GPU'}")]
+    found = [
+        Finding(
+            topic="GPUs",
+            level="ok",
+            consequence=f"{len(gpus)} x {gpus[0].name} ({gpus[0].memory_bytes / _GiB:.0f} GiB); "
+            f"links: {', '.join(kinds) or 'single GPU'}",
+        )
+    ]
     if "PCIe" in kinds:
-        found.append(Finding(topic="GPU links", level="warn",
-                             consequence="some GPU pairs talk over PCIe only: ZeRO collectives and HE tensor "
-                                         "parallelism run slower than the catalog's NVLink figures"))
+        found.append(
+            Finding(
+                topic="GPU links",
+                level="warn",
+                consequence="some GPU pairs talk over PCIe only: ZeRO collectives and HE tensor "
+                "parallelism run slower than the catalog's NVLink figures",
+            )
+        )
     return found
 
 
@@ -116,14 +159,33 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     ops = tuple(op_statuses())
     stack = Stack(versions=versions, he_kernels={s.family: s.kernels for s in he})
     issues = _stack_issues(stack)
-    findings = [Finding(topic="stack", level="info",
-                        consequence=f"probe key {stack_key()}; Python {versions['python']}, CUDA "
-                                    f"{versions.get('torch_cuda') or 'none (CPU build)'}")]
-    findings += [Finding(topic=f"HE {s.family}", level="ok" if s.kernels else "warn", consequence=s.consequence)
-                 for s in he]
+    findings = [
+        Finding(
+            topic="stack",
+            level="info",
+            consequence=f"probe key {stack_key()}; Python {versions['python']}, CUDA "
+            f"{versions.get('torch_cuda') or 'none (CPU build)'}",
+        )
+    ]
+    findings += [
+        Finding(topic=f"HE {s.family}", level="ok" if s.kernels else "warn", consequence=s.consequence) for s in he
+    ]
     findings += _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops)
-    findings += [Finding(topic=f"known issue {i.id}", level="warn" if i.severity == "broken" else "info",
-                         consequence=i.consequence) for i in issues]
-    return DoctorReport(versions=versions, he=he, gpus=tuple(gpus), links=tuple(links), gpu_note=gpu_note,
-                        host=host, ops=ops, known_issues=issues, findings=tuple(findings),
-                        wall_s=time.perf_counter() - start)
+    findings += [
+        Finding(
+            topic=f"known issue {i.id}", level="warn" if i.severity == "broken" else "info", consequence=i.consequence
+        )
+        for i in issues
+    ]
+    return DoctorReport(
+        versions=versions,
+        he=he,
+        gpus=tuple(gpus),
+        links=tuple(links),
+        gpu_note=gpu_note,
+        host=host,
+        ops=ops,
+        known_issues=issues,
+        findings=tuple(findings),
+        wall_s=time.perf_counter() - start,
+    )

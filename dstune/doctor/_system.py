@@ -9,8 +9,14 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-_TOPOLOGY = {0: "same board", 10: "PCIe switch", 20: "PCIe switches", 30: "PCIe host bridge",
-             40: "NUMA node", 50: "across sockets (SMP)"}
+_TOPOLOGY = {
+    0: "same board",
+    10: "PCIe switch",
+    20: "PCIe switches",
+    30: "PCIe host bridge",
+    40: "NUMA node",
+    50: "across sockets (SMP)",
+}
 """NVML's nvmlGpuTopologyLevel_t: the closest common ancestor of two GPUs."""
 
 
@@ -55,10 +61,16 @@ def _nvml_gpus() -> tuple[list[Gpu], list[GpuLink], str | None]:
         gpus = []
         for i, h in enumerate(handles):
             name = pynvml.nvmlDeviceGetName(h)
-            gpus.append(Gpu(index=i, name=name.decode() if isinstance(name, bytes) else str(name),
-                            memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total)))
-        links = [_link(pynvml, i, j, handles[i], handles[j])
-                 for i in range(len(handles)) for j in range(i + 1, len(handles))]
+            gpus.append(
+                Gpu(
+                    index=i,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    memory_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                )
+            )
+        links = [
+            _link(pynvml, i, j, handles[i], handles[j]) for i in range(len(handles)) for j in range(i + 1, len(handles))
+        ]
         return gpus, links, None
     finally:
         pynvml.nvmlShutdown()
@@ -89,6 +101,9 @@ def detect_host() -> Host:
         shm = shutil.disk_usage("/dev/shm").total
     except OSError:
         shm = None
-    return Host(memory_bytes=int(psutil.virtual_memory().total),
-                memlock_bytes=None if soft == resource.RLIM_INFINITY else int(soft), shm_bytes=shm,
-                cpus=os.cpu_count() or 1)
+    return Host(
+        memory_bytes=int(psutil.virtual_memory().total),
+        memlock_bytes=None if soft == resource.RLIM_INFINITY else int(soft),
+        shm_bytes=shm,
+        cpus=os.cpu_count() or 1,
+    )

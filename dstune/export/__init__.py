@@ -8,6 +8,20 @@ from ._export import ExportInfo, check_writable, plan_payload, prediction_errors
 from ._files import atomic_write, trials_table, versions
 from ._script import SCRIPT_NAMES, launch_script, plan_flags
 
-__all__ = ["CONFIG_FILES", "SCRIPT_NAMES", "ConfigRejected", "ExportInfo", "atomic_write", "check_writable",
-           "launch_script", "plan_flags", "plan_payload", "prediction_errors", "role_configs", "trials_table", "validate_config",
-           "versions", "write_export"]
+__all__ = [
+    "CONFIG_FILES",
+    "SCRIPT_NAMES",
+    "ConfigRejected",
+    "ExportInfo",
+    "atomic_write",
+    "check_writable",
+    "launch_script",
+    "plan_flags",
+    "plan_payload",
+    "prediction_errors",
+    "role_configs",
+    "trials_table",
+    "validate_config",
+    "versions",
+    "write_export",
+]

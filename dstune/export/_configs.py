@@ -8,8 +8,13 @@ from typing import Any
 from ..errors import DstuneError
 from ..plan import Plan, PpoPlan, to_deepspeed
 
-CONFIG_FILES = {"actor": "ds_config_actor.json", "critic": "ds_config_critic.json", "ref": "ds_config_ref.json",
-                "reward": "ds_config_reward.json", "model": "ds_config.json"}
+CONFIG_FILES = {
+    "actor": "ds_config_actor.json",
+    "critic": "ds_config_critic.json",
+    "ref": "ds_config_ref.json",
+    "reward": "ds_config_reward.json",
+    "model": "ds_config.json",
+}
 
 
 class ConfigRejected(DstuneError):

@@ -47,8 +47,10 @@ def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
     for row in sorted(rows, key=lambda r: r.number):
         if row.status != "ok" or not row.predicted or not row.measured or row.source == "repeat":
             continue
-        entry = {"trial": row.number,
-                 "samples_per_s_abs_log_error": abs(math.log(row.measured.samples_per_s / row.predicted.samples_per_s))}
+        entry = {
+            "trial": row.number,
+            "samples_per_s_abs_log_error": abs(math.log(row.measured.samples_per_s / row.predicted.samples_per_s)),
+        }
         if row.measured.gpu_peak_bytes and row.predicted.gpu_peak_bytes:
             entry["gpu_peak_abs_log_error"] = abs(math.log(row.measured.gpu_peak_bytes / row.predicted.gpu_peak_bytes))
         out.append(entry)
@@ -57,8 +59,10 @@ def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
 
 def _figures(row: Any) -> dict[str, Any]:
     """predicted and measured figure sets of a trial (measured null where it did not run)."""
-    return {"predicted": row.predicted.to_json() if row and row.predicted else None,
-            "measured": row.measured.to_json() if row and row.measured else None}
+    return {
+        "predicted": row.predicted.to_json() if row and row.predicted else None,
+        "measured": row.measured.to_json() if row and row.measured else None,
+    }
 
 
 def _trial(row: Any, reference: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -72,10 +76,15 @@ def _trial(row: Any, reference: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _job_pick(alt: Any) -> dict[str, Any]:
     pick = alt.pick
-    return {"job_class": alt.job_class, "job": alt.job.label(), "job_values": {**alt.job.values, **alt.job.batches},
-            "pick": _trial(pick), "baseline_of_this_job": _trial(alt.baseline) if alt.baseline else None,
-            "speedup_over_baseline_of_this_job": alt.speedup.to_json() if alt.speedup else None,
-            "runners_up": [_trial(r, pick.values) for r in alt.runners_up[:3]]}
+    return {
+        "job_class": alt.job_class,
+        "job": alt.job.label(),
+        "job_values": {**alt.job.values, **alt.job.batches},
+        "pick": _trial(pick),
+        "baseline_of_this_job": _trial(alt.baseline) if alt.baseline else None,
+        "speedup_over_baseline_of_this_job": alt.speedup.to_json() if alt.speedup else None,
+        "runners_up": [_trial(r, pick.values) for r in alt.runners_up[:3]],
+    }
 
 
 def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, Any]:
@@ -88,30 +97,48 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
     pick, base = head.pick, head.baseline
     return {
         "schema_version": SCHEMA_VERSION,
-        "step": setup.step, "model": setup.model.name,
+        "step": setup.step,
+        "model": setup.model.name,
         "critic_model": setup.critic_model.name if setup.critic_model else None,
-        "gpus": setup.cluster.world_size, "nodes": setup.cluster.nodes,
-        "gpu_type": info.hardware or setup.cluster.gpu.name, "hardware": info.hardware_label,
+        "gpus": setup.cluster.world_size,
+        "nodes": setup.cluster.nodes,
+        "gpu_type": info.hardware or setup.cluster.gpu.name,
+        "hardware": info.hardware_label,
         "cost_model_gpu_type": setup.cluster.gpu.name,
-        "gpu_note": info.gpu_note, "backend": info.backend, "backend_note": info.backend_note,
-        "study": {"name": info.study_name, "storage": info.storage, "trials": len(result.rows),
-                  "new_trials": result.new_trials, "space": shown_path(req.space.path), "candidates": len(result.grid),
-                  "dropped": result.grid.dropped, "sampler": req.sampler if info.backend != "simulate" else "exact",
-                  "seed": req.seed, "explored": list(result.space.explored) if result.space else []},
+        "gpu_note": info.gpu_note,
+        "backend": info.backend,
+        "backend_note": info.backend_note,
+        "study": {
+            "name": info.study_name,
+            "storage": info.storage,
+            "trials": len(result.rows),
+            "new_trials": result.new_trials,
+            "space": shown_path(req.space.path),
+            "candidates": len(result.grid),
+            "dropped": result.grid.dropped,
+            "sampler": req.sampler if info.backend != "simulate" else "exact",
+            "seed": req.seed,
+            "explored": list(result.space.explored) if result.space else [],
+        },
         "job": {"label": head.job.label(), **head.job.values, **head.job.batches},
         "trial": pick.number if pick else None,
         "plan": pick.values if pick else None,
         **_figures(pick),
         "baseline": {
-            "script": result.baseline.script, "adjustments": list(result.baseline.adjustments),
-            "trial": base.number if base else None, "status": base.status.value if base else None,
-            "reason": base.reason if base else None, "plan": base.values if base else None, **_figures(base),
+            "script": result.baseline.script,
+            "adjustments": list(result.baseline.adjustments),
+            "trial": base.number if base else None,
+            "status": base.status.value if base else None,
+            "reason": base.reason if base else None,
+            "plan": base.values if base else None,
+            **_figures(base),
         },
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
         "he_kernels": req.he_kernels if setup.step == "ppo" else None,
         "interval": {"level": 0.9, "note": req.interval_note},
-        "headroom": info.headroom, "memory_cap_bytes": int(req.cap_bytes),
+        "headroom": info.headroom,
+        "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),
         "runners_up": [_trial(r, pick.values) for r in head.runners_up[:3]] if pick else [],
         "same_figures_as_pick": [_trial(r, pick.values) for r in head.equivalents[:10]] if pick else [],
@@ -120,7 +147,10 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
             "prediction_errors": prediction_errors(result.rows),
             "fits": [vars(h) for h in result.history],
         },
-        "notes": result.notes, "files": files, "versions": versions(), "created": now_iso(),
+        "notes": result.notes,
+        "files": files,
+        "versions": versions(),
+        "created": now_iso(),
     }
 
 
@@ -146,14 +176,22 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
         plan = make_plan(setup.step, pick.values)
         for name, config in role_configs(plan, setup.cluster.world_size).items():
             texts[name] = dump_json(config)
-        header = (f"{setup.model.name} {setup.step} on {info.hardware_label or setup.cluster.gpu.name}, "
-                  f"study {info.study_name} trial {pick.number} ({info.backend}); job: {result.picks.headline.job.label()}.")
-        texts[SCRIPT_NAMES[setup.step]] = launch_script(plan, model=setup.model, critic_model=setup.critic_model,
-                                                        cluster=setup.cluster, header=header)
-    meta = {"step": setup.step, "model": setup.model.name,
-            "critic_model": setup.critic_model.name if setup.critic_model else "",
-            "gpus": setup.cluster.world_size, "gpu_type": setup.cluster.gpu.name, "backend": info.backend,
-            "device": req.backend.device}
+        header = (
+            f"{setup.model.name} {setup.step} on {info.hardware_label or setup.cluster.gpu.name}, "
+            f"study {info.study_name} trial {pick.number} ({info.backend}); job: {result.picks.headline.job.label()}."
+        )
+        texts[SCRIPT_NAMES[setup.step]] = launch_script(
+            plan, model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, header=header
+        )
+    meta = {
+        "step": setup.step,
+        "model": setup.model.name,
+        "critic_model": setup.critic_model.name if setup.critic_model else "",
+        "gpus": setup.cluster.world_size,
+        "gpu_type": setup.cluster.gpu.name,
+        "backend": info.backend,
+        "device": req.backend.device,
+    }
     texts["trials.csv"] = trials_table(result.rows, setup.step, meta)
     files = sorted(texts) + ["plan.json"]
     texts["plan.json"] = dump_json(plan_payload(result, info, files))

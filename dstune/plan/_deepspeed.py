@@ -26,7 +26,13 @@ def _batch(micro: int, world_size: int, accumulation: int) -> dict[str, int]:
 
 
 def train_config(
-    *, offload: bool, dtype: str, stage: int, micro: int, world_size: int, accumulation: int,
+    *,
+    offload: bool,
+    dtype: str,
+    stage: int,
+    micro: int,
+    world_size: int,
+    accumulation: int,
     hybrid_engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     device = "cpu" if offload else "none"
@@ -52,7 +58,9 @@ def train_config(
     }
 
 
-def eval_config(*, offload: bool, dtype: str, stage: int, micro: int, world_size: int, accumulation: int) -> dict[str, Any]:
+def eval_config(
+    *, offload: bool, dtype: str, stage: int, micro: int, world_size: int, accumulation: int
+) -> dict[str, Any]:
     dtype_key, dtype_value = _dtype_entry(dtype, train=False)
     return {
         **_batch(micro, world_size, accumulation),
@@ -78,13 +86,22 @@ def frozen_stage(trained_stage: int) -> int:
 def to_deepspeed(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:
     """Role name -> DeepSpeed config: {"model"} for SFT/RM, {"actor","critic","ref","reward"} for PPO."""
     if not isinstance(plan, PpoPlan):
-        return {"model": train_config(
-            offload=plan.offload, dtype=plan.dtype, stage=plan.zero_stage,
-            micro=plan.per_device_train_batch_size, world_size=world_size,
-            accumulation=plan.gradient_accumulation_steps,
-        )}
-    common = {"dtype": plan.dtype, "micro": plan.per_device_training_batch_size,
-              "world_size": world_size, "accumulation": plan.gradient_accumulation_steps}
+        return {
+            "model": train_config(
+                offload=plan.offload,
+                dtype=plan.dtype,
+                stage=plan.zero_stage,
+                micro=plan.per_device_train_batch_size,
+                world_size=world_size,
+                accumulation=plan.gradient_accumulation_steps,
+            )
+        }
+    common = {
+        "dtype": plan.dtype,
+        "micro": plan.per_device_training_batch_size,
+        "world_size": world_size,
+        "accumulation": plan.gradient_accumulation_steps,
+    }
     hybrid_engine = {
         "enabled": plan.enable_hybrid_engine,
         "max_out_tokens": plan.max_prompt_seq_len + plan.max_answer_seq_len,
@@ -94,11 +111,8 @@ def to_deepspeed(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:
         "tp_gather_partition_size": plan.tp_gather_partition_size,
     }
     return {
-        "actor": train_config(offload=plan.offload, stage=plan.actor_zero_stage,
-                              hybrid_engine=hybrid_engine, **common),
+        "actor": train_config(offload=plan.offload, stage=plan.actor_zero_stage, hybrid_engine=hybrid_engine, **common),
         "critic": train_config(offload=plan.offload, stage=plan.critic_zero_stage, **common),
-        "ref": eval_config(offload=plan.offload_reference_model,
-                           stage=frozen_stage(plan.actor_zero_stage), **common),
-        "reward": eval_config(offload=plan.offload_reward_model,
-                              stage=frozen_stage(plan.critic_zero_stage), **common),
+        "ref": eval_config(offload=plan.offload_reference_model, stage=frozen_stage(plan.actor_zero_stage), **common),
+        "reward": eval_config(offload=plan.offload_reward_model, stage=frozen_stage(plan.critic_zero_stage), **common),
     }

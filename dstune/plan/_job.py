@@ -41,8 +41,10 @@ def batch_columns(step: str, cols: Mapping[str, np.ndarray], world: int) -> dict
     if step == "ppo":
         gen = cols["per_device_generation_batch_size"].astype(np.int64)
         train = np.minimum(cols["per_device_training_batch_size"].astype(np.int64), gen)
-        return {"prompts_per_iteration": gen * cols["generation_batches"].astype(np.int64) * world,
-                "samples_per_update": train * cols["gradient_accumulation_steps"].astype(np.int64) * world}
+        return {
+            "prompts_per_iteration": gen * cols["generation_batches"].astype(np.int64) * world,
+            "samples_per_update": train * cols["gradient_accumulation_steps"].astype(np.int64) * world,
+        }
     micro = cols["per_device_train_batch_size"].astype(np.int64)
     return {"samples_per_step": micro * cols["gradient_accumulation_steps"].astype(np.int64) * world}
 
@@ -71,8 +73,9 @@ class Job:
     def trains(self) -> str:
         """'full fine-tuning', 'actor LoRA r=8 only', 'actor LoRA r=128 + base weights'."""
         v = self.values
-        roles = [("actor", "actor_lora_dim"), ("critic", "critic_lora_dim")] if self.step == "ppo" else [
-            ("", "lora_dim")]
+        roles = (
+            [("actor", "actor_lora_dim"), ("critic", "critic_lora_dim")] if self.step == "ppo" else [("", "lora_dim")]
+        )
         parts = []
         for role, knob in roles:
             rank = int(v.get(knob, 0))
@@ -93,8 +96,10 @@ class Job:
         """Short human text, e.g. 'full fine-tuning, 32 prompts/iteration, 32 samples/update, 256+256 tokens, fp16'."""
         v, b = self.values, self.batches
         if self.step == "ppo":
-            sizes = (f"{b['prompts_per_iteration']} prompts/iteration, {b['samples_per_update']} samples/update, "
-                     f"{v['max_prompt_seq_len']}+{v['max_answer_seq_len']} tokens")
+            sizes = (
+                f"{b['prompts_per_iteration']} prompts/iteration, {b['samples_per_update']} samples/update, "
+                f"{v['max_prompt_seq_len']}+{v['max_answer_seq_len']} tokens"
+            )
             if int(v.get("ppo_epochs", 1)) != 1:
                 sizes += f", {v['ppo_epochs']} PPO epochs"
         else:
@@ -102,7 +107,7 @@ class Job:
             sizes = f"{b['samples_per_step']} {unit}/step, {v['max_seq_len']} tokens"
         return f"{self.trains()}, {sizes}, {v['dtype']}"
 
-    def differences(self, other: "Job") -> list[str]:
+    def differences(self, other: Job) -> list[str]:
         """'knob a -> b' for every job figure that differs (empty: the same job)."""
         mine, theirs = {**self.values, **self.batches}, {**other.values, **other.batches}
         return [f"{k} {theirs.get(k)} -> {mine.get(k)}" for k in mine if mine.get(k) != theirs.get(k)]
@@ -113,8 +118,11 @@ def job_of(step: str, values: Mapping[str, Any], world: int) -> Job:
     values = {**{f.name: f.default for f in knob_fields(step)}, **values}
     cols = {name: np.array([values[name]]) for name in values}
     batch = {k: int(v[0]) for k, v in batch_columns(step, cols, world).items()}
-    return Job(step=step, trained=tuple((k, values[k]) for k in job_knobs(step)),
-               batch=tuple((k, batch[k]) for k in BATCH_FIGURES[step]))
+    return Job(
+        step=step,
+        trained=tuple((k, values[k]) for k in job_knobs(step)),
+        batch=tuple((k, batch[k]) for k in BATCH_FIGURES[step]),
+    )
 
 
 def job_codes(step: str, cols: Mapping[str, np.ndarray], world: int) -> tuple[np.ndarray, np.ndarray]:

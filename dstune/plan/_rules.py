@@ -22,8 +22,8 @@ class Context:
     """What the rules need besides the knobs."""
 
     world_size: int
-    model: "ModelSpec | None" = None
-    critic_model: "ModelSpec | None" = None
+    model: ModelSpec | None = None
+    critic_model: ModelSpec | None = None
 
 
 Check = Callable[[Plan, Context], "str | None"]
@@ -60,8 +60,10 @@ def _zero_stages(plan: Plan) -> list[tuple[str, int]]:
 
 def tp_needs_zero3(plan: Plan, ctx: Context) -> str | None:
     if isinstance(plan, PpoPlan) and plan.inference_tp_size > 1 and plan.actor_zero_stage != 3:
-        return (f"inference_tp_size={plan.inference_tp_size} needs actor_zero_stage=3 "
-                f"(got {plan.actor_zero_stage}): Hybrid Engine tensor sharding gathers ZeRO-3 partitions")
+        return (
+            f"inference_tp_size={plan.inference_tp_size} needs actor_zero_stage=3 "
+            f"(got {plan.actor_zero_stage}): Hybrid Engine tensor sharding gathers ZeRO-3 partitions"
+        )
     return None
 
 
@@ -73,16 +75,26 @@ def tp_needs_hybrid_engine(plan: Plan, ctx: Context) -> str | None:
 
 def tp_divides_world(plan: Plan, ctx: Context) -> str | None:
     if isinstance(plan, PpoPlan) and ctx.world_size % plan.inference_tp_size:
-        return (f"inference_tp_size={plan.inference_tp_size} must divide the world size "
-                f"({ctx.world_size} % {plan.inference_tp_size} = {ctx.world_size % plan.inference_tp_size})")
+        return (
+            f"inference_tp_size={plan.inference_tp_size} must divide the world size "
+            f"({ctx.world_size} % {plan.inference_tp_size} = {ctx.world_size % plan.inference_tp_size})"
+        )
     return None
 
 
 def zero2_he_offload_needs_lora(plan: Plan, ctx: Context) -> str | None:
-    if (isinstance(plan, PpoPlan) and plan.actor_zero_stage == 2 and plan.critic_zero_stage == 2
-            and plan.enable_hybrid_engine and plan.offload and plan.actor_lora_dim == 0):
-        return ("DeepSpeed-Chat refuses actor_zero_stage=2 + critic_zero_stage=2 + enable_hybrid_engine "
-                "+ offload without LoRA (actor_lora_dim=0): training instability")
+    if (
+        isinstance(plan, PpoPlan)
+        and plan.actor_zero_stage == 2
+        and plan.critic_zero_stage == 2
+        and plan.enable_hybrid_engine
+        and plan.offload
+        and plan.actor_lora_dim == 0
+    ):
+        return (
+            "DeepSpeed-Chat refuses actor_zero_stage=2 + critic_zero_stage=2 + enable_hybrid_engine "
+            "+ offload without LoRA (actor_lora_dim=0): training instability"
+        )
     return None
 
 
@@ -98,8 +110,10 @@ def offload_needs_zero(plan: Plan, ctx: Context) -> str | None:
         return None
     for name, stage in _zero_stages(plan):
         if stage == 0:
-            return (f"offload=true needs ZeRO stage >= 1 ({name}=0): DeepSpeedCPUAdam only steps "
-                    "optimizer state that ZeRO has moved to host memory")
+            return (
+                f"offload=true needs ZeRO stage >= 1 ({name}=0): DeepSpeedCPUAdam only steps "
+                "optimizer state that ZeRO has moved to host memory"
+            )
     return None
 
 
@@ -111,8 +125,10 @@ def lora_modules_exist(plan: Plan, ctx: Context) -> str | None:
             continue
         if not any(module_name in layer.name for layer in spec.linear_layers()):
             example = spec.linear_layers()[0].name
-            return (f"{role} LoRA module name {module_name!r} matches no Linear layer of {spec.name} "
-                    f"(its Linear layers are named like {example!r})")
+            return (
+                f"{role} LoRA module name {module_name!r} matches no Linear layer of {spec.name} "
+                f"(its Linear layers are named like {example!r})"
+            )
     return None
 
 
@@ -127,21 +143,34 @@ def sequence_fits_positions(plan: Plan, ctx: Context) -> str | None:
 
 
 _STAGES = ("actor_zero_stage", "critic_zero_stage", "zero_stage")
-_LORA = ("actor_lora_dim", "critic_lora_dim", "lora_dim", "actor_lora_module_name", "critic_lora_module_name",
-         "lora_module_name")
+_LORA = (
+    "actor_lora_dim",
+    "critic_lora_dim",
+    "lora_dim",
+    "actor_lora_module_name",
+    "critic_lora_module_name",
+    "lora_module_name",
+)
 
 RULES: tuple[Rule, ...] = (
     Rule("tp_needs_zero3", ("inference_tp_size", "actor_zero_stage"), tp_needs_zero3),
     Rule("tp_needs_hybrid_engine", ("inference_tp_size", "enable_hybrid_engine"), tp_needs_hybrid_engine),
     Rule("tp_divides_world", ("inference_tp_size",), tp_divides_world),
-    Rule("zero2_he_offload_needs_lora", ("actor_zero_stage", "critic_zero_stage", "enable_hybrid_engine", "offload",
-                                         "actor_lora_dim"), zero2_he_offload_needs_lora),
-    Rule("only_lora_needs_lora", ("only_optimize_lora", "actor_lora_dim", "critic_lora_dim", "lora_dim"),
-         only_lora_needs_lora),
+    Rule(
+        "zero2_he_offload_needs_lora",
+        ("actor_zero_stage", "critic_zero_stage", "enable_hybrid_engine", "offload", "actor_lora_dim"),
+        zero2_he_offload_needs_lora,
+    ),
+    Rule(
+        "only_lora_needs_lora",
+        ("only_optimize_lora", "actor_lora_dim", "critic_lora_dim", "lora_dim"),
+        only_lora_needs_lora,
+    ),
     Rule("offload_needs_zero", ("offload", *_STAGES), offload_needs_zero),
     Rule("lora_modules_exist", _LORA, lora_modules_exist),
-    Rule("sequence_fits_positions", ("max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"),
-         sequence_fits_positions),
+    Rule(
+        "sequence_fits_positions", ("max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"), sequence_fits_positions
+    ),
 )
 
 

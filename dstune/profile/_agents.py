@@ -54,8 +54,9 @@ def read_hostfile(path: Path) -> list[Host]:
     return hosts
 
 
-def agent_commands(hosts: list[Host], *, gpus_per_node: int, port: int, spec_path: Path, run_id: str,
-                   worker_module: str) -> list[list[str]]:
+def agent_commands(
+    hosts: list[Host], *, gpus_per_node: int, port: int, spec_path: Path, run_id: str, worker_module: str
+) -> list[list[str]]:
     """One torchrun agent per host; the first host serves the c10d rendezvous (at an address every
     host reaches: loopback only when all agents run here)."""
     if all(h.local for h in hosts):
@@ -65,11 +66,35 @@ def agent_commands(hosts: list[Host], *, gpus_per_node: int, port: int, spec_pat
     endpoint = f"{first}:{port}"
     out = []
     for host in hosts:
-        agent = [sys.executable, "-u", "-m", "torch.distributed.run", "--nnodes", str(len(hosts)),
-                 "--nproc_per_node", str(gpus_per_node), "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint,
-                 "--rdzv_id", run_id, "-m", worker_module, "--spec", str(spec_path)]
-        out.append(agent if host.local else ["ssh", host.name, f"cd {shlex.quote(str(spec_path.parent))} && "
-                                             + " ".join(shlex.quote(a) for a in agent)])
+        agent = [
+            sys.executable,
+            "-u",
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(len(hosts)),
+            "--nproc_per_node",
+            str(gpus_per_node),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            endpoint,
+            "--rdzv_id",
+            run_id,
+            "-m",
+            worker_module,
+            "--spec",
+            str(spec_path),
+        ]
+        out.append(
+            agent
+            if host.local
+            else [
+                "ssh",
+                host.name,
+                f"cd {shlex.quote(str(spec_path.parent))} && " + " ".join(shlex.quote(a) for a in agent),
+            ]
+        )
     return out
 
 

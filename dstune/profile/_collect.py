@@ -26,7 +26,7 @@ def log_tail(trial_dir: Path, lines: int = LOG_TAIL_LINES) -> str:
     path = trial_dir / LOG_FILE
     if not path.exists():
         return ""
-    text = path.read_bytes()[-64 * 1024:].decode("utf-8", errors="replace")
+    text = path.read_bytes()[-64 * 1024 :].decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -55,32 +55,61 @@ def _exit_text(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def useful_flops_per_gpu(predicted: "Estimate", cluster: "ClusterSpec", dtype: str) -> float:
+def useful_flops_per_gpu(predicted: Estimate, cluster: ClusterSpec, dtype: str) -> float:
     """Model FLOPs one rank does per step, by the cost model's formulas (recovered from its MFU)."""
     return predicted.mfu * predicted.step_s * cluster.gpu.peak_tflops(dtype) * 1e12
 
 
-def collect(trial_dir: Path, *, finished: Finished, launched_at: float, device: str, world_size: int,
-            timeout_s: float, plan: "Plan", cluster: "ClusterSpec", predicted: "Estimate | None") -> TrialResult:
-    base: dict[str, Any] = {"world_size": world_size, "device": device, "wall_s": finished.wall_s,
-                            "trial_dir": str(trial_dir)}
+def collect(
+    trial_dir: Path,
+    *,
+    finished: Finished,
+    launched_at: float,
+    device: str,
+    world_size: int,
+    timeout_s: float,
+    plan: Plan,
+    cluster: ClusterSpec,
+    predicted: Estimate | None,
+) -> TrialResult:
+    base: dict[str, Any] = {
+        "world_size": world_size,
+        "device": device,
+        "wall_s": finished.wall_s,
+        "trial_dir": str(trial_dir),
+    }
     notes = [CPU_NOTE] if device == "cpu" else []
     failures = _rank_failures(trial_dir)
     worker = _read(trial_dir / WORKER_RESULT_FILE)
     if finished.timed_out:
-        return TrialResult(status=TrialStatus.TIMEOUT, **base, log_tail=log_tail(trial_dir), notes=tuple(notes),
-                           error=f"ran past its {timeout_s:g} s limit; process group {finished.pgid} was ended")
+        return TrialResult(
+            status=TrialStatus.TIMEOUT,
+            **base,
+            log_tail=log_tail(trial_dir),
+            notes=tuple(notes),
+            error=f"ran past its {timeout_s:g} s limit; process group {finished.pgid} was ended",
+        )
     if failures:
         oom = [f for f in failures if f.get("status") == "oom"]
         first = (oom or failures)[0]
-        return TrialResult(status=TrialStatus.OOM if oom else TrialStatus.ERROR, **base,
-                           error=f"rank {first.get('rank')}: {first.get('error')}", notes=tuple(notes),
-                           log_tail=log_tail(trial_dir), startup=_startup(first, launched_at))
+        return TrialResult(
+            status=TrialStatus.OOM if oom else TrialStatus.ERROR,
+            **base,
+            error=f"rank {first.get('rank')}: {first.get('error')}",
+            notes=tuple(notes),
+            log_tail=log_tail(trial_dir),
+            startup=_startup(first, launched_at),
+        )
     if worker is None or finished.returncode != 0:
         why = _exit_text(finished.returncode)
         detail = "without a result file" if worker is None else "after rank 0 wrote its result"
-        return TrialResult(status=TrialStatus.CRASHED, **base, error=f"processes ended ({why}) {detail}",
-                           notes=tuple(notes), log_tail=log_tail(trial_dir))
+        return TrialResult(
+            status=TrialStatus.CRASHED,
+            **base,
+            error=f"processes ended ({why}) {detail}",
+            notes=tuple(notes),
+            log_tail=log_tail(trial_dir),
+        )
     return _ok(worker, base, launched_at, plan, cluster, predicted)
 
 
@@ -88,8 +117,14 @@ def _startup(worker: dict[str, Any], launched_at: float) -> dict[str, float]:
     return {name: at - launched_at for name, at in (worker.get("milestones") or {}).items()}
 
 
-def _ok(worker: dict[str, Any], base: dict[str, Any], launched_at: float, plan: "Plan", cluster: "ClusterSpec",
-        predicted: "Estimate | None") -> TrialResult:
+def _ok(
+    worker: dict[str, Any],
+    base: dict[str, Any],
+    launched_at: float,
+    plan: Plan,
+    cluster: ClusterSpec,
+    predicted: Estimate | None,
+) -> TrialResult:
     step_times = tuple(worker["step_times"])
     step_s = sum(step_times) / len(step_times)
     startup = _startup(worker, launched_at)
@@ -100,13 +135,25 @@ def _ok(worker: dict[str, Any], base: dict[str, Any], launched_at: float, plan: 
         if worker["device"] == "cuda":
             mfu = tflops / cluster.gpu.peak_tflops(plan.dtype)
     return TrialResult(
-        status=TrialStatus.OK, **{**base, "device": worker["device"], "world_size": worker["world_size"]},
-        phases=worker["phases"], step_s=step_s,
-        samples_per_s=worker["samples_per_step"] / step_s, tokens_per_s=worker["tokens_per_step"] / step_s,
-        tflops_per_gpu=tflops, mfu=mfu, gpu_peak_bytes=worker["gpu_peak_bytes"],
-        gpu_reserved_bytes=worker["gpu_reserved_bytes"], nvml_used_bytes=worker["nvml_used_bytes"],
-        host_peak_bytes=worker["host_peak_bytes"], samples_per_step=worker["samples_per_step"],
-        tokens_per_step=worker["tokens_per_step"], he_kernels=worker["he_kernels"], versions=worker["versions"],
-        startup_s=startup.get("warmup_done"), notes=tuple(worker["notes"]), startup=startup,
-        step_times=step_times, he_probe=worker.get("he_probe", {}),
+        status=TrialStatus.OK,
+        **{**base, "device": worker["device"], "world_size": worker["world_size"]},
+        phases=worker["phases"],
+        step_s=step_s,
+        samples_per_s=worker["samples_per_step"] / step_s,
+        tokens_per_s=worker["tokens_per_step"] / step_s,
+        tflops_per_gpu=tflops,
+        mfu=mfu,
+        gpu_peak_bytes=worker["gpu_peak_bytes"],
+        gpu_reserved_bytes=worker["gpu_reserved_bytes"],
+        nvml_used_bytes=worker["nvml_used_bytes"],
+        host_peak_bytes=worker["host_peak_bytes"],
+        samples_per_step=worker["samples_per_step"],
+        tokens_per_step=worker["tokens_per_step"],
+        he_kernels=worker["he_kernels"],
+        versions=worker["versions"],
+        startup_s=startup.get("warmup_done"),
+        notes=tuple(worker["notes"]),
+        startup=startup,
+        step_times=step_times,
+        he_probe=worker.get("he_probe", {}),
     )

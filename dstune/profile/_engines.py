@@ -54,9 +54,11 @@ def grouped_parameters(model: nn.Module, weight_decay: float, lora_lr: float = L
             lora.append(param)
         else:
             decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": lora, "weight_decay": weight_decay, "lr": lora_lr},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": lora, "weight_decay": weight_decay, "lr": lora_lr},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -83,8 +85,9 @@ def make_optimizer(params: list[dict], *, offload: bool, lr: float) -> tuple[tor
     return FusedAdam(params, lr=lr, betas=ADAM_BETAS), "FusedAdam"
 
 
-def train_engine(model: nn.Module, config: Mapping[str, Any], *, offload: bool, lr: float,
-                 weight_decay: float = 0.0) -> tuple[Any, str]:
+def train_engine(
+    model: nn.Module, config: Mapping[str, Any], *, offload: bool, lr: float, weight_decay: float = 0.0
+) -> tuple[Any, str]:
     """deepspeed.initialize(model, optimizer, config) for a trained role; (engine, optimizer name)."""
     import deepspeed
 

@@ -40,8 +40,9 @@ class TrialInputs:
     seed: int = 1234
 
 
-def synthetic_ids(config_values: Mapping[str, Any], rows: int, length: int, device: torch.device,
-                  generator: torch.Generator) -> torch.Tensor:
+def synthetic_ids(
+    config_values: Mapping[str, Any], rows: int, length: int, device: torch.device, generator: torch.Generator
+) -> torch.Tensor:
     """Random token ids that are never pad, bos or eos (so nothing is masked or ends early)."""
     special = [int(config_values.get(k) or 0) for k in ("pad_token_id", "bos_token_id", "eos_token_id")]
     low = max(special) + 1

@@ -21,8 +21,14 @@ from torch import nn
 class LinearLayer_LoRA(nn.Module):  # noqa: N801 - DeepSpeed-Chat's class name
     """A frozen Linear plus a rank-`lora_dim` update `x @ right @ left * scaling`."""
 
-    def __init__(self, weight: nn.Parameter, lora_dim: int = 0, lora_scaling: float = 1,
-                 lora_dropout: float = 0, bias: nn.Parameter | None = None) -> None:
+    def __init__(
+        self,
+        weight: nn.Parameter,
+        lora_dim: int = 0,
+        lora_scaling: float = 1,
+        lora_dropout: float = 0,
+        bias: nn.Parameter | None = None,
+    ) -> None:
         super().__init__()
         if lora_dim <= 0:
             raise ValueError("You are training to use LoRA, whose reduced dim should be larger than 1")
@@ -44,7 +50,7 @@ class LinearLayer_LoRA(nn.Module):  # noqa: N801 - DeepSpeed-Chat's class name
         nn.init.kaiming_uniform_(self.lora_right_weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_left_weight)
 
-    def train(self, mode: bool = True) -> "LinearLayer_LoRA":
+    def train(self, mode: bool = True) -> LinearLayer_LoRA:
         self.lora_dropout.train(mode)
         return self
 
@@ -61,15 +67,19 @@ class LinearLayer_LoRA(nn.Module):  # noqa: N801 - DeepSpeed-Chat's class name
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.fuse_lora:
             return F.linear(input, self.weight, self.bias)
-        return F.linear(input, self.weight, self.bias) + (
-            self.lora_dropout(input) @ self.lora_right_weight @ self.lora_left_weight) * self.lora_scaling
+        return (
+            F.linear(input, self.weight, self.bias)
+            + (self.lora_dropout(input) @ self.lora_right_weight @ self.lora_left_weight) * self.lora_scaling
+        )
 
 
-def convert_linear_layer_to_lora(model: nn.Module, part_module_name: str, lora_dim: int = 0,
-                                 lora_scaling: float = 1, lora_dropout: float = 0) -> int:
+def convert_linear_layer_to_lora(
+    model: nn.Module, part_module_name: str, lora_dim: int = 0, lora_scaling: float = 1, lora_dropout: float = 0
+) -> int:
     """Replace every nn.Linear whose name contains `part_module_name`; returns how many."""
-    names = [name for name, module in model.named_modules()
-             if isinstance(module, nn.Linear) and part_module_name in name]
+    names = [
+        name for name, module in model.named_modules() if isinstance(module, nn.Linear) and part_module_name in name
+    ]
     for name in names:
         module = model.get_submodule(name)
         lora = LinearLayer_LoRA(module.weight, lora_dim, lora_scaling, lora_dropout, module.bias)
@@ -82,8 +92,7 @@ def convert_linear_layer_to_lora(model: nn.Module, part_module_name: str, lora_d
 def only_optimize_lora_parameters(model: nn.Module, force_optimize_params: tuple[str, ...] = ()) -> None:
     """Freeze everything except LoRA factors (and the named parameters, e.g. a reward head)."""
     for name, param in model.named_parameters():
-        param.requires_grad = ("lora_right_weight" in name or "lora_left_weight" in name
-                               or name in force_optimize_params)
+        param.requires_grad = "lora_right_weight" in name or "lora_left_weight" in name or name in force_optimize_params
 
 
 def make_model_gradient_checkpointing_compatible(model: nn.Module) -> nn.Module:
@@ -91,7 +100,9 @@ def make_model_gradient_checkpointing_compatible(model: nn.Module) -> nn.Module:
     if hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
     elif hasattr(model, "get_input_embeddings"):
+
         def make_inputs_require_grad(module: nn.Module, input: object, output: torch.Tensor) -> None:
             output.requires_grad_(True)
+
         model.get_input_embeddings().register_forward_hook(make_inputs_require_grad)
     return model

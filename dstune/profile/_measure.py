@@ -61,8 +61,12 @@ def local_memory(device: str) -> RankMemory:
     import torch
 
     index = torch.cuda.current_device()
-    return RankMemory(int(torch.cuda.max_memory_allocated(index)), int(torch.cuda.max_memory_reserved(index)),
-                      nvml_used_bytes(index), host_peak_rss_bytes())
+    return RankMemory(
+        int(torch.cuda.max_memory_allocated(index)),
+        int(torch.cuda.max_memory_reserved(index)),
+        nvml_used_bytes(index),
+        host_peak_rss_bytes(),
+    )
 
 
 def nvml_used_bytes(index: int) -> int | None:
@@ -90,8 +94,9 @@ def reduce_memory(mine: RankMemory, device: str, local_world_size: int) -> RankM
     rank = dist.get_rank()
     nodes = max(1, world // max(1, local_world_size))
     tensor_device = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
-    peaks = torch.tensor([mine.gpu_peak or 0, mine.gpu_reserved or 0, mine.nvml_used or 0],
-                         dtype=torch.float64, device=tensor_device)
+    peaks = torch.tensor(
+        [mine.gpu_peak or 0, mine.gpu_reserved or 0, mine.nvml_used or 0], dtype=torch.float64, device=tensor_device
+    )
     dist.all_reduce(peaks, op=dist.ReduceOp.MAX)
     per_node = torch.zeros(nodes, dtype=torch.float64, device=tensor_device)
     per_node[min(rank // max(1, local_world_size), nodes - 1)] = mine.host_peak
@@ -113,8 +118,13 @@ def versions() -> dict[str, str]:
 
     from .. import __version__
 
-    found = {"dstune": __version__, "deepspeed": deepspeed.__version__, "torch": torch.__version__,
-             "transformers": transformers.__version__, "python": platform.python_version()}
+    found = {
+        "dstune": __version__,
+        "deepspeed": deepspeed.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         found["cuda"] = str(torch.version.cuda)
         found["gpu"] = torch.cuda.get_device_name(0)
@@ -127,5 +137,3 @@ def summarise(steps: list[dict[str, float]]) -> dict[str, float]:
     for step in steps:
         names.extend(n for n in step if n not in names)
     return {name: sum(step.get(name, 0.0) for step in steps) / len(steps) for name in names}
-
-

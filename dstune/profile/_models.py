@@ -40,8 +40,10 @@ def zero3_construction(ds_config: Mapping[str, Any]) -> Iterator[None]:
     try:
         import accelerate  # noqa: F401 - transformers' HfDeepSpeedConfig is built on accelerate's
     except ImportError as error:
-        raise RuntimeError("ZeRO-3 construction uses transformers' HfDeepSpeedConfig, which needs the "
-                           "'accelerate' package: pip install 'accelerate>=1.1.0'") from error
+        raise RuntimeError(
+            "ZeRO-3 construction uses transformers' HfDeepSpeedConfig, which needs the "
+            "'accelerate' package: pip install 'accelerate>=1.1.0'"
+        ) from error
     from transformers.integrations.deepspeed import HfDeepSpeedConfig
 
     dschf = HfDeepSpeedConfig(dict(ds_config))
@@ -60,16 +62,16 @@ def build_causal_lm(model: Mapping[str, Any], ds_config: Mapping[str, Any]) -> n
         return AutoModelForCausalLM.from_config(config)
 
 
-def build_reward_model(model: Mapping[str, Any], ds_config: Mapping[str, Any],
-                       num_padding_at_beginning: int) -> "RewardModel":
+def build_reward_model(
+    model: Mapping[str, Any], ds_config: Mapping[str, Any], num_padding_at_beginning: int
+) -> RewardModel:
     """Critic / reward / step-2 model: the `AutoModel` base plus a scalar value head."""
     from transformers import AutoModel
 
     config = hf_config(model)
     with zero3_construction(ds_config):
         base = AutoModel.from_config(config)
-        return RewardModel(base, pad_token_id=config.pad_token_id,
-                           num_padding_at_beginning=num_padding_at_beginning)
+        return RewardModel(base, pad_token_id=config.pad_token_id, num_padding_at_beginning=num_padding_at_beginning)
 
 
 class RewardModel(nn.Module):
@@ -101,8 +103,9 @@ class RewardModel(nn.Module):
         hidden = self.rwtransformer(input_ids, attention_mask=attention_mask, use_cache=use_cache)[0]
         return self.v_head(hidden).squeeze(-1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                use_cache: bool = False) -> dict[str, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, use_cache: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Pairwise ranking loss; the first half of the batch is chosen, the second rejected."""
         rewards = self._values(input_ids, attention_mask, use_cache)
         bs = input_ids.shape[0] // 2
@@ -129,16 +132,24 @@ class RewardModel(nn.Module):
             chosen_scores.append(chosen_reward[c_ind - 1])
             rejected_scores.append(rejected_reward[r_ind - 1])
             loss = loss + -torch.nn.functional.logsigmoid(c_truncated - r_truncated).mean()
-        return {"loss": loss / bs, "chosen_mean_scores": torch.stack(chosen_scores),
-                "rejected_mean_scores": torch.stack(rejected_scores)}
+        return {
+            "loss": loss / bs,
+            "chosen_mean_scores": torch.stack(chosen_scores),
+            "rejected_mean_scores": torch.stack(rejected_scores),
+        }
 
     def _end_index(self, ids: torch.Tensor, seq_len: int) -> int:
         pads = (ids == self.PAD_ID).nonzero()
         return int(pads[self.num_padding_at_beginning]) if len(pads) > self.num_padding_at_beginning else seq_len
 
-    def forward_value(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      return_value_only: bool = False, prompt_length: int = 0,
-                      use_cache: bool = False) -> Any:
+    def forward_value(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_value_only: bool = False,
+        prompt_length: int = 0,
+        use_cache: bool = False,
+    ) -> Any:
         """Per-token values, or with `prompt_length` also the value at each answer's last token."""
         values = self._values(input_ids, attention_mask, use_cache)
         if return_value_only:

@@ -38,19 +38,25 @@ def gather_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return log_probs.gather(dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
 
 
-def compute_rewards(prompts: torch.Tensor, log_probs: torch.Tensor, ref_log_probs: torch.Tensor,
-                    reward_score: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
+def compute_rewards(
+    prompts: torch.Tensor,
+    log_probs: torch.Tensor,
+    ref_log_probs: torch.Tensor,
+    reward_score: torch.Tensor,
+    action_mask: torch.Tensor,
+) -> torch.Tensor:
     rewards = -KL_CTL * (log_probs - ref_log_probs)
     start = prompts.shape[1] - 1
     ends = start + action_mask[:, start:].sum(1) + 1
     reward_clip = torch.clamp(reward_score, -CLIP_REWARD_VALUE, CLIP_REWARD_VALUE)
     for j in range(log_probs.shape[0]):
-        rewards[j, start:ends[j]][-1] += reward_clip[j]
+        rewards[j, start : ends[j]][-1] += reward_clip[j]
     return rewards
 
 
-def advantages_and_returns(values: torch.Tensor, rewards: torch.Tensor,
-                           start: int) -> tuple[torch.Tensor, torch.Tensor]:
+def advantages_and_returns(
+    values: torch.Tensor, rewards: torch.Tensor, start: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE as in DeepSpeed-Chat (from trlx)."""
     last = 0.0
     reversed_advantages = []
@@ -64,16 +70,18 @@ def advantages_and_returns(values: torch.Tensor, rewards: torch.Tensor,
     return advantages.detach(), advantages + values[:, start:]
 
 
-def actor_loss_fn(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                  mask: torch.Tensor) -> torch.Tensor:
+def actor_loss_fn(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     ratio = torch.exp((logprobs - old_logprobs) * mask)
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - CLIP_RANGE, 1.0 + CLIP_RANGE)
     return torch.sum(torch.max(pg_loss1, pg_loss2) * mask) / mask.sum()
 
 
-def critic_loss_fn(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                   mask: torch.Tensor) -> torch.Tensor:
+def critic_loss_fn(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     clipped = torch.clamp(values, old_values - CLIP_RANGE_VALUE, old_values + CLIP_RANGE_VALUE)
     loss = torch.max((values - returns) ** 2, (clipped - returns) ** 2)
     return 0.5 * torch.sum(loss * mask) / mask.sum()
@@ -122,8 +130,10 @@ class PpoStep:
         self.z3 = p["actor_zero_stage"] == 3
         self.pad_id = int(self.actor.module.config.pad_token_id)
         generator = torch.Generator().manual_seed(self.inputs.seed)
-        self.prompts = [synthetic_ids(actor_hf, self.gen_bs, self.prompt_len, self.inputs.device, generator)
-                        for _ in range(self.generation_batches)]
+        self.prompts = [
+            synthetic_ids(actor_hf, self.gen_bs, self.prompt_len, self.inputs.device, generator)
+            for _ in range(self.generation_batches)
+        ]
         self.samples_per_step_per_rank = self.gen_bs * self.generation_batches
         self.tokens_per_step_per_rank = self.samples_per_step_per_rank * (self.prompt_len + self.answer_len)
 
@@ -146,13 +156,16 @@ class PpoStep:
             if isinstance(error, getattr(torch, "OutOfMemoryError", ())):
                 raise
             self.he_kernels = False
-            self.notes.append(f"Hybrid Engine could not start ({type(error).__name__}: {error}); "
-                              "measured with hybrid_engine disabled")
+            self.notes.append(
+                f"Hybrid Engine could not start ({type(error).__name__}: {error}); measured with hybrid_engine disabled"
+            )
             return build({**config, "hybrid_engine": {**config["hybrid_engine"], "enabled": False}})
         self.he_kernels = _hybrid_engine_kernels(engine)
         if not self.he_kernels:
-            self.notes.append(f"Hybrid Engine made no inference containers for {type(engine.module).__name__} "
-                              "(DeepSpeed found no compatible policy); generation used the model's own generate()")
+            self.notes.append(
+                f"Hybrid Engine made no inference containers for {type(engine.module).__name__} "
+                "(DeepSpeed found no compatible policy); generation used the model's own generate()"
+            )
         return engine
 
     # -- experience ---------------------------------------------------------------------------
@@ -162,11 +175,20 @@ class PpoStep:
 
         config = self.actor.module.config
         generation = GenerationConfig(
-            max_new_tokens=self.answer_len, min_new_tokens=self.answer_len, do_sample=False, num_beams=1,
-            pad_token_id=self.pad_id, eos_token_id=config.eos_token_id, bos_token_id=config.bos_token_id,
-            use_cache=True)
-        kwargs = dict(attention_mask=torch.ones_like(prompts), generation_config=generation,
-                      synced_gpus=self.z3 and self.inputs.world_size > 1)
+            max_new_tokens=self.answer_len,
+            min_new_tokens=self.answer_len,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=config.eos_token_id,
+            bos_token_id=config.bos_token_id,
+            use_cache=True,
+        )
+        kwargs = dict(
+            attention_mask=torch.ones_like(prompts),
+            generation_config=generation,
+            synced_gpus=self.z3 and self.inputs.world_size > 1,
+        )
         with torch.no_grad():
             if self.he_kernels:
                 try:
@@ -185,8 +207,10 @@ class PpoStep:
             seq = self._generate(prompts)
         expected = self.prompt_len + self.answer_len
         if seq.shape[1] != expected:
-            raise RuntimeError(f"generation returned {seq.shape[1]} tokens, expected {expected} "
-                               f"({self.prompt_len} prompt + {self.answer_len} answer)")
+            raise RuntimeError(
+                f"generation returned {seq.shape[1]} tokens, expected {expected} "
+                f"({self.prompt_len} prompt + {self.answer_len} answer)"
+            )
         with timer.phase("experience"):
             self.actor.train()
             self.critic.train()
@@ -197,9 +221,13 @@ class PpoStep:
                 reward = self.reward.forward_value(seq, mask, prompt_length=self.prompt_len)["chosen_end_scores"]
                 values = self.critic.forward_value(seq, mask, return_value_only=True)[:, :-1]
             experience = {
-                "prompts": prompts, "logprobs": gather_log_probs(logits[:, :-1, :], seq[:, 1:]),
-                "ref_logprobs": gather_log_probs(ref_logits[:, :-1, :], seq[:, 1:]), "value": values,
-                "rewards": reward, "input_ids": seq, "attention_mask": mask,
+                "prompts": prompts,
+                "logprobs": gather_log_probs(logits[:, :-1, :], seq[:, 1:]),
+                "ref_logprobs": gather_log_probs(ref_logits[:, :-1, :], seq[:, 1:]),
+                "value": values,
+                "rewards": reward,
+                "input_ids": seq,
+                "attention_mask": mask,
             }
         return experience
 
@@ -212,17 +240,19 @@ class PpoStep:
             start = prompts.size(-1) - 1
             action_mask = attention_mask[:, 1:]
             with torch.no_grad():
-                old_rewards = compute_rewards(prompts, log_probs, inputs["ref_logprobs"], inputs["rewards"],
-                                              action_mask)
+                old_rewards = compute_rewards(
+                    prompts, log_probs, inputs["ref_logprobs"], inputs["rewards"], action_mask
+                )
                 ends = start + action_mask[:, start:].sum(1) + 1
                 for i in range(old_rewards.shape[0]):
-                    old_rewards[i, ends[i]:] = 0
-                    old_values[i, ends[i]:] = 0
+                    old_rewards[i, ends[i] :] = 0
+                    old_values[i, ends[i] :] = 0
                 advantages, returns = advantages_and_returns(old_values, old_rewards, start)
             logits = self.actor(input_ids=seq, attention_mask=attention_mask, use_cache=False).logits
             actor_log_prob = gather_log_probs(logits[:, :-1, :], seq[:, 1:])
-            actor_loss = actor_loss_fn(actor_log_prob[:, start:], log_probs[:, start:], advantages,
-                                       action_mask[:, start:])
+            actor_loss = actor_loss_fn(
+                actor_log_prob[:, start:], log_probs[:, start:], advantages, action_mask[:, start:]
+            )
             self.actor.backward(actor_loss)
             self.actor.step()
         with timer.phase("critic_train"):
@@ -236,7 +266,7 @@ class PpoStep:
         batches = []
         for experience in experiences:
             for i in range(0, self.gen_bs, self.train_bs):
-                batches.append({k: v[i:i + self.train_bs] for k, v in experience.items()})
+                batches.append({k: v[i : i + self.train_bs] for k, v in experience.items()})
         return batches
 
     def run(self, timer: PhaseTimer) -> None:

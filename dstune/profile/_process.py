@@ -37,8 +37,12 @@ new parent, so it needs no signal from the dead one (and no preexec_fn, unsafe b
 def start_watchdog(pgid: int) -> subprocess.Popen:
     import sys
 
-    return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(pgid), str(os.getpid())],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(pgid), str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop_watchdog(watchdog: subprocess.Popen) -> None:
@@ -54,12 +58,20 @@ class Finished:
     wall_s: float
 
 
-def run_group(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
-              timeout_s: float, launched_at: float) -> Finished:
+def run_group(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path, timeout_s: float, launched_at: float
+) -> Finished:
     """Start `argv` (no shell) in a new session; on timeout or interrupt, end its whole group."""
     with open(log_path, "ab", buffering=0) as log:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=str(cwd), env=dict(env), start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(cwd),
+            env=dict(env),
+            start_new_session=True,
+        )
         pgid = proc.pid
         watchdog = start_watchdog(pgid)
         timed_out = False
@@ -73,8 +85,7 @@ def run_group(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_pat
             raise
         end_group(proc, pgid)
         stop_watchdog(watchdog)
-    return Finished(proc.returncode if not timed_out else -signal.SIGKILL, timed_out, pgid,
-                    time.time() - launched_at)
+    return Finished(proc.returncode if not timed_out else -signal.SIGKILL, timed_out, pgid, time.time() - launched_at)
 
 
 def _descendants(pid: int) -> list:

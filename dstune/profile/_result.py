@@ -102,7 +102,7 @@ class TrialResult:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values["status"] = TrialStatus(values["status"])
@@ -111,14 +111,17 @@ class TrialResult:
         return cls(**values)
 
     @classmethod
-    def from_json(cls, text: str | dict[str, Any]) -> "TrialResult":
+    def from_json(cls, text: str | dict[str, Any]) -> TrialResult:
         return cls.from_dict(json.loads(text) if isinstance(text, str) else text)
 
-    def to_json(self, predicted: "Estimate | None" = None) -> dict[str, Any]:
+    def to_json(self, predicted: Estimate | None = None) -> dict[str, Any]:
         """The `dstune profile --json` object: the keys of `dstune estimate --json`, measured."""
         gpu: dict[str, int] = {}
-        for name, value in (("max_allocated", self.gpu_peak_bytes), ("reserved", self.gpu_reserved_bytes),
-                            ("nvml_used", self.nvml_used_bytes)):
+        for name, value in (
+            ("max_allocated", self.gpu_peak_bytes),
+            ("reserved", self.gpu_reserved_bytes),
+            ("nvml_used", self.nvml_used_bytes),
+        ):
             if value is not None:
                 gpu[name] = int(value)
         payload: dict[str, Any] = {
@@ -126,11 +129,19 @@ class TrialResult:
             "world_size": self.world_size,
             "device": self.device,
             "memory": {"gpu_peak_bytes": self.gpu_peak_bytes, "host_peak_bytes": self.host_peak_bytes, "gpu": gpu},
-            "time": {"step_s": self.step_s, "phases": dict(self.phases), "startup_s": self.startup_s,
-                     "wall_s": self.wall_s},
-            "throughput": {"samples_per_s": self.samples_per_s, "tokens_per_s": self.tokens_per_s,
-                           "samples_per_step": self.samples_per_step, "tokens_per_step": self.tokens_per_step,
-                           "tflops_per_gpu": self.tflops_per_gpu},
+            "time": {
+                "step_s": self.step_s,
+                "phases": dict(self.phases),
+                "startup_s": self.startup_s,
+                "wall_s": self.wall_s,
+            },
+            "throughput": {
+                "samples_per_s": self.samples_per_s,
+                "tokens_per_s": self.tokens_per_s,
+                "samples_per_step": self.samples_per_step,
+                "tokens_per_step": self.tokens_per_step,
+                "tflops_per_gpu": self.tflops_per_gpu,
+            },
             "mfu": self.mfu,
             "he_kernels": self.he_kernels,
             "versions": dict(self.versions),

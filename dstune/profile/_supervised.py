@@ -55,7 +55,7 @@ class SupervisedStep:
         self.ids = synthetic_ids(hf, rows, self.seq, self.inputs.device, generator)
         if self.pairwise:  # rejected answers diverge from the chosen ones halfway
             half = self.seq // 2
-            self.ids[self.micro:, :half] = self.ids[:self.micro, :half]
+            self.ids[self.micro :, :half] = self.ids[: self.micro, :half]
         self.mask = torch.ones_like(self.ids)
         self.samples_per_step_per_rank = self.micro * self.accumulation
         self.tokens_per_step_per_rank = rows * self.seq * self.accumulation
@@ -66,8 +66,9 @@ class SupervisedStep:
                 if self.pairwise:
                     loss = self.engine(self.ids, attention_mask=self.mask, use_cache=False)["loss"]
                 else:
-                    loss = self.engine(input_ids=self.ids, attention_mask=self.mask, labels=self.ids,
-                                       use_cache=False).loss
+                    loss = self.engine(
+                        input_ids=self.ids, attention_mask=self.mask, labels=self.ids, use_cache=False
+                    ).loss
             with timer.phase("backward"):
                 self.engine.backward(loss)
             with timer.phase("step"):

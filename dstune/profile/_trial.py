@@ -17,7 +17,12 @@ from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
 from ._process import run_group
 from ._result import (
-    COMMAND_FILE, LOG_FILE, RESULT_FILE, SPEC_FILE, TrialResult, write_json_atomic,
+    COMMAND_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    TrialResult,
+    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +34,7 @@ WORKER_MODULE = "dstune.profile.worker"
 
 
 def trial_device(env: Mapping[str, str] | None = None) -> str:
-    """"cpu" under DS_ACCELERATOR=cpu, "cuda" when NVML sees GPUs; otherwise a one-line refusal."""
+    """ "cpu" under DS_ACCELERATOR=cpu, "cuda" when NVML sees GPUs; otherwise a one-line refusal."""
     merged = {**os.environ, **(env or {})}
     if merged.get("DS_ACCELERATOR", "").lower() == "cpu":
         return "cpu"
@@ -37,8 +42,10 @@ def trial_device(env: Mapping[str, str] | None = None) -> str:
 
     if detect_local_gpus():
         return "cuda"
-    raise UserInputError("no GPU found on this machine; set DS_ACCELERATOR=cpu to profile on the CPU "
-                         "(the timings then check the code path, not GPU performance)")
+    raise UserInputError(
+        "no GPU found on this machine; set DS_ACCELERATOR=cpu to profile on the CPU "
+        "(the timings then check the code path, not GPU performance)"
+    )
 
 
 def free_port() -> int:
@@ -48,22 +55,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch_argv(*, launcher: str, gpus_per_node: int, nodes: int, port: int, spec_path: Path,
-                hostfile: Path | None) -> list[str]:
+def launch_argv(
+    *, launcher: str, gpus_per_node: int, nodes: int, port: int, spec_path: Path, hostfile: Path | None
+) -> list[str]:
     """The launcher command as an argv list (never a shell string)."""
     worker = ["--spec", str(spec_path)]
     if launcher == "deepspeed":
-        argv = [sys.executable, "-u", "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus_per_node),
-                "--num_nodes", str(nodes), "--master_port", str(port)]
+        argv = [
+            sys.executable,
+            "-u",
+            "-m",
+            "deepspeed.launcher.runner",
+            "--num_gpus",
+            str(gpus_per_node),
+            "--num_nodes",
+            str(nodes),
+            "--master_port",
+            str(port),
+        ]
         if hostfile is not None:
             argv += ["--hostfile", str(hostfile)]
         return argv + ["--module", WORKER_MODULE] + worker
     if launcher == "torchrun" and nodes > 1:
         return [sys.executable, "-u", "-m", "dstune.profile._agents", str(spec_path.parent / AGENTS_FILE)]
     if launcher == "torchrun":
-        return [sys.executable, "-u", "-m", "torch.distributed.run", "--nproc_per_node", str(gpus_per_node),
-                "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(port),
-                "-m", WORKER_MODULE] + worker
+        return [
+            sys.executable,
+            "-u",
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(gpus_per_node),
+            "--nnodes",
+            "1",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            "-m",
+            WORKER_MODULE,
+        ] + worker
     raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
 
 
@@ -84,8 +115,10 @@ def _check_cpu_dtype(plan: Plan) -> None:
     import torch
 
     if not torch.ops.mkldnn._is_mkldnn_fp16_supported():
-        raise UserInputError("DeepSpeed's CPU accelerator has no fp16 on this CPU (it refuses "
-                             "'Type fp16 is not supported'); use --set dtype=bf16")
+        raise UserInputError(
+            "DeepSpeed's CPU accelerator has no fp16 on this CPU (it refuses "
+            "'Type fp16 is not supported'); use --set dtype=bf16"
+        )
 
 
 def _check_local_gpus(wanted: int) -> None:
@@ -93,17 +126,27 @@ def _check_local_gpus(wanted: int) -> None:
 
     found = len(detect_local_gpus())
     if wanted > found:
-        raise UserInputError(f"--gpus {wanted} on one node, but this machine has {found} GPU(s); "
-                             "pass --nodes and --hostfile for more")
+        raise UserInputError(
+            f"--gpus {wanted} on one node, but this machine has {found} GPU(s); pass --nodes and --hostfile for more"
+        )
 
 
-def _model_payload(spec: "ModelSpec") -> dict[str, Any]:
+def _model_payload(spec: ModelSpec) -> dict[str, Any]:
     return {"name": spec.name, "hf_config": json.loads(json.dumps(dict(spec.hf_config), default=str))}
 
 
-def _check_setup(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None", cluster: "ClusterSpec",
-                 warmup: int, steps: int, hostfile: Path | None, launcher: str,
-                 env: Mapping[str, str] | None) -> str:
+def _check_setup(
+    plan: Plan,
+    *,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    cluster: ClusterSpec,
+    warmup: int,
+    steps: int,
+    hostfile: Path | None,
+    launcher: str,
+    env: Mapping[str, str] | None,
+) -> str:
     """Everything that can be refused before launching; returns the device the trial runs on."""
     validate(plan, Context(world_size=cluster.world_size, model=model, critic_model=critic_model))
     if launcher not in LAUNCHERS:
@@ -113,9 +156,11 @@ def _check_setup(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | N
     if launcher == "torchrun" and cluster.nodes > 1:
         hosts = read_hostfile(hostfile)
         if len(hosts) != cluster.nodes or any(h.slots != cluster.gpus_per_node for h in hosts):
-            raise UserInputError(f"--hostfile {hostfile}: {len(hosts)} host(s) with slots "
-                                 f"{sorted({h.slots for h in hosts})}, but --nodes {cluster.nodes} x "
-                                 f"{cluster.gpus_per_node} GPU(s) per node")
+            raise UserInputError(
+                f"--hostfile {hostfile}: {len(hosts)} host(s) with slots "
+                f"{sorted({h.slots for h in hosts})}, but --nodes {cluster.nodes} x "
+                f"{cluster.gpus_per_node} GPU(s) per node"
+            )
     if warmup < 0 or steps < 1:
         raise UserInputError(f"need warmup >= 0 and steps >= 1 (got warmup={warmup}, steps={steps})")
     device = trial_device(env)
@@ -135,14 +180,31 @@ def _prepare_dir(trial_dir: Path) -> Path:
     return trial_dir
 
 
-def _write_spec(path: Path, plan: Plan, model: "ModelSpec", critic_model: "ModelSpec | None", world: int,
-                warmup: int, steps: int, memory_cap_gb: float | None) -> None:
+def _write_spec(
+    path: Path,
+    plan: Plan,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    world: int,
+    warmup: int,
+    steps: int,
+    memory_cap_gb: float | None,
+) -> None:
     """What the worker reads: knobs, model configs (no hub), the role configs, step counts."""
     critic = _model_payload(critic_model) if critic_model is not None and plan.step == "ppo" else None
-    write_json_atomic(path, {
-        "step": plan.step, "plan": plan_to_dict(plan), "model": _model_payload(model), "critic_model": critic,
-        "ds_configs": to_deepspeed(plan, world), "warmup": warmup, "steps": steps, "memory_cap_gb": memory_cap_gb,
-    })
+    write_json_atomic(
+        path,
+        {
+            "step": plan.step,
+            "plan": plan_to_dict(plan),
+            "model": _model_payload(model),
+            "critic_model": critic,
+            "ds_configs": to_deepspeed(plan, world),
+            "warmup": warmup,
+            "steps": steps,
+            "memory_cap_gb": memory_cap_gb,
+        },
+    )
 
 
 def _remove_shm_buffers(port: int) -> None:
@@ -153,10 +215,22 @@ def _remove_shm_buffers(port: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None", cluster: "ClusterSpec",
-              trial_dir: Path, warmup: int = 1, steps: int = 2, timeout_s: float = 900,
-              memory_cap_gb: float | None = None, hostfile: Path | None = None, launcher: str = "deepspeed",
-              env: Mapping[str, str] | None = None, predicted: "Estimate | None" = None) -> TrialResult:
+def run_trial(
+    plan: Plan,
+    *,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    cluster: ClusterSpec,
+    trial_dir: Path,
+    warmup: int = 1,
+    steps: int = 2,
+    timeout_s: float = 900,
+    memory_cap_gb: float | None = None,
+    hostfile: Path | None = None,
+    launcher: str = "deepspeed",
+    env: Mapping[str, str] | None = None,
+    predicted: Estimate | None = None,
+) -> TrialResult:
     """Measure `plan` with real DeepSpeed in a fresh process group, started in its own session.
 
     Raises UserInputError before launching anything for an invalid plan or setup
@@ -166,8 +240,17 @@ def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None
     model's estimate, computed when not given) supplies the FLOP count for
     tflops_per_gpu and mfu.
     """
-    device = _check_setup(plan, model=model, critic_model=critic_model, cluster=cluster, warmup=warmup,
-                          steps=steps, hostfile=hostfile, launcher=launcher, env=env)
+    device = _check_setup(
+        plan,
+        model=model,
+        critic_model=critic_model,
+        cluster=cluster,
+        warmup=warmup,
+        steps=steps,
+        hostfile=hostfile,
+        launcher=launcher,
+        env=env,
+    )
     if predicted is None:
         from ..costmodel import estimate
 
@@ -175,24 +258,51 @@ def run_trial(plan: Plan, *, model: "ModelSpec", critic_model: "ModelSpec | None
     trial_dir = _prepare_dir(trial_dir)
     _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
     port = free_port()
-    argv = launch_argv(launcher=launcher, gpus_per_node=cluster.gpus_per_node, nodes=cluster.nodes,
-                       port=port, spec_path=trial_dir / SPEC_FILE, hostfile=hostfile)
+    argv = launch_argv(
+        launcher=launcher,
+        gpus_per_node=cluster.gpus_per_node,
+        nodes=cluster.nodes,
+        port=port,
+        spec_path=trial_dir / SPEC_FILE,
+        hostfile=hostfile,
+    )
     if launcher == "torchrun" and cluster.nodes > 1:
-        agents = agent_commands(read_hostfile(hostfile), gpus_per_node=cluster.gpus_per_node, port=port,
-                                spec_path=trial_dir / SPEC_FILE, run_id=trial_dir.name, worker_module=WORKER_MODULE)
+        agents = agent_commands(
+            read_hostfile(hostfile),
+            gpus_per_node=cluster.gpus_per_node,
+            port=port,
+            spec_path=trial_dir / SPEC_FILE,
+            run_id=trial_dir.name,
+            worker_module=WORKER_MODULE,
+        )
         write_json_atomic(trial_dir / AGENTS_FILE, agents)
     overrides = env_overrides(device, cluster.gpus_per_node, env)
-    write_json_atomic(trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir),
-                                                 "timeout_s": timeout_s})
+    write_json_atomic(
+        trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
+    )
     launched_at = time.time()
     try:
-        finished = run_group(argv, env={**os.environ, **overrides}, cwd=trial_dir, log_path=trial_dir / LOG_FILE,
-                             timeout_s=timeout_s, launched_at=launched_at)
+        finished = run_group(
+            argv,
+            env={**os.environ, **overrides},
+            cwd=trial_dir,
+            log_path=trial_dir / LOG_FILE,
+            timeout_s=timeout_s,
+            launched_at=launched_at,
+        )
     finally:
         _remove_shm_buffers(port)
-    result = collect(trial_dir, finished=finished, launched_at=launched_at, device=device,
-                     world_size=cluster.world_size, timeout_s=timeout_s, plan=plan, cluster=cluster,
-                     predicted=predicted)
+    result = collect(
+        trial_dir,
+        finished=finished,
+        launched_at=launched_at,
+        device=device,
+        world_size=cluster.world_size,
+        timeout_s=timeout_s,
+        plan=plan,
+        cluster=cluster,
+        predicted=predicted,
+    )
     write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
     return result
 

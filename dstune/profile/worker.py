@@ -86,13 +86,19 @@ def _setup_device(spec: dict[str, Any], notes: list[str]) -> tuple[str, Any]:
     return device_name, device
 
 
-def _build_step(spec: dict[str, Any], device: Any, world: int) -> "Step":
+def _build_step(spec: dict[str, Any], device: Any, world: int) -> Step:
     """The stage's models and engines, built and wrapped as DeepSpeed-Chat does."""
     from ._inputs import TrialInputs
 
-    inputs = TrialInputs(step=spec["step"], plan=spec["plan"], model=spec["model"],
-                         critic_model=spec.get("critic_model"), ds_configs=spec["ds_configs"],
-                         device=device, world_size=world)
+    inputs = TrialInputs(
+        step=spec["step"],
+        plan=spec["plan"],
+        model=spec["model"],
+        critic_model=spec.get("critic_model"),
+        ds_configs=spec["ds_configs"],
+        device=device,
+        world_size=world,
+    )
     if inputs.step == "ppo":
         from ._ppo import PpoStep
 
@@ -102,7 +108,7 @@ def _build_step(spec: dict[str, Any], device: Any, world: int) -> "Step":
     return SupervisedStep(inputs)
 
 
-def _run_steps(step: "Step", warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float]]:
+def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float]]:
     """Warm-up steps (discarded), then measured steps: phase seconds and wall seconds of each."""
     from ._measure import PhaseTimer
 
@@ -134,8 +140,10 @@ def _doctor_findings(spec: dict[str, Any]) -> tuple[dict[str, str], dict[str, An
     family = spec["model"].get("family") or spec["model"].get("hf_config", {}).get("model_type")
     try:
         cached = cached_he_status(family)
-        probe = {**(cached or probe_family(family)).to_json(),
-                 "source": "cache" if cached is not None else "probed in the worker"}
+        probe = {
+            **(cached or probe_family(family)).to_json(),
+            "source": "cache" if cached is not None else "probed in the worker",
+        }
     except Exception as error:  # noqa: BLE001 - a finding, not a failure
         probe = {"family": family, "kernels": None, "reason": f"{type(error).__name__}: {error}"}
     return found, probe
@@ -161,12 +169,20 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if device_name == "cpu":
         notes.append(f"{CPU_NOTE}; no device memory figures (see host_peak_bytes)")
     return {
-        "status": "ok", "device": device_name, "world_size": world, "phases": summarise(phases),
-        "step_times": walls, "samples_per_step": step.samples_per_step_per_rank * world,
+        "status": "ok",
+        "device": device_name,
+        "world_size": world,
+        "phases": summarise(phases),
+        "step_times": walls,
+        "samples_per_step": step.samples_per_step_per_rank * world,
         "tokens_per_step": step.tokens_per_step_per_rank * world,
-        "gpu_peak_bytes": memory.gpu_peak, "gpu_reserved_bytes": memory.gpu_reserved,
-        "nvml_used_bytes": memory.nvml_used, "host_peak_bytes": memory.host_peak,
-        "he_kernels": step.he_kernels, "versions": {**stack_versions, **versions()}, "he_probe": he_probe,
+        "gpu_peak_bytes": memory.gpu_peak,
+        "gpu_reserved_bytes": memory.gpu_reserved,
+        "nvml_used_bytes": memory.nvml_used,
+        "host_peak_bytes": memory.host_peak,
+        "he_kernels": step.he_kernels,
+        "versions": {**stack_versions, **versions()},
+        "he_probe": he_probe,
         "notes": notes,
     }
 
@@ -176,8 +192,12 @@ def _failure(error: BaseException) -> dict[str, Any]:
 
     oom_types: tuple[type, ...] = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else ()
     status = "oom" if oom_types and isinstance(error, oom_types) else "error"
-    return {"status": status, "rank": _rank(), "error": f"{type(error).__name__}: {error}",
-            "traceback": traceback.format_exc()}
+    return {
+        "status": status,
+        "rank": _rank(),
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback.format_exc(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

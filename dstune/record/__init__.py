@@ -7,14 +7,36 @@ predicted) and the file schema are defined once.
 
 from ._figures import Basis, Figures, interval_from_log
 from ._files import (
-    SCHEMA_VERSION, StoredTrial, atomic_write, check_plan_schema, dump_json, now_iso, read_plan_json, read_trials_csv,
-    trials_csv_text, versions,
+    SCHEMA_VERSION,
+    StoredTrial,
+    atomic_write,
+    check_plan_schema,
+    dump_json,
+    now_iso,
+    read_plan_json,
+    read_trials_csv,
+    trials_csv_text,
+    versions,
 )
 from ._status import FAILED, MEASURED_STATUSES, Status
 from ._trial import TrialRow
 
 __all__ = [
-    "FAILED", "MEASURED_STATUSES", "SCHEMA_VERSION", "Basis", "Figures", "Status", "StoredTrial", "TrialRow",
-    "atomic_write", "check_plan_schema", "dump_json", "interval_from_log", "now_iso", "read_plan_json",
-    "read_trials_csv", "trials_csv_text", "versions",
+    "FAILED",
+    "MEASURED_STATUSES",
+    "SCHEMA_VERSION",
+    "Basis",
+    "Figures",
+    "Status",
+    "StoredTrial",
+    "TrialRow",
+    "atomic_write",
+    "check_plan_schema",
+    "dump_json",
+    "interval_from_log",
+    "now_iso",
+    "read_plan_json",
+    "read_trials_csv",
+    "trials_csv_text",
+    "versions",
 ]

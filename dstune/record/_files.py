@@ -71,7 +71,7 @@ def trials_csv_text(rows: Sequence[TrialRow], step: str, meta: Mapping[str, Any]
     phases: list[str] = []
     for row in rows:
         for figures in (row.predicted, row.measured):
-            for name in (figures.phases if figures else {}):
+            for name in figures.phases if figures else {}:
                 if name not in phases:
                     phases.append(name)
     columns = ["schema_version", "number", "status", "source", "job", *knobs]
@@ -83,10 +83,18 @@ def trials_csv_text(rows: Sequence[TrialRow], step: str, meta: Mapping[str, Any]
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "number": row.number, "status": row.status.value,
-                                  "source": row.source, "job": row.job, **{k: row.values.get(k, "") for k in knobs},
-                                  "p_fit": row.p_fit, "reason": row.reason, **meta,
-                                  "device": row.details.get("device") or meta.get("device")}
+        record: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "number": row.number,
+            "status": row.status.value,
+            "source": row.source,
+            "job": row.job,
+            **{k: row.values.get(k, "") for k in knobs},
+            "p_fit": row.p_fit,
+            "reason": row.reason,
+            **meta,
+            "device": row.details.get("device") or meta.get("device"),
+        }
         for figures in (row.predicted, row.measured):
             if figures is not None:
                 record.update(figures.flat())
@@ -114,13 +122,21 @@ def _figures(record: Mapping[str, str], basis: Basis) -> Figures | None:
     if sps is None:
         return None
     lo, hi = _number(record.get(f"{p}_samples_per_s_lo")), _number(record.get(f"{p}_samples_per_s_hi"))
-    phases = {k[len(f"{p}_time_"):]: float(v) for k, v in record.items()
-              if k.startswith(f"{p}_time_") and _number(v) is not None}
-    return Figures(basis=basis, samples_per_s=sps, tokens_per_s=_number(record.get(f"{p}_tokens_per_s")) or 0.0,
-                   gpu_peak_bytes=_number(record.get(f"{p}_gpu_peak_bytes")),
-                   step_s=_number(record.get(f"{p}_step_s")) or 0.0, phases=phases,
-                   mfu=_number(record.get(f"{p}_mfu")),
-                   samples_per_s_interval=(lo, hi) if lo is not None and hi is not None else None)
+    phases = {
+        k[len(f"{p}_time_") :]: float(v)
+        for k, v in record.items()
+        if k.startswith(f"{p}_time_") and _number(v) is not None
+    }
+    return Figures(
+        basis=basis,
+        samples_per_s=sps,
+        tokens_per_s=_number(record.get(f"{p}_tokens_per_s")) or 0.0,
+        gpu_peak_bytes=_number(record.get(f"{p}_gpu_peak_bytes")),
+        step_s=_number(record.get(f"{p}_step_s")) or 0.0,
+        phases=phases,
+        mfu=_number(record.get(f"{p}_mfu")),
+        samples_per_s_interval=(lo, hi) if lo is not None and hi is not None else None,
+    )
 
 
 def _version_text(value: Any) -> str:
@@ -133,8 +149,10 @@ def _version_text(value: Any) -> str:
 def check_trials_schema(columns: Sequence[str], records: Sequence[Mapping[str, str]], where: str) -> None:
     """UserInputError unless the file is of this schema (older files have no schema_version column)."""
     if "schema_version" not in columns:
-        raise UserInputError(f"{where}: written by an older dstune (no schema_version; this one reads schema "
-                             f"{SCHEMA_VERSION}); rerun the search to rewrite it")
+        raise UserInputError(
+            f"{where}: written by an older dstune (no schema_version; this one reads schema "
+            f"{SCHEMA_VERSION}); rerun the search to rewrite it"
+        )
     found = {_version_text(r.get("schema_version")) for r in records} - {""}
     if found and found != {str(SCHEMA_VERSION)}:
         raise UserInputError(f"{where}: schema_version {', '.join(sorted(found))}; this dstune reads {SCHEMA_VERSION}")
@@ -161,18 +179,32 @@ def read_trials_csv(path: str | Path, step: str) -> list[StoredTrial]:
         try:
             status = Status((record.get("status") or "").strip().lower())
             number = int(record.get("number") or line - 2)
-            values = {name: f.default if record.get(name) in (None, "") else coerce_knob(f, record[name])
-                      for name, f in fields.items()}
+            values = {
+                name: f.default if record.get(name) in (None, "") else coerce_knob(f, record[name])
+                for name, f in fields.items()
+            }
         except (UserInputError, ValueError) as error:
             raise UserInputError(f"{path}: line {line}: {error}") from None
         measured = _figures(record, Basis.MEASURED)
-        if status == Status.OK and record.get("backend") != "simulate" and measured is None and \
-                _figures(record, Basis.PREDICTED) is None:
+        if (
+            status == Status.OK
+            and record.get("backend") != "simulate"
+            and measured is None
+            and _figures(record, Basis.PREDICTED) is None
+        ):
             raise UserInputError(f"{path}: line {line}: status ok without figures")
-        row = TrialRow(number=number, status=status, source=record.get("source") or "sampler", values=values,
-                       predicted=_figures(record, Basis.PREDICTED), measured=measured,
-                       p_fit=_number(record.get("p_fit")), reason=record.get("reason") or "",
-                       details={"device": record.get("device") or ""}, job=record.get("job") or "")
+        row = TrialRow(
+            number=number,
+            status=status,
+            source=record.get("source") or "sampler",
+            values=values,
+            predicted=_figures(record, Basis.PREDICTED),
+            measured=measured,
+            p_fit=_number(record.get("p_fit")),
+            reason=record.get("reason") or "",
+            details={"device": record.get("device") or ""},
+            job=record.get("job") or "",
+        )
         out.append(StoredTrial(row=row, setup={k: record.get(k) or "" for k in SETUP_COLUMNS}))
     return out
 
@@ -180,8 +212,10 @@ def read_trials_csv(path: str | Path, step: str) -> list[StoredTrial]:
 def check_plan_schema(meta: Mapping[str, Any], where: str) -> None:
     version = meta.get("schema_version")
     if version is None:
-        raise UserInputError(f"{where}: written by an older dstune (no schema_version; this one reads schema "
-                             f"{SCHEMA_VERSION}); rerun the search to rewrite it")
+        raise UserInputError(
+            f"{where}: written by an older dstune (no schema_version; this one reads schema "
+            f"{SCHEMA_VERSION}); rerun the search to rewrite it"
+        )
     if version != SCHEMA_VERSION:
         raise UserInputError(f"{where}: schema_version {version}; this dstune reads {SCHEMA_VERSION}")
 

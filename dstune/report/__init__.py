@@ -13,7 +13,22 @@ from ._terminal import print_compare_summary, print_report_summary
 from ._write import compare_studies, report_study, write_compare, write_report
 
 __all__ = [
-    "CompareData", "CompareEntry", "Importance", "ReportData", "StudyDir", "build_compare", "build_report",
-    "compare_studies", "cost_per_million_tokens", "load_study_dir", "param_importance", "pareto_front",
-    "print_compare_summary", "print_report_summary", "report_study", "spearman", "write_compare", "write_report",
+    "CompareData",
+    "CompareEntry",
+    "Importance",
+    "ReportData",
+    "StudyDir",
+    "build_compare",
+    "build_report",
+    "compare_studies",
+    "cost_per_million_tokens",
+    "load_study_dir",
+    "param_importance",
+    "pareto_front",
+    "print_compare_summary",
+    "print_report_summary",
+    "report_study",
+    "spearman",
+    "write_compare",
+    "write_report",
 ]

@@ -60,20 +60,38 @@ def _entry(label: str, study: StudyDir, price: float | None) -> CompareEntry:
     cost = None
     if price is not None and pick and gpus and pick.tokens_per_s > 0:
         cost = cost_per_million_tokens(price, gpus, pick.tokens_per_s)
-    speedup = (pick.samples_per_s / base.samples_per_s if pick and base and base.basis == pick.basis
-               and base.samples_per_s > 0 else None)
+    speedup = (
+        pick.samples_per_s / base.samples_per_s
+        if pick and base and base.basis == pick.basis and base.samples_per_s > 0
+        else None
+    )
     meta = study.meta
-    return CompareEntry(label, str(meta.get("model", "?")), study.step, gpus, str(meta.get("gpu_type", "?")),
-                        study.backend, len(study.trials), pick, base, speedup, study.memory_cap_bytes, per_gpu, cost)
+    return CompareEntry(
+        label,
+        str(meta.get("model", "?")),
+        study.step,
+        gpus,
+        str(meta.get("gpu_type", "?")),
+        study.backend,
+        len(study.trials),
+        pick,
+        base,
+        speedup,
+        study.memory_cap_bytes,
+        per_gpu,
+        cost,
+    )
 
 
 def _summary(entries: list[CompareEntry], price: float | None) -> Table:
     """One row per figure, one column per study (side by side), values formatted row by row."""
     picks = [e.pick for e in entries]
     rows: list[tuple[str, Kind, list[Any]]] = [
-        ("model", "text", [e.model for e in entries]), ("RLHF step", "text", [e.step.upper() for e in entries]),
+        ("model", "text", [e.model for e in entries]),
+        ("RLHF step", "text", [e.step.upper() for e in entries]),
         ("GPUs", "text", [f"{e.gpus} x {e.gpu_type}" for e in entries]),
-        ("backend", "text", [e.backend for e in entries]), ("trials", "int", [e.trials for e in entries]),
+        ("backend", "text", [e.backend for e in entries]),
+        ("trials", "int", [e.trials for e in entries]),
         ("basis", "text", [p.basis if p else None for p in picks]),
         ("samples/s", "rate", [p.samples_per_s if p else None for p in picks]),
         ("samples/s per GPU", "rate", [e.samples_per_s_per_gpu for e in entries]),
@@ -85,13 +103,24 @@ def _summary(entries: list[CompareEntry], price: float | None) -> Table:
     ]
     first = entries[0]
     if len(entries) > 1 and first.pick and first.pick.samples_per_s > 0:  # scaling: what more GPUs buy
-        rows.append((f"samples/s vs {first.label}", "ratio",
-                     [p.samples_per_s / first.pick.samples_per_s if p else None for p in picks]))
-        rows.append((f"per-GPU samples/s vs {first.label}", "percent",
-                     [e.samples_per_s_per_gpu / first.samples_per_s_per_gpu for e in entries]))
+        rows.append(
+            (
+                f"samples/s vs {first.label}",
+                "ratio",
+                [p.samples_per_s / first.pick.samples_per_s if p else None for p in picks],
+            )
+        )
+        rows.append(
+            (
+                f"per-GPU samples/s vs {first.label}",
+                "percent",
+                [e.samples_per_s_per_gpu / first.samples_per_s_per_gpu for e in entries],
+            )
+        )
     if price is not None:
-        rows.append((f"USD per million tokens at ${price:g}/GPU-hour", "usd",
-                     [e.cost_per_million_tokens for e in entries]))
+        rows.append(
+            (f"USD per million tokens at ${price:g}/GPU-hour", "usd", [e.cost_per_million_tokens for e in entries])
+        )
     columns = (Column("figure"), *(Column(e.label, "num") for e in entries))
     return Table(columns, tuple((name, *(format_value(v, kind) for v in values)) for name, kind, values in rows))
 
@@ -118,6 +147,9 @@ def build_compare(studies: list[StudyDir], gpu_hour_price: float | None = None) 
     if len({e.step for e in entries}) > 1 or len({e.model for e in entries}) > 1:
         notes.append("The studies tune different models or RLHF steps: a sample is not the same work in each.")
     notes += [f"{e.label}: no trial finished within the memory cap, so it has no pick." for e in entries if not e.pick]
-    notes.append(f"The picks share {shared} knob setting(s); the table lists only the knobs where they differ."
-                 if knobs.rows else "The picks use identical settings.")
+    notes.append(
+        f"The picks share {shared} knob setting(s); the table lists only the knobs where they differ."
+        if knobs.rows
+        else "The picks use identical settings."
+    )
     return CompareData(tuple(entries), gpu_hour_price, _summary(entries, gpu_hour_price), knobs, tuple(notes))

@@ -148,8 +148,9 @@ class ReportData:
         return jsonable(out)
 
 
-def _from_estimate(label: str, knobs: dict[str, Any], block: dict[str, Any], basis: str,
-                   fallback: dict[str, Any] | None = None) -> PlanFigures:
+def _from_estimate(
+    label: str, knobs: dict[str, Any], block: dict[str, Any], basis: str, fallback: dict[str, Any] | None = None
+) -> PlanFigures:
     """A plan.json figures block; GPU memory a measurement lacks (a CPU run has none) comes from
     `fallback`, the prediction, so the pick can still be placed against the memory cap."""
     throughput, memory, time = block.get("throughput", {}), dict(block.get("memory") or {}), block.get("time", {})
@@ -157,17 +158,33 @@ def _from_estimate(label: str, knobs: dict[str, Any], block: dict[str, Any], bas
     if memory.get("gpu_peak_bytes") is None:
         memory["gpu_peak_bytes"] = (fallback.get("memory") or {}).get("gpu_peak_bytes")
     phases = tuple((str(k), number(v)) for k, v in (time.get("phases") or {}).items())
-    return PlanFigures(label, dict(knobs), number(throughput.get("samples_per_s")),
-                       number(throughput.get("tokens_per_s")), number(memory.get("gpu_peak_bytes")),
-                       number(time.get("step_s")), phases, number(block.get("mfu")), basis)
+    return PlanFigures(
+        label,
+        dict(knobs),
+        number(throughput.get("samples_per_s")),
+        number(throughput.get("tokens_per_s")),
+        number(memory.get("gpu_peak_bytes")),
+        number(time.get("step_s")),
+        phases,
+        number(block.get("mfu")),
+        basis,
+    )
 
 
 def _from_row(label: str, study: StudyDir, row: pd.Series) -> PlanFigures:
     knobs = {k: scalar(row[k]) for k in study.knobs}
     phases = tuple((p, float(row[f"fig_time_{p}"])) for p in study.phases)
-    return PlanFigures(label, knobs, float(row["fig_samples_per_s"]), float(row["fig_tokens_per_s"]),
-                       float(row["fig_gpu_peak_bytes"]), float(row["fig_step_s"]), phases, float(row["fig_mfu"]),
-                       str(row["fig_basis"]))
+    return PlanFigures(
+        label,
+        knobs,
+        float(row["fig_samples_per_s"]),
+        float(row["fig_tokens_per_s"]),
+        float(row["fig_gpu_peak_bytes"]),
+        float(row["fig_step_s"]),
+        phases,
+        float(row["fig_mfu"]),
+        str(row["fig_basis"]),
+    )
 
 
 def feasible_trials(study: StudyDir) -> pd.DataFrame:
@@ -186,8 +203,9 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     tolerance = float(study.meta.get("tie_tolerance") or 0.0)  # the pick rule: ties go to less memory
     fit["_tier"] = (fit["fig_samples_per_s"] < fit["fig_samples_per_s"].max() * (1.0 - tolerance)).astype(int)
     fit["_rate"] = fit["fig_samples_per_s"].where(fit["_tier"] == 1, 0.0)
-    fit = fit.sort_values(["_tier", "_rate", "fig_gpu_peak_bytes", "number"], ascending=[True, False, True, True],
-                          kind="stable")
+    fit = fit.sort_values(
+        ["_tier", "_rate", "fig_gpu_peak_bytes", "number"], ascending=[True, False, True, True], kind="stable"
+    )
     return fit.drop(columns=["_tier", "_rate"])
 
 
@@ -242,8 +260,9 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
     headroom = cap - pick.gpu_peak_bytes if cap is not None and pick and math.isfinite(pick.gpu_peak_bytes) else None
     changes: tuple[tuple[str, Any, Any], ...] = ()
     if base and pick:
-        changes = tuple((k, base.knobs.get(k), v) for k, v in pick.knobs.items()
-                        if k in base.knobs and not same(base.knobs[k], v))
+        changes = tuple(
+            (k, base.knobs.get(k), v) for k, v in pick.knobs.items() if k in base.knobs and not same(base.knobs[k], v)
+        )
     meta = study.meta.get("baseline") or {}
     source = str(meta["script"]) if meta.get("script") else None
     if source and meta.get("adjustments"):
@@ -253,8 +272,9 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
     if isinstance(stated, dict) and speedup is not None and stated.get("interval"):
         interval = (float(stated["interval"][0]), float(stated["interval"][1]))
     job = (study.meta.get("job") or {}).get("label")
-    return Headline(base, pick, baseline_status(study), source, speedup, cap, headroom, changes, job, interval,
-                    _alternatives(study))
+    return Headline(
+        base, pick, baseline_status(study), source, speedup, cap, headroom, changes, job, interval, _alternatives(study)
+    )
 
 
 def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
@@ -264,10 +284,17 @@ def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
         figures = pick.get("measured") or pick.get("predicted") or {}
         speed = alt.get("speedup_over_baseline_of_this_job") or {}
         interval = speed.get("interval")
-        out.append(Alternative(str(alt.get("job_class", "")), str(alt.get("job", "")), pick.get("trial"),
-                               number((figures.get("throughput") or {}).get("samples_per_s")),
-                               str(figures.get("basis", "")), speed.get("value"),
-                               (float(interval[0]), float(interval[1])) if interval else None))
+        out.append(
+            Alternative(
+                str(alt.get("job_class", "")),
+                str(alt.get("job", "")),
+                pick.get("trial"),
+                number((figures.get("throughput") or {}).get("samples_per_s")),
+                str(figures.get("basis", "")),
+                speed.get("value"),
+                (float(interval[0]), float(interval[1])) if interval else None,
+            )
+        )
     return tuple(out)
 
 
@@ -281,9 +308,21 @@ def _header(study: StudyDir) -> Header:
     gpus = study.gpus
     title = f"{model} {study.step.upper()} on {m.get('hardware') or f'{gpus} x ' + str(m.get('gpu_type', '?'))}"
     devices = () if study.simulated else study.devices
-    return Header(title, model, m.get("critic_model"), study.step, gpus, m.get("nodes"), str(m.get("gpu_type", "?")),
-                  study.backend, study_name_and_storage(m)[0], m.get("created"), versions,
-                  tuple((str(s), int(counts[s])) for s in order), devices)
+    return Header(
+        title,
+        model,
+        m.get("critic_model"),
+        study.step,
+        gpus,
+        m.get("nodes"),
+        str(m.get("gpu_type", "?")),
+        study.backend,
+        study_name_and_storage(m)[0],
+        m.get("created"),
+        versions,
+        tuple((str(s), int(counts[s])) for s in order),
+        devices,
+    )
 
 
 def _changes(knobs: dict[str, Any], reference: dict[str, Any]) -> list[str]:
@@ -301,9 +340,19 @@ def _settings(rank: int, knobs: dict[str, Any], first: dict[str, Any], base: dic
 
 
 def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None) -> Table:
-    columns = (Column("rank", "int"), Column("trial", "int"), Column("source"), Column("samples/s", "rate"),
-               Column("vs #1", "delta"), Column("tokens/s", "rate"), Column("peak GPU memory", "gib"),
-               Column("step", "seconds"), Column("MFU", "percent"), Column("basis"), Column("settings"))
+    columns = (
+        Column("rank", "int"),
+        Column("trial", "int"),
+        Column("source"),
+        Column("samples/s", "rate"),
+        Column("vs #1", "delta"),
+        Column("tokens/s", "rate"),
+        Column("peak GPU memory", "gib"),
+        Column("step", "seconds"),
+        Column("MFU", "percent"),
+        Column("basis"),
+        Column("settings"),
+    )
     base_knobs = base.knobs if base else {}
     rows, first, best = [], {}, math.nan
     for rank, (_, row) in enumerate(feasible.head(TOP_K).iterrows(), start=1):
@@ -311,9 +360,21 @@ def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None
         if rank == 1:
             first, best = knobs, float(row["fig_samples_per_s"])
         gap = None if rank == 1 else row["fig_samples_per_s"] / best - 1.0
-        rows.append((rank, int(row["number"]), row["source"], row["fig_samples_per_s"], gap, row["fig_tokens_per_s"],
-                     row["fig_gpu_peak_bytes"], row["fig_step_s"], row["fig_mfu"], row["fig_basis"],
-                     _settings(rank, knobs, first, base_knobs)))
+        rows.append(
+            (
+                rank,
+                int(row["number"]),
+                row["source"],
+                row["fig_samples_per_s"],
+                gap,
+                row["fig_tokens_per_s"],
+                row["fig_gpu_peak_bytes"],
+                row["fig_step_s"],
+                row["fig_mfu"],
+                row["fig_basis"],
+                _settings(rank, knobs, first, base_knobs),
+            )
+        )
     return Table(columns, tuple(rows))
 
 
@@ -329,8 +390,10 @@ def pareto_front(memory: np.ndarray, throughput: np.ndarray) -> tuple[tuple[floa
 def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, base: PlanFigures | None) -> Scatter:
     t = study.trials
     drawable = t["fig_gpu_peak_bytes"].notna()
-    points = tuple(Point(int(r.number), r.status, r.source, float(r.fig_gpu_peak_bytes), float(r.fig_samples_per_s))
-                   for r in t[drawable & (t["source"] != "repeat")].itertuples())
+    points = tuple(
+        Point(int(r.number), r.status, r.source, float(r.fig_gpu_peak_bytes), float(r.fig_samples_per_s))
+        for r in t[drawable & (t["source"] != "repeat")].itertuples()
+    )
     front = pareto_front(feasible["fig_gpu_peak_bytes"].to_numpy(float), feasible["fig_samples_per_s"].to_numpy(float))
     pick_row = _matching_row(study, pick.knobs) if pick else None
     base_rows = t[t["source"] == "baseline"]
@@ -338,8 +401,14 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
     if base_number is None and base is not None:
         row = _matching_row(study, base.knobs)
         base_number = int(row["number"]) if row is not None else None
-    return Scatter(points, front, study.memory_cap_bytes, int(pick_row["number"]) if pick_row is not None else None,
-                   base_number, int((~drawable & (t["source"] != "repeat")).sum()))
+    return Scatter(
+        points,
+        front,
+        study.memory_cap_bytes,
+        int(pick_row["number"]) if pick_row is not None else None,
+        base_number,
+        int((~drawable & (t["source"] != "repeat")).sum()),
+    )
 
 
 def _per_ksample(fig: PlanFigures, names: tuple[str, ...]) -> PhaseBar | None:
@@ -350,8 +419,9 @@ def _per_ksample(fig: PlanFigures, names: tuple[str, ...]) -> PhaseBar | None:
     return PhaseBar(fig.label, tuple(1000.0 * phases[n] / samples_per_step for n in names), fig.step_s)
 
 
-def _phases(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None, pick_number: int | None,
-            base_number: int | None) -> Phases:
+def _phases(
+    study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None, pick_number: int | None, base_number: int | None
+) -> Phases:
     """The baseline's bar, then the five fastest trials' (the baseline trial is not drawn twice)."""
     names = study.phases
     bars = []
@@ -367,14 +437,18 @@ def _phases(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None, p
 
 def _history(study: StudyDir, base: PlanFigures | None) -> History:
     t = study.trials
-    ok = (t["status"] == "ok")
+    ok = t["status"] == "ok"
     if study.memory_cap_bytes is not None:
         ok &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
     values = t["fig_samples_per_s"].where(ok)
     best = values.cummax().ffill()  # cummax leaves NaN at failed trials; the best so far carries over
     ran = base is not None and baseline_status(study) in (None, "ok")  # no line for a baseline that failed
-    return History(tuple(int(n) for n in t["number"]), tuple(float(v) for v in values), tuple(float(v) for v in best),
-                   base.samples_per_s if ran else None)
+    return History(
+        tuple(int(n) for n in t["number"]),
+        tuple(float(v) for v in values),
+        tuple(float(v) for v in best),
+        base.samples_per_s if ran else None,
+    )
 
 
 def _mape(pairs: list[tuple[float, float]]) -> float | None:
@@ -414,33 +488,47 @@ def _accuracy(study: StudyDir) -> Accuracy:
         note = "no trial has both a prediction and a measurement yet"
     else:
         note = f"{len(throughput)} trial(s) with measured throughput, {len(memory)} with measured memory"
-    return Accuracy(throughput, memory, _mape(list(throughput)), _mape(list(memory)),
-                    spearman(ps[both_t].to_numpy(float), ms[both_t].to_numpy(float)),
-                    int(ooms.sum()) if not study.simulated else 0, ooms_predicted if not study.simulated else 0, note)
+    return Accuracy(
+        throughput,
+        memory,
+        _mape(list(throughput)),
+        _mape(list(memory)),
+        spearman(ps[both_t].to_numpy(float), ms[both_t].to_numpy(float)),
+        int(ooms.sum()) if not study.simulated else 0,
+        ooms_predicted if not study.simulated else 0,
+        note,
+    )
 
 
 def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple[str, ...]:
     notes = []
     if study.simulated:
-        notes.append("Backend 'simulate': every figure in this report is a cost-model prediction; "
-                     "nothing was measured on GPUs.")
+        notes.append(
+            "Backend 'simulate': every figure in this report is a cost-model prediction; nothing was measured on GPUs."
+        )
     elif study.backend == "replay":
         notes.append("Backend 'replay': figures are answers from a recorded table of measured trials.")
     gpu_type = str(study.meta.get("gpu_type", ""))
     foreign = [d for d in study.devices if "cpu" in d.lower() or "simulated" in d.lower()]
     if not study.simulated and foreign:
-        notes.append(f"Trials ran on {', '.join(foreign)}, not on {gpu_type or 'the GPUs planned for'}: measured "
-                     f"throughput is not comparable with the cost model's predictions for {gpu_type or 'them'}.")
+        notes.append(
+            f"Trials ran on {', '.join(foreign)}, not on {gpu_type or 'the GPUs planned for'}: measured "
+            f"throughput is not comparable with the cost model's predictions for {gpu_type or 'them'}."
+        )
     t = study.trials
     no_memory = (t["fig_basis"] == "measured") & _column(t, "measured_gpu_peak_bytes").isna()
     if not study.simulated and no_memory.any():
-        notes.append(f"{int(no_memory.sum())} measured trial(s) have no measured GPU memory (e.g. runs on the CPU): "
-                     "their memory figures are the cost model's predictions.")
+        notes.append(
+            f"{int(no_memory.sum())} measured trial(s) have no measured GPU memory (e.g. runs on the CPU): "
+            "their memory figures are the cost model's predictions."
+        )
     if pick is None:
         notes.append("No trial finished within the memory cap yet: there is no pick.")
     if scatter.undrawn:
-        notes.append(f"{scatter.undrawn} trial(s) have no memory figure (e.g. rejected by a plan rule before "
-                     "scoring) and are not drawn in the scatter plot.")
+        notes.append(
+            f"{scatter.undrawn} trial(s) have no memory figure (e.g. rejected by a plan rule before "
+            "scoring) and are not drawn in the scatter plot."
+        )
     return tuple(notes)
 
 
@@ -449,11 +537,19 @@ def build_report(study: StudyDir, *, with_importance: bool = True) -> ReportData
     feasible = feasible_trials(study)
     base, pick = plan_pair(study, feasible)
     scatter = _scatter(study, feasible, pick, base)
-    importance = (param_importance(study.path / "study.db", *study_name_and_storage(study.meta)) if with_importance
-                  else Importance((), "parameter importance not computed (disabled)"))
+    importance = (
+        param_importance(study.path / "study.db", *study_name_and_storage(study.meta))
+        if with_importance
+        else Importance((), "parameter importance not computed (disabled)")
+    )
     return ReportData(
-        header=_header(study), notes=_notes(study, scatter, pick), headline=_headline(study, base, pick),
-        top=_top_table(study, feasible, base), scatter=scatter,
-        phases=_phases(study, feasible, base, scatter.pick_number, scatter.baseline_number), history=_history(study, base),
-        importance=importance, accuracy=_accuracy(study),
+        header=_header(study),
+        notes=_notes(study, scatter, pick),
+        headline=_headline(study, base, pick),
+        top=_top_table(study, feasible, base),
+        scatter=scatter,
+        phases=_phases(study, feasible, base, scatter.pick_number, scatter.baseline_number),
+        history=_history(study, base),
+        importance=importance,
+        accuracy=_accuracy(study),
     )

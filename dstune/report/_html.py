@@ -14,7 +14,16 @@ from typing import Any
 from ._compare import CompareData
 from ._data import ReportData
 from ._plots import Rendered
-from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, baseline_line, changes_table, facts, headline_sentence, headline_table
+from ._sections import (
+    ALTERNATIVES_NOTE,
+    accuracy_lines,
+    alternatives_table,
+    baseline_line,
+    changes_table,
+    facts,
+    headline_sentence,
+    headline_table,
+)
 from ._table import NUMERIC_KINDS, Table
 
 _CSS = """
@@ -39,15 +48,21 @@ def _e(value: Any) -> str:
 def table_html(table: Table, numeric: Sequence[bool] | None = None) -> str:
     numeric = numeric or [c.kind in NUMERIC_KINDS for c in table.columns]
     head = "".join(f"<th>{_e(c.name)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(v)}</td>' if n else f"<td>{_e(v)}</td>"
-                                    for v, n in zip(row, numeric)) + "</tr>" for row in table.formatted())
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{_e(v)}</td>' if n else f"<td>{_e(v)}</td>" for v, n in zip(row, numeric))
+        + "</tr>"
+        for row in table.formatted()
+    )
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _figure(f: Rendered) -> str:
     data = base64.b64encode(f.png).decode("ascii")
-    return (f'<h2 id="{_e(f.name)}">{_e(f.title)}</h2><figure><img src="data:image/png;base64,{data}" '
-            f'alt="{_e(f.caption)}"><figcaption>{_e(f.caption)}</figcaption></figure>')
+    return (
+        f'<h2 id="{_e(f.name)}">{_e(f.title)}</h2><figure><img src="data:image/png;base64,{data}" '
+        f'alt="{_e(f.caption)}"><figcaption>{_e(f.caption)}</figcaption></figure>'
+    )
 
 
 def _notes(notes: Iterable[str]) -> str:
@@ -55,47 +70,64 @@ def _notes(notes: Iterable[str]) -> str:
 
 
 def _page(title: str, body: Iterable[str], footer: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-            + "".join(body) + f"<footer>{_e(footer)}</footer></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "".join(body)
+        + f"<footer>{_e(footer)}</footer></body></html>\n"
+    )
 
 
 def report_html(data: ReportData, figures: list[Rendered]) -> str:
     drawn = {f.name for f in figures}
     by_name = {f.name: f for f in figures}
-    parts = [f"<h1>{_e(data.header.title)}</h1>",
-             '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header))
-             + "</dl>", _notes(data.notes),
-             "<h2>Baseline and pick</h2>", f'<p class="headline">{_e(headline_sentence(data.headline))}</p>',
-             f"<p>{_e(baseline_line(data.headline))}</p>",
-             table_html(headline_table(data.headline), [False, True, True, True])]
+    parts = [
+        f"<h1>{_e(data.header.title)}</h1>",
+        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header)) + "</dl>",
+        _notes(data.notes),
+        "<h2>Baseline and pick</h2>",
+        f'<p class="headline">{_e(headline_sentence(data.headline))}</p>',
+        f"<p>{_e(baseline_line(data.headline))}</p>",
+        table_html(headline_table(data.headline), [False, True, True, True]),
+    ]
     if data.headline.alternatives:
-        parts += ["<h2>Other training jobs</h2>", f"<p>{_e(ALTERNATIVES_NOTE)}</p>",
-                  table_html(alternatives_table(data.headline))]
+        parts += [
+            "<h2>Other training jobs</h2>",
+            f"<p>{_e(ALTERNATIVES_NOTE)}</p>",
+            table_html(alternatives_table(data.headline)),
+        ]
     if data.headline.changes:
-        parts += ["<p>Knobs the pick changes from the DeepSpeed-Chat baseline:</p>",
-                  table_html(changes_table(data.headline))]
-    parts += [f"<h2>Top {len(data.top.rows)} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
-              table_html(data.top) if data.top.rows else "<p>No trial has finished within the memory cap.</p>"]
+        parts += [
+            "<p>Knobs the pick changes from the DeepSpeed-Chat baseline:</p>",
+            table_html(changes_table(data.headline)),
+        ]
+    parts += [
+        f"<h2>Top {len(data.top.rows)} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
+        table_html(data.top) if data.top.rows else "<p>No trial has finished within the memory cap.</p>",
+    ]
     for name in ("throughput-memory", "phases", "history"):
         if name in drawn:
             parts.append(_figure(by_name[name]))
-    parts += [_figure(by_name["importance"]) if "importance" in drawn else
-              f"<h2>Parameter importance</h2><p>{_e(data.importance.note)}.</p>"]
+    parts += [
+        _figure(by_name["importance"])
+        if "importance" in drawn
+        else f"<h2>Parameter importance</h2><p>{_e(data.importance.note)}.</p>"
+    ]
     parts.append(_figure(by_name["accuracy"]) if "accuracy" in drawn else "<h2>Predicted against measured</h2>")
-    lines = accuracy_lines(data.accuracy)[1 if "accuracy" in drawn else 0:]  # the caption already says line 0
+    lines = accuracy_lines(data.accuracy)[1 if "accuracy" in drawn else 0 :]  # the caption already says line 0
     parts.append("".join(f"<p>{_e(line)}</p>" for line in lines))
     return _page(f"dstune report: {data.header.title}", parts, "Generated by dstune report from the study directory.")
 
 
 def compare_html(data: CompareData, figures: list[Rendered]) -> str:
     title = "dstune compare: " + ", ".join(e.label for e in data.entries)
-    parts = [f"<h1>{_e(title)}</h1>", _notes(data.notes[:-1]), "<h2>Best plan per study</h2>",
-             table_html(data.summary)]
+    parts = [f"<h1>{_e(title)}</h1>", _notes(data.notes[:-1]), "<h2>Best plan per study</h2>", table_html(data.summary)]
     if data.gpu_hour_price is not None:
-        parts.append(f"<p>Cost per million tokens = {_e(f'{data.gpu_hour_price:g}')} USD per GPU-hour x GPUs "
-                     "/ 3600 / tokens/s x 10^6.</p>")
+        parts.append(
+            f"<p>Cost per million tokens = {_e(f'{data.gpu_hour_price:g}')} USD per GPU-hour x GPUs "
+            "/ 3600 / tokens/s x 10^6.</p>"
+        )
     parts += [_figure(f) for f in figures]
     parts += ["<h2>Settings that differ</h2>", f"<p>{_e(data.notes[-1])}</p>"]
     if data.knobs.rows:

@@ -34,8 +34,8 @@ def _target(directions: list) -> tuple[int, Callable[[Any], float]]:
 
 def _sqlite_file(storage: str | None) -> Path | None:
     prefix = "sqlite:///"
-    if storage and storage.startswith(prefix) and Path(storage[len(prefix):]).is_file():
-        return Path(storage[len(prefix):])
+    if storage and storage.startswith(prefix) and Path(storage[len(prefix) :]).is_file():
+        return Path(storage[len(prefix) :])
     return None
 
 
@@ -55,17 +55,23 @@ def param_importance(db: Path, study_name: str | None, storage: str | None = Non
         study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if len(completed) < MIN_COMPLETED:
-            return Importance((), f"only {len(completed)} completed trial(s) in {db.name}; parameter importance "
-                                  f"needs at least {MIN_COMPLETED}")
+            return Importance(
+                (),
+                f"only {len(completed)} completed trial(s) in {db.name}; parameter importance "
+                f"needs at least {MIN_COMPLETED}",
+            )
         index, target = _target(study.directions)
         with warnings.catch_warnings():  # PED-ANOVA warns that it minimises the target: we negated it
             warnings.simplefilter("ignore")
             scores = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target)
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target
+            )
     except Exception as error:  # noqa: BLE001 - any storage or evaluator failure is reported, not raised
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return Importance((), f"parameter importance unavailable ({type(error).__name__}: {first})")
     objective = f"objective {index} (throughput)" if len(study.directions) > 1 else "the objective"
-    note = (f"Optuna PED-ANOVA importance of each knob for reaching the best 10% of {objective} "
-            f"over {len(completed)} completed trials (normalised to sum to 1)")
+    note = (
+        f"Optuna PED-ANOVA importance of each knob for reaching the best 10% of {objective} "
+        f"over {len(completed)} completed trials (normalised to sum to 1)"
+    )
     return Importance(tuple((str(k), float(v)) for k, v in scores.items()), note)

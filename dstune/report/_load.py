@@ -118,8 +118,10 @@ def study_name_and_storage(meta: dict[str, Any]) -> tuple[str | None, str | None
     """plan.json's "study": a name, or {"name": ..., "storage": ...}."""
     study = meta.get("study")
     if isinstance(study, dict):
-        return (str(study["name"]) if study.get("name") else None,
-                str(study["storage"]) if study.get("storage") else None)
+        return (
+            str(study["name"]) if study.get("name") else None,
+            str(study["storage"]) if study.get("storage") else None,
+        )
     return (str(study) if study else None), None
 
 
@@ -132,7 +134,10 @@ def load_study_dir(path: str | Path) -> StudyDir:
     trials = _read_trials_csv(root / "trials.csv")
     step = str(meta.get("step", "ppo"))
     knobs = tuple(f.name for f in knob_fields(step) if f.name in trials.columns)
-    phases = tuple(p for p in (PPO_PHASES if step == "ppo" else TRAIN_PHASES)
-                   if f"predicted_time_{p}" in trials or f"measured_time_{p}" in trials)
+    phases = tuple(
+        p
+        for p in (PPO_PHASES if step == "ppo" else TRAIN_PHASES)
+        if f"predicted_time_{p}" in trials or f"measured_time_{p}" in trials
+    )
     _add_figure_columns(trials, phases)
     return StudyDir(root, meta, trials, knobs, phases)

@@ -14,7 +14,16 @@ from typing import Any
 from ._compare import CompareData
 from ._data import ReportData
 from ._plots import Rendered
-from ._sections import ALTERNATIVES_NOTE, accuracy_lines, alternatives_table, baseline_line, changes_table, facts, headline_sentence, headline_table
+from ._sections import (
+    ALTERNATIVES_NOTE,
+    accuracy_lines,
+    alternatives_table,
+    baseline_line,
+    changes_table,
+    facts,
+    headline_sentence,
+    headline_table,
+)
 from ._table import NUMERIC_KINDS, Table
 
 _SPECIAL = re.compile(r"([\\`*\[\]|#!~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
@@ -26,8 +35,10 @@ def _m(value: Any) -> str:
 
 
 def table_md(table: Table) -> str:
-    lines = ["| " + " | ".join(_m(c.name) for c in table.columns) + " |",
-             "|" + "|".join("---:" if c.kind in NUMERIC_KINDS else "---" for c in table.columns) + "|"]
+    lines = [
+        "| " + " | ".join(_m(c.name) for c in table.columns) + " |",
+        "|" + "|".join("---:" if c.kind in NUMERIC_KINDS else "---" for c in table.columns) + "|",
+    ]
     lines += ["| " + " | ".join(_m(v) for v in row) + " |" for row in table.formatted()]
     return "\n".join(lines)
 
@@ -45,23 +56,44 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
     out = [f"# {_m(data.header.title)}", ""]
     out += [f"- **{_m(k)}:** {_m(v)}" for k, v in facts(data.header)] + [""]
     out += _notes(data.notes)
-    out += ["## Baseline and pick", "", f"**{_m(headline_sentence(data.headline))}**", "",
-            _m(baseline_line(data.headline)), "",
-            table_md(headline_table(data.headline)), ""]
+    out += [
+        "## Baseline and pick",
+        "",
+        f"**{_m(headline_sentence(data.headline))}**",
+        "",
+        _m(baseline_line(data.headline)),
+        "",
+        table_md(headline_table(data.headline)),
+        "",
+    ]
     if data.headline.alternatives:
-        out += ["## Other training jobs", "", _m(ALTERNATIVES_NOTE), "", table_md(alternatives_table(data.headline)), ""]
+        out += [
+            "## Other training jobs",
+            "",
+            _m(ALTERNATIVES_NOTE),
+            "",
+            table_md(alternatives_table(data.headline)),
+            "",
+        ]
     if data.headline.changes:
-        out += ["Knobs the pick changes from the DeepSpeed-Chat baseline:", "",
-                table_md(changes_table(data.headline)), ""]
+        out += [
+            "Knobs the pick changes from the DeepSpeed-Chat baseline:",
+            "",
+            table_md(changes_table(data.headline)),
+            "",
+        ]
     out += [f"## Top {len(data.top.rows)} plans" if data.top.rows else "## Top plans", ""]
     out += [table_md(data.top) if data.top.rows else "No trial has finished within the memory cap.", ""]
     for name in ("throughput-memory", "phases", "history"):
         if name in by_name:
             out += _figure(by_name[name], folder)
-    out += _figure(by_name["importance"], folder) if "importance" in by_name else \
-        ["## Parameter importance", "", _m(data.importance.note) + ".", ""]
+    out += (
+        _figure(by_name["importance"], folder)
+        if "importance" in by_name
+        else ["## Parameter importance", "", _m(data.importance.note) + ".", ""]
+    )
     out += _figure(by_name["accuracy"], folder) if "accuracy" in by_name else ["## Predicted against measured", ""]
-    lines = accuracy_lines(data.accuracy)[1 if "accuracy" in by_name else 0:]  # the caption already says line 0
+    lines = accuracy_lines(data.accuracy)[1 if "accuracy" in by_name else 0 :]  # the caption already says line 0
     out += [line for a in lines for line in (_m(a), "")]
     return "\n".join(out).rstrip() + "\n"
 
@@ -71,8 +103,10 @@ def compare_markdown(data: CompareData, figures: list[Rendered], folder: str) ->
     out += _notes(data.notes[:-1])
     out += ["## Best plan per study", "", table_md(data.summary), ""]
     if data.gpu_hour_price is not None:
-        out += [f"Cost per million tokens = {data.gpu_hour_price:g} USD per GPU-hour x GPUs / 3600 / tokens/s "
-                "x 10^6.", ""]
+        out += [
+            f"Cost per million tokens = {data.gpu_hour_price:g} USD per GPU-hour x GPUs / 3600 / tokens/s x 10^6.",
+            "",
+        ]
     for f in figures:
         out += _figure(f, folder)
     out += ["## Settings that differ", "", _m(data.notes[-1]), ""]

@@ -45,23 +45,31 @@ def _group(status: str) -> str:
 
 
 @contextmanager
-def _figure(width: float, height: float) -> Iterator["Figure"]:
+def _figure(width: float, height: float) -> Iterator[Figure]:
     import matplotlib
 
-    with matplotlib.rc_context({"text.parse_math": False, "font.size": 10, "axes.spines.top": False,
-                                "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
+    with matplotlib.rc_context(
+        {
+            "text.parse_math": False,
+            "font.size": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+        }
+    ):
         from matplotlib.figure import Figure
 
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _png(fig: "Figure") -> bytes:
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return buffer.getvalue()
 
 
-def scatter_png(s: "Scatter") -> bytes | None:
+def scatter_png(s: Scatter) -> bytes | None:
     if not s.points:
         return None
     with _figure(8.0, 4.8) as fig:
@@ -71,11 +79,27 @@ def scatter_png(s: "Scatter") -> bytes | None:
             pts = [p for p in s.points if _group(p.status) == group]
             if pts:
                 ys = [p.samples_per_s if math.isfinite(p.samples_per_s) else 0.0 for p in pts]
-                ax.scatter([p.gpu_peak_bytes / GIB for p in pts], ys, marker=marker, c=colour, s=36,
-                           alpha=0.8 if group == "ok" else 0.6, label=f"{label} ({len(pts)})", zorder=3)
+                ax.scatter(
+                    [p.gpu_peak_bytes / GIB for p in pts],
+                    ys,
+                    marker=marker,
+                    c=colour,
+                    s=36,
+                    alpha=0.8 if group == "ok" else 0.6,
+                    label=f"{label} ({len(pts)})",
+                    zorder=3,
+                )
         if s.front:
-            ax.plot([m / GIB for m, _ in s.front], [v for _, v in s.front], drawstyle="steps-post", c="black",
-                    lw=1.2, ls="--", label="Pareto front", zorder=2)
+            ax.plot(
+                [m / GIB for m, _ in s.front],
+                [v for _, v in s.front],
+                drawstyle="steps-post",
+                c="black",
+                lw=1.2,
+                ls="--",
+                label="Pareto front",
+                zorder=2,
+            )
         right = max(p.gpu_peak_bytes for p in s.points) / GIB * 1.12
         if s.memory_cap_bytes:
             cap = s.memory_cap_bytes / GIB
@@ -86,19 +110,36 @@ def scatter_png(s: "Scatter") -> bytes | None:
                 ax.plot([], [], c="#C44E52", lw=1.2, label=f"memory cap {cap:.1f} GiB (off the axis)")
         ax.set_xlim(0, right)
         by_number = {p.number: p for p in s.points}
-        for number, text, marker, colour in ((s.baseline_number, "baseline", "s", "none"),
-                                             (s.pick_number, "pick", "*", "#F2C14E")):
+        for number, text, marker, colour in (
+            (s.baseline_number, "baseline", "s", "none"),
+            (s.pick_number, "pick", "*", "#F2C14E"),
+        ):
             p = by_number.get(number) if number is not None else None
             if p is not None and math.isfinite(p.samples_per_s):
-                ax.scatter([p.gpu_peak_bytes / GIB], [p.samples_per_s], marker=marker, s=220, facecolors=colour,
-                           edgecolors="black", linewidths=1.4, zorder=4)
+                ax.scatter(
+                    [p.gpu_peak_bytes / GIB],
+                    [p.samples_per_s],
+                    marker=marker,
+                    s=220,
+                    facecolors=colour,
+                    edgecolors="black",
+                    linewidths=1.4,
+                    zorder=4,
+                )
                 # pick above, baseline below; each label on the side of the point with more room
                 to_left = p.gpu_peak_bytes / GIB > 0.5 * right
-                ax.annotate(f"{text} (trial {number})", (p.gpu_peak_bytes / GIB, p.samples_per_s),
-                            xytext=(-12 if to_left else 12, 12 if text == "pick" else -16),
-                            ha="right" if to_left else "left", textcoords="offset points", fontsize=9, fontweight="bold", zorder=5,
-                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#888888", "alpha": 0.75},
-                            arrowprops={"arrowstyle": "-", "color": "#888888"})
+                ax.annotate(
+                    f"{text} (trial {number})",
+                    (p.gpu_peak_bytes / GIB, p.samples_per_s),
+                    xytext=(-12 if to_left else 12, 12 if text == "pick" else -16),
+                    ha="right" if to_left else "left",
+                    textcoords="offset points",
+                    fontsize=9,
+                    fontweight="bold",
+                    zorder=5,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#888888", "alpha": 0.75},
+                    arrowprops={"arrowstyle": "-", "color": "#888888"},
+                )
         ax.set_xlabel("peak GPU memory per GPU (GiB)")
         ax.set_ylabel("samples/s (whole cluster)")
         ax.set_ylim(bottom=-0.03 * top, top=top * 1.15)
@@ -106,7 +147,7 @@ def scatter_png(s: "Scatter") -> bytes | None:
         return _png(fig)
 
 
-def phases_png(p: "Phases") -> bytes | None:
+def phases_png(p: Phases) -> bytes | None:
     if not p.bars or not p.names:
         return None
     with _figure(8.0, 0.55 * len(p.bars) + 1.6) as fig:
@@ -115,8 +156,15 @@ def phases_png(p: "Phases") -> bytes | None:
         left = [0.0] * len(labels)
         for i, name in enumerate(p.names):
             widths = [b.seconds_per_ksample[i] for b in p.bars][::-1]
-            ax.barh(labels, widths, left=left, color=PHASE_COLORS[i % len(PHASE_COLORS)], label=name.replace("_", " "),
-                    height=0.6, zorder=3)
+            ax.barh(
+                labels,
+                widths,
+                left=left,
+                color=PHASE_COLORS[i % len(PHASE_COLORS)],
+                label=name.replace("_", " "),
+                height=0.6,
+                zorder=3,
+            )
             left = [a + w for a, w in zip(left, widths)]
         for y, (total, bar) in enumerate(zip(left, p.bars[::-1])):
             ax.annotate(f" {total:,.1f} s  (step {bar.step_s:.3g} s)", (total, y), va="center", fontsize=8)
@@ -127,14 +175,21 @@ def phases_png(p: "Phases") -> bytes | None:
         return _png(fig)
 
 
-def history_png(h: "History") -> bytes | None:
+def history_png(h: History) -> bytes | None:
     points = [(n, v) for n, v in zip(h.numbers, h.values) if math.isfinite(v)]
     if not points:
         return None
     with _figure(8.0, 3.6) as fig:
         ax = fig.add_subplot()
-        ax.scatter([n for n, _ in points], [v for _, v in points], s=16, c="#4C72B0", alpha=0.45,
-                   label="trial (ok, under the cap)", zorder=3)
+        ax.scatter(
+            [n for n, _ in points],
+            [v for _, v in points],
+            s=16,
+            c="#4C72B0",
+            alpha=0.45,
+            label="trial (ok, under the cap)",
+            zorder=3,
+        )
         ax.plot(h.numbers, h.best, drawstyle="steps-post", c="#4C72B0", lw=2, label="best so far", zorder=4)
         if h.baseline is not None and math.isfinite(h.baseline):
             ax.axhline(h.baseline, c="gray", ls="--", lw=1, label="baseline")
@@ -178,10 +233,12 @@ def _identity_panel(ax: Any, pairs: tuple[tuple[float, float], ...], scale: floa
     ax.set_title(title, fontsize=10)
 
 
-def accuracy_png(a: "Accuracy") -> bytes | None:
+def accuracy_png(a: Accuracy) -> bytes | None:
     rank = f", Spearman {a.spearman:.2f}" if a.spearman is not None else ""
-    panels = [(a.throughput, 1.0, "samples/s", f"throughput (MAPE {a.throughput_mape or 0:.1%}{rank})"),
-              (a.memory, GIB, "peak GiB", f"GPU memory (MAPE {a.memory_mape or 0:.1%})")]
+    panels = [
+        (a.throughput, 1.0, "samples/s", f"throughput (MAPE {a.throughput_mape or 0:.1%}{rank})"),
+        (a.memory, GIB, "peak GiB", f"GPU memory (MAPE {a.memory_mape or 0:.1%})"),
+    ]
     panels = [p for p in panels if p[0]]
     if not panels:
         return None
@@ -191,12 +248,14 @@ def accuracy_png(a: "Accuracy") -> bytes | None:
         return _png(fig)
 
 
-def compare_png(c: "CompareData") -> bytes | None:
+def compare_png(c: CompareData) -> bytes | None:
     entries = [e for e in c.entries if e.pick is not None]
     if not entries:
         return None
     metrics: list[tuple[str, Callable[[Any], float]]] = [
-        ("samples/s", lambda e: e.pick.samples_per_s), ("samples/s per GPU", lambda e: e.samples_per_s_per_gpu)]
+        ("samples/s", lambda e: e.pick.samples_per_s),
+        ("samples/s per GPU", lambda e: e.samples_per_s_per_gpu),
+    ]
     if c.gpu_hour_price is not None:
         metrics.append(("USD per million tokens", lambda e: e.cost_per_million_tokens))
     with _figure(3.2 * len(metrics) + 0.6, 0.35 * len(entries) + 2.4) as fig:
@@ -213,18 +272,30 @@ def compare_png(c: "CompareData") -> bytes | None:
         return _png(fig)
 
 
-def render_report_figures(data: "ReportData") -> list[Rendered]:
+def render_report_figures(data: ReportData) -> list[Rendered]:
     """Every figure of a study report that has data, in page order."""
     basis = "cost-model predictions" if data.header.backend == "simulate" else "measured where measured, else predicted"
     specs = [
-        ("throughput-memory", "Throughput against peak GPU memory", scatter_png(data.scatter),
-         f"Every trial's samples/s against its peak GPU memory per GPU ({basis}); the dashed step line is the "
-         "Pareto front of trials that ran under the memory cap, the vertical line the cap."),
-        ("phases", "Where the time goes", phases_png(data.phases),
-         "Seconds per 1,000 samples by phase for the baseline and the five fastest other plans, so plans with "
-         "different batch sizes compare fairly; the label gives the total and the time of one step."),
-        ("history", "Best so far", history_png(data.history),
-         "Throughput of each trial that ran under the cap, and the best found up to each trial number."),
+        (
+            "throughput-memory",
+            "Throughput against peak GPU memory",
+            scatter_png(data.scatter),
+            f"Every trial's samples/s against its peak GPU memory per GPU ({basis}); the dashed step line is the "
+            "Pareto front of trials that ran under the memory cap, the vertical line the cap.",
+        ),
+        (
+            "phases",
+            "Where the time goes",
+            phases_png(data.phases),
+            "Seconds per 1,000 samples by phase for the baseline and the five fastest other plans, so plans with "
+            "different batch sizes compare fairly; the label gives the total and the time of one step.",
+        ),
+        (
+            "history",
+            "Best so far",
+            history_png(data.history),
+            "Throughput of each trial that ran under the cap, and the best found up to each trial number.",
+        ),
         ("importance", "Parameter importance", importance_png(data.importance.params), data.importance.note),
         ("accuracy", "Predicted against measured", accuracy_png(data.accuracy), data.accuracy.note),
     ]

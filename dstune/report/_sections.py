@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 
 from ._data import Accuracy, Header, Headline
-from ._values import show
 from ._table import Column, Table, format_value
+from ._values import show
 
 GIB = 2**30
 
 
 def facts(h: Header) -> list[tuple[str, str]]:
     nodes = f" ({h.nodes} node{'s' if h.nodes != 1 else ''})" if h.nodes else ""
-    rows = [("model", h.model + (f" (critic/reward: {h.critic_model})" if h.critic_model else "")),
-            ("RLHF step", h.step.upper()), ("GPUs", f"{h.gpus} x {h.gpu_type}{nodes}"),
-            ("backend", h.backend + (" (cost-model predictions)" if h.backend == "simulate" else "")),
-            ("trials", ", ".join(f"{n} {s}" for s, n in h.status_counts) or "none")]
+    rows = [
+        ("model", h.model + (f" (critic/reward: {h.critic_model})" if h.critic_model else "")),
+        ("RLHF step", h.step.upper()),
+        ("GPUs", f"{h.gpus} x {h.gpu_type}{nodes}"),
+        ("backend", h.backend + (" (cost-model predictions)" if h.backend == "simulate" else "")),
+        ("trials", ", ".join(f"{n} {s}" for s, n in h.status_counts) or "none"),
+    ]
     if h.devices:
         rows.append(("measured on", ", ".join(h.devices)))
     if h.study:
@@ -37,17 +40,28 @@ def headline_sentence(h: Headline) -> str:
     if h.job:
         parts.append(f"Training job (the same for baseline and pick): {h.job}")
     if h.speedup is not None:
-        interval = f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
-        parts.append(f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
-                     f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})")
+        interval = (
+            f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
+        )
+        parts.append(
+            f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
+            f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})"
+        )
     else:
-        parts.append(f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
-                     + ("" if h.baseline_status not in (None, "ok") else
-                        "; there is no baseline on the same basis to compare with"))
+        parts.append(
+            f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
+            + (
+                ""
+                if h.baseline_status not in (None, "ok")
+                else "; there is no baseline on the same basis to compare with"
+            )
+        )
     if h.headroom_bytes is not None and h.memory_cap_bytes:
         share = h.headroom_bytes / h.memory_cap_bytes
-        parts.append(f"it peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
-                     f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap")
+        parts.append(
+            f"it peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
+            f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap"
+        )
     return "; ".join(parts) + "."
 
 
@@ -60,10 +74,13 @@ def headline_table(h: Headline) -> Table:
     """Baseline and pick figure by figure, pre-formatted (each row has its own unit)."""
     b, p = h.baseline, h.pick
     rows = []
-    for name, attr, kind, higher_is_better in (
-            ("samples/s", "samples_per_s", "rate", True), ("tokens/s", "tokens_per_s", "rate", True),
-            ("step time", "step_s", "seconds", None), ("peak GPU memory", "gpu_peak_bytes", "gib", False),
-            ("MFU", "mfu", "percent", True)):
+    for name, attr, kind in (
+        ("samples/s", "samples_per_s", "rate"),
+        ("tokens/s", "tokens_per_s", "rate"),
+        ("step time", "step_s", "seconds"),
+        ("peak GPU memory", "gpu_peak_bytes", "gib"),
+        ("MFU", "mfu", "percent"),
+    ):
         bv, pv = (getattr(b, attr) if b else math.nan), (getattr(p, attr) if p else math.nan)
         change = f"{pv / bv:.2f}x" if bv and math.isfinite(bv) and math.isfinite(pv) and bv > 0 else "–"
         rows.append((name, format_value(bv, kind), format_value(pv, kind), change))
@@ -80,33 +97,52 @@ def alternatives_table(h: Headline) -> Table:
     for a in h.alternatives:
         versus = "–"
         if a.speedup is not None:
-            versus = f"{a.speedup:.2f}x" + (f" ({a.speedup_interval[0]:.2f}-{a.speedup_interval[1]:.2f}x)"
-                                             if a.speedup_interval else "")
+            versus = f"{a.speedup:.2f}x" + (
+                f" ({a.speedup_interval[0]:.2f}-{a.speedup_interval[1]:.2f}x)" if a.speedup_interval else ""
+            )
         rows.append((a.job_class, a.job, str(a.trial), format_value(a.samples_per_s, "rate"), a.basis, versus))
-    return Table((Column("class"), Column("job"), Column("trial"), Column("samples/s"), Column("basis"),
-                  Column("vs baseline settings, same job")), tuple(rows))
+    return Table(
+        (
+            Column("class"),
+            Column("job"),
+            Column("trial"),
+            Column("samples/s"),
+            Column("basis"),
+            Column("vs baseline settings, same job"),
+        ),
+        tuple(rows),
+    )
 
 
-ALTERNATIVES_NOTE = ("Other training jobs: these train something else (LoRA, another batch) than the baseline, so "
-                     "their rates are not a like-for-like speedup over it; each is compared with the baseline's "
-                     "settings running that same job.")
+ALTERNATIVES_NOTE = (
+    "Other training jobs: these train something else (LoRA, another batch) than the baseline, so "
+    "their rates are not a like-for-like speedup over it; each is compared with the baseline's "
+    "settings running that same job."
+)
 
 
 def changes_table(h: Headline) -> Table:
-    return Table((Column("knob"), Column("baseline"), Column("pick")),
-                 tuple((k, show(b), show(p)) for k, b, p in h.changes))
+    return Table(
+        (Column("knob"), Column("baseline"), Column("pick")), tuple((k, show(b), show(p)) for k, b, p in h.changes)
+    )
 
 
 def accuracy_lines(a: Accuracy) -> list[str]:
     lines = [a.note[:1].upper() + a.note[1:] + "."]
     if a.throughput_mape is not None:
-        lines.append(f"Throughput: mean absolute percentage error {a.throughput_mape:.1%} "
-                     f"over {len(a.throughput)} trials"
-                     + (f"; Spearman rank correlation {a.spearman:.2f}" if a.spearman is not None else "") + ".")
+        lines.append(
+            f"Throughput: mean absolute percentage error {a.throughput_mape:.1%} "
+            f"over {len(a.throughput)} trials"
+            + (f"; Spearman rank correlation {a.spearman:.2f}" if a.spearman is not None else "")
+            + "."
+        )
     if a.memory_mape is not None:
-        lines.append(f"Peak GPU memory: mean absolute percentage error {a.memory_mape:.1%} "
-                     f"over {len(a.memory)} trials.")
+        lines.append(
+            f"Peak GPU memory: mean absolute percentage error {a.memory_mape:.1%} over {len(a.memory)} trials."
+        )
     if a.ooms_measured:
-        lines.append(f"Out-of-memory trials: {a.ooms_measured}; the cost model put {a.ooms_predicted} of them over "
-                     "the memory cap.")
+        lines.append(
+            f"Out-of-memory trials: {a.ooms_measured}; the cost model put {a.ooms_predicted} of them over "
+            "the memory cap."
+        )
     return lines

@@ -10,8 +10,7 @@ from ._sections import accuracy_lines, alternatives_table, changes_table, headli
 from ._table import NUMERIC_KINDS, Table
 
 
-
-def _rich_table(table: Table, title: str, skip: tuple[str, ...] = ()) -> "object":
+def _rich_table(table: Table, title: str, skip: tuple[str, ...] = ()) -> object:
     from rich.markup import escape
     from rich.table import Table as RichTable
 
@@ -19,8 +18,12 @@ def _rich_table(table: Table, title: str, skip: tuple[str, ...] = ()) -> "object
     out = RichTable(title=escape(title))
     for i in keep:
         c = table.columns[i]
-        out.add_column(escape(c.name), justify="right" if c.kind in NUMERIC_KINDS else "left",
-                       no_wrap=c.kind in NUMERIC_KINDS, overflow="fold")
+        out.add_column(
+            escape(c.name),
+            justify="right" if c.kind in NUMERIC_KINDS else "left",
+            no_wrap=c.kind in NUMERIC_KINDS,
+            overflow="fold",
+        )
     for row in table.formatted():
         out.add_row(*(escape(row[i]) for i in keep))
     return out
@@ -31,15 +34,22 @@ def print_report_summary(data: ReportData, written: list[Path]) -> None:
     from rich.markup import escape
 
     console = Console()
-    console.print(f"[bold]{escape(data.header.title)}[/bold] ({escape(data.header.backend)}, "
-                  f"{sum(n for _, n in data.header.status_counts)} trials)")
+    console.print(
+        f"[bold]{escape(data.header.title)}[/bold] ({escape(data.header.backend)}, "
+        f"{sum(n for _, n in data.header.status_counts)} trials)"
+    )
     for note in data.notes:
         console.print(f"[yellow]{escape(note)}[/yellow]")
     console.print(escape(headline_sentence(data.headline)))
     console.print(_rich_table(headline_table(data.headline), "baseline and pick"))
     if data.top.rows:
-        console.print(_rich_table(data.top, f"top {len(data.top.rows)} plans (knobs in the HTML/Markdown report)",
-                                  skip=("source", "basis", "MFU", "settings")))
+        console.print(
+            _rich_table(
+                data.top,
+                f"top {len(data.top.rows)} plans (knobs in the HTML/Markdown report)",
+                skip=("source", "basis", "MFU", "settings"),
+            )
+        )
     if data.headline.alternatives:
         console.print(_rich_table(alternatives_table(data.headline), "other training jobs (not like for like)"))
     if data.headline.changes:

@@ -32,8 +32,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _write(out: Path, stem: str, formats: tuple[str, ...], figures: list[Rendered], html_text: Callable[[], str],
-           md_text: Callable[[str], str]) -> list[Path]:
+def _write(
+    out: Path,
+    stem: str,
+    formats: tuple[str, ...],
+    figures: list[Rendered],
+    html_text: Callable[[], str],
+    md_text: Callable[[str], str],
+) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -54,22 +60,37 @@ def _write(out: Path, stem: str, formats: tuple[str, ...], figures: list[Rendere
 def write_report(data: ReportData, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """report.html and/or report.md (figures in report_figures/) under `out`."""
     figures = render_report_figures(data)
-    return _write(out, "report", formats, figures, lambda: report_html(data, figures),
-                  lambda folder: report_markdown(data, figures, folder))
+    return _write(
+        out,
+        "report",
+        formats,
+        figures,
+        lambda: report_html(data, figures),
+        lambda folder: report_markdown(data, figures, folder),
+    )
 
 
 def compare_figures(data: CompareData) -> list[Rendered]:
     png = compare_png(data)
-    caption = ("Each study's pick: cluster throughput, throughput per GPU"
-               + (", and cost per million tokens" if data.gpu_hour_price is not None else "") + ".")
+    caption = (
+        "Each study's pick: cluster throughput, throughput per GPU"
+        + (", and cost per million tokens" if data.gpu_hour_price is not None else "")
+        + "."
+    )
     return [Rendered("compare", "Throughput side by side", caption, png)] if png else []
 
 
 def write_compare(data: CompareData, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """compare.html and/or compare.md (figures in compare_figures/) under `out`."""
     figures = compare_figures(data)
-    return _write(out, "compare", formats, figures, lambda: compare_html(data, figures),
-                  lambda folder: compare_markdown(data, figures, folder))
+    return _write(
+        out,
+        "compare",
+        formats,
+        figures,
+        lambda: compare_html(data, figures),
+        lambda folder: compare_markdown(data, figures, folder),
+    )
 
 
 def report_study(path: str | Path, *, with_importance: bool = True) -> ReportData:

@@ -1,24 +1,62 @@
 """Search: spaces, baseline, backends, the learned objective, our sampler and the Optuna study."""
 
+from ..record import TrialRow
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, read_table
 from ._baseline import Baseline, baseline_plan, nearest_script
 from ._calibrate import Calibration, Observation, Setup, fit_constants
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
-from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits
+from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits, memory_of
 from ._records import STATUSES, Figures, Status, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
 from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
-from ._pick import memory_of
 from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run_search
-from ..record import TrialRow
 from ._surrogate import Surrogate
 
 __all__ = [
-    "EXPLORE_OPTIONS", "TIE_TOLERANCE", "JobPick", "Picks", "Speedup", "Status", "changes", "choose", "fits", "resolve_job",
-    "PRUNE_BELOW", "SAMPLERS", "SPACES_DIR", "STATUSES", "Backend", "Baseline", "BatchPolicy", "Calibration",
-    "Figures", "Grid", "Observation", "ProfileBackend", "ReplayBackend", "SearchRequest", "SearchResult",
-    "SearchSpace", "Setup", "SimulateBackend", "StopSearch", "Surrogate", "SurrogateSampler", "TrialRecord",
-    "TrialRow", "baseline_plan", "build_grid", "default_space_path", "explain", "fit_constants", "load_space", "memory_of",
-    "nearest_script", "plan_key", "rank", "read_table", "run_search",
+    "EXPLORE_OPTIONS",
+    "TIE_TOLERANCE",
+    "JobPick",
+    "Picks",
+    "Speedup",
+    "Status",
+    "changes",
+    "choose",
+    "fits",
+    "resolve_job",
+    "PRUNE_BELOW",
+    "SAMPLERS",
+    "SPACES_DIR",
+    "STATUSES",
+    "Backend",
+    "Baseline",
+    "BatchPolicy",
+    "Calibration",
+    "Figures",
+    "Grid",
+    "Observation",
+    "ProfileBackend",
+    "ReplayBackend",
+    "SearchRequest",
+    "SearchResult",
+    "SearchSpace",
+    "Setup",
+    "SimulateBackend",
+    "StopSearch",
+    "Surrogate",
+    "SurrogateSampler",
+    "TrialRecord",
+    "TrialRow",
+    "baseline_plan",
+    "build_grid",
+    "default_space_path",
+    "explain",
+    "fit_constants",
+    "load_space",
+    "memory_of",
+    "nearest_script",
+    "plan_key",
+    "rank",
+    "read_table",
+    "run_search",
 ]

@@ -46,24 +46,46 @@ class SimulateBackend(Backend):
 
     name = "simulate"
 
-    def __init__(self, *, model: ModelSpec, critic_model: ModelSpec | None, cluster: ClusterSpec, cap_bytes: float,
-                 constants: CostConstants = DEFAULT_CONSTANTS, he_kernels: bool = True):
+    def __init__(
+        self,
+        *,
+        model: ModelSpec,
+        critic_model: ModelSpec | None,
+        cluster: ClusterSpec,
+        cap_bytes: float,
+        constants: CostConstants = DEFAULT_CONSTANTS,
+        he_kernels: bool = True,
+    ):
         self.model, self.critic_model, self.cluster = model, critic_model, cluster
         self.cap_bytes, self.constants, self.he_kernels = cap_bytes, constants, he_kernels
         self.device = f"simulated {cluster.gpu.name}"
 
     def evaluate(self, plan: Plan) -> TrialRecord:
-        e = estimate(plan, self.model, self.cluster, critic_model=self.critic_model, constants=self.constants,
-                     he_kernels=self.he_kernels)
+        e = estimate(
+            plan,
+            self.model,
+            self.cluster,
+            critic_model=self.critic_model,
+            constants=self.constants,
+            he_kernels=self.he_kernels,
+        )
         figures = Figures.of_estimate(e)
         reasons = []
         if e.gpu_peak_bytes > self.cap_bytes:
-            reasons.append(f"predicted GPU peak {e.gpu_peak_bytes / 2**30:.1f} GiB > cap {self.cap_bytes / 2**30:.1f} GiB")
+            reasons.append(
+                f"predicted GPU peak {e.gpu_peak_bytes / 2**30:.1f} GiB > cap {self.cap_bytes / 2**30:.1f} GiB"
+            )
         if e.host_peak_bytes > e.host_capacity_bytes:
-            reasons.append(f"predicted host peak {e.host_peak_bytes / 2**30:.0f} GiB per node > "
-                           f"{e.host_capacity_bytes / 2**30:.0f} GiB")
-        return TrialRecord(status="infeasible" if reasons else "ok", figures=figures, reason="; ".join(reasons),
-                           details={"device": self.device})
+            reasons.append(
+                f"predicted host peak {e.host_peak_bytes / 2**30:.0f} GiB per node > "
+                f"{e.host_capacity_bytes / 2**30:.0f} GiB"
+            )
+        return TrialRecord(
+            status="infeasible" if reasons else "ok",
+            figures=figures,
+            reason="; ".join(reasons),
+            details={"device": self.device},
+        )
 
 
 class ProfileBackend(Backend):
@@ -72,13 +94,30 @@ class ProfileBackend(Backend):
     name = "profile"
     costly = True
 
-    def __init__(self, *, model: ModelSpec, critic_model: ModelSpec | None, cluster: ClusterSpec, trials_dir: Path,
-                 warmup: int = 1, steps: int = 2, timeout_s: float = 900, hostfile: Path | None = None,
-                 launcher: str = "deepspeed", env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        model: ModelSpec,
+        critic_model: ModelSpec | None,
+        cluster: ClusterSpec,
+        trials_dir: Path,
+        warmup: int = 1,
+        steps: int = 2,
+        timeout_s: float = 900,
+        hostfile: Path | None = None,
+        launcher: str = "deepspeed",
+        env: Mapping[str, str] | None = None,
+    ):
         self.model, self.critic_model, self.cluster = model, critic_model, cluster
         self.trials_dir = trials_dir
-        self.options = {"warmup": warmup, "steps": steps, "timeout_s": timeout_s, "hostfile": hostfile,
-                        "launcher": launcher, "env": dict(env) if env else None}
+        self.options = {
+            "warmup": warmup,
+            "steps": steps,
+            "timeout_s": timeout_s,
+            "hostfile": hostfile,
+            "launcher": launcher,
+            "env": dict(env) if env else None,
+        }
         from ..profile import trial_device
 
         self.device = trial_device(self.options["env"])
@@ -90,22 +129,41 @@ class ProfileBackend(Backend):
         existing = len(list(self.trials_dir.glob("trial-*"))) if self.trials_dir.exists() else 0
         trial_dir = self.trials_dir / f"trial-{existing:04d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        result = run_trial(plan, model=self.model, critic_model=self.critic_model, cluster=self.cluster,
-                           trial_dir=trial_dir, **self.options)
+        result = run_trial(
+            plan,
+            model=self.model,
+            critic_model=self.critic_model,
+            cluster=self.cluster,
+            trial_dir=trial_dir,
+            **self.options,
+        )
         status = getattr(result.status, "value", result.status)
         self.device = str(result.device or self.device)
-        details = {"trial_dir": str(trial_dir), "he_kernels": result.he_kernels, "versions": result.versions,
-                   "device": result.device, "wall_s": result.wall_s, "startup_s": result.startup_s,
-                   "host_peak_bytes": result.host_peak_bytes, "world_size": result.world_size}
+        details = {
+            "trial_dir": str(trial_dir),
+            "he_kernels": result.he_kernels,
+            "versions": result.versions,
+            "device": result.device,
+            "wall_s": result.wall_s,
+            "startup_s": result.startup_s,
+            "host_peak_bytes": result.host_peak_bytes,
+            "world_size": result.world_size,
+        }
         if status != "ok":
             reason = result.error or (result.log_tail or "")[-300:]
-            return TrialRecord(status=str(status), reason=str(reason).strip().splitlines()[-1] if reason else "",
-                               details=details)
+            return TrialRecord(
+                status=str(status), reason=str(reason).strip().splitlines()[-1] if reason else "", details=details
+            )
         peak = result.gpu_peak_bytes or None
-        figures = Figures(basis=Basis.MEASURED, samples_per_s=float(result.samples_per_s), tokens_per_s=float(result.tokens_per_s),
-                          gpu_peak_bytes=None if peak is None else float(peak), step_s=float(result.step_s),
-                          phases={k: float(v) for k, v in (result.phases or {}).items()},
-                          mfu=None if result.mfu is None else float(result.mfu))
+        figures = Figures(
+            basis=Basis.MEASURED,
+            samples_per_s=float(result.samples_per_s),
+            tokens_per_s=float(result.tokens_per_s),
+            gpu_peak_bytes=None if peak is None else float(peak),
+            step_s=float(result.step_s),
+            phases={k: float(v) for k, v in (result.phases or {}).items()},
+            mfu=None if result.mfu is None else float(result.mfu),
+        )
         return TrialRecord(status="ok", figures=figures, details=details)
 
 
@@ -129,7 +187,7 @@ class ReplayBackend(Backend):
         for row in self.rows:
             self._by_key.setdefault(plan_key(row.values), row)
 
-    def lookup(self, plan_values: Mapping[str, Any]) -> "TableRow | None":
+    def lookup(self, plan_values: Mapping[str, Any]) -> TableRow | None:
         return self._by_key.get(plan_key(plan_values))
 
     def allows(self, plan_values: Mapping[str, Any]) -> bool:
@@ -151,8 +209,12 @@ class ReplayBackend(Backend):
             import time
 
             time.sleep(self.time_scale * float((row.measured.step_s if row.measured else 0.0) or 1.0))
-        return TrialRecord(status=row.status, figures=row.measured, reason=row.reason,
-                           details={"device": row.device, "table": str(self.path)})
+        return TrialRecord(
+            status=row.status,
+            figures=row.measured,
+            reason=row.reason,
+            details={"device": row.device, "table": str(self.path)},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +256,16 @@ def _read_table(path: Path, step: str) -> list[TableRow]:
             continue
         if row.status == Status.OK and row.measured is None:
             continue
-        rows.append(TableRow(values=row.values, status=row.status, measured=row.measured, reason=row.reason,
-                             device=item.setup.get("device") or "", extra=dict(item.setup)))
+        rows.append(
+            TableRow(
+                values=row.values,
+                status=row.status,
+                measured=row.measured,
+                reason=row.reason,
+                device=item.setup.get("device") or "",
+                extra=dict(item.setup),
+            )
+        )
     if not rows:
         raise UserInputError(f"--table {path}: no measured {step} rows (a trials.csv of a profiled study)")
     return rows

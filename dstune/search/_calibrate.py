@@ -24,12 +24,21 @@ from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table
 from ..plan import knob_fields
 
 TIME_CONSTANTS = (
-    "matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "host_link_efficiency",
-    "decode_overhead_per_layer_s_native", "decode_overhead_per_layer_s_he", "step_overhead_s",
+    "matmul_efficiency_max",
+    "hbm_efficiency",
+    "link_efficiency",
+    "host_link_efficiency",
+    "decode_overhead_per_layer_s_native",
+    "decode_overhead_per_layer_s_he",
+    "step_overhead_s",
     "cpu_adam_params_per_s",
 )
-MEMORY_CONSTANTS = ("memory_overhead_fraction", "cuda_context_bytes", "logits_bytes_per_element_train",
-                    "logits_bytes_per_element_eval")
+MEMORY_CONSTANTS = (
+    "memory_overhead_fraction",
+    "cuda_context_bytes",
+    "logits_bytes_per_element_train",
+    "logits_bytes_per_element_eval",
+)
 _FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "host_link_efficiency"}
 PRIOR_SIGMA = 10.0
 """Prior spread of log(constant / default): weak (it only breaks ties between constants the data cannot
@@ -80,8 +89,14 @@ def predict(observations: Sequence[Observation], constants: CostConstants) -> tu
     for indices in groups.values():
         setup = observations[indices[0]].setup
         cols = columns_of(setup.step, [observations[i].values for i in indices])
-        table = estimate_table(setup.step, cols, setup.model, setup.cluster,
-                               critic_model=setup.critic_model or setup.model, constants=constants)
+        table = estimate_table(
+            setup.step,
+            cols,
+            setup.model,
+            setup.cluster,
+            critic_model=setup.critic_model or setup.model,
+            constants=constants,
+        )
         sps[indices] = table["samples_per_s"]
         mem[indices] = table["gpu_peak_bytes"]
     return sps, mem
@@ -104,8 +119,13 @@ def _rms(values: np.ndarray) -> float | None:
     return float(np.sqrt(np.mean(values**2))) if len(values) else None
 
 
-def fit_constants(observations: Sequence[Observation], *, prior: CostConstants = DEFAULT_CONSTANTS,
-                  start: CostConstants | None = None, max_nfev: int = 60) -> Calibration:
+def fit_constants(
+    observations: Sequence[Observation],
+    *,
+    prior: CostConstants = DEFAULT_CONSTANTS,
+    start: CostConstants | None = None,
+    max_nfev: int = 60,
+) -> Calibration:
     """Least squares over log(measured / predicted); returns the fitted constants and the RMS before/after."""
     from scipy.optimize import least_squares
 
@@ -136,22 +156,31 @@ def fit_constants(observations: Sequence[Observation], *, prior: CostConstants =
 
     before_t = after_t = before_m = after_m = None
     fitted: dict[str, float] = {}
-    start_values = (start or prior)
-    for names, residuals, active in ((TIME_CONSTANTS, time_residuals, bool(ok)),
-                                     (MEMORY_CONSTANTS, memory_residuals, bool(mem_ok or ooms))):
+    start_values = start or prior
+    for names, residuals, active in (
+        (TIME_CONSTANTS, time_residuals, bool(ok)),
+        (MEMORY_CONSTANTS, memory_residuals, bool(mem_ok or ooms)),
+    ):
         if not active:
             continue
         x0 = np.array([np.log(getattr(start_values, n) / getattr(prior, n)) for n in names])
         low, high = _bounds(names, prior)
         x0 = np.clip(x0, low + 1e-9, high - 1e-9)
-        r0 = residuals(x0, names)[len(names):]
+        r0 = residuals(x0, names)[len(names) :]
         result = least_squares(residuals, x0, bounds=(low, high), args=(names,), max_nfev=max_nfev, x_scale=1.0)
         constants = _with(constants, names, result.x, prior)
-        r1 = residuals(result.x, names)[len(names):]
+        r1 = residuals(result.x, names)[len(names) :]
         fitted.update({n: getattr(constants, n) for n in names})
         if names is TIME_CONSTANTS:
             before_t, after_t = _rms(r0), _rms(r1)
         else:
             before_m, after_m = _rms(r0), _rms(r1)
-    return Calibration(constants=constants, points=len(ok) + len(ooms), time_rms_before=before_t,
-                       time_rms_after=after_t, memory_rms_before=before_m, memory_rms_after=after_m, fitted=fitted)
+    return Calibration(
+        constants=constants,
+        points=len(ok) + len(ooms),
+        time_rms_before=before_t,
+        time_rms_after=after_t,
+        memory_rms_before=before_m,
+        memory_rms_after=after_m,
+        fitted=fitted,
+    )

@@ -31,7 +31,7 @@ class ResidualGP:
         d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
         return self.signal**2 * np.exp(-0.5 * np.maximum(d2, 0.0) / self.length**2)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, min_signal: float = 0.05) -> "ResidualGP":
+    def fit(self, x: np.ndarray, y: np.ndarray, min_signal: float = 0.05) -> ResidualGP:
         self.mean = float(np.mean(y))
         centred = y - self.mean
         self.signal = max(float(np.std(centred)), min_signal)

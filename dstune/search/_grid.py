@@ -64,12 +64,16 @@ class Grid:
         row = self._keys[key]
         return None if row < 0 else row
 
-    def without(self, mask: np.ndarray, kind: str, example: str) -> "Grid":
+    def without(self, mask: np.ndarray, kind: str, example: str) -> Grid:
         """The grid less the rows in `mask`, counted under `kind` (e.g. known issues excluded)."""
         if not mask.any():
             return self
-        return Grid(space=self.space, columns={n: c[~mask] for n, c in self.columns.items()},
-                    dropped={**self.dropped, kind: int(mask.sum())}, examples={**self.examples, kind: example})
+        return Grid(
+            space=self.space,
+            columns={n: c[~mask] for n, c in self.columns.items()},
+            dropped={**self.dropped, kind: int(mask.sum())},
+            examples={**self.examples, kind: example},
+        )
 
     def find_varied(self, params: Mapping[str, Any]) -> int | None:
         """Row whose searched knobs have these values (what an Optuna trial suggests)."""
@@ -89,8 +93,11 @@ class _Table:
 
     def __init__(self, space: SearchSpace, defaults: Mapping[str, Any]):
         self.space = space
-        self.scalars = {f.name: space.fixed.get(f.name, defaults.get(f.name, f.default))
-                        for f in knob_fields(space.step) if f.name not in space.knobs}
+        self.scalars = {
+            f.name: space.fixed.get(f.name, defaults.get(f.name, f.default))
+            for f in knob_fields(space.step)
+            if f.name not in space.knobs
+        }
         self.cols: dict[str, np.ndarray] = {}
         self.n = 1
         self.total = 1
@@ -105,8 +112,10 @@ class _Table:
             if source == name:
                 self.cols[tied] = self.cols[name].copy()
         if self.n > MAX_GRID:
-            raise UserInputError(f"search space {self.space.path}: more than {MAX_GRID:,} candidates after "
-                                 f"filtering; fix some knobs (--set) or list fewer values")
+            raise UserInputError(
+                f"search space {self.space.path}: more than {MAX_GRID:,} candidates after "
+                f"filtering; fix some knobs (--set) or list fewer values"
+            )
 
     def view(self) -> dict[str, np.ndarray]:
         """Every plan field as a column (fixed knobs broadcast)."""
@@ -132,8 +141,10 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
     Returns the rows kept and an example message for the dropped ones."""
     policy = space.batch
     if policy.policy == "baseline":
-        raise UserInputError(f"search space {space.path}: batch policy 'baseline' must be resolved against a "
-                             "baseline first (dstune.search.resolve_job)")
+        raise UserInputError(
+            f"search space {space.path}: batch policy 'baseline' must be resolved against a "
+            "baseline first (dstune.search.resolve_job)"
+        )
     ppo = space.step == "ppo"
     micro = cols["per_device_generation_batch_size" if ppo else "per_device_train_batch_size"].astype(np.int64)
     keep = np.ones(len(micro), dtype=bool)
@@ -141,16 +152,20 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
     if policy.policy == "fixed_global_batch":
         derived = "generation_batches" if ppo else "gradient_accumulation_steps"
         if derived in space.knobs:
-            raise UserInputError(f"search space {space.path}: key 'knobs.{derived}': the fixed_global_batch "
-                                 f"policy derives it from batch.global_batch; remove it from knobs")
+            raise UserInputError(
+                f"search space {space.path}: key 'knobs.{derived}': the fixed_global_batch "
+                f"policy derives it from batch.global_batch; remove it from knobs"
+            )
         per_step = micro * world
         keep &= policy.global_batch % per_step == 0
         cols[derived] = np.maximum(policy.global_batch // per_step, 1)
         example = f"batch.global_batch {policy.global_batch} is not a multiple of micro-batch x {world} GPUs"
         if ppo and policy.update_batch is not None:
             if "gradient_accumulation_steps" in space.knobs:
-                raise UserInputError(f"search space {space.path}: key 'knobs.gradient_accumulation_steps': "
-                                     "batch.update_batch derives it; remove it from knobs")
+                raise UserInputError(
+                    f"search space {space.path}: key 'knobs.gradient_accumulation_steps': "
+                    "batch.update_batch derives it; remove it from knobs"
+                )
             train = cols["per_device_training_batch_size"].astype(np.int64) * world
             keep &= policy.update_batch % train == 0
             cols["gradient_accumulation_steps"] = np.maximum(policy.update_batch // train, 1)
@@ -238,8 +253,11 @@ def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | N
         table.cross(name, space.knobs[name])
         if i == last_batch:
             _batch_filter(space, table, ctx, drop)
-        drop("inert knobs", redundant_rows(space.step, table.view(), space.varied),
-             "a knob with no effect under the others' values is kept at its default")
+        drop(
+            "inert knobs",
+            redundant_rows(space.step, table.view(), space.varied),
+            "a knob with no effect under the others' values is kept at its default",
+        )
     cols = table.view()
     if len(order) == 0:
         cols = {k: v for k, v in cols.items()}
@@ -250,8 +268,9 @@ def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | N
     cols = {f.name: cols[f.name] for f in knob_fields(space.step)}
     if not len(next(iter(cols.values()))):
         why = "; ".join(f"{kind} ({count:,}: e.g. {examples[kind]})" for kind, count in dropped.items())
-        raise UserInputError(f"search space {space.path}: none of its {table.total:,} plans is valid on "
-                             f"{ctx.world_size} GPU(s): {why}")
+        raise UserInputError(
+            f"search space {space.path}: none of its {table.total:,} plans is valid on {ctx.world_size} GPU(s): {why}"
+        )
     return Grid(space=space, columns=cols, dropped=dropped, examples=examples)
 
 
@@ -267,8 +286,9 @@ def _batch_filter(space: SearchSpace, table: _Table, ctx: Context, drop: Any) ->
     drop("batch policy", ~keep, example)
 
 
-def explain(space: SearchSpace, ctx: Context, values: Mapping[str, Any],
-            defaults: Mapping[str, Any] | None = None) -> str:
+def explain(
+    space: SearchSpace, ctx: Context, values: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> str:
     """Why the candidate with these searched values is not in the grid (for trials other samplers propose)."""
     one = dataclasses.replace(space, knobs={name: (values[name],) for name in space.knobs})
     try:

@@ -23,12 +23,15 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, max(min(n, at_most), 1) + 1) if n % d == 0)
 
 
-def _fit_batch(step: str, values: dict[str, Any], world: int, global_batch: int,
-               update_batch: int | None, notes: list[str]) -> None:
+def _fit_batch(
+    step: str, values: dict[str, Any], world: int, global_batch: int, update_batch: int | None, notes: list[str]
+) -> None:
     """Change the baseline's per-device split so that it trains `global_batch` per step."""
     if global_batch % world:
-        raise UserInputError(f"--global-batch {global_batch} is not a multiple of the {world} GPUs "
-                             f"({global_batch} % {world} = {global_batch % world})")
+        raise UserInputError(
+            f"--global-batch {global_batch} is not a multiple of the {world} GPUs "
+            f"({global_batch} % {world} = {global_batch % world})"
+        )
     per_gpu = global_batch // world
     micro_name = "per_device_generation_batch_size" if step == "ppo" else "per_device_train_batch_size"
     steps_name = "generation_batches" if step == "ppo" else "gradient_accumulation_steps"
@@ -36,32 +39,44 @@ def _fit_batch(step: str, values: dict[str, Any], world: int, global_batch: int,
     before = (values[micro_name], values[steps_name])
     values[micro_name], values[steps_name] = micro, per_gpu // micro
     if before != (values[micro_name], values[steps_name]):
-        notes.append(f"{micro_name} x {steps_name} {before[0]} x {before[1]} -> {micro} x {per_gpu // micro} "
-                     f"({global_batch} per step on {world} GPUs)")
+        notes.append(
+            f"{micro_name} x {steps_name} {before[0]} x {before[1]} -> {micro} x {per_gpu // micro} "
+            f"({global_batch} per step on {world} GPUs)"
+        )
     if step != "ppo":
         return
     train = _largest_divisor(micro, int(values["per_device_training_batch_size"]))
     if train != values["per_device_training_batch_size"]:
-        notes.append(f"per_device_training_batch_size {values['per_device_training_batch_size']} -> {train} "
-                     "(must divide the generation batch)")
+        notes.append(
+            f"per_device_training_batch_size {values['per_device_training_batch_size']} -> {train} "
+            "(must divide the generation batch)"
+        )
         values["per_device_training_batch_size"] = train
     if update_batch is not None:
         if update_batch % (train * world):
-            raise UserInputError(f"samples per update {update_batch} is not a multiple of training micro-batch "
-                                 f"{train} x {world} GPUs")
+            raise UserInputError(
+                f"samples per update {update_batch} is not a multiple of training micro-batch {train} x {world} GPUs"
+            )
         values["gradient_accumulation_steps"] = update_batch // (train * world)
 
 
-def resolve_job(space: SearchSpace, model: ModelSpec, world: int, *, critic_model: ModelSpec | None = None,
-                global_batch: int | None = None) -> tuple[SearchSpace, Baseline]:
+def resolve_job(
+    space: SearchSpace,
+    model: ModelSpec,
+    world: int,
+    *,
+    critic_model: ModelSpec | None = None,
+    global_batch: int | None = None,
+) -> tuple[SearchSpace, Baseline]:
     """The space restricted to the baseline's job (unless widened), and the baseline for that job."""
     step = space.step
     jobs = set(job_knobs(step))
     pins = {k: space.fixed[k] for k in space.pinned if k in jobs}
     baseline = baseline_plan(step, model, world, critic_model=critic_model, workload={**space.workload, **pins})
     values = plan_to_dict(baseline.plan)
-    notes = list(baseline.adjustments) + [f"{k} -> {v} (--set)" for k, v in pins.items()
-                                          if not any(n.startswith(f"{k} ") for n in baseline.adjustments)]
+    notes = list(baseline.adjustments) + [
+        f"{k} -> {v} (--set)" for k, v in pins.items() if not any(n.startswith(f"{k} ") for n in baseline.adjustments)
+    ]
     policy = space.batch
     if global_batch is not None:
         if global_batch < 1:
@@ -72,8 +87,11 @@ def resolve_job(space: SearchSpace, model: ModelSpec, world: int, *, critic_mode
     if policy.policy in ("baseline", "fixed_global_batch"):
         batches = job_of(step, values, world).batches
         if step == "ppo":
-            policy = BatchPolicy(policy="fixed_global_batch", global_batch=batches["prompts_per_iteration"],
-                                 update_batch=batches["samples_per_update"])
+            policy = BatchPolicy(
+                policy="fixed_global_batch",
+                global_batch=batches["prompts_per_iteration"],
+                update_batch=batches["samples_per_update"],
+            )
         else:
             policy = BatchPolicy(policy="fixed_global_batch", global_batch=batches["samples_per_step"])
     plan = make_plan(step, values)
@@ -86,4 +104,3 @@ def resolve_job(space: SearchSpace, model: ModelSpec, world: int, *, critic_mode
             fixed[name] = values[name]
     resolved = dataclasses.replace(space, fixed=fixed, batch=policy)
     return resolved, dataclasses.replace(baseline, plan=plan, adjustments=tuple(notes))
-

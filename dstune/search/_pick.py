@@ -37,8 +37,13 @@ def changes(values: Mapping[str, Any], reference: Mapping[str, Any] | None) -> l
     return [k for k in values if values.get(k) != reference.get(k)]
 
 
-def rank(rows: Sequence[TrialRow], cap_bytes: float, *, baseline: Mapping[str, Any] | None = None,
-         tolerance: float = TIE_TOLERANCE) -> list[TrialRow]:
+def rank(
+    rows: Sequence[TrialRow],
+    cap_bytes: float,
+    *,
+    baseline: Mapping[str, Any] | None = None,
+    tolerance: float = TIE_TOLERANCE,
+) -> list[TrialRow]:
     """Distinct ok plans under the cap, best first: throughput in tiers of `tolerance`; within the
     top tier less peak memory, then fewer changes from the baseline, first. Repeats are left out."""
     seen: set[str] = set()
@@ -73,8 +78,11 @@ class Speedup:
         return f"{self.value:.2f}x ({self.interval[0]:.2f}-{self.interval[1]:.2f}x)"
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "interval": list(self.interval) if self.interval else None,
-                "basis": self.basis.value}
+        return {
+            "value": self.value,
+            "interval": list(self.interval) if self.interval else None,
+            "basis": self.basis.value,
+        }
 
 
 def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
@@ -98,7 +106,8 @@ def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
 def job_class(job: Job, baseline_job: Job) -> str:
     """'full fine-tuning, baseline batch' / 'LoRA only, 64 prompts/iteration' ...: one pick per class."""
     trains = {"full": "full fine-tuning", "lora-only": "LoRA only", "lora+base": "LoRA + base weights"}[
-        job.trains_class()]
+        job.trains_class()
+    ]
     batch = "baseline batch" if job.batches == baseline_job.batches else "other batch"
     return f"{trains}, {batch}"
 
@@ -108,16 +117,24 @@ def class_of(step: str, values: Mapping[str, Any], world: int, baseline_values: 
     return "baseline job" if job == base else job_class(job, base)
 
 
-def grid_classes(step: str, cols: Mapping[str, Any], world: int,
-                 baseline_values: Mapping[str, Any]) -> tuple[Any, list[str]]:
+def grid_classes(
+    step: str, cols: Mapping[str, Any], world: int, baseline_values: Mapping[str, Any]
+) -> tuple[Any, list[str]]:
     """Job class of every candidate (int codes into the returned labels), one job_of call per distinct job."""
     import numpy as np
 
     from ..plan import job_codes
 
     ids, first = job_codes(step, cols, world)
-    names = [class_of(step, {k: v[int(i)].item() if hasattr(v[int(i)], "item") else v[int(i)]
-                             for k, v in cols.items()}, world, baseline_values) for i in first]
+    names = [
+        class_of(
+            step,
+            {k: v[int(i)].item() if hasattr(v[int(i)], "item") else v[int(i)] for k, v in cols.items()},
+            world,
+            baseline_values,
+        )
+        for i in first
+    ]
     labels = sorted(set(names))
     return np.array([labels.index(n) for n in names], dtype=np.int64)[ids], labels
 
@@ -168,8 +185,15 @@ class Picks:
     alternatives: list[JobPick] = field(default_factory=list)
 
 
-def choose(rows: Sequence[TrialRow], baseline: TrialRow | None, baseline_values: Mapping[str, Any], step: str,
-           world: int, cap_bytes: float, tolerance: float = TIE_TOLERANCE) -> Picks:
+def choose(
+    rows: Sequence[TrialRow],
+    baseline: TrialRow | None,
+    baseline_values: Mapping[str, Any],
+    step: str,
+    world: int,
+    cap_bytes: float,
+    tolerance: float = TIE_TOLERANCE,
+) -> Picks:
     """The headline pick (the baseline's job) and one pick per other job class."""
     base_job = job_of(step, baseline_values, world)
     by_class: dict[str, list[TrialRow]] = {}

@@ -45,9 +45,16 @@ def distributions(grid: Grid) -> dict[str, BaseDistribution]:
 class SurrogateSampler(BaseSampler):
     """Optuna sampler over a finite candidate grid, driven by the calibrated cost model."""
 
-    def __init__(self, grid: Grid, surrogate: Surrogate,
-                 observations: Callable[[Study], tuple[list[Observation], set[str], float | None]],
-                 *, prune_below: float = PRUNE_BELOW, allowed: np.ndarray | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        grid: Grid,
+        surrogate: Surrogate,
+        observations: Callable[[Study], tuple[list[Observation], set[str], float | None]],
+        *,
+        prune_below: float = PRUNE_BELOW,
+        allowed: np.ndarray | None = None,
+        seed: int | None = None,
+    ):
         self.grid = grid
         self.surrogate = surrogate
         self._observations = observations
@@ -88,10 +95,12 @@ class SurrogateSampler(BaseSampler):
         if self._classes is None:
             from ._pick import grid_classes
 
-            base = next((t.user_attrs.get("plan") for t in finished(study)
-                         if t.user_attrs.get("source") == "baseline"), None) or self.grid.values(0)
-            self._classes, _ = grid_classes(self.grid.step, self.grid.columns,
-                                            self.surrogate.setup.cluster.world_size, base)
+            base = next(
+                (t.user_attrs.get("plan") for t in finished(study) if t.user_attrs.get("source") == "baseline"), None
+            ) or self.grid.values(0)
+            self._classes, _ = grid_classes(
+                self.grid.step, self.grid.columns, self.surrogate.setup.cluster.world_size, base
+            )
         return self._classes
 
     def _references(self, study: Study, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -108,7 +117,7 @@ class SurrogateSampler(BaseSampler):
                 c = int(classes[row])
                 best[c] = max(best.get(c, -np.inf), float(np.log(obs.samples_per_s)))
         for key, sps in getattr(self, "_running", {}).items():  # constant liar: a running plan counts as
-            row = self.grid.find(json.loads(key))                 # measured at its prediction
+            row = self.grid.find(json.loads(key))  # measured at its prediction
             if row is not None and sps > 0:
                 c = int(classes[row])
                 best[c] = max(best.get(c, -np.inf), float(np.log(sps)))
@@ -130,8 +139,10 @@ class SurrogateSampler(BaseSampler):
         score = expected_improvement(mu, sd, reference) * pred.p_fit
         score = np.where(mask, score + 1e-12 * self._rng.random(len(score)), -np.inf)
         row = int(np.argmax(score))
-        self.last_note = (f"EI x P(fit) = {score[row]:.3g}, P(fit) {pred.p_fit[row]:.2f}, "
-                          f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {sd[row]:.0%})")
+        self.last_note = (
+            f"EI x P(fit) = {score[row]:.3g}, P(fit) {pred.p_fit[row]:.2f}, "
+            f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {sd[row]:.0%})"
+        )
         return row
 
     # -- Optuna interface ----------------------------------------------------------------------------
@@ -140,8 +151,9 @@ class SurrogateSampler(BaseSampler):
             return {}
         return distributions(self.grid)
 
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         row = self.propose(study)
@@ -149,8 +161,9 @@ class SurrogateSampler(BaseSampler):
             return {}
         return {name: as_python(self.grid.columns[name][row]) for name in search_space}
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
 

@@ -28,8 +28,15 @@ TOP_PER_CLASS = 10
 
 def _score(req: Any, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     s = req.setup
-    return estimate_table(s.step, cols, s.model, s.cluster, critic_model=s.critic_model or s.model,
-                          constants=req.prior, he_kernels=req.he_kernels)
+    return estimate_table(
+        s.step,
+        cols,
+        s.model,
+        s.cluster,
+        critic_model=s.critic_model or s.model,
+        constants=req.prior,
+        he_kernels=req.he_kernels,
+    )
 
 
 def pareto_front(sps: np.ndarray, mem: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -55,10 +62,16 @@ def _top(sps: np.ndarray, mem: np.ndarray, changes: np.ndarray, rows: np.ndarray
 
 def _figures(table: Mapping[str, np.ndarray], i: int, sd: float) -> Figures:
     sps = float(table["samples_per_s"][i])
-    return Figures(basis=Basis.PREDICTED, samples_per_s=sps, tokens_per_s=float(table["tokens_per_s"][i]),
-                   gpu_peak_bytes=float(table["gpu_peak_bytes"][i]), step_s=float(table["step_s"][i]),
-                   phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
-                   mfu=float(table["mfu"][i]), samples_per_s_interval=interval_from_log(math.log(sps), sd))
+    return Figures(
+        basis=Basis.PREDICTED,
+        samples_per_s=sps,
+        tokens_per_s=float(table["tokens_per_s"][i]),
+        gpu_peak_bytes=float(table["gpu_peak_bytes"][i]),
+        step_s=float(table["step_s"][i]),
+        phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
+        mfu=float(table["mfu"][i]),
+        samples_per_s_interval=interval_from_log(math.log(sps), sd),
+    )
 
 
 def _row(req: Any, values: dict[str, Any], table: Mapping[str, np.ndarray], i: int, source: str) -> TrialRow:
@@ -67,13 +80,23 @@ def _row(req: Any, values: dict[str, Any], table: Mapping[str, np.ndarray], i: i
     if table["gpu_peak_bytes"][i] > cap:
         reasons.append(f"predicted GPU peak {table['gpu_peak_bytes'][i] / 2**30:.1f} GiB > cap {cap / 2**30:.1f} GiB")
     if not table["fits_host"][i]:
-        reasons.append(f"predicted host peak {table['host_peak_bytes'][i] / 2**30:.0f} GiB per node > "
-                       f"{req.setup.cluster.host_memory_per_node_bytes / 2**30:.0f} GiB")
+        reasons.append(
+            f"predicted host peak {table['host_peak_bytes'][i] / 2**30:.0f} GiB per node > "
+            f"{req.setup.cluster.host_memory_per_node_bytes / 2**30:.0f} GiB"
+        )
     world = req.setup.cluster.world_size
-    return TrialRow(number=-1, status=Status.INFEASIBLE if reasons else Status.OK, source=source, values=values,
-                    predicted=_figures(table, i, req.interval_sd), measured=None, p_fit=None,
-                    reason="; ".join(reasons), details={"device": f"simulated {req.setup.cluster.gpu.name}"},
-                    job=job_of(req.setup.step, values, world).label())
+    return TrialRow(
+        number=-1,
+        status=Status.INFEASIBLE if reasons else Status.OK,
+        source=source,
+        values=values,
+        predicted=_figures(table, i, req.interval_sd),
+        measured=None,
+        p_fit=None,
+        reason="; ".join(reasons),
+        details={"device": f"simulated {req.setup.cluster.gpu.name}"},
+        job=job_of(req.setup.step, values, world).label(),
+    )
 
 
 def _selection(req: Any, grid: Grid, table: Mapping[str, np.ndarray], baseline_values: Mapping[str, Any]) -> list[int]:
@@ -111,8 +134,10 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
     trials = []
     for row in rows:
         key = plan_key(row.values)
-        if key in known or (row.source == "baseline" and any(
-                r is not None and r.source == "baseline" for r in map(row_of, study.get_trials(deepcopy=False)))):
+        if key in known or (
+            row.source == "baseline"
+            and any(r is not None and r.source == "baseline" for r in map(row_of, study.get_trials(deepcopy=False)))
+        ):
             continue
         known.add(key)
         state, values = tell_values(row, req)
@@ -121,9 +146,15 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
         attrs = row_attrs(row, key)
         if row.source == "baseline":
             attrs["script"] = baseline.script
-        trials.append(optuna.trial.create_trial(
-            state=state, values=values, params=params if inside else {},
-            distributions={n: choices[n] for n in params} if inside else {}, user_attrs=attrs))
+        trials.append(
+            optuna.trial.create_trial(
+                state=state,
+                values=values,
+                params=params if inside else {},
+                distributions={n: choices[n] for n in params} if inside else {},
+                user_attrs=attrs,
+            )
+        )
     study.add_trials(trials)
     return len(trials)
 
@@ -153,7 +184,14 @@ def _job_baselines(req: Any, rows: list[TrialRow], base_values: Mapping[str, Any
 
 
 def _batch_split(step: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    names = (("per_device_generation_batch_size", "per_device_training_batch_size", "generation_batches",
-              "gradient_accumulation_steps") if step == "ppo" else
-             ("per_device_train_batch_size", "gradient_accumulation_steps"))
+    names = (
+        (
+            "per_device_generation_batch_size",
+            "per_device_training_batch_size",
+            "generation_batches",
+            "gradient_accumulation_steps",
+        )
+        if step == "ppo"
+        else ("per_device_train_batch_size", "gradient_accumulation_steps")
+    )
     return {n: as_python(values[n]) for n in names}

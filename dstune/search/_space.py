@@ -47,6 +47,7 @@ from ..errors import UserInputError
 from ..plan import knob_fields, unknown_knob_error
 from ..plan._parse import coerce_knob
 
+
 def _spaces_dir() -> Path:
     """The repository's search_spaces/ (source or editable install), else the copy a wheel
     installs under <prefix>/share/dstune/search_spaces (pyproject's data-files)."""
@@ -61,10 +62,16 @@ _TOP_KEYS = {"step", "description", "critic_model", "workload", "batch", "knobs"
 _POLICIES = ("baseline", "fixed_global_batch", "token_cap")
 EXPLORE_OPTIONS = ("lora", "batch")
 
-BATCH_KNOBS = frozenset({
-    "per_device_generation_batch_size", "per_device_training_batch_size", "per_device_train_batch_size",
-    "generation_batches", "ppo_epochs", "gradient_accumulation_steps",
-})
+BATCH_KNOBS = frozenset(
+    {
+        "per_device_generation_batch_size",
+        "per_device_training_batch_size",
+        "per_device_train_batch_size",
+        "generation_batches",
+        "ppo_epochs",
+        "gradient_accumulation_steps",
+    }
+)
 """Knobs no hard rule reads (see dstune/plan/_rules.py): rule checks are cached per combination of
 the other knobs, so a space with many batch sizes costs no extra rule calls."""
 
@@ -98,7 +105,7 @@ class SearchSpace:
     description: str = ""
     pinned: tuple[str, ...] = ()
     """Knobs fixed by the user (--set), as opposed to the file's workload."""
-    explore: Mapping[str, "ExploreOption"] = field(default_factory=dict)
+    explore: Mapping[str, ExploreOption] = field(default_factory=dict)
     """Named ways to widen the search to other jobs (`--explore NAME,...`)."""
     explored: tuple[str, ...] = ()
     """The explore options applied."""
@@ -113,7 +120,7 @@ class SearchSpace:
         """Knobs with more than one candidate: the Optuna parameters."""
         return tuple(name for name, values in self.knobs.items() if len(values) > 1)
 
-    def with_fixed(self, values: Mapping[str, Any]) -> "SearchSpace":
+    def with_fixed(self, values: Mapping[str, Any]) -> SearchSpace:
         """Pin knobs (from --set): they leave `knobs` and join `fixed`."""
         fields = {f.name: f for f in knob_fields(self.step)}
         knobs, fixed = dict(self.knobs), dict(self.fixed)
@@ -126,7 +133,7 @@ class SearchSpace:
                 raise UserInputError(f"--set {name}: {self.path} ties it to {self.ties[name]}; set that instead")
         return dataclasses.replace(self, knobs=knobs, fixed=fixed, pinned=self.pinned + tuple(values))
 
-    def widen(self, names: Sequence[str]) -> "SearchSpace":
+    def widen(self, names: Sequence[str]) -> SearchSpace:
         """Apply explore options: their knobs join the searched knobs, their batch policy replaces the file's."""
         knobs, fixed, batch = dict(self.knobs), dict(self.fixed), self.batch
         for name in names:
@@ -140,8 +147,7 @@ class SearchSpace:
                 fixed.pop(knob, None)
                 knobs[knob] = values
             batch = option.batch or batch
-        return dataclasses.replace(self, knobs=knobs, fixed=fixed, batch=batch,
-                                   explored=self.explored + tuple(names))
+        return dataclasses.replace(self, knobs=knobs, fixed=fixed, batch=batch, explored=self.explored + tuple(names))
 
     def size(self) -> int:
         return int(np.prod([len(v) for v in self.knobs.values()], dtype=np.int64)) if self.knobs else 1
@@ -195,8 +201,9 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
         raise UserInputError(f"search space {where}: expected a mapping at the top level")
     unknown = set(raw) - _TOP_KEYS
     if unknown:
-        raise UserInputError(f"search space {where}: unknown key {sorted(unknown)[0]!r}; "
-                             f"allowed: {', '.join(sorted(_TOP_KEYS))}")
+        raise UserInputError(
+            f"search space {where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
     file_step = raw.get("step", step)
     if file_step not in ("sft", "rm", "ppo"):
         raise UserInputError(f"search space {where}: key 'step' must be sft, rm or ppo, got {file_step!r}")
@@ -239,8 +246,9 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
     explore = {}
     for name, option in _mapping(raw, "explore", where).items():
         if not isinstance(option, dict) or set(option) - {"knobs", "batch"}:
-            raise UserInputError(f"search space {where}: key 'explore.{name}' must be a mapping with "
-                                 "'knobs' and/or 'batch'")
+            raise UserInputError(
+                f"search space {where}: key 'explore.{name}' must be a mapping with 'knobs' and/or 'batch'"
+            )
         extra = {}
         for knob_name, values in (option.get("knobs") or {}).items():
             values = values if isinstance(values, list) else [values]
@@ -248,10 +256,17 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
             extra[knob_name] = tuple(dict.fromkeys(typed))
         batch = _batch_policy(option["batch"], file_step, where) if option.get("batch") else None
         explore[str(name)] = ExploreOption(knobs=extra, batch=batch)
-    return SearchSpace(path=where, step=file_step, knobs=knobs, fixed=fixed, ties=ties,
-                       batch=_batch_policy(raw.get("batch"), file_step, where),
-                       critic_model=raw.get("critic_model"), description=str(raw.get("description", "")),
-                       explore=explore)
+    return SearchSpace(
+        path=where,
+        step=file_step,
+        knobs=knobs,
+        fixed=fixed,
+        ties=ties,
+        batch=_batch_policy(raw.get("batch"), file_step, where),
+        critic_model=raw.get("critic_model"),
+        description=str(raw.get("description", "")),
+        explore=explore,
+    )
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:
@@ -269,13 +284,15 @@ def _batch_policy(raw: Any, step: str, where: str) -> BatchPolicy:
     allowed = {"policy", "max_tokens", "global_batch", "update_batch"}
     unknown = set(raw) - allowed
     if unknown:
-        raise UserInputError(f"search space {where}: unknown key 'batch.{sorted(unknown)[0]}'; "
-                             f"allowed: {', '.join(sorted(allowed))}")
+        raise UserInputError(
+            f"search space {where}: unknown key 'batch.{sorted(unknown)[0]}'; allowed: {', '.join(sorted(allowed))}"
+        )
     implied = "token_cap" if "max_tokens" in raw else "fixed_global_batch" if "global_batch" in raw else "baseline"
     policy = raw.get("policy", implied)
     if policy not in _POLICIES:
-        raise UserInputError(f"search space {where}: key 'batch.policy' must be one of {', '.join(_POLICIES)}, "
-                             f"got {policy!r}")
+        raise UserInputError(
+            f"search space {where}: key 'batch.policy' must be one of {', '.join(_POLICIES)}, got {policy!r}"
+        )
     values = {}
     for key in ("max_tokens", "global_batch", "update_batch"):
         value = raw.get(key)
@@ -312,5 +329,18 @@ def lora_defaults(step: str, family: str, critic_family: str | None = None) -> d
     return {"lora_module_name": name}
 
 
-__all__ = ["shown_path", "BATCH_KNOBS", "EXPLORE_OPTIONS", "BatchPolicy", "ExploreOption", "SPACES_DIR", "SearchSpace", "as_python", "default_space_path",
-           "load_space", "lora_defaults", "model_lora_module", "plan_key"]
+__all__ = [
+    "shown_path",
+    "BATCH_KNOBS",
+    "EXPLORE_OPTIONS",
+    "BatchPolicy",
+    "ExploreOption",
+    "SPACES_DIR",
+    "SearchSpace",
+    "as_python",
+    "default_space_path",
+    "load_space",
+    "lora_defaults",
+    "model_lora_module",
+    "plan_key",
+]

@@ -58,7 +58,7 @@ def make_storage(url: str | None, heartbeat_s: int = HEARTBEAT_S) -> Any:
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend
 
-        path = url[len(JOURNAL_PREFIX):]
+        path = url[len(JOURNAL_PREFIX) :]
         if not path:
             raise UserInputError("--storage journal:PATH needs a file path")
         try:
@@ -82,9 +82,12 @@ def _rdb(url: str, heartbeat_s: int, attempts: int = 5) -> Any:
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s,
-                                              grace_period=heartbeat_s * GRACE_FACTOR,
-                                              heartbeat_stale_trial_callback=_retry())
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=heartbeat_s * GRACE_FACTOR,
+                heartbeat_stale_trial_callback=_retry(),
+            )
         except ImportError:
             raise
         except Exception:  # noqa: BLE001 - retried a few times, then reported as the user's URL

@@ -23,8 +23,9 @@ from ._space import as_python
 
 
 class AutotunerSampler(BaseSampler):
-    def __init__(self, grid: Grid, observations: Callable, *, allowed: np.ndarray | None = None,
-                 seed: int | None = None):
+    def __init__(
+        self, grid: Grid, observations: Callable, *, allowed: np.ndarray | None = None, seed: int | None = None
+    ):
         self.grid = grid
         self.allowed = np.ones(len(grid), dtype=bool) if allowed is None else allowed
         self._observations = observations
@@ -54,8 +55,11 @@ class AutotunerSampler(BaseSampler):
         tried = self._tried(study)
         cols = self.grid.columns
         ref = self._reference(study)
-        others = [k for k in self.grid.space.varied if k not in self.stage_knobs and k != self.micro_knob
-                  and cols[k].dtype.kind != "U"]
+        others = [
+            k
+            for k in self.grid.space.varied
+            if k not in self.stage_knobs and k != self.micro_knob and cols[k].dtype.kind != "U"
+        ]
         match = self.allowed.copy()
         for k in others:
             if k in ref:
@@ -83,6 +87,7 @@ class AutotunerSampler(BaseSampler):
         row = self.next_row(study)
         return {} if row is None else {n: as_python(self.grid.columns[n][row]) for n in search_space}
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)

@@ -129,15 +129,23 @@ def row_of(trial: Any) -> TrialRow | None:
     attrs = trial.user_attrs
     if "status" not in attrs:
         return None
-    return TrialRow(number=trial.number, status=attrs["status"], source=attrs.get("source", "sampler"),
-                    values=dict(attrs.get("plan", {})), predicted=Figures.from_json(attrs.get("predicted")),
-                    measured=Figures.from_json(attrs.get("measured")), p_fit=attrs.get("p_fit"),
-                    reason=attrs.get("reason", ""), details=dict(attrs.get("details", {})),
-                    job=attrs.get("job", ""))
+    return TrialRow(
+        number=trial.number,
+        status=attrs["status"],
+        source=attrs.get("source", "sampler"),
+        values=dict(attrs.get("plan", {})),
+        predicted=Figures.from_json(attrs.get("predicted")),
+        measured=Figures.from_json(attrs.get("measured")),
+        p_fit=attrs.get("p_fit"),
+        reason=attrs.get("reason", ""),
+        details=dict(attrs.get("details", {})),
+        job=attrs.get("job", ""),
+    )
 
 
-def _make_sampler(req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray,
-                  observations: Callable) -> Any:
+def _make_sampler(
+    req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray, observations: Callable
+) -> Any:
     import optuna
 
     name = req.sampler
@@ -167,11 +175,14 @@ def open_study(req: SearchRequest, sampler: Any) -> Any:
     directions = ["maximize"] if req.single_objective else ["maximize", "minimize"]
     storage = make_storage(req.storage, req.heartbeat_s)
     try:
-        return optuna.create_study(study_name=req.study_name, storage=storage, sampler=sampler,
-                                   directions=directions, load_if_exists=True)
+        return optuna.create_study(
+            study_name=req.study_name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True
+        )
     except ValueError as error:
         if "direction" in str(error).lower():
-            raise UserInputError(f"--storage {req.storage}: study {req.study_name!r} exists with other objectives") from None
+            raise UserInputError(
+                f"--storage {req.storage}: study {req.study_name!r} exists with other objectives"
+            ) from None
         raise UserInputError(f"--storage {req.storage}: cannot open the study: {error}") from None
     except Exception as error:  # noqa: BLE001 - any storage failure (driver, network, path) is the user's URL
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -199,9 +210,15 @@ def _observations_reader(req: SearchRequest) -> Callable:
                 continue
             m = row.measured
             if row.status in (Status.OK, Status.OOM) and (m is not None or row.status == Status.OOM):
-                own.append(Observation(values=row.values, status=row.status.value,
-                                       samples_per_s=m.samples_per_s if m else None,
-                                       gpu_peak_bytes=m.gpu_peak_bytes if m else None, setup=req.setup))
+                own.append(
+                    Observation(
+                        values=row.values,
+                        status=row.status.value,
+                        samples_per_s=m.samples_per_s if m else None,
+                        gpu_peak_bytes=m.gpu_peak_bytes if m else None,
+                        setup=req.setup,
+                    )
+                )
             if fits(row, cap) and row.samples_per_s:
                 best.append(math.log(row.samples_per_s))
         return list(own), seen, (max(best) if best else None)
@@ -224,10 +241,15 @@ def _observations_reader(req: SearchRequest) -> Callable:
 
 def _record_setup(study: Any, req: SearchRequest, space: SearchSpace, baseline: Baseline) -> None:
     setup = req.setup
-    for key, value in (("model", setup.model.name), ("gpus", setup.cluster.world_size),
-                       ("gpu_type", setup.cluster.gpu.name), ("step", setup.step), ("backend", req.backend.name),
-                       ("space", shown_path(space.path)), ("job", job_of(setup.step, plan_to_dict(baseline.plan),
-                                                                setup.cluster.world_size).label())):
+    for key, value in (
+        ("model", setup.model.name),
+        ("gpus", setup.cluster.world_size),
+        ("gpu_type", setup.cluster.gpu.name),
+        ("step", setup.step),
+        ("backend", req.backend.name),
+        ("space", shown_path(space.path)),
+        ("job", job_of(setup.step, plan_to_dict(baseline.plan), setup.cluster.world_size).label()),
+    ):
         study.set_user_attr(key, value)
 
 
@@ -238,8 +260,9 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     world = setup.cluster.world_size
     ctx = Context(world_size=world, model=setup.model, critic_model=setup.critic_model)
     defaults = lora_defaults(setup.step, setup.model.family, setup.critic_model.family if setup.critic_model else None)
-    space, baseline = resolve_job(req.space, setup.model, world, critic_model=setup.critic_model,
-                                  global_batch=req.global_batch)
+    space, baseline = resolve_job(
+        req.space, setup.model, world, critic_model=setup.critic_model, global_batch=req.global_batch
+    )
     grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
     notes = [f"baseline: {baseline.script}"] + [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack() if req.known_issues != "off" else None
@@ -253,8 +276,15 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     allowed = req.backend.allowed_rows(grid.columns)
     if req.backend.name == "replay" and not allowed.any():
         raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
-    surrogate = Surrogate(grid=grid, setup=setup, cap_bytes=req.cap_bytes, prior=req.prior,
-                          exact=req.backend.name == "simulate", shipped=req.shipped, he_kernels=req.he_kernels)
+    surrogate = Surrogate(
+        grid=grid,
+        setup=setup,
+        cap_bytes=req.cap_bytes,
+        prior=req.prior,
+        exact=req.backend.name == "simulate",
+        shipped=req.shipped,
+        he_kernels=req.he_kernels,
+    )
     read = _observations_reader(req)
     interrupted = False
     if req.backend.name == "simulate":
@@ -268,19 +298,29 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         study = open_study(req, sampler)
         _record_setup(study, req, space, baseline)
         try:
-            evaluated = _sample_trials(study, sampler, req, grid, baseline, surrogate, ctx, defaults, read, notes,
-                                       progress)
+            evaluated = _sample_trials(
+                study, sampler, req, grid, baseline, surrogate, ctx, defaults, read, notes, progress
+            )
         except SearchInterrupted as stop:
             evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
     base_row = next((r for r in rows if r.source == "baseline"), None)
-    picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes,
-                   req.tie_tolerance)
+    picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes, req.tie_tolerance)
     if stack is not None:
         notes += _issue_notes(picks, setup.model, stack)
-    return SearchResult(request=req, grid=grid, baseline=baseline, rows=rows, new_trials=evaluated, picks=picks,
-                        history=list(surrogate.history), notes=notes, wall_s=time.perf_counter() - started,
-                        space=space, interrupted=interrupted)
+    return SearchResult(
+        request=req,
+        grid=grid,
+        baseline=baseline,
+        rows=rows,
+        new_trials=evaluated,
+        picks=picks,
+        history=list(surrogate.history),
+        notes=notes,
+        wall_s=time.perf_counter() - started,
+        space=space,
+        interrupted=interrupted,
+    )
 
 
 def _stack() -> Any:
@@ -302,14 +342,26 @@ def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:
         if pick is None:
             continue
         for issue in match_known_issues(pick.values, model, stack):
-            notes.append(f"known issue ({issue.severity}) hit by the {label}: {issue.id}: {issue.consequence} "
-                         f"[{', '.join(issue.sources)}]")
+            notes.append(
+                f"known issue ({issue.severity}) hit by the {label}: {issue.id}: {issue.consequence} "
+                f"[{', '.join(issue.sources)}]"
+            )
     return notes
 
 
-def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, baseline: Baseline,
-                   surrogate: Surrogate, ctx: Context, defaults: Mapping[str, Any], read: Callable,
-                   notes: list[str], progress: Callable | None) -> int:
+def _sample_trials(
+    study: Any,
+    sampler: Any,
+    req: SearchRequest,
+    grid: Grid,
+    baseline: Baseline,
+    surrogate: Surrogate,
+    ctx: Context,
+    defaults: Mapping[str, Any],
+    read: Callable,
+    notes: list[str],
+    progress: Callable | None,
+) -> int:
     """Ask, evaluate, tell until `trials` new plans ran (profile, replay and the benchmark's samplers)."""
     from optuna.trial import TrialState
 
@@ -319,11 +371,14 @@ def _sample_trials(study: Any, sampler: Any, req: SearchRequest, grid: Grid, bas
     existing = [row_of(t) for t in finished(study)]
     choices = distributions(grid)
     if not any(r and r.source == "baseline" for r in existing) and not any(
-            t.user_attrs.get("source") == "baseline" for t in study.get_trials(states=(TrialState.WAITING,))):
+        t.user_attrs.get("source") == "baseline" for t in study.get_trials(states=(TrialState.WAITING,))
+    ):
         base_values = plan_to_dict(baseline.plan)
         params = {n: base_values[n] for n, d in choices.items() if base_values[n] in d.choices}
-        study.enqueue_trial(params if len(params) == len(choices) else {},
-                            user_attrs={"source": "baseline", "script": baseline.script, "plan": base_values})
+        study.enqueue_trial(
+            params if len(params) == len(choices) else {},
+            user_attrs={"source": "baseline", "script": baseline.script, "plan": base_values},
+        )
     evaluated = asks = 0
     max_asks = req.max_asks or max(req.trials * 10, 100)
     try:
@@ -390,11 +445,18 @@ def _tell(study: Any, trial: Any, req: SearchRequest, row: TrialRow) -> None:
 
 def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
     """A row as the study's user attributes (the inverse of row_of)."""
-    return {"status": row.status.value, "source": row.source, "plan": row.values, "key": key,
-            "reason": row.reason, "job": row.job,
-            "predicted": row.predicted.to_json() if row.predicted else None,
-            "measured": row.measured.to_json() if row.measured else None, "p_fit": row.p_fit,
-            "details": row.details_json()}
+    return {
+        "status": row.status.value,
+        "source": row.source,
+        "plan": row.values,
+        "key": key,
+        "reason": row.reason,
+        "job": row.job,
+        "predicted": row.predicted.to_json() if row.predicted else None,
+        "measured": row.measured.to_json() if row.measured else None,
+        "p_fit": row.p_fit,
+        "details": row.details_json(),
+    }
 
 
 def _store(trial: Any, row: TrialRow, key: str) -> None:
@@ -413,15 +475,29 @@ def predicted_figures(pred: Any, table: Mapping[str, np.ndarray], i: int) -> Fig
     """Row `i` of a surrogate prediction and its cost-model table as predicted figures with an interval."""
     log_sps = float(pred.log_sps[i])
     sps = float(np.exp(log_sps))
-    return Figures(basis=Basis.PREDICTED, samples_per_s=sps,
-                   tokens_per_s=sps * float(table["tokens_per_s"][i] / table["samples_per_s"][i]),
-                   gpu_peak_bytes=float(np.exp(pred.log_mem[i])), step_s=float(table["step_s"][i]),
-                   phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
-                   mfu=float(table["mfu"][i]), samples_per_s_interval=interval_from_log(log_sps, float(pred.sd_sps[i])))
+    return Figures(
+        basis=Basis.PREDICTED,
+        samples_per_s=sps,
+        tokens_per_s=sps * float(table["tokens_per_s"][i] / table["samples_per_s"][i]),
+        gpu_peak_bytes=float(np.exp(pred.log_mem[i])),
+        step_s=float(table["step_s"][i]),
+        phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
+        mfu=float(table["mfu"][i]),
+        samples_per_s_interval=interval_from_log(log_sps, float(pred.sd_sps[i])),
+    )
 
 
-def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str, Any], surrogate: Surrogate,
-               ctx: Context, defaults: Mapping[str, Any], read: Callable, study: Any) -> tuple[TrialRow | None, int]:
+def _run_trial(
+    trial: Any,
+    req: SearchRequest,
+    grid: Grid,
+    choices: Mapping[str, Any],
+    surrogate: Surrogate,
+    ctx: Context,
+    defaults: Mapping[str, Any],
+    read: Callable,
+    study: Any,
+) -> tuple[TrialRow | None, int]:
     """Evaluate one asked trial; returns its row and 1 if the backend ran (0 for free outcomes)."""
     source = trial.user_attrs.get("source", "sampler")
     if source == "baseline":
@@ -434,26 +510,53 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
         params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in choices.items()}
         index = grid.find_varied(params)
         if index is None:
-            row = TrialRow(trial.number, Status.INFEASIBLE, source, dict(params), None, None, None,
-                           reason=explain(grid.space, ctx, params, defaults))
+            row = TrialRow(
+                trial.number,
+                Status.INFEASIBLE,
+                source,
+                dict(params),
+                None,
+                None,
+                None,
+                reason=explain(grid.space, ctx, params, defaults),
+            )
             _store(trial, row, "")
             _tell(study, trial, req, row)
             return row, 0
         values = grid.values(index)
     job = _job(req, values)
     if not req.backend.allows(values):
-        row = TrialRow(trial.number, Status.INFEASIBLE, source, values, None, None, None,
-                       reason=f"no measurement of this plan in the {req.backend.name} table", job=job)
+        row = TrialRow(
+            trial.number,
+            Status.INFEASIBLE,
+            source,
+            values,
+            None,
+            None,
+            None,
+            reason=f"no measurement of this plan in the {req.backend.name} table",
+            job=job,
+        )
         _store(trial, row, plan_key(values))
         _tell(study, trial, req, row)
         return row, 0
     key = plan_key(values)
     _, seen, _ = read(study)
     if key in seen:
-        previous = next(r for r in read.rows.values() if r is not None and r.source != "repeat"
-                        and plan_key(r.values) == key)
-        row = TrialRow(trial.number, previous.status, "repeat", values, previous.predicted, previous.measured,
-                       previous.p_fit, reason=f"repeat of trial {previous.number}: not run again", job=job)
+        previous = next(
+            r for r in read.rows.values() if r is not None and r.source != "repeat" and plan_key(r.values) == key
+        )
+        row = TrialRow(
+            trial.number,
+            previous.status,
+            "repeat",
+            values,
+            previous.predicted,
+            previous.measured,
+            previous.p_fit,
+            reason=f"repeat of trial {previous.number}: not run again",
+            job=job,
+        )
         _store(trial, row, "")
         _tell(study, trial, req, row)
         return row, 0
@@ -461,35 +564,69 @@ def _run_trial(trial: Any, req: SearchRequest, grid: Grid, choices: Mapping[str,
     p_fit = float(pred.p_fit[0])
     predicted = predicted_figures(pred, table, 0)
     if req.backend.costly and p_fit < PRUNE_BELOW:
-        row = TrialRow(trial.number, Status.PRUNED, source, values, predicted, None, p_fit,
-                       reason=f"predicted GPU peak {predicted.gpu_peak_bytes / 2**30:.1f} GiB over the "
-                              f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run", job=job)
+        row = TrialRow(
+            trial.number,
+            Status.PRUNED,
+            source,
+            values,
+            predicted,
+            None,
+            p_fit,
+            reason=f"predicted GPU peak {predicted.gpu_peak_bytes / 2**30:.1f} GiB over the "
+            f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
+            job=job,
+        )
         _store(trial, row, key)
         _tell(study, trial, req, row)
         return row, 0
-    for name, value in (("key", key), ("plan", values), ("source", source), ("job", job),
-                        ("predicted", predicted.to_json())):
+    for name, value in (
+        ("key", key),
+        ("plan", values),
+        ("source", source),
+        ("job", job),
+        ("predicted", predicted.to_json()),
+    ):
         trial.set_user_attr(name, value)  # other workers see the plan as running from here on
     rival = _running_twin(study, trial.number, key)
     if rival is None and key in read(study)[1]:
         rival = "a finished trial"
     if rival is not None:  # another worker took the same plan: each checks after marking its own, so at
         # most one of two racing workers runs it (both may step back; the plan is then proposed again)
-        row = TrialRow(trial.number, Status.INFEASIBLE, "repeat", values, predicted, None, p_fit,
-                       reason=f"running or run in {rival} (another worker): not run twice", job=job)
+        row = TrialRow(
+            trial.number,
+            Status.INFEASIBLE,
+            "repeat",
+            values,
+            predicted,
+            None,
+            p_fit,
+            reason=f"running or run in {rival} (another worker): not run twice",
+            job=job,
+        )
         _store(trial, row, "")
         _tell(study, trial, req, row)
         return row, 0
     try:
         record = req.backend.evaluate(make_plan(req.setup.step, values))
     except KeyboardInterrupt:
-        row = TrialRow(trial.number, Status.ERROR, source, values, predicted, None, p_fit,
-                       reason="interrupted (Ctrl-C)", job=job)
+        row = TrialRow(
+            trial.number, Status.ERROR, source, values, predicted, None, p_fit, reason="interrupted (Ctrl-C)", job=job
+        )
         _store(trial, row, key)
         _tell(study, trial, req, row)
         raise
-    row = TrialRow(trial.number, record.status, source, values, predicted, record.measured, p_fit,
-                   reason=record.reason, details=dict(record.details), job=job)
+    row = TrialRow(
+        trial.number,
+        record.status,
+        source,
+        values,
+        predicted,
+        record.measured,
+        p_fit,
+        reason=record.reason,
+        details=dict(record.details),
+        job=job,
+    )
     _store(trial, row, key)
     _tell(study, trial, req, row)
     return row, 1

@@ -76,8 +76,10 @@ class Surrogate:
         self.constants = self.prior
         cols = self.grid.columns
         self._numeric = [n for n, c in cols.items() if c.dtype.kind in "biu" and len(np.unique(c)) > 1]
-        self._ranges = {n: (np.log2(1.0 + cols[n].astype(float)).min(), np.log2(1.0 + cols[n].astype(float)).max())
-                        for n in self._numeric}
+        self._ranges = {
+            n: (np.log2(1.0 + cols[n].astype(float)).min(), np.log2(1.0 + cols[n].astype(float)).max())
+            for n in self._numeric
+        }
         if self.exact:
             self._offset = (0.0, EXACT_SD, 0.0, EXACT_SD)
 
@@ -95,8 +97,15 @@ class Surrogate:
 
     def _table(self, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         s = self.setup
-        return estimate_table(s.step, cols, s.model, s.cluster, critic_model=s.critic_model or s.model,
-                              constants=self.constants, he_kernels=self.he_kernels)
+        return estimate_table(
+            s.step,
+            cols,
+            s.model,
+            s.cluster,
+            critic_model=s.critic_model or s.model,
+            constants=self.constants,
+            he_kernels=self.he_kernels,
+        )
 
     # -- fitting --------------------------------------------------------------------------------
     def refit(self, own: Sequence[Observation]) -> None:
@@ -122,20 +131,35 @@ class Surrogate:
         sps, mem_pred = predict(ok, self.constants) if ok else (np.array([]), np.array([]))
         y_t = np.log(np.array([o.samples_per_s for o in ok])) - np.log(sps) if ok else np.array([])
         mem_idx = [i for i, o in enumerate(ok) if o.gpu_peak_bytes]
-        y_m = (np.log(np.array([ok[i].gpu_peak_bytes for i in mem_idx])) - np.log(mem_pred[mem_idx])
-               if mem_idx else np.array([]))
-        self.history.append(FitRecord(
-            points=len(ok),
-            time_rms_prior=_rms(np.log(np.array([o.samples_per_s for o in ok])) - np.log(prior_sps)) if ok else None,
-            time_rms_fitted=_rms(y_t) if ok else None,
-            memory_rms_prior=(_rms(np.log(np.array([ok[i].gpu_peak_bytes for i in mem_idx])) - np.log(prior_mem[mem_idx]))
-                              if mem_idx else None),
-            memory_rms_fitted=_rms(y_m) if mem_idx else None))
+        y_m = (
+            np.log(np.array([ok[i].gpu_peak_bytes for i in mem_idx])) - np.log(mem_pred[mem_idx])
+            if mem_idx
+            else np.array([])
+        )
+        self.history.append(
+            FitRecord(
+                points=len(ok),
+                time_rms_prior=_rms(np.log(np.array([o.samples_per_s for o in ok])) - np.log(prior_sps))
+                if ok
+                else None,
+                time_rms_fitted=_rms(y_t) if ok else None,
+                memory_rms_prior=(
+                    _rms(np.log(np.array([ok[i].gpu_peak_bytes for i in mem_idx])) - np.log(prior_mem[mem_idx]))
+                    if mem_idx
+                    else None
+                ),
+                memory_rms_fitted=_rms(y_m) if mem_idx else None,
+            )
+        )
         n_t, n_m = len(y_t), len(y_m)
         sd_t = PRIOR_SD_TIME / math.sqrt(1 + n_t) if n_t else PRIOR_SD_TIME
         sd_m = PRIOR_SD_MEMORY / math.sqrt(1 + n_m) if n_m else PRIOR_SD_MEMORY
-        self._offset = (float(y_t.mean()) if n_t else 0.0, max(sd_t, 0.05), float(y_m.mean()) if n_m else 0.0,
-                        max(sd_m, 0.03))
+        self._offset = (
+            float(y_t.mean()) if n_t else 0.0,
+            max(sd_t, 0.05),
+            float(y_m.mean()) if n_m else 0.0,
+            max(sd_m, 0.03),
+        )
         if n_t >= GP_MIN_POINTS:
             cols = columns_of(self.setup.step, [o.values for o in ok])
             x = self._features(cols, np.log(sps), np.log(mem_pred))
@@ -144,8 +168,9 @@ class Surrogate:
                 self._gp_mem = ResidualGP().fit(x[mem_idx], y_m, min_signal=0.03)
 
     # -- prediction -----------------------------------------------------------------------------
-    def _apply(self, cols: Mapping[str, np.ndarray], log_sps: np.ndarray, log_mem: np.ndarray,
-               fits_host: np.ndarray) -> Prediction:
+    def _apply(
+        self, cols: Mapping[str, np.ndarray], log_sps: np.ndarray, log_mem: np.ndarray, fits_host: np.ndarray
+    ) -> Prediction:
         mt, st, mm, sm = self._offset
         mean_t, sd_t = np.full(len(log_sps), mt), np.full(len(log_sps), st)
         mean_m, sd_m = np.full(len(log_sps), mm), np.full(len(log_sps), sm)

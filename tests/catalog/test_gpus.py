@@ -7,12 +7,12 @@ import pytest
 from dstune.catalog import (
     DEFAULT_GPU_TYPE,
     DetectedGpu,
+    _gpus,
     detect_local_gpus,
     list_gpus,
     load_gpu,
     resolve_gpu_type,
 )
-from dstune.catalog import _gpus
 from dstune.errors import UserInputError
 
 REQUIRED = {"A100-40G", "A100-80G", "H100-80G", "H200", "A10G", "L40S", "V100-32G", "A6000", "RTX-4090"}

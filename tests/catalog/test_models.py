@@ -19,7 +19,7 @@ def _build(spec: ModelSpec) -> torch.nn.Module:
             return AutoModelForCausalLM.from_config(spec.hf_config_object())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _built(name: str) -> torch.nn.Module:
     return _build(load_model(name))
 

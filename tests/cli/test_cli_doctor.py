@@ -17,8 +17,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def dstune(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dstune", *args], capture_output=True, text=True, timeout=600,
-                          env=env)
+    return subprocess.run([sys.executable, "-m", "dstune", *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,8 @@ def doctor_json(env: dict[str, str]) -> dict:
 
 def test_doctor_json_lists_versions_he_status_and_known_issues(doctor_json: dict) -> None:
     assert {"python", "torch", "torch_cuda", "nccl", "deepspeed", "transformers", "optuna"} <= set(
-        doctor_json["versions"])
+        doctor_json["versions"]
+    )
     assert set(doctor_json["hybrid_engine"]) == {"opt", "llama", "qwen2", "mistral"}
     for status in doctor_json["hybrid_engine"].values():
         assert status["kernels"] in (True, False) and status["consequence"]
@@ -49,16 +49,34 @@ def test_cached_doctor_takes_seconds_and_table_names_each_family(env: dict[str, 
     assert "HE opt" in text and "HE llama" in text and "known issue" in text
 
 
-@pytest.mark.parametrize("flags, kernels, says", [
-    ((), None, "on this stack (doctor:"),
-    (("--he-kernels", "yes"), True, "--he-kernels yes"),
-    (("--he-kernels", "no"), False, "--he-kernels no"),
-    (("--no-he-kernels",), False, "--he-kernels no"),
-])
-def test_estimate_takes_the_doctors_he_status_unless_told(env: dict[str, str], doctor_json: dict, flags, kernels,
-                                                          says) -> None:
-    result = dstune(env, "estimate", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G", "--set",
-                    "actor_zero_stage=3", "--set", "enable_hybrid_engine=true", "--json", *flags)
+@pytest.mark.parametrize(
+    "flags, kernels, says",
+    [
+        ((), None, "on this stack (doctor:"),
+        (("--he-kernels", "yes"), True, "--he-kernels yes"),
+        (("--he-kernels", "no"), False, "--he-kernels no"),
+        (("--no-he-kernels",), False, "--he-kernels no"),
+    ],
+)
+def test_estimate_takes_the_doctors_he_status_unless_told(
+    env: dict[str, str], doctor_json: dict, flags, kernels, says
+) -> None:
+    result = dstune(
+        env,
+        "estimate",
+        "--model",
+        "opt-6.7b",
+        "--gpus",
+        "8",
+        "--gpu-type",
+        "A100-80G",
+        "--set",
+        "actor_zero_stage=3",
+        "--set",
+        "enable_hybrid_engine=true",
+        "--json",
+        *flags,
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     expected = doctor_json["hybrid_engine"]["opt"]["kernels"] if kernels is None else kernels
@@ -72,16 +90,28 @@ def test_estimate_without_he_makes_no_assumption(env: dict[str, str]) -> None:
 
 
 def test_human_estimate_says_which_assumption(env: dict[str, str], doctor_json: dict) -> None:
-    result = dstune(env, "estimate", "--model", "llama-2-7b", "--gpus", "8", "--set", "actor_zero_stage=3",
-                    "--set", "enable_hybrid_engine=true")
+    result = dstune(
+        env,
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--gpus",
+        "8",
+        "--set",
+        "actor_zero_stage=3",
+        "--set",
+        "enable_hybrid_engine=true",
+    )
     assert result.returncode == 0, result.stderr
     assert "inference kernels on this stack (doctor:" in " ".join(result.stdout.split())
 
 
 def test_estimate_does_not_import_torch_once_the_probe_is_cached(env: dict[str, str], doctor_json: dict) -> None:
-    code = ("import sys; from dstune.cli import main; main(['estimate', '--model', 'opt-1.3b', '--gpus', '8', "
-            "'--set', 'enable_hybrid_engine=true', '--json']); "
-            "print(sorted(m for m in ('torch', 'deepspeed', 'transformers') if m in sys.modules), file=sys.stderr)")
+    code = (
+        "import sys; from dstune.cli import main; main(['estimate', '--model', 'opt-1.3b', '--gpus', '8', "
+        "'--set', 'enable_hybrid_engine=true', '--json']); "
+        "print(sorted(m for m in ('torch', 'deepspeed', 'transformers') if m in sys.modules), file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "[]"

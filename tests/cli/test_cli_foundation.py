@@ -12,9 +12,11 @@ def dstune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_help_imports_no_heavy_library():
-    code = ("import sys; from dstune.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'deepspeed', 'transformers', 'optuna', 'matplotlib', 'pandas') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from dstune.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'deepspeed', 'transformers', 'optuna', 'matplotlib', 'pandas') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     result = dstune("--help")
@@ -35,10 +37,30 @@ def test_gpus_json_has_catalog_and_detected():
 
 
 def test_estimate_json_for_deepspeed_chat_opt67b_settings():
-    result = dstune("estimate", "--model", "facebook/opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G",
-                    "--critic-model", "opt-350m", "--set", "actor_zero_stage=3", "--set", "critic_zero_stage=3",
-                    "--set", "per_device_generation_batch_size=4", "--set", "per_device_training_batch_size=4",
-                    "--set", "enable_hybrid_engine=true", "--set", "actor_gradient_checkpointing=true", "--json")
+    result = dstune(
+        "estimate",
+        "--model",
+        "facebook/opt-6.7b",
+        "--gpus",
+        "8",
+        "--gpu-type",
+        "A100-80G",
+        "--critic-model",
+        "opt-350m",
+        "--set",
+        "actor_zero_stage=3",
+        "--set",
+        "critic_zero_stage=3",
+        "--set",
+        "per_device_generation_batch_size=4",
+        "--set",
+        "per_device_training_batch_size=4",
+        "--set",
+        "enable_hybrid_engine=true",
+        "--set",
+        "actor_gradient_checkpointing=true",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     for key in ("model", "gpus", "gpu_type", "step", "plan", "feasible", "memory", "time", "throughput", "mfu"):
@@ -56,17 +78,22 @@ def test_estimate_human_output_without_gpu_says_what_it_assumed():
     assert "forward" in result.stdout and "samples/s" in result.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--model", "opt-6b", "--gpus", "8"], "close matches: "),
-    (["--model", "opt-1.3b", "--gpus", "0"], "--gpus must be a positive integer"),
-    (["--model", "opt-1.3b", "--gpus", "12", "--nodes", "5"], "12 % 5 = 2"),
-    (["--model", "opt-1.3b", "--gpus", "8", "--set", "actor_zero_stage=9"], "actor_zero_stage=9 is invalid"),
-    (["--model", "opt-1.3b", "--gpus", "8", "--set", "actor_zero_stge=3"], "did you mean actor_zero_stage"),
-    (["--model", "opt-1.3b", "--gpus", "8", "--set", "inference_tp_size=2", "--set", "enable_hybrid_engine=1"],
-     "tp_needs_zero3"),
-    (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "V100-32G", "--set", "dtype=bf16"], "bf16"),
-    (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "B999"], "B999"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--model", "opt-6b", "--gpus", "8"], "close matches: "),
+        (["--model", "opt-1.3b", "--gpus", "0"], "--gpus must be a positive integer"),
+        (["--model", "opt-1.3b", "--gpus", "12", "--nodes", "5"], "12 % 5 = 2"),
+        (["--model", "opt-1.3b", "--gpus", "8", "--set", "actor_zero_stage=9"], "actor_zero_stage=9 is invalid"),
+        (["--model", "opt-1.3b", "--gpus", "8", "--set", "actor_zero_stge=3"], "did you mean actor_zero_stage"),
+        (
+            ["--model", "opt-1.3b", "--gpus", "8", "--set", "inference_tp_size=2", "--set", "enable_hybrid_engine=1"],
+            "tp_needs_zero3",
+        ),
+        (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "V100-32G", "--set", "dtype=bf16"], "bf16"),
+        (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "B999"], "B999"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(args, fragment):
     result = dstune("estimate", *args)
     assert result.returncode == 2
@@ -76,8 +103,20 @@ def test_user_errors_exit_2_with_one_line(args, fragment):
 
 
 def test_estimate_can_assume_no_hybrid_engine_kernels():
-    common = ["estimate", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G", "--set",
-              "actor_zero_stage=3", "--set", "enable_hybrid_engine=true", "--json"]
+    common = [
+        "estimate",
+        "--model",
+        "opt-6.7b",
+        "--gpus",
+        "8",
+        "--gpu-type",
+        "A100-80G",
+        "--set",
+        "actor_zero_stage=3",
+        "--set",
+        "enable_hybrid_engine=true",
+        "--json",
+    ]
     with_kernels = json.loads(dstune(*common, "--he-kernels", "yes").stdout)
     without = json.loads(dstune(*common, "--no-he-kernels").stdout)
     assert with_kernels["he_kernels"] is True and without["he_kernels"] is False

@@ -15,7 +15,7 @@ from dstune.plan import make_plan
 A100 = load_gpu("A100-80G")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_counts(name: str) -> tuple[int, int]:
     """(total, largest layer) counted on the real transformers model, built on the meta device."""
     import torch
@@ -53,8 +53,9 @@ def test_zero3_model_states_agree_with_deepspeed(name, gpus):
 
     total, largest = _meta_counts(name)
     per_node = min(gpus, 8)
-    _, expected, _ = estimate_zero3_model_states_mem_needs(total, largest, per_node, gpus // per_node,
-                                                           cpu_offload=False, cpu_offload_params=False)
+    _, expected, _ = estimate_zero3_model_states_mem_needs(
+        total, largest, per_node, gpus // per_node, cpu_offload=False, cpu_offload_params=False
+    )
     assert _model_states(name, gpus, 3) == pytest.approx(expected, rel=0.05)
 
 
@@ -89,8 +90,14 @@ def test_kv_cache_counts_grouped_kv_heads():
 
 
 def _ppo(**values):
-    base = {"actor_zero_stage": 3, "critic_zero_stage": 3, "per_device_generation_batch_size": 4,
-            "per_device_training_batch_size": 4, "enable_hybrid_engine": True, "actor_gradient_checkpointing": True}
+    base = {
+        "actor_zero_stage": 3,
+        "critic_zero_stage": 3,
+        "per_device_generation_batch_size": 4,
+        "per_device_training_batch_size": 4,
+        "enable_hybrid_engine": True,
+        "actor_gradient_checkpointing": True,
+    }
     return make_plan("ppo", {**base, **values})
 
 
@@ -161,9 +168,17 @@ def test_too_big_model_is_infeasible_with_the_arithmetic():
 def test_deepspeed_chat_single_gpu_1_3b_fits_the_a6000_it_ran_on():
     """single_gpu/run_1.3b.sh ran on one A6000-48G (DeepSpeed-Chat: step 3 in 1.2 h): feasible; it is tight,
     inside the 10% headroom a search pick keeps, and the estimate says so."""
-    plan = make_plan("ppo", {"actor_zero_stage": 0, "critic_zero_stage": 0, "gradient_accumulation_steps": 2,
-                             "enable_hybrid_engine": True, "actor_lora_dim": 128,
-                             "actor_gradient_checkpointing": True})
+    plan = make_plan(
+        "ppo",
+        {
+            "actor_zero_stage": 0,
+            "critic_zero_stage": 0,
+            "gradient_accumulation_steps": 2,
+            "enable_hybrid_engine": True,
+            "actor_lora_dim": 128,
+            "actor_gradient_checkpointing": True,
+        },
+    )
     e = estimate(plan, load_model("opt-1.3b"), make_cluster(load_gpu("A6000"), 1), critic_model=load_model("opt-350m"))
     assert e.feasible and e.gpu_peak_bytes <= load_gpu("A6000").memory_bytes
     assert all("headroom" in w for w in e.warnings)
@@ -175,8 +190,12 @@ def test_bf16_on_v100_is_a_user_error():
 
 
 def test_table_scoring_equals_one_by_one():
-    plans = [_ppo(), _ppo(actor_zero_stage=2, critic_zero_stage=2), _ppo(enable_hybrid_engine=False, actor_lora_dim=8),
-             _ppo(per_device_generation_batch_size=8, generation_batches=2, ppo_epochs=2, offload=True)]
+    plans = [
+        _ppo(),
+        _ppo(actor_zero_stage=2, critic_zero_stage=2),
+        _ppo(enable_hybrid_engine=False, actor_lora_dim=8),
+        _ppo(per_device_generation_batch_size=8, generation_batches=2, ppo_epochs=2, offload=True),
+    ]
     table = estimate_table("ppo", plans_to_columns(plans), OPT67, EIGHT, critic_model=OPT350)
     for i, plan in enumerate(plans):
         single = _est(plan)
@@ -186,8 +205,16 @@ def test_table_scoring_equals_one_by_one():
 
 def test_json_has_the_documented_keys():
     payload = _est(_ppo()).to_json()
-    assert set(payload["memory"]["gpu"]) == {"params", "grads", "optimizer", "activations", "kv_cache",
-                                             "inference_weights", "inference_workspace", "other"}
+    assert set(payload["memory"]["gpu"]) == {
+        "params",
+        "grads",
+        "optimizer",
+        "activations",
+        "kv_cache",
+        "inference_weights",
+        "inference_workspace",
+        "other",
+    }
     assert set(payload["time"]["phases"]) == {"generation", "experience", "actor_train", "critic_train"}
     assert payload["throughput"]["samples_per_s"] > 0 and payload["memory"]["gpu_peak_bytes"] > 0
     parts = sum(payload["memory"]["gpu"].values())
@@ -198,9 +225,15 @@ TOKENS_PER_EPOCH = 135_317_504
 """DeepSpeed-Chat's step-3 benchmark epoch (prompt 256 + answer 256, OPT-350m critic/reward)."""
 
 
-@pytest.mark.parametrize("model, gpus, hours", [
-    ("opt-1.3b", 8, 1.4), ("opt-6.7b", 8, 4.1), ("opt-13b", 8, 9.0), ("opt-6.7b", 64, 51 / 60),
-])
+@pytest.mark.parametrize(
+    "model, gpus, hours",
+    [
+        ("opt-1.3b", 8, 1.4),
+        ("opt-6.7b", 8, 4.1),
+        ("opt-13b", 8, 9.0),
+        ("opt-6.7b", 64, 51 / 60),
+    ],
+)
 def test_step3_throughput_near_deepspeed_chat_published_times(model, gpus, hours):
     """Published A100-80G step-3 times, with the largest batch that fits under 1024 x 512 tokens per
     step (their benchmark policy): the uncalibrated prior lands within 1.5x."""
@@ -211,8 +244,11 @@ def test_step3_throughput_near_deepspeed_chat_published_times(model, gpus, hours
         if batch * gpus * 512 > 1024 * 512:
             continue
         for checkpointing in (True, False):
-            plan = _ppo(per_device_generation_batch_size=batch, per_device_training_batch_size=batch,
-                        actor_gradient_checkpointing=checkpointing)
+            plan = _ppo(
+                per_device_generation_batch_size=batch,
+                per_device_training_batch_size=batch,
+                actor_gradient_checkpointing=checkpointing,
+            )
             e = estimate(plan, load_model(model), cluster, critic_model=OPT350)
             if e.feasible:
                 best = max(best, e.tokens_per_s)

@@ -25,11 +25,23 @@ OPT67, OPT13, OPT350 = load_model("opt-6.7b"), load_model("opt-1.3b"), load_mode
 EIGHT = make_cluster(A100, 8)
 GiB = 2**30
 
-SHIPPED_67 = {"actor_zero_stage": 3, "critic_zero_stage": 3, "per_device_generation_batch_size": 4,
-              "per_device_training_batch_size": 4, "enable_hybrid_engine": True, "actor_gradient_checkpointing": True}
+SHIPPED_67 = {
+    "actor_zero_stage": 3,
+    "critic_zero_stage": 3,
+    "per_device_generation_batch_size": 4,
+    "per_device_training_batch_size": 4,
+    "enable_hybrid_engine": True,
+    "actor_gradient_checkpointing": True,
+}
 """DeepSpeed-Chat's opt/single_node/run_6.7b.sh."""
-SINGLE_GPU_13 = {"actor_zero_stage": 0, "critic_zero_stage": 0, "gradient_accumulation_steps": 2,
-                 "enable_hybrid_engine": True, "actor_lora_dim": 128, "actor_gradient_checkpointing": True}
+SINGLE_GPU_13 = {
+    "actor_zero_stage": 0,
+    "critic_zero_stage": 0,
+    "gradient_accumulation_steps": 2,
+    "enable_hybrid_engine": True,
+    "actor_lora_dim": 128,
+    "actor_gradient_checkpointing": True,
+}
 """DeepSpeed-Chat's opt/single_gpu/run_1.3b.sh (batch 16/16 defaults)."""
 
 
@@ -46,6 +58,7 @@ def _table(plans, cluster=EIGHT, model=OPT67, **kw):
 
 
 # --- 1. Hybrid Engine tensor parallelism -------------------------------------------------------------------
+
 
 def test_deepspeed_gathers_prompts_across_tp_and_shards_only_when_pinned():
     """The facts the TP terms rest on, read from the installed DeepSpeed."""
@@ -70,21 +83,25 @@ def test_tp_shrinks_weight_reads_but_not_kv_or_flops_per_gpu():
     assert tp8 >= alone  # same layer work per GPU, plus the unsplit LM head for 8x the sequences
     hw = tm.Hardware.of(EIGHT, "fp16", DEFAULT_CONSTANTS)
     layers = float(OPT67.num_params - OPT67.embedding_params)
-    slow = tm.decode_token_seconds(f, layers, lm_head, b, np.array([384.0]), np.array([1.0]), np.array([True]), hw,
-                                   DEFAULT_CONSTANTS)
-    fast = tm.decode_token_seconds(f, layers, lm_head, b, np.array([384.0]), np.array([8.0]), np.array([True]), hw,
-                                   DEFAULT_CONSTANTS)
+    slow = tm.decode_token_seconds(
+        f, layers, lm_head, b, np.array([384.0]), np.array([1.0]), np.array([True]), hw, DEFAULT_CONSTANTS
+    )
+    fast = tm.decode_token_seconds(
+        f, layers, lm_head, b, np.array([384.0]), np.array([8.0]), np.array([True]), hw, DEFAULT_CONSTANTS
+    )
     assert fast < slow  # small-batch decode is bound by weight reads, which TP splits
 
 
 def test_unpinned_plans_get_no_tp_credit():
-    table = _table([_ppo(unpin_actor_parameters=True, inference_tp_size=1),
-                    _ppo(unpin_actor_parameters=True, inference_tp_size=8)])
+    table = _table(
+        [_ppo(unpin_actor_parameters=True, inference_tp_size=1), _ppo(unpin_actor_parameters=True, inference_tp_size=8)]
+    )
     for column in ("gpu_peak_bytes", "time_generation", "samples_per_s"):
         assert table[column][1] == pytest.approx(table[column][0])
 
 
 # --- 2. Hybrid Engine inference workspace ------------------------------------------------------------------
+
 
 def _header() -> Path:
     import deepspeed
@@ -142,15 +159,21 @@ def gen_workspace(tmp_path_factory):
     subprocess.run(["g++", "-O0", "-w", "-o", str(folder / "ws"), str(folder / "ws.cpp")], check=True)
 
     def run(layers: int, heads: int, batch: int, hidden: int, mp: int, max_out: int) -> int:
-        out = subprocess.run([str(folder / "ws"), str(10**15), str(layers), str(heads), str(batch), str(hidden),
-                              str(mp), str(max_out)], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [str(folder / "ws"), str(10**15), str(layers), str(heads), str(batch), str(hidden), str(mp), str(max_out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return int(out.split()[-1])
 
     return run
 
 
-@pytest.mark.parametrize("model, gen_bs, tp", [("opt-6.7b", 64, 8), ("opt-6.7b", 4, 1), ("opt-1.3b", 16, 1),
-                                               ("opt-66b", 4, 8), ("llama-2-7b", 8, 2)])
+@pytest.mark.parametrize(
+    "model, gen_bs, tp",
+    [("opt-6.7b", 64, 8), ("opt-6.7b", 4, 1), ("opt-1.3b", 16, 1), ("opt-66b", 4, 8), ("llama-2-7b", 8, 2)],
+)
 def test_workspace_is_what_deepspeed_allocates(gen_workspace, model, gen_bs, tp):
     spec = load_model(model)
     f = model_facts(spec)
@@ -186,6 +209,7 @@ def test_kv_part_agrees_with_deepspeeds_python_workspace():
 
 # --- 3. No HE kernels: generate() is never replaced ----------------------------------------------------------
 
+
 def test_without_kernels_the_hybrid_engine_changes_nothing():
     plans = [_ppo(), _ppo(inference_tp_size=8), _ppo(enable_hybrid_engine=False)]
     table = _table(plans, he_kernels=False)
@@ -198,6 +222,7 @@ def test_without_kernels_the_hybrid_engine_changes_nothing():
 
 
 # --- 4. ZeRO buffers ----------------------------------------------------------------------------------------
+
 
 def test_bucket_sizes_are_deepspeeds_defaults_that_deepspeed_chat_leaves_unset():
     from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
@@ -218,7 +243,9 @@ def test_zero12_double_buckets_whatever_the_trainable_size(stage):
     bucket = DeepSpeedZeroConfig().reduce_bucket_size * 2
     c = DEFAULT_CONSTANTS
     subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
-    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal)
+    assert e.gpu_memory["other"] == pytest.approx(
+        2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
+    )
 
 
 _BUCKETS = r"""
@@ -245,10 +272,18 @@ print("BUCKETS", json.dumps(out))
 def test_bucket_bytes_are_what_deepspeeds_optimizers_allocate(tmp_path):
     """DeepSpeed-Chat's config through deepspeed.initialize (CPU accelerator, world size 1, a 2-layer model):
     the reduce buckets do not depend on the model's size."""
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531", "RANK": "0",
-           "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
-    run = subprocess.run([sys.executable, "-c", _BUCKETS], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600)
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29531",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _BUCKETS], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     line = next((x for x in run.stdout.splitlines() if x.startswith("BUCKETS ")), None)
     assert line is not None, run.stderr[-2000:]
     allocated = {int(k): v for k, v in json.loads(line.removeprefix("BUCKETS ")).items()}
@@ -265,10 +300,13 @@ def test_zero3_keeps_one_reduce_bucket_per_trained_model():
     c = DEFAULT_CONSTANTS
     e = _est(_ppo())
     subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
-    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal)
+    assert e.gpu_memory["other"] == pytest.approx(
+        2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
+    )
 
 
 # --- 5. Transient peaks at the right time --------------------------------------------------------------------
+
 
 def test_deepspeed_chat_single_gpu_13b_fits_the_a6000_it_ran_on():
     """DeepSpeed-Chat reports step 3 of single_gpu/run_1.3b.sh on one A6000-48G (1.2 h)."""
@@ -301,13 +339,15 @@ def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase(
 
     f = model_facts(OPT67)
     e = estimate(make_plan("sft", {"zero_stage": 3, "per_device_train_batch_size": 1}), OPT67, EIGHT)
-    _, expected, _ = estimate_zero3_model_states_mem_needs(OPT67.num_params, f.largest_layer_params, 8, 1,
-                                                           cpu_offload=False, cpu_offload_params=False)
+    _, expected, _ = estimate_zero3_model_states_mem_needs(
+        OPT67.num_params, f.largest_layer_params, 8, 1, cpu_offload=False, cpu_offload_params=False
+    )
     states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
     assert states == pytest.approx(expected, rel=0.01)
 
 
 # --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------
+
 
 def test_tp_allreduce_uses_the_intra_node_link():
     one_node = tm.Hardware.of(EIGHT, "fp16", DEFAULT_CONSTANTS)
@@ -315,4 +355,5 @@ def test_tp_allreduce_uses_the_intra_node_link():
     assert two_nodes.link_bytes_per_s < two_nodes.intra_link_bytes_per_s == one_node.intra_link_bytes_per_s
     size, tp = np.array([1e8]), np.array([8.0])
     assert tm.tp_allreduce_seconds(size, tp, two_nodes, DEFAULT_CONSTANTS) == pytest.approx(
-        tm.tp_allreduce_seconds(size, tp, one_node, DEFAULT_CONSTANTS))
+        tm.tp_allreduce_seconds(size, tp, one_node, DEFAULT_CONSTANTS)
+    )

@@ -9,8 +9,7 @@ from importlib import metadata
 import pytest
 
 from dstune.catalog import SUPPORTED_MODEL_TYPES
-from dstune.doctor import he_kernels_for, he_statuses, stack_key
-from dstune.doctor import _cache
+from dstune.doctor import _cache, he_kernels_for, he_statuses, stack_key
 from dstune.doctor._he import probe_all, probe_model_for
 
 

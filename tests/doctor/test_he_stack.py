@@ -19,9 +19,11 @@ def _transformers() -> tuple[int, int]:
     return tuple(int(x) for x in metadata.version("transformers").split(".")[:2])  # type: ignore[return-value]
 
 
-pytestmark = pytest.mark.skipif(_transformers() >= (4, 49),
-                                reason=f"needs transformers < 4.49 for OPT's HE policy (constraints/he.txt); "
-                                       f"installed {metadata.version('transformers')}")
+pytestmark = pytest.mark.skipif(
+    _transformers() >= (4, 49),
+    reason=f"needs transformers < 4.49 for OPT's HE policy (constraints/he.txt); "
+    f"installed {metadata.version('transformers')}",
+)
 
 
 def _tiny_opt():
@@ -53,7 +55,10 @@ def test_deepspeeds_opt_policy_reads_the_layer_the_hybrid_engine_fuses() -> None
     assert (hidden, heads) == (spec.hidden_size, spec.num_heads)
     qkvw, qkvb, out_w, _ = policy.attention()
     assert qkvw.shape == (3 * spec.hidden_size, spec.hidden_size) and qkvb.shape == (3 * spec.hidden_size,)
-    assert torch.equal(qkvw[: spec.hidden_size], layer.self_attn.q_proj.weight) and out_w is layer.self_attn.out_proj.weight
+    assert (
+        torch.equal(qkvw[: spec.hidden_size], layer.self_attn.q_proj.weight)
+        and out_w is layer.self_attn.out_proj.weight
+    )
     fc1_w, _, fc2_w, _ = policy.mlp()
     assert fc1_w.shape == (spec.ffn_size, spec.hidden_size) and fc2_w.shape == (spec.hidden_size, spec.ffn_size)
 
@@ -72,13 +77,22 @@ def test_hybrid_engine_builds_opt_containers_up_to_the_kernels(monkeypatch: pyte
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
-    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+    for name, value in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         monkeypatch.setenv(name, value)
     _, model = _tiny_opt()
-    config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 0},
-              "optimizer": {"type": "AdamW", "params": {"lr": 1e-5, "torch_adam": True}},
-              "hybrid_engine": {"enabled": True, "max_out_tokens": 16}}
+    config = {
+        "train_micro_batch_size_per_gpu": 1,
+        "zero_optimization": {"stage": 0},
+        "optimizer": {"type": "AdamW", "params": {"lr": 1e-5, "torch_adam": True}},
+        "hybrid_engine": {"enabled": True, "max_out_tokens": 16},
+    }
     if get_accelerator().device_name() == "cuda":
         engine, *_ = deepspeed.initialize(model=model, config=config)
         assert len(engine._inference_containers) == load_model("tiny-opt").num_layers

@@ -11,8 +11,10 @@ from dstune.catalog import load_model
 from dstune.doctor import Stack, known_issue_mask, known_issue_masks, known_issues, match_known_issues
 from dstune.plan import knob_fields, make_plan, plan_to_dict
 
-HE_STACK = Stack(versions={"deepspeed": "0.19.8", "transformers": "4.48.3"},
-                 he_kernels={"opt": True, "llama": True, "qwen2": False, "mistral": False})
+HE_STACK = Stack(
+    versions={"deepspeed": "0.19.8", "transformers": "4.48.3"},
+    he_kernels={"opt": True, "llama": True, "qwen2": False, "mistral": False},
+)
 NATIVE_STACK = dataclasses.replace(HE_STACK, he_kernels={**HE_STACK.he_kernels, "opt": False})
 DEEPSPEED_ONLY_KNOBS = {"enable_cuda_graph"}
 """Hybrid Engine options DeepSpeed has and DeepSpeed-Chat does not expose as flags."""
@@ -38,15 +40,19 @@ def test_llama2_zero3_he_hits_the_repeated_token_reports() -> None:
     hits = match_known_issues(ppo(actor_zero_stage=3, enable_hybrid_engine=True), load_model("llama-2-7b"), HE_STACK)
     assert ids(hits) == {"llama_zero3_he_repeated_tokens"}
     assert "deepspeedai/DeepSpeedExamples#864" in hits[0].sources
-    assert not match_known_issues(ppo(actor_zero_stage=2, enable_hybrid_engine=True), load_model("llama-2-7b"),
-                                  HE_STACK)
+    assert not match_known_issues(
+        ppo(actor_zero_stage=2, enable_hybrid_engine=True), load_model("llama-2-7b"), HE_STACK
+    )
 
 
 def test_tp_with_zero3_and_gqa_and_native_generation() -> None:
     plan = ppo(actor_zero_stage=3, enable_hybrid_engine=True, inference_tp_size=2)
     assert ids(match_known_issues(plan, load_model("opt-13b"), HE_STACK)) == {"he_tp_zero3_size_mismatch"}
     assert ids(match_known_issues(plan, load_model("llama-3-8b"), HE_STACK)) == {
-        "he_tp_zero3_size_mismatch", "llama_zero3_he_repeated_tokens", "llama_gqa_he_container"}
+        "he_tp_zero3_size_mismatch",
+        "llama_zero3_he_repeated_tokens",
+        "llama_gqa_he_container",
+    }
     # no containers, no kernel bugs: only the native-generate note
     assert ids(match_known_issues(plan, load_model("opt-13b"), NATIVE_STACK)) == {"he_without_kernels"}
     assert ids(match_known_issues(plan, "qwen2", HE_STACK)) == {"he_without_kernels"}
@@ -72,8 +78,12 @@ def test_version_conditions() -> None:
 def test_column_mask_equals_the_plan_matcher_row_by_row() -> None:
     rng = np.random.default_rng(0)
     n = 200
-    columns = {"actor_zero_stage": rng.integers(0, 4, n), "enable_hybrid_engine": rng.random(n) < 0.5,
-               "inference_tp_size": rng.choice([1, 2, 4], n), "release_inference_cache": rng.random(n) < 0.5}
+    columns = {
+        "actor_zero_stage": rng.integers(0, 4, n),
+        "enable_hybrid_engine": rng.random(n) < 0.5,
+        "inference_tp_size": rng.choice([1, 2, 4], n),
+        "release_inference_cache": rng.random(n) < 0.5,
+    }
     model = load_model("llama-2-13b")
     masks = known_issue_masks(columns, model, HE_STACK)
     broken = known_issue_mask(columns, model, HE_STACK)

@@ -7,19 +7,39 @@ import pytest
 
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.errors import UserInputError
-from dstune.export import ConfigRejected, ExportInfo, launch_script, plan_flags, role_configs, validate_config, write_export
-from dstune.export import _export
+from dstune.export import (
+    ConfigRejected,
+    ExportInfo,
+    _export,
+    launch_script,
+    plan_flags,
+    role_configs,
+    validate_config,
+    write_export,
+)
 from dstune.plan import make_plan, to_deepspeed
 from dstune.search import SearchRequest, Setup, SimulateBackend, load_space, run_search
 
 
 def test_role_configs_pass_deepspeed_and_batch_check():
-    plan = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 2, "enable_hybrid_engine": True,
-                             "inference_tp_size": 2, "per_device_training_batch_size": 4,
-                             "gradient_accumulation_steps": 2})
+    plan = make_plan(
+        "ppo",
+        {
+            "actor_zero_stage": 3,
+            "critic_zero_stage": 2,
+            "enable_hybrid_engine": True,
+            "inference_tp_size": 2,
+            "per_device_training_batch_size": 4,
+            "gradient_accumulation_steps": 2,
+        },
+    )
     configs = role_configs(plan, 8)
-    assert set(configs) == {"ds_config_actor.json", "ds_config_critic.json", "ds_config_ref.json",
-                            "ds_config_reward.json"}
+    assert set(configs) == {
+        "ds_config_actor.json",
+        "ds_config_critic.json",
+        "ds_config_ref.json",
+        "ds_config_reward.json",
+    }
     assert configs["ds_config_actor.json"]["hybrid_engine"]["inference_tp_size"] == 2
     assert configs["ds_config_actor.json"]["train_batch_size"] == 4 * 2 * 8
     bad = to_deepspeed(plan, 8)["actor"]
@@ -36,20 +56,37 @@ def test_sft_rm_have_one_config():
 
 
 def test_launch_script_flags():
-    plan = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 3, "enable_hybrid_engine": True,
-                             "actor_lora_dim": 64, "actor_lora_module_name": "layers.", "offload_reference_model": True})
+    plan = make_plan(
+        "ppo",
+        {
+            "actor_zero_stage": 3,
+            "critic_zero_stage": 3,
+            "enable_hybrid_engine": True,
+            "actor_lora_dim": 64,
+            "actor_lora_module_name": "layers.",
+            "offload_reference_model": True,
+        },
+    )
     flags = plan_flags(plan)
     assert "--enable_hybrid_engine" in flags and "--offload_reference_model" in flags
     assert "--offload" not in flags and "--only_optimize_lora" not in flags
     assert flags[flags.index("--actor_lora_module_name") + 1] == "layers."
     assert "--generation_batches" not in flags  # default value: left out
-    text = launch_script(plan, model=load_model("llama-2-7b"), critic_model=load_model("llama-2-7b"),
-                         cluster=make_cluster(load_gpu("A100-80G"), 16))
+    text = launch_script(
+        plan,
+        model=load_model("llama-2-7b"),
+        critic_model=load_model("llama-2-7b"),
+        cluster=make_cluster(load_gpu("A100-80G"), 16),
+    )
     assert "deepspeed --hostfile ${HOSTFILE:-hostfile} --num_nodes 2 --num_gpus 8 --master_port 12346 main.py" in text
     assert "ACTOR_MODEL_PATH=${1:-meta-llama/Llama-2-7b-hf}" in text
     assert "--num_padding_at_beginning 0" in text
-    sft = launch_script(make_plan("sft", {"zero_stage": 3, "gradient_checkpointing": True}),
-                        model=load_model("opt-1.3b"), critic_model=None, cluster=make_cluster(load_gpu("A100-80G"), 1))
+    sft = launch_script(
+        make_plan("sft", {"zero_stage": 3, "gradient_checkpointing": True}),
+        model=load_model("opt-1.3b"),
+        critic_model=None,
+        cluster=make_cluster(load_gpu("A100-80G"), 1),
+    )
     assert "--gradient_checkpointing" in sft and "--model_name_or_path $MODEL_PATH" in sft
 
 
@@ -59,8 +96,16 @@ def result(tmp_path_factory):
     setup = Setup("sft", load_model("opt-1.3b"), None, make_cluster(load_gpu("A100-80G"), 8))
     backend = SimulateBackend(model=setup.model, critic_model=None, cluster=setup.cluster, cap_bytes=72e9)
     from dstune.search import SPACES_DIR
-    req = SearchRequest(setup=setup, space=load_space(SPACES_DIR / "sft.yaml"), backend=backend,
-                        storage=f"sqlite:///{tmp}/study.db", study_name="e", trials=4, seed=0)
+
+    req = SearchRequest(
+        setup=setup,
+        space=load_space(SPACES_DIR / "sft.yaml"),
+        backend=backend,
+        storage=f"sqlite:///{tmp}/study.db",
+        study_name="e",
+        trials=4,
+        seed=0,
+    )
     return run_search(req)
 
 
@@ -73,8 +118,17 @@ def test_export_writes_plan_and_trials(result, tmp_path):
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["plan"] == result.pick.values and plan["baseline"]["script"].endswith(".sh")
     header = (tmp_path / "trials.csv").read_text().splitlines()[0].split(",")
-    for column in ("number", "status", "source", "zero_stage", "predicted_samples_per_s", "measured_gpu_peak_bytes",
-                   "predicted_time_forward", "reason", "p_fit"):
+    for column in (
+        "number",
+        "status",
+        "source",
+        "zero_stage",
+        "predicted_samples_per_s",
+        "measured_gpu_peak_bytes",
+        "predicted_time_forward",
+        "reason",
+        "p_fit",
+    ):
         assert column in header
 
 

@@ -6,13 +6,25 @@ from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.export import launch_script
 from dstune.plan import make_plan
 
-PLAN = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 3, "enable_hybrid_engine": True,
-                         "per_device_generation_batch_size": 4, "per_device_training_batch_size": 4})
+PLAN = make_plan(
+    "ppo",
+    {
+        "actor_zero_stage": 3,
+        "critic_zero_stage": 3,
+        "enable_hybrid_engine": True,
+        "per_device_generation_batch_size": 4,
+        "per_device_training_batch_size": 4,
+    },
+)
 
 
 def _script() -> str:
-    return launch_script(PLAN, model=load_model("opt-6.7b"), critic_model=load_model("opt-350m"),
-                         cluster=make_cluster(load_gpu("A100-80G"), 8))
+    return launch_script(
+        PLAN,
+        model=load_model("opt-6.7b"),
+        critic_model=load_model("opt-350m"),
+        cluster=make_cluster(load_gpu("A100-80G"), 8),
+    )
 
 
 def _value(text: str, flag: str) -> str:
@@ -27,8 +39,12 @@ def test_ppo_script_turns_actor_dropout_off_like_every_shipped_script():
 
 
 def test_sft_script_has_no_step3_flags():
-    text = launch_script(make_plan("sft", {"zero_stage": 2}), model=load_model("opt-1.3b"), critic_model=None,
-                         cluster=make_cluster(load_gpu("A100-80G"), 8))
+    text = launch_script(
+        make_plan("sft", {"zero_stage": 2}),
+        model=load_model("opt-1.3b"),
+        critic_model=None,
+        cluster=make_cluster(load_gpu("A100-80G"), 8),
+    )
     assert "--actor_dropout" not in text and "CRITIC_MODEL_PATH" not in text
 
 
@@ -41,7 +57,11 @@ def test_critic_path_is_a_step2_output_directory(tmp_path):
     subprocess.run(["bash", "-n", str(script)], check=True)
     empty = tmp_path / "not_step2"
     empty.mkdir()
-    run = subprocess.run(["bash", str(script), "facebook/opt-6.7b", str(empty), str(tmp_path / "out")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        ["bash", str(script), "facebook/opt-6.7b", str(empty), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 2 and "step-2 output directory" in run.stderr
     assert not (tmp_path / "out").exists()  # refused before anything starts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dstune.plan import INERT, batch_columns, job_codes, job_knobs, job_of, make_plan, plan_to_dict, redundant_rows
 from dstune.costmodel import plans_to_columns
+from dstune.plan import INERT, batch_columns, job_codes, job_knobs, job_of, make_plan, plan_to_dict, redundant_rows
 
 
 def _ppo(**knobs):
@@ -14,8 +14,10 @@ def _ppo(**knobs):
 
 def test_label_names_what_is_trained_and_the_batch() -> None:
     base = _ppo(actor_zero_stage=3, per_device_generation_batch_size=4, per_device_training_batch_size=4)
-    assert job_of("ppo", base, 8).label() == \
-        "full fine-tuning, 32 prompts/iteration, 32 samples/update, 256+256 tokens, fp16"
+    assert (
+        job_of("ppo", base, 8).label()
+        == "full fine-tuning, 32 prompts/iteration, 32 samples/update, 256+256 tokens, fp16"
+    )
     lora = _ppo(actor_lora_dim=8, only_optimize_lora=True, per_device_generation_batch_size=64)
     assert job_of("ppo", lora, 8).label().startswith("actor LoRA r=8 only, 512 prompts/iteration, 128 samples/update")
     sft = plan_to_dict(make_plan("sft", {"lora_dim": 128, "gradient_accumulation_steps": 2}))
@@ -26,11 +28,17 @@ def test_label_names_what_is_trained_and_the_batch() -> None:
 
 def test_system_knobs_and_batch_splits_keep_the_job() -> None:
     a = _ppo(actor_zero_stage=3, per_device_generation_batch_size=4, per_device_training_batch_size=4)
-    b = _ppo(actor_zero_stage=2, offload=True, enable_hybrid_engine=True, per_device_generation_batch_size=2,
-             generation_batches=2, per_device_training_batch_size=2, gradient_accumulation_steps=2)
+    b = _ppo(
+        actor_zero_stage=2,
+        offload=True,
+        enable_hybrid_engine=True,
+        per_device_generation_batch_size=2,
+        generation_batches=2,
+        per_device_training_batch_size=2,
+        gradient_accumulation_steps=2,
+    )
     assert job_of("ppo", a, 8) == job_of("ppo", b, 8) and not job_of("ppo", a, 8).differences(job_of("ppo", b, 8))
-    c = _ppo(actor_zero_stage=3, actor_lora_dim=8, per_device_generation_batch_size=4,
-             per_device_training_batch_size=4)
+    c = _ppo(actor_zero_stage=3, actor_lora_dim=8, per_device_generation_batch_size=4, per_device_training_batch_size=4)
     assert job_of("ppo", c, 8) != job_of("ppo", a, 8)
     assert job_of("ppo", c, 8).differences(job_of("ppo", a, 8)) == ["actor_lora_dim 0 -> 8"]
     assert job_of("ppo", a, 16) != job_of("ppo", a, 8)  # same per-GPU batch, twice the prompts
@@ -43,9 +51,21 @@ def test_minidataset_never_trains_on_more_than_one_generation_batch() -> None:
 
 
 def test_vectorised_batches_and_codes_match_one_by_one() -> None:
-    plans = [make_plan("ppo", {"per_device_generation_batch_size": g, "generation_batches": n,
-                               "per_device_training_batch_size": t, "actor_lora_dim": r})
-             for g in (1, 2, 4) for n in (1, 2) for t in (1, 2) for r in (0, 8)]
+    plans = [
+        make_plan(
+            "ppo",
+            {
+                "per_device_generation_batch_size": g,
+                "generation_batches": n,
+                "per_device_training_batch_size": t,
+                "actor_lora_dim": r,
+            },
+        )
+        for g in (1, 2, 4)
+        for n in (1, 2)
+        for t in (1, 2)
+        for r in (0, 8)
+    ]
     cols = plans_to_columns(plans)
     batches = batch_columns("ppo", cols, 4)
     ids, _ = job_codes("ppo", cols, 4)
@@ -58,8 +78,12 @@ def test_vectorised_batches_and_codes_match_one_by_one() -> None:
 
 
 def test_inert_knobs_are_only_kept_at_their_default() -> None:
-    plans = [make_plan("ppo", {"enable_hybrid_engine": he, "release_inference_cache": rel, "actor_zero_stage": z})
-             for he in (False, True) for rel in (False, True) for z in (2, 3)]
+    plans = [
+        make_plan("ppo", {"enable_hybrid_engine": he, "release_inference_cache": rel, "actor_zero_stage": z})
+        for he in (False, True)
+        for rel in (False, True)
+        for z in (2, 3)
+    ]
     cols = plans_to_columns(plans)
     same = redundant_rows("ppo", cols, ("enable_hybrid_engine", "release_inference_cache", "actor_zero_stage"))
     kept = [p for p, s in zip(plans, same) if not s]

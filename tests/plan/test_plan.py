@@ -7,7 +7,15 @@ import pytest
 from dstune.catalog import load_model
 from dstune.errors import PlanRuleError, UserInputError
 from dstune.plan import (
-    Context, PpoPlan, SftPlan, knob_fields, make_plan, parse_assignments, to_deepspeed, validate, violations,
+    Context,
+    PpoPlan,
+    SftPlan,
+    knob_fields,
+    make_plan,
+    parse_assignments,
+    to_deepspeed,
+    validate,
+    violations,
 )
 
 OPT = load_model("opt-1.3b")
@@ -18,7 +26,12 @@ def test_defaults_are_deepspeed_chat_argparse_defaults():
     ppo = PpoPlan()
     assert (ppo.per_device_generation_batch_size, ppo.per_device_training_batch_size) == (16, 16)
     assert (ppo.max_prompt_seq_len, ppo.max_answer_seq_len) == (256, 256)
-    assert (ppo.actor_zero_stage, ppo.critic_zero_stage, ppo.inference_tp_size, ppo.tp_gather_partition_size) == (0, 0, 1, 8)
+    assert (ppo.actor_zero_stage, ppo.critic_zero_stage, ppo.inference_tp_size, ppo.tp_gather_partition_size) == (
+        0,
+        0,
+        1,
+        8,
+    )
     assert ppo.actor_lora_module_name == "decoder.layers." and ppo.dtype == "fp16"
     sft = SftPlan()
     assert (sft.per_device_train_batch_size, sft.max_seq_len, sft.zero_stage, sft.lora_dim) == (16, 512, 0, 0)
@@ -26,30 +39,54 @@ def test_defaults_are_deepspeed_chat_argparse_defaults():
 
 def test_ppo_knobs_are_the_issue_flag_names():
     names = {f.name for f in knob_fields("ppo")}
-    expected = {"actor_zero_stage", "critic_zero_stage", "offload", "offload_reference_model", "offload_reward_model",
-                "actor_lora_dim", "critic_lora_dim", "actor_lora_module_name", "critic_lora_module_name",
-                "only_optimize_lora", "actor_gradient_checkpointing", "critic_gradient_checkpointing",
-                "per_device_generation_batch_size", "per_device_training_batch_size", "generation_batches",
-                "ppo_epochs", "gradient_accumulation_steps", "enable_hybrid_engine", "inference_tp_size",
-                "tp_gather_partition_size", "release_inference_cache", "unpin_actor_parameters",
-                "max_prompt_seq_len", "max_answer_seq_len", "dtype"}
+    expected = {
+        "actor_zero_stage",
+        "critic_zero_stage",
+        "offload",
+        "offload_reference_model",
+        "offload_reward_model",
+        "actor_lora_dim",
+        "critic_lora_dim",
+        "actor_lora_module_name",
+        "critic_lora_module_name",
+        "only_optimize_lora",
+        "actor_gradient_checkpointing",
+        "critic_gradient_checkpointing",
+        "per_device_generation_batch_size",
+        "per_device_training_batch_size",
+        "generation_batches",
+        "ppo_epochs",
+        "gradient_accumulation_steps",
+        "enable_hybrid_engine",
+        "inference_tp_size",
+        "tp_gather_partition_size",
+        "release_inference_cache",
+        "unpin_actor_parameters",
+        "max_prompt_seq_len",
+        "max_answer_seq_len",
+        "dtype",
+    }
     assert names == expected
 
 
 def test_make_plan_coerces_cli_strings():
-    plan = make_plan("ppo", parse_assignments("ppo", ["actor_zero_stage=3", "enable_hybrid_engine=true",
-                                                      "offload=0", "dtype=bf16"]))
+    plan = make_plan(
+        "ppo", parse_assignments("ppo", ["actor_zero_stage=3", "enable_hybrid_engine=true", "offload=0", "dtype=bf16"])
+    )
     assert plan.actor_zero_stage == 3 and plan.enable_hybrid_engine is True and plan.offload is False
     assert plan.dtype == "bf16"
 
 
-@pytest.mark.parametrize("assignment, fragment", [
-    ("actor_zero_stage=4", "actor_zero_stage=4"),
-    ("actor_zero_stage=three", "one of 0, 1, 2, 3"),
-    ("per_device_training_batch_size=0", "an integer >= 1"),
-    ("enable_hybrid_engine=maybe", "true or false"),
-    ("dtype=fp32", "one of fp16, bf16"),
-])
+@pytest.mark.parametrize(
+    "assignment, fragment",
+    [
+        ("actor_zero_stage=4", "actor_zero_stage=4"),
+        ("actor_zero_stage=three", "one of 0, 1, 2, 3"),
+        ("per_device_training_batch_size=0", "an integer >= 1"),
+        ("enable_hybrid_engine=maybe", "true or false"),
+        ("dtype=fp32", "one of fp16, bf16"),
+    ],
+)
 def test_bad_values_name_the_knob_and_what_it_accepts(assignment, fragment):
     with pytest.raises(UserInputError, match=fragment):
         make_plan("ppo", parse_assignments("ppo", [assignment]))
@@ -106,9 +143,18 @@ def test_sequence_must_fit_positions():
 
 
 def test_ppo_configs_follow_deepspeed_chat_roles():
-    plan = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 2, "enable_hybrid_engine": True,
-                             "per_device_training_batch_size": 4, "gradient_accumulation_steps": 2,
-                             "offload_reference_model": True, "unpin_actor_parameters": True})
+    plan = make_plan(
+        "ppo",
+        {
+            "actor_zero_stage": 3,
+            "critic_zero_stage": 2,
+            "enable_hybrid_engine": True,
+            "per_device_training_batch_size": 4,
+            "gradient_accumulation_steps": 2,
+            "offload_reference_model": True,
+            "unpin_actor_parameters": True,
+        },
+    )
     configs = to_deepspeed(plan, world_size=8)
     assert set(configs) == {"actor", "critic", "ref", "reward"}
     actor = configs["actor"]
@@ -132,8 +178,17 @@ def test_bf16_uses_deepspeed_chat_bfloat16_key():
 def test_deepspeed_accepts_every_role_config():
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    plan = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 3, "enable_hybrid_engine": True,
-                             "inference_tp_size": 2, "dtype": "bf16", "offload": True})
+    plan = make_plan(
+        "ppo",
+        {
+            "actor_zero_stage": 3,
+            "critic_zero_stage": 3,
+            "enable_hybrid_engine": True,
+            "inference_tp_size": 2,
+            "dtype": "bf16",
+            "offload": True,
+        },
+    )
     for role, config in to_deepspeed(plan, world_size=8).items():
         parsed = DeepSpeedConfig(config)
         assert parsed.zero_optimization_stage == 3, role

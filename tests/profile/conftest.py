@@ -7,8 +7,13 @@ import pytest
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.plan import make_plan
 
-TINY_PPO = {"dtype": "bf16", "max_prompt_seq_len": 16, "max_answer_seq_len": 8,
-            "per_device_generation_batch_size": 2, "per_device_training_batch_size": 2}
+TINY_PPO = {
+    "dtype": "bf16",
+    "max_prompt_seq_len": 16,
+    "max_answer_seq_len": 8,
+    "per_device_generation_batch_size": 2,
+    "per_device_training_batch_size": 2,
+}
 TINY_TRAIN = {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2}
 
 

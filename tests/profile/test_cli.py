@@ -12,20 +12,37 @@ from dstune.cli import main
 TINY = ["--set", "dtype=bf16", "--set", "max_seq_len=16", "--set", "per_device_train_batch_size=2"]
 
 
-def test_invalid_plan_exits_2_and_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_plan_exits_2_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     monkeypatch.chdir(tmp_path)
-    code = main(["profile", "--model", "tiny-opt", "--gpus", "1", "--step", "sft", "--set", "offload=true",
-                 "--set", "zero_stage=0", "--out", str(tmp_path / "trial")])
+    code = main(
+        [
+            "profile",
+            "--model",
+            "tiny-opt",
+            "--gpus",
+            "1",
+            "--step",
+            "sft",
+            "--set",
+            "offload=true",
+            "--set",
+            "zero_stage=0",
+            "--out",
+            str(tmp_path / "trial"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "offload_needs_zero" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
-def test_without_gpus_or_cpu_accelerator_refuses_with_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_gpus_or_cpu_accelerator_refuses_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dstune.catalog import detect_local_gpus
 
     if detect_local_gpus():
@@ -38,18 +55,43 @@ def test_without_gpus_or_cpu_accelerator_refuses_with_a_hint(tmp_path: Path, mon
 
 
 @pytest.mark.slow
-def test_profile_json_end_to_end_ppo_llama_hybrid_engine_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_json_end_to_end_ppo_llama_hybrid_engine_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """On the CPU accelerator DeepSpeed cannot build Llama's HE inference containers: the trial
     says so, measures with the Hybrid Engine off, and compares with a kernel-less prediction."""
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     out = tmp_path / "trial"
-    knobs = {"max_prompt_seq_len": 8, "max_answer_seq_len": 4, "per_device_generation_batch_size": 2,
-             "per_device_training_batch_size": 2, "enable_hybrid_engine": "true", "actor_lora_dim": 4,
-             "actor_lora_module_name": "layers.", "critic_lora_module_name": "layers."}
+    knobs = {
+        "max_prompt_seq_len": 8,
+        "max_answer_seq_len": 4,
+        "per_device_generation_batch_size": 2,
+        "per_device_training_batch_size": 2,
+        "enable_hybrid_engine": "true",
+        "actor_lora_dim": 4,
+        "actor_lora_module_name": "layers.",
+        "critic_lora_module_name": "layers.",
+    }
     sets = [arg for name, value in knobs.items() for arg in ("--set", f"{name}={value}")]
-    code = main(["profile", "--model", "tiny-llama", "--gpus", "1", "--step", "ppo", *sets, "--warmup", "1",
-                 "--steps", "1", "--out", str(out), "--json"])
+    code = main(
+        [
+            "profile",
+            "--model",
+            "tiny-llama",
+            "--gpus",
+            "1",
+            "--step",
+            "ppo",
+            *sets,
+            "--warmup",
+            "1",
+            "--steps",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     payload = json.loads(capsys.readouterr().out)
     assert code == 0, payload
     assert payload["status"] == "ok" and payload["world_size"] == 1 and payload["device"] == "cpu"

@@ -12,8 +12,14 @@ from dstune.profile._trial import env_overrides, free_port, launch_argv
 
 
 def test_deepspeed_argv_multi_node_passes_nodes_and_hostfile(tmp_path: Path) -> None:
-    argv = launch_argv(launcher="deepspeed", gpus_per_node=8, nodes=2, port=29555, spec_path=tmp_path / "spec.json",
-                       hostfile=tmp_path / "hosts")
+    argv = launch_argv(
+        launcher="deepspeed",
+        gpus_per_node=8,
+        nodes=2,
+        port=29555,
+        spec_path=tmp_path / "spec.json",
+        hostfile=tmp_path / "hosts",
+    )
     assert argv[:4] == [sys.executable, "-u", "-m", "deepspeed.launcher.runner"]
     flags = dict(zip(argv[4::2], argv[5::2]))
     assert flags["--num_gpus"] == "8" and flags["--num_nodes"] == "2" and flags["--master_port"] == "29555"
@@ -22,8 +28,9 @@ def test_deepspeed_argv_multi_node_passes_nodes_and_hostfile(tmp_path: Path) -> 
 
 
 def test_torchrun_argv_and_unknown_launcher(tmp_path: Path) -> None:
-    argv = launch_argv(launcher="torchrun", gpus_per_node=2, nodes=1, port=29556, spec_path=tmp_path / "s.json",
-                       hostfile=None)
+    argv = launch_argv(
+        launcher="torchrun", gpus_per_node=2, nodes=1, port=29556, spec_path=tmp_path / "s.json", hostfile=None
+    )
     assert argv[3] == "torch.distributed.run" and "--nproc_per_node" in argv
     assert argv[-4:-2] == ["-m", "dstune.profile.worker"]
     with pytest.raises(UserInputError, match="launcher"):
@@ -48,13 +55,20 @@ def test_torchrun_on_several_nodes_starts_one_agent_per_host(tmp_path: Path) -> 
     hosts.write_text("# two nodes\nlocalhost slots=8\nnode-b slots=8\n")
     parsed = read_hostfile(hosts)
     assert [(h.name, h.slots, h.local) for h in parsed] == [("localhost", 8, True), ("node-b", 8, False)]
-    local, remote = agent_commands(parsed, gpus_per_node=8, port=29500, spec_path=tmp_path / "spec.json",
-                                   run_id="trial-0001", worker_module="dstune.profile.worker")
+    local, remote = agent_commands(
+        parsed,
+        gpus_per_node=8,
+        port=29500,
+        spec_path=tmp_path / "spec.json",
+        run_id="trial-0001",
+        worker_module="dstune.profile.worker",
+    )
     endpoint = f"{socket.gethostname()}:29500"  # node-b must reach it: not loopback
     assert local[3] == "torch.distributed.run" and endpoint in local and "--rdzv_id" in local
     assert remote[:2] == ["ssh", "node-b"] and endpoint in remote[2]
-    argv = launch_argv(launcher="torchrun", gpus_per_node=8, nodes=2, port=29500, spec_path=tmp_path / "spec.json",
-                       hostfile=hosts)
+    argv = launch_argv(
+        launcher="torchrun", gpus_per_node=8, nodes=2, port=29500, spec_path=tmp_path / "spec.json", hostfile=hosts
+    )
     assert argv[-2:] == ["dstune.profile._agents", str(tmp_path / "agents.json")]
     (tmp_path / "bad").write_text("node-a slots=x\n")
     with pytest.raises(UserInputError, match="line 1"):

@@ -8,11 +8,23 @@ from dstune.profile import TrialResult, TrialStatus
 
 
 def _result(**overrides) -> TrialResult:
-    values = dict(status=TrialStatus.OK, world_size=2, device="cpu",
-                  phases={"forward": 0.1, "backward": 0.2, "step": 0.05}, step_s=0.35, samples_per_s=11.4,
-                  tokens_per_s=274.0, samples_per_step=4, tokens_per_step=96, host_peak_bytes=10**9,
-                  versions={"deepspeed": "0.19.8"}, step_times=(0.34, 0.36), notes=("n",), wall_s=30.0,
-                  trial_dir="/tmp/x")
+    values = dict(
+        status=TrialStatus.OK,
+        world_size=2,
+        device="cpu",
+        phases={"forward": 0.1, "backward": 0.2, "step": 0.05},
+        step_s=0.35,
+        samples_per_s=11.4,
+        tokens_per_s=274.0,
+        samples_per_step=4,
+        tokens_per_step=96,
+        host_peak_bytes=10**9,
+        versions={"deepspeed": "0.19.8"},
+        step_times=(0.34, 0.36),
+        notes=("n",),
+        wall_s=30.0,
+        trial_dir="/tmp/x",
+    )
     values.update(overrides)
     return TrialResult(**values)
 
@@ -26,8 +38,17 @@ def test_json_round_trip_is_exact() -> None:
 
 def test_cli_json_has_estimate_keys_and_failures_carry_the_log_tail() -> None:
     payload = _result().to_json(None)
-    assert {"memory", "time", "throughput", "mfu", "status", "world_size", "he_kernels", "versions",
-            "predicted"} <= set(payload)
+    assert {
+        "memory",
+        "time",
+        "throughput",
+        "mfu",
+        "status",
+        "world_size",
+        "he_kernels",
+        "versions",
+        "predicted",
+    } <= set(payload)
     assert payload["memory"]["host_peak_bytes"] == 10**9 and payload["time"]["phases"]["step"] == 0.05
     assert "log_tail" not in payload
     failed = _result(status=TrialStatus.ERROR, error="ValueError: x", log_tail="tail").to_json(None)

@@ -26,10 +26,24 @@ def _files(trial_dir: Path) -> set[str]:
 
 
 def test_ppo_tiny_opt_world_2_zero3_actor_with_hybrid_engine(tmp_path: Path) -> None:
-    p = plan("ppo", actor_zero_stage=3, critic_zero_stage=1, enable_hybrid_engine=True, generation_batches=2,
-             per_device_training_batch_size=1, actor_gradient_checkpointing=True)
-    result = run_trial(p, model=model("tiny-opt"), critic_model=model("tiny-opt"), cluster=cluster(2),
-                       trial_dir=tmp_path, warmup=1, steps=1)
+    p = plan(
+        "ppo",
+        actor_zero_stage=3,
+        critic_zero_stage=1,
+        enable_hybrid_engine=True,
+        generation_batches=2,
+        per_device_training_batch_size=1,
+        actor_gradient_checkpointing=True,
+    )
+    result = run_trial(
+        p,
+        model=model("tiny-opt"),
+        critic_model=model("tiny-opt"),
+        cluster=cluster(2),
+        trial_dir=tmp_path,
+        warmup=1,
+        steps=1,
+    )
     assert result.status is TrialStatus.OK, result.log_tail
     assert tuple(result.phases) == PPO_PHASES  # the cost model's phase names, in its order
     assert all(seconds > 0 for seconds in result.phases.values())
@@ -51,11 +65,29 @@ def test_ppo_tiny_opt_world_2_zero3_actor_with_hybrid_engine(tmp_path: Path) -> 
 def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> None:
     """ZeRO-3 train and eval engines with offload (DeepSpeedCPUAdam), frozen bases under LoRA, and
     the reward/critic value head on a zero.Init-built transformer."""
-    p = plan("ppo", actor_zero_stage=3, critic_zero_stage=3, offload=True, offload_reference_model=True,
-             offload_reward_model=True, actor_lora_dim=4, critic_lora_dim=4, only_optimize_lora=True,
-             critic_gradient_checkpointing=True, ppo_epochs=2, per_device_training_batch_size=1)
-    result = run_trial(p, model=model("tiny-opt"), critic_model=model("tiny-opt"), cluster=cluster(1),
-                       trial_dir=tmp_path, warmup=1, steps=1)
+    p = plan(
+        "ppo",
+        actor_zero_stage=3,
+        critic_zero_stage=3,
+        offload=True,
+        offload_reference_model=True,
+        offload_reward_model=True,
+        actor_lora_dim=4,
+        critic_lora_dim=4,
+        only_optimize_lora=True,
+        critic_gradient_checkpointing=True,
+        ppo_epochs=2,
+        per_device_training_batch_size=1,
+    )
+    result = run_trial(
+        p,
+        model=model("tiny-opt"),
+        critic_model=model("tiny-opt"),
+        cluster=cluster(1),
+        trial_dir=tmp_path,
+        warmup=1,
+        steps=1,
+    )
     assert result.status is TrialStatus.OK, result.log_tail
     assert all(result.phases[name] > 0 for name in PPO_PHASES)
     assert result.samples_per_step == 2 and result.tokens_per_step == 2 * (16 + 8)
@@ -64,10 +96,25 @@ def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> No
 
 
 def test_sft_tiny_llama_lora_only_optimize_lora_checkpointing(tmp_path: Path) -> None:
-    p = plan("sft", zero_stage=2, lora_dim=4, lora_module_name="layers.", only_optimize_lora=True,
-             gradient_checkpointing=True, gradient_accumulation_steps=2)
-    result = run_trial(p, model=model("tiny-llama"), critic_model=None, cluster=cluster(1), trial_dir=tmp_path,
-                       warmup=1, steps=2, launcher="torchrun")
+    p = plan(
+        "sft",
+        zero_stage=2,
+        lora_dim=4,
+        lora_module_name="layers.",
+        only_optimize_lora=True,
+        gradient_checkpointing=True,
+        gradient_accumulation_steps=2,
+    )
+    result = run_trial(
+        p,
+        model=model("tiny-llama"),
+        critic_model=None,
+        cluster=cluster(1),
+        trial_dir=tmp_path,
+        warmup=1,
+        steps=2,
+        launcher="torchrun",
+    )
     assert result.status is TrialStatus.OK, result.log_tail
     assert tuple(result.phases) == TRAIN_PHASES
     assert all(seconds > 0 for seconds in result.phases.values())
@@ -77,8 +124,16 @@ def test_sft_tiny_llama_lora_only_optimize_lora_checkpointing(tmp_path: Path) ->
 
 def test_rm_tiny_opt_world_2_zero3_offload(tmp_path: Path) -> None:
     p = plan("rm", zero_stage=3, offload=True)
-    result = run_trial(p, model=model("tiny-opt"), critic_model=None, cluster=cluster(2), trial_dir=tmp_path,
-                       warmup=1, steps=1, memory_cap_gb=1.0)
+    result = run_trial(
+        p,
+        model=model("tiny-opt"),
+        critic_model=None,
+        cluster=cluster(2),
+        trial_dir=tmp_path,
+        warmup=1,
+        steps=1,
+        memory_cap_gb=1.0,
+    )
     assert result.status is TrialStatus.OK, result.log_tail
     assert all(result.phases[name] > 0 for name in ("forward", "backward", "step"))
     # a sample is a chosen/rejected pair: 2 sequences of 24 tokens, 2 pairs per rank, 2 ranks
@@ -90,8 +145,15 @@ def test_rm_tiny_opt_world_2_zero3_offload(tmp_path: Path) -> None:
 def test_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
     p = plan("sft")
     start = time.time()
-    result = run_trial(p, model=model("tiny-opt"), critic_model=None, cluster=cluster(2), trial_dir=tmp_path,
-                       timeout_s=25, steps=10_000)
+    result = run_trial(
+        p,
+        model=model("tiny-opt"),
+        critic_model=None,
+        cluster=cluster(2),
+        trial_dir=tmp_path,
+        timeout_s=25,
+        steps=10_000,
+    )
     assert result.status is TrialStatus.TIMEOUT
     assert time.time() - start < 25 + 30
     pgid = int(result.error.split("process group ")[1].split()[0])
@@ -109,13 +171,32 @@ def test_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
 def test_worker_that_raises_returns_error_with_log_tail(tmp_path: Path) -> None:
     config_dir = tmp_path / "bad-opt"
     config_dir.mkdir()
-    (config_dir / "config.json").write_text(json.dumps({
-        "model_type": "opt", "hidden_size": 130, "num_hidden_layers": 1, "num_attention_heads": 4,
-        "ffn_dim": 64, "vocab_size": 256, "max_position_embeddings": 64, "word_embed_proj_dim": 130,
-        "pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2}))
+    (config_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "opt",
+                "hidden_size": 130,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "ffn_dim": 64,
+                "vocab_size": 256,
+                "max_position_embeddings": 64,
+                "word_embed_proj_dim": 130,
+                "pad_token_id": 1,
+                "bos_token_id": 2,
+                "eos_token_id": 2,
+            }
+        )
+    )
     p = plan("sft", max_seq_len=16, lora_module_name="layers.")
-    result = run_trial(p, model=model(str(config_dir)), critic_model=None, cluster=cluster(1),
-                       trial_dir=tmp_path / "trial", launcher="torchrun")
+    result = run_trial(
+        p,
+        model=model(str(config_dir)),
+        critic_model=None,
+        cluster=cluster(1),
+        trial_dir=tmp_path / "trial",
+        launcher="torchrun",
+    )
     assert result.status is TrialStatus.ERROR
     assert "divisible" in result.error
     assert result.log_tail and "Traceback" in result.log_tail
@@ -129,15 +210,21 @@ def test_invalid_plan_is_refused_before_launch(tmp_path: Path) -> None:
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "worker_result.json").write_text("{}")
     with pytest.raises(UserInputError, match="not empty"):
-        run_trial(plan("sft"), model=model("tiny-opt"), critic_model=None, cluster=cluster(1),
-                  trial_dir=tmp_path / "used")
+        run_trial(
+            plan("sft"), model=model("tiny-opt"), critic_model=None, cluster=cluster(1), trial_dir=tmp_path / "used"
+        )
     import torch
 
     if torch.ops.mkldnn._is_mkldnn_fp16_supported():
         return
     with pytest.raises(UserInputError, match="fp16"):
-        run_trial(plan("sft", dtype="fp16"), model=model("tiny-opt"), critic_model=None, cluster=cluster(1),
-                  trial_dir=tmp_path / "t")
+        run_trial(
+            plan("sft", dtype="fp16"),
+            model=model("tiny-opt"),
+            critic_model=None,
+            cluster=cluster(1),
+            trial_dir=tmp_path / "t",
+        )
     assert not (tmp_path / "t").exists()
 
 
@@ -148,8 +235,17 @@ def test_two_torchrun_agents_as_two_nodes_run_one_trial(tmp_path: Path) -> None:
     hosts = tmp_path / "hostfile"
     hosts.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     two_nodes = make_cluster(load_gpu("A100-80G"), 2, 2)
-    result = run_trial(plan("sft", zero_stage=2), model=model("tiny-opt"), critic_model=None, cluster=two_nodes,
-                       trial_dir=tmp_path / "t", warmup=1, steps=1, launcher="torchrun", hostfile=hosts)
+    result = run_trial(
+        plan("sft", zero_stage=2),
+        model=model("tiny-opt"),
+        critic_model=None,
+        cluster=two_nodes,
+        trial_dir=tmp_path / "t",
+        warmup=1,
+        steps=1,
+        launcher="torchrun",
+        hostfile=hosts,
+    )
     assert result.status is TrialStatus.OK, result.log_tail
     assert result.world_size == 2 and all(seconds > 0 for seconds in result.phases.values())
     agents = json.loads((tmp_path / "t" / "agents.json").read_text())

@@ -10,13 +10,30 @@ import pytest
 
 from dstune.errors import UserInputError
 from dstune.plan import make_plan, plan_to_dict
-from dstune.record import (SCHEMA_VERSION, Basis, Figures, Status, TrialRow, check_plan_schema, read_plan_json,
-                           read_trials_csv, trials_csv_text)
+from dstune.record import (
+    SCHEMA_VERSION,
+    Basis,
+    Figures,
+    Status,
+    TrialRow,
+    check_plan_schema,
+    read_plan_json,
+    read_trials_csv,
+    trials_csv_text,
+)
 
 
 def _figures(basis: str, sps: float, interval: tuple[float, float] | None = None) -> Figures:
-    return Figures(basis=basis, samples_per_s=sps, tokens_per_s=sps * 512, gpu_peak_bytes=3e10, step_s=64 / sps,
-                   phases={"generation": 1.0, "experience": 0.5}, mfu=0.2, samples_per_s_interval=interval)
+    return Figures(
+        basis=basis,
+        samples_per_s=sps,
+        tokens_per_s=sps * 512,
+        gpu_peak_bytes=3e10,
+        step_s=64 / sps,
+        phases={"generation": 1.0, "experience": 0.5},
+        mfu=0.2,
+        samples_per_s_interval=interval,
+    )
 
 
 def test_figures_round_trip_with_basis_and_interval() -> None:
@@ -29,13 +46,43 @@ def test_figures_round_trip_with_basis_and_interval() -> None:
 
 def test_trials_csv_round_trip(tmp_path: Path) -> None:
     values = plan_to_dict(make_plan("ppo", {"actor_zero_stage": 3}))
-    rows = [TrialRow(0, Status.OK, "baseline", values, _figures("predicted", 9.0, (5.0, 15.0)),
-                     _figures("measured", 8.0), 0.99, job="full fine-tuning"),
-            TrialRow(1, Status.OOM, "sampler", {**values, "actor_zero_stage": 0}, _figures("predicted", 20.0),
-                     None, 0.4, reason="CUDA out of memory")]
+    rows = [
+        TrialRow(
+            0,
+            Status.OK,
+            "baseline",
+            values,
+            _figures("predicted", 9.0, (5.0, 15.0)),
+            _figures("measured", 8.0),
+            0.99,
+            job="full fine-tuning",
+        ),
+        TrialRow(
+            1,
+            Status.OOM,
+            "sampler",
+            {**values, "actor_zero_stage": 0},
+            _figures("predicted", 20.0),
+            None,
+            0.4,
+            reason="CUDA out of memory",
+        ),
+    ]
     path = tmp_path / "trials.csv"
-    path.write_text(trials_csv_text(rows, "ppo", {"step": "ppo", "model": "opt-1.3b", "gpus": 8,
-                                                   "gpu_type": "A100-80G", "backend": "profile", "device": "cuda"}))
+    path.write_text(
+        trials_csv_text(
+            rows,
+            "ppo",
+            {
+                "step": "ppo",
+                "model": "opt-1.3b",
+                "gpus": 8,
+                "gpu_type": "A100-80G",
+                "backend": "profile",
+                "device": "cuda",
+            },
+        )
+    )
     back = read_trials_csv(path, "ppo")
     assert [s.row.status for s in back] == [Status.OK, Status.OOM]
     assert back[0].row.measured == rows[0].measured and back[0].row.predicted == rows[0].predicted

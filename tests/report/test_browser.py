@@ -12,18 +12,28 @@ import pytest
 from dstune.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
-                                                         "(Debian: apt-get install -y chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install -y chromium)"
+)
 # Test-only probe appended to a copy of the page: records each image's decoded size in the DOM.
-PROBE = ("<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
-         "i => i.setAttribute('data-decoded', i.naturalWidth + 'x' + i.naturalHeight)));</script>")
+PROBE = (
+    "<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
+    "i => i.setAttribute('data-decoded', i.naturalWidth + 'x' + i.naturalHeight)));</script>"
+)
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=5000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 

@@ -35,8 +35,8 @@ def test_simulated_report(sim_study: Path) -> None:
     assert any("cost-model prediction" in n for n in data.notes)
     rates = [row[3] for row in data.top.rows]
     tier = [r for r in rates if r >= max(rates) * 0.99]  # within 1%: equally fast, less memory first
-    assert 0 < len(rates) <= 10 and rates[len(tier):] == sorted(rates[len(tier):], reverse=True)
-    assert set(rates[:len(tier)]) == set(tier)
+    assert 0 < len(rates) <= 10 and rates[len(tier) :] == sorted(rates[len(tier) :], reverse=True)
+    assert set(rates[: len(tier)]) == set(tier)
     assert rates[0] == pytest.approx(head.pick.samples_per_s)
     assert data.scatter.pick_number == data.top.rows[0][1] and data.scatter.baseline_number == 0
     assert {p.status for p in data.scatter.points} <= {"ok", "infeasible"}  # simulate: over the cap = infeasible

@@ -37,18 +37,21 @@ def test_profile_figures_prefer_measurements(profile_study: Path) -> None:
     assert (t.loc[oom, "fig_basis"] == "predicted").all()  # OOMs have no measurement: drawn where predicted
 
 
-@pytest.mark.parametrize(("name", "content", "needle"), [
-    ("plan.json", None, "plan.json: not found"),
-    ("plan.json", "{not json", "plan.json: not valid JSON"),
-    ("plan.json", "[1, 2]", "plan.json: expected a JSON object"),
-    ("trials.csv", None, "trials.csv: not found"),
-    ("trials.csv", "", "trials.csv: cannot be read as CSV"),
-    ("trials.csv", "a,b\n1,2\n", "trials.csv: missing column(s) number, status"),
-    ("trials.csv", "number,status\nx,ok\n", "trials.csv: column 'number'"),
-])
-def test_bad_files_are_user_errors_naming_the_file(sim_study: Path, tmp_path: Path, name: str,
-                                                    content: str | None, needle: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("plan.json", None, "plan.json: not found"),
+        ("plan.json", "{not json", "plan.json: not valid JSON"),
+        ("plan.json", "[1, 2]", "plan.json: expected a JSON object"),
+        ("trials.csv", None, "trials.csv: not found"),
+        ("trials.csv", "", "trials.csv: cannot be read as CSV"),
+        ("trials.csv", "a,b\n1,2\n", "trials.csv: missing column(s) number, status"),
+        ("trials.csv", "number,status\nx,ok\n", "trials.csv: column 'number'"),
+    ],
+)
+def test_bad_files_are_user_errors_naming_the_file(
+    sim_study: Path, tmp_path: Path, name: str, content: str | None, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = _copy(sim_study, tmp_path)
     if content is None:
         (study / name).unlink()

@@ -13,8 +13,23 @@ from dstune.cli import main
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("search") / "opt-1.3b"
-    args = ["search", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "A100-40G", "--backend", "simulate",
-            "--trials", "12", "--seed", "0", "--out", str(out)]
+    args = [
+        "search",
+        "--model",
+        "opt-1.3b",
+        "--gpus",
+        "8",
+        "--gpu-type",
+        "A100-40G",
+        "--backend",
+        "simulate",
+        "--trials",
+        "12",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     return out
 

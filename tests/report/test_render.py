@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from dstune.cli import main
 from dstune.report import compare_studies, cost_per_million_tokens
 
@@ -21,8 +22,9 @@ def _imgs(html: str) -> list[str]:
     return re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
 
 
-def test_report_writes_self_contained_html_and_markdown(sim_study: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_writes_self_contained_html_and_markdown(
+    sim_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = Path(shutil.copytree(sim_study, tmp_path / "study"))
     assert main(["report", str(study)]) == 0
     out = capsys.readouterr().out
@@ -55,8 +57,7 @@ def test_formats(sim_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert data["headline"]["speedup"] >= 0.99 and data["scatter"]["front"]  # the pick is no slower than the baseline
 
 
-def test_html_and_markdown_escape_everything_from_the_study(tmp_path: Path,
-                                                           study_factory: Callable[..., Path]) -> None:
+def test_html_and_markdown_escape_everything_from_the_study(tmp_path: Path, study_factory: Callable[..., Path]) -> None:
     study = study_factory(tmp_path / "a|b <b>dir", model_label=EVIL, n_trials=12, importance=False)
     assert main(["report", str(study), "--out", str(tmp_path / "out")]) == 0
     html = (tmp_path / "out/report.html").read_text()
@@ -78,8 +79,9 @@ def test_compare(sim_study: Path, sim16_study: Path, tmp_path: Path, capsys: pyt
     assert "USD per million tokens" in capsys.readouterr().out
     html = (tmp_path / "compare.html").read_text()
     assert len(_imgs(html)) == 1 and "opt-2.7b-16" in html and "16 x A100-40G" in html
-    assert (tmp_path / "compare_figures/compare.png").exists() and "compare_figures/compare.png" in \
-        (tmp_path / "compare.md").read_text()
+    assert (tmp_path / "compare_figures/compare.png").exists() and "compare_figures/compare.png" in (
+        tmp_path / "compare.md"
+    ).read_text()
     data = compare_studies([sim_study, sim16_study], 2.5)
     for e in data.entries:
         assert e.samples_per_s_per_gpu == pytest.approx(e.pick.samples_per_s / e.gpus)
@@ -100,7 +102,9 @@ def test_compare_rejects_bad_price(sim_study: Path, capsys: pytest.CaptureFixtur
 
 
 def test_help_does_not_import_matplotlib_or_pandas() -> None:
-    code = ("import sys; from dstune.cli import build_parser; build_parser().format_help(); "
-            "print(sorted(m for m in ('matplotlib', 'pandas', 'optuna') if m in sys.modules))")
+    code = (
+        "import sys; from dstune.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('matplotlib', 'pandas', 'optuna') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

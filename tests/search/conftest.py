@@ -44,15 +44,38 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while parent != Path("/"):  # the postgres user must reach its data directory
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
             parent = parent.parent
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"]),
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
-    server = subprocess.Popen(_as_postgres([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k",
-                                            tempfile_dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        _as_postgres(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                tempfile_dir,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 30
-    while subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                         capture_output=True).returncode != 0:
+    while (
+        subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode
+        != 0
+    ):
         if time.time() > deadline or server.poll() is not None:
             server.kill()
             pytest.fail("PostgreSQL did not start")

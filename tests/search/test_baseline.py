@@ -48,6 +48,11 @@ def test_single_gpu_and_llama():
 
 
 def test_workload_overlays_the_script():
-    base = baseline_plan("ppo", load_model("tiny-opt"), 2, critic_model=load_model("tiny-opt"),
-                         workload={"max_prompt_seq_len": 16, "max_answer_seq_len": 16, "dtype": "bf16"})
+    base = baseline_plan(
+        "ppo",
+        load_model("tiny-opt"),
+        2,
+        critic_model=load_model("tiny-opt"),
+        workload={"max_prompt_seq_len": 16, "max_answer_seq_len": 16, "dtype": "bf16"},
+    )
     assert base.plan.max_prompt_seq_len == 16 and base.plan.dtype == "bf16"

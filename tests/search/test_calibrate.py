@@ -7,14 +7,19 @@ import numpy as np
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel import DEFAULT_CONSTANTS, estimate_table
 from dstune.plan import Context
-from dstune.search import Observation, Setup, build_grid, fit_constants, load_space, SPACES_DIR
+from dstune.search import SPACES_DIR, Observation, Setup, build_grid, fit_constants, load_space
 from dstune.search._calibrate import columns_of, predict
 from dstune.search._gp import ResidualGP
 from dstune.search._surrogate import Surrogate
 
-TRUTH = dataclasses.replace(DEFAULT_CONSTANTS, matmul_efficiency_max=0.38, hbm_efficiency=0.45,
-                            decode_overhead_per_layer_s_he=8e-5, memory_overhead_fraction=0.2,
-                            cuda_context_bytes=2.5e9)
+TRUTH = dataclasses.replace(
+    DEFAULT_CONSTANTS,
+    matmul_efficiency_max=0.38,
+    hbm_efficiency=0.45,
+    decode_overhead_per_layer_s_he=8e-5,
+    memory_overhead_fraction=0.2,
+    cuda_context_bytes=2.5e9,
+)
 
 
 def _setup():
@@ -22,17 +27,21 @@ def _setup():
 
 
 def _grid(setup):
-    space = load_space(SPACES_DIR / "ppo.yaml").with_fixed({"offload_reference_model": False,
-                                                            "unpin_actor_parameters": False})
+    space = load_space(SPACES_DIR / "ppo.yaml").with_fixed(
+        {"offload_reference_model": False, "unpin_actor_parameters": False}
+    )
     return build_grid(space, Context(world_size=8, model=setup.model, critic_model=setup.critic_model))
 
 
 def _observe(setup, grid, rows):
     values = [grid.values(int(r)) for r in rows]
-    table = estimate_table("ppo", columns_of("ppo", values), setup.model, setup.cluster,
-                           critic_model=setup.critic_model, constants=TRUTH)
-    return [Observation(v, "ok", float(s), float(m), setup)
-            for v, s, m in zip(values, table["samples_per_s"], table["gpu_peak_bytes"])]
+    table = estimate_table(
+        "ppo", columns_of("ppo", values), setup.model, setup.cluster, critic_model=setup.critic_model, constants=TRUTH
+    )
+    return [
+        Observation(v, "ok", float(s), float(m), setup)
+        for v, s, m in zip(values, table["samples_per_s"], table["gpu_peak_bytes"])
+    ]
 
 
 def test_fit_reduces_error_on_perturbed_truth():
@@ -47,8 +56,10 @@ def test_fit_reduces_error_on_perturbed_truth():
 
     def held_out(constants):
         sps, mem = predict(test, constants)
-        return (np.sqrt(np.mean(np.log(np.array([o.samples_per_s for o in test]) / sps) ** 2)),
-                np.sqrt(np.mean(np.log(np.array([o.gpu_peak_bytes for o in test]) / mem) ** 2)))
+        return (
+            np.sqrt(np.mean(np.log(np.array([o.samples_per_s for o in test]) / sps) ** 2)),
+            np.sqrt(np.mean(np.log(np.array([o.gpu_peak_bytes for o in test]) / mem) ** 2)),
+        )
 
     before, after = held_out(DEFAULT_CONSTANTS), held_out(fit.constants)
     assert after[0] < 0.5 * before[0] and after[1] < 0.5 * before[1]

@@ -10,13 +10,39 @@ import pytest
 from dstune.cli import main
 from dstune.export import validate_config
 
-FILES = ("ds_config_actor.json", "ds_config_critic.json", "ds_config_ref.json", "ds_config_reward.json",
-         "run_step3.sh", "plan.json", "trials.csv", "study.db")
+FILES = (
+    "ds_config_actor.json",
+    "ds_config_critic.json",
+    "ds_config_ref.json",
+    "ds_config_reward.json",
+    "run_step3.sh",
+    "plan.json",
+    "trials.csv",
+    "study.db",
+)
 
 
 def _search(out: Path, *extra: str, capsys=None) -> int:
-    return main(["search", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G", "--out", str(out),
-                 "--backend", "auto", "--trials", "8", "--seed", "1", *extra])
+    return main(
+        [
+            "search",
+            "--model",
+            "opt-6.7b",
+            "--gpus",
+            "8",
+            "--gpu-type",
+            "A100-80G",
+            "--out",
+            str(out),
+            "--backend",
+            "auto",
+            "--trials",
+            "8",
+            "--seed",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def _trials(out: Path) -> list[dict]:
@@ -36,8 +62,21 @@ def test_writes_every_file_and_says_it_simulated(searched, capsys):
         assert (searched / name).is_file(), name
     plan = json.loads((searched / "plan.json").read_text())
     assert plan["backend"] == "simulate" and "simulated: no GPUs of this kind here" in plan["backend_note"]
-    for key in ("step", "model", "gpus", "gpu_type", "backend", "study", "plan", "predicted", "measured",
-                "baseline", "versions", "headroom", "created"):
+    for key in (
+        "step",
+        "model",
+        "gpus",
+        "gpu_type",
+        "backend",
+        "study",
+        "plan",
+        "predicted",
+        "measured",
+        "baseline",
+        "versions",
+        "headroom",
+        "created",
+    ):
         assert key in plan
     assert plan["measured"] is None
     assert plan["predicted"]["throughput"]["samples_per_s"] > 0
@@ -70,8 +109,11 @@ def test_rerun_continues_the_study_without_repeats(searched):
     after = _trials(searched)
     assert len(after) == len(before)  # simulate scores the whole grid: a rerun has nothing new to record
     assert [r["number"] for r in after] == [r["number"] for r in before]
-    knobs = [c for c in after[0] if c not in ("number", "status", "source", "reason", "p_fit") and
-             not c.startswith(("predicted_", "measured_"))]
+    knobs = [
+        c
+        for c in after[0]
+        if c not in ("number", "status", "source", "reason", "p_fit") and not c.startswith(("predicted_", "measured_"))
+    ]
     keys = [tuple(r[k] for k in knobs) for r in after if r["source"] != "repeat"]
     assert len(keys) == len(set(keys))
     assert sum(r["source"] == "baseline" for r in after) == 1
@@ -81,8 +123,27 @@ def test_rerun_continues_the_study_without_repeats(searched):
 
 def test_json_output_is_plan_json(tmp_path, capsys):
     out = tmp_path / "j"
-    assert main(["search", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "A100-80G", "--out", str(out),
-                 "--trials", "3", "--json", "--step", "sft"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--model",
+                "opt-1.3b",
+                "--gpus",
+                "8",
+                "--gpu-type",
+                "A100-80G",
+                "--out",
+                str(out),
+                "--trials",
+                "3",
+                "--json",
+                "--step",
+                "sft",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed["step"] == "sft" and printed["plan"] is not None
     assert (out / "ds_config.json").is_file() and (out / "run_step1.sh").is_file()
@@ -94,20 +155,38 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make_args, message", [
-    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero: [1]\n"))], "knobs.actor_zero"),
-    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero_stage: [9]\n"))], "knobs.actor_zero_stage"),
-    (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero_stage: [1]\n  enable_hybrid_engine: [true]\n"
-                                         "  inference_tp_size: [2]\n"))], "none of its"),
-    (lambda t: ["--storage", "sqlite:////nonexistent-dir/x/study.db"], "--storage"),
-    (lambda t: ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage"),
-    (lambda t: ["--backend", "replay"], "--table"),
-    (lambda t: ["--headroom", "1.5"], "--headroom"),
-])
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero: [1]\n"))], "knobs.actor_zero"),
+        (
+            lambda t: ["--space", str(_write(t, "step: ppo\nknobs:\n  actor_zero_stage: [9]\n"))],
+            "knobs.actor_zero_stage",
+        ),
+        (
+            lambda t: [
+                "--space",
+                str(
+                    _write(
+                        t,
+                        "step: ppo\nknobs:\n  actor_zero_stage: [1]\n  enable_hybrid_engine: [true]\n"
+                        "  inference_tp_size: [2]\n",
+                    )
+                ),
+            ],
+            "none of its",
+        ),
+        (lambda t: ["--storage", "sqlite:////nonexistent-dir/x/study.db"], "--storage"),
+        (lambda t: ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage"),
+        (lambda t: ["--backend", "replay"], "--table"),
+        (lambda t: ["--headroom", "1.5"], "--headroom"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, make_args, message):
     out = tmp_path / "out"
-    code = main(["search", "--model", "opt-1.3b", "--gpus", "8", "--out", str(out), "--trials", "2",
-                 *make_args(tmp_path)])
+    code = main(
+        ["search", "--model", "opt-1.3b", "--gpus", "8", "--out", str(out), "--trials", "2", *make_args(tmp_path)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and message in err

@@ -74,8 +74,15 @@ def test_simulate_is_exact(default: tuple[dict, list[dict]]) -> None:
     grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic))
     from dstune.calibration import calibration_for
 
-    table = estimate_table("ppo", grid.columns, actor, cluster, critic_model=critic, he_kernels=plan["he_kernels"],
-                           constants=calibration_for("A100-80G").constants)
+    table = estimate_table(
+        "ppo",
+        grid.columns,
+        actor,
+        cluster,
+        critic_model=critic,
+        he_kernels=plan["he_kernels"],
+        constants=calibration_for("A100-80G").constants,
+    )
     fits = (table["gpu_peak_bytes"] <= plan["memory_cap_bytes"]) & table["fits_host"]
     sps = np.where(fits, table["samples_per_s"], 0.0)
     tied = np.flatnonzero(sps >= sps.max() * 0.99)
@@ -109,8 +116,24 @@ def test_global_batch_changes_the_job_of_baseline_and_candidates(tmp_path: Path)
 
 def test_a_job_knob_set_by_the_user_reaches_the_baseline(tmp_path: Path) -> None:
     out = tmp_path / "13b"
-    assert main(["search", "--model", "opt-13b", "--gpus", "8", *GPU, "--out", str(out), "--json",
-                 "--set", "actor_lora_dim=0"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--model",
+                "opt-13b",
+                "--gpus",
+                "8",
+                *GPU,
+                "--out",
+                str(out),
+                "--json",
+                "--set",
+                "actor_lora_dim=0",
+            ]
+        )
+        == 0
+    )
     plan = json.loads((out / "plan.json").read_text())
     assert plan["baseline"]["script"].endswith("run_13b.sh")  # ships actor_lora_dim 128
     assert plan["baseline"]["plan"]["actor_lora_dim"] == 0 and plan["plan"]["actor_lora_dim"] == 0
@@ -118,17 +141,51 @@ def test_a_job_knob_set_by_the_user_reaches_the_baseline(tmp_path: Path) -> None
 
 
 def test_bad_explore_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", "--model", "opt-1.3b", "--gpus", "8", *GPU, "--out", str(tmp_path / "x"),
-                 "--explore", "everything"]) == 2
+    assert (
+        main(
+            [
+                "search",
+                "--model",
+                "opt-1.3b",
+                "--gpus",
+                "8",
+                *GPU,
+                "--out",
+                str(tmp_path / "x"),
+                "--explore",
+                "everything",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--explore everything" in err
 
 
 def test_no_deepspeed_accelerator_warning_on_screen(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DS_ACCELERATOR"}
-    done = subprocess.run([sys.executable, "-m", "dstune", "search", "--model", "opt-1.3b", "--gpus", "8", *GPU,
-                           "--out", str(tmp_path / "w")], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dstune",
+            "search",
+            "--model",
+            "opt-1.3b",
+            "--gpus",
+            "8",
+            *GPU,
+            "--out",
+            str(tmp_path / "w"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "Setting accelerator" not in done.stdout + done.stderr
-    assert "faster than DeepSpeed-Chat's script for the same job" in done.stdout.replace("\n", " ") or \
-        "no plan beats" in done.stdout
+    assert (
+        "faster than DeepSpeed-Chat's script for the same job" in done.stdout.replace("\n", " ")
+        or "no plan beats" in done.stdout
+    )

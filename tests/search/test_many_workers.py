@@ -21,20 +21,49 @@ STUDY = "tiny-opt-2xcpu-ppo-replay"  # the table was measured on the CPU
 
 
 def _worker(out: Path, storage: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2", "--gpu-type", "A100-80G",
-            "--backend", "replay", "--table", str(TABLE), "--storage", storage, "--out", str(out), "--json", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "dstune",
+        "search",
+        "--model",
+        "tiny-opt",
+        "--gpus",
+        "2",
+        "--gpu-type",
+        "A100-80G",
+        "--backend",
+        "replay",
+        "--table",
+        str(TABLE),
+        "--storage",
+        storage,
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
 
 
 def _ran(storage: str) -> list[optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
-    return [t for t in study.get_trials() if t.user_attrs.get("status") in ("ok", "oom")
-            and t.user_attrs.get("source") != "repeat"]
+    return [
+        t
+        for t in study.get_trials()
+        if t.user_attrs.get("status") in ("ok", "oom") and t.user_attrs.get("source") != "repeat"
+    ]
 
 
 def _two_workers(tmp_path: Path, storage: str) -> None:
-    procs = [subprocess.Popen(_worker(tmp_path / f"w{i}", storage, "--trials", "6", "--seed", str(i),
-                                      "--replay-time-scale", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            _worker(tmp_path / f"w{i}", storage, "--trials", "6", "--seed", str(i), "--replay-time-scale", "1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
@@ -56,9 +85,12 @@ def test_two_workers_share_a_journal_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_kill_9_keeps_finished_trials_and_retries_the_stale_one(tmp_path: Path, kind: str) -> None:
     storage = f"sqlite:///{tmp_path}/study.db" if kind == "sqlite" else f"journal:{tmp_path / 'study.journal'}"
-    proc = subprocess.Popen(_worker(tmp_path / "a", storage, "--trials", "5", "--heartbeat", "1",
-                                    "--replay-time-scale", "12"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _worker(tmp_path / "a", storage, "--trials", "5", "--heartbeat", "1", "--replay-time-scale", "12"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     running = None
     while time.time() < deadline and running is None:
@@ -76,15 +108,24 @@ def test_kill_9_keeps_finished_trials_and_retries_the_stale_one(tmp_path: Path, 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(4)  # three missed heartbeats of 1 s
-    again = subprocess.run(_worker(tmp_path / "b", storage, "--trials", "1", "--heartbeat", "1"),
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        _worker(tmp_path / "b", storage, "--trials", "1", "--heartbeat", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
     trials = {t.number: t for t in study.get_trials()}
     assert finished_before <= {n for n, t in trials.items() if t.user_attrs.get("status")}
     assert trials[running.number].state == optuna.trial.TrialState.FAIL
-    retried = [t for t in trials.values() if t.number > running.number and
-               t.user_attrs.get("key") == running.user_attrs["key"] and t.user_attrs.get("status")]
+    retried = [
+        t
+        for t in trials.values()
+        if t.number > running.number
+        and t.user_attrs.get("key") == running.user_attrs["key"]
+        and t.user_attrs.get("status")
+    ]
     assert retried and retried[0].user_attrs["source"] != "repeat", "the stale plan was run again"
 
 
@@ -94,17 +135,41 @@ def test_kill_9_of_a_profile_search_leaves_no_trial_process(tmp_path: Path) -> N
 
     out = tmp_path / "p"
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2",
-                             "--backend", "profile", "--trials", "1", "--steps", "50", "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dstune",
+            "search",
+            "--model",
+            "tiny-opt",
+            "--gpus",
+            "2",
+            "--backend",
+            "profile",
+            "--trials",
+            "1",
+            "--steps",
+            "50",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     trial_dir = out / "trials" / "trial-0000"
     deadline = time.time() + 180
     ranks: list[psutil.Process] = []
     while time.time() < deadline and len(ranks) < 2:
         time.sleep(0.5)
-        ranks = [p for p in psutil.process_iter(["cmdline"])
-                 if str(trial_dir) in " ".join(p.info["cmdline"] or []) and "dstune.profile.worker" in
-                 " ".join(p.info["cmdline"] or [])]
+        ranks = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if str(trial_dir) in " ".join(p.info["cmdline"] or [])
+            and "dstune.profile.worker" in " ".join(p.info["cmdline"] or [])
+        ]
     assert len(ranks) >= 2, "the trial's ranks never started"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -114,8 +179,12 @@ def test_kill_9_of_a_profile_search_leaves_no_trial_process(tmp_path: Path) -> N
 
 def test_workers_on_one_machine_share_the_study(tmp_path: Path) -> None:
     out = tmp_path / "w"
-    done = subprocess.run(_worker(out, f"sqlite:///{tmp_path}/study.db", "--trials", "6", "--workers", "2",
-                                  "--replay-time-scale", "1"), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        _worker(out, f"sqlite:///{tmp_path}/study.db", "--trials", "6", "--workers", "2", "--replay-time-scale", "1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert any("2 workers" in note for note in plan["notes"])
@@ -128,8 +197,12 @@ def test_workers_on_one_machine_share_the_study(tmp_path: Path) -> None:
 def test_ctrl_c_ends_the_running_trial_and_writes_what_finished(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/study.db"
     out = tmp_path / "c"
-    proc = subprocess.Popen(_worker(out, storage, "--trials", "5", "--replay-time-scale", "12"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _worker(out, storage, "--trials", "5", "--replay-time-scale", "12"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.5)
@@ -137,8 +210,9 @@ def test_ctrl_c_ends_the_running_trial_and_writes_what_finished(tmp_path: Path) 
             study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
         except KeyError:
             continue
-        if any(t.user_attrs.get("status") for t in study.get_trials()) and \
-                study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        if any(t.user_attrs.get("status") for t in study.get_trials()) and study.get_trials(
+            states=(optuna.trial.TrialState.RUNNING,)
+        ):
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

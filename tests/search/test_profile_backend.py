@@ -14,8 +14,23 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("DS_ACCELERATOR") != "cpu", reason="needs DS_ACCELERATOR=cpu")
 def test_profile_search_runs_real_trials(tmp_path, capsys):
     out = tmp_path / "p"
-    code = main(["search", "--model", "tiny-opt", "--gpus", "2", "--backend", "profile", "--trials", "1",
-                 "--out", str(out), "--seed", "0"])
+    code = main(
+        [
+            "search",
+            "--model",
+            "tiny-opt",
+            "--gpus",
+            "2",
+            "--backend",
+            "profile",
+            "--trials",
+            "1",
+            "--out",
+            str(out),
+            "--seed",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     plan = json.loads((out / "plan.json").read_text())
     assert plan["backend"] == "profile" and "CPU" in plan["backend_note"]

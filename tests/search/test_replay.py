@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from dstune.calibration import DATA_DIR, shipped_observations
 from dstune.cli import main
 from dstune.errors import UserInputError
-from dstune.search import ReplayBackend, read_table
-from dstune.calibration import DATA_DIR, shipped_observations
 from dstune.plan import job_of, make_plan
+from dstune.search import ReplayBackend, read_table
 
 TABLE = DATA_DIR / "tiny-opt-ppo-2xcpu.csv"
 
@@ -27,8 +27,9 @@ def test_replay_backend_lookup():
     row = backend.rows[0]
     record = backend.evaluate(make_plan("ppo", row.values))
     assert record.status == row.status and record.measured == row.measured
-    missing = make_plan("ppo", {**row.values, "per_device_generation_batch_size": 3,
-                                "per_device_training_batch_size": 3})
+    missing = make_plan(
+        "ppo", {**row.values, "per_device_generation_batch_size": 3, "per_device_training_batch_size": 3}
+    )
     assert backend.evaluate(missing).status == "error"
 
 
@@ -51,8 +52,27 @@ def _table_with_an_oom(tmp_path):
 def test_replay_search_finds_the_table_best(tmp_path):
     table = _table_with_an_oom(tmp_path)
     out = tmp_path / "r"
-    code = main(["search", "--model", "tiny-opt", "--gpus", "2", "--gpu-type", "A100-80G", "--backend", "replay",
-                 "--table", str(table), "--trials", "30", "--out", str(out), "--seed", "0"])
+    code = main(
+        [
+            "search",
+            "--model",
+            "tiny-opt",
+            "--gpus",
+            "2",
+            "--gpu-type",
+            "A100-80G",
+            "--backend",
+            "replay",
+            "--table",
+            str(table),
+            "--trials",
+            "30",
+            "--out",
+            str(out),
+            "--seed",
+            "0",
+        ]
+    )
     assert code == 0
     plan = json.loads((out / "plan.json").read_text())
     rows = read_table(table, "ppo")
