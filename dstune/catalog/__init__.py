@@ -22,6 +22,7 @@ from dstune.catalog._models import (
     load_model,
 )
 from dstune.catalog._pairing import default_critic
+from dstune.catalog._setup import Setup, resolve_setup
 
 __all__ = [
     "default_critic",
@@ -33,6 +34,7 @@ __all__ = [
     "GpuSpec",
     "LinearLayer",
     "ModelSpec",
+    "Setup",
     "detect_local_gpus",
     "list_gpus",
     "list_models",
@@ -40,4 +42,5 @@ __all__ = [
     "load_model",
     "make_cluster",
     "resolve_gpu_type",
+    "resolve_setup",
 ]

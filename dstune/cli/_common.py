@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import ClusterSpec, ModelSpec, default_critic, load_gpu, load_model, make_cluster, resolve_gpu_type
+from ..catalog import Setup
+from ..catalog import resolve_setup as _resolve_setup
 from ..plan import STEPS, Context, Plan, make_plan, parse_assignments, validate
 
 
@@ -37,35 +37,22 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-@dataclass(frozen=True)
-class Setup:
-    step: str
-    model: ModelSpec
-    critic_model: ModelSpec | None
-    cluster: ClusterSpec
-    gpu_note: str
-
-    def context(self) -> Context:
-        return Context(world_size=self.cluster.world_size, model=self.model, critic_model=self.critic_model)
-
-
 def resolve_setup(args: argparse.Namespace) -> Setup:
-    model = load_model(args.model)
-    critic = None
-    if args.step == "ppo":
-        critic = load_model(args.critic_model) if args.critic_model else default_critic(model)
-    if args.gpu_type == "auto":
-        gpu, note = resolve_gpu_type("auto")
-    else:
-        gpu, note = load_gpu(args.gpu_type), f"using {load_gpu(args.gpu_type).name} (--gpu-type)"
-    cluster = make_cluster(gpu, args.gpus, args.nodes)
-    return Setup(args.step, model, critic, cluster, note)
+    return _resolve_setup(
+        step=args.step,
+        model=args.model,
+        gpus=args.gpus,
+        with_critic=args.step == "ppo",
+        nodes=args.nodes,
+        gpu_type=args.gpu_type,
+        critic_model=args.critic_model,
+    )
 
 
 def resolve_plan(setup: Setup, assignments: list[str]) -> Plan:
     """DeepSpeed-Chat defaults plus --set values, checked against the hard rules."""
     plan = make_plan(setup.step, parse_assignments(setup.step, assignments))
-    validate(plan, setup.context())
+    validate(plan, Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model))
     setup.cluster.gpu.peak_tflops(plan.dtype)
     return plan
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import ClusterSpec, ModelSpec
+from ..catalog import Setup
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table
 from ..plan import knob_fields
 
@@ -43,16 +43,6 @@ _FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "hos
 PRIOR_SIGMA = 10.0
 """Prior spread of log(constant / default): weak (it only breaks ties between constants the data cannot
 tell apart), so a CPU (10^3 x slower than the defaults assume) can still be fitted."""
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a measurement ran on, enough to re-predict it."""
-
-    step: str
-    model: ModelSpec
-    critic_model: ModelSpec | None
-    cluster: ClusterSpec
 
 
 @dataclass(frozen=True)
