@@ -26,19 +26,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_he_kernels(choice: str, family: str) -> tuple[bool, str]:
-    """(assume HE kernels?, the sentence that says why): the user's choice, or the doctor's probe."""
-    if choice == "yes":
-        return True, "assumes the Hybrid Engine's inference kernels run (--he-kernels yes)"
-    if choice == "no":
-        return False, "Hybrid Engine generation without its inference kernels (--he-kernels no)"
-    from ..doctor import he_kernels_for
-
-    kernels, reason = he_kernels_for(family)
-    verdict = "with" if kernels else "without"
-    return kernels, f"Hybrid Engine generation {verdict} its inference kernels on this stack (doctor: {reason})"
-
-
 def render_estimate(estimate: object, note: str) -> None:
     """Rich tables of one Estimate: memory by component, time by phase, throughput."""
     from rich.console import Console
@@ -80,7 +67,11 @@ def _run(args: argparse.Namespace) -> int:
     from ..costmodel import estimate
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
-    he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family) if uses_he else (True, "")
+    he_kernels, he_note = True, ""
+    if uses_he:
+        from ..doctor import resolve_he_kernels
+
+        he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family)
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name)

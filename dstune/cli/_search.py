@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
+from ..costmodel import DEFAULT_CONSTANTS
 from ._command import Command
-from ._common import add_setup_arguments, gib, print_json, resolve_setup
-
-SIMULATED_NOTE = "simulated: no GPUs of this kind here; figures are cost-model predictions"
+from ._common import add_setup_arguments, gib, print_json
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +74,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--headroom",
         type=float,
-        default=0.10,
-        help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity (default 0.10)",
+        default=None,
+        help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity "
+        f"(default {DEFAULT_CONSTANTS.headroom_fraction:.2f}, the cost model's)",
     )
     parser.add_argument(
         "--storage",
@@ -114,64 +112,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=2, help="profile: measured steps per trial")
     parser.add_argument("--timeout", type=float, default=900, help="profile: seconds before a trial is killed")
     parser.add_argument("--hostfile", default=None, help="profile on several nodes: the deepspeed launcher's hostfile")
-
-
-def _choose_backend(args: argparse.Namespace, setup: Any) -> tuple[str, str]:
-    from ..catalog import detect_local_gpus
-
-    if args.backend == "replay":
-        if not args.table:
-            raise UserInputError("--backend replay needs --table FILE")
-        return "replay", f"replay: figures are measurements recorded in {args.table}"
-    if args.backend == "simulate":
-        return "simulate", "simulated (--backend simulate); figures are cost-model predictions"
-    if args.backend == "profile":
-        from ..profile import trial_device
-
-        if trial_device() == "cpu":
-            return "profile", (
-                "profiled on the CPU (DS_ACCELERATOR=cpu): real trials that check the code path; "
-                "timings are not GPU performance"
-            )
-        return "profile", "profiled: real trials on this machine"
-    local = [g for g in detect_local_gpus() if g.spec is not None and g.spec.name == setup.cluster.gpu.name]
-    if setup.cluster.nodes == 1 and len(local) >= setup.cluster.world_size:
-        return "profile", f"profiled: {len(local)} local {setup.cluster.gpu.name} GPU(s)"
-    return "simulate", SIMULATED_NOTE
-
-
-def _backend(
-    name: str,
-    args: argparse.Namespace,
-    setup: Any,
-    cap: float,
-    out: Path,
-    he_kernels: bool = True,
-    constants: Any = None,
-) -> Any:
-    from ..search import ProfileBackend, ReplayBackend, SimulateBackend
-
-    if name == "simulate":
-        return SimulateBackend(
-            model=setup.model,
-            critic_model=setup.critic_model,
-            cluster=setup.cluster,
-            cap_bytes=cap,
-            he_kernels=he_kernels,
-            constants=constants,
-        )
-    if name == "replay":
-        return ReplayBackend(args.table, setup.step, time_scale=args.replay_time_scale)
-    return ProfileBackend(
-        model=setup.model,
-        critic_model=setup.critic_model,
-        cluster=setup.cluster,
-        trials_dir=out / "trials",
-        warmup=args.warmup,
-        steps=args.steps,
-        timeout_s=args.timeout,
-        hostfile=Path(args.hostfile) if args.hostfile else None,
-    )
 
 
 def _progress(total: int, enabled: bool):
@@ -329,18 +269,6 @@ def _errors(result: Any) -> list[dict[str, Any]]:
     return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
 
 
-def _cpu_dtype(space: Any, device: str, pinned: list[str]) -> tuple[Any, str | None]:
-    """On DeepSpeed's CPU accelerator a default fp16 becomes bf16 (it has no fp16 kernels here)."""
-    if device != "cpu" or "dtype" in pinned or space.fixed.get("dtype", "fp16") != "fp16":
-        return space, None
-    import dataclasses
-
-    return (
-        dataclasses.replace(space, fixed={**space.fixed, "dtype": "bf16"}),
-        "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)",
-    )
-
-
 _VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed"}
 
 
@@ -379,28 +307,17 @@ def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, t
     ]
 
 
-def _start_workers(
-    args: argparse.Namespace, backend: str, out: Path, storage: str, study_name: str, trials: int
-) -> list[Any]:
+def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
     """Start workers 1..N-1 (this process is worker 0), each with its own GPUs where there are any."""
     import os
     import subprocess
 
     from ..catalog import detect_local_gpus
 
-    if backend not in ("profile", "replay"):
-        raise UserInputError(
-            f"--workers {args.workers} needs --backend profile or replay (simulate has nothing to share)"
-        )
+    req, out, per = prepared.request, prepared.out, args.gpus
     gpus = len(detect_local_gpus())
-    per = args.gpus
-    if gpus and gpus < per * args.workers:
-        raise UserInputError(
-            f"--workers {args.workers} x --gpus {per} needs {per * args.workers} GPUs; this machine has {gpus}"
-        )
-    share = -(-trials // args.workers)
     procs = []
-    for i in range(1, args.workers):
+    for i in range(1, prepared.workers):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(i * per, (i + 1) * per))
@@ -410,9 +327,9 @@ def _start_workers(
                 _worker_argv(
                     args.argv,
                     out=out / f"worker-{i}",
-                    storage=storage,
-                    study_name=study_name,
-                    trials=share,
+                    storage=req.storage,
+                    study_name=req.study_name,
+                    trials=req.trials,
                     seed=(args.seed or 0) + i,
                 ),
                 env=env,
@@ -425,137 +342,93 @@ def _start_workers(
     return procs
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..calibration import shipped_observations
-    from ..catalog import load_model
-    from ..export import ExportInfo, check_writable, write_export
-    from ..plan import parse_assignments
-    from ..search import EXPLORE_OPTIONS, SearchRequest, Setup, default_space_path, load_space, run_search
-    from ..search._space import shown_path
+def _options(args: argparse.Namespace) -> Any:
+    """The parsed flags as the library's typed search options."""
+    from ..search import SearchOptions
 
-    setup = resolve_setup(args)
-    space_path = Path(args.space) if args.space else default_space_path(args.step, setup.model.name)
-    space = load_space(space_path, args.step)
-    assignments = parse_assignments(args.step, args.assignments) if args.assignments else {}
-    if assignments:
-        space = space.with_fixed(assignments)
-    explore = tuple(x.strip() for x in args.explore.split(",") if x.strip())
-    unknown = [x for x in explore if x not in EXPLORE_OPTIONS]
-    if unknown:
-        raise UserInputError(f"--explore {unknown[0]}: choose from {', '.join(EXPLORE_OPTIONS)}")
-    space = space.widen(explore)
-    critic = setup.critic_model
-    if args.step == "ppo" and space.critic_model and not args.critic_model:
-        critic = load_model(space.critic_model)
-    if not 0.0 <= args.headroom < 1.0:
-        raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
-    if not 0.0 <= args.tie_tolerance < 0.5:
-        raise UserInputError(f"--tie-tolerance must be in [0, 0.5), got {args.tie_tolerance}")
-    backend_name, backend_note = _choose_backend(args, setup)
-    trials = args.trials if args.trials is not None else (12 if backend_name == "profile" else 40)
-    if trials < 1:
-        raise UserInputError(f"--trials must be at least 1, got {trials}")
-    cap = setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
-    from ._estimate import resolve_he_kernels
-
-    he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family) if args.step == "ppo" else (True, "")
-    from ..calibration import calibration_for
-
-    calibration = calibration_for(setup.cluster.gpu.name)
-    backend = _backend(
-        backend_name, args, setup, cap, Path(args.out) if args.out else Path("."), he_kernels, calibration.constants
-    )
-    device = getattr(backend, "device", "")
-    hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("reports") / f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}"
-    )
-    if backend_name == "profile":
-        backend.trials_dir = out / "trials"
-    check_writable(out)
-    space, dtype_note = _cpu_dtype(space, device, list(assignments))
-    storage = args.storage or f"sqlite:///{out.resolve()}/study.db"
-    shown_storage = args.storage or f"sqlite:///{out}/study.db"  # as given: no absolute path in the files
-    study_name = (
-        args.study_name or f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{args.step}-{backend_name}"
-    )
-    search_setup = Setup(step=args.step, model=setup.model, critic_model=critic, cluster=setup.cluster)
-    shipped = shipped_observations(args.step, backend.device) if backend_name == "profile" else ()
-    request = SearchRequest(
-        setup=search_setup,
-        space=space,
-        backend=backend,
-        storage=storage,
-        study_name=study_name,
-        trials=trials,
+    return SearchOptions(
+        model=args.model,
+        gpus=args.gpus,
+        step=args.step,
+        nodes=args.nodes,
+        gpu_type=args.gpu_type,
+        critic_model=args.critic_model,
+        assignments=tuple(args.assignments),
+        space=Path(args.space) if args.space else None,
+        explore=tuple(x.strip() for x in args.explore.split(",") if x.strip()),
+        global_batch=args.global_batch,
+        backend=args.backend,
+        table=Path(args.table) if args.table else None,
+        replay_time_scale=args.replay_time_scale,
+        trials=args.trials,
+        workers=args.workers,
+        he_kernels=args.he_kernels,
+        known_issues=args.known_issues,
+        tie_tolerance=args.tie_tolerance,
         seed=args.seed,
         headroom=args.headroom,
-        shipped=shipped,
-        global_batch=args.global_batch,
-        tie_tolerance=args.tie_tolerance,
+        storage=args.storage,
+        study_name=args.study_name,
         heartbeat_s=args.heartbeat,
-        he_kernels=he_kernels,
-        known_issues=args.known_issues,
-        prior=calibration.constants,
-        interval_sd=math.log(calibration.interval_factor) / 1.645,
-        interval_note=calibration.backing,
+        out=Path(args.out) if args.out else None,
+        warmup=args.warmup,
+        steps=args.steps,
+        timeout_s=args.timeout,
+        hostfile=Path(args.hostfile) if args.hostfile else None,
     )
-    if args.heartbeat < 1:
-        raise UserInputError(f"--heartbeat must be at least 1 second, got {args.heartbeat}")
+
+
+def _search(prepared: Any, console: Any, json_output: bool) -> Any:
+    """Run this worker's share of the study with the progress display the backend calls for."""
+    from ..search import run_search
+
+    if prepared.request.backend.name == "simulate":
+        if console is None:
+            return run_search(prepared.request)
+        with console.status("scoring every candidate with the cost model"):
+            return run_search(prepared.request)
+    progress, advance = _progress(prepared.trials, enabled=not json_output)
+    with progress:
+        return run_search(prepared.request, progress=advance)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..export import ExportInfo, check_writable, write_export
+    from ..search import plan_search, run_search
+    from ..search._space import shown_path
+
+    prepared = plan_search(_options(args))
+    req, out, setup = prepared.request, prepared.out, prepared.setup
+    check_writable(out)
     console = None
     if not args.json:
         from rich.console import Console
 
         console = Console()
-        console.print(f"[bold]{backend_note}[/bold]; {setup.gpu_note}; space {shown_path(space.path)}")
-        if dtype_note:
-            console.print(dtype_note)
-        if he_note:
-            console.print(f"predictions: {he_note}", highlight=False)
-    helpers = _start_workers(args, backend_name, out, storage, study_name, trials) if args.workers > 1 else []
-    if helpers:
-        import dataclasses
-
-        request = dataclasses.replace(request, trials=-(-trials // args.workers))
-    if backend_name == "simulate":
-        if console is not None:
-            with console.status("scoring every candidate with the cost model"):
-                result = run_search(request)
-        else:
-            result = run_search(request)
-    else:
-        progress, advance = _progress(trials, enabled=not args.json)
-        with progress:
-            result = run_search(request, progress=advance)
+        console.print(f"[bold]{prepared.backend_note}[/bold]; {setup.gpu_note}; space {shown_path(req.space.path)}")
+        for note in prepared.notes:
+            console.print(note, highlight=False)
+    helpers = _start_workers(args, prepared) if prepared.workers > 1 else []
+    result = _search(prepared, console, args.json)
     if helpers:
         import dataclasses
 
         failed = [i for i, proc in enumerate(helpers, start=1) if proc.wait() != 0]
-        result = run_search(dataclasses.replace(request, trials=0))  # every worker's trials, now finished
+        result = run_search(dataclasses.replace(req, trials=0))  # every worker's trials, now finished
         result.notes.append(
-            f"{args.workers} workers on this machine"
+            f"{prepared.workers} workers on this machine"
             + (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else "")
         )
-    if dtype_note:
-        result.notes.append(dtype_note)
-    if he_note:
-        result.notes.append(f"predictions: {he_note}")
-    label = (
-        f"{setup.cluster.world_size} x cpu (DeepSpeed CPU accelerator)"
-        if hardware == "cpu"
-        else f"{setup.cluster.world_size} x {setup.cluster.gpu.name}"
-    )
+    result.notes.extend(prepared.notes)
     info = ExportInfo(
-        backend=backend_name,
-        backend_note=backend_note,
-        storage=shown_storage,
-        study_name=study_name,
-        headroom=args.headroom,
+        backend=req.backend.name,
+        backend_note=prepared.backend_note,
+        storage=prepared.storage_shown,
+        study_name=req.study_name,
+        headroom=req.headroom,
         gpu_note=setup.gpu_note,
-        hardware=hardware,
-        hardware_label=label,
+        hardware=prepared.hardware,
+        hardware_label=prepared.hardware_label,
     )
     files = write_export(result, out, info)
     from ..report import report_study, write_report

@@ -70,7 +70,12 @@ class CostConstants:
     pinned_buffer_factor: float = 1.5
     """Host memory factor for pinned offload buffers (DeepSpeed's additional_buffer_factor)."""
     headroom_fraction: float = 0.10
-    """GPU memory kept free for a plan to count as feasible."""
+    """GPU memory kept free for a plan to count as feasible: the one headroom the cost model's verdicts
+    and a search's memory cap (`dstune search --headroom` replaces it) both read."""
+
+    def memory_cap_bytes(self, capacity_bytes: float) -> float:
+        """The peak a production plan may reach on a card of `capacity_bytes`: the card less the headroom."""
+        return capacity_bytes * (1.0 - self.headroom_fraction)
 
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

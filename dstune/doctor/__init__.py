@@ -7,6 +7,7 @@ cached per installed stack, so `he_kernels_for` is cheap after its first call.
 """
 
 from dstune.doctor._cache import he_kernels_for, he_status, he_statuses, stack_key
+from dstune.doctor._choice import HE_KERNEL_CHOICES, resolve_he_kernels
 from dstune.doctor._he import HeStatus
 from dstune.doctor._known import (
     KnownIssue,
@@ -20,6 +21,7 @@ from dstune.doctor._known import (
 from dstune.doctor._report import DoctorReport, Finding, run_doctor
 
 __all__ = [
+    "HE_KERNEL_CHOICES",
     "DoctorReport",
     "Finding",
     "HeStatus",
@@ -33,6 +35,7 @@ __all__ = [
     "known_issue_masks",
     "known_issues",
     "match_known_issues",
+    "resolve_he_kernels",
     "run_doctor",
     "stack_key",
 ]

@@ -1,12 +1,15 @@
-"""Search: spaces, baseline, backends, the learned objective, our sampler and the Optuna study."""
+"""Search: spaces, baseline, backends, the learned objective, our sampler, the Optuna study and the
+planner that turns what the user asked into a study."""
 
+from ..catalog import Setup
 from ..record import TrialRow
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, read_table
 from ._baseline import Baseline, baseline_plan, nearest_script
-from ._calibrate import Calibration, Observation, Setup, fit_constants
+from ._calibrate import Calibration, Observation, fit_constants
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits, memory_of
+from ._planner import BACKENDS, DEFAULT_TRIALS, KNOWN_ISSUES, PreparedSearch, SearchOptions, plan_search
 from ._records import STATUSES, Figures, Status, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
 from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
@@ -14,6 +17,12 @@ from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run
 from ._surrogate import Surrogate
 
 __all__ = [
+    "BACKENDS",
+    "DEFAULT_TRIALS",
+    "KNOWN_ISSUES",
+    "PreparedSearch",
+    "SearchOptions",
+    "plan_search",
     "EXPLORE_OPTIONS",
     "TIE_TOLERANCE",
     "JobPick",

@@ -61,11 +61,11 @@ class SearchRequest:
     study_name: str
     trials: int = 40
     seed: int | None = None
-    headroom: float = 0.10
     sampler: str = "dstune"
     single_objective: bool = False
     """Benchmark mode: one objective (samples/s, 0 when it does not fit) so TPE/GP compete fairly."""
     prior: CostConstants = DEFAULT_CONSTANTS
+    """The cost model's constants before this study's own trials; its `headroom_fraction` sets the memory cap."""
     shipped: Sequence[Observation] = ()
     max_asks: int | None = None
     """Cap on Optuna asks (proposals off the grid or repeats are free); default 10 x trials."""
@@ -86,8 +86,13 @@ class SearchRequest:
     drop plans that hit a 'broken' one from the candidates."""
 
     @property
+    def headroom(self) -> float:
+        return self.prior.headroom_fraction
+
+    @property
     def cap_bytes(self) -> float:
-        return self.setup.cluster.gpu.memory_bytes * (1.0 - self.headroom)
+        """The peak a pick may reach: the cost model's own cap, so estimate and search agree on what fits."""
+        return self.prior.memory_cap_bytes(self.setup.cluster.gpu.memory_bytes)
 
 
 @dataclass
