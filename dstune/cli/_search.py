@@ -243,8 +243,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             markup=False,
         )
     for note in result.notes:
-        if not note.startswith("baseline: "):
-            console.print(f"note: {note}")
+        console.print(f"note: {note}")
     if any(r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
         console.print("GPU peak: predicted (this backend measured no device memory)")
     errors = _errors(result)

@@ -13,6 +13,7 @@ and reason in user attributes; every trial stores its plan, job, key and figures
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,8 @@ from ._storage import HEARTBEAT_S, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
 SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
+
+logger = logging.getLogger(__name__)
 
 
 class StopSearch(Exception):
@@ -269,7 +272,8 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         req.space, setup.model, world, critic_model=setup.critic_model, global_batch=req.global_batch
     )
     grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
-    notes = [f"baseline: {baseline.script}"] + [f"baseline adjusted: {a}" for a in baseline.adjustments]
+    logger.info("baseline: %s", baseline.script)
+    notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack() if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
         from ..doctor import known_issue_mask
@@ -335,6 +339,7 @@ def _stack() -> Any:
 
         return current_stack()
     except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
+        logger.debug("stack probe failed; known issues not checked", exc_info=True)
         return None
 
 
@@ -370,9 +375,7 @@ def _sample_trials(
     """Ask, evaluate, tell until `trials` new plans ran (profile, replay and the benchmark's samplers)."""
     from optuna.trial import TrialState
 
-    stale = fail_stale(study, req.heartbeat_s)  # first: a dead worker's baseline is retried, not queued twice
-    if stale:
-        notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
+    _note_stale(fail_stale(study, req.heartbeat_s), notes)  # first: a dead worker's baseline is retried once
     existing = [row_of(t) for t in finished(study)]
     choices = distributions(grid)
     if not any(r and r.source == "baseline" for r in existing) and not any(
@@ -388,9 +391,7 @@ def _sample_trials(
     max_asks = req.max_asks or max(req.trials * 10, 100)
     try:
         while evaluated < req.trials and asks < max_asks:
-            stale = fail_stale(study, req.heartbeat_s)
-            if stale:
-                notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
+            _note_stale(fail_stale(study, req.heartbeat_s), notes)
             if isinstance(sampler, SurrogateSampler) and not _has_waiting(study):
                 mask, _ = sampler.candidates(study)
                 if not mask.any():
@@ -410,6 +411,11 @@ def _sample_trials(
         notes.append("interrupted (Ctrl-C): the running trial was ended; files cover the finished trials")
         raise SearchInterrupted(evaluated) from None
     return evaluated
+
+
+def _note_stale(stale: int, notes: list[str]) -> None:
+    if stale:
+        notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
 
 
 def _running_twin(study: Any, number: int, key: str) -> str | None:
