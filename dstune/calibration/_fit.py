@@ -4,7 +4,8 @@ Few free constants, each with a log-normal prior around dstune's defaults:
 - per GPU generation (volta, ampere, ada, hopper; only those with rows): the achieved matmul
   fraction, the HBM fraction in decode, and the Hybrid Engine's per-layer decode cost;
 - shared: link efficiency, the fixed per-step cost, the hidden size at which GEMMs run at half
-  their best efficiency, and the host's CPU-Adam rate (offload);
+  their best efficiency, the host's CPU-Adam rate (offload), and two host-side fixed costs: the
+  generate() loop per token and ZeRO-3's fetch per layer;
 - memory: allocator overhead, logits bytes while training, and the share of the attention-score
   activations kept (the 2023 runs used eager attention, today's default is SDPA).
 
@@ -40,7 +41,14 @@ GENERATIONS: dict[str, str] = {
 GENERATION_ORDER = ("volta", "ampere", "ada", "hopper")
 
 GENERATION_CONSTANTS = ("matmul_efficiency_max", "hbm_efficiency", "decode_overhead_per_layer_s_he")
-SHARED_CONSTANTS = ("link_efficiency", "step_overhead_s", "matmul_half_hidden", "cpu_adam_params_per_s")
+SHARED_CONSTANTS = (
+    "link_efficiency",
+    "step_overhead_s",
+    "matmul_half_hidden",
+    "cpu_adam_params_per_s",
+    "decode_overhead_per_token_s",
+    "zero3_fetch_overhead_s",
+)
 MEMORY_CONSTANTS = ("memory_overhead_fraction", "logits_bytes_per_element_train", "activation_attention_fraction")
 LINEAR_CONSTANTS = {"activation_attention_fraction": (0.0, 1.0, 0.5, 0.5)}
 """Constants fitted on a linear scale: (low, high, prior mean, prior sigma)."""
@@ -53,6 +61,8 @@ PRIOR_SIGMAS = {
     "decode_overhead_per_layer_s_he": 1.0,
     "step_overhead_s": 1.0,
     "cpu_adam_params_per_s": 1.0,
+    "decode_overhead_per_token_s": 1.0,
+    "zero3_fetch_overhead_s": 1.0,
 }
 """Achieved fractions of peak are known within ~35%; fixed overheads (launches, Python, hooks) and the host
 CPU's Adam rate (cores, memory bandwidth) within 3x."""

@@ -38,8 +38,16 @@ class CostConstants:
     """Launch/Python cost per layer per generated token in transformers' generate()."""
     decode_overhead_per_layer_s_he: float = 3.0e-5
     """Same with the Hybrid Engine's inference kernels."""
+    decode_overhead_per_token_s: float = 1.0e-3
+    """Cost per generated token outside the layers, with or without the Hybrid Engine: transformers'
+    generate() loop (input preparation, logits processors, stopping criteria, which read a flag back
+    from the GPU every token, so the host's work does not hide behind the GPU's)."""
     collective_latency_s: float = 2.0e-5
-    """Fixed cost of one collective call (TP all-reduce in decode, per-layer gathers)."""
+    """Fixed cost of one collective call (TP all-reduce in decode)."""
+    zero3_fetch_overhead_s: float = 1.0e-3
+    """Fixed cost per transformer layer each time ZeRO-3 fetches a model's partitions (forward, backward,
+    gradient reduce-scatter; every token in unpinned generation): DeepSpeed's per-submodule hooks and the
+    all-gather calls they issue, whatever the batch."""
     step_overhead_s: float = 0.02
     """Fixed per optimizer-step cost (hooks, clipping, bookkeeping)."""
     activation_attention_fraction: float = 0.0

@@ -161,7 +161,7 @@ def _micro_seconds(
     """(forward, forward+backward with exposed communication) of one training micro-batch."""
     fwd = tm.compute_seconds(tm.forward_flops(t.facts, tokens, seq), tokens, t.facts, hw, c)
     total = fwd * (1.0 + tm.train_backward_factor(t.frozen_base, checkpointing))
-    comm = tm.zero_micro_comm_seconds(t.params_all, t.params_trainable, stage, offload, hw)
+    comm = tm.zero_micro_comm_seconds(t.params_all, t.params_trainable, stage, offload, t.facts.layers, hw, c)
     return fwd, tm.overlapped(total, comm, c)
 
 

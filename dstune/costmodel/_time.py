@@ -2,7 +2,8 @@
 
 Compute is FLOPs over an achieved fraction of peak that grows with GEMM size;
 decode is the slower of weight+KV reads at HBM speed and its FLOPs, plus a
-per-layer launch cost that the Hybrid Engine's kernels cut; collectives use
+per-layer launch cost that the Hybrid Engine's kernels cut and a per-token cost of the generate()
+loop that they do not; ZeRO-3 pays a fixed cost per layer fetched; collectives use
 ring formulas over the slowest link a ring crosses (Hybrid Engine TP all-reduces stay inside a node).
 """
 
@@ -84,13 +85,27 @@ def train_backward_factor(frozen_base: np.ndarray, checkpointing: np.ndarray) ->
     return np.where(frozen_base, 1.0, 2.0) + np.where(checkpointing, 1.0, 0.0)
 
 
+def zero3_fetch_seconds(layers: int, c: CostConstants) -> float:
+    """Fixed cost of fetching one model's ZeRO-3 partitions once, layer by layer: DeepSpeed's per-module
+    pre/post hooks (PartitionedParameterCoordinator) and the all-gather calls they issue, paid per layer
+    whatever the batch; it dominates when the micro-batch is small."""
+    return layers * c.zero3_fetch_overhead_s
+
+
 def zero_micro_comm_seconds(
-    params_all: np.ndarray, params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, hw: Hardware
+    params_all: np.ndarray,
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    layers: int,
+    hw: Hardware,
+    c: CostConstants,
 ) -> np.ndarray:
-    """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads;
-    ZeRO-2 reduce-scatters grads as they are produced. At ZeRO-3 with offload the
-    partitions are fetched from host memory first."""
+    """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads
+    (each pass layer by layer, with its fixed per-layer fetch cost); ZeRO-2 reduce-scatters grads as
+    they are produced. At ZeRO-3 with offload the partitions are fetched from host memory first."""
     z3 = 2.0 * allgather_seconds(2.0 * params_all, hw) + allgather_seconds(2.0 * params_trainable, hw)
+    z3 = z3 + 3.0 * zero3_fetch_seconds(layers, c)
     z3_host = np.where(offload, 2.0 * 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
     z2 = allgather_seconds(2.0 * params_trainable, hw)
     return np.select([stage == 3, stage == 2], [z3 + z3_host, z2], default=0.0)
@@ -145,7 +160,8 @@ def decode_token_seconds(
 ) -> np.ndarray:
     """One generated token for a GPU's batch `batch` (its own prompts; tp x that run on it under HE TP):
     memory-bound reads (1/tp of the layers, the whole LM head, the KV cache, which TP does not shrink per
-    GPU) or compute, plus launch costs and two TP all-reduces per layer of the gathered hidden states."""
+    GPU) or compute, plus launch costs per layer, the generate() loop's own cost per token, and two TP
+    all-reduces per layer of the gathered hidden states."""
     gathered = batch * tp
     weights = 2.0 * layer_params / tp + 2.0 * lm_head_params
     kv = 2.0 * f.layers * f.kv_heads * f.head_dim * context * batch * 2.0
@@ -154,12 +170,12 @@ def decode_token_seconds(
     compute = flops / (hw.peak_flops * c.matmul_efficiency_max * f.hidden / (f.hidden + c.matmul_half_hidden))
     launch = f.layers * np.where(he_kernels, c.decode_overhead_per_layer_s_he, c.decode_overhead_per_layer_s_native)
     tp_reduce = 2.0 * f.layers * tp_allreduce_seconds(gathered * f.hidden * 2.0, tp, hw, c)
-    return np.maximum(memory, compute) + launch + tp_reduce
+    return np.maximum(memory, compute) + launch + c.decode_overhead_per_token_s + tp_reduce
 
 
 def zero3_gather_seconds(
     params_all: np.ndarray, layers: int, offload: np.ndarray, hw: Hardware, c: CostConstants
 ) -> np.ndarray:
-    """Gathering every ZeRO-3 partition of a model once (layer by layer)."""
+    """Gathering every ZeRO-3 partition of a model once (layer by layer, each with its fixed fetch cost)."""
     host = np.where(offload, 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
-    return allgather_seconds(2.0 * params_all, hw) + layers * c.collective_latency_s + host
+    return allgather_seconds(2.0 * params_all, hw) + zero3_fetch_seconds(layers, c) + host

@@ -125,6 +125,30 @@ def test_hybrid_engine_kernels_speed_up_generation():
     assert with_he < no_kernels == pytest.approx(without)
 
 
+def test_generation_pays_a_per_token_loop_cost_whatever_the_kernels():
+    """transformers' generate() loop runs per token with or without the HE's kernels."""
+    slow = dataclasses.replace(DEFAULT_CONSTANTS, decode_overhead_per_token_s=0.01)
+    for kw in ({}, {"he_kernels": False}):
+        base = _est(_ppo(), **kw).phases["generation"]
+        extra = _est(_ppo(), constants=slow, **kw).phases["generation"] - base
+        answer = 256
+        assert extra == pytest.approx(answer * (0.01 - DEFAULT_CONSTANTS.decode_overhead_per_token_s), rel=1e-6)
+
+
+def test_zero3_fixed_fetch_cost_matters_at_small_micro_batches():
+    """ZeRO-3's per-layer fetch cost is paid whatever the batch: it weighs on micro-batch 1, not on 16."""
+    heavy = dataclasses.replace(DEFAULT_CONSTANTS, zero3_fetch_overhead_s=10 * DEFAULT_CONSTANTS.zero3_fetch_overhead_s)
+
+    def train_s(batch: int, constants) -> float:
+        plan = make_plan("sft", {"zero_stage": 3, "per_device_train_batch_size": batch})
+        e = estimate(plan, OPT67, EIGHT, constants=constants)
+        return e.phases["forward"] + e.phases["backward"]
+
+    small = train_s(1, heavy) / train_s(1, DEFAULT_CONSTANTS)
+    large = train_s(16, heavy) / train_s(16, DEFAULT_CONSTANTS)
+    assert small > large >= 1.0
+
+
 def test_checkpointing_trades_memory_for_time():
     plain = _est(_ppo(actor_gradient_checkpointing=False, per_device_training_batch_size=16))
     ckpt = _est(_ppo(actor_gradient_checkpointing=True, per_device_training_batch_size=16))
