@@ -6,9 +6,12 @@ vectorised pass and applies the source's rule:
 
 - `dschat_table1` (BenckmarkSetting.md): the shipped script's knobs for the nearest size and
   layout, gen batch = train batch, the largest batch that fits (powers of two, at most 1024
-  pairs per step). Reading used where the method is ambiguous: if no batch of the script's
-  plan fits, the first rung of (both ZeRO-3, unpinned HE, optimizer offload, offloaded
-  reference/reward, only_optimize_lora) on which some batch fits; batch 1 upward.
+  pairs per step). Readings used where the method is ambiguous: inside a rung, the Hybrid
+  Engine's generation-memory knobs count as batch-size knobs (`he_variants`: the script's
+  inference_tp_size, then larger ones up to one node, then tp_gather_partition_size 1), and the
+  largest batch that fits under any of them is taken; if no batch of the script's plan fits,
+  the first rung of (both ZeRO-3, checkpointing, only_optimize_lora, offloaded reference,
+  optimizer offload, unpinned HE) on which some batch fits.
 - `dschat_max_model` (blog Table 3): the ladder up to the end of DeepSpeed-Chat's recipe
   (reference offload; the README's recipe has no optimizer offload); "fits" when any plan fits.
 - `dschat_script`, `fixed_plan`: the row states the plan; one rung of one plan.
@@ -134,8 +137,27 @@ RECIPE_END = "+offload_reference_model"
 """The last rung of DeepSpeed-Chat's own largest-model recipe."""
 
 
+def he_variants(plan: Plan, gpus_per_node: int) -> list[dict[str, Any]]:
+    """Hybrid Engine settings tried at one batch, in order of preference: the plan's own, then a larger
+    inference_tp_size (divisors of one node's GPUs), then each with tp_gather_partition_size 1.
+
+    Why: with ZeRO-3 and pinned parameters the HE holds 1/tp of the 16-bit actor plus
+    `tp_gather_partition_size` whole layers while gathering, so for large actors these knobs, not the
+    batch, decide what fits; DeepSpeed-Chat exposes them for that (its run_66b.sh sets tp 8, partition 4).
+    TP groups stay inside a node, as in that script (the cost model routes TP all-reduces over NVLink).
+    """
+    if not (plan.enable_hybrid_engine and plan.actor_zero_stage == 3 and not plan.unpin_actor_parameters):
+        return [{}]
+    own = plan.inference_tp_size
+    tps = [own] + [t for t in (2, 4, 8, 16) if t > own and t <= gpus_per_node and gpus_per_node % t == 0]
+    variants: list[dict[str, Any]] = [{"inference_tp_size": t} for t in tps]
+    if plan.tp_gather_partition_size > 1:
+        variants += [{"inference_tp_size": t, "tp_gather_partition_size": 1} for t in tps if t > 1]
+    return variants
+
+
 def _ladder(
-    script_plan: Plan, batches: list[int], ctx: Context, last: str | None = None
+    script_plan: Plan, batches: list[int], ctx: Context, gpus_per_node: int, last: str | None = None
 ) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
     rungs = []
     values: dict[str, Any] = {}
@@ -147,7 +169,11 @@ def _ladder(
             values["actor_lora_dim"] = script_plan.actor_lora_dim or 128
         base = make_plan("ppo", values, base=script_plan)
         batch = ("per_device_generation_batch_size", "per_device_training_batch_size")
-        plans = [make_plan("ppo", dict.fromkeys(batch, b), base=base) for b in batches]
+        plans = [
+            make_plan("ppo", {**dict.fromkeys(batch, b), **he}, base=base)
+            for b in batches
+            for he in he_variants(base, gpus_per_node)
+        ]
         rungs.append((label, _valid(plans, ctx)))
         if label == last:
             break
@@ -176,9 +202,10 @@ def dschat_table1(row: EvidenceRow) -> Case:
     ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
     reading = (
         f"{script} knobs; gen batch = train batch = largest power of two that fits with <= {MAX_PAIRS_PER_STEP} "
-        "pairs per step; else the first ladder rung that fits"
+        "pairs per step, over the HE's TP size (up to a node) and gather partition; else the first ladder rung "
+        "that fits"
     )
-    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx), reading)
+    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node), reading)
 
 
 def dschat_max_model(row: EvidenceRow) -> Case:
@@ -189,7 +216,8 @@ def dschat_max_model(row: EvidenceRow) -> Case:
         f"fits if some plan of DeepSpeed-Chat's largest-model recipe from {script} (ZeRO-3, checkpointing, "
         "LoRA-only, reference offload; no optimizer offload, pinned HE) fits at some batch (1-64)"
     )
-    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx, last=RECIPE_END), reading)
+    rungs = _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node, last=RECIPE_END)
+    return Case(row, model, critic, cluster, rungs, reading)
 
 
 def fixed_plan(row: EvidenceRow) -> Case:

@@ -9,7 +9,14 @@ import pytest
 from dstune import calibration
 from dstune.calibration._evidence import EVIDENCE_DIR, corpus_version, load_corpus, load_sources
 from dstune.calibration._fit import fit_time, generation_of
-from dstune.calibration._reproduce import MAX_PAIRS_PER_STEP, choose, evidence_model, predict_chosen, reproduce
+from dstune.calibration._reproduce import (
+    MAX_PAIRS_PER_STEP,
+    choose,
+    evidence_model,
+    he_variants,
+    predict_chosen,
+    reproduce,
+)
 from dstune.calibration._shipped import FITTED_FILE, calibration_for
 from dstune.costmodel import DEFAULT_CONSTANTS
 from dstune.plan import validate
@@ -65,6 +72,26 @@ def test_table1_follows_the_benchmark_method():
         assert plan.ppo_epochs == plan.generation_batches == 1
     choice = choose(case)
     assert choice.fits and choice.plan in case.plans
+
+
+def test_table1_reads_the_hybrid_engine_knobs_as_batch_knobs():
+    """OPT-175B on 64 GPUs: with the script's HE settings only batch 1 fits; DeepSpeed-Chat's own HE knobs
+    (TP up to a node, smaller gather partitions) let a larger batch fit, and the method takes the largest."""
+    case = CASES["t1-64xa100-80g-175b"]
+    tps = {p.inference_tp_size for p in case.plans}
+    assert max(tps) <= case.cluster.gpus_per_node
+    assert any(p.tp_gather_partition_size == 1 for p in case.plans)
+    choice = choose(case)
+    assert choice.fits and choice.plan.per_device_generation_batch_size > 1
+
+
+def test_he_variants_only_where_the_hybrid_engine_shards():
+    z2 = CASES["t1-8xa100-80g-1.3b"].rungs[0][1][0]
+    assert z2.actor_zero_stage == 2 and he_variants(z2, 8) == [{}]
+    z3 = CASES["t1-8xa100-80g-6.7b"].rungs[0][1][0]
+    variants = he_variants(z3, 8)
+    assert variants[0] == {"inference_tp_size": z3.inference_tp_size}
+    assert {v["inference_tp_size"] for v in variants} <= {1, 2, 4, 8}
 
 
 def test_gpt2_stand_ins_have_gpt2_parameter_counts():
