@@ -1,6 +1,6 @@
 """The HE-kernel path on a stack that has it (constraints/he.txt: transformers 4.48.3, DeepSpeed 0.19.8).
 
-Skipped on the default stack (transformers 5 drops OPT's policy). Run it with
+Skipped where the installed transformers gives OPT's decoder layer `cache_position` (4.49 to 5.23). Run it with
     python3 -m venv /tmp/he && /tmp/he/bin/pip install torch==2.13.0 -c constraints/he.txt \\
         transformers deepspeed accelerate numpy pyyaml psutil rich nvidia-ml-py pytest pytest-timeout
     PYTHONPATH=. /tmp/he/bin/python -m pytest tests/doctor/test_he_stack.py -q
@@ -15,14 +15,19 @@ import pytest
 from dstune.catalog import load_model
 
 
-def _transformers() -> tuple[int, int]:
-    return tuple(int(x) for x in metadata.version("transformers").split(".")[:2])  # type: ignore[return-value]
+def _opt_layer_takes_cache_position() -> bool:
+    """What DeepSpeed 0.19.x checks before it keeps its OPT policy (transformers 4.49 to 5.23 add it)."""
+    import inspect
+
+    from transformers.models.opt.modeling_opt import OPTDecoderLayer
+
+    return "cache_position" in inspect.signature(OPTDecoderLayer.forward).parameters
 
 
 pytestmark = pytest.mark.skipif(
-    _transformers() >= (4, 49),
-    reason=f"needs transformers < 4.49 for OPT's HE policy (constraints/he.txt); "
-    f"installed {metadata.version('transformers')}",
+    _opt_layer_takes_cache_position(),
+    reason=f"OPTDecoderLayer.forward takes cache_position in transformers {metadata.version('transformers')}, "
+    "so DeepSpeed drops its OPT policy (constraints/he.txt pins a stack that keeps it)",
 )
 
 

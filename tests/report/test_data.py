@@ -31,7 +31,10 @@ def test_simulated_report(sim_study: Path) -> None:
     assert head.pick.basis == head.baseline.basis == "predicted"
     assert head.speedup == pytest.approx(head.pick.samples_per_s / head.baseline.samples_per_s)
     assert head.headroom_bytes == pytest.approx(head.memory_cap_bytes - head.pick.gpu_peak_bytes)
-    assert {k for k, _, _ in head.changes} and all(b != p for _, b, p in head.changes)
+    differ = {k for k, v in head.pick.knobs.items() if k in head.baseline.knobs and head.baseline.knobs[k] != v}
+    assert {k for k, _, _ in head.changes} == differ  # the pick may be the baseline itself: then no change
+    assert all(head.baseline.knobs[k] == b and head.pick.knobs[k] == p for k, b, p in head.changes)
+    assert differ or head.speedup == pytest.approx(1.0)
     assert any("cost-model prediction" in n for n in data.notes)
     rates = [row[3] for row in data.top.rows]
     tier = [r for r in rates if r >= max(rates) * 0.99]  # within 1%: equally fast, less memory first
@@ -107,3 +110,10 @@ def test_failed_baseline_keeps_the_pick_measured(profile_study: Path, tmp_path: 
     from dstune.report._sections import headline_sentence
 
     assert "baseline did not finish here (status: oom)" in headline_sentence(head)
+
+
+def test_explored_report_keeps_other_jobs_apart(explore_study: Path) -> None:
+    """--explore lora,batch: picks that train another job are alternatives, never the headline's speedup."""
+    head = build_report(load_study_dir(explore_study), with_importance=False).headline
+    assert head.alternatives and all(alt.job != head.job for alt in head.alternatives)
+    assert all(alt.samples_per_s > 0 and alt.basis == "predicted" for alt in head.alternatives)
