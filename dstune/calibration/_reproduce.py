@@ -33,8 +33,7 @@ from ..catalog import ClusterSpec, ModelSpec, load_gpu, load_model, make_cluster
 from ..catalog._models import spec_from_hf_config
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table, plans_to_columns
 from ..errors import DstuneError
-from ..plan import Context, Plan, make_plan, violations
-from ..search._baseline import baseline_plan
+from ..plan import Context, Plan, baseline_plan, make_plan, violations
 from ._evidence import EvidenceRow, load_sources
 
 MAX_PAIRS_PER_STEP = 1024

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..catalog import Setup
 from ..catalog import resolve_setup as _resolve_setup
-from ..plan import STEPS, Context, Plan, make_plan, parse_assignments, validate
+from ..plan import DEFAULT_STEP, Context, Plan, make_plan, parse_assignments, step_names, step_strategy, validate
 
 
 def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = True) -> None:
@@ -19,7 +19,9 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
     parser.add_argument(
         "--gpu-type", default="auto", help="catalog GPU (see 'dstune gpus'); auto detects local GPUs via NVML (default)"
     )
-    parser.add_argument("--step", choices=STEPS, default="ppo", help="RLHF step (default: ppo)")
+    parser.add_argument(
+        "--step", choices=step_names(), default=DEFAULT_STEP, help=f"RLHF step (default: {DEFAULT_STEP})"
+    )
     parser.add_argument(
         "--critic-model",
         default=None,
@@ -42,7 +44,7 @@ def resolve_setup(args: argparse.Namespace) -> Setup:
         step=args.step,
         model=args.model,
         gpus=args.gpus,
-        with_critic=args.step == "ppo",
+        with_critic=step_strategy(args.step).uses_critic,
         nodes=args.nodes,
         gpu_type=args.gpu_type,
         critic_model=args.critic_model,

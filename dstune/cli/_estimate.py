@@ -53,7 +53,7 @@ def render_estimate(estimate: object, note: str) -> None:
     for name, seconds in e.phases.items():
         style = "bold" if name == dominant else ""
         phases.add_row(name, f"{seconds:.3f}", f"{seconds / e.step_s:.0%}", style=style)
-    phases.add_row("[bold]step[/bold]", f"[bold]{e.step_s:.3f}[/bold]", "")
+    phases.add_row("[bold]total[/bold]", f"[bold]{e.step_s:.3f}[/bold]", "")
     console.print(phases)
     verdict = "[green]feasible[/green]" if e.feasible else "[red]infeasible: " + "; ".join(e.reasons) + "[/red]"
     if e.feasible and e.warnings:

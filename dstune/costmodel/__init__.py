@@ -3,8 +3,6 @@
 from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._estimate import (
     GPU_COMPONENTS,
-    PPO_PHASES,
-    TRAIN_PHASES,
     Estimate,
     estimate,
     estimate_table,
@@ -16,8 +14,6 @@ from ._facts import ModelFacts, model_facts
 __all__ = [
     "DEFAULT_CONSTANTS",
     "GPU_COMPONENTS",
-    "PPO_PHASES",
-    "TRAIN_PHASES",
     "CostConstants",
     "Estimate",
     "ModelFacts",

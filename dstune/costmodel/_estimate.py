@@ -18,7 +18,7 @@ import numpy as np
 
 from ..catalog import ClusterSpec, ModelSpec
 from ..errors import UserInputError
-from ..plan import Plan, plan_to_dict
+from ..plan import Plan, plan_to_dict, step_strategy
 from . import _memory as mem
 from . import _time as tm
 from ._constants import DEFAULT_CONSTANTS, CostConstants
@@ -39,8 +39,6 @@ GPU_COMPONENTS = (
 )
 _PHASE_COMPONENTS = GPU_COMPONENTS[:-1] + ("buffers",)
 """What one phase holds; `buffers` (ZeRO buckets) are reported inside `other`."""
-PPO_PHASES = ("generation", "experience", "actor_train", "critic_train")
-TRAIN_PHASES = ("forward", "backward", "step")
 
 
 def plans_to_columns(plans: Sequence[Plan]) -> dict[str, np.ndarray]:
@@ -382,6 +380,45 @@ def _score_ppo(
     }
 
 
+def score_sft(
+    cols: Columns,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    cluster: ClusterSpec,
+    hw: tm.Hardware,
+    c: CostConstants,
+    he_kernels: bool,
+) -> dict[str, np.ndarray]:
+    """Step 1's cost terms (the SFT strategy's `cost_function`)."""
+    return _score_sft_rm(cols, model, cluster, hw, c, pairwise=False)
+
+
+def score_rm(
+    cols: Columns,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    cluster: ClusterSpec,
+    hw: tm.Hardware,
+    c: CostConstants,
+    he_kernels: bool,
+) -> dict[str, np.ndarray]:
+    """Step 2's cost terms: the value-head model on chosen and rejected sequences."""
+    return _score_sft_rm(cols, model, cluster, hw, c, pairwise=True)
+
+
+def score_ppo(
+    cols: Columns,
+    model: ModelSpec,
+    critic_model: ModelSpec | None,
+    cluster: ClusterSpec,
+    hw: tm.Hardware,
+    c: CostConstants,
+    he_kernels: bool,
+) -> dict[str, np.ndarray]:
+    """Step 3's cost terms: generation, experience, actor and critic training."""
+    return _score_ppo(cols, model, critic_model or model, cluster, hw, c, he_kernels)
+
+
 def estimate_table(
     step: str,
     cols: Columns,
@@ -400,10 +437,7 @@ def estimate_table(
     n_rows = len(first)
     peak = _peak_flops(cluster, cols["dtype"])
     hw = dataclasses.replace(tm.Hardware.of(cluster, "fp16", c), peak_flops=peak)
-    if step == "ppo":
-        raw = _score_ppo(cols, model, critic_model or model, cluster, hw, c, he_kernels)
-    else:
-        raw = _score_sft_rm(cols, model, cluster, hw, c, pairwise=step == "rm")
+    raw = step_strategy(step).cost()(cols, model, critic_model or model, cluster, hw, c, he_kernels)
     out: dict[str, np.ndarray] = {}
     for name in GPU_COMPONENTS[:-1]:
         out[f"mem_{name}"] = np.broadcast_to(np.asarray(raw.get(name, 0.0), dtype=float), (n_rows,)).copy()
@@ -508,7 +542,7 @@ def row_to_estimate(
             f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
             f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB"
         )
-    phase_names = PPO_PHASES if step == "ppo" else TRAIN_PHASES
+    phase_names = step_strategy(step).phases
     return Estimate(
         step=step,
         model=model.name,
@@ -546,7 +580,8 @@ def estimate(
     """Score one plan (rules are the caller's job: see dstune.plan.validate)."""
     cluster.gpu.peak_tflops(plan.dtype)
     step = plan.step
-    if step == "ppo" and critic_model is None:
+    uses_critic = step_strategy(step).uses_critic
+    if uses_critic and critic_model is None:
         critic_model = model
     cols = plans_to_columns([plan])
     table = estimate_table(
@@ -559,6 +594,6 @@ def estimate(
         plan=plan_to_dict(plan),
         model=model,
         cluster=cluster,
-        critic_model=critic_model if step == "ppo" else None,
+        critic_model=critic_model if uses_critic else None,
         constants=constants,
     )

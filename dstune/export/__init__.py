@@ -3,14 +3,12 @@ plan.json and trials.csv. Everything is built and validated in memory, written i
 folder inside --out, and only then moved into place file by file (os.replace), so a failure leaves
 the previous export untouched and no half-written file."""
 
-from ._configs import CONFIG_FILES, ConfigRejected, role_configs, validate_config
+from ._configs import ConfigRejected, role_configs, validate_config
 from ._export import ExportInfo, check_writable, plan_payload, prediction_errors, write_export
 from ._files import atomic_write, trials_table, versions
-from ._script import SCRIPT_NAMES, launch_script, plan_flags
+from ._script import launch_script, plan_flags
 
 __all__ = [
-    "CONFIG_FILES",
-    "SCRIPT_NAMES",
     "ConfigRejected",
     "ExportInfo",
     "atomic_write",

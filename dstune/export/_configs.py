@@ -6,15 +6,7 @@ import copy
 from typing import Any
 
 from ..errors import DstuneError
-from ..plan import Plan, PpoPlan, to_deepspeed
-
-CONFIG_FILES = {
-    "actor": "ds_config_actor.json",
-    "critic": "ds_config_critic.json",
-    "ref": "ds_config_ref.json",
-    "reward": "ds_config_reward.json",
-    "model": "ds_config.json",
-}
+from ..plan import Plan, step_strategy, to_deepspeed
 
 
 class ConfigRejected(DstuneError):
@@ -49,11 +41,12 @@ def validate_config(config: dict[str, Any], world_size: int) -> None:
 
 def role_configs(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:
     """File name -> validated config dict for every role of the plan's step."""
+    files = step_strategy(plan.step).config_files
     configs = to_deepspeed(plan, world_size)
+    if set(configs) != set(files):
+        raise ConfigRejected(f"{plan.step} built configs for {sorted(configs)}, expected {sorted(files)}")
     out = {}
     for role, config in configs.items():
         validate_config(config, world_size)
-        out[CONFIG_FILES[role]] = config
-    expected = ("actor", "critic", "ref", "reward") if isinstance(plan, PpoPlan) else ("model",)
-    assert tuple(configs) == expected, configs.keys()
+        out[files[role]] = config
     return out

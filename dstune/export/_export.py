@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from ..plan import make_plan
+from ..plan import make_plan, step_strategy
 from ._configs import role_configs
 from ._files import atomic_write, dump_json, now_iso, trials_table, versions
-from ._script import SCRIPT_NAMES, launch_script
+from ._script import launch_script
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         },
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
-        "he_kernels": req.he_kernels if setup.step == "ppo" else None,
+        "he_kernels": req.he_kernels if step_strategy(setup.step).uses_hybrid_engine else None,
         "interval": {"level": 0.9, "note": req.interval_note},
         "headroom": info.headroom,
         "memory_cap_bytes": int(req.cap_bytes),
@@ -180,7 +180,7 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
             f"{setup.model.name} {setup.step} on {info.hardware_label or setup.cluster.gpu.name}, "
             f"study {info.study_name} trial {pick.number} ({info.backend}); job: {result.picks.headline.job.label()}."
         )
-        texts[SCRIPT_NAMES[setup.step]] = launch_script(
+        texts[step_strategy(setup.step).script.name] = launch_script(
             plan, model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, header=header
         )
     meta = {

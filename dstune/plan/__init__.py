@@ -1,38 +1,68 @@
-"""One candidate's knobs (DeepSpeed-Chat flag names), its hard rules and its DeepSpeed configs."""
+"""One candidate's knobs (DeepSpeed-Chat flag names), its hard rules, its DeepSpeed configs, and the
+step strategies that own what differs between SFT, RM, PPO and DPO."""
 
+from ._baseline import Baseline, baseline_plan, nearest_script
 from ._deepspeed import eval_config, frozen_stage, to_deepspeed, train_config
-from ._inert import INERT, redundant_rows
-from ._job import BATCH_FIGURES, Job, batch_columns, job_codes, job_knobs, job_of
-from ._knobs import PLAN_CLASSES, STEPS, Plan, PpoPlan, RmPlan, SftPlan, knob_fields, plan_class, plan_to_dict
+from ._inert import Inert, redundant_rows
+from ._job import Job, batch_columns, batch_figures, job_codes, job_knobs, job_of
+from ._knobs import DTYPE, NON_NEGATIVE, POSITIVE, ZERO, Plan, knob, knob_fields, plan_class, plan_to_dict
 from ._parse import coerce_knob, describe_knob, make_plan, parse_assignments, unknown_knob_error
-from ._rules import RULES, Context, validate, violations
+from ._rules import SHARED_RULES, Context, Rule, rule_reads, rules_for, validate, violations
+from ._step import (
+    DEFAULT_STEP,
+    BaselineScript,
+    BatchShape,
+    LoraRole,
+    ScriptSpec,
+    StepStrategy,
+    lora_module_for,
+    register_step,
+    step_names,
+    step_strategy,
+)
 
 __all__ = [
-    "INERT",
-    "redundant_rows",
-    "BATCH_FIGURES",
-    "Job",
-    "batch_columns",
-    "job_codes",
-    "job_knobs",
-    "job_of",
-    "PLAN_CLASSES",
-    "RULES",
-    "STEPS",
+    "DEFAULT_STEP",
+    "DTYPE",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SHARED_RULES",
+    "ZERO",
+    "Baseline",
+    "BaselineScript",
+    "BatchShape",
     "Context",
+    "Inert",
+    "Job",
+    "LoraRole",
     "Plan",
-    "PpoPlan",
-    "RmPlan",
-    "SftPlan",
+    "Rule",
+    "ScriptSpec",
+    "StepStrategy",
+    "baseline_plan",
+    "batch_columns",
+    "batch_figures",
     "coerce_knob",
     "describe_knob",
     "eval_config",
     "frozen_stage",
+    "job_codes",
+    "job_knobs",
+    "job_of",
+    "knob",
     "knob_fields",
+    "lora_module_for",
     "make_plan",
+    "nearest_script",
     "parse_assignments",
     "plan_class",
     "plan_to_dict",
+    "redundant_rows",
+    "register_step",
+    "rule_reads",
+    "rules_for",
+    "step_names",
+    "step_strategy",
     "to_deepspeed",
     "train_config",
     "unknown_knob_error",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._knobs import Plan, PpoPlan
+from ._knobs import Plan
+from ._step import step_strategy
 
 
 def _dtype_entry(dtype: str, train: bool) -> tuple[str, dict[str, Any]]:
@@ -84,35 +85,5 @@ def frozen_stage(trained_stage: int) -> int:
 
 
 def to_deepspeed(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:
-    """Role name -> DeepSpeed config: {"model"} for SFT/RM, {"actor","critic","ref","reward"} for PPO."""
-    if not isinstance(plan, PpoPlan):
-        return {
-            "model": train_config(
-                offload=plan.offload,
-                dtype=plan.dtype,
-                stage=plan.zero_stage,
-                micro=plan.per_device_train_batch_size,
-                world_size=world_size,
-                accumulation=plan.gradient_accumulation_steps,
-            )
-        }
-    common = {
-        "dtype": plan.dtype,
-        "micro": plan.per_device_training_batch_size,
-        "world_size": world_size,
-        "accumulation": plan.gradient_accumulation_steps,
-    }
-    hybrid_engine = {
-        "enabled": plan.enable_hybrid_engine,
-        "max_out_tokens": plan.max_prompt_seq_len + plan.max_answer_seq_len,
-        "inference_tp_size": plan.inference_tp_size,
-        "release_inference_cache": plan.release_inference_cache,
-        "pin_parameters": not plan.unpin_actor_parameters,
-        "tp_gather_partition_size": plan.tp_gather_partition_size,
-    }
-    return {
-        "actor": train_config(offload=plan.offload, stage=plan.actor_zero_stage, hybrid_engine=hybrid_engine, **common),
-        "critic": train_config(offload=plan.offload, stage=plan.critic_zero_stage, **common),
-        "ref": eval_config(offload=plan.offload_reference_model, stage=frozen_stage(plan.actor_zero_stage), **common),
-        "reward": eval_config(offload=plan.offload_reward_model, stage=frozen_stage(plan.critic_zero_stage), **common),
-    }
+    """Role name -> DeepSpeed config, as the plan's step builds them (e.g. {"model"} for SFT)."""
+    return step_strategy(plan.step).deepspeed_configs(plan, world_size)

@@ -17,13 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._knobs import knob_fields
-
-BATCH_FIGURES = {
-    "ppo": ("prompts_per_iteration", "samples_per_update"),
-    "sft": ("samples_per_step",),
-    "rm": ("samples_per_step",),
-}
-"""The global batch sizes that define a job, per step (all GPUs together)."""
+from ._step import step_strategy
 
 
 def job_knobs(step: str) -> tuple[str, ...]:
@@ -31,22 +25,14 @@ def job_knobs(step: str) -> tuple[str, ...]:
     return tuple(f.name for f in knob_fields(step) if f.metadata.get("job"))
 
 
-def batch_columns(step: str, cols: Mapping[str, np.ndarray], world: int) -> dict[str, np.ndarray]:
-    """Global batch sizes for every candidate of a column table.
+def batch_figures(step: str) -> tuple[str, ...]:
+    """The global batch sizes that define a job of this step (all GPUs together)."""
+    return step_strategy(step).batch.figures
 
-    PPO: prompts per iteration = generation micro-batch x generation_batches x world;
-    samples per optimizer step = training micro-batch x accumulation x world, where
-    DeepSpeed-Chat's MiniDataset never makes a micro-batch larger than one generation batch.
-    """
-    if step == "ppo":
-        gen = cols["per_device_generation_batch_size"].astype(np.int64)
-        train = np.minimum(cols["per_device_training_batch_size"].astype(np.int64), gen)
-        return {
-            "prompts_per_iteration": gen * cols["generation_batches"].astype(np.int64) * world,
-            "samples_per_update": train * cols["gradient_accumulation_steps"].astype(np.int64) * world,
-        }
-    micro = cols["per_device_train_batch_size"].astype(np.int64)
-    return {"samples_per_step": micro * cols["gradient_accumulation_steps"].astype(np.int64) * world}
+
+def batch_columns(step: str, cols: Mapping[str, np.ndarray], world: int) -> dict[str, np.ndarray]:
+    """Global batch sizes for every candidate of a column table (see BatchShape)."""
+    return step_strategy(step).batch.columns(cols, world)
 
 
 @dataclass(frozen=True)
@@ -73,21 +59,20 @@ class Job:
     def trains(self) -> str:
         """'full fine-tuning', 'actor LoRA r=8 only', 'actor LoRA r=128 + base weights'."""
         v = self.values
-        roles = (
-            [("actor", "actor_lora_dim"), ("critic", "critic_lora_dim")] if self.step == "ppo" else [("", "lora_dim")]
-        )
+        roles = step_strategy(self.step).lora_roles
         parts = []
-        for role, knob in roles:
-            rank = int(v.get(knob, 0))
+        for role in roles:
+            rank = int(v.get(role.rank, 0))
             if rank > 0:
                 what = "only" if v.get("only_optimize_lora") else "+ base weights"
-                parts.append(f"{role + ' ' if role else ''}LoRA r={rank} {what}")
+                named = f"{role.role} " if len(roles) > 1 else ""
+                parts.append(f"{named}LoRA r={rank} {what}")
         return ", ".join(parts) if parts else "full fine-tuning"
 
     def trains_class(self) -> str:
         """Coarse class of what is trained: full, lora-only, or lora+base."""
         v = self.values
-        ranks = [int(v.get(k, 0)) for k in ("actor_lora_dim", "critic_lora_dim", "lora_dim")]
+        ranks = [int(v.get(r.rank, 0)) for r in step_strategy(self.step).lora_roles]
         if not any(ranks):
             return "full"
         return "lora-only" if v.get("only_optimize_lora") else "lora+base"
@@ -95,16 +80,7 @@ class Job:
     def label(self) -> str:
         """Short human text, e.g. 'full fine-tuning, 32 prompts/iteration, 32 samples/update, 256+256 tokens, fp16'."""
         v, b = self.values, self.batches
-        if self.step == "ppo":
-            sizes = (
-                f"{b['prompts_per_iteration']} prompts/iteration, {b['samples_per_update']} samples/update, "
-                f"{v['max_prompt_seq_len']}+{v['max_answer_seq_len']} tokens"
-            )
-            if int(v.get("ppo_epochs", 1)) != 1:
-                sizes += f", {v['ppo_epochs']} PPO epochs"
-        else:
-            unit = "pairs" if self.step == "rm" else "samples"
-            sizes = f"{b['samples_per_step']} {unit}/step, {v['max_seq_len']} tokens"
+        sizes = step_strategy(self.step).sizes_label(v, b)
         return f"{self.trains()}, {sizes}, {v['dtype']}"
 
     def differences(self, other: Job) -> list[str]:
@@ -121,7 +97,7 @@ def job_of(step: str, values: Mapping[str, Any], world: int) -> Job:
     return Job(
         step=step,
         trained=tuple((k, values[k]) for k in job_knobs(step)),
-        batch=tuple((k, batch[k]) for k in BATCH_FIGURES[step]),
+        batch=tuple((k, batch[k]) for k in batch_figures(step)),
     )
 
 

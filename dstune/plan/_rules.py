@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import PlanRuleError
-from ._knobs import Plan, PpoPlan
+from ._knobs import Plan
+from ._step import step_strategy
 
 if TYPE_CHECKING:
     from ..catalog import ModelSpec
@@ -43,65 +44,20 @@ class Rule:
 
 
 def _lora_dims(plan: Plan) -> list[tuple[str, int, str]]:
-    """(role, rank, module_name) for every trained model."""
-    if isinstance(plan, PpoPlan):
-        return [
-            ("actor", plan.actor_lora_dim, plan.actor_lora_module_name),
-            ("critic", plan.critic_lora_dim, plan.critic_lora_module_name),
-        ]
-    return [("model", plan.lora_dim, plan.lora_module_name)]
+    """(model, rank, module_name) for every trained model of the plan's step."""
+    roles = step_strategy(plan.step).lora_roles
+    return [(r.model, getattr(plan, r.rank), getattr(plan, r.module)) for r in roles]
 
 
 def _zero_stages(plan: Plan) -> list[tuple[str, int]]:
-    if isinstance(plan, PpoPlan):
-        return [("actor_zero_stage", plan.actor_zero_stage), ("critic_zero_stage", plan.critic_zero_stage)]
-    return [("zero_stage", plan.zero_stage)]
-
-
-def tp_needs_zero3(plan: Plan, ctx: Context) -> str | None:
-    if isinstance(plan, PpoPlan) and plan.inference_tp_size > 1 and plan.actor_zero_stage != 3:
-        return (
-            f"inference_tp_size={plan.inference_tp_size} needs actor_zero_stage=3 "
-            f"(got {plan.actor_zero_stage}): Hybrid Engine tensor sharding gathers ZeRO-3 partitions"
-        )
-    return None
-
-
-def tp_needs_hybrid_engine(plan: Plan, ctx: Context) -> str | None:
-    if isinstance(plan, PpoPlan) and plan.inference_tp_size > 1 and not plan.enable_hybrid_engine:
-        return f"inference_tp_size={plan.inference_tp_size} has no effect without enable_hybrid_engine=true"
-    return None
-
-
-def tp_divides_world(plan: Plan, ctx: Context) -> str | None:
-    if isinstance(plan, PpoPlan) and ctx.world_size % plan.inference_tp_size:
-        return (
-            f"inference_tp_size={plan.inference_tp_size} must divide the world size "
-            f"({ctx.world_size} % {plan.inference_tp_size} = {ctx.world_size % plan.inference_tp_size})"
-        )
-    return None
-
-
-def zero2_he_offload_needs_lora(plan: Plan, ctx: Context) -> str | None:
-    if (
-        isinstance(plan, PpoPlan)
-        and plan.actor_zero_stage == 2
-        and plan.critic_zero_stage == 2
-        and plan.enable_hybrid_engine
-        and plan.offload
-        and plan.actor_lora_dim == 0
-    ):
-        return (
-            "DeepSpeed-Chat refuses actor_zero_stage=2 + critic_zero_stage=2 + enable_hybrid_engine "
-            "+ offload without LoRA (actor_lora_dim=0): training instability"
-        )
-    return None
+    return [(name, getattr(plan, name)) for name in step_strategy(plan.step).zero_stage_knobs]
 
 
 def only_lora_needs_lora(plan: Plan, ctx: Context) -> str | None:
     only = plan.only_optimize_lora
     if only and all(rank == 0 for _, rank, _ in _lora_dims(plan)):
-        return "only_optimize_lora=true needs a LoRA rank > 0 (lora_dim / actor_lora_dim)"
+        ranks = " / ".join(r.rank for r in step_strategy(plan.step).lora_roles)
+        return f"only_optimize_lora=true needs a LoRA rank > 0 ({ranks})"
     return None
 
 
@@ -118,7 +74,7 @@ def offload_needs_zero(plan: Plan, ctx: Context) -> str | None:
 
 
 def lora_modules_exist(plan: Plan, ctx: Context) -> str | None:
-    models = {"actor": ctx.model, "model": ctx.model, "critic": ctx.critic_model}
+    models = {"actor": ctx.model, "critic": ctx.critic_model}
     for role, rank, module_name in _lora_dims(plan):
         spec = models[role]
         if rank == 0 or spec is None:
@@ -142,42 +98,35 @@ def sequence_fits_positions(plan: Plan, ctx: Context) -> str | None:
     return None
 
 
-_STAGES = ("actor_zero_stage", "critic_zero_stage", "zero_stage")
-_LORA = (
-    "actor_lora_dim",
-    "critic_lora_dim",
-    "lora_dim",
-    "actor_lora_module_name",
-    "critic_lora_module_name",
-    "lora_module_name",
+SHARED_RULES: tuple[Rule, ...] = (
+    Rule("only_lora_needs_lora", ("only_optimize_lora", "*lora_rank"), only_lora_needs_lora),
+    Rule("offload_needs_zero", ("offload", "*zero_stage"), offload_needs_zero),
+    Rule("lora_modules_exist", ("*lora_rank", "*lora_module"), lora_modules_exist),
+    Rule("sequence_fits_positions", ("*sequence",), sequence_fits_positions),
 )
+"""Rules every step has; `*name` in `reads` stands for the step's knobs of that kind (see `rule_reads`)."""
 
-RULES: tuple[Rule, ...] = (
-    Rule("tp_needs_zero3", ("inference_tp_size", "actor_zero_stage"), tp_needs_zero3),
-    Rule("tp_needs_hybrid_engine", ("inference_tp_size", "enable_hybrid_engine"), tp_needs_hybrid_engine),
-    Rule("tp_divides_world", ("inference_tp_size",), tp_divides_world),
-    Rule(
-        "zero2_he_offload_needs_lora",
-        ("actor_zero_stage", "critic_zero_stage", "enable_hybrid_engine", "offload", "actor_lora_dim"),
-        zero2_he_offload_needs_lora,
-    ),
-    Rule(
-        "only_lora_needs_lora",
-        ("only_optimize_lora", "actor_lora_dim", "critic_lora_dim", "lora_dim"),
-        only_lora_needs_lora,
-    ),
-    Rule("offload_needs_zero", ("offload", *_STAGES), offload_needs_zero),
-    Rule("lora_modules_exist", _LORA, lora_modules_exist),
-    Rule(
-        "sequence_fits_positions", ("max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"), sequence_fits_positions
-    ),
-)
+
+def rules_for(step: str) -> tuple[Rule, ...]:
+    return SHARED_RULES + step_strategy(step).rules()
+
+
+def rule_reads(rule: Rule, step: str) -> tuple[str, ...]:
+    """The knobs a rule reads for this step, with the `*kind` placeholders expanded."""
+    strategy = step_strategy(step)
+    kinds = {
+        "*lora_rank": tuple(r.rank for r in strategy.lora_roles),
+        "*lora_module": tuple(r.module for r in strategy.lora_roles),
+        "*zero_stage": strategy.zero_stage_knobs,
+        "*sequence": strategy.sequence_knobs,
+    }
+    return tuple(name for read in rule.reads for name in kinds.get(read, (read,)))
 
 
 def violations(plan: Plan, ctx: Context) -> list[str]:
     """Every broken rule, as `rule_name: message`."""
     found = []
-    for rule in RULES:
+    for rule in rules_for(plan.step):
         message = rule(plan, ctx)
         if message:
             found.append(f"{rule.name}: {message}")

@@ -8,6 +8,7 @@ step-2 loops call them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -22,15 +23,15 @@ RM_LEARNING_RATE = 5e-5
 
 @dataclass
 class SupervisedStep:
-    """Step 1 (causal LM loss) or step 2 (pairwise ranking loss) on one DeepSpeed engine."""
+    """Step 1: causal LM loss on one DeepSpeed engine."""
 
+    pairwise: ClassVar[bool] = False
     inputs: TrialInputs
     notes: list[str] = field(default_factory=list)
     he_kernels: bool | None = None
 
     def __post_init__(self) -> None:
         p, cfg = self.inputs.plan, self.inputs.ds_configs["model"]
-        self.pairwise = self.inputs.step == "rm"
         if self.pairwise:
             hf = self.inputs.model["hf_config"]
             model = build_reward_model(hf, cfg, num_padding_at_beginning(hf))
@@ -73,3 +74,10 @@ class SupervisedStep:
                 self.engine.backward(loss)
             with timer.phase("step"):
                 self.engine.step()
+
+
+@dataclass
+class RewardModelStep(SupervisedStep):
+    """Step 2: pairwise ranking loss on chosen and rejected sequences (2 rows per sample)."""
+
+    pairwise: ClassVar[bool] = True

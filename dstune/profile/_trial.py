@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
-from ..plan import Context, Plan, plan_to_dict, to_deepspeed, validate
+from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
 from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
 from ._process import run_group
@@ -191,7 +191,7 @@ def _write_spec(
     memory_cap_gb: float | None,
 ) -> None:
     """What the worker reads: knobs, model configs (no hub), the role configs, step counts."""
-    critic = _model_payload(critic_model) if critic_model is not None and plan.step == "ppo" else None
+    critic = _model_payload(critic_model) if critic_model is not None and step_strategy(plan.step).uses_critic else None
     write_json_atomic(
         path,
         {

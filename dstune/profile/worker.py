@@ -99,13 +99,9 @@ def _build_step(spec: dict[str, Any], device: Any, world: int) -> Step:
         device=device,
         world_size=world,
     )
-    if inputs.step == "ppo":
-        from ._ppo import PpoStep
+    from ..plan import step_strategy
 
-        return PpoStep(inputs)
-    from ._supervised import SupervisedStep
-
-    return SupervisedStep(inputs)
+    return step_strategy(inputs.step).worker()(inputs)
 
 
 def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float]]:

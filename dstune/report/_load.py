@@ -13,9 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..costmodel import PPO_PHASES, TRAIN_PHASES
 from ..errors import UserInputError
-from ..plan import STEPS, knob_fields
+from ..plan import DEFAULT_STEP, knob_fields, step_names, step_strategy
 from ..record import Status, read_plan_json
 from ..record._files import check_trials_schema
 
@@ -40,7 +39,7 @@ class StudyDir:
 
     @property
     def step(self) -> str:
-        return str(self.meta.get("step", "ppo"))
+        return str(self.meta.get("step", DEFAULT_STEP))
 
     @property
     def backend(self) -> str:
@@ -69,9 +68,9 @@ class StudyDir:
 
 def _read_plan_json(path: Path) -> dict[str, Any]:
     meta = read_plan_json(path)
-    step = meta.get("step", "ppo")
-    if step not in STEPS:
-        raise UserInputError(f"{path}: step {step!r} is not one of {', '.join(STEPS)}")
+    step = meta.get("step", DEFAULT_STEP)
+    if step not in step_names():
+        raise UserInputError(f"{path}: step {step!r} is not one of {', '.join(step_names())}")
     return meta
 
 
@@ -132,12 +131,10 @@ def load_study_dir(path: str | Path) -> StudyDir:
         raise UserInputError(f"{root}: no such study directory")
     meta = _read_plan_json(root / "plan.json")
     trials = _read_trials_csv(root / "trials.csv")
-    step = str(meta.get("step", "ppo"))
+    step = str(meta.get("step", DEFAULT_STEP))
     knobs = tuple(f.name for f in knob_fields(step) if f.name in trials.columns)
     phases = tuple(
-        p
-        for p in (PPO_PHASES if step == "ppo" else TRAIN_PHASES)
-        if f"predicted_time_{p}" in trials or f"measured_time_{p}" in trials
+        p for p in step_strategy(step).phases if f"predicted_time_{p}" in trials or f"measured_time_{p}" in trials
     )
     _add_figure_columns(trials, phases)
     return StudyDir(root, meta, trials, knobs, phases)

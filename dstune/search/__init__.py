@@ -2,9 +2,9 @@
 planner that turns what the user asked into a study."""
 
 from ..catalog import Setup
+from ..plan import Baseline, baseline_plan, nearest_script
 from ..record import TrialRow
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, read_table
-from ._baseline import Baseline, baseline_plan, nearest_script
 from ._calibrate import Calibration, Observation, fit_constants
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
@@ -12,6 +12,7 @@ from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits
 from ._planner import BACKENDS, DEFAULT_TRIALS, KNOWN_ISSUES, PreparedSearch, SearchOptions, plan_search
 from ._records import STATUSES, Figures, Status, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
+from ._shipped import shipped_observations
 from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
 from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run_search
 from ._surrogate import Surrogate
@@ -68,4 +69,5 @@ __all__ = [
     "rank",
     "read_table",
     "run_search",
+    "shipped_observations",
 ]

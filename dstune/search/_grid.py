@@ -16,8 +16,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserInputError
-from ..plan import Context, Plan, knob_fields, make_plan, redundant_rows, violations
-from ._space import BATCH_KNOBS, MAX_GRID, SearchSpace, as_python, plan_key
+from ..plan import (
+    Context,
+    Plan,
+    knob_fields,
+    make_plan,
+    redundant_rows,
+    rule_reads,
+    rules_for,
+    step_strategy,
+    violations,
+)
+from ._space import MAX_GRID, SearchSpace, as_python, plan_key
 
 
 @dataclass
@@ -84,7 +94,11 @@ class Grid:
         return int(hits[0]) if len(hits) else None
 
 
-SEQUENCE_KNOBS = frozenset({"max_prompt_seq_len", "max_answer_seq_len", "max_seq_len"})
+def _shape_knobs(step: str) -> frozenset[str]:
+    """The step's batch and sequence knobs: the batch policy filters on them, and no hard rule reads
+    the batch ones, so rule checks are cached per combination of the others."""
+    strategy = step_strategy(step)
+    return frozenset(strategy.batch.knobs) | frozenset(strategy.sequence_knobs)
 
 
 class _Table:
@@ -132,7 +146,8 @@ class _Table:
 
 def _ordered_knobs(space: SearchSpace) -> list[str]:
     """Batch and sequence knobs first (the batch policy filters them), then the rest in file order."""
-    first = [n for n in space.knobs if n in BATCH_KNOBS or n in SEQUENCE_KNOBS]
+    shape = _shape_knobs(space.step)
+    first = [n for n in space.knobs if n in shape]
     return first + [n for n in space.knobs if n not in first]
 
 
@@ -145,12 +160,12 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
             f"search space {space.path}: batch policy 'baseline' must be resolved against a "
             "baseline first (dstune.search.resolve_job)"
         )
-    ppo = space.step == "ppo"
-    micro = cols["per_device_generation_batch_size" if ppo else "per_device_train_batch_size"].astype(np.int64)
+    shape = step_strategy(space.step).batch
+    micro = cols[shape.micro].astype(np.int64)
     keep = np.ones(len(micro), dtype=bool)
     example = ""
     if policy.policy == "fixed_global_batch":
-        derived = "generation_batches" if ppo else "gradient_accumulation_steps"
+        derived = shape.repeats
         if derived in space.knobs:
             raise UserInputError(
                 f"search space {space.path}: key 'knobs.{derived}': the fixed_global_batch "
@@ -160,41 +175,35 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
         keep &= policy.global_batch % per_step == 0
         cols[derived] = np.maximum(policy.global_batch // per_step, 1)
         example = f"batch.global_batch {policy.global_batch} is not a multiple of micro-batch x {world} GPUs"
-        if ppo and policy.update_batch is not None:
-            if "gradient_accumulation_steps" in space.knobs:
+        if shape.inner and shape.inner_repeats and policy.update_batch is not None:
+            if shape.inner_repeats in space.knobs:
                 raise UserInputError(
-                    f"search space {space.path}: key 'knobs.gradient_accumulation_steps': "
+                    f"search space {space.path}: key 'knobs.{shape.inner_repeats}': "
                     "batch.update_batch derives it; remove it from knobs"
                 )
-            train = cols["per_device_training_batch_size"].astype(np.int64) * world
+            train = cols[shape.inner].astype(np.int64) * world
             keep &= policy.update_batch % train == 0
-            cols["gradient_accumulation_steps"] = np.maximum(policy.update_batch // train, 1)
+            cols[shape.inner_repeats] = np.maximum(policy.update_batch // train, 1)
     else:
-        if ppo:
-            samples = micro * cols["generation_batches"] * world
-            tokens = cols["max_prompt_seq_len"] + cols["max_answer_seq_len"]
-        else:
-            samples = micro * cols["gradient_accumulation_steps"] * world
-            tokens = cols["max_seq_len"]
+        samples = micro * cols[shape.repeats] * world
+        tokens = sum(cols[name] for name in step_strategy(space.step).sequence_knobs)
         keep &= samples * tokens <= policy.max_tokens
         example = f"samples per step x tokens per sample > batch.max_tokens {policy.max_tokens:,}"
-    if ppo:  # DeepSpeed-Chat's MiniDataset cuts each generation batch into training micro-batches
-        train = cols["per_device_training_batch_size"].astype(np.int64)
+    if shape.inner:  # DeepSpeed-Chat's MiniDataset cuts each generation batch into training micro-batches
+        train = cols[shape.inner].astype(np.int64)
         split = micro % np.minimum(train, micro) == 0
-        if "per_device_training_batch_size" in space.varied:
+        if shape.inner in space.varied:
             split &= train <= micro  # a larger one runs as the generation batch: the same plan twice
         if (~split & keep).any() and not example:
-            example = "per_device_training_batch_size does not divide per_device_generation_batch_size"
+            example = f"{shape.inner} does not divide {shape.micro}"
         keep &= split
     return keep, example
 
 
 def rule_knobs(step: str) -> frozenset[str]:
     """Knobs the hard rules read, as each rule declares them (dstune.plan.Rule.reads)."""
-    from ..plan import RULES
-
     fields = {f.name for f in knob_fields(step)}
-    return frozenset(name for rule in RULES for name in rule.reads) & fields
+    return frozenset(name for rule in rules_for(step) for name in rule_reads(rule, step)) & fields
 
 
 def combination_codes(cols: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
@@ -211,7 +220,8 @@ def _rule_mask(step: str, cols: dict[str, np.ndarray], ctx: Context) -> tuple[np
     n = len(next(iter(cols.values())))
     if n == 0:
         return np.zeros(0, dtype=bool), ""
-    relevant = [name for name in cols if name in rule_knobs(step) and name not in BATCH_KNOBS]
+    batch = set(step_strategy(step).batch.knobs)
+    relevant = [name for name in cols if name in rule_knobs(step) and name not in batch]
     _, first, inverse = np.unique(combination_codes(cols, relevant), return_index=True, return_inverse=True)
     ok = np.empty(len(first), dtype=bool)
     example = ""
@@ -238,7 +248,8 @@ def build_grid(space: SearchSpace, ctx: Context, defaults: Mapping[str, Any] | N
     dropped: dict[str, int] = {}
     examples: dict[str, str] = {}
     order = _ordered_knobs(space)
-    batch_done = [i for i, n in enumerate(order) if n in BATCH_KNOBS or n in SEQUENCE_KNOBS]
+    shape = _shape_knobs(space.step)
+    batch_done = [i for i, n in enumerate(order) if n in shape]
     last_batch = batch_done[-1] if batch_done else -1
 
     def drop(kind: str, mask: np.ndarray, example: str) -> None:

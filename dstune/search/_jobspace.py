@@ -14,8 +14,17 @@ from typing import Any
 
 from ..catalog import ModelSpec
 from ..errors import UserInputError
-from ..plan import Context, job_knobs, job_of, make_plan, plan_to_dict, violations
-from ._baseline import Baseline, baseline_plan
+from ..plan import (
+    Baseline,
+    Context,
+    baseline_plan,
+    job_knobs,
+    job_of,
+    make_plan,
+    plan_to_dict,
+    step_strategy,
+    violations,
+)
 from ._space import BatchPolicy, SearchSpace
 
 
@@ -33,8 +42,8 @@ def _fit_batch(
             f"({global_batch} % {world} = {global_batch % world})"
         )
     per_gpu = global_batch // world
-    micro_name = "per_device_generation_batch_size" if step == "ppo" else "per_device_train_batch_size"
-    steps_name = "generation_batches" if step == "ppo" else "gradient_accumulation_steps"
+    shape = step_strategy(step).batch
+    micro_name, steps_name = shape.micro, shape.repeats
     micro = _largest_divisor(per_gpu, int(values[micro_name]))
     before = (values[micro_name], values[steps_name])
     values[micro_name], values[steps_name] = micro, per_gpu // micro
@@ -43,21 +52,18 @@ def _fit_batch(
             f"{micro_name} x {steps_name} {before[0]} x {before[1]} -> {micro} x {per_gpu // micro} "
             f"({global_batch} per step on {world} GPUs)"
         )
-    if step != "ppo":
+    if not (shape.inner and shape.inner_repeats):
         return
-    train = _largest_divisor(micro, int(values["per_device_training_batch_size"]))
-    if train != values["per_device_training_batch_size"]:
-        notes.append(
-            f"per_device_training_batch_size {values['per_device_training_batch_size']} -> {train} "
-            "(must divide the generation batch)"
-        )
-        values["per_device_training_batch_size"] = train
+    train = _largest_divisor(micro, int(values[shape.inner]))
+    if train != values[shape.inner]:
+        notes.append(f"{shape.inner} {values[shape.inner]} -> {train} (must divide {micro_name})")
+        values[shape.inner] = train
     if update_batch is not None:
         if update_batch % (train * world):
             raise UserInputError(
                 f"samples per update {update_batch} is not a multiple of training micro-batch {train} x {world} GPUs"
             )
-        values["gradient_accumulation_steps"] = update_batch // (train * world)
+        values[shape.inner_repeats] = update_batch // (train * world)
 
 
 def resolve_job(
@@ -86,14 +92,12 @@ def resolve_job(
         _fit_batch(step, values, world, int(policy.global_batch), policy.update_batch, notes)
     if policy.policy in ("baseline", "fixed_global_batch"):
         batches = job_of(step, values, world).batches
-        if step == "ppo":
-            policy = BatchPolicy(
-                policy="fixed_global_batch",
-                global_batch=batches["prompts_per_iteration"],
-                update_batch=batches["samples_per_update"],
-            )
-        else:
-            policy = BatchPolicy(policy="fixed_global_batch", global_batch=batches["samples_per_step"])
+        figures = step_strategy(step).batch.figures
+        policy = BatchPolicy(
+            policy="fixed_global_batch",
+            global_batch=batches[figures[0]],
+            update_batch=batches[figures[1]] if len(figures) > 1 else None,
+        )
     plan = make_plan(step, values)
     broken = violations(plan, Context(world_size=world, model=model, critic_model=critic_model))
     if broken:

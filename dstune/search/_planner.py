@@ -18,6 +18,7 @@ from pathlib import Path
 from ..catalog import Setup, detect_local_gpus, load_model, resolve_setup
 from ..costmodel import CostConstants
 from ..errors import UserInputError
+from ..plan import DEFAULT_STEP, step_strategy
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend
 from ._pick import TIE_TOLERANCE
 from ._space import EXPLORE_OPTIONS, SearchSpace, default_space_path, load_space
@@ -40,7 +41,7 @@ class SearchOptions:
     """Catalog name, Hugging Face id or local config of the actor."""
     gpus: int
     """World size."""
-    step: str = "ppo"
+    step: str = DEFAULT_STEP
     nodes: int | None = None
     """None: whole nodes of the GPU type."""
     gpu_type: str = "auto"
@@ -121,13 +122,13 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         step=options.step,
         model=options.model,
         gpus=options.gpus,
-        with_critic=_uses_critic(options.step),
+        with_critic=step_strategy(options.step).uses_critic,
         nodes=options.nodes,
         gpu_type=options.gpu_type,
         critic_model=options.critic_model,
     )
     space, pinned = _space(options, setup)
-    if _uses_critic(options.step) and space.critic_model and not options.critic_model:
+    if step_strategy(options.step).uses_critic and space.critic_model and not options.critic_model:
         setup = dataclasses.replace(setup, critic_model=load_model(space.critic_model))
     backend_name, backend_note = choose_backend(options, setup)
     trials = options.trials if options.trials is not None else DEFAULT_TRIALS[backend_name]
@@ -263,7 +264,7 @@ def _check_workers(options: SearchOptions, backend: str) -> None:
 
 def _he_kernels(options: SearchOptions, setup: Setup) -> tuple[bool, str]:
     """The HE kernel assumption of the predictions, and its sentence ("" for a step without the HE)."""
-    if not _uses_hybrid_engine(options.step):
+    if not step_strategy(options.step).uses_hybrid_engine:
         return True, ""
     from ..doctor import resolve_he_kernels
 
@@ -309,14 +310,6 @@ def _shipped(step: str, backend: Backend) -> tuple:
     """Measured rows shipped with dstune for a profiled study on this device (the surrogate's head start)."""
     if backend.name != "profile":
         return ()
-    from ..calibration import shipped_observations
+    from ._shipped import shipped_observations
 
     return shipped_observations(step, getattr(backend, "device", None))
-
-
-def _uses_critic(step: str) -> bool:
-    return step == "ppo"
-
-
-def _uses_hybrid_engine(step: str) -> bool:
-    return step == "ppo"

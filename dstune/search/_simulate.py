@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..costmodel import estimate_table
-from ..plan import job_of, plan_to_dict
+from ..plan import Baseline, job_of, plan_to_dict, step_strategy
 from ..record import Basis, Figures, Status, TrialRow, interval_from_log
-from ._baseline import Baseline
 from ._grid import Grid
 from ._pick import grid_classes
 from ._space import as_python, plan_key
@@ -184,14 +183,4 @@ def _job_baselines(req: Any, rows: list[TrialRow], base_values: Mapping[str, Any
 
 
 def _batch_split(step: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    names = (
-        (
-            "per_device_generation_batch_size",
-            "per_device_training_batch_size",
-            "generation_batches",
-            "gradient_accumulation_steps",
-        )
-        if step == "ppo"
-        else ("per_device_train_batch_size", "gradient_accumulation_steps")
-    )
-    return {n: as_python(values[n]) for n in names}
+    return {n: as_python(values[n]) for n in step_strategy(step).batch.knobs}

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserInputError
-from ..plan import knob_fields, unknown_knob_error
+from ..plan import knob_fields, step_names, step_strategy, unknown_knob_error
 from ..plan._parse import coerce_knob
 
 
@@ -61,19 +61,6 @@ MAX_GRID = 2_000_000
 _TOP_KEYS = {"step", "description", "critic_model", "workload", "batch", "knobs", "ties", "explore"}
 _POLICIES = ("baseline", "fixed_global_batch", "token_cap")
 EXPLORE_OPTIONS = ("lora", "batch")
-
-BATCH_KNOBS = frozenset(
-    {
-        "per_device_generation_batch_size",
-        "per_device_training_batch_size",
-        "per_device_train_batch_size",
-        "generation_batches",
-        "ppo_epochs",
-        "gradient_accumulation_steps",
-    }
-)
-"""Knobs no hard rule reads (see dstune/plan/_rules.py): rule checks are cached per combination of
-the other knobs, so a space with many batch sizes costs no extra rule calls."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,8 +192,10 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
             f"search space {where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
         )
     file_step = raw.get("step", step)
-    if file_step not in ("sft", "rm", "ppo"):
-        raise UserInputError(f"search space {where}: key 'step' must be sft, rm or ppo, got {file_step!r}")
+    if file_step not in step_names():
+        raise UserInputError(
+            f"search space {where}: key 'step' must be one of {', '.join(step_names())}, got {file_step!r}"
+        )
     if step is not None and file_step != step:
         raise UserInputError(f"search space {where}: key 'step' is {file_step!r} but --step is {step!r}")
     fields = {f.name: f for f in knob_fields(file_step)}
@@ -303,8 +292,11 @@ def _batch_policy(raw: Any, step: str, where: str) -> BatchPolicy:
         raise UserInputError(f"search space {where}: key 'batch.global_batch' is required by fixed_global_batch")
     if policy == "token_cap" and values["max_tokens"] is None:
         values["max_tokens"] = 1024 * 512
-    if values["update_batch"] is not None and step != "ppo":
-        raise UserInputError(f"search space {where}: key 'batch.update_batch' applies to ppo only")
+    if values["update_batch"] is not None and step_strategy(step).batch.inner is None:
+        raise UserInputError(
+            f"search space {where}: key 'batch.update_batch' applies to steps that train on "
+            f"experience (ppo), not {step}"
+        )
     return BatchPolicy(policy=policy, **values)
 
 
@@ -317,21 +309,12 @@ def as_python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def model_lora_module(model_family: str) -> str:
-    """DeepSpeed-Chat's module-name substring for LoRA: OPT nests layers under decoder."""
-    return "decoder.layers." if model_family == "opt" else "layers."
-
-
 def lora_defaults(step: str, family: str, critic_family: str | None = None) -> dict[str, str]:
-    name = model_lora_module(family)
-    if step == "ppo":
-        return {"actor_lora_module_name": name, "critic_lora_module_name": model_lora_module(critic_family or family)}
-    return {"lora_module_name": name}
+    return step_strategy(step).lora_module_defaults(family, critic_family)
 
 
 __all__ = [
     "shown_path",
-    "BATCH_KNOBS",
     "EXPLORE_OPTIONS",
     "BatchPolicy",
     "ExploreOption",
@@ -341,6 +324,5 @@ __all__ = [
     "default_space_path",
     "load_space",
     "lora_defaults",
-    "model_lora_module",
     "plan_key",
 ]

@@ -17,6 +17,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
+from ..plan import step_strategy
 from ._grid import Grid
 from ._sampler import distributions, finished
 from ._space import as_python
@@ -31,9 +32,9 @@ class AutotunerSampler(BaseSampler):
         self._observations = observations
         self._rng = np.random.default_rng(seed)
         self._fallback = RandomSampler(seed=seed)
-        ppo = grid.step == "ppo"
-        self.stage_knobs = ("actor_zero_stage", "critic_zero_stage") if ppo else ("zero_stage",)
-        self.micro_knob = "per_device_generation_batch_size" if ppo else "per_device_train_batch_size"
+        strategy = step_strategy(grid.step)
+        self.stage_knobs = strategy.zero_stage_knobs
+        self.micro_knob = strategy.batch.micro
 
     def _tried(self, study: Study) -> dict[int, str]:
         out = {}

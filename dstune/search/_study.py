@@ -24,10 +24,9 @@ import numpy as np
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
-from ..plan import Context, job_of, make_plan, plan_to_dict
+from ..plan import Baseline, Context, job_of, make_plan, plan_to_dict
 from ..record import Basis, Figures, Status, TrialRow, interval_from_log
 from ._backends import Backend
-from ._baseline import Baseline
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job

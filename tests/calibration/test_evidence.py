@@ -148,11 +148,11 @@ def test_calibration_for_a_gpu_with_rows_and_one_without():
 
 
 def test_phase_times_name_phases_the_cost_model_has():
-    from dstune.costmodel import PPO_PHASES, TRAIN_PHASES
+    from dstune.plan import step_strategy
 
     rows = [row for row in ROWS if row.phase_s]
     assert rows
     for row in rows:
-        known = PPO_PHASES if row.step == "ppo" else TRAIN_PHASES
+        known = step_strategy(row.step).phases
         for phases, seconds in row.phase_s:
             assert set(phases) <= set(known) and seconds > 0, row.id

@@ -65,3 +65,71 @@ def test_critic_path_is_a_step2_output_directory(tmp_path):
     )
     assert run.returncode == 2 and "step-2 output directory" in run.stderr
     assert not (tmp_path / "out").exists()  # refused before anything starts
+
+
+STEP2_DPO_MAIN_FLAGS = {
+    # training/step2_dpo_finetuning/main.py parse_args() in DeepSpeedExamples (DeepSpeed-Chat)
+    "--data_path",
+    "--data_split",
+    "--data_output_path",
+    "--model_name_or_path",
+    "--per_device_train_batch_size",
+    "--per_device_eval_batch_size",
+    "--max_seq_len",
+    "--learning_rate",
+    "--weight_decay",
+    "--num_train_epochs",
+    "--beta",
+    "--label_smoothing",
+    "--gradient_accumulation_steps",
+    "--lr_scheduler_type",
+    "--num_warmup_steps",
+    "--output_dir",
+    "--seed",
+    "--local_rank",
+    "--gradient_checkpointing",
+    "--dropout",
+    "--offload",
+    "--dtype",
+    "--offload_reference_model",
+    "--zero_stage",
+    "--lora_dim",
+    "--lora_module_name",
+    "--only_optimize_lora",
+    "--lora_learning_rate",
+    "--compute_fp32_loss",
+    "--enable_tensorboard",
+    "--tensorboard_path",
+    "--add_eot_token",
+    "--print_loss",
+    "--deepspeed",
+}
+
+
+def test_dpo_script_passes_only_flags_step2_dpo_main_accepts(tmp_path):
+    plan = make_plan(
+        "dpo",
+        {
+            "zero_stage": 3,
+            "offload_reference_model": True,
+            "gradient_checkpointing": True,
+            "lora_dim": 64,
+            "lora_module_name": "decoder.layers.",
+            "only_optimize_lora": True,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 4,
+            "dtype": "bf16",
+        },
+    )
+    text = launch_script(
+        plan, model=load_model("opt-1.3b"), critic_model=None, cluster=make_cluster(load_gpu("A100-80G"), 8)
+    )
+    flags = {word for line in text.splitlines() for word in line.split() if word.startswith("--")}
+    flags -= {"--num_gpus", "--master_port"}  # the deepspeed launcher's own
+    assert flags <= STEP2_DPO_MAIN_FLAGS, flags - STEP2_DPO_MAIN_FLAGS
+    assert {"--offload_reference_model", "--gradient_accumulation_steps", "--lora_dim", "--dtype"} <= flags
+    assert "main.py" in text and "step2_dpo_finetuning" in text
+    assert _value(text, "--dropout") == "0.0" and _value(text, "--weight_decay") == "0.1"
+    script = tmp_path / "run_step2_dpo.sh"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from dstune.costmodel import plans_to_columns
-from dstune.plan import INERT, batch_columns, job_codes, job_knobs, job_of, make_plan, plan_to_dict, redundant_rows
+from dstune.plan import (
+    batch_columns,
+    job_codes,
+    job_knobs,
+    job_of,
+    make_plan,
+    plan_to_dict,
+    redundant_rows,
+    step_strategy,
+)
 
 
 def _ppo(**knobs):
@@ -90,5 +99,5 @@ def test_inert_knobs_are_only_kept_at_their_default() -> None:
     assert all(p.enable_hybrid_engine or not p.release_inference_cache for p in kept)
     assert len(kept) == 6
     assert not redundant_rows("ppo", cols, ("actor_zero_stage",)).any()  # a user-fixed value is kept
-    assert {rule.knob for rule in INERT["ppo"]} >= {"inference_tp_size", "unpin_actor_parameters"}
+    assert {rule.knob for rule in step_strategy("ppo").inert()} >= {"inference_tp_size", "unpin_actor_parameters"}
     assert isinstance(same, np.ndarray)

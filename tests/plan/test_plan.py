@@ -8,8 +8,6 @@ from dstune.catalog import load_model
 from dstune.errors import PlanRuleError, UserInputError
 from dstune.plan import (
     Context,
-    PpoPlan,
-    SftPlan,
     knob_fields,
     make_plan,
     parse_assignments,
@@ -23,7 +21,7 @@ LLAMA = load_model("llama-2-7b")
 
 
 def test_defaults_are_deepspeed_chat_argparse_defaults():
-    ppo = PpoPlan()
+    ppo = make_plan("ppo", {})
     assert (ppo.per_device_generation_batch_size, ppo.per_device_training_batch_size) == (16, 16)
     assert (ppo.max_prompt_seq_len, ppo.max_answer_seq_len) == (256, 256)
     assert (ppo.actor_zero_stage, ppo.critic_zero_stage, ppo.inference_tp_size, ppo.tp_gather_partition_size) == (
@@ -33,7 +31,7 @@ def test_defaults_are_deepspeed_chat_argparse_defaults():
         8,
     )
     assert ppo.actor_lora_module_name == "decoder.layers." and ppo.dtype == "fp16"
-    sft = SftPlan()
+    sft = make_plan("sft", {})
     assert (sft.per_device_train_batch_size, sft.max_seq_len, sft.zero_stage, sft.lora_dim) == (16, 512, 0, 0)
 
 
@@ -101,7 +99,7 @@ def test_unknown_knob_suggests_close_names():
 
 def test_plans_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        PpoPlan().offload = True  # type: ignore[misc]
+        make_plan("ppo", {}).offload = True  # type: ignore[misc]
 
 
 def _ctx(world=8, model=OPT):

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dstune.costmodel import PPO_PHASES, TRAIN_PHASES
 from dstune.errors import PlanRuleError, UserInputError
+from dstune.plan import step_strategy
 from dstune.profile import TrialStatus, run_trial
 from dstune.profile._process import group_alive
 
@@ -45,7 +45,7 @@ def test_ppo_tiny_opt_world_2_zero3_actor_with_hybrid_engine(tmp_path: Path) -> 
         steps=1,
     )
     assert result.status is TrialStatus.OK, result.log_tail
-    assert tuple(result.phases) == PPO_PHASES  # the cost model's phase names, in its order
+    assert tuple(result.phases) == step_strategy("ppo").phases  # the cost model's phase names, in its order
     assert all(seconds > 0 for seconds in result.phases.values())
     # 2 ranks x 2 generation batches x 2 prompts, each 16 prompt + 8 generated tokens
     assert result.samples_per_step == 2 * 2 * 2
@@ -89,7 +89,7 @@ def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> No
         steps=1,
     )
     assert result.status is TrialStatus.OK, result.log_tail
-    assert all(result.phases[name] > 0 for name in PPO_PHASES)
+    assert all(result.phases[name] > 0 for name in step_strategy("ppo").phases)
     assert result.samples_per_step == 2 and result.tokens_per_step == 2 * (16 + 8)
     assert result.he_kernels is None  # Hybrid Engine off
     assert "optimizer: DeepSpeedCPUAdam" in result.notes
@@ -116,7 +116,7 @@ def test_sft_tiny_llama_lora_only_optimize_lora_checkpointing(tmp_path: Path) ->
         launcher="torchrun",
     )
     assert result.status is TrialStatus.OK, result.log_tail
-    assert tuple(result.phases) == TRAIN_PHASES
+    assert tuple(result.phases) == step_strategy("sft").phases
     assert all(seconds > 0 for seconds in result.phases.values())
     assert result.samples_per_step == 2 * 2 and result.tokens_per_step == 2 * 2 * 24
     assert len(result.step_times) == 2
@@ -250,3 +250,15 @@ def test_two_torchrun_agents_as_two_nodes_run_one_trial(tmp_path: Path) -> None:
     assert result.world_size == 2 and all(seconds > 0 for seconds in result.phases.values())
     agents = json.loads((tmp_path / "t" / "agents.json").read_text())
     assert len(agents) == 2 and all("--rdzv_backend" in a and "c10d" in a for a in agents)
+
+
+def test_dpo_tiny_opt_world_2_zero3_offloaded_reference(tmp_path: Path) -> None:
+    p = plan("dpo", zero_stage=3, offload_reference_model=True, gradient_checkpointing=True)
+    result = run_trial(
+        p, model=model("tiny-opt"), critic_model=None, cluster=cluster(2), trial_dir=tmp_path, warmup=1, steps=1
+    )
+    assert result.status is TrialStatus.OK, result.log_tail
+    assert tuple(result.phases) == step_strategy("dpo").phases
+    assert all(seconds > 0 for seconds in result.phases.values())
+    # a sample is a chosen/rejected pair: 2 sequences of 24 tokens, 2 pairs per rank, 2 ranks
+    assert result.samples_per_step == 4 and result.tokens_per_step == 4 * 2 * 24

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from dstune.calibration import DATA_DIR, shipped_observations
+from dstune.calibration import DATA_DIR
 from dstune.cli import main
 from dstune.errors import UserInputError
 from dstune.plan import job_of, make_plan
-from dstune.search import ReplayBackend, read_table
+from dstune.search import ReplayBackend, read_table, shipped_observations
 
 TABLE = DATA_DIR / "tiny-opt-ppo-2xcpu.csv"
 
