@@ -90,7 +90,7 @@ class Accuracy:
             figures = []
             for choice, constants in (
                 (r.prior, self.fit.prior),
-                (r.fitted, self.fit.constants(generation_of(r.case.cluster.gpu.name))),
+                (r.fitted, self.fit.constants(generation_of(r.case.known_cluster.gpu.name))),
             ):
                 c = constants
                 figures.append(
@@ -103,7 +103,7 @@ class Accuracy:
         """(row id, phases, published s, prior's and fit's predicted s) for published phase times."""
         out = []
         for r in self.rows:
-            fitted_constants = self.fit.constants(generation_of(r.case.cluster.gpu.name))
+            fitted_constants = self.fit.constants(generation_of(r.case.known_cluster.gpu.name))
             tables = (
                 [
                     _score(r.case, [choice.plan], constants)
@@ -143,7 +143,7 @@ def _family_errors(results: Sequence[RowResult]) -> tuple[dict[str, FamilyError]
         mine = [
             errors[r.case.row.id]
             for r in results
-            if r.case.row.id in errors and generation_of(r.case.cluster.gpu.name) == gen
+            if r.case.row.id in errors and generation_of(r.case.known_cluster.gpu.name) == gen
         ]
         if not mine:
             continue

@@ -169,7 +169,7 @@ def _memory_residuals(facts: Sequence[MemoryFact], constants_of) -> np.ndarray:
             allocated = table["gpu_peak_bytes"][0] / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes
             out.append(np.log(max(allocated, 1.0) / fact.peak_alloc_bytes))
         if fact.fits is not None:
-            capacity = fact.case.cluster.gpu.memory_bytes
+            capacity = fact.case.known_cluster.gpu.memory_bytes
             smallest = float(np.min(table["gpu_peak_bytes"]))
             gap = np.log(smallest / capacity)
             out.append(max(gap, 0.0) if fact.fits else max(-gap, 0.0))
@@ -207,7 +207,7 @@ def _predict_time(
     phase_ratios: list[tuple[int, int, float]] = []
     constants = {}
     for i, (case, plan) in enumerate(zip(cases, plans)):
-        gen = generation_of(case.cluster.gpu.name)
+        gen = generation_of(case.known_cluster.gpu.name)
         if gen not in constants:
             constants[gen] = params.constants(base, gen)
         table = _score(case, [plan], constants[gen])
@@ -277,7 +277,7 @@ def fit_corpus(
         memory = start.memory
     base = memory.constants(prior, None)
     timed = timed_cases(usable)
-    generations = tuple(g for g in GENERATION_ORDER if any(generation_of(c.cluster.gpu.name) == g for c in timed))
+    generations = tuple(g for g in GENERATION_ORDER if any(generation_of(c.known_cluster.gpu.name) == g for c in timed))
     plans = [choose(c, base).plan for c in timed]
     measured = np.array([c.row.measured_samples_per_s for c in timed])
     x0 = start.time.x if start is not None and start.generations == generations else None
@@ -288,7 +288,7 @@ def fit_corpus(
 def predict_case(case: Case, fit: Fit | None) -> Choice:
     if fit is None:
         return choose(case, DEFAULT_CONSTANTS)
-    return choose(case, fit.constants(generation_of(case.cluster.gpu.name)))
+    return choose(case, fit.constants(generation_of(case.known_cluster.gpu.name)))
 
 
 def fact_right(case: Case, choice: Choice) -> bool | None:

@@ -34,6 +34,7 @@ from ..catalog._models import spec_from_hf_config
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table, plans_to_columns
 from ..errors import DstuneError
 from ..plan import Context, Plan, baseline_plan, make_plan, violations
+from ..steps.ppo import PpoPlan
 from ._evidence import EvidenceRow, load_sources
 
 MAX_PAIRS_PER_STEP = 1024
@@ -94,6 +95,20 @@ class Case:
         return tuple(p for _, plans in self.rungs for p in plans)
 
     @property
+    def known_model(self) -> ModelSpec:
+        """The model to score; only a skipped row has none."""
+        if self.model is None:
+            raise ValueError(f"evidence row {self.row.id} is skipped ({self.skipped}): it has no model to score")
+        return self.model
+
+    @property
+    def known_cluster(self) -> ClusterSpec:
+        """The cluster to score on; only a skipped row has none."""
+        if self.cluster is None:
+            raise ValueError(f"evidence row {self.row.id} is skipped ({self.skipped}): it has no cluster to score on")
+        return self.cluster
+
+    @property
     def context(self) -> Context:
         return Context(world_size=self.row.gpus, model=self.model, critic_model=self.critic_model)
 
@@ -102,7 +117,7 @@ class Case:
 class Choice:
     """The plan the source's rule picks under given constants, and its prediction."""
 
-    plan: Plan | None
+    plan: Plan
     rung: str
     samples_per_s: float
     gpu_peak_bytes: float
@@ -136,7 +151,13 @@ RECIPE_END = "+offload_reference_model"
 """The last rung of DeepSpeed-Chat's own largest-model recipe."""
 
 
-def he_variants(plan: Plan, gpus_per_node: int) -> list[dict[str, Any]]:
+def _ppo_plan(values: dict[str, Any], base: PpoPlan) -> PpoPlan:
+    plan = make_plan("ppo", values, base=base)
+    assert isinstance(plan, PpoPlan)  # dataclasses.replace of a PpoPlan
+    return plan
+
+
+def he_variants(plan: PpoPlan, gpus_per_node: int) -> list[dict[str, Any]]:
     """Hybrid Engine settings tried at one batch, in order of preference: the plan's own, then a larger
     inference_tp_size (divisors of one node's GPUs), then each with tp_gather_partition_size 1.
 
@@ -156,7 +177,7 @@ def he_variants(plan: Plan, gpus_per_node: int) -> list[dict[str, Any]]:
 
 
 def _ladder(
-    script_plan: Plan, batches: list[int], ctx: Context, gpus_per_node: int, last: str | None = None
+    script_plan: PpoPlan, batches: list[int], ctx: Context, gpus_per_node: int, last: str | None = None
 ) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
     rungs = []
     values: dict[str, Any] = {}
@@ -166,10 +187,10 @@ def _ladder(
         values = {**values, **extra}
         if label == "+only_optimize_lora":
             values["actor_lora_dim"] = script_plan.actor_lora_dim or 128
-        base = make_plan("ppo", values, base=script_plan)
+        base = _ppo_plan(values, base=script_plan)
         batch = ("per_device_generation_batch_size", "per_device_training_batch_size")
         plans = [
-            make_plan("ppo", {**dict.fromkeys(batch, b), **he}, base=base)
+            _ppo_plan({**dict.fromkeys(batch, b), **he}, base=base)
             for b in batches
             for he in he_variants(base, gpus_per_node)
         ]
@@ -185,13 +206,15 @@ def _setup(row: EvidenceRow) -> tuple[ModelSpec, ModelSpec | None, ClusterSpec]:
     return model, critic, make_cluster(load_gpu(row.gpu_type), row.gpus, row.nodes)
 
 
-def _script_plan(row: EvidenceRow, model: ModelSpec, critic: ModelSpec | None) -> tuple[Plan, str]:
+def _script_plan(row: EvidenceRow, model: ModelSpec, critic: ModelSpec | None) -> tuple[PpoPlan, str]:
     workload = {
         k: v
         for k, v in row.settings
         if k in ("max_prompt_seq_len", "max_answer_seq_len", "ppo_epochs", "generation_batches")
     }
     baseline = baseline_plan("ppo", model, row.gpus, critic_model=critic, workload=workload)
+    if not isinstance(baseline.plan, PpoPlan):
+        raise TypeError(f"the ppo baseline is a {type(baseline.plan).__name__}, not a PpoPlan")
     return baseline.plan, baseline.script
 
 
@@ -249,15 +272,15 @@ def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[
     return estimate_table(
         case.row.step,
         plans_to_columns(list(plans)),
-        case.model,
-        case.cluster,
+        case.known_model,
+        case.known_cluster,
         critic_model=case.critic_model,
         constants=constants,
     )
 
 
 def fits_mask(case: Case, table: dict[str, np.ndarray]) -> np.ndarray:
-    return (table["gpu_peak_bytes"] <= case.cluster.gpu.memory_bytes) & table["fits_host"]
+    return (table["gpu_peak_bytes"] <= case.known_cluster.gpu.memory_bytes) & table["fits_host"]
 
 
 def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, cast
 
 from dstune.errors import UnknownModelError, UserInputError
 
@@ -175,13 +175,27 @@ def _linear_params(layer: LinearLayer, bias: bool) -> int:
     return layer.in_features * layer.out_features + (layer.out_features if bias else 0)
 
 
+class _SharedShape(TypedDict):
+    """The ModelSpec fields every family reads the same way from a Hugging Face config."""
+
+    name: str
+    aliases: tuple[str, ...]
+    family: ModelFamily
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    vocab_size: int
+    max_positions: int
+    hf_config: Mapping[str, Any]
+
+
 def spec_from_hf_config(name: str, config: Mapping[str, Any], aliases: tuple[str, ...] = ()) -> ModelSpec:
     """Read the shape fields of a Hugging Face config dict; refuse families we cannot model."""
     model_type = _require_supported(name, config.get("model_type"))
     c = dict(config)
     hidden = int(c["hidden_size"])
     heads = int(c["num_attention_heads"])
-    common = dict(
+    common = _SharedShape(
         name=name,
         aliases=tuple(aliases),
         family=model_type,

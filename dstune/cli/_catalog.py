@@ -14,6 +14,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
+    models = list_models()
     rows = [
         {
             "name": m.name,
@@ -27,7 +28,7 @@ def _run_models(args: argparse.Namespace) -> int:
             "max_positions": m.max_positions,
             "aliases": list(m.aliases),
         }
-        for m in list_models()
+        for m in models
     ]
     if args.json:
         print_json(rows)
@@ -38,14 +39,14 @@ def _run_models(args: argparse.Namespace) -> int:
     table = Table(title="dstune model catalog")
     for column in ("name", "params", "layers", "hidden", "heads/kv", "aliases"):
         table.add_column(column, justify="right" if column in ("params", "layers", "hidden") else "left")
-    for r in rows:
+    for m in models:
         table.add_row(
-            r["name"],
-            f"{r['params']:,}",
-            str(r["layers"]),
-            str(r["hidden_size"]),
-            f"{r['heads']}/{r['kv_heads']}",
-            ", ".join(r["aliases"]),
+            m.name,
+            f"{m.num_params:,}",
+            str(m.num_layers),
+            str(m.hidden_size),
+            f"{m.num_heads}/{m.num_kv_heads}",
+            ", ".join(m.aliases),
         )
     Console().print(table)
     return 0

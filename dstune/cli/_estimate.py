@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+
+if TYPE_CHECKING:
+    from ..costmodel import Estimate
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +30,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def render_estimate(estimate: object, note: str) -> None:
+def render_estimate(estimate: Estimate, note: str) -> None:
     """Rich tables of one Estimate: memory by component, time by phase, throughput."""
     from rich.console import Console
     from rich.table import Table
@@ -49,7 +53,7 @@ def render_estimate(estimate: object, note: str) -> None:
     phases.add_column("phase")
     phases.add_column("seconds", justify="right")
     phases.add_column("share", justify="right")
-    dominant = max(e.phases, key=e.phases.get)
+    dominant = max(e.phases, key=lambda name: e.phases[name])
     for name, seconds in e.phases.items():
         style = "bold" if name == dominant else ""
         phases.add_row(name, f"{seconds:.3f}", f"{seconds / e.step_s:.0%}", style=style)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 DEFAULT_TRIALS_DIR = Path("dstune-trials")
 
@@ -154,7 +157,13 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
             console.print(r.log_tail, markup=False, highlight=False)
         return
     times = Table(title="seconds per step: measured vs predicted")
-    for name, justify in (("phase", "left"), ("measured", "right"), ("predicted", "right"), ("ratio", "right")):
+    time_columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("phase", "left"),
+        ("measured", "right"),
+        ("predicted", "right"),
+        ("ratio", "right"),
+    )
+    for name, justify in time_columns:
         times.add_column(name, justify=justify)
     for name, seconds in predicted.phases.items():
         measured = r.phases.get(name)
@@ -162,7 +171,12 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     times.add_row("[bold]step[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
     console.print(times)
     memory = Table(title="memory: measured vs predicted")
-    for name, justify in (("figure", "left"), ("measured", "right"), ("predicted", "right")):
+    memory_columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("figure", "left"),
+        ("measured", "right"),
+        ("predicted", "right"),
+    )
+    for name, justify in memory_columns:
         memory.add_column(name, justify=justify)
     memory.add_row(
         "GPU peak (max allocated, max over ranks)", _fmt_bytes(r.gpu_peak_bytes), _fmt_bytes(predicted.gpu_peak_bytes)

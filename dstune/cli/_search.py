@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..costmodel import DEFAULT_CONSTANTS
+from ..record import Status
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json
 
@@ -132,10 +133,10 @@ def _progress(total: int, enabled: bool):
     def advance(row: Any, rows: list[Any]) -> None:
         counted = (
             row.source != "repeat"
-            and row.status not in ("pruned",)
-            and not (row.status == "infeasible" and row.measured is None)
+            and row.status not in (Status.PRUNED,)
+            and not (row.status == Status.INFEASIBLE and row.measured is None)
         )
-        best = max((r.measured.samples_per_s for r in rows if r.status == "ok" and r.measured), default=None)
+        best = max((r.measured.samples_per_s for r in rows if r.status == Status.OK and r.measured), default=None)
         label = f"best {best:,.3g} samples/s" if best else "no feasible plan yet"
         progress.update(task, advance=1 if counted else 0, best=f"trial {row.number} {row.status}; {label}")
 
@@ -184,11 +185,11 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         + ([("pick", head.pick)] if head.pick else [])
         + [(f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
     )
-    base_sps = base.samples_per_s if base and base.status == "ok" else None
+    base_sps = base.samples_per_s if base and base.status == Status.OK else None
     lines = []
     for label, row in entries:
         peak = row.memory()
-        sps = row.samples_per_s if row.status == "ok" else None
+        sps = row.samples_per_s if row.status == Status.OK else None
         interval = row.figures.samples_per_s_interval if row.figures else None
         table.add_row(
             label,
@@ -227,7 +228,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             else "no plan beats DeepSpeed-Chat's script for this job"
         )
         console.print(f"[bold]{verdict}[/bold]")
-    elif base is not None and base.status != "ok":
+    elif base is not None and base.status != Status.OK:
         console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}")
     for alt in result.picks.alternatives:
         pick = alt.pick

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..catalog import ClusterSpec, ModelSpec
+from ..plan import CostTerms
 from . import _memory as mem
 from . import _time as tm
 from ._constants import CostConstants
@@ -29,7 +30,7 @@ def score_dpo(
     hw: tm.Hardware,
     c: CostConstants,
     he_kernels: bool,
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     f = model_facts(model, "lm")
     world = cluster.world_size
     micro = cols["per_device_train_batch_size"].astype(float)
@@ -74,11 +75,11 @@ def score_dpo(
     }
     useful = gas * tm.forward_flops(f, tokens, seq) * (np.where(policy.frozen_base, 2.0, 3.0) + 1.0)
     construction = np.where(stage == 3, 0.0, 2.0 * 4.0 * policy.params_all)
-    return {
-        **peak,
-        "host_peak_bytes": _host_peak(cluster, states.host, construction, c),
-        "phases": phases,
-        "samples": micro * gas * world,
-        "tokens": tokens * gas * world,
-        "flops": useful,
-    }
+    return CostTerms(
+        memory=peak,
+        host_peak_bytes=_host_peak(cluster, states.host, construction, c),
+        phases=phases,
+        samples=micro * gas * world,
+        tokens=tokens * gas * world,
+        flops=useful,
+    )

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..catalog import ClusterSpec, ModelSpec
 from ..errors import UserInputError
-from ..plan import Plan, plan_to_dict, step_strategy
+from ..plan import CostTerms, Plan, plan_to_dict, step_strategy
 from . import _memory as mem
 from . import _time as tm
 from ._constants import DEFAULT_CONSTANTS, CostConstants
@@ -174,7 +174,7 @@ def _host_peak(
 
 def _score_sft_rm(
     cols: Columns, spec: ModelSpec, cluster: ClusterSpec, hw: tm.Hardware, c: CostConstants, pairwise: bool
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     f = model_facts(spec, "value" if pairwise else "lm")
     world = cluster.world_size
     micro = cols["per_device_train_batch_size"].astype(float)
@@ -202,14 +202,14 @@ def _score_sft_rm(
     phases = {"forward": gas * fwd, "backward": gas * (micro_total - fwd), "step": opt}
     useful = gas * tm.forward_flops(f, tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
     construction = np.where(stage == 3, 0.0, 4.0 * t.params_all)
-    return {
-        **peak,
-        "host_peak_bytes": _host_peak(cluster, t.states.host, construction, c),
-        "phases": phases,
-        "samples": micro * gas * world,
-        "tokens": tokens * gas * world,
-        "flops": useful,
-    }
+    return CostTerms(
+        memory=peak,
+        host_peak_bytes=_host_peak(cluster, t.states.host, construction, c),
+        phases=phases,
+        samples=micro * gas * world,
+        tokens=tokens * gas * world,
+        flops=useful,
+    )
 
 
 def _score_ppo(
@@ -220,7 +220,7 @@ def _score_ppo(
     hw: tm.Hardware,
     c: CostConstants,
     he_kernels: bool,
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     actor_f = model_facts(actor_spec, "lm")
     critic_f = model_facts(critic_spec, "value")
     world = cluster.world_size
@@ -370,14 +370,14 @@ def _score_ppo(
         np.where(a_stage == 3, 0.0, 4.0 * actor.params_all), np.where(c_stage == 3, 0.0, 4.0 * critic.params_all)
     )
     samples = gen_bs * n_gen * world
-    return {
-        **peak,
-        "host_peak_bytes": _host_peak(cluster, states.host, construction, c),
-        "phases": phase_s,
-        "samples": samples,
-        "tokens": samples * seq,
-        "flops": useful,
-    }
+    return CostTerms(
+        memory=peak,
+        host_peak_bytes=_host_peak(cluster, states.host, construction, c),
+        phases=phase_s,
+        samples=samples,
+        tokens=samples * seq,
+        flops=useful,
+    )
 
 
 def score_sft(
@@ -388,7 +388,7 @@ def score_sft(
     hw: tm.Hardware,
     c: CostConstants,
     he_kernels: bool,
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     """Step 1's cost terms (the SFT strategy's `cost_function`)."""
     return _score_sft_rm(cols, model, cluster, hw, c, pairwise=False)
 
@@ -401,7 +401,7 @@ def score_rm(
     hw: tm.Hardware,
     c: CostConstants,
     he_kernels: bool,
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     """Step 2's cost terms: the value-head model on chosen and rejected sequences."""
     return _score_sft_rm(cols, model, cluster, hw, c, pairwise=True)
 
@@ -414,7 +414,7 @@ def score_ppo(
     hw: tm.Hardware,
     c: CostConstants,
     he_kernels: bool,
-) -> dict[str, np.ndarray]:
+) -> CostTerms:
     """Step 3's cost terms: generation, experience, actor and critic training."""
     return _score_ppo(cols, model, critic_model or model, cluster, hw, c, he_kernels)
 
@@ -439,13 +439,14 @@ def estimate_table(
     hw = dataclasses.replace(tm.Hardware.of(cluster, "fp16", c), peak_flops=peak)
     raw = step_strategy(step).cost()(cols, model, critic_model or model, cluster, hw, c, he_kernels)
     out: dict[str, np.ndarray] = {}
+    memory = raw["memory"]
     for name in GPU_COMPONENTS[:-1]:
-        out[f"mem_{name}"] = np.broadcast_to(np.asarray(raw.get(name, 0.0), dtype=float), (n_rows,)).copy()
-    subtotal = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + raw["buffers"] + c.cuda_context_bytes
-    out["mem_other"] = raw["buffers"] + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
+        out[f"mem_{name}"] = np.broadcast_to(np.asarray(memory.get(name, 0.0), dtype=float), (n_rows,)).copy()
+    subtotal = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + memory["buffers"] + c.cuda_context_bytes
+    out["mem_other"] = memory["buffers"] + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
     out["gpu_peak_bytes"] = subtotal + c.memory_overhead_fraction * subtotal
     out["host_peak_bytes"] = np.asarray(raw["host_peak_bytes"], dtype=float)
-    out["peak_phase"] = raw["peak_phase"]
+    out["peak_phase"] = memory["peak_phase"]
     step_s = np.zeros(n_rows)
     for name, seconds in raw["phases"].items():
         out[f"time_{name}"] = np.asarray(seconds, dtype=float)

@@ -26,7 +26,8 @@ class Hardware:
 
     world: int
     gpus_per_node: int
-    peak_flops: float
+    peak_flops: float | np.ndarray
+    """Per row when the candidates' dtypes differ (dstune.costmodel.estimate_table)."""
     hbm_bytes_per_s: float
     link_bytes_per_s: float
     """Slowest link a world-wide ring crosses (ZeRO collectives)."""
@@ -174,8 +175,10 @@ def decode_token_seconds(
 
 
 def zero3_gather_seconds(
-    params_all: np.ndarray, layers: int, offload: np.ndarray, hw: Hardware, c: CostConstants
+    params_all: np.ndarray | float, layers: int, offload: np.ndarray, hw: Hardware, c: CostConstants
 ) -> np.ndarray:
-    """Gathering every ZeRO-3 partition of a model once (layer by layer, each with its fixed fetch cost)."""
-    host = np.where(offload, 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
-    return allgather_seconds(2.0 * params_all, hw) + zero3_fetch_seconds(layers, c) + host
+    """Gathering every ZeRO-3 partition of a model once (layer by layer, each with its fixed fetch cost).
+    `params_all` is per row, or one count for a frozen model every row holds whole."""
+    params = np.asarray(params_all, dtype=float)
+    host = np.where(offload, 2.0 * params / hw.world / hw.host_link_bytes_per_s, 0.0)
+    return allgather_seconds(2.0 * params, hw) + zero3_fetch_seconds(layers, c) + host

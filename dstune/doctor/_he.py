@@ -63,7 +63,11 @@ class HeStatus:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HeStatus:
         return cls(
-            **{k: data.get(k) for k in ("family", "kernels", "layer_class", "policy", "probe_model")},
+            family=data["family"],
+            kernels=data.get("kernels"),
+            layer_class=data.get("layer_class"),
+            policy=data.get("policy"),
+            probe_model=data.get("probe_model") or "",
             reason=data.get("reason") or "",
         )
 

@@ -138,6 +138,7 @@ def _gpu_findings(gpus: tuple[Gpu, ...], links: tuple[GpuLink, ...], note: str |
 def _op_findings(ops: tuple[OpStatus, ...]) -> list[Finding]:
     found = []
     for op in ops:
+        level: Level
         if op.prebuilt or op.jit_cached:
             level, text = "ok", "built" if op.prebuilt else "JIT-built and cached"
         elif op.compatible and op.jit_possible:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UserInputError
 from ..plan import make_plan, step_strategy
+from ..record import Status
 from ._configs import role_configs
 from ._files import atomic_write, dump_json, now_iso, trials_table, versions
 from ._script import launch_script
@@ -45,7 +46,7 @@ def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
     """|log(measured / predicted)| per measured trial, where the prediction was made before the trial ran."""
     out = []
     for row in sorted(rows, key=lambda r: r.number):
-        if row.status != "ok" or not row.predicted or not row.measured or row.source == "repeat":
+        if row.status != Status.OK or not row.predicted or not row.measured or row.source == "repeat":
             continue
         entry = {
             "trial": row.number,

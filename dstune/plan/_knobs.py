@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypedDict
 
-ZERO = {"choices": (0, 1, 2, 3)}
-DTYPE = {"choices": ("fp16", "bf16")}
-POSITIVE = {"min": 1}
-NON_NEGATIVE = {"min": 0}
+
+class Limits(TypedDict, total=False):
+    """What `coerce_knob` checks a knob's value against (kept in the field's metadata)."""
+
+    choices: tuple[Any, ...]
+    min: int
+
+
+ZERO: Limits = {"choices": (0, 1, 2, 3)}
+DTYPE: Limits = {"choices": ("fp16", "bf16")}
+POSITIVE: Limits = {"min": 1}
+NON_NEGATIVE: Limits = {"min": 0}
 
 
 def knob(default: Any, help: str, *, job: bool = False, **limits: Any) -> Any:
@@ -23,12 +31,24 @@ def knob(default: Any, help: str, *, job: bool = False, **limits: Any) -> Any:
 
 
 class Plan(Protocol):
-    """What every step's knob dataclass has; the rest is the strategy's business."""
+    """What every step's knob dataclass has; the rest is the strategy's business.
 
+    Members are read-only (the dataclasses are frozen); `__dataclass_fields__` makes every plan a
+    dataclass instance to `dataclasses.fields/replace/asdict`, and `__init__` takes the knobs by name."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
     step: ClassVar[str]
-    dtype: str
-    offload: bool
-    only_optimize_lora: bool
+
+    def __init__(self, **knobs: Any) -> None: ...
+
+    @property
+    def dtype(self) -> str: ...
+
+    @property
+    def offload(self) -> bool: ...
+
+    @property
+    def only_optimize_lora(self) -> bool: ...
 
     @property
     def samples_per_step_per_gpu(self) -> int: ...
@@ -37,15 +57,15 @@ class Plan(Protocol):
     def tokens_per_sample(self) -> int: ...
 
 
-def plan_class(step: str) -> type:
+def plan_class(step: str) -> type[Plan]:
     from ._step import step_strategy
 
     return step_strategy(step).plan_class
 
 
-def knob_fields(step: str) -> tuple[dataclasses.Field, ...]:
+def knob_fields(step: str) -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(plan_class(step))
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    return dataclasses.asdict(plan)  # type: ignore[call-overload]
+    return dataclasses.asdict(plan)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import PlanRuleError
 from ._knobs import Plan
@@ -27,19 +27,20 @@ class Context:
     critic_model: ModelSpec | None = None
 
 
-Check = Callable[[Plan, Context], "str | None"]
+PlanT = TypeVar("PlanT", bound=Plan)
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(Generic[PlanT]):
     """A hard rule and the knobs it reads: the search evaluates it once per distinct combination of
-    those knobs, so `reads` must name every knob `check` looks at (a test compares with brute force)."""
+    those knobs, so `reads` must name every knob `check` looks at (a test compares with brute force).
+    A step's own rules check that step's plan class (`Rule[PpoPlan]`); shared ones any `Plan`."""
 
     name: str
     reads: tuple[str, ...]
-    check: Check
+    check: Callable[[PlanT, Context], str | None]
 
-    def __call__(self, plan: Plan, ctx: Context) -> str | None:
+    def __call__(self, plan: PlanT, ctx: Context) -> str | None:
         return self.check(plan, ctx)
 
 
@@ -98,7 +99,7 @@ def sequence_fits_positions(plan: Plan, ctx: Context) -> str | None:
     return None
 
 
-SHARED_RULES: tuple[Rule, ...] = (
+SHARED_RULES: tuple[Rule[Plan], ...] = (
     Rule("only_lora_needs_lora", ("only_optimize_lora", "*lora_rank"), only_lora_needs_lora),
     Rule("offload_needs_zero", ("offload", "*zero_stage"), offload_needs_zero),
     Rule("lora_modules_exist", ("*lora_rank", "*lora_module"), lora_modules_exist),
@@ -107,11 +108,12 @@ SHARED_RULES: tuple[Rule, ...] = (
 """Rules every step has; `*name` in `reads` stands for the step's knobs of that kind (see `rule_reads`)."""
 
 
-def rules_for(step: str) -> tuple[Rule, ...]:
+def rules_for(step: str) -> tuple[Rule[Any], ...]:
+    """The step's rules; its own check its plan class, which `make_plan(step, ...)` builds."""
     return SHARED_RULES + step_strategy(step).rules()
 
 
-def rule_reads(rule: Rule, step: str) -> tuple[str, ...]:
+def rule_reads(rule: Rule[Any], step: str) -> tuple[str, ...]:
     """The knobs a rule reads for this step, with the `*kind` placeholders expanded."""
     strategy = step_strategy(step)
     kinds = {

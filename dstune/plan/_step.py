@@ -18,7 +18,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -27,9 +27,25 @@ from ..errors import UserInputError
 if TYPE_CHECKING:
     from ..catalog import ModelSpec
     from ._inert import Inert
+    from ._knobs import Plan
     from ._rules import Rule
 
 Columns = Mapping[str, np.ndarray]
+
+
+class CostTerms(TypedDict):
+    """What a step's cost function returns, one value per candidate row (dstune.costmodel.estimate_table)."""
+
+    memory: dict[str, np.ndarray]
+    """GPU bytes by component at the peak phase, plus that phase's label under `peak_phase`."""
+    host_peak_bytes: np.ndarray
+    phases: dict[str, np.ndarray]
+    """Seconds of each timed phase per step."""
+    samples: np.ndarray
+    tokens: np.ndarray
+    flops: np.ndarray
+    """Useful model FLOPs per step (for MFU)."""
+
 
 DEFAULT_STEP = "ppo"
 """What `--step` means when it is not given: DeepSpeed-Chat's headline step."""
@@ -103,7 +119,7 @@ class StepStrategy:
 
     name: ClassVar[str]
     title: ClassVar[str]
-    plan_class: ClassVar[type]
+    plan_class: ClassVar[type[Plan]]
     batch: ClassVar[BatchShape]
     sequence_knobs: ClassVar[tuple[str, ...]]
     """Knobs whose sum is the tokens of one sequence (the model's position limit)."""
@@ -124,7 +140,7 @@ class StepStrategy:
     worker_class: ClassVar[str]
     """`module:class` running one real step in a profile worker."""
 
-    def rules(self) -> tuple[Rule, ...]:
+    def rules(self) -> tuple[Rule[Any], ...]:
         """Hard rules of this step on top of the shared ones."""
         return ()
 
@@ -160,7 +176,7 @@ class StepStrategy:
         """(shell lines before the launch, main.py arguments naming data and models)."""
         raise NotImplementedError
 
-    def cost(self) -> Callable[..., dict[str, np.ndarray]]:
+    def cost(self) -> Callable[..., CostTerms]:
         return _load(self.cost_function)
 
     def worker(self) -> type:

@@ -11,8 +11,9 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..record import Status
 from ._process import Finished
-from ._result import CPU_NOTE, LOG_FILE, WORKER_RESULT_FILE, TrialResult, TrialStatus
+from ._result import CPU_NOTE, LOG_FILE, WORKER_RESULT_FILE, TrialResult
 
 if TYPE_CHECKING:
     from ..catalog import ClusterSpec
@@ -83,17 +84,17 @@ def collect(
     worker = _read(trial_dir / WORKER_RESULT_FILE)
     if finished.timed_out:
         return TrialResult(
-            status=TrialStatus.TIMEOUT,
+            status=Status.TIMEOUT,
             **base,
             log_tail=log_tail(trial_dir),
             notes=tuple(notes),
             error=f"ran past its {timeout_s:g} s limit; process group {finished.pgid} was ended",
         )
     if failures:
-        oom = [f for f in failures if f.get("status") == "oom"]
+        oom = [f for f in failures if f.get("status") == Status.OOM]
         first = (oom or failures)[0]
         return TrialResult(
-            status=TrialStatus.OOM if oom else TrialStatus.ERROR,
+            status=Status.OOM if oom else Status.ERROR,
             **base,
             error=f"rank {first.get('rank')}: {first.get('error')}",
             notes=tuple(notes),
@@ -104,7 +105,7 @@ def collect(
         why = _exit_text(finished.returncode)
         detail = "without a result file" if worker is None else "after rank 0 wrote its result"
         return TrialResult(
-            status=TrialStatus.CRASHED,
+            status=Status.CRASHED,
             **base,
             error=f"processes ended ({why}) {detail}",
             notes=tuple(notes),
@@ -135,7 +136,7 @@ def _ok(
         if worker["device"] == "cuda":
             mfu = tflops / cluster.gpu.peak_tflops(plan.dtype)
     return TrialResult(
-        status=TrialStatus.OK,
+        status=Status.OK,
         **{**base, "device": worker["device"], "world_size": worker["world_size"]},
         phases=worker["phases"],
         step_s=step_s,

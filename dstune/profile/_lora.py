@@ -23,21 +23,19 @@ class LinearLayer_LoRA(nn.Module):  # noqa: N801 - DeepSpeed-Chat's class name
 
     def __init__(
         self,
-        weight: nn.Parameter,
+        weight: torch.Tensor,
         lora_dim: int = 0,
         lora_scaling: float = 1,
         lora_dropout: float = 0,
-        bias: nn.Parameter | None = None,
+        bias: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if lora_dim <= 0:
             raise ValueError("You are training to use LoRA, whose reduced dim should be larger than 1")
         self.weight = weight
         self.bias = bias
-        try:
-            rows, columns = weight.ds_shape  # ZeRO-3 partitioned parameter
-        except AttributeError:
-            rows, columns = weight.shape
+        partitioned = getattr(weight, "ds_shape", None)  # a ZeRO-3 partitioned parameter's full shape
+        rows, columns = weight.shape if partitioned is None else partitioned
         self.lora_right_weight = nn.Parameter(torch.zeros(columns, lora_dim))
         self.lora_left_weight = nn.Parameter(torch.zeros(lora_dim, rows))
         self.lora_scaling = lora_scaling / lora_dim
@@ -82,6 +80,7 @@ def convert_linear_layer_to_lora(
     ]
     for name in names:
         module = model.get_submodule(name)
+        assert isinstance(module, nn.Linear)  # named above as one
         lora = LinearLayer_LoRA(module.weight, lora_dim, lora_scaling, lora_dropout, module.bias)
         lora = lora.to(module.weight.device).to(module.weight.dtype)
         parent_name, _, child = name.rpartition(".")
@@ -97,12 +96,15 @@ def only_optimize_lora_parameters(model: nn.Module, force_optimize_params: tuple
 
 def make_model_gradient_checkpointing_compatible(model: nn.Module) -> nn.Module:
     """With frozen embeddings, checkpointed blocks need inputs that require grad (as DS-Chat does)."""
-    if hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-    elif hasattr(model, "get_input_embeddings"):
+    # transformers' methods (or RewardModel's), which nn.Module's typing cannot see
+    enable_input_require_grads = getattr(model, "enable_input_require_grads", None)
+    get_input_embeddings = getattr(model, "get_input_embeddings", None)
+    if enable_input_require_grads is not None:
+        enable_input_require_grads()
+    elif get_input_embeddings is not None:
 
         def make_inputs_require_grad(module: nn.Module, input: object, output: torch.Tensor) -> None:
             output.requires_grad_(True)
 
-        model.get_input_embeddings().register_forward_hook(make_inputs_require_grad)
+        get_input_embeddings().register_forward_hook(make_inputs_require_grad)
     return model

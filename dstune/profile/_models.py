@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def hf_config(model: Mapping[str, Any]) -> Any:
@@ -77,7 +80,7 @@ def build_reward_model(
 class RewardModel(nn.Module):
     """DeepSpeed-Chat's RewardModel (dschat/utils/model/reward_model.py), same maths and names."""
 
-    def __init__(self, base_model: nn.Module, *, pad_token_id: int, num_padding_at_beginning: int = 0) -> None:
+    def __init__(self, base_model: PreTrainedModel, *, pad_token_id: int, num_padding_at_beginning: int = 0) -> None:
         super().__init__()
         self.config = base_model.config
         self.num_padding_at_beginning = num_padding_at_beginning
@@ -112,7 +115,7 @@ class RewardModel(nn.Module):
         seq_len = input_ids.shape[1]
         chosen_ids, rejected_ids = input_ids[:bs], input_ids[bs:]
         chosen_rewards, rejected_rewards = rewards[:bs], rewards[bs:]
-        loss = 0.0
+        loss: torch.Tensor | float = 0.0
         chosen_scores, rejected_scores = [], []
         for i in range(bs):
             chosen_id, rejected_id = chosen_ids[i], rejected_ids[i]
@@ -132,6 +135,7 @@ class RewardModel(nn.Module):
             chosen_scores.append(chosen_reward[c_ind - 1])
             rejected_scores.append(rejected_reward[r_ind - 1])
             loss = loss + -torch.nn.functional.logsigmoid(c_truncated - r_truncated).mean()
+        assert isinstance(loss, torch.Tensor)  # the batch holds at least one pair
         return {
             "loss": loss / bs,
             "chosen_mean_scores": torch.stack(chosen_scores),

@@ -58,8 +58,8 @@ def advantages_and_returns(
     values: torch.Tensor, rewards: torch.Tensor, start: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE as in DeepSpeed-Chat (from trlx)."""
-    last = 0.0
-    reversed_advantages = []
+    last: torch.Tensor | float = 0.0
+    reversed_advantages: list[torch.Tensor] = []
     length = rewards.size(-1)
     for t in reversed(range(start, length)):
         next_values = values[:, t + 1] if t < length - 1 else 0.0

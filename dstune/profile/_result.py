@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..record import Status
 
 if TYPE_CHECKING:
     from ..costmodel import Estimate
@@ -28,25 +29,12 @@ def rank_error_file(rank: int) -> str:
     return f"worker_error.rank{rank}.json"
 
 
-class TrialStatus(str, enum.Enum):
-    """How a trial ended. Only OK carries measurements."""
-
-    OK = "ok"
-    OOM = "oom"
-    """The accelerator's allocator raised its out-of-memory error in some rank."""
-    TIMEOUT = "timeout"
-    """The trial ran past its time limit; its whole process group was killed."""
-    ERROR = "error"
-    """The worker raised something else; `error` holds the exception."""
-    CRASHED = "crashed"
-    """The processes ended without any result file (killed by a signal, launcher failure)."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class TrialResult:
     """Measurements of one plan on real DeepSpeed; `phases` are seconds per measured step (mean)."""
 
-    status: TrialStatus
+    status: Status
+    """How the trial ended (ok, oom, timeout, error or crashed); only ok carries measurements."""
     world_size: int
     device: str
     """"cuda" or "cpu" (DeepSpeed's accelerator name)."""
@@ -91,7 +79,7 @@ class TrialResult:
 
     @property
     def ok(self) -> bool:
-        return self.status is TrialStatus.OK
+        return self.status is Status.OK
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (the on-disk form of result.json)."""
@@ -105,7 +93,7 @@ class TrialResult:
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
-        values["status"] = TrialStatus(values["status"])
+        values["status"] = Status(values["status"])
         values["notes"] = tuple(values.get("notes", ()))
         values["step_times"] = tuple(values.get("step_times", ()))
         return cls(**values)
@@ -156,7 +144,7 @@ class TrialResult:
         return payload
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any] | list[Any]) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from ._engines import Adapters, apply_lora, train_engine
 from ._inputs import TrialInputs, num_padding_at_beginning, synthetic_ids
@@ -32,6 +33,8 @@ class SupervisedStep:
 
     def __post_init__(self) -> None:
         p, cfg = self.inputs.plan, self.inputs.ds_configs["model"]
+        model: nn.Module
+        force: tuple[str, ...]
         if self.pairwise:
             hf = self.inputs.model["hf_config"]
             model = build_reward_model(hf, cfg, num_padding_at_beginning(hf))

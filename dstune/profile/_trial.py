@@ -154,6 +154,7 @@ def _check_setup(
     if cluster.nodes > 1 and hostfile is None:
         raise UserInputError(f"--nodes {cluster.nodes} needs --hostfile (the deepspeed launcher's host list)")
     if launcher == "torchrun" and cluster.nodes > 1:
+        assert hostfile is not None  # refused just above
         hosts = read_hostfile(hostfile)
         if len(hosts) != cluster.nodes or any(h.slots != cluster.gpus_per_node for h in hosts):
             raise UserInputError(
@@ -267,6 +268,7 @@ def run_trial(
         hostfile=hostfile,
     )
     if launcher == "torchrun" and cluster.nodes > 1:
+        assert hostfile is not None  # _check_setup refuses several nodes without one
         agents = agent_commands(
             read_hostfile(hostfile),
             gpus_per_node=cluster.gpus_per_node,

@@ -149,6 +149,7 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     _memoize_cpu_info()
     import torch.distributed as dist
 
+    from ..record import Status
     from ._measure import local_memory, reduce_memory, summarise, versions
     from ._result import CPU_NOTE
 
@@ -165,7 +166,7 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if device_name == "cpu":
         notes.append(f"{CPU_NOTE}; no device memory figures (see host_peak_bytes)")
     return {
-        "status": "ok",
+        "status": Status.OK.value,
         "device": device_name,
         "world_size": world,
         "phases": summarise(phases),
@@ -186,10 +187,12 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
 def _failure(error: BaseException) -> dict[str, Any]:
     import torch
 
+    from ..record import Status
+
     oom_types: tuple[type, ...] = (torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else ()
-    status = "oom" if oom_types and isinstance(error, oom_types) else "error"
+    status = Status.OOM if oom_types and isinstance(error, oom_types) else Status.ERROR
     return {
-        "status": status,
+        "status": status.value,
         "rank": _rank(),
         "error": f"{type(error).__name__}: {error}",
         "traceback": traceback.format_exc(),

@@ -35,7 +35,7 @@ def versions() -> dict[str, str | None]:
     """Package versions from metadata (no heavy imports)."""
     from importlib import metadata
 
-    out = {}
+    out: dict[str, str | None] = {}
     for name in ("dstune", "deepspeed", "torch", "transformers", "optuna", "numpy", "scipy"):
         try:
             out[name] = metadata.version(name)

@@ -11,10 +11,15 @@ class Status(str, Enum):
     predicted over the memory cap (simulate)."""
 
     OK = "ok"
+    """The only outcome that carries measurements (or, simulated, predictions under the cap)."""
     OOM = "oom"
+    """The accelerator's allocator raised its out-of-memory error in some rank."""
     TIMEOUT = "timeout"
+    """The trial ran past its time limit; its whole process group was killed."""
     ERROR = "error"
+    """The worker raised something else; the trial's `error` holds the exception."""
     CRASHED = "crashed"
+    """The processes ended without any result file (killed by a signal, launcher failure)."""
     PRUNED = "pruned"
     INFEASIBLE = "infeasible"
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..record import Status
 from ._importance import Importance, param_importance
 from ._load import StudyDir, study_name_and_storage
 from ._table import Column, Table
@@ -191,7 +192,7 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     """Trials that ran fine, fit under the memory cap and have a throughput, fastest first
     (a "repeat" row re-reports an earlier trial's plan and is left out)."""
     t = study.trials
-    keep = (t["status"] == "ok") & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
+    keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
     job = (study.meta.get("job") or {}).get("label")
     if job and "job" in t:  # the top table ranks plans of the pick's training job only
         keep &= t["job"] == job
@@ -217,7 +218,7 @@ def _matching_row(study: StudyDir, knobs: dict[str, Any]) -> pd.Series | None:
     for name in study.knobs:
         if name in knobs:
             match &= t[name].map(lambda v, want=knobs[name]: same(v, want))
-    rows = t[match & (t["status"] == "ok")]
+    rows = t[match & (t["status"] == Status.OK)]
     return rows.iloc[0] if len(rows) else (t[match].iloc[0] if match.any() else None)
 
 
@@ -226,7 +227,7 @@ def plan_pair(study: StudyDir, feasible: pd.DataFrame) -> tuple[PlanFigures | No
     when both are, so the speedup compares like with like; a failed baseline leaves the pick measured."""
     meta, base_meta = study.meta, study.meta.get("baseline") or {}
     measured = lambda m: isinstance(m.get("measured"), dict)  # noqa: E731
-    base_failed = baseline_status(study) not in (None, "ok")
+    base_failed = baseline_status(study) not in (None, Status.OK)
     pick_key = "measured" if measured(meta) and (measured(base_meta) or base_failed) else "predicted"
     base_key = "measured" if measured(meta) and measured(base_meta) else "predicted"
     pick = base = None
@@ -301,7 +302,7 @@ def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
 def _header(study: StudyDir) -> Header:
     m = study.meta
     counts = study.trials["status"].value_counts()
-    order = [s for s in ("ok", "oom", "timeout", "error", "crashed", "pruned", "infeasible") if s in counts]
+    order = [s.value for s in Status if s in counts]
     order += [s for s in counts.index if s not in order]
     versions = tuple((str(k), str(v)) for k, v in (m.get("versions") or {}).items() if v is not None)
     model = str(m.get("model", "?"))
@@ -437,17 +438,17 @@ def _phases(
 
 def _history(study: StudyDir, base: PlanFigures | None) -> History:
     t = study.trials
-    ok = t["status"] == "ok"
+    ok = t["status"] == Status.OK
     if study.memory_cap_bytes is not None:
         ok &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
     values = t["fig_samples_per_s"].where(ok)
     best = values.cummax().ffill()  # cummax leaves NaN at failed trials; the best so far carries over
-    ran = base is not None and baseline_status(study) in (None, "ok")  # no line for a baseline that failed
+    ran = baseline_status(study) in (None, Status.OK)  # no line for a baseline that failed
     return History(
         tuple(int(n) for n in t["number"]),
         tuple(float(v) for v in values),
         tuple(float(v) for v in best),
-        base.samples_per_s if ran else None,
+        base.samples_per_s if base is not None and ran else None,
     )
 
 
@@ -479,7 +480,7 @@ def _accuracy(study: StudyDir) -> Accuracy:
         both_t = both_m = pd.Series(False, index=t.index)
     throughput = tuple(zip(ps[both_t].astype(float), ms[both_t].astype(float)))
     memory = tuple(zip(pm[both_m].astype(float), mm[both_m].astype(float)))
-    ooms = t["status"] == "oom"
+    ooms = t["status"] == Status.OOM
     cap = study.memory_cap_bytes
     ooms_predicted = int((ooms & (pm > cap)).sum()) if cap is not None else 0
     if study.simulated:

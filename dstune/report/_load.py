@@ -89,7 +89,7 @@ def _read_trials_csv(path: Path) -> pd.DataFrame:
     except (ValueError, TypeError):
         raise UserInputError(f"{path}: column 'number' must hold trial numbers") from None
     check_trials_schema(list(trials.columns), trials.to_dict("records"), str(path))
-    trials["status"] = trials["status"].fillna("error").astype(str).str.strip().str.lower()
+    trials["status"] = trials["status"].fillna(Status.ERROR.value).astype(str).str.strip().str.lower()
     trials["source"] = trials["source"].fillna("sampler").astype(str) if "source" in trials else "sampler"
     return trials.sort_values("number", kind="stable").reset_index(drop=True)
 

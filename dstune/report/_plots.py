@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..record import Status
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -22,8 +24,8 @@ GIB = 2**30
 DPI = 96
 PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 STATUS_STYLE = {  # status group -> (marker, colour, label)
-    "ok": ("o", "#4C72B0", "ok"),
-    "oom": ("X", "#C44E52", "out of memory"),
+    Status.OK.value: ("o", "#4C72B0", "ok"),
+    Status.OOM.value: ("X", "#C44E52", "out of memory"),
     "rejected": ("^", "#999999", "pruned / infeasible"),
     "failed": ("D", "#DD8452", "timeout / error / crashed"),
 }
@@ -39,9 +41,9 @@ class Rendered(NamedTuple):
 
 
 def _group(status: str) -> str:
-    if status in ("ok", "oom"):
-        return status
-    return "rejected" if status in ("pruned", "infeasible") else "failed"
+    if status in (Status.OK, Status.OOM):
+        return str(status)
+    return "rejected" if status in (Status.PRUNED, Status.INFEASIBLE) else "failed"
 
 
 @contextmanager
@@ -85,7 +87,7 @@ def scatter_png(s: Scatter) -> bytes | None:
                     marker=marker,
                     c=colour,
                     s=36,
-                    alpha=0.8 if group == "ok" else 0.6,
+                    alpha=0.8 if group == Status.OK else 0.6,
                     label=f"{label} ({len(pts)})",
                     zorder=3,
                 )

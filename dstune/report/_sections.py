@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+from ..record import Status
 from ._data import Accuracy, Header, Headline
-from ._table import Column, Table, format_value
+from ._table import Column, Kind, Table, format_value
 from ._values import show
 
 GIB = 2**30
@@ -35,11 +36,12 @@ def headline_sentence(h: Headline) -> str:
     if h.pick is None:
         return "No plan finished within the memory cap yet, so there is no pick."
     parts = []
-    if h.baseline_status not in (None, "ok"):
+    if h.baseline_status not in (None, Status.OK):
         parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
     if h.job:
         parts.append(f"Training job (the same for baseline and pick): {h.job}")
     if h.speedup is not None:
+        assert h.baseline is not None  # a speedup is the pick over the baseline
         interval = (
             f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
         )
@@ -52,7 +54,7 @@ def headline_sentence(h: Headline) -> str:
             f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
             + (
                 ""
-                if h.baseline_status not in (None, "ok")
+                if h.baseline_status not in (None, Status.OK)
                 else "; there is no baseline on the same basis to compare with"
             )
         )
@@ -74,20 +76,21 @@ def headline_table(h: Headline) -> Table:
     """Baseline and pick figure by figure, pre-formatted (each row has its own unit)."""
     b, p = h.baseline, h.pick
     rows = []
-    for name, attr, kind in (
+    figures: tuple[tuple[str, str, Kind], ...] = (
         ("samples/s", "samples_per_s", "rate"),
         ("tokens/s", "tokens_per_s", "rate"),
         ("step time", "step_s", "seconds"),
         ("peak GPU memory", "gpu_peak_bytes", "gib"),
         ("MFU", "mfu", "percent"),
-    ):
+    )
+    for name, attr, kind in figures:
         bv, pv = (getattr(b, attr) if b else math.nan), (getattr(p, attr) if p else math.nan)
         change = f"{pv / bv:.2f}x" if bv and math.isfinite(bv) and math.isfinite(pv) and bv > 0 else "–"
         rows.append((name, format_value(bv, kind), format_value(pv, kind), change))
     if b and p:
         rows.append(("basis", b.basis, p.basis, ""))
-    if h.baseline_status not in (None, "ok"):
-        rows.append(("baseline status", h.baseline_status, "ok" if p else "–", ""))
+    if h.baseline_status not in (None, Status.OK):
+        rows.append(("baseline status", h.baseline_status, Status.OK.value if p else "–", ""))
     return Table((Column("figure"), Column("baseline"), Column("pick"), Column("pick / baseline")), tuple(rows))
 
 

@@ -6,7 +6,7 @@ import abc
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate
@@ -15,6 +15,17 @@ from ..plan import Plan, knob_fields, plan_to_dict
 from ..record import MEASURED_STATUSES, Basis, Figures, Status, read_trials_csv
 from ._records import TrialRecord
 from ._space import plan_key
+
+
+class _ProfileOptions(TypedDict):
+    """`run_trial`'s options that are the same for every trial of a search."""
+
+    warmup: int
+    steps: int
+    timeout_s: float
+    hostfile: Path | None
+    launcher: str
+    env: dict[str, str] | None
 
 
 class Backend(abc.ABC):
@@ -42,7 +53,7 @@ class Backend(abc.ABC):
 
 
 class SimulateBackend(Backend):
-    """The calibrated cost model stands in for a measurement; over-cap plans are 'infeasible'."""
+    """The calibrated cost model stands in for a measurement; over-cap plans are infeasible (Status.INFEASIBLE)."""
 
     name = "simulate"
 
@@ -81,7 +92,7 @@ class SimulateBackend(Backend):
                 f"{e.host_capacity_bytes / 2**30:.0f} GiB"
             )
         return TrialRecord(
-            status="infeasible" if reasons else "ok",
+            status=Status.INFEASIBLE if reasons else Status.OK,
             figures=figures,
             reason="; ".join(reasons),
             details={"device": self.device},
@@ -110,14 +121,14 @@ class ProfileBackend(Backend):
     ):
         self.model, self.critic_model, self.cluster = model, critic_model, cluster
         self.trials_dir = trials_dir
-        self.options = {
-            "warmup": warmup,
-            "steps": steps,
-            "timeout_s": timeout_s,
-            "hostfile": hostfile,
-            "launcher": launcher,
-            "env": dict(env) if env else None,
-        }
+        self.options = _ProfileOptions(
+            warmup=warmup,
+            steps=steps,
+            timeout_s=timeout_s,
+            hostfile=hostfile,
+            launcher=launcher,
+            env=dict(env) if env else None,
+        )
         from ..profile import trial_device
 
         self.device = trial_device(self.options["env"])
@@ -137,7 +148,7 @@ class ProfileBackend(Backend):
             trial_dir=trial_dir,
             **self.options,
         )
-        status = getattr(result.status, "value", result.status)
+        status = result.status
         self.device = str(result.device or self.device)
         details = {
             "trial_dir": str(trial_dir),
@@ -149,11 +160,13 @@ class ProfileBackend(Backend):
             "host_peak_bytes": result.host_peak_bytes,
             "world_size": result.world_size,
         }
-        if status != "ok":
+        if status != Status.OK:
             reason = result.error or (result.log_tail or "")[-300:]
             return TrialRecord(
-                status=str(status), reason=str(reason).strip().splitlines()[-1] if reason else "", details=details
+                status=status, reason=str(reason).strip().splitlines()[-1] if reason else "", details=details
             )
+        if result.samples_per_s is None or result.tokens_per_s is None or result.step_s is None:
+            raise ValueError(f"{trial_dir}: the profiler reported ok without throughput figures")
         peak = result.gpu_peak_bytes or None
         figures = Figures(
             basis=Basis.MEASURED,
@@ -164,7 +177,7 @@ class ProfileBackend(Backend):
             phases={k: float(v) for k, v in (result.phases or {}).items()},
             mfu=None if result.mfu is None else float(result.mfu),
         )
-        return TrialRecord(status="ok", figures=figures, details=details)
+        return TrialRecord(status=Status.OK, figures=figures, details=details)
 
 
 class ReplayBackend(Backend):
@@ -183,7 +196,7 @@ class ReplayBackend(Backend):
         """Sleep this fraction of the row's measured step time per answer (parallel-search benchmarks)."""
         self.rows = read_table(self.path, step)
         self.device = self.rows[0].device if self.rows else ""
-        self._by_key = {}
+        self._by_key: dict[str, TableRow] = {}
         for row in self.rows:
             self._by_key.setdefault(plan_key(row.values), row)
 
@@ -204,7 +217,7 @@ class ReplayBackend(Backend):
     def evaluate(self, plan: Plan) -> TrialRecord:
         row = self.lookup(plan_to_dict(plan))
         if row is None:
-            return TrialRecord(status="error", reason=f"plan not in replay table {self.path}")
+            return TrialRecord(status=Status.ERROR, reason=f"plan not in replay table {self.path}")
         if self.time_scale > 0:
             import time
 

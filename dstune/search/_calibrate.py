@@ -22,6 +22,7 @@ import numpy as np
 from ..catalog import Setup
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table
 from ..plan import knob_fields
+from ..record import Status
 
 TIME_CONSTANTS = (
     "matmul_efficiency_max",
@@ -48,10 +49,14 @@ tell apart), so a CPU (10^3 x slower than the defaults assume) can still be fitt
 @dataclass(frozen=True)
 class Observation:
     values: Mapping[str, Any]
-    status: str
+    status: Status
+    """ok or oom: what calibration learns from."""
     samples_per_s: float | None
     gpu_peak_bytes: float | None
     setup: Setup
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,9 @@ def fit_constants(
     """Least squares over log(measured / predicted); returns the fitted constants and the RMS before/after."""
     from scipy.optimize import least_squares
 
-    ok = [o for o in observations if o.status == "ok" and o.samples_per_s and o.samples_per_s > 0]
+    ok = [o for o in observations if o.status == Status.OK and o.samples_per_s and o.samples_per_s > 0]
     mem_ok = [o for o in ok if o.gpu_peak_bytes and o.gpu_peak_bytes > 0]
-    ooms = [o for o in observations if o.status == "oom"]
+    ooms = [o for o in observations if o.status == Status.OOM]
     constants = start or prior
     if not ok and not ooms:
         return Calibration(constants=constants, points=0)

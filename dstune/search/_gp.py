@@ -36,7 +36,7 @@ class ResidualGP:
         centred = y - self.mean
         self.signal = max(float(np.std(centred)), min_signal)
         scale = np.sqrt(x.shape[1])
-        best = None
+        best: tuple[float, float, float, np.ndarray, np.ndarray] | None = None
         for length in _LENGTHS:
             for noise in _NOISES:
                 self.length, self.noise = length * scale, noise
@@ -49,12 +49,16 @@ class ResidualGP:
                 lml = -0.5 * centred @ alpha - np.log(np.diag(chol)).sum()
                 if best is None or lml > best[0]:
                     best = (lml, length * scale, noise, chol, alpha)
+        if best is None:
+            raise np.linalg.LinAlgError(
+                "residual GP: the kernel is not positive definite at any length scale and noise"
+            )
         _, self.length, self.noise, self.chol, self.alpha = best
         self.x = x
         return self
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.x is None:
+        if self.x is None or self.chol is None or self.alpha is None:  # not fitted (fit sets all three)
             return np.zeros(len(x)), np.full(len(x), self.signal)
         ks = self._kernel(x, self.x)
         mean = self.mean + ks @ self.alpha

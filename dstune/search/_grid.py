@@ -171,10 +171,13 @@ def _apply_batch_policy(space: SearchSpace, cols: dict[str, np.ndarray], world: 
                 f"search space {space.path}: key 'knobs.{derived}': the fixed_global_batch "
                 f"policy derives it from batch.global_batch; remove it from knobs"
             )
+        global_batch = policy.global_batch
+        if global_batch is None:
+            raise UserInputError(f"search space {space.path}: batch policy fixed_global_batch needs batch.global_batch")
         per_step = micro * world
-        keep &= policy.global_batch % per_step == 0
-        cols[derived] = np.maximum(policy.global_batch // per_step, 1)
-        example = f"batch.global_batch {policy.global_batch} is not a multiple of micro-batch x {world} GPUs"
+        keep &= global_batch % per_step == 0
+        cols[derived] = np.maximum(global_batch // per_step, 1)
+        example = f"batch.global_batch {global_batch} is not a multiple of micro-batch x {world} GPUs"
         if shape.inner and shape.inner_repeats and policy.update_batch is not None:
             if shape.inner_repeats in space.knobs:
                 raise UserInputError(

@@ -89,6 +89,8 @@ def resolve_job(
             raise UserInputError(f"--global-batch must be at least 1, got {global_batch}")
         policy = BatchPolicy(policy="fixed_global_batch", global_batch=global_batch, update_batch=None)
     if policy.policy == "fixed_global_batch":
+        if policy.global_batch is None:
+            raise UserInputError(f"search space {space.path}: batch policy fixed_global_batch needs batch.global_batch")
         _fit_batch(step, values, world, int(policy.global_batch), policy.update_batch, notes)
     if policy.policy in ("baseline", "fixed_global_batch"):
         batches = job_of(step, values, world).batches

@@ -24,6 +24,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 from scipy.stats import norm
 
+from ..record import Status
 from ._calibrate import Observation
 from ._grid import Grid
 from ._space import as_python
@@ -33,12 +34,13 @@ PRUNE_BELOW = 0.02
 """P(fit) under which a candidate is called confidently infeasible."""
 
 
-def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
+def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: np.ndarray | float) -> np.ndarray:
+    """`best`: the incumbent, one for all rows or one per row."""
     z = (mu - best) / sd
     return sd * (z * norm.cdf(z) + norm.pdf(z))
 
 
-def distributions(grid: Grid) -> dict[str, BaseDistribution]:
+def distributions(grid: Grid) -> dict[str, CategoricalDistribution]:
     return {name: CategoricalDistribution([as_python(v) for v in grid.space.knobs[name]]) for name in grid.space.varied}
 
 
@@ -110,7 +112,7 @@ class SurrogateSampler(BaseSampler):
         cap = self.surrogate.cap_bytes
         best: dict[int, float] = {}
         for obs in own:
-            if obs.status != "ok" or not obs.samples_per_s or (obs.gpu_peak_bytes or 0.0) > cap:
+            if obs.status != Status.OK or not obs.samples_per_s or (obs.gpu_peak_bytes or 0.0) > cap:
                 continue
             row = self.grid.find(obs.values)
             if row is not None:
@@ -149,7 +151,7 @@ class SurrogateSampler(BaseSampler):
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if trial.user_attrs.get("source") == "baseline" or trial.params:
             return {}
-        return distributions(self.grid)
+        return dict(distributions(self.grid))
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

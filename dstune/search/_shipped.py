@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..calibration import tables
 from ..catalog import Setup, load_gpu, load_model, make_cluster
+from ..record import Status
 from ._backends import read_table
 from ._calibrate import Observation
 
@@ -47,5 +48,6 @@ def shipped_observations(step: str, device: str | None = None) -> tuple[Observat
 def _has_step(path: Path, step: str) -> bool:
     with path.open(newline="", encoding="utf-8") as handle:
         return any(
-            record.get("step") == step and record.get("status") in ("ok", "oom") for record in csv.DictReader(handle)
+            record.get("step") == step and record.get("status") in (Status.OK, Status.OOM)
+            for record in csv.DictReader(handle)
         )

@@ -18,6 +18,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from ..plan import step_strategy
+from ..record import Status
 from ._grid import Grid
 from ._sampler import distributions, finished
 from ._space import as_python
@@ -36,14 +37,14 @@ class AutotunerSampler(BaseSampler):
         self.stage_knobs = strategy.zero_stage_knobs
         self.micro_knob = strategy.batch.micro
 
-    def _tried(self, study: Study) -> dict[int, str]:
+    def _tried(self, study: Study) -> dict[int, Status]:
         out = {}
         for trial in finished(study):
             values = trial.user_attrs.get("plan")
-            if values and trial.user_attrs.get("status") not in (None, "infeasible"):
+            if values and trial.user_attrs.get("status") not in (None, Status.INFEASIBLE):
                 row = self.grid.find(values)
                 if row is not None:
-                    out[row] = trial.user_attrs["status"]
+                    out[row] = Status(trial.user_attrs["status"])
         return out
 
     def _reference(self, study: Study) -> dict[str, Any]:
@@ -71,7 +72,7 @@ class AutotunerSampler(BaseSampler):
         for stage in sorted(np.unique(cols[stages[0]][match])):
             rows = np.flatnonzero(match & (cols[stages[0]] == stage))
             rows = rows[np.argsort(-cols[self.micro_knob][rows], kind="stable")]
-            if any(tried.get(int(r)) == "ok" for r in rows):
+            if any(tried.get(int(r)) == Status.OK for r in rows):
                 continue
             for r in rows:
                 if int(r) not in tried:
@@ -80,7 +81,7 @@ class AutotunerSampler(BaseSampler):
         return int(self._rng.choice(left)) if len(left) else None
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {} if trial.user_attrs.get("source") == "baseline" else distributions(self.grid)
+        return {} if trial.user_attrs.get("source") == "baseline" else dict(distributions(self.grid))
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
         if not search_space:

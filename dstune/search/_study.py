@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -151,7 +151,7 @@ def row_of(trial: Any) -> TrialRow | None:
 
 
 def _make_sampler(
-    req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray, observations: Callable
+    req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray, observations: _ObservationsReader
 ) -> Any:
     import optuna
 
@@ -179,7 +179,9 @@ def open_study(req: SearchRequest, sampler: Any) -> Any:
 
     if optuna.logging.get_verbosity() < optuna.logging.WARNING:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = ["maximize"] if req.single_objective else ["maximize", "minimize"]
+    directions: list[Literal["maximize", "minimize"]] = (
+        ["maximize"] if req.single_objective else ["maximize", "minimize"]
+    )
     storage = make_storage(req.storage, req.heartbeat_s)
     try:
         return optuna.create_study(
@@ -196,41 +198,43 @@ def open_study(req: SearchRequest, sampler: Any) -> Any:
         raise UserInputError(f"--storage {req.storage}: cannot open the study: {first}") from None
 
 
-def _observations_reader(req: SearchRequest) -> Callable:
+class _ObservationsReader:
     """study -> (observations for calibration, keys already tried, best feasible log samples/s).
-    Finished trials never change, so each is parsed once."""
-    cap = req.cap_bytes
-    parsed: dict[int, Any] = {}
-    own: list[Observation] = []
-    seen: set[str] = set()
-    best: list[float] = []
+    Finished trials never change, so each is parsed once; `rows` holds every parsed one."""
 
-    def read(study: Any) -> tuple[list[Observation], set[str], float | None]:
+    def __init__(self, req: SearchRequest) -> None:
+        self.req = req
+        self.rows: dict[int, TrialRow | None] = {}
+        self._own: list[Observation] = []
+        self._seen: set[str] = set()
+        self._best: list[float] = []
+
+    def __call__(self, study: Any) -> tuple[list[Observation], set[str], float | None]:
         for trial in finished(study):
-            if trial.number in parsed:
+            if trial.number in self.rows:
                 continue
-            row = parsed[trial.number] = row_of(trial)
+            row = self.rows[trial.number] = row_of(trial)
             if row is None:  # failed without a record: its worker died (a retry is queued)
                 continue
-            seen.add(trial.user_attrs.get("key", ""))
+            self._seen.add(trial.user_attrs.get("key", ""))
             if row.source == "repeat":
                 continue
             m = row.measured
             if row.status in (Status.OK, Status.OOM) and (m is not None or row.status == Status.OOM):
-                own.append(
+                self._own.append(
                     Observation(
                         values=row.values,
-                        status=row.status.value,
+                        status=row.status,
                         samples_per_s=m.samples_per_s if m else None,
                         gpu_peak_bytes=m.gpu_peak_bytes if m else None,
-                        setup=req.setup,
+                        setup=self.req.setup,
                     )
                 )
-            if fits(row, cap) and row.samples_per_s:
-                best.append(math.log(row.samples_per_s))
-        return list(own), seen, (max(best) if best else None)
+            if fits(row, self.req.cap_bytes) and row.samples_per_s:
+                self._best.append(math.log(row.samples_per_s))
+        return list(self._own), self._seen, (max(self._best) if self._best else None)
 
-    def running(study: Any) -> dict[str, float]:
+    def running(self, study: Any) -> dict[str, float]:
         """Plans RUNNING in any worker, with their predicted samples/s (the constant liar's value)."""
         from optuna.trial import TrialState
 
@@ -240,10 +244,6 @@ def _observations_reader(req: SearchRequest) -> Callable:
             if key:
                 out[key] = predicted.samples_per_s if predicted else 0.0
         return out
-
-    read.rows = parsed  # type: ignore[attr-defined]
-    read.running = running  # type: ignore[attr-defined]
-    return read
 
 
 def _record_setup(study: Any, req: SearchRequest, space: SearchSpace, baseline: Baseline) -> None:
@@ -293,7 +293,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         shipped=req.shipped,
         he_kernels=req.he_kernels,
     )
-    read = _observations_reader(req)
+    read = _ObservationsReader(req)
     interrupted = False
     if req.backend.name == "simulate":
         from ._simulate import record_simulation
@@ -367,7 +367,7 @@ def _sample_trials(
     surrogate: Surrogate,
     ctx: Context,
     defaults: Mapping[str, Any],
-    read: Callable,
+    read: _ObservationsReader,
     notes: list[str],
     progress: Callable | None,
 ) -> int:
@@ -439,7 +439,8 @@ def tell_values(row: TrialRow, req: SearchRequest) -> tuple[Any, list[float] | N
     if row.status == Status.PRUNED:
         return TrialState.PRUNED, None
     if req.single_objective:
-        return TrialState.COMPLETE, [row.samples_per_s if fits(row, req.cap_bytes) else 0.0]
+        figures = row.figures if fits(row, req.cap_bytes) else None
+        return TrialState.COMPLETE, [figures.samples_per_s if figures is not None else 0.0]
     if row.status == Status.OK and row.figures is not None:
         return TrialState.COMPLETE, [row.figures.samples_per_s, memory_of(row) or 0.0]
     return TrialState.FAIL, None
@@ -505,7 +506,7 @@ def _run_trial(
     surrogate: Surrogate,
     ctx: Context,
     defaults: Mapping[str, Any],
-    read: Callable,
+    read: _ObservationsReader,
     study: Any,
 ) -> tuple[TrialRow | None, int]:
     """Evaluate one asked trial; returns its row and 1 if the backend ran (0 for free outcomes)."""
@@ -574,6 +575,8 @@ def _run_trial(
     p_fit = float(pred.p_fit[0])
     predicted = predicted_figures(pred, table, 0)
     if req.backend.costly and p_fit < PRUNE_BELOW:
+        peak = predicted.gpu_peak_bytes
+        assert peak is not None  # predicted_figures always sets it
         row = TrialRow(
             trial.number,
             Status.PRUNED,
@@ -582,7 +585,7 @@ def _run_trial(
             predicted,
             None,
             p_fit,
-            reason=f"predicted GPU peak {predicted.gpu_peak_bytes / 2**30:.1f} GiB over the "
+            reason=f"predicted GPU peak {peak / 2**30:.1f} GiB over the "
             f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
             job=job,
         )

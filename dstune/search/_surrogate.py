@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table
+from ..record import Status
 from ._calibrate import Calibration, Observation, Setup, columns_of, fit_constants, predict
 from ._gp import ResidualGP
 from ._grid import Grid
@@ -125,7 +126,7 @@ class Surrogate:
         self._prediction = None
 
     def _fit_residuals(self, own: Sequence[Observation]) -> None:
-        ok = [o for o in own if o.status == "ok" and o.samples_per_s]
+        ok = [o for o in own if o.status == Status.OK and o.samples_per_s]
         self._gp_time = self._gp_mem = None
         prior_sps, prior_mem = predict(ok, self.prior) if ok else (np.array([]), np.array([]))
         sps, mem_pred = predict(ok, self.constants) if ok else (np.array([]), np.array([]))

@@ -56,7 +56,7 @@ class SupervisedStrategy(StepStrategy):
     sequence_knobs = ("max_seq_len",)
     lora_roles = (LoraRole("model", "lora_dim", "lora_module_name", "actor"),)
     zero_stage_knobs = ("zero_stage",)
-    phases = ("forward", "backward", "step")
+    phases: ClassVar[tuple[str, ...]] = ("forward", "backward", "step")
     config_files = {"model": "ds_config.json"}
     scripts: ClassVar[dict[str, tuple[BaselineScript, ...]]]
     """Layout ("gpu": one GPU, "node": one node, "multi": several, "other": non-OPT families) -> scripts."""

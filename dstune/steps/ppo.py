@@ -149,7 +149,7 @@ _INERT = (
     ),
 )
 
-_RULES = (
+_RULES: tuple[Rule[PpoPlan], ...] = (
     Rule("tp_needs_zero3", ("inference_tp_size", "actor_zero_stage"), tp_needs_zero3),
     Rule("tp_needs_hybrid_engine", ("inference_tp_size", "enable_hybrid_engine"), tp_needs_hybrid_engine),
     Rule("tp_divides_world", ("inference_tp_size",), tp_divides_world),
@@ -218,7 +218,7 @@ class Ppo(StepStrategy):
     cost_function = "dstune.costmodel._estimate:score_ppo"
     worker_class = "dstune.profile._ppo:PpoStep"
 
-    def rules(self) -> tuple[Rule, ...]:
+    def rules(self) -> tuple[Rule[PpoPlan], ...]:
         return _RULES
 
     def inert(self) -> tuple[Inert, ...]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dstune.profile import TrialResult, TrialStatus
+from dstune.profile import TrialResult
 from dstune.profile.worker import _doctor_findings
+from dstune.record import Status
 
 
 def test_worker_records_versions_and_probes_its_family_without_a_cache(cache_dir) -> None:
@@ -16,6 +17,6 @@ def test_worker_records_versions_and_probes_its_family_without_a_cache(cache_dir
 
 def test_trial_result_keeps_the_probe_in_its_json() -> None:
     probe = {"family": "opt", "kernels": False, "reason": "r", "source": "cache"}
-    result = TrialResult(status=TrialStatus.OK, world_size=1, device="cpu", he_probe=probe)
+    result = TrialResult(status=Status.OK, world_size=1, device="cpu", he_probe=probe)
     again = TrialResult.from_dict(result.to_dict())
     assert again.he_probe == probe and result.to_json()["he_probe"] == probe

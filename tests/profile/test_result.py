@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from dstune.profile import TrialResult, TrialStatus
+from dstune.profile import TrialResult
+from dstune.record import Status
 
 
 def _result(**overrides) -> TrialResult:
     values = dict(
-        status=TrialStatus.OK,
+        status=Status.OK,
         world_size=2,
         device="cpu",
         phases={"forward": 0.1, "backward": 0.2, "step": 0.05},
@@ -33,7 +34,7 @@ def test_json_round_trip_is_exact() -> None:
     result = _result()
     text = json.dumps(result.to_dict())
     assert TrialResult.from_json(text) == result
-    assert TrialResult.from_json(text).status is TrialStatus.OK
+    assert TrialResult.from_json(text).status is Status.OK
 
 
 def test_cli_json_has_estimate_keys_and_failures_carry_the_log_tail() -> None:
@@ -51,7 +52,7 @@ def test_cli_json_has_estimate_keys_and_failures_carry_the_log_tail() -> None:
     } <= set(payload)
     assert payload["memory"]["host_peak_bytes"] == 10**9 and payload["time"]["phases"]["step"] == 0.05
     assert "log_tail" not in payload
-    failed = _result(status=TrialStatus.ERROR, error="ValueError: x", log_tail="tail").to_json(None)
+    failed = _result(status=Status.ERROR, error="ValueError: x", log_tail="tail").to_json(None)
     assert failed["status"] == "error" and failed["log_tail"] == "tail" and failed["error"] == "ValueError: x"
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from dstune.errors import PlanRuleError, UserInputError
 from dstune.plan import step_strategy
-from dstune.profile import TrialStatus, run_trial
+from dstune.profile import run_trial
 from dstune.profile._process import group_alive
+from dstune.record import Status
 
 from .conftest import cluster, model, plan
 
@@ -44,7 +45,7 @@ def test_ppo_tiny_opt_world_2_zero3_actor_with_hybrid_engine(tmp_path: Path) -> 
         warmup=1,
         steps=1,
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert tuple(result.phases) == step_strategy("ppo").phases  # the cost model's phase names, in its order
     assert all(seconds > 0 for seconds in result.phases.values())
     # 2 ranks x 2 generation batches x 2 prompts, each 16 prompt + 8 generated tokens
@@ -88,7 +89,7 @@ def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> No
         warmup=1,
         steps=1,
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert all(result.phases[name] > 0 for name in step_strategy("ppo").phases)
     assert result.samples_per_step == 2 and result.tokens_per_step == 2 * (16 + 8)
     assert result.he_kernels is None  # Hybrid Engine off
@@ -115,7 +116,7 @@ def test_sft_tiny_llama_lora_only_optimize_lora_checkpointing(tmp_path: Path) ->
         steps=2,
         launcher="torchrun",
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert tuple(result.phases) == step_strategy("sft").phases
     assert all(seconds > 0 for seconds in result.phases.values())
     assert result.samples_per_step == 2 * 2 and result.tokens_per_step == 2 * 2 * 24
@@ -134,7 +135,7 @@ def test_rm_tiny_opt_world_2_zero3_offload(tmp_path: Path) -> None:
         steps=1,
         memory_cap_gb=1.0,
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert all(result.phases[name] > 0 for name in ("forward", "backward", "step"))
     # a sample is a chosen/rejected pair: 2 sequences of 24 tokens, 2 pairs per rank, 2 ranks
     assert result.samples_per_step == 4 and result.tokens_per_step == 4 * 2 * 24
@@ -154,7 +155,7 @@ def test_timeout_ends_the_whole_process_group(tmp_path: Path) -> None:
         timeout_s=25,
         steps=10_000,
     )
-    assert result.status is TrialStatus.TIMEOUT
+    assert result.status is Status.TIMEOUT
     assert time.time() - start < 25 + 30
     pgid = int(result.error.split("process group ")[1].split()[0])
     assert not group_alive(pgid)
@@ -197,7 +198,7 @@ def test_worker_that_raises_returns_error_with_log_tail(tmp_path: Path) -> None:
         trial_dir=tmp_path / "trial",
         launcher="torchrun",
     )
-    assert result.status is TrialStatus.ERROR
+    assert result.status is Status.ERROR
     assert "divisible" in result.error
     assert result.log_tail and "Traceback" in result.log_tail
 
@@ -246,7 +247,7 @@ def test_two_torchrun_agents_as_two_nodes_run_one_trial(tmp_path: Path) -> None:
         launcher="torchrun",
         hostfile=hosts,
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert result.world_size == 2 and all(seconds > 0 for seconds in result.phases.values())
     agents = json.loads((tmp_path / "t" / "agents.json").read_text())
     assert len(agents) == 2 and all("--rdzv_backend" in a and "c10d" in a for a in agents)
@@ -257,7 +258,7 @@ def test_dpo_tiny_opt_world_2_zero3_offloaded_reference(tmp_path: Path) -> None:
     result = run_trial(
         p, model=model("tiny-opt"), critic_model=None, cluster=cluster(2), trial_dir=tmp_path, warmup=1, steps=1
     )
-    assert result.status is TrialStatus.OK, result.log_tail
+    assert result.status is Status.OK, result.log_tail
     assert tuple(result.phases) == step_strategy("dpo").phases
     assert all(seconds > 0 for seconds in result.phases.values())
     # a sample is a chosen/rejected pair: 2 sequences of 24 tokens, 2 pairs per rank, 2 ranks
