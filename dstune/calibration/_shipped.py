@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
-from ._evidence import EVIDENCE_DIR, corpus_version
+from ._evidence import EVIDENCE_DIR, corpus_version, load_corpus
 from ._fit import GENERATION_ORDER, generation_of
 
 FITTED_FILE = EVIDENCE_DIR / "fitted.json"
@@ -46,6 +46,10 @@ class GpuCalibration:
     corpus_version: str
     stale: bool
     """The corpus changed since the fit was written (refit with scripts/bench_accuracy.py --write)."""
+    step: str | None = None
+    step_rows: int | None = None
+    """Fitted rows of `step` (None: not asked). With none, the interval is the no-rows one: the
+    step's cost terms were never held against a published measurement."""
 
     @property
     def backing(self) -> str:
@@ -56,6 +60,8 @@ class GpuCalibration:
             text += f"; no published row of {self.gpu}'s generation, {gen} constants used"
         if self.loo_factor is not None:
             text += f"; {gen} leave-one-out error x{self.loo_factor:.2f}"
+        if self.step_rows == 0:
+            text += f"; no published {self.step} row, so the interval is the one for no rows"
         text += f"; 90% interval x/÷{self.interval_factor:.2f}"
         return text + (" (corpus changed since the fit)" if self.stale else "")
 
@@ -75,16 +81,21 @@ def _nearest(generation: str | None, fitted: list[str]) -> str:
     return min(fitted, key=lambda g: (abs(GENERATION_ORDER.index(g) - rank), -GENERATION_ORDER.index(g)))
 
 
-def calibration_for(gpu_name: str, *, base: CostConstants = DEFAULT_CONSTANTS) -> GpuCalibration:
+def calibration_for(
+    gpu_name: str, *, step: str | None = None, base: CostConstants = DEFAULT_CONSTANTS
+) -> GpuCalibration:
     """Fitted constants for a catalog GPU name (e.g. "A100-80G"), falling back to the nearest
-    generation with published rows (flagged), with the interval factor and backing text."""
+    generation with published rows (flagged), with the interval factor and backing text; for a
+    `step` no fitted row measured, the interval widens to the no-rows one (and the text says so)."""
     data = load_fitted()
     generations = data["generations"]
     own = generation_of(gpu_name)
     chosen = _nearest(own, list(generations))
     entry = generations[chosen]
     fallback = own != chosen
-    factor = data["no_rows_interval_factor"] if fallback else entry["interval_factor"]
+    step_rows = None if step is None else sum(row.in_fit and row.step == step for row in load_corpus())
+    no_rows = fallback or step_rows == 0
+    factor = data["no_rows_interval_factor"] if no_rows else entry["interval_factor"]
     return GpuCalibration(
         gpu=gpu_name,
         generation=own,
@@ -97,6 +108,8 @@ def calibration_for(gpu_name: str, *, base: CostConstants = DEFAULT_CONSTANTS) -
         loo_factor=None if fallback else float(entry["loo_geo_factor"]),
         corpus_version=data["corpus_version"],
         stale=data["corpus_version"] != corpus_version(),
+        step=step,
+        step_rows=step_rows,
     )
 
 

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family)
     from ..calibration import calibration_for
 
-    calibration = calibration_for(setup.cluster.gpu.name)
+    calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
     result = estimate(
         plan,
         setup.model,

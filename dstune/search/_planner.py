@@ -139,7 +139,7 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
     he_kernels, he_note = _he_kernels(options, setup)
     from ..calibration import calibration_for
 
-    calibration = calibration_for(setup.cluster.gpu.name)
+    calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
     constants = calibration.constants
     if options.headroom is not None:
         constants = dataclasses.replace(constants, headroom_fraction=options.headroom)

@@ -156,3 +156,10 @@ def test_phase_times_name_phases_the_cost_model_has():
         known = step_strategy(row.step).phases
         for phases, seconds in row.phase_s:
             assert set(phases) <= set(known) and seconds > 0, row.id
+
+
+def test_a_step_without_published_rows_gets_the_no_rows_interval_and_says_so() -> None:
+    ppo, dpo = calibration_for("A100-80G", step="ppo"), calibration_for("A100-80G", step="dpo")
+    assert ppo.step_rows and ppo.interval_factor == calibration_for("A100-80G").interval_factor
+    assert dpo.step_rows == 0 and dpo.interval_factor > ppo.interval_factor
+    assert "no published dpo row" in dpo.backing and "no published" not in ppo.backing
