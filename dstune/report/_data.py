@@ -509,6 +509,10 @@ def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple
         )
     elif study.backend == "replay":
         notes.append("Backend 'replay': figures are answers from a recorded table of measured trials.")
+    interval = study.meta.get("interval")
+    if isinstance(interval, dict) and interval.get("note"):
+        level = float(interval.get("level", 0.9))
+        notes.append(f"Predicted ranges are {level:.0%} intervals: {interval['note']}.")
     gpu_type = str(study.meta.get("gpu_type", ""))
     foreign = [d for d in study.devices if "cpu" in d.lower() or "simulated" in d.lower()]
     if not study.simulated and foreign:

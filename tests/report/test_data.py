@@ -36,6 +36,7 @@ def test_simulated_report(sim_study: Path) -> None:
     assert all(head.baseline.knobs[k] == b and head.pick.knobs[k] == p for k, b, p in head.changes)
     assert differ or head.speedup == pytest.approx(1.0)
     assert any("cost-model prediction" in n for n in data.notes)
+    assert any(n.startswith("Predicted ranges are 90% intervals: ") for n in data.notes)
     rates = [row[3] for row in data.top.rows]
     tier = [r for r in rates if r >= max(rates) * 0.99]  # within 1%: equally fast, less memory first
     assert 0 < len(rates) <= 10 and rates[len(tier) :] == sorted(rates[len(tier) :], reverse=True)
