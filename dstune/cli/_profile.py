@@ -168,7 +168,7 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     for name, seconds in predicted.phases.items():
         measured = r.phases.get(name)
         times.add_row(name, _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
-    times.add_row("[bold]step[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
+    times.add_row("[bold]total[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
     console.print(times)
     memory = Table(title="memory: measured vs predicted")
     memory_columns: tuple[tuple[str, JustifyMethod], ...] = (

@@ -202,6 +202,8 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         )
         if label == "baseline":
             lines.append(f"baseline (trial {row.number}): {result.baseline.script}")
+        elif label == "pick" and base is not None and row.number == base.number:
+            lines.append(f"pick (trial {row.number}): the baseline itself")
         elif label == "pick":
             lines.append(
                 f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}"
