@@ -198,7 +198,7 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         + ", ".join(f"{k} {v}" for k, v in r.versions.items())
     )
     for note in r.notes:
-        if not note.startswith("measured on CPU"):
+        if note != CPU_NOTE:  # printed above, with what the predictions are for
             console.print(f"note: {note}")
 
 
