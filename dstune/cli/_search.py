@@ -41,7 +41,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--global-batch",
         type=int,
         default=None,
-        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM); "
+        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM, pairs for DPO); "
         "default: the baseline script's",
     )
     parser.add_argument(

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..catalog import ModelSpec
-from ..plan import BaselineScript, Inert, ScriptSpec, eval_config, frozen_stage, knob, register_step
+from ..plan import Inert, ScriptSpec, eval_config, frozen_stage, knob, register_step
 from ._supervised import SupervisedPlan, SupervisedStrategy
+from .rm import Rm
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,24 +45,9 @@ class Dpo(SupervisedStrategy):
     """Every shipped OPT DPO script sets dropout 0.0 and weight decay 0.1 (the Llama-2 ones weight decay)."""
     cost_function = "dstune.costmodel._dpo:score_dpo"
     worker_class = "dstune.profile._dpo:DpoStep"
-    scripts = {
-        "gpu": (
-            BaselineScript("opt/single_gpu/run_350m.sh", 0.35, {"zero_stage": 0, "gradient_accumulation_steps": 4}),
-        ),
-        "node": (
-            BaselineScript("opt/single_node/run_350m.sh", 0.35, {"zero_stage": 0, "per_device_train_batch_size": 4}),
-        ),
-        "multi": (
-            BaselineScript("opt/multi_node/run_350m.sh", 0.35, {"zero_stage": 0, "per_device_train_batch_size": 2}),
-        ),
-        "other": (
-            BaselineScript(
-                "llama2/run_llama2_7b.sh",
-                7.0,
-                {"zero_stage": 3, "per_device_train_batch_size": 8, "gradient_checkpointing": True, "offload": True},
-            ),
-        ),
-    }
+    scripts = Rm.scripts
+    """step2_dpo_finetuning/training_scripts holds the reward model's script paths with the same knobs
+    (opt single_gpu / single_node / multi_node run_350m.sh, llama2 run_llama2_7b.sh; compared file by file)."""
 
     def inert(self) -> tuple[Inert, ...]:
         return (
