@@ -3,6 +3,7 @@
 from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._estimate import (
     GPU_COMPONENTS,
+    CostInputs,
     Estimate,
     estimate,
     estimate_table,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_CONSTANTS",
     "GPU_COMPONENTS",
     "CostConstants",
+    "CostInputs",
     "Estimate",
     "ModelFacts",
     "estimate",

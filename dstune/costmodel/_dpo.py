@@ -9,29 +9,18 @@ otherwise. The step is the policy's optimizer step, as in SFT.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
-from ..catalog import ClusterSpec, ModelSpec
 from ..plan import CostTerms
 from . import _memory as mem
 from . import _time as tm
-from ._constants import CostConstants
-from ._estimate import _host_peak, _micro_seconds, _peak, _train_phases, _trained
+from ._estimate import CostInputs, _host_peak, _micro_seconds, _peak, _train_phases, _trained
 from ._facts import model_facts
 
 
-def score_dpo(
-    cols: Mapping[str, np.ndarray],
-    model: ModelSpec,
-    critic_model: ModelSpec | None,
-    cluster: ClusterSpec,
-    hw: tm.Hardware,
-    c: CostConstants,
-    he_kernels: bool,
-) -> CostTerms:
-    f = model_facts(model, "lm")
+def score_dpo(x: CostInputs) -> CostTerms:
+    cols, cluster, hw, c = x.cols, x.cluster, x.hw, x.constants
+    f = model_facts(x.model, "lm")
     world = cluster.world_size
     micro = cols["per_device_train_batch_size"].astype(float)
     gas = cols["gradient_accumulation_steps"].astype(float)

@@ -380,43 +380,34 @@ def _score_ppo(
     )
 
 
-def score_sft(
-    cols: Columns,
-    model: ModelSpec,
-    critic_model: ModelSpec | None,
-    cluster: ClusterSpec,
-    hw: tm.Hardware,
-    c: CostConstants,
-    he_kernels: bool,
-) -> CostTerms:
-    """Step 1's cost terms (the SFT strategy's `cost_function`)."""
-    return _score_sft_rm(cols, model, cluster, hw, c, pairwise=False)
+@dataclass(frozen=True)
+class CostInputs:
+    """What a step's cost function (its strategy's `cost_function`) scores: a column table of
+    candidate plans for one model pair on one cluster, on hardware figures for their dtype."""
+
+    cols: Columns
+    model: ModelSpec
+    critic_model: ModelSpec
+    """The second model of a step that has one (PPO's critic); the actor otherwise."""
+    cluster: ClusterSpec
+    hw: tm.Hardware
+    constants: CostConstants
+    he_kernels: bool
 
 
-def score_rm(
-    cols: Columns,
-    model: ModelSpec,
-    critic_model: ModelSpec | None,
-    cluster: ClusterSpec,
-    hw: tm.Hardware,
-    c: CostConstants,
-    he_kernels: bool,
-) -> CostTerms:
+def score_sft(x: CostInputs) -> CostTerms:
+    """Step 1's cost terms."""
+    return _score_sft_rm(x.cols, x.model, x.cluster, x.hw, x.constants, pairwise=False)
+
+
+def score_rm(x: CostInputs) -> CostTerms:
     """Step 2's cost terms: the value-head model on chosen and rejected sequences."""
-    return _score_sft_rm(cols, model, cluster, hw, c, pairwise=True)
+    return _score_sft_rm(x.cols, x.model, x.cluster, x.hw, x.constants, pairwise=True)
 
 
-def score_ppo(
-    cols: Columns,
-    model: ModelSpec,
-    critic_model: ModelSpec | None,
-    cluster: ClusterSpec,
-    hw: tm.Hardware,
-    c: CostConstants,
-    he_kernels: bool,
-) -> CostTerms:
+def score_ppo(x: CostInputs) -> CostTerms:
     """Step 3's cost terms: generation, experience, actor and critic training."""
-    return _score_ppo(cols, model, critic_model or model, cluster, hw, c, he_kernels)
+    return _score_ppo(x.cols, x.model, x.critic_model, x.cluster, x.hw, x.constants, x.he_kernels)
 
 
 def estimate_table(
@@ -437,7 +428,7 @@ def estimate_table(
     n_rows = len(first)
     peak = _peak_flops(cluster, cols["dtype"])
     hw = dataclasses.replace(tm.Hardware.of(cluster, "fp16", c), peak_flops=peak)
-    raw = step_strategy(step).cost()(cols, model, critic_model or model, cluster, hw, c, he_kernels)
+    raw = step_strategy(step).cost()(CostInputs(cols, model, critic_model or model, cluster, hw, c, he_kernels))
     out: dict[str, np.ndarray] = {}
     memory = raw["memory"]
     for name in GPU_COMPONENTS[:-1]:

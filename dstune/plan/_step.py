@@ -136,7 +136,8 @@ class StepStrategy:
     uses_hybrid_engine: ClassVar[bool] = False
     sample_unit: ClassVar[str] = "samples"
     cost_function: ClassVar[str]
-    """`module:function` scoring a column table (see dstune.costmodel.estimate_table)."""
+    """`module:function` taking a `dstune.costmodel.CostInputs` (a column table of plans) and
+    returning its `CostTerms` (see dstune.costmodel.estimate_table)."""
     worker_class: ClassVar[str]
     """`module:class` running one real step in a profile worker."""
 
