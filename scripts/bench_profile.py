@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from dstune.catalog import load_gpu, load_model, make_cluster
-from dstune.plan import make_plan
+from dstune.plan import make_plan, step_strategy
 from dstune.profile import run_trial, trial_device
 
 TINY = {
@@ -31,6 +31,7 @@ TINY = {
     },
     "sft": {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2},
     "rm": {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2},
+    "dpo": {"dtype": "bf16", "max_seq_len": 24, "per_device_train_batch_size": 2},
 }
 
 
@@ -69,7 +70,7 @@ def main() -> None:
             result = run_trial(
                 plan,
                 model=model,
-                critic_model=model if args.step == "ppo" else None,
+                critic_model=model if step_strategy(args.step).uses_critic else None,
                 cluster=cluster,
                 trial_dir=Path(root) / f"trial-{index}",
                 warmup=args.warmup,

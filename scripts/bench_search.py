@@ -36,10 +36,12 @@ _GRIDS: dict = {}
 
 def _setup(model: str, gpus: int, gpu_type: str, step: str, critic: str | None):
     from dstune.catalog import default_critic, load_gpu, load_model, make_cluster
+    from dstune.plan import step_strategy
     from dstune.search import Setup
 
     spec = load_model(model)
-    critic_spec = (load_model(critic) if critic else default_critic(spec)) if step == "ppo" else None
+    uses_critic = step_strategy(step).uses_critic
+    critic_spec = (load_model(critic) if critic else default_critic(spec)) if uses_critic else None
     return Setup(step=step, model=spec, critic_model=critic_spec, cluster=make_cluster(load_gpu(gpu_type), gpus))
 
 
