@@ -26,7 +26,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         dest="he_kernels",
         action="store_const",
         const="no",
-        help="same as --he-kernels no (the model's own generate(), as with DeepSpeed 0.19.8 + transformers 5 for OPT)",
+        help="same as --he-kernels no (the model's own generate(), as DeepSpeed 0.19.8 runs OPT with transformers 4.49-5.23)",
     )
 
 
