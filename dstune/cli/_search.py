@@ -60,9 +60,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--known-issues",
         choices=("mark", "exclude"),
-        default="mark",
-        help="mark (default): name the known-broken or risky combinations the picks hit; "
-        "exclude: also drop plans that hit a broken one (see 'dstune doctor')",
+        default="exclude",
+        help="exclude (default): leave out plans that hit a known-broken combination on this stack and "
+        "name the risky ones the picks hit; mark: keep the broken ones too, named (see 'dstune doctor')",
     )
     parser.add_argument(
         "--tie-tolerance",

@@ -67,8 +67,8 @@ class SearchOptions:
     """Processes on this machine sharing one study (profile and replay)."""
     he_kernels: str = "auto"
     """yes, no or auto (the doctor's probe for the model's family)."""
-    known_issues: str = "mark"
-    """One of KNOWN_ISSUES."""
+    known_issues: str = "exclude"
+    """One of KNOWN_ISSUES: a pick is a plan to launch, so known crashes are left out unless asked."""
     tie_tolerance: float = TIE_TOLERANCE
     seed: int | None = None
     headroom: float | None = None

@@ -83,7 +83,7 @@ class SearchRequest:
     interval_note: str = "uncalibrated prior (no published or measured rows for this GPU yet)"
     heartbeat_s: int = HEARTBEAT_S
     """Seconds between a running trial's heartbeats; a trial silent for 3 of them is failed and retried."""
-    known_issues: str = "mark"
+    known_issues: str = "exclude"
     """mark: name the known-broken or risky combinations the picks hit (dstune.doctor); exclude: also
     drop plans that hit a 'broken' one from the candidates."""
 
@@ -275,12 +275,17 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack() if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
-        from ..doctor import known_issue_mask
+        from ..doctor import known_issue_mask, known_issue_masks, known_issues
 
         hit = known_issue_mask(grid.columns, setup.model, stack)
+        broken = {i.id for i in known_issues() if i.severity == "broken"}
+        ids = sorted(set(known_issue_masks(grid.columns, setup.model, stack)) & broken)
         grid = grid.without(hit, "known issues", "a known-broken combination on this stack (dstune doctor)")
         if hit.any():
-            notes.append(f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on this stack")
+            notes.append(
+                f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on this stack "
+                f"({', '.join(ids)}; --known-issues mark keeps them)"
+            )
     allowed = req.backend.allowed_rows(grid.columns)
     if req.backend.name == "replay" and not allowed.any():
         raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")

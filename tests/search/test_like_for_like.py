@@ -73,6 +73,10 @@ def test_simulate_is_exact(default: tuple[dict, list[dict]]) -> None:
     space, _ = resolve_job(load_space(SPACES_DIR / "ppo.yaml"), actor, 8, critic_model=critic)
     grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic))
     from dstune.calibration import calibration_for
+    from dstune.doctor import current_stack, known_issue_mask
+
+    broken = known_issue_mask(grid.columns, actor, current_stack())  # --known-issues exclude, the default
+    grid = grid.without(broken, "known issues", "")
 
     table = estimate_table(
         "ppo",
@@ -189,3 +193,34 @@ def test_no_deepspeed_accelerator_warning_on_screen(tmp_path: Path) -> None:
         "faster than DeepSpeed-Chat's script for the same job" in done.stdout.replace("\n", " ")
         or "no plan beats" in done.stdout
     )
+
+
+def test_known_broken_combinations_are_left_out_unless_asked(default: tuple[dict, list[dict]], tmp_path: Path) -> None:
+    """A pick is a plan to launch: by default no candidate that hits a known-broken combination on this
+    stack is scored; --known-issues mark keeps them and names any the pick hits."""
+    from dstune.doctor import current_stack, match_known_issues
+
+    actor, stack = load_model("opt-6.7b"), current_stack()
+    plan, rows = default
+
+    def broken(values: dict) -> set[str]:
+        return {i.id for i in match_known_issues(values, actor, stack) if i.severity == "broken"}
+
+    hits = [broken({k: _value(r[k]) for k in plan["plan"]}) for r in rows if r["source"] != "baseline"]
+    assert not any(hits) and not broken(plan["plan"])
+    marked, _ = _search(tmp_path, "mark", "--known-issues", "mark")
+    excluded = [n for n in plan["notes"] if n.startswith("excluded ")]
+    if broken(marked["plan"]):  # where the fastest plan is a known crash (HE TP + ZeRO-3 with HE kernels)
+        assert excluded and "--known-issues mark keeps them" in excluded[0]
+        assert any("known issue (broken) hit by the pick" in n for n in marked["notes"])
+        assert marked["plan"] != plan["plan"]
+
+
+def _value(text: str) -> object:
+    """A trials.csv cell as the knob's value (the CSV holds plain text)."""
+    if text in ("True", "False", "true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
