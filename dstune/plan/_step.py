@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
@@ -114,8 +115,9 @@ class ScriptSpec:
     """Shipped training settings that do not change throughput (dropout, weight decay)."""
 
 
-class StepStrategy:
-    """Base class of a training step. Subclasses set the class attributes and override hooks."""
+class StepStrategy(ABC):
+    """Base class of a training step. Subclasses set the class attributes and implement the abstract
+    hooks; registering one that misses a hook fails at import, not when a search first asks it."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -149,9 +151,9 @@ class StepStrategy:
         """Knobs with no effect under other knobs' values (see _inert.py)."""
         return ()
 
+    @abstractmethod
     def deepspeed_configs(self, plan: Any, world_size: int) -> dict[str, dict[str, Any]]:
         """Role -> the DeepSpeed config DeepSpeed-Chat's main.py builds for this plan."""
-        raise NotImplementedError
 
     def sizes_label(self, values: Mapping[str, Any], batches: Mapping[str, int]) -> str:
         """The job's batch and sequence sizes in words, e.g. '32 pairs/step, 512 tokens'."""
@@ -159,23 +161,25 @@ class StepStrategy:
         tokens = "+".join(str(values[k]) for k in self.sequence_knobs)
         return f"{batches[first]} {self.sample_unit}/step, {tokens} tokens"
 
+    @abstractmethod
     def baseline_scripts(self, family: str, world: int) -> tuple[BaselineScript, ...]:
         """The shipped scripts for this model family and layout, nearest size chosen by the caller."""
-        raise NotImplementedError
 
     def adjust_baseline(self, values: dict[str, Any], world: int, notes: list[str]) -> None:
-        """Make a shipped script's values valid on `world` GPUs, noting every change."""
+        """Make a shipped script's values valid on `world` GPUs, noting every change (by default
+        they already are: only PPO's Hybrid Engine TP size depends on the GPU count)."""
+        return None
 
     def lora_module_defaults(self, family: str, critic_family: str | None) -> dict[str, str]:
         """DeepSpeed-Chat's LoRA module-name substring per trained model (OPT nests layers under decoder)."""
         families = {"actor": family, "critic": critic_family or family}
         return {r.module: lora_module_for(families[r.model]) for r in self.lora_roles}
 
+    @abstractmethod
     def script_models(
         self, hub_id: Callable[[ModelSpec], str], model: ModelSpec, critic: ModelSpec | None
     ) -> tuple[list[str], list[str]]:
         """(shell lines before the launch, main.py arguments naming data and models)."""
-        raise NotImplementedError
 
     def cost(self) -> Callable[..., CostTerms]:
         return _load(self.cost_function)

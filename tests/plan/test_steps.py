@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -116,3 +117,20 @@ def test_dpo_reference_offload_is_inert_below_zero3() -> None:
     assert ref["zero_optimization"]["stage"] == 3
     assert ref["zero_optimization"]["offload_param"]["device"] == "cpu"
     assert to_deepspeed(make_plan("dpo", {"zero_stage": 2}), world_size=8)["ref"]["zero_optimization"]["stage"] == 0
+
+
+def test_a_strategy_missing_a_hook_cannot_register() -> None:
+    from dstune.plan import StepStrategy, register_step
+    from dstune.steps import SftPlan
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class HalfPlan(SftPlan):
+        step: ClassVar[str] = "half"
+
+    class Half(StepStrategy):  # no deepspeed_configs, baseline_scripts or script_models
+        name = "half"
+        plan_class = HalfPlan
+
+    with pytest.raises(TypeError, match="abstract"):
+        register_step(Half)
+    assert "half" not in step_names()
