@@ -14,7 +14,6 @@ imports that package the first time it is asked, the way a plugin registry loads
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -186,9 +185,6 @@ class StepStrategy(ABC):
 
     def worker(self) -> type:
         return _load(self.worker_class)
-
-    def field_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.plan_class))
 
 
 def lora_module_for(family: str) -> str:
