@@ -3,7 +3,8 @@
 - `sqlite:///PATH` (the single-machine default), or any Optuna RDB URL: `postgresql://...` is the
   documented choice for several machines (`pip install dstune[postgres]` brings the driver).
   Optuna's heartbeat runs on these: a RUNNING trial whose worker stopped beating for the grace
-  period is failed and its plan retried once (Optuna's RetryFailedTrialCallback).
+  period is failed and its plan retried once (Optuna's RetryHeartbeatStaleTrialCallback), unless
+  the worker died after writing the trial's result: that measurement is kept.
 - `journal:PATH`: Optuna's journal file, for teams with a shared filesystem and no database
   server. Optuna's JournalStorage has no heartbeat, so dstune keeps one in the trial's user
   attributes (`heartbeat_at`, written by the worker) and fails stale trials the same way.
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserInputError
@@ -26,15 +28,33 @@ GRACE_FACTOR = 3
 JOURNAL_PREFIX = "journal:"
 
 
-def _retry() -> Any:
-    """Optuna's stale-trial retry (experimental in Optuna, stable in what it does: one re-enqueue)."""
-    import warnings
+ROW_WRITTEN_ATTR = "status"
+"""The user attribute a trial's result row is written under, last: a trial that has it holds a whole row."""
 
-    import optuna
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+class RetryUnfinished:
+    """Optuna's stale-trial retry (one re-enqueue), for trials whose worker died before writing its row.
+
+    A worker killed between writing a trial's row and telling Optuna leaves a measured plan behind;
+    queueing it again would only measure it twice (and the copy would inherit the row's attributes).
+    """
+
+    def __init__(self) -> None:
+        import warnings
+
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        self.retried = 0
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if ROW_WRITTEN_ATTR in trial.user_attrs:
+            return
+        before = len(study.get_trials(deepcopy=False))
+        self._retry(study, trial)
+        self.retried += len(study.get_trials(deepcopy=False)) - before
 
 
 def quiet_optuna_warnings() -> None:
@@ -86,7 +106,7 @@ def _rdb(url: str, heartbeat_s: int, attempts: int = 5) -> Any:
                 url,
                 heartbeat_interval=heartbeat_s,
                 grace_period=heartbeat_s * GRACE_FACTOR,
-                heartbeat_stale_trial_callback=_retry(),
+                heartbeat_stale_trial_callback=RetryUnfinished(),
             )
         except ImportError:
             raise
@@ -135,19 +155,38 @@ def heartbeat(study: Any, trial: Any, interval_s: float) -> Iterator[None]:
         thread.join()
 
 
-def fail_stale(study: Any, interval_s: float) -> int:
-    """Fail RUNNING trials whose worker stopped beating and retry each once; returns how many."""
+@dataclass(frozen=True)
+class Stale:
+    """What `fail_stale` did: trials failed for a dead worker, and how many of them were queued again."""
+
+    failed: int = 0
+    retried: int = 0
+
+    def note(self) -> str:
+        if not self.failed:
+            return ""
+        kept = self.failed - self.retried
+        tail = f"; {kept} had written their result, which is kept" if kept else ""
+        return f"{self.failed} trial(s) whose worker stopped were failed, {self.retried} queued once more{tail}"
+
+
+def fail_stale(study: Any, interval_s: float) -> Stale:
+    """Fail RUNNING trials whose worker stopped beating; queue again, once, those that wrote no row."""
     import optuna
     from optuna.trial import TrialState
 
     storage = study._storage
     if _native_heartbeat(storage):
+        callback = storage.get_heartbeat_stale_trial_callback()
+        retried_before = callback.retried if isinstance(callback, RetryUnfinished) else 0
         before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         optuna.storages.fail_stale_trials(study)
-        return len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+        failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))) - before
+        retried = callback.retried - retried_before if isinstance(callback, RetryUnfinished) else 0
+        return Stale(failed, retried)
     grace = interval_s * GRACE_FACTOR
     failed = 0
-    retry = _retry()
+    retry = RetryUnfinished()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = trial.user_attrs.get("heartbeat_at")
         if beat is None and trial.datetime_start is not None:
@@ -160,4 +199,4 @@ def fail_stale(study: Any, interval_s: float) -> int:
             continue
         failed += 1
         retry(study, storage.get_trial(trial._trial_id))
-    return failed
+    return Stale(failed, retry.retried)

@@ -33,7 +33,7 @@ from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, Picks, choose, fits, memory_of
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
-from ._storage import HEARTBEAT_S, fail_stale, heartbeat, make_storage
+from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
 SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
@@ -134,11 +134,11 @@ def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
 
 def row_of(trial: Any) -> TrialRow | None:
     attrs = trial.user_attrs
-    if "status" not in attrs:
+    if ROW_WRITTEN_ATTR not in attrs:
         return None
     return TrialRow(
         number=trial.number,
-        status=attrs["status"],
+        status=attrs[ROW_WRITTEN_ATTR],
         source=attrs.get("source", "sampler"),
         values=dict(attrs.get("plan", {})),
         predicted=Figures.from_json(attrs.get("predicted")),
@@ -417,9 +417,9 @@ def _sample_trials(
     return evaluated
 
 
-def _note_stale(stale: int, notes: list[str]) -> None:
-    if stale:
-        notes.append(f"{stale} trial(s) whose worker stopped were failed and queued once more")
+def _note_stale(stale: Stale, notes: list[str]) -> None:
+    if stale.failed:
+        notes.append(stale.note())
 
 
 def _running_twin(study: Any, number: int, key: str) -> str | None:
@@ -462,7 +462,7 @@ def _tell(study: Any, trial: Any, req: SearchRequest, row: TrialRow) -> None:
 def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
     """A row as the study's user attributes (the inverse of row_of)."""
     return {
-        "status": row.status.value,
+        ROW_WRITTEN_ATTR: row.status.value,
         "source": row.source,
         "plan": row.values,
         "key": key,
@@ -476,8 +476,13 @@ def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
 
 
 def _store(trial: Any, row: TrialRow, key: str) -> None:
-    for name, value in row_attrs(row, key).items():
+    """Write the row one attribute at a time, its status last: a worker killed part-way leaves no row
+    (row_of needs the status), so the trial is retried rather than read as a half-written result."""
+    attrs = row_attrs(row, key)
+    status = attrs.pop(ROW_WRITTEN_ATTR)
+    for name, value in attrs.items():
         trial.set_user_attr(name, value)
+    trial.set_user_attr(ROW_WRITTEN_ATTR, status)
 
 
 def _job(req: SearchRequest, values: Mapping[str, Any]) -> str:
