@@ -403,8 +403,12 @@ def _sample_trials(
                     break
             asks += 1
             trial = study.ask()
-            with heartbeat(study, trial, req.heartbeat_s):
-                row, counted = _run_trial(trial, req, grid, choices, surrogate, ctx, defaults, read, study)
+            try:
+                with heartbeat(study, trial, req.heartbeat_s):
+                    row, counted = _run_trial(trial, req, grid, choices, surrogate, ctx, defaults, read, study)
+            except KeyboardInterrupt:
+                _end_interrupted(study, trial)
+                raise
             evaluated += counted
             if progress is not None and row is not None:
                 read(study)
@@ -415,6 +419,20 @@ def _sample_trials(
         notes.append("interrupted (Ctrl-C): the running trial was ended; files cover the finished trials")
         raise SearchInterrupted(evaluated) from None
     return evaluated
+
+
+def _end_interrupted(study: Any, trial: Any) -> None:
+    """Fail a trial that Ctrl-C caught outside its run (while its row or Optuna's tell was being
+    written), so no trial stays RUNNING for the next worker to wait three heartbeats on."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        return
+    try:
+        study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        pass  # told in the meantime (the evaluate path tells before it re-raises)
 
 
 def _note_stale(stale: Stale, notes: list[str]) -> None:
