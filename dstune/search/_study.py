@@ -45,6 +45,10 @@ class StopSearch(Exception):
     """Raised by a progress callback to end the search early (the benchmark's stop rule)."""
 
 
+INTERRUPTED = "interrupted (Ctrl-C)"
+"""The reason a trial ended by Ctrl-C carries."""
+
+
 class SearchInterrupted(Exception):
     """Ctrl-C during a search: the running trial was ended and marked failed; `run_search` still
     returns the finished trials (with `interrupted` set) so the caller writes their files."""
@@ -422,17 +426,33 @@ def _sample_trials(
 
 
 def _end_interrupted(study: Any, trial: Any) -> None:
-    """Fail a trial that Ctrl-C caught outside its run (while its row or Optuna's tell was being
-    written), so no trial stays RUNNING for the next worker to wait three heartbeats on."""
+    """End a trial that Ctrl-C caught outside its run (between marking its plan and running it, or
+    while its row or Optuna's tell was written): a marked plan gets its interrupted row, and the
+    trial is failed, so none stays RUNNING for the next worker to wait three heartbeats on."""
     import optuna
     from optuna.trial import TrialState
 
-    if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state != TrialState.RUNNING:
         return
+    attrs = frozen.user_attrs
+    if ROW_WRITTEN_ATTR not in attrs and "plan" in attrs:
+        row = TrialRow(
+            trial.number,
+            Status.ERROR,
+            attrs.get("source", "sampler"),
+            dict(attrs["plan"]),
+            Figures.from_json(attrs.get("predicted")),
+            None,
+            None,
+            reason=INTERRUPTED,
+            job=attrs.get("job", ""),
+        )
+        _store(trial, row, attrs.get("key", ""))
     try:
         study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-        pass  # told in the meantime (the evaluate path tells before it re-raises)
+        pass  # told in the meantime
 
 
 def _note_stale(stale: Stale, notes: list[str]) -> None:
@@ -650,9 +670,7 @@ def _run_trial(
     try:
         record = req.backend.evaluate(make_plan(req.setup.step, values))
     except KeyboardInterrupt:
-        row = TrialRow(
-            trial.number, Status.ERROR, source, values, predicted, None, p_fit, reason="interrupted (Ctrl-C)", job=job
-        )
+        row = TrialRow(trial.number, Status.ERROR, source, values, predicted, None, p_fit, reason=INTERRUPTED, job=job)
         _store(trial, row, key)
         _tell(study, trial, req, row)
         raise

@@ -216,10 +216,11 @@ def test_ctrl_c_ends_the_running_trial_and_writes_what_finished(tmp_path: Path) 
             study = optuna.load_study(study_name=STUDY, storage=make_storage(storage))
         except KeyError:
             continue
-        if any(t.user_attrs.get("status") for t in study.get_trials()) and study.get_trials(
-            states=(optuna.trial.TrialState.RUNNING,)
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        if any(t.user_attrs.get("status") for t in study.get_trials()) and any(
+            "key" in t.user_attrs and "status" not in t.user_attrs for t in running
         ):
-            break
+            break  # a trial is finished and the next one is being run (its row not yet written)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

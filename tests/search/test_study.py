@@ -1,4 +1,4 @@
-"""Ctrl-C outside a trial's run still ends the trial: no RUNNING trial is left for the next worker."""
+"""Ctrl-C outside a trial's run still ends the trial as interrupted: none is left RUNNING for the next worker."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class InterruptedAfterRun(Backend):
         return TrialRecord(status="ok", figures=measured, details=details)
 
 
-def test_ctrl_c_while_a_row_is_written_fails_the_trial_and_keeps_the_finished_ones(tmp_path: Path) -> None:
+def test_ctrl_c_while_a_row_is_written_records_it_interrupted_and_keeps_the_finished_ones(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(
         "step: sft\nbatch:\n  policy: fixed_global_batch\n  global_batch: 64\n"
@@ -65,7 +65,8 @@ def test_ctrl_c_while_a_row_is_written_fails_the_trial_and_keeps_the_finished_on
     )
     result = run_search(req)
     assert result.interrupted
-    assert [r.status for r in result.rows] == ["ok"]
+    assert [(r.status, r.reason) for r in result.rows] == [("ok", ""), ("error", "interrupted (Ctrl-C)")]
+    assert result.rows[1].values["zero_stage"] in (2, 3), "the interrupted row names its plan"
     study = optuna.load_study(study_name="t", storage=storage)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
