@@ -426,9 +426,9 @@ def _sample_trials(
 
 
 def _end_interrupted(study: Any, trial: Any) -> None:
-    """End a trial that Ctrl-C caught outside its run (between marking its plan and running it, or
-    while its row or Optuna's tell was written): a marked plan gets its interrupted row, and the
-    trial is failed, so none stays RUNNING for the next worker to wait three heartbeats on."""
+    """End the trial Ctrl-C caught, wherever it landed (in the run, between marking the plan and
+    running it, or while the row or Optuna's tell was written): a marked plan gets its interrupted
+    row, and the trial is failed, so none stays RUNNING for the next worker to wait three beats on."""
     import optuna
     from optuna.trial import TrialState
 
@@ -444,7 +444,7 @@ def _end_interrupted(study: Any, trial: Any) -> None:
             dict(attrs["plan"]),
             Figures.from_json(attrs.get("predicted")),
             None,
-            None,
+            attrs.get("p_fit"),
             reason=INTERRUPTED,
             job=attrs.get("job", ""),
         )
@@ -646,6 +646,7 @@ def _run_trial(
         ("source", source),
         ("job", job),
         ("predicted", predicted.to_json()),
+        ("p_fit", p_fit),
     ):
         trial.set_user_attr(name, value)  # other workers see the plan as running from here on
     rival = _running_twin(study, trial.number, key)
@@ -667,13 +668,7 @@ def _run_trial(
         _store(trial, row, "")
         _tell(study, trial, req, row)
         return row, 0
-    try:
-        record = req.backend.evaluate(make_plan(req.setup.step, values))
-    except KeyboardInterrupt:
-        row = TrialRow(trial.number, Status.ERROR, source, values, predicted, None, p_fit, reason=INTERRUPTED, job=job)
-        _store(trial, row, key)
-        _tell(study, trial, req, row)
-        raise
+    record = req.backend.evaluate(make_plan(req.setup.step, values))  # Ctrl-C here: _end_interrupted
     row = TrialRow(
         trial.number,
         record.status,
