@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ._cache import he_statuses, stack_key
 from ._he import HeStatus
+from ._locks import find_locks
 from ._known import KnownIssue, Stack, known_issues
 from ._ops import OpStatus, op_statuses
 from ._stack import installed_versions, runtime_versions
@@ -150,6 +151,20 @@ def _op_findings(ops: tuple[OpStatus, ...]) -> list[Finding]:
     return found
 
 
+def _lock_findings() -> list[Finding]:
+    return [
+        Finding(
+            topic="op lock",
+            level="warn" if lock.state != "held" else "info",
+            consequence=f"{lock.path}: {lock.state} torch extension lock ({lock.age_s:.0f} s old, no live builder "
+            "found); every load of that op waits on it (dstune profile/search clear it)"
+            if lock.state == "stale"
+            else f"{lock.path}: {lock.state} torch extension lock (held by {list(lock.holders) or 'unknown'})",
+        )
+        for lock in find_locks()
+    ]
+
+
 def run_doctor(*, refresh: bool = False) -> DoctorReport:
     """Everything `dstune doctor` reports; the HE probe is cached per stack (refresh re-probes)."""
     start = time.perf_counter()
@@ -171,7 +186,7 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     findings += [
         Finding(topic=f"HE {s.family}", level="ok" if s.kernels else "warn", consequence=s.consequence) for s in he
     ]
-    findings += _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops)
+    findings += _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops) + _lock_findings()
     findings += [
         Finding(
             topic=f"known issue {i.id}", level="warn" if i.severity == "broken" else "info", consequence=i.consequence

@@ -15,6 +15,7 @@ from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
 from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
+from ._prebuild import ops_for, prebuild
 from ._process import run_group
 from ._result import (
     COMMAND_FILE,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 LAUNCHERS = ("deepspeed", "torchrun")
 WORKER_MODULE = "dstune.profile.worker"
+BUILD_LOG_FILE = "ops_build.log"
 
 
 def trial_device(env: Mapping[str, str] | None = None) -> str:
@@ -282,6 +284,8 @@ def run_trial(
     write_json_atomic(
         trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
     )
+    ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
+    prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
     launched_at = time.time()
     try:
         finished = run_group(
