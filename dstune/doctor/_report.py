@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from ._cache import he_statuses, stack_key
 from ._he import HeStatus
-from ._locks import find_locks
 from ._known import KnownIssue, Stack, known_issues
+from ._locks import find_locks
 from ._ops import OpStatus, op_statuses
 from ._stack import installed_versions, runtime_versions
 from ._system import Gpu, GpuLink, Host, detect_gpus, detect_host
@@ -186,7 +186,9 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     findings += [
         Finding(topic=f"HE {s.family}", level="ok" if s.kernels else "warn", consequence=s.consequence) for s in he
     ]
-    findings += _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops) + _lock_findings()
+    findings += (
+        _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops) + _lock_findings()
+    )
     findings += [
         Finding(
             topic=f"known issue {i.id}", level="warn" if i.severity == "broken" else "info", consequence=i.consequence
