@@ -6,7 +6,7 @@ import dataclasses
 import shlex
 
 from ..catalog import ClusterSpec, ModelSpec
-from ..plan import Plan, step_strategy
+from ..plan import Plan, nearest_script, recipe, step_strategy, system_flags
 
 
 def hub_id(model: ModelSpec) -> str:
@@ -25,6 +25,17 @@ def plan_flags(plan: Plan) -> list[str]:
                 flags.append(f"--{f.name}")
         elif value != f.default or f.name in always:
             flags.extend([f"--{f.name}", shlex.quote(str(value))])
+    return flags
+
+
+def job_flags(plan: Plan, model: ModelSpec, world: int) -> list[str]:
+    """The baseline script's job (learning rates, epochs, scheduler, data, seed...): a pick keeps it."""
+    shipped = nearest_script(plan.step, model, world)
+    system = system_flags(plan.step)
+    flags: list[str] = []
+    for name, value in recipe(plan.step, shipped.path).items():
+        if name not in system:
+            flags += [f"--{name}", *value.split()]
     return flags
 
 
@@ -58,12 +69,19 @@ def launch_script(
     ]
     preamble, args = strategy.script_models(hub_id, model, critic_model)
     lines += preamble
-    args = [*args, *plan_flags(plan), *strategy.script.extra]
-    args += ["--seed", "1234", "--deepspeed", "--output_dir", "$OUTPUT"]
-    pairs, i = [" ".join(_launcher(cluster) + ["main.py"])], 0
-    while i < len(args):
-        take = 2 if i + 1 < len(args) and not str(args[i + 1]).startswith("--") else 1
-        pairs.append(" ".join(str(a) for a in args[i : i + take]))
-        i += take
+    args = [
+        *args,
+        *plan_flags(plan),
+        *job_flags(plan, model, cluster.world_size),
+        "--deepspeed",
+        "--output_dir",
+        "$OUTPUT",
+    ]
+    pairs = [" ".join(_launcher(cluster) + ["main.py"])]
+    for arg in args:
+        if str(arg).startswith("--") or len(pairs) == 1:
+            pairs.append(str(arg))
+        else:
+            pairs[-1] += " " + str(arg)
     lines += ['mkdir -p "$OUTPUT"', " \\\n   ".join(pairs) + ' \\\n   &> "$OUTPUT/training.log"', ""]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from ._inert import Inert, redundant_rows
 from ._job import Job, batch_columns, batch_figures, job_codes, job_knobs, job_of
 from ._knobs import DTYPE, NON_NEGATIVE, POSITIVE, ZERO, Plan, knob, knob_fields, plan_class, plan_to_dict
 from ._parse import coerce_knob, describe_knob, make_plan, parse_assignments, unknown_knob_error
+from ._recipe import parse_script, recipe, system_flags
 from ._rules import SHARED_RULES, Context, Rule, rule_reads, rules_for, validate, violations
 from ._step import (
     DEFAULT_STEP,
@@ -56,6 +57,9 @@ __all__ = [
     "lora_module_for",
     "make_plan",
     "nearest_script",
+    "parse_script",
+    "recipe",
+    "system_flags",
     "parse_assignments",
     "plan_class",
     "plan_to_dict",

@@ -110,8 +110,6 @@ class ScriptSpec:
     """DeepSpeed-Chat's training/<folder>/ holding main.py and training_scripts/."""
     always: tuple[str, ...]
     """Flags written even at main.py's default, so the script reads on its own."""
-    extra: tuple[str, ...] = ()
-    """Shipped training settings that do not change throughput (dropout, weight decay)."""
 
 
 class StepStrategy(ABC):

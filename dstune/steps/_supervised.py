@@ -20,9 +20,6 @@ from ..plan import (
     train_config,
 )
 
-DATA_ARGS = ["--data_path", "Dahoas/rm-static", "--data_split", "2,4,4"]
-"""The dataset and split every shipped single-dataset script uses."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class SupervisedPlan:
@@ -87,7 +84,7 @@ class SupervisedStrategy(StepStrategy):
             f"MODEL_PATH=${{1:-{hub_id(model)}}}",
             f"OUTPUT=${{2:-./output_{self.script.name.removeprefix('run_').removesuffix('.sh')}}}",
         ]
-        return lines, [*DATA_ARGS, "--model_name_or_path", "$MODEL_PATH"]
+        return lines, ["--model_name_or_path", "$MODEL_PATH"]
 
 
 def padding_args(model: ModelSpec) -> list[str]:

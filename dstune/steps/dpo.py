@@ -40,9 +40,7 @@ class Dpo(SupervisedStrategy):
         "run_step2_dpo.sh",
         "step2_dpo_finetuning",
         ("zero_stage", "per_device_train_batch_size", "max_seq_len"),
-        extra=("--dropout", "0.0", "--weight_decay", "0.1"),
     )
-    """Every shipped OPT DPO script sets dropout 0.0 and weight decay 0.1 (the Llama-2 ones weight decay)."""
     cost_function = "dstune.costmodel._dpo:score_dpo"
     worker_class = "dstune.profile._dpo:DpoStep"
     scripts = Rm.scripts

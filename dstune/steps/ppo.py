@@ -33,7 +33,7 @@ from ..plan import (
     register_step,
     train_config,
 )
-from ._supervised import DATA_ARGS, padding_args
+from ._supervised import padding_args
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,10 +209,7 @@ class Ppo(StepStrategy):
             "max_prompt_seq_len",
             "max_answer_seq_len",
         ),
-        extra=("--actor_dropout", "0.0", "--actor_weight_decay", "0.1", "--critic_weight_decay", "0.1"),
     )
-    """Every shipped step-3 script sets `--actor_dropout 0.0` (main.py's default keeps OPT's dropout 0.1
-    on during PPO); run_6.7b.sh, run_66b.sh and the Llama-2 scripts set weight decay 0.1."""
     uses_critic = True
     uses_hybrid_engine = True
     cost_function = "dstune.costmodel._estimate:score_ppo"
@@ -286,7 +283,6 @@ class Ppo(StepStrategy):
             _CRITIC_CHECK,
         ]
         args = [
-            *DATA_ARGS,
             "--actor_model_name_or_path",
             "$ACTOR_MODEL_PATH",
             "--critic_model_name_or_path",
