@@ -79,6 +79,8 @@ class Headline(NamedTuple):
     job: str | None = None
     speedup_interval: tuple[float, float] | None = None
     alternatives: tuple[Alternative, ...] = ()
+    baseline_issues: tuple[str, ...] = ()
+    """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
 
 
 class Point(NamedTuple):
@@ -274,8 +276,25 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         interval = (float(stated["interval"][0]), float(stated["interval"][1]))
     job = (study.meta.get("job") or {}).get("label")
     return Headline(
-        base, pick, baseline_status(study), source, speedup, cap, headroom, changes, job, interval, _alternatives(study)
+        base,
+        pick,
+        baseline_status(study),
+        source,
+        speedup,
+        cap,
+        headroom,
+        changes,
+        job,
+        interval,
+        _alternatives(study),
+        baseline_issues(study),
     )
+
+
+def baseline_issues(study: StudyDir) -> tuple[str, ...]:
+    """plan.json's broken known issues of the baseline, as 'id: consequence'."""
+    issues = (study.meta.get("baseline") or {}).get("known_issues") or ()
+    return tuple(f"{i.get('id')}: {i.get('consequence')}" for i in issues if isinstance(i, dict))
 
 
 def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
