@@ -534,7 +534,13 @@ def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple
         notes.append(f"Predicted ranges are {level:.0%} intervals: {interval['note']}.")
     gpu_type = str(study.meta.get("gpu_type", ""))
     foreign = [d for d in study.devices if "cpu" in d.lower() or "simulated" in d.lower()]
-    if not study.simulated and foreign:
+    if study.on_cpu:
+        notes.append(
+            "Trials ran on DeepSpeed's CPU accelerator: measured figures are CPU figures, compared only with each "
+            "other. The CPU accelerator has no inference kernels and no GPU memory, so no GPU memory cap applies "
+            "and nothing here says how the plans run on GPUs."
+        )
+    elif not study.simulated and foreign:
         notes.append(
             f"Trials ran on {', '.join(foreign)}, not on {gpu_type or 'the GPUs planned for'}: measured "
             f"throughput is not comparable with the cost model's predictions for {gpu_type or 'them'}."

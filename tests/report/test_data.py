@@ -118,3 +118,23 @@ def test_explored_report_keeps_other_jobs_apart(explore_study: Path) -> None:
     head = build_report(load_study_dir(explore_study), with_importance=False).headline
     assert head.alternatives and all(alt.job != head.job for alt in head.alternatives)
     assert all(alt.samples_per_s > 0 and alt.basis == "predicted" for alt in head.alternatives)
+
+
+def test_cpu_study_is_described_in_cpu_terms(profile_study: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from dstune.report._sections import headline_sentence
+
+    study = Path(shutil.copytree(profile_study, tmp_path / "cpu"))
+    meta = json.loads((study / "plan.json").read_text())
+    meta.update(gpu_type="cpu", hardware="cpu (DeepSpeed CPU accelerator)")
+    (study / "plan.json").write_text(json.dumps(meta))
+    trials = pd.read_csv(study / "trials.csv")
+    trials["device"] = "cpu"
+    trials.to_csv(study / "trials.csv", index=False)
+    loaded = load_study_dir(study)
+    data = build_report(loaded, with_importance=False)
+    text = " ".join(data.notes) + headline_sentence(data.headline)
+    assert loaded.on_cpu and loaded.memory_cap_bytes is None
+    assert "not on cpu" not in text and "memory cap" not in headline_sentence(data.headline)
+    assert "CPU accelerator" in text and "A100" not in text
