@@ -108,3 +108,15 @@ def test_help_does_not_import_matplotlib_or_pandas() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_compare_flags_an_infeasible_baseline(sim_study: Path, tmp_path: Path) -> None:
+    study = Path(shutil.copytree(sim_study, tmp_path / "infeasible"))
+    meta = json.loads((study / "plan.json").read_text())
+    meta["baseline"]["status"] = "infeasible"
+    (study / "plan.json").write_text(json.dumps(meta))
+    data = compare_studies([study, sim_study])
+    flags = [e.baseline_flag for e in data.entries]
+    assert flags == ["infeasible", None]
+    assert any("baseline is infeasible" in n for n in data.notes)
+    assert ("baseline", "infeasible", "ran as shipped") in data.summary.rows
