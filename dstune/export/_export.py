@@ -15,7 +15,7 @@ from ..plan import make_plan, step_strategy
 from ..record import Status
 from ._configs import role_configs
 from ._files import atomic_write, dump_json, now_iso, trials_table, versions
-from ._script import launch_script
+from ._script import baseline_warnings, launch_script
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,8 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
             "reason": base.reason if base else None,
             "plan": base.values if base else None,
             **_figures(base),
+            "broken_on_this_stack": bool(result.picks.baseline_issues),
+            "known_issues": [i.to_json() for i in result.picks.baseline_issues],
         },
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
@@ -182,7 +184,12 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
             f"study {info.study_name} trial {pick.number} ({info.backend}); job: {result.picks.headline.job.label()}."
         )
         texts[step_strategy(setup.step).script.name] = launch_script(
-            plan, model=setup.model, critic_model=setup.critic_model, cluster=setup.cluster, header=header
+            plan,
+            model=setup.model,
+            critic_model=setup.critic_model,
+            cluster=setup.cluster,
+            header=header,
+            warnings=baseline_warnings(result.picks.baseline_issues),
         )
     meta = {
         "step": setup.step,

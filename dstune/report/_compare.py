@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
-from ._data import PlanFigures, feasible_trials, plan_pair
+from ..record import Status
+from ._data import PlanFigures, baseline_issues, baseline_status, feasible_trials, plan_pair
 from ._load import StudyDir
 from ._table import Column, Kind, Table, format_value
 from ._values import jsonable, show
@@ -26,6 +27,9 @@ class CompareEntry(NamedTuple):
     memory_cap_bytes: float | None
     samples_per_s_per_gpu: float
     cost_per_million_tokens: float | None
+    baseline_flag: str | None = None
+    """Why the speedup's reference is not a plan that runs here ('infeasible', 'broken on this stack: ...');
+    None when the baseline ran as shipped."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,21 @@ def _entry(label: str, study: StudyDir, price: float | None) -> CompareEntry:
         study.memory_cap_bytes,
         per_gpu,
         cost,
+        _baseline_flag(study, base),
     )
+
+
+def _baseline_flag(study: StudyDir, base: PlanFigures | None) -> str | None:
+    status = baseline_status(study)
+    issues = baseline_issues(study)
+    cap = study.memory_cap_bytes
+    if issues:
+        return "broken on this stack (" + ", ".join(i.split(":")[0] for i in issues) + ")"
+    if status not in (None, Status.OK):
+        return str(status)
+    if base is not None and cap is not None and base.gpu_peak_bytes > cap:
+        return "over the memory cap"
+    return None
 
 
 def _summary(entries: list[CompareEntry], price: float | None) -> Table:
@@ -100,6 +118,7 @@ def _summary(entries: list[CompareEntry], price: float | None) -> Table:
         ("memory cap", "gib", [e.memory_cap_bytes for e in entries]),
         ("MFU", "percent", [p.mfu if p else None for p in picks]),
         ("speedup vs baseline", "ratio", [e.speedup for e in entries]),
+        ("baseline", "text", [e.baseline_flag or "ran as shipped" for e in entries]),
     ]
     first = entries[0]
     if len(entries) > 1 and first.pick and first.pick.samples_per_s > 0:  # scaling: what more GPUs buy
@@ -146,6 +165,12 @@ def build_compare(studies: list[StudyDir], gpu_hour_price: float | None = None) 
         notes.append("Some studies are measured and some predicted: compare their rates with care.")
     if len({e.step for e in entries}) > 1 or len({e.model for e in entries}) > 1:
         notes.append("The studies tune different models or RLHF steps: a sample is not the same work in each.")
+    notes += [
+        f"{e.label}: the baseline is {e.baseline_flag}, so its speedup compares the pick with a plan that does "
+        "not run here as shipped."
+        for e in entries
+        if e.baseline_flag and e.speedup is not None
+    ]
     notes += [f"{e.label}: no trial finished within the memory cap, so it has no pick." for e in entries if not e.pick]
     notes.append(
         f"The picks share {shared} knob setting(s); the table lists only the knobs where they differ."

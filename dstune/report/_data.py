@@ -79,6 +79,8 @@ class Headline(NamedTuple):
     job: str | None = None
     speedup_interval: tuple[float, float] | None = None
     alternatives: tuple[Alternative, ...] = ()
+    baseline_issues: tuple[str, ...] = ()
+    """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
 
 
 class Point(NamedTuple):
@@ -274,8 +276,25 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         interval = (float(stated["interval"][0]), float(stated["interval"][1]))
     job = (study.meta.get("job") or {}).get("label")
     return Headline(
-        base, pick, baseline_status(study), source, speedup, cap, headroom, changes, job, interval, _alternatives(study)
+        base,
+        pick,
+        baseline_status(study),
+        source,
+        speedup,
+        cap,
+        headroom,
+        changes,
+        job,
+        interval,
+        _alternatives(study),
+        baseline_issues(study),
     )
+
+
+def baseline_issues(study: StudyDir) -> tuple[str, ...]:
+    """plan.json's broken known issues of the baseline, as 'id: consequence'."""
+    issues = (study.meta.get("baseline") or {}).get("known_issues") or ()
+    return tuple(f"{i.get('id')}: {i.get('consequence')}" for i in issues if isinstance(i, dict))
 
 
 def _alternatives(study: StudyDir) -> tuple[Alternative, ...]:
@@ -388,9 +407,13 @@ def pareto_front(memory: np.ndarray, throughput: np.ndarray) -> tuple[tuple[floa
     return tuple(front)
 
 
+PLOTTED_STATUSES = (Status.OK, Status.OOM, Status.PRUNED, Status.INFEASIBLE)
+"""Statuses whose figures a chart may place: a timed-out, crashed or failed trial has no throughput of its own."""
+
+
 def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, base: PlanFigures | None) -> Scatter:
     t = study.trials
-    drawable = t["fig_gpu_peak_bytes"].notna()
+    drawable = t["fig_gpu_peak_bytes"].notna() & t["status"].isin(PLOTTED_STATUSES)
     points = tuple(
         Point(int(r.number), r.status, r.source, float(r.fig_gpu_peak_bytes), float(r.fig_samples_per_s))
         for r in t[drawable & (t["source"] != "repeat")].itertuples()
@@ -408,7 +431,7 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
         study.memory_cap_bytes,
         int(pick_row["number"]) if pick_row is not None else None,
         base_number,
-        int((~drawable & (t["source"] != "repeat")).sum()),
+        int((t["fig_gpu_peak_bytes"].isna() & t["status"].isin(PLOTTED_STATUSES) & (t["source"] != "repeat")).sum()),
     )
 
 
@@ -437,8 +460,15 @@ def _phases(
 
 
 def _history(study: StudyDir, base: PlanFigures | None) -> History:
+    """Best so far over the baseline's job only (a rate of another job is other work). Empty for a simulated
+    study: its trial numbers are recording order, not a search's progress, so the chart is left out."""
     t = study.trials
+    if study.simulated:
+        return History((), (), (), None)
     ok = t["status"] == Status.OK
+    job = (study.meta.get("job") or {}).get("label")
+    if job and "job" in t:
+        ok &= t["job"] == job
     if study.memory_cap_bytes is not None:
         ok &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
     values = t["fig_samples_per_s"].where(ok)
@@ -515,7 +545,13 @@ def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple
         notes.append(f"Predicted ranges are {level:.0%} intervals: {interval['note']}.")
     gpu_type = str(study.meta.get("gpu_type", ""))
     foreign = [d for d in study.devices if "cpu" in d.lower() or "simulated" in d.lower()]
-    if not study.simulated and foreign:
+    if study.on_cpu:
+        notes.append(
+            "Trials ran on DeepSpeed's CPU accelerator: measured figures are CPU figures, compared only with each "
+            "other. The CPU accelerator has no inference kernels and no GPU memory, so no GPU memory cap applies "
+            "and nothing here says how the plans run on GPUs."
+        )
+    elif not study.simulated and foreign:
         notes.append(
             f"Trials ran on {', '.join(foreign)}, not on {gpu_type or 'the GPUs planned for'}: measured "
             f"throughput is not comparable with the cost model's predictions for {gpu_type or 'them'}."
@@ -529,6 +565,11 @@ def _notes(study: StudyDir, scatter: Scatter, pick: PlanFigures | None) -> tuple
         )
     if pick is None:
         notes.append("No trial finished within the memory cap yet: there is no pick.")
+    unplaced = int((~study.trials["status"].isin(PLOTTED_STATUSES)).sum())
+    if unplaced:
+        notes.append(
+            f"{unplaced} trial(s) timed out, crashed or failed: they have no throughput and are not drawn in the charts."
+        )
     if scatter.undrawn:
         notes.append(
             f"{scatter.undrawn} trial(s) have no memory figure (e.g. rejected by a plan rule before "
@@ -542,11 +583,16 @@ def build_report(study: StudyDir, *, with_importance: bool = True) -> ReportData
     feasible = feasible_trials(study)
     base, pick = plan_pair(study, feasible)
     scatter = _scatter(study, feasible, pick, base)
-    importance = (
-        param_importance(study.path / "study.db", *study_name_and_storage(study.meta))
-        if with_importance
-        else Importance((), "parameter importance not computed (disabled)")
-    )
+    if study.simulated:
+        importance = Importance(
+            (),
+            "parameter importance is left out for simulated studies: they score the whole grid exactly, in "
+            "recording order, so a sampler-based importance would rank that order, not the knobs",
+        )
+    elif with_importance:
+        importance = param_importance(study.path / "study.db", *study_name_and_storage(study.meta))
+    else:
+        importance = Importance((), "parameter importance not computed (disabled)")
     return ReportData(
         header=_header(study),
         notes=_notes(study, scatter, pick),

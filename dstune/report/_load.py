@@ -61,7 +61,19 @@ class StudyDir:
         return tuple(sorted({str(d) for d in self.trials["device"].dropna() if str(d).strip()}))
 
     @property
+    def on_cpu(self) -> bool:
+        """Trials ran on DeepSpeed's CPU accelerator: no GPU memory, no inference kernels, no GPU meaning."""
+        if self.simulated:
+            return False
+        return str(self.meta.get("gpu_type", "")).lower() == "cpu" or (
+            bool(self.devices) and all("cpu" in d.lower() for d in self.devices)
+        )
+
+    @property
     def memory_cap_bytes(self) -> float | None:
+        """The GPU memory cap; None for a CPU study (a GPU's cap says nothing about a run in host memory)."""
+        if self.on_cpu:
+            return None
         cap = self.meta.get("memory_cap_bytes")
         return float(cap) if isinstance(cap, (int, float)) and cap > 0 else None
 

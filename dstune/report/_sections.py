@@ -38,6 +38,12 @@ def headline_sentence(h: Headline) -> str:
     parts = []
     if h.baseline_status not in (None, Status.OK):
         parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
+    if h.baseline_issues:
+        parts.append(
+            "DeepSpeed-Chat's script as shipped is broken on this stack (known issue "
+            + "; ".join(h.baseline_issues)
+            + "), so it is never the pick; the speedup is against it as shipped"
+        )
     if h.job:
         parts.append(f"Training job (the same for baseline and pick): {h.job}")
     if h.speedup is not None:
@@ -47,7 +53,8 @@ def headline_sentence(h: Headline) -> str:
         )
         parts.append(
             f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
-            f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})"
+            + ("(baseline broken on this stack) " if h.baseline_issues else "")
+            + f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})"
         )
     else:
         parts.append(

@@ -8,7 +8,7 @@ from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, 
 from ._calibrate import Calibration, Observation, fit_constants
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
-from ._pick import TIE_TOLERANCE, JobPick, Picks, Speedup, changes, choose, fits, memory_of
+from ._pick import TIE_TOLERANCE, BaselineIssue, JobPick, Picks, Speedup, changes, choose, fits, memory_of
 from ._planner import BACKENDS, DEFAULT_TRIALS, KNOWN_ISSUES, PreparedSearch, SearchOptions, plan_search
 from ._records import STATUSES, Figures, Status, TrialRecord
 from ._sampler import PRUNE_BELOW, SurrogateSampler
@@ -28,6 +28,7 @@ __all__ = [
     "TIE_TOLERANCE",
     "JobPick",
     "Picks",
+    "BaselineIssue",
     "Speedup",
     "Status",
     "changes",

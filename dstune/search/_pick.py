@@ -178,11 +178,33 @@ def _same_figures(a: TrialRow, b: TrialRow | None, rel: float = 1e-4) -> bool:
     return close(a.samples_per_s, b.samples_per_s) and close(a.memory() or 0.0, b.memory() or 0.0)
 
 
+@dataclass(frozen=True)
+class BaselineIssue:
+    """A known issue of severity broken that the baseline itself hits on this stack: the baseline is
+    still what the speedup is measured against (it is what users run), but it is never the pick."""
+
+    id: str
+    consequence: str
+    sources: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        return f"{self.id}: {self.consequence}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "severity": "broken", "consequence": self.consequence, "sources": list(self.sources)}
+
+
 @dataclass
 class Picks:
     baseline_job: Job
     headline: JobPick
     alternatives: list[JobPick] = field(default_factory=list)
+    baseline_issues: tuple[BaselineIssue, ...] = ()
+    """Broken known issues the shipped baseline hits; empty when it runs as shipped."""
+
+    @property
+    def baseline_broken(self) -> bool:
+        return bool(self.baseline_issues)
 
 
 def choose(
@@ -193,8 +215,12 @@ def choose(
     world: int,
     cap_bytes: float,
     tolerance: float = TIE_TOLERANCE,
+    baseline_issues: Sequence[BaselineIssue] = (),
+    keep_broken: bool = False,
 ) -> Picks:
-    """The headline pick (the baseline's job) and one pick per other job class."""
+    """The headline pick (the baseline's job) and one pick per other job class. A baseline that hits a
+    broken known issue (`baseline_issues`) is compared against but never picked: exporting it would ship
+    a combination known to fail, unless `keep_broken` (--known-issues mark) keeps broken plans on purpose."""
     base_job = job_of(step, baseline_values, world)
     by_class: dict[str, list[TrialRow]] = {}
     jobs: dict[str, Job] = {}
@@ -205,7 +231,11 @@ def choose(
         cls = "baseline job" if job == base_job else job_class(job, base_job)
         by_class.setdefault(cls, []).append(row)
         jobs.setdefault(cls, job)
-    same = [r for r in by_class.pop("baseline job", [])] + ([baseline] if baseline else [])
+    same = by_class.pop("baseline job", [])
+    if baseline_issues and not keep_broken:
+        same = [r for r in same if changes(r.values, baseline_values)]
+    elif baseline:
+        same.append(baseline)
     ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance)
     headline = JobPick("baseline job", base_job, ranked, baseline, same_job_as_baseline=True)
     headline.speedup = speedup(headline.pick, baseline)
@@ -217,7 +247,7 @@ def choose(
         job = job_of(step, ranked[0].values, world)
         own = _own_baseline(rows, job, step, world)
         alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own)))
-    return Picks(base_job, headline, alternatives)
+    return Picks(base_job, headline, alternatives, tuple(baseline_issues))
 
 
 def _own_baseline(rows: Sequence[TrialRow], job: Job, step: str, world: int) -> TrialRow | None:

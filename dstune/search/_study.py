@@ -30,7 +30,7 @@ from ._backends import Backend
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
-from ._pick import TIE_TOLERANCE, Picks, choose, fits, memory_of
+from ._pick import TIE_TOLERANCE, BaselineIssue, Picks, choose, fits, memory_of
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
@@ -322,7 +322,23 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
             evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
     base_row = next((r for r in rows if r.source == "baseline"), None)
-    picks = choose(rows, base_row, plan_to_dict(baseline.plan), setup.step, world, req.cap_bytes, req.tie_tolerance)
+    picks = choose(
+        rows,
+        base_row,
+        plan_to_dict(baseline.plan),
+        setup.step,
+        world,
+        req.cap_bytes,
+        req.tie_tolerance,
+        baseline_issues=_baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
+        keep_broken=req.known_issues == "mark",
+    )
+    notes += [
+        f"the baseline as shipped hits known issue {i.id} (broken on this stack): {i.consequence}; "
+        + ("--known-issues mark keeps broken plans pickable" if req.known_issues == "mark" else "it is never the pick")
+        + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
+        for i in picks.baseline_issues
+    ]
     if stack is not None:
         notes += _issue_notes(picks, setup.model, stack)
     return SearchResult(
@@ -349,6 +365,19 @@ def _stack() -> Any:
     except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
         logger.debug("stack probe failed; known issues not checked", exc_info=True)
         return None
+
+
+def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple[BaselineIssue, ...]:
+    """Known issues of severity broken that the shipped baseline hits on this stack (none when unchecked)."""
+    if stack is None:
+        return ()
+    from ..doctor import match_known_issues
+
+    return tuple(
+        BaselineIssue(i.id, i.consequence, tuple(i.sources))
+        for i in match_known_issues(values, model, stack)
+        if i.severity == "broken"
+    )
 
 
 def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:

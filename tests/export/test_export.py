@@ -165,3 +165,22 @@ def test_unwritable_out(result, tmp_path):
     blocker.write_text("")
     with pytest.raises(UserInputError, match="not writable"):
         write_export(result, blocker / "x", INFO)
+
+
+def test_script_header_names_a_broken_baseline():
+    from dstune.export._script import baseline_warnings, launch_script
+    from dstune.search import BaselineIssue
+
+    issue = BaselineIssue("some_broken_issue", "crashes in step 3", ("org/repo#1",))
+    plan = make_plan("sft", {})
+    cluster = make_cluster(load_gpu("A100-80G"), 8)
+    text = launch_script(
+        plan, model=load_model("opt-1.3b"), critic_model=None, cluster=cluster, warnings=baseline_warnings([issue])
+    )
+    lines = text.splitlines()
+    warning = next(line for line in lines if "some_broken_issue" in line)
+    assert warning.startswith("# ") and "crashes in step 3" in warning
+    assert lines.index(warning) < lines.index("set -euo pipefail")
+    assert "some_broken_issue" not in launch_script(
+        plan, model=load_model("opt-1.3b"), critic_model=None, cluster=cluster
+    )

@@ -45,13 +45,12 @@ def test_simulated_report(sim_study: Path) -> None:
     assert data.scatter.pick_number == data.top.rows[0][1] and data.scatter.baseline_number == 0
     assert {p.status for p in data.scatter.points} <= {"ok", "infeasible"}  # simulate: over the cap = infeasible
     assert "repeat" not in {p.source for p in data.scatter.points}
-    best = [b for b in data.history.best if not math.isnan(b)]
-    assert best == sorted(best) and len(best) == len(data.history.best)  # trial 0 (baseline) is ok
+    assert data.history.numbers == ()  # recording order is no search progress: no "best so far" chart
     assert data.phases.bars[0].label == "baseline (trial 0)" and len(data.phases.bars) == 6
     assert not any(b.label.startswith("trial 0") for b in data.phases.bars)
     bar = data.phases.bars[0]
     assert sum(bar.seconds_per_ksample) == pytest.approx(1000 / head.baseline.samples_per_s)
-    assert data.importance.params and sum(v for _, v in data.importance.params) == pytest.approx(1.0)
+    assert data.importance.params == () and "simulated" in data.importance.note
     assert data.accuracy.throughput == () and "nothing was measured" in data.accuracy.note
     json.dumps(data.to_json(), allow_nan=False)
 
@@ -85,8 +84,8 @@ def test_importance_needs_enough_trials(tmp_path: Path) -> None:
     assert "only 3 completed" in param_importance(db, "few").note
 
 
-def test_report_without_study_db(sim_study: Path, tmp_path: Path) -> None:
-    study = Path(shutil.copytree(sim_study, tmp_path / "s"))
+def test_report_without_study_db(profile_study: Path, tmp_path: Path) -> None:
+    study = Path(shutil.copytree(profile_study, tmp_path / "s"))
     (study / "study.db").unlink()
     meta = json.loads((study / "plan.json").read_text())
     meta["study"]["storage"] = f"sqlite:///{tmp_path}/elsewhere/study.db"
@@ -118,3 +117,41 @@ def test_explored_report_keeps_other_jobs_apart(explore_study: Path) -> None:
     head = build_report(load_study_dir(explore_study), with_importance=False).headline
     assert head.alternatives and all(alt.job != head.job for alt in head.alternatives)
     assert all(alt.samples_per_s > 0 and alt.basis == "predicted" for alt in head.alternatives)
+
+
+def test_cpu_study_is_described_in_cpu_terms(profile_study: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from dstune.report._sections import headline_sentence
+
+    study = Path(shutil.copytree(profile_study, tmp_path / "cpu"))
+    meta = json.loads((study / "plan.json").read_text())
+    meta.update(gpu_type="cpu", hardware="cpu (DeepSpeed CPU accelerator)")
+    (study / "plan.json").write_text(json.dumps(meta))
+    trials = pd.read_csv(study / "trials.csv")
+    trials["device"] = "cpu"
+    trials.to_csv(study / "trials.csv", index=False)
+    loaded = load_study_dir(study)
+    data = build_report(loaded, with_importance=False)
+    text = " ".join(data.notes) + headline_sentence(data.headline)
+    assert loaded.on_cpu and loaded.memory_cap_bytes is None
+    assert "not on cpu" not in text and "memory cap" not in headline_sentence(data.headline)
+    assert "CPU accelerator" in text and "A100" not in text
+
+
+def test_profiled_history_keeps_one_job_and_no_timed_out_throughput(profile_study: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    study = Path(shutil.copytree(profile_study, tmp_path / "t"))
+    trials = pd.read_csv(study / "trials.csv")
+    ok = trials.index[trials["status"] == "ok"]
+    timed_out, other_job = int(ok[-1]), int(ok[-2])
+    trials.loc[timed_out, "status"] = "timeout"
+    trials.loc[other_job, "job"] = "some other job"
+    trials.to_csv(study / "trials.csv", index=False)
+    data = build_report(load_study_dir(study), with_importance=False)
+    numbers = {int(n) for n in trials["number"].iloc[[timed_out, other_job]]}
+    plotted = {n for n, v in zip(data.history.numbers, data.history.values) if not math.isnan(v)}
+    assert plotted and not plotted & numbers
+    assert int(trials["number"].iloc[timed_out]) not in {p.number for p in data.scatter.points}
+    assert any("timed out" in n for n in data.notes)

@@ -30,12 +30,12 @@ def test_report_writes_self_contained_html_and_markdown(
     out = capsys.readouterr().out
     assert "wrote" in out and "report.html" in out
     html = (study / "report.html").read_text()
-    assert len(_imgs(html)) == 4  # scatter, phases, history, importance (no measurements: no accuracy plot)
+    assert len(_imgs(html)) == 2  # scatter, phases (simulated: no history, importance or accuracy plot)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html) and "<script" not in html
     assert "cost-model prediction" in html and "Top 10 plans" in html
     md = (study / "report.md").read_text()
     pngs = re.findall(r"\]\((report_figures/[\w-]+\.png)\)", md)
-    assert len(pngs) == 4 and all((study / p).stat().st_size > 5000 for p in pngs)
+    assert len(pngs) == 2 and all((study / p).stat().st_size > 5000 for p in pngs)
     assert (study / "report_figures/throughput-memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -108,3 +108,15 @@ def test_help_does_not_import_matplotlib_or_pandas() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_compare_flags_an_infeasible_baseline(sim_study: Path, tmp_path: Path) -> None:
+    study = Path(shutil.copytree(sim_study, tmp_path / "infeasible"))
+    meta = json.loads((study / "plan.json").read_text())
+    meta["baseline"]["status"] = "infeasible"
+    (study / "plan.json").write_text(json.dumps(meta))
+    data = compare_studies([study, sim_study])
+    flags = [e.baseline_flag for e in data.entries]
+    assert flags == ["infeasible", None]
+    assert any("baseline is infeasible" in n for n in data.notes)
+    assert ("baseline", "infeasible", "ran as shipped") in data.summary.rows

@@ -56,3 +56,50 @@ def test_workload_overlays_the_script():
         workload={"max_prompt_seq_len": 16, "max_answer_seq_len": 16, "dtype": "bf16"},
     )
     assert base.plan.max_prompt_seq_len == 16 and base.plan.dtype == "bf16"
+
+
+@pytest.fixture(scope="module")
+def opt_66b_at_64(tmp_path_factory):
+    """`search --model opt-66b --gpus 64`: run_66b.sh's inference_tp_size 8 at ZeRO-3 is a known-broken combination."""
+    import json
+
+    from dstune.cli import main
+
+    out = tmp_path_factory.mktemp("opt66b")
+    assert main(["search", "--model", "opt-66b", "--gpus", "64", "--out", str(out)]) == 0
+    return out, json.loads((out / "plan.json").read_text())
+
+
+def test_broken_baseline_is_never_the_exported_pick(opt_66b_at_64):
+    from dstune.doctor import match_known_issues
+
+    _, meta = opt_66b_at_64
+    assert meta["baseline"]["plan"]["inference_tp_size"] == 8
+    assert meta["plan"] != meta["baseline"]["plan"]
+    hit = [i for i in match_known_issues(meta["plan"], load_model("opt-66b")) if i.severity == "broken"]
+    assert hit == []
+
+
+def test_broken_baseline_is_said_in_plan_report_and_script(opt_66b_at_64):
+    out, meta = opt_66b_at_64
+    issues = meta["baseline"]["known_issues"]
+    assert meta["baseline"]["broken_on_this_stack"] and [i["id"] for i in issues] == ["he_tp_zero3_size_mismatch"]
+    assert meta["speedup_over_baseline"] is not None  # against the baseline as shipped
+    script = (out / "run_step3.sh").read_text().splitlines()
+    header = script[: script.index("set -euo pipefail")]
+    assert any("he_tp_zero3_size_mismatch" in line and line.startswith("# ") for line in header)
+    for report in ("report.md", "report.html"):
+        text = (out / report).read_text()
+        assert "he_tp_zero3_size_mismatch" in text and "broken on this stack" in text
+
+
+def test_mark_keeps_the_broken_baseline_pickable(tmp_path):
+    import json
+
+    from dstune.cli import main
+
+    args = ["search", "--model", "opt-66b", "--gpus", "64", "--known-issues", "mark", "--out", str(tmp_path)]
+    assert main(args) == 0
+    meta = json.loads((tmp_path / "plan.json").read_text())
+    assert meta["baseline"]["broken_on_this_stack"]
+    assert any("mark keeps broken plans pickable" in n for n in meta["notes"])
