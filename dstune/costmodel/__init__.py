@@ -9,6 +9,7 @@ from ._estimate import (
     estimate_table,
     plans_to_columns,
     row_to_estimate,
+    trainable_params,
 )
 from ._facts import ModelFacts, model_facts
 
@@ -24,4 +25,5 @@ __all__ = [
     "model_facts",
     "plans_to_columns",
     "row_to_estimate",
+    "trainable_params",
 ]

@@ -77,8 +77,13 @@ class _Trained:
     facts: ModelFacts
     params_all: np.ndarray
     params_trainable: np.ndarray
-    frozen_base: np.ndarray
+    weight_grad_share: np.ndarray
+    """Share of the matmul weights that get a weight gradient (0 with only_optimize_lora)."""
     states: mem.States
+
+    def useful_flops_factor(self) -> np.ndarray:
+        """Model FLOPs of one trained micro-batch, in forwards: forward + activation grads + weight grads."""
+        return 2.0 + self.weight_grad_share
 
 
 def _trained(
@@ -93,10 +98,22 @@ def _trained(
 ) -> _Trained:
     lora = _lora(f, rank, module)
     params_all = f.params + lora
-    frozen = only_lora & (rank > 0)
-    trainable = np.where(frozen, lora, params_all)
+    trainable, share = _trainable(f, rank, module, only_lora)
     states = mem.trained_states(params_all, trainable, stage, offload, world, c)
-    return _Trained(f, params_all, trainable, frozen, states)
+    return _Trained(f, params_all, trainable, share, states)
+
+
+def _trainable(
+    f: ModelFacts, rank: np.ndarray, module: np.ndarray, only_lora: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(trainable parameters, share of matmul weights with a weight gradient) as DeepSpeed-Chat leaves them:
+    LoRA freezes each adapted Linear's weight; only_optimize_lora freezes everything but the adapters."""
+    adapted = rank > 0
+    lora = _lora(f, rank, module)
+    frozen = _per_value(module, lambda name: f.lora_frozen_weights(str(name)))
+    trainable = np.where(adapted, np.where(only_lora, lora, f.params + lora - frozen), f.params)
+    share = np.where(adapted, np.where(only_lora, 0.0, 1.0 - frozen / f.matmul_params), 1.0)
+    return trainable.astype(float), share.astype(float)
 
 
 def _zeros(n: np.ndarray) -> np.ndarray:
@@ -158,7 +175,7 @@ def _micro_seconds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(forward, forward+backward with exposed communication) of one training micro-batch."""
     fwd = tm.compute_seconds(tm.forward_flops(t.facts, tokens, seq), tokens, t.facts, hw, c)
-    total = fwd * (1.0 + tm.train_backward_factor(t.frozen_base, checkpointing))
+    total = fwd * (1.0 + tm.train_backward_factor(t.weight_grad_share, checkpointing))
     comm = tm.zero_micro_comm_seconds(t.params_all, t.params_trainable, stage, offload, t.facts.layers, hw, c)
     return fwd, tm.overlapped(total, comm, c)
 
@@ -200,7 +217,7 @@ def _score_sft_rm(
     fwd, micro_total = _micro_seconds(t, tokens, seq, checkpointing, stage, offload, hw, c)
     opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
     phases = {"forward": gas * fwd, "backward": gas * (micro_total - fwd), "step": opt}
-    useful = gas * tm.forward_flops(f, tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+    useful = gas * tm.forward_flops(f, tokens, seq) * t.useful_flops_factor()
     construction = np.where(stage == 3, 0.0, 4.0 * t.params_all)
     return CostTerms(
         memory=peak,
@@ -364,7 +381,7 @@ def _score_ppo(
         _, micro_total = _micro_seconds(t, train_tokens, seq, ckpt, stage, offload, hw, c)
         opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
         phase_s[name] = n_micro * micro_total + n_opt * opt
-        useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+        useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * t.useful_flops_factor()
 
     construction = np.maximum(
         np.where(a_stage == 3, 0.0, 4.0 * actor.params_all), np.where(c_stage == 3, 0.0, 4.0 * critic.params_all)
@@ -479,6 +496,8 @@ class Estimate:
     mfu: float
     warnings: tuple[str, ...] = ()
     """Fits, but inside the headroom a production pick keeps."""
+    trainable_params: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per trained role, the parameters its optimizer updates (what DeepSpeed-Chat's LoRA leaves trainable)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -503,6 +522,7 @@ class Estimate:
             "time": {"step_s": self.step_s, "phases": dict(self.phases)},
             "throughput": {"samples_per_s": self.samples_per_s, "tokens_per_s": self.tokens_per_s},
             "mfu": self.mfu,
+            "trainable_params": dict(self.trainable_params),
         }
 
 
@@ -580,7 +600,7 @@ def estimate(
         step, cols, model, cluster, critic_model=critic_model, constants=constants, he_kernels=he_kernels
     )
     row = {k: v[0] for k, v in table.items()}
-    return row_to_estimate(
+    scored = row_to_estimate(
         row,
         step=step,
         plan=plan_to_dict(plan),
@@ -589,3 +609,22 @@ def estimate(
         critic_model=critic_model if uses_critic else None,
         constants=constants,
     )
+    return dataclasses.replace(scored, trainable_params=trainable_params(plan, model, critic_model))
+
+
+def _role_head(step: str, model: str) -> str:
+    """The critic and the reward model carry a value head; every other trained model an LM head."""
+    return "value" if model == "critic" or step == "rm" else "lm"
+
+
+def trainable_params(plan: Plan, model: ModelSpec, critic_model: ModelSpec | None = None) -> dict[str, int]:
+    """Per trained role of the plan's step, the parameters left trainable (DeepSpeed-Chat's LoRA rules)."""
+    out: dict[str, int] = {}
+    only = np.array([bool(plan.only_optimize_lora)])
+    for role in step_strategy(plan.step).lora_roles:
+        spec = critic_model or model if role.model == "critic" else model
+        f = model_facts(spec, _role_head(plan.step, role.model))
+        rank = np.array([int(getattr(plan, role.rank))])
+        module = np.array([str(getattr(plan, role.module))])
+        out[role.role] = int(_trainable(f, rank, module, only)[0][0])
+    return out
