@@ -19,7 +19,9 @@ def _converted(name: str, head: str, module: str, rank: int, only: bool) -> int:
     spec = load_model(name)
     no_zero = {"zero_optimization": {"stage": 0}}
     with torch.device("meta"):
-        model = build_causal_lm(spec.hf_config, no_zero) if head == "lm" else build_reward_model(spec.hf_config, no_zero, 1)
+        model = (
+            build_causal_lm(spec.hf_config, no_zero) if head == "lm" else build_reward_model(spec.hf_config, no_zero, 1)
+        )
         assert convert_linear_layer_to_lora(model, module, rank) > 0
         if only:
             only_optimize_lora_parameters(model)
