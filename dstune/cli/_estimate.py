@@ -40,6 +40,9 @@ def render_estimate(estimate: Estimate, note: str) -> None:
     console.print(f"[bold]{e.model}[/bold] {e.step.upper()} on {e.gpus} x {e.gpu_type} ({e.nodes} node(s)); {note}")
     if e.critic_model:
         console.print(f"critic/reward model: {e.critic_model}")
+    if e.trainable_params:
+        trained = ", ".join(f"{role} {count / 1e9:.3f}B" for role, count in e.trainable_params.items())
+        console.print(f"trainable parameters: {trained}")
     memory = Table(title=f"GPU memory per GPU (peak during {e.peak_phase})")
     memory.add_column("component")
     memory.add_column("bytes", justify="right")

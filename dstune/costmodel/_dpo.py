@@ -62,7 +62,7 @@ def score_dpo(x: CostInputs) -> CostTerms:
         "backward": gas * (micro_total - fwd),
         "step": opt,
     }
-    useful = gas * tm.forward_flops(f, tokens, seq) * (np.where(policy.frozen_base, 2.0, 3.0) + 1.0)
+    useful = gas * tm.forward_flops(f, tokens, seq) * (policy.useful_flops_factor() + 1.0)
     construction = np.where(stage == 3, 0.0, 2.0 * 4.0 * policy.params_all)
     return CostTerms(
         memory=peak,

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..catalog import ClusterSpec, ModelSpec
 from ..errors import UserInputError
-from ..plan import CostTerms, Plan, plan_to_dict, step_strategy
+from ..plan import CostTerms, Plan, step_strategy
 from . import _memory as mem
 from . import _time as tm
 from ._constants import DEFAULT_CONSTANTS, CostConstants
@@ -77,8 +77,13 @@ class _Trained:
     facts: ModelFacts
     params_all: np.ndarray
     params_trainable: np.ndarray
-    frozen_base: np.ndarray
+    weight_grad_share: np.ndarray
+    """Share of the matmul weights that get a weight gradient (0 with only_optimize_lora)."""
     states: mem.States
+
+    def useful_flops_factor(self) -> np.ndarray:
+        """Model FLOPs of one trained micro-batch, in forwards: forward + activation grads + weight grads."""
+        return 2.0 + self.weight_grad_share
 
 
 def _trained(
@@ -93,10 +98,22 @@ def _trained(
 ) -> _Trained:
     lora = _lora(f, rank, module)
     params_all = f.params + lora
-    frozen = only_lora & (rank > 0)
-    trainable = np.where(frozen, lora, params_all)
+    trainable, share = _trainable(f, rank, module, only_lora)
     states = mem.trained_states(params_all, trainable, stage, offload, world, c)
-    return _Trained(f, params_all, trainable, frozen, states)
+    return _Trained(f, params_all, trainable, share, states)
+
+
+def _trainable(
+    f: ModelFacts, rank: np.ndarray, module: np.ndarray, only_lora: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(trainable parameters, share of matmul weights with a weight gradient) as DeepSpeed-Chat leaves them:
+    LoRA freezes each adapted Linear's weight; only_optimize_lora freezes everything but the adapters."""
+    adapted = rank > 0
+    lora = _lora(f, rank, module)
+    frozen = _per_value(module, lambda name: f.lora_frozen_weights(str(name)))
+    trainable = np.where(adapted, np.where(only_lora, lora, f.params + lora - frozen), f.params)
+    share = np.where(adapted, np.where(only_lora, 0.0, 1.0 - frozen / f.matmul_params), 1.0)
+    return trainable.astype(float), share.astype(float)
 
 
 def _zeros(n: np.ndarray) -> np.ndarray:
@@ -158,7 +175,7 @@ def _micro_seconds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(forward, forward+backward with exposed communication) of one training micro-batch."""
     fwd = tm.compute_seconds(tm.forward_flops(t.facts, tokens, seq), tokens, t.facts, hw, c)
-    total = fwd * (1.0 + tm.train_backward_factor(t.frozen_base, checkpointing))
+    total = fwd * (1.0 + tm.train_backward_factor(t.weight_grad_share, checkpointing))
     comm = tm.zero_micro_comm_seconds(t.params_all, t.params_trainable, stage, offload, t.facts.layers, hw, c)
     return fwd, tm.overlapped(total, comm, c)
 
@@ -200,7 +217,7 @@ def _score_sft_rm(
     fwd, micro_total = _micro_seconds(t, tokens, seq, checkpointing, stage, offload, hw, c)
     opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
     phases = {"forward": gas * fwd, "backward": gas * (micro_total - fwd), "step": opt}
-    useful = gas * tm.forward_flops(f, tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+    useful = gas * tm.forward_flops(f, tokens, seq) * t.useful_flops_factor()
     construction = np.where(stage == 3, 0.0, 4.0 * t.params_all)
     return CostTerms(
         memory=peak,
@@ -364,7 +381,7 @@ def _score_ppo(
         _, micro_total = _micro_seconds(t, train_tokens, seq, ckpt, stage, offload, hw, c)
         opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, stage, offload, hw, c)
         phase_s[name] = n_micro * micro_total + n_opt * opt
-        useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * np.where(t.frozen_base, 2.0, 3.0)
+        useful = useful + n_micro * tm.forward_flops(t.facts, train_tokens, seq) * t.useful_flops_factor()
 
     construction = np.maximum(
         np.where(a_stage == 3, 0.0, 4.0 * actor.params_all), np.where(c_stage == 3, 0.0, 4.0 * critic.params_all)
@@ -451,141 +468,3 @@ def estimate_table(
     out["fits_host"] = out["host_peak_bytes"] <= cluster.host_memory_per_node_bytes
     out["feasible"] = out["fits_gpu"] & out["fits_host"] & np.isfinite(peak)
     return out
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """The cost model's prediction for one plan; `to_json` is `dstune estimate --json`."""
-
-    step: str
-    model: str
-    critic_model: str | None
-    gpus: int
-    nodes: int
-    gpu_type: str
-    plan: dict[str, Any]
-    feasible: bool
-    reasons: tuple[str, ...]
-    gpu_memory: dict[str, float]
-    gpu_peak_bytes: float
-    gpu_capacity_bytes: float
-    host_peak_bytes: float
-    host_capacity_bytes: float
-    peak_phase: str
-    phases: dict[str, float]
-    step_s: float
-    samples_per_s: float
-    tokens_per_s: float
-    mfu: float
-    warnings: tuple[str, ...] = ()
-    """Fits, but inside the headroom a production pick keeps."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "critic_model": self.critic_model,
-            "gpus": self.gpus,
-            "nodes": self.nodes,
-            "gpu_type": self.gpu_type,
-            "step": self.step,
-            "plan": self.plan,
-            "feasible": self.feasible,
-            "infeasible_reasons": list(self.reasons),
-            "warnings": list(self.warnings),
-            "memory": {
-                "gpu_peak_bytes": int(self.gpu_peak_bytes),
-                "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
-                "host_peak_bytes": int(self.host_peak_bytes),
-                "host_capacity_bytes": int(self.host_capacity_bytes),
-                "peak_phase": self.peak_phase,
-                "gpu": {k: int(v) for k, v in self.gpu_memory.items()},
-            },
-            "time": {"step_s": self.step_s, "phases": dict(self.phases)},
-            "throughput": {"samples_per_s": self.samples_per_s, "tokens_per_s": self.tokens_per_s},
-            "mfu": self.mfu,
-        }
-
-
-def row_to_estimate(
-    row: Mapping[str, Any],
-    *,
-    step: str,
-    plan: dict[str, Any],
-    model: ModelSpec,
-    cluster: ClusterSpec,
-    critic_model: ModelSpec | None,
-    constants: CostConstants = DEFAULT_CONSTANTS,
-) -> Estimate:
-    """One row of `estimate_table` output as a typed Estimate."""
-    reasons = []
-    warnings = []
-    capacity = cluster.gpu.memory_bytes
-    usable = capacity * (1.0 - constants.headroom_fraction)
-    if not row["fits_gpu"]:
-        reasons.append(f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB > {capacity / 2**30:.1f} GiB on the card")
-    elif not row["within_headroom"]:
-        warnings.append(
-            f"GPU peak {row['gpu_peak_bytes'] / 2**30:.1f} GiB fits the {capacity / 2**30:.1f} GiB card "
-            f"but not the {constants.headroom_fraction:.0%} headroom a search pick keeps "
-            f"({usable / 2**30:.1f} GiB usable)"
-        )
-    if not row["fits_host"]:
-        reasons.append(
-            f"host peak {row['host_peak_bytes'] / 2**30:.0f} GiB per node > "
-            f"{cluster.host_memory_per_node_bytes / 2**30:.0f} GiB"
-        )
-    phase_names = step_strategy(step).phases
-    return Estimate(
-        step=step,
-        model=model.name,
-        critic_model=critic_model.name if critic_model else None,
-        gpus=cluster.world_size,
-        nodes=cluster.nodes,
-        gpu_type=cluster.gpu.name,
-        plan=plan,
-        feasible=bool(row["feasible"]),
-        reasons=tuple(reasons),
-        warnings=tuple(warnings),
-        gpu_memory={name: float(row[f"mem_{name}"]) for name in GPU_COMPONENTS},
-        gpu_peak_bytes=float(row["gpu_peak_bytes"]),
-        gpu_capacity_bytes=float(capacity),
-        host_peak_bytes=float(row["host_peak_bytes"]),
-        host_capacity_bytes=float(cluster.host_memory_per_node_bytes),
-        peak_phase=str(row["peak_phase"]),
-        phases={name: float(row[f"time_{name}"]) for name in phase_names},
-        step_s=float(row["step_s"]),
-        samples_per_s=float(row["samples_per_s"]),
-        tokens_per_s=float(row["tokens_per_s"]),
-        mfu=float(row["mfu"]),
-    )
-
-
-def estimate(
-    plan: Plan,
-    model: ModelSpec,
-    cluster: ClusterSpec,
-    *,
-    critic_model: ModelSpec | None = None,
-    constants: CostConstants = DEFAULT_CONSTANTS,
-    he_kernels: bool = True,
-) -> Estimate:
-    """Score one plan (rules are the caller's job: see dstune.plan.validate)."""
-    cluster.gpu.peak_tflops(plan.dtype)
-    step = plan.step
-    uses_critic = step_strategy(step).uses_critic
-    if uses_critic and critic_model is None:
-        critic_model = model
-    cols = plans_to_columns([plan])
-    table = estimate_table(
-        step, cols, model, cluster, critic_model=critic_model, constants=constants, he_kernels=he_kernels
-    )
-    row = {k: v[0] for k, v in table.items()}
-    return row_to_estimate(
-        row,
-        step=step,
-        plan=plan_to_dict(plan),
-        model=model,
-        cluster=cluster,
-        critic_model=critic_model if uses_critic else None,
-        constants=constants,
-    )

@@ -39,11 +39,25 @@ class ModelFacts:
             return 0
         return rank * _lora_width(self.spec, module_name, self.has_lm_head)
 
+    def lora_frozen_weights(self, module_name: str) -> int:
+        """Base weights LoRA freezes: `LinearLayer_LoRA.__init__` sets `weight.requires_grad = False`
+        on every matched Linear, with or without `--only_optimize_lora` (its bias stays trainable)."""
+        return _lora_weights(self.spec, module_name, self.has_lm_head)
+
 
 @lru_cache(maxsize=256)
 def _lora_width(spec: ModelSpec, module_name: str, with_lm_head: bool) -> int:
     return sum(
         layer.in_features + layer.out_features
+        for layer in spec.linear_layers()
+        if module_name in layer.name and (with_lm_head or layer.name != "lm_head")
+    )
+
+
+@lru_cache(maxsize=256)
+def _lora_weights(spec: ModelSpec, module_name: str, with_lm_head: bool) -> int:
+    return sum(
+        layer.in_features * layer.out_features
         for layer in spec.linear_layers()
         if module_name in layer.name and (with_lm_head or layer.name != "lm_head")
     )

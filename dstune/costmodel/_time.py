@@ -81,9 +81,10 @@ def overlapped(compute: np.ndarray, comm: np.ndarray, c: CostConstants) -> np.nd
     return np.maximum(compute, comm) + (1.0 - c.comm_overlap) * np.minimum(compute, comm)
 
 
-def train_backward_factor(frozen_base: np.ndarray, checkpointing: np.ndarray) -> np.ndarray:
-    """Backward cost in forwards: 2 (activation + weight grads), 1 with frozen weights, +1 to recompute."""
-    return np.where(frozen_base, 1.0, 2.0) + np.where(checkpointing, 1.0, 0.0)
+def train_backward_factor(weight_grad_share: np.ndarray, checkpointing: np.ndarray) -> np.ndarray:
+    """Backward cost in forwards: 1 for activation grads, plus the share of matmul weights that get a
+    weight gradient (frozen weights get none), +1 to recompute."""
+    return 1.0 + weight_grad_share + np.where(checkpointing, 1.0, 0.0)
 
 
 def zero3_fetch_seconds(layers: int, c: CostConstants) -> float:
