@@ -225,7 +225,8 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     elif head.speedup is not None:
         basis = head.speedup.basis.value
         verdict = (
-            f"{head.speedup.text()} faster than DeepSpeed-Chat's script for the same job ({basis})"
+            f"{head.speedup.text()} {'from' if head.speedup.tie else 'faster than'} DeepSpeed-Chat's script "
+            f"for the same job ({basis})"
             if head.pick.values != (base.values if base else None)
             else "no plan beats DeepSpeed-Chat's script for this job"
         )
