@@ -7,6 +7,11 @@ predicted vs published samples/s (priors, fitted, left out, source left out), th
     fit_geo_factor: X     exp(mean |log(pred / pub)|), rows in the fit, in-sample
     loo_geo_factor: X     the same, each row predicted by a fit without it
     loo_worst_factor: X   exp(max |log(pred / pub)|), left out
+    pair_loo_geo_factor   exp(mean |log(predicted ratio / published ratio)|) over pairs of rows one source
+                          measured on one cluster with one metric, each row left out (pair_loso_*: source left out)
+    pair_loo_worst_factor the worst such pair; kendall_tau: rank agreement within those groups
+    peak_memory_min_ratio / peak_memory_max_ratio: predicted / published allocated peak (fit; _prior_: priors;
+                          the logs are one source, so the source-left-out figure is not separate)
 
 These are model figures computed on this machine's CPU from published numbers, not GPU
 measurements. `--write` stores the fit as dstune/calibration/data/evidence/fitted.json.
@@ -47,6 +52,26 @@ def _line(result) -> str:
     gpus = f"{row.gpus}x{row.gpu_type}"
     call = _fits(result.fitted)
     return f"{row.id:28} {gpus:>12} {published:>14} {ratios}  {truth:>5} {call:>5}  {result.fitted.rung}{mark}"
+
+
+def _pair_lines(acc, which: str, label: str) -> list[str]:
+    from dstune.calibration._pairs import Point, group_of, pair_evidence
+
+    points = []
+    for r in acc.rows:
+        row, choice = r.case.row, getattr(r, which)
+        if r.published_sps and row.in_fit and choice is not None and choice.samples_per_s:
+            group = group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model)
+            points.append(Point(row.id, group, r.published_sps, choice.samples_per_s))
+    ev = pair_evidence(points)
+    if ev is None:
+        return [f"pair_{label}: no pairs"]
+    return [
+        f"pair_{label}_geo_factor: {ev.geo_factor:.3f}  ({ev.pairs} published pairs in {ev.groups} groups)",
+        f"pair_{label}_worst_factor: {ev.worst_factor:.3f}",
+        f"kendall_tau{'' if label == 'loo' else '_' + label}: {ev.kendall_tau:.3f}",
+        f"pair_{label}_interval_factor: {ev.interval_factor:.3f}  ({ev.backing()})",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fit_geo_factor: {acc.factor('fitted'):.3f}")
     print(f"loo_geo_factor: {acc.factor('left_out'):.3f}")
     print(f"loo_worst_factor: {acc.factor('left_out', worst=True):.3f}")
+    for line in _pair_lines(acc, "left_out", "loo") + _pair_lines(acc, "left_out_source", "loso"):
+        print(line)
+    peaks = acc.peaks()
+    if peaks:
+        fit_ratios = [fitted / published for _, published, _, fitted in peaks]
+        prior_ratios = [prior / published for _, published, prior, _ in peaks]
+        print(f"peak_memory_min_ratio: {min(fit_ratios):.3f}")
+        print(f"peak_memory_max_ratio: {max(fit_ratios):.3f}")
+        print(f"peak_memory_prior_min_ratio: {min(prior_ratios):.3f}")
+        print(f"peak_memory_prior_max_ratio: {max(prior_ratios):.3f}")
     seconds = time.perf_counter() - start
     print(
         f"(model figures from published rows, computed on this machine's CPU in {seconds:.0f} s; not GPU measurements)"

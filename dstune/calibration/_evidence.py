@@ -59,6 +59,9 @@ class EvidenceRow:
     """Published phase times: (dstune phases summed, seconds), e.g. (("generation", "experience"), 2.52)."""
     peak_alloc_gib: float | None
     fits: bool | None
+    metric: str
+    """What the figure times: 'end_to_end' (the whole step) or 'autotuner' (DeepSpeed's forward, backward
+    and step timers only, as the autotuner reports); ratios are only taken between rows of one metric."""
     basis: str
     in_fit: bool
     """False for a repeat of another row's measurement (kept for the record, not counted twice)."""
@@ -129,6 +132,7 @@ def _row(record: dict[str, str]) -> EvidenceRow:
         phase_s=parse_phases(record.get("phase_s", "")),
         peak_alloc_gib=_optional(record["peak_alloc_gib"], float),
         fits=_optional(record["fits"], lambda v: bool(int(v))),
+        metric=record.get("metric") or "end_to_end",
         basis=record["basis"],
         in_fit=bool(int(record["in_fit"])),
         stated=record["stated"],

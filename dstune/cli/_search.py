@@ -229,7 +229,8 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
                 f"the pick runs {head.speedup.text()} the throughput of DeepSpeed-Chat's script as shipped ({basis}), "
                 f"which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
                 if result.picks.baseline_broken
-                else f"{head.speedup.text()} faster than DeepSpeed-Chat's script for the same job ({basis})"
+                else f"{head.speedup.text()} {'from' if head.speedup.tie else 'faster than'} DeepSpeed-Chat's script "
+                f"for the same job ({basis})"
             )
             if head.pick.values != (base.values if base else None)
             else "no plan beats DeepSpeed-Chat's script for this job"

@@ -51,8 +51,10 @@ def headline_sentence(h: Headline) -> str:
         interval = (
             f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
         )
+        tie = h.speedup_interval is not None and h.speedup_interval[0] <= 1.0 <= h.speedup_interval[1]
         parts.append(
-            f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
+            ("no clear difference from the baseline: " if tie else "")
+            + f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
             + ("(baseline broken on this stack) " if h.baseline_issues else "")
             + f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})"
         )

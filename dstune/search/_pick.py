@@ -71,24 +71,36 @@ class Speedup:
     value: float
     interval: tuple[float, float] | None
     basis: Basis
+    backing: str | None = None
+    """Where the interval comes from, e.g. '90% interval from 56 published pairs'."""
+
+    @property
+    def tie(self) -> bool:
+        """The interval includes 1: the pick cannot be told from the baseline."""
+        return self.interval is not None and self.interval[0] <= 1.0 <= self.interval[1]
 
     def text(self) -> str:
         if self.interval is None:
             return f"{self.value:.2f}x"
-        return f"{self.value:.2f}x ({self.interval[0]:.2f}-{self.interval[1]:.2f}x)"
+        span = f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
+        if self.tie:
+            return f"no clear difference ({self.value:.2f}x predicted, {span})"
+        return f"{self.value:.2f}x ({span})"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "value": self.value,
             "interval": list(self.interval) if self.interval else None,
             "basis": self.basis.value,
+            "tie": self.tie,
+            "backing": self.backing,
         }
 
 
 def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
-    """pick / baseline on a common basis: both measured, else both predicted (with the pick's interval
-    width: errors of two plans of one job on one cluster are taken as fully correlated, so the ratio
-    is as uncertain as one prediction, no more)."""
+    """pick / baseline on a common basis: both measured, else both predicted. A predicted ratio's interval
+    comes from ratio evidence (published pairs of plans one source measured on one cluster, each left
+    out of the fit); without it, from the pick's own interval width, errors taken as fully correlated."""
     if pick is None or base is None or base.status != Status.OK:
         return None
     if pick.measured is not None and base.measured is not None:
@@ -96,6 +108,11 @@ def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
     if pick.predicted is None or base.predicted is None:
         return None
     ratio = pick.predicted.samples_per_s / base.predicted.samples_per_s
+    from ..calibration._pairs import ratio_interval, shipped_pair_evidence
+
+    evidence = shipped_pair_evidence()
+    if evidence is not None:
+        return Speedup(ratio, ratio_interval(ratio, evidence), Basis.PREDICTED, evidence.backing())
     interval = pick.predicted.samples_per_s_interval
     if interval is None:
         return Speedup(ratio, None, Basis.PREDICTED)
