@@ -418,7 +418,7 @@ def simulate_search(args: argparse.Namespace) -> None:
     print(f"runs: {args.runs} (medians; this machine, CPU only)")
     print(f"import_torch_deepspeed_s: {i:.2f}")
     print(f"simulate_search_s: {s:.2f}")
-    print(f"ratio_to_import: {s / i:.2f}")
+    print(f"ratio_vs_import: {s / i:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:

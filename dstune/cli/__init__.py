@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from .. import __version__
 from ..errors import UserInputError
 from . import _catalog, _doctor, _estimate, _profile, _report, _search
+from ._common import json_stdout
 
 COMMANDS = (
     _catalog.MODELS,
@@ -34,12 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wants_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False)) or "json" in (getattr(args, "formats", None) or ())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.run(args) or 0)
+        with json_stdout() if _wants_json(args) else nullcontext():
+            return int(args.run(args) or 0)
     except UserInputError as error:
         print(f"dstune {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -441,7 +441,7 @@ def _run(args: argparse.Namespace) -> int:
     files = write_export(result, out, info)
     from ..report import report_study, write_report
 
-    files = [*files, *(path.name for path in write_report(report_study(out), out))]
+    files = [*files, *(path.name for path in write_report(report_study(out), out, with_figures=False))]
     if args.json:
         import json
 

@@ -57,9 +57,15 @@ def _write(
     return written
 
 
-def write_report(data: ReportData, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
-    """report.html and/or report.md (figures in report_figures/) under `out`."""
-    figures = render_report_figures(data)
+def write_report(
+    data: ReportData, out: Path, formats: tuple[str, ...] = FORMATS, *, with_figures: bool = True
+) -> list[Path]:
+    """report.html and/or report.md (figures in report_figures/) under `out`.
+
+    `with_figures=False` writes the tables and text only: matplotlib's import and four PNGs cost more
+    than the rest of a simulated search, which `dstune search` leaves to `dstune report DIR`.
+    """
+    figures = render_report_figures(data) if with_figures else []
     return _write(
         out,
         "report",

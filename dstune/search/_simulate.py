@@ -121,6 +121,7 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
     """Score the grid, add the selected plans (and baselines) to the study; returns how many were added."""
     import optuna
 
+    from ._storage import add_finished_trials
     from ._study import row_attrs, row_of, tell_values
 
     base_values = plan_to_dict(baseline.plan)
@@ -154,7 +155,7 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
                 user_attrs=attrs,
             )
         )
-    study.add_trials(trials)
+    add_finished_trials(study, trials)
     return len(trials)
 
 

@@ -200,3 +200,62 @@ def fail_stale(study: Any, interval_s: float) -> Stale:
         failed += 1
         retry(study, storage.get_trial(trial._trial_id))
     return Stale(failed, retry.retried)
+
+
+def add_finished_trials(study: Any, trials: list[Any]) -> None:
+    """Add finished trials in one transaction.
+
+    Optuna's `add_trials` writes each param and attribute with its own queries (2.3 s for the 59
+    trials of a simulated search into SQLite). The rows written here are the ones Optuna's RDB
+    storage writes for the same trials, so Optuna, `dstune report` and optuna-dashboard read them
+    as usual; other storages take Optuna's own path.
+    """
+    rdb = _rdb_backend(study._storage)
+    if rdb is None or not trials:
+        study.add_trials(trials)
+        return
+    import json
+
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    for trial in trials:
+        trial._validate()
+    with _create_scoped_session(rdb.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)
+        number = session.query(models.TrialModel).filter(models.TrialModel.study_id == study._study_id).count()
+        for offset, trial in enumerate(trials):
+            row = models.TrialModel(
+                study_id=study._study_id,
+                number=number + offset,
+                state=trial.state,
+                datetime_start=trial.datetime_start,
+                datetime_complete=trial.datetime_complete,
+            )
+            row.values = [
+                models.TrialValueModel(objective=i, value=v, value_type=t)
+                for i, (v, t) in enumerate(map(models.TrialValueModel.value_to_stored_repr, trial.values or ()))
+            ]
+            row.params = [
+                models.TrialParamModel(
+                    param_name=name,
+                    param_value=trial.distributions[name].to_internal_repr(value),
+                    distribution_json=distribution_to_json(trial.distributions[name]),
+                )
+                for name, value in trial.params.items()
+            ]
+            row.user_attributes = [
+                models.TrialUserAttributeModel(key=k, value_json=json.dumps(v)) for k, v in trial.user_attrs.items()
+            ]
+            row.system_attributes = [
+                models.TrialSystemAttributeModel(key=k, value_json=json.dumps(v)) for k, v in trial.system_attrs.items()
+            ]
+            session.add(row)
+
+
+def _rdb_backend(storage: Any) -> Any:
+    import optuna
+
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table
 from ..record import Status
@@ -40,6 +39,8 @@ class Prediction:
 
     @property
     def p_fit(self) -> np.ndarray:
+        from scipy.stats import norm  # imported here: 2.7 s, and only a profile search asks
+
         p = norm.cdf((math.log(self.cap_bytes) - self.log_mem) / self.sd_mem)
         return np.where(self.fits_host, p, 0.0)
 

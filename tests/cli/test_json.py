@@ -1,0 +1,67 @@
+"""Every --json command's stdout parses in a clean environment (no DS_ACCELERATOR: DeepSpeed then
+announces its CPU fallback, which must land on stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = ["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "A100-80G"]
+
+
+def _run(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DS_")}
+    env.update(PYTHONPATH=str(ROOT), **extra)
+    argv = [sys.executable, "-m", "dstune", *args]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _json_stdout(args: list[str], cwd: Path, **extra: str) -> object:
+    done = _run(args, cwd, **extra)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "s"
+    payload = _json_stdout(["search", *SETUP, "--out", str(out), "--json"], out.parent)
+    assert isinstance(payload, dict)
+    return out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "--json"],
+        ["gpus", "--json"],
+        ["doctor", "--json"],
+        ["estimate", *SETUP, "--json"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_json_command_stdout_parses(args: list[str], tmp_path: Path) -> None:
+    assert _json_stdout(args, tmp_path)
+
+
+def test_search_report_compare_json_parse(study: Path, tmp_path: Path) -> None:
+    assert isinstance(_json_stdout(["report", str(study), "--format", "json"], tmp_path), dict)
+    assert _json_stdout(["compare", str(study), str(study), "--format", "json"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_profile_json_parses(tmp_path: Path) -> None:
+    """Profiling needs DS_ACCELERATOR=cpu on a machine without GPUs: without it, an error line and no stdout."""
+    tiny = ["--set", "dtype=bf16", "--set", "max_seq_len=16", "--set", "per_device_train_batch_size=2"]
+    args = ["profile", "--model", "tiny-opt", "--gpus", "1", "--step", "sft", *tiny, "--out", "t", "--json"]
+    refused = _run(args, tmp_path)
+    if refused.returncode == 2:
+        assert refused.stdout == "" and refused.stderr.strip().splitlines()[-1].startswith("dstune profile: error:")
+    payload = _json_stdout(args, tmp_path, DS_ACCELERATOR="cpu")
+    assert isinstance(payload, dict)
