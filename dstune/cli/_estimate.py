@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from ._inputs import check_argv, check_setup_flags
 
 if TYPE_CHECKING:
     from ..costmodel import Estimate
@@ -66,6 +67,8 @@ def render_estimate(estimate: Estimate, note: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_argv(args.argv)
+    check_setup_flags(args)
     setup = resolve_setup(args)
     plan = resolve_plan(setup, args.assignments)
     from ..costmodel import estimate

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UserInputError
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from ._inputs import check_argv, check_out_folder, check_setup_flags
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -55,6 +56,9 @@ def _new_trial_dir(step: str, model: str) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from ..profile import CPU_NOTE, run_trial, trial_device
 
+    check_argv(args.argv)
+    check_setup_flags(args)
+    check_out_folder(args.out)
     if args.memory_cap_gb is not None and not args.memory_cap_gb > 0:
         raise UserInputError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
     if not args.timeout > 0:
