@@ -31,7 +31,7 @@ def test_ctrl_c_never_leaves_an_export_that_looks_finished(tmp_path):
         if proc.returncode == 0:
             assert plan.is_file() and "partial" not in json.loads(plan.read_text())  # finished before the signal
             continue
-        assert proc.returncode == 130, (delay, proc.returncode, stderr)
+        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, stderr)  # a shell shows both as 130
         if plan.exists():
             assert json.loads(plan.read_text())["partial"]["interrupted"] is True
             assert "PARTIAL" in stderr
