@@ -199,8 +199,8 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
             ("GPU reserved (max over ranks)", _fmt_bytes(r.gpu_reserved_bytes), "-"),
             ("GPU used (NVML)", _fmt_bytes(r.nvml_used_bytes), "-"),
         ]
-    for row in rows:
-        memory.add_row(*row[:2] if on_cpu else row)
+    for line in rows:
+        memory.add_row(*line[:2] if on_cpu else line)
     console.print(memory)
     if on_cpu:
         console.print(

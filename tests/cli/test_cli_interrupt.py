@@ -20,7 +20,7 @@ def test_ctrl_c_never_leaves_an_export_that_looks_finished(tmp_path):
         cmd += ["--gpu-type", "A100-80G", "--out", str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         runs.append((delay, out, proc, time.monotonic()))
-    for delay, out, proc, started in runs:
+    for delay, _out, proc, started in runs:
         time.sleep(max(0.0, started + delay - time.monotonic()))
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
