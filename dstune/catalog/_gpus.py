@@ -97,6 +97,9 @@ def load_gpu(name: str) -> GpuSpec:
     for spec in _catalog():
         if wanted == spec.name.lower() or wanted in (a.lower() for a in spec.aliases):
             return spec
+    prefixed = [spec.name for spec in _catalog() if spec.name.lower().startswith(wanted)] if wanted else []
+    if len(prefixed) > 1:
+        raise UserInputError(f"ambiguous GPU type '{name}': pass one of {', '.join(prefixed)}")
     raise UserInputError(f"unknown GPU type '{name}'; {_suggestions(name)} (see 'dstune gpus')")
 
 

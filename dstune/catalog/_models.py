@@ -274,21 +274,133 @@ def load_model(name_or_path: str) -> ModelSpec:
         if not (path / "config.json").is_file():
             raise UnknownModelError(f"directory '{name_or_path}' has no config.json")
         return _load_local(path, path / "config.json")
+    if name_or_path.endswith(".json") or name_or_path.startswith((".", "/", "~")):
+        raise UnknownModelError(f"no such config file or directory '{name_or_path}'")
+    if name_or_path.count("/") == 1:
+        cached = _hf_cache_snapshot(name_or_path)
+        if cached is None:
+            raise UnknownModelError(
+                f"Hugging Face id '{name_or_path}' is neither a catalog alias nor in the local Hugging Face cache; "
+                "pass its config directory or config.json (dstune never downloads)"
+            )
+        return _load_local(cached, cached / "config.json", name=name_or_path)
     raise UnknownModelError(f"unknown model '{name_or_path}'; {_suggestions(name_or_path)} (see 'dstune models')")
 
 
-def _load_local(directory: Path, config_file: Path) -> ModelSpec:
-    with open(config_file, encoding="utf-8") as f:
-        raw = json.load(f)
-    name = os.path.basename(os.path.abspath(directory))
+def _hf_cache_snapshot(repo_id: str) -> Path | None:
+    """The newest snapshot folder with a config.json in the Hugging Face hub cache layout, if any."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub")
+    snapshots = hub / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+    return found[-1].parent if found else None
+
+
+_COST_FIELDS: dict[str, tuple[str, ...]] = {
+    "opt": ("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "vocab_size"),
+    "llama": ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"),
+}
+"""Fields that set every size and FLOP count; a config without them would silently take transformers' defaults."""
+
+
+def _read_config(config_file: Path) -> dict[str, Any]:
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            raw = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"cannot read model config '{config_file}': {exc}") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"model config '{config_file}' is not a JSON object")
+    return raw
+
+
+def _require_cost_fields(name: str, raw: Mapping[str, Any], model_type: str) -> None:
+    """Refuse rather than warn: a misspelt field would otherwise size a different model without a word."""
+    wanted = _COST_FIELDS["opt" if model_type == "opt" else "llama"]
+    missing = [f for f in wanted if f not in raw]
+    if missing:
+        raise UserInputError(
+            f"model config '{name}' lacks {', '.join(missing)}; dstune will not size it with transformers' defaults"
+        )
+
+
+_SIZE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "ffn_dim",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "word_embed_proj_dim",
+)
+
+
+def _check_raw_shape(name: str, raw: Mapping[str, Any]) -> None:
+    """The same rules as `validate_shape`, on the file's values, before transformers sees them."""
+    present = {k: raw[k] for k in _SIZE_FIELDS if raw.get(k) is not None}
+    not_int = [k for k, v in present.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if not_int:
+        raise UserInputError(f"model config '{name}': {', '.join(not_int)} must be whole numbers")
+    bad = [f"{k}={v}" for k, v in present.items() if v <= 0]
+    if bad:
+        raise UserInputError(f"model '{name}' has non-positive {', '.join(bad)}")
+    hidden, heads = present.get("hidden_size"), present.get("num_attention_heads")
+    if hidden and heads and hidden % heads and "head_dim" not in present:
+        raise UserInputError(f"model '{name}': num_attention_heads={heads} does not divide hidden_size={hidden}")
+    kv = present.get("num_key_value_heads")
+    if kv and heads and heads % kv:
+        raise UserInputError(f"model '{name}': num_key_value_heads={kv} does not divide num_attention_heads={heads}")
+
+
+def validate_shape(spec: ModelSpec) -> ModelSpec:
+    """Refuse shapes no model has (a negative width gives negative times that look feasible)."""
+    sizes = {
+        "hidden_size": spec.hidden_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "ffn size": spec.ffn_size,
+        "vocab_size": spec.vocab_size,
+        "max_position_embeddings": spec.max_positions,
+        "word_embed_proj_dim": spec.word_embed_proj_dim,
+    }
+    bad = [f"{k}={v}" for k, v in sizes.items() if v <= 0]
+    if bad:
+        raise UserInputError(f"model '{spec.name}' has non-positive {', '.join(bad)}")
+    if spec.family == "opt" and spec.hidden_size % spec.num_heads:
+        raise UserInputError(
+            f"model '{spec.name}': num_attention_heads={spec.num_heads} does not divide hidden_size={spec.hidden_size}"
+        )
+    if spec.num_heads % spec.num_kv_heads:
+        raise UserInputError(
+            f"model '{spec.name}': num_key_value_heads={spec.num_kv_heads} does not divide "
+            f"num_attention_heads={spec.num_heads}"
+        )
+    return spec
+
+
+def _load_local(directory: Path, config_file: Path, name: str | None = None) -> ModelSpec:
+    raw = _read_config(config_file)
+    name = name or os.path.basename(os.path.abspath(directory))
     model_type = _require_supported(name, raw.get("model_type"))
+    _require_cost_fields(name, raw, model_type)
+    _check_raw_shape(name, raw)
     from transformers import AutoConfig
 
-    if config_file.name == "config.json":
-        config = AutoConfig.from_pretrained(str(directory))
-    else:
-        config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "model_type"})
-    return spec_from_hf_config(name, config.to_dict())
+    try:
+        if config_file.name == "config.json":
+            config = AutoConfig.from_pretrained(str(directory))
+        else:
+            config = AutoConfig.for_model(model_type, **{k: v for k, v in raw.items() if k != "model_type"})
+        spec = spec_from_hf_config(name, config.to_dict())
+    except Exception as exc:  # transformers' validators raise their own classes, one per version
+        first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"model config '{config_file}' is not a valid {model_type} config: {first}") from None
+    return validate_shape(spec)
 
 
 def _suggestions(query: str) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..errors import UserInputError
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from ._inputs import check_argv, check_setup_flags
 
 if TYPE_CHECKING:
     from ..costmodel import Estimate
@@ -68,7 +70,52 @@ def render_estimate(estimate: Estimate, note: str) -> None:
     console.print(f"{e.samples_per_s:,.2f} samples/s, {e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}; {verdict}")
 
 
+def plan_basis(setup: Any, plan: Any) -> dict[str, Any]:
+    """The plan's knobs that differ from main.py's defaults, and the shipped script it is not."""
+    from ..plan import make_plan, nearest_script, plan_to_dict
+
+    defaults = plan_to_dict(make_plan(setup.step, {}))
+    values = plan_to_dict(plan)
+    changed = {k: v for k, v in values.items() if defaults.get(k) != v}
+    try:
+        script = nearest_script(setup.step, setup.model, setup.cluster.world_size).path
+    except (ValueError, UserInputError):
+        script = None
+    kept = {k: values[k] for k in _HEADLINE_KNOBS if k in values and k not in changed}
+    return {
+        "basis": "DeepSpeed-Chat main.py defaults",
+        "non_default_knobs": changed,
+        "defaults_kept": kept,
+        "nearest_shipped_script": script,
+    }
+
+
+_HEADLINE_KNOBS = (
+    "zero_stage",
+    "actor_zero_stage",
+    "critic_zero_stage",
+    "enable_hybrid_engine",
+    "lora_dim",
+    "actor_lora_dim",
+    "critic_lora_dim",
+)
+"""The defaults that decide memory most; named so a default ZeRO-0 plan never reads as a tuned one."""
+
+
+def _basis_line(basis: dict[str, Any]) -> str:
+    changed = basis["non_default_knobs"]
+    knobs = ", ".join(f"{k}={v}" for k, v in changed.items())
+    text = f"plan: main.py's defaults except {knobs}" if changed else "plan: DeepSpeed-Chat main.py's defaults"
+    if basis["defaults_kept"]:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in basis["defaults_kept"].items()) + ")"
+    if basis["nearest_shipped_script"]:
+        text += f", not the shipped script ({basis['nearest_shipped_script']}: 'dstune search' starts from it)"
+    return text
+
+
 def _run(args: argparse.Namespace) -> int:
+    check_argv(args.argv)
+    check_setup_flags(args)
     setup = resolve_setup(args)
     plan = resolve_plan(setup, args.assignments)
     from ..costmodel import estimate
@@ -98,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         payload["he_kernels_note"] = he_note or None
         payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
         payload["calibration"] = calibration.backing
+        payload["plan"] = plan_basis(setup, plan)
         print_json(payload)
     else:
         note = setup.gpu_note + (f"; {he_note}" if uses_he else "")
@@ -105,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
             f"({calibration.backing})"
         )
+        print(_basis_line(plan_basis(setup, plan)))
         render_estimate(result, note)
     return 0
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UserInputError
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from ._inputs import check_argv, check_out_folder, check_setup_flags
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -55,6 +56,9 @@ def _new_trial_dir(step: str, model: str) -> Path:
 def _run(args: argparse.Namespace) -> int:
     from ..profile import CPU_NOTE, run_trial, trial_device
 
+    check_argv(args.argv)
+    check_setup_flags(args)
+    check_out_folder(args.out)
     if args.memory_cap_gb is not None and not args.memory_cap_gb > 0:
         raise UserInputError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
     if not args.timeout > 0:
@@ -146,8 +150,12 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         f"[bold]{predicted.model}[/bold] {predicted.step.upper()}, world size {r.world_size} "
         f"on {r.device}: [{colour}]{r.status.value}[/{colour}]  (trial dir {r.trial_dir})"
     )
-    if r.device == "cpu":
-        console.print(f"[yellow]{CPU_NOTE}[/yellow]; predictions are for {predicted.gpu_type}")
+    on_cpu = r.device == "cpu"
+    if on_cpu:
+        console.print(
+            f"[yellow]{CPU_NOTE}[/yellow]; measured figures only: the cost model predicts {predicted.gpu_type}, "
+            "which a CPU trial cannot be compared with"
+        )
     else:
         console.print(gpu_note)
     if not r.ok:
@@ -163,12 +171,14 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         ("predicted", "right"),
         ("ratio", "right"),
     )
-    for name, justify in time_columns:
+    for name, justify in time_columns[:2] if on_cpu else time_columns:
         times.add_column(name, justify=justify)
     for name, seconds in predicted.phases.items():
         measured = r.phases.get(name)
-        times.add_row(name, _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
-    times.add_row("[bold]total[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
+        row = (name, _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
+        times.add_row(*row[:2] if on_cpu else row)
+    total = ("[bold]total[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
+    times.add_row(*total[:2] if on_cpu else total)
     console.print(times)
     memory = Table(title="memory: measured vs predicted")
     memory_columns: tuple[tuple[str, JustifyMethod], ...] = (
@@ -176,21 +186,34 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         ("measured", "right"),
         ("predicted", "right"),
     )
-    for name, justify in memory_columns:
+    for name, justify in memory_columns[:2] if on_cpu else memory_columns:
         memory.add_column(name, justify=justify)
-    memory.add_row(
-        "GPU peak (max allocated, max over ranks)", _fmt_bytes(r.gpu_peak_bytes), _fmt_bytes(predicted.gpu_peak_bytes)
-    )
-    memory.add_row("GPU reserved (max over ranks)", _fmt_bytes(r.gpu_reserved_bytes), "-")
-    memory.add_row("GPU used (NVML)", _fmt_bytes(r.nvml_used_bytes), "-")
-    memory.add_row("host peak RSS per node", _fmt_bytes(r.host_peak_bytes), _fmt_bytes(predicted.host_peak_bytes))
+    rows = [("host peak RSS per node", _fmt_bytes(r.host_peak_bytes), _fmt_bytes(predicted.host_peak_bytes))]
+    if not on_cpu:
+        rows[:0] = [
+            (
+                "GPU peak (max allocated, max over ranks)",
+                _fmt_bytes(r.gpu_peak_bytes),
+                _fmt_bytes(predicted.gpu_peak_bytes),
+            ),
+            ("GPU reserved (max over ranks)", _fmt_bytes(r.gpu_reserved_bytes), "-"),
+            ("GPU used (NVML)", _fmt_bytes(r.nvml_used_bytes), "-"),
+        ]
+    for line in rows:
+        memory.add_row(*line[:2] if on_cpu else line)
     console.print(memory)
-    mfu = "-" if r.mfu is None else f"{r.mfu:.1%}"
-    console.print(
-        f"{r.samples_per_s:,.2f} samples/s (predicted {predicted.samples_per_s:,.2f}), "
-        f"{r.tokens_per_s:,.0f} tokens/s (predicted {predicted.tokens_per_s:,.0f}), "
-        f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step, MFU {mfu}"
-    )
+    if on_cpu:
+        console.print(
+            f"{r.samples_per_s:,.2f} samples/s, {r.tokens_per_s:,.0f} tokens/s, "
+            f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step (measured on the CPU)"
+        )
+    else:
+        mfu = "-" if r.mfu is None else f"{r.mfu:.1%}"
+        console.print(
+            f"{r.samples_per_s:,.2f} samples/s (predicted {predicted.samples_per_s:,.2f}), "
+            f"{r.tokens_per_s:,.0f} tokens/s (predicted {predicted.tokens_per_s:,.0f}), "
+            f"{r.samples_per_step} samples and {r.tokens_per_step} tokens per step, MFU {mfu}"
+        )
     if r.he_kernels is not None:
         console.print(f"Hybrid Engine inference kernels active: {'yes' if r.he_kernels else 'no'}")
     console.print(

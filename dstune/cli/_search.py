@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..costmodel import DEFAULT_CONSTANTS
+from ..errors import UserInputError
 from ..record import Status
 from ._command import Command
 from ._common import add_setup_arguments, gib, print_json
+from ._inputs import check_argv, check_out_folder, check_setup_flags
+from ._interrupt import CtrlC, mark_partial
+from ._outcome import failure_summary
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -220,7 +225,10 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         )
     for line in lines:
         console.print(line, highlight=False)
-    if head.pick is None:
+    failure = failure_summary(result.rows)
+    if failure:
+        console.print(f"[red]{failure}; no configs written[/red]", highlight=False)
+    elif head.pick is None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
         basis = head.speedup.basis.value
@@ -386,6 +394,21 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """What profile refuses, search refuses too; replay's options are refused where replay does not run."""
+    check_argv(args.argv)
+    check_setup_flags(args)
+    check_out_folder(Path(args.out) if args.out else None)
+    if not args.timeout > 0:
+        raise UserInputError(f"--timeout must be positive, got {args.timeout}")
+    if args.warmup < 0 or args.steps < 1:
+        raise UserInputError(f"--warmup must be >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
+    if args.backend != "replay":
+        used = [f for f, v in (("--table", args.table), ("--replay-time-scale", args.replay_time_scale)) if v]
+        if used:
+            raise UserInputError(f"{', '.join(used)} only applies to --backend replay (got --backend {args.backend})")
+
+
 def _search(prepared: Any, console: Any, json_output: bool) -> Any:
     """Run this worker's share of the study with the progress display the backend calls for."""
     from ..search import run_search
@@ -401,10 +424,11 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..export import ExportInfo, check_writable, write_export
-    from ..search import plan_search, run_search
+    from ..export import check_writable
+    from ..search import plan_search
     from ..search._space import shown_path
 
+    _check_flags(args)
     prepared = plan_search(_options(args))
     req, out, setup = prepared.request, prepared.out, prepared.setup
     check_writable(out)
@@ -416,8 +440,22 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[bold]{prepared.backend_note}[/bold]; {setup.gpu_note}; space {shown_path(req.space.path)}")
         for note in prepared.notes:
             console.print(note, highlight=False)
-    helpers = _start_workers(args, prepared) if prepared.workers > 1 else []
-    result = _search(prepared, console, args.json)
+    ctrl_c = CtrlC()
+    with ctrl_c.watching():
+        helpers = _start_workers(args, prepared) if prepared.workers > 1 else []
+        result = _search(prepared, console, args.json)
+        if ctrl_c.seen and not result.interrupted:
+            raise KeyboardInterrupt  # swallowed inside the search: nothing of it is exported
+        with ctrl_c.deferred():
+            return _finish(args, prepared, result, helpers, ctrl_c)
+
+
+def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC) -> int:
+    """Write the export and report whole, then mark it partial if the search or this writing was interrupted."""
+    from ..export import ExportInfo, write_export
+    from ..search import run_search
+
+    req, out, setup = prepared.request, prepared.out, prepared.setup
     if helpers:
         import dataclasses
 
@@ -442,13 +480,28 @@ def _run(args: argparse.Namespace) -> int:
     from ..report import report_study, write_report
 
     files = [*files, *(path.name for path in write_report(report_study(out), out, with_figures=False))]
+    partial = result.interrupted or ctrl_c.seen
+    if partial:
+        mark_partial(out, "Ctrl-C: files cover the trials finished before it")
     if args.json:
         import json
 
         print_json(json.loads((out / "plan.json").read_text()))
     else:
         render(result, info, out, files)
-    return 130 if result.interrupted else 0
+        if partial:
+            print("PARTIAL: interrupted by Ctrl-C; plan.json is marked partial", file=sys.stderr)
+    if partial:
+        return 130
+    return _exit_for_failures(result, args.json)
+
+
+def _exit_for_failures(result: Any, json_output: bool) -> int:
+    """1 when trials ran but none finished: a search of only failures found nothing, and says so."""
+    failure = failure_summary(result.rows)
+    if failure and json_output:
+        print(f"dstune search: {failure}", file=sys.stderr)
+    return 1 if failure else 0
 
 
 COMMAND = Command(

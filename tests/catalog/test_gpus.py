@@ -43,7 +43,7 @@ def test_names_and_aliases_are_unique():
 @pytest.mark.parametrize(
     "query, name",
     [
-        ("a100", "A100-80G"),
+        ("a100-80", "A100-80G"),
         ("A100-80G", "A100-80G"),
         ("a100-40g", "A100-40G"),
         ("H100", "H100-80G"),
@@ -55,6 +55,12 @@ def test_names_and_aliases_are_unique():
 )
 def test_lookup_by_name_or_alias(query, name):
     assert load_gpu(query).name == name
+
+
+@pytest.mark.parametrize("query", ["A100", "a100", "A100-"])
+def test_a_prefix_of_several_gpus_is_refused_with_the_candidates(query):
+    with pytest.raises(UserInputError, match="ambiguous GPU type .*A100-40G, A100-80G"):
+        load_gpu(query)
 
 
 def test_datasheet_figures():

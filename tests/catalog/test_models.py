@@ -174,3 +174,54 @@ def test_local_json_file_with_other_name(tmp_path):
     spec = load_model(str(path))
     assert spec.name == tmp_path.name and spec.num_layers == 3
     assert spec.num_params == sum(p.numel() for p in _build(spec).parameters())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden_size": -4096}, "non-positive hidden_size=-4096"),
+        ({"num_hidden_layers": 0}, "non-positive num_hidden_layers=0"),
+        ({"num_attention_heads": 3}, "num_attention_heads=3 does not divide hidden_size"),
+        ({"num_key_value_heads": 3}, "num_key_value_heads=3 does not divide num_attention_heads"),
+        ({"vocab_size": "many"}, "vocab_size must be whole numbers"),
+    ],
+)
+def test_local_config_with_impossible_shape_is_refused(tmp_path, changes, message):
+    folder = _write_config(tmp_path / "broken", head_dim=None, **changes)
+    with pytest.raises(UserInputError, match=message):
+        load_model(str(folder))
+
+
+def test_catalog_shapes_pass_validation():
+    from dstune.catalog._models import validate_shape
+
+    assert [validate_shape(spec) for spec in list_models()] == list_models()
+
+
+def test_malformed_config_json_is_one_user_error(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "opt",')
+    with pytest.raises(UserInputError, match="cannot read model config .*line 1"):
+        load_model(str(tmp_path))
+
+
+def test_config_missing_cost_fields_is_refused_not_defaulted(tmp_path):
+    path = tmp_path / "three.json"
+    path.write_text(json.dumps({"model_type": "opt", "hidden_size": 64, "hiden_layers": 2}))
+    with pytest.raises(UserInputError, match="lacks num_hidden_layers, num_attention_heads, ffn_dim, vocab_size"):
+        load_model(str(path))
+
+
+def test_missing_config_path_is_not_called_an_unknown_model(tmp_path):
+    with pytest.raises(UnknownModelError, match="no such config file or directory"):
+        load_model(str(tmp_path / "gone" / "config.json"))
+
+
+def test_hugging_face_id_resolves_from_the_local_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snapshot = tmp_path / "models--acme--tiny-chat" / "snapshots" / "abc123"
+    snapshot.parent.mkdir(parents=True)
+    _write_config(snapshot, num_hidden_layers=3)
+    spec = load_model("acme/tiny-chat")
+    assert spec.name == "acme/tiny-chat" and spec.num_layers == 3
+    with pytest.raises(UnknownModelError, match="'acme/other' is neither a catalog alias nor in the local"):
+        load_model("acme/other")
