@@ -1,6 +1,7 @@
 """Bad input as a user types it: one line on stderr, exit 2, nothing written (real subprocesses)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -86,3 +87,22 @@ def test_profile_missing_hostfile_launches_nothing(tmp_path):
     result = dstune("profile", "--model", "tiny-opt", "--gpus", "1", "--hostfile", "nope", "--out", str(out))
     _refused(result, "--hostfile 'nope' is not a file")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_search_whose_trials_all_fail_exits_non_zero_and_says_why(tmp_path):
+    """A real profile trial that cannot finish within 1 s: the search reports the timeout, never 'no plan fits'."""
+    out = tmp_path / "study"
+    result = subprocess.run(
+        [sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "1", "--step", "sft"]
+        + ["--backend", "profile", "--trials", "1", "--timeout", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DS_ACCELERATOR": "cpu"},
+    )
+    assert result.returncode == 1, result.stderr
+    said = " ".join((result.stdout + result.stderr).split())
+    assert "no trial finished: 1 trial(s) failed (1 timeout)" in said, said
+    assert "ran past its 1 s limit" in said
+    assert not list(out.glob("ds_config*.json")) and not list(out.glob("run_step*.sh"))
