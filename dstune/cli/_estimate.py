@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         payload["he_kernels_note"] = he_note or None
         payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
         payload["calibration"] = calibration.backing
-        payload["plan"] = plan_basis(setup, plan)
+        payload["plan_basis"] = plan_basis(setup, plan)
         print_json(payload)
     else:
         note = setup.gpu_note + (f"; {he_note}" if uses_he else "")

@@ -67,6 +67,7 @@ def test_estimate_json_for_deepspeed_chat_opt67b_settings():
         assert key in payload
     assert payload["model"] == "opt-6.7b" and payload["gpu_type"] == "A100-80G" and payload["step"] == "ppo"
     assert payload["plan"]["actor_zero_stage"] == 3
+    assert payload["plan_basis"]["non_default_knobs"]["actor_zero_stage"] == 3
     assert set(payload["memory"]) >= {"gpu_peak_bytes", "host_peak_bytes", "gpu"}
     assert payload["time"]["step_s"] == pytest.approx(sum(payload["time"]["phases"].values()))
 

@@ -176,13 +176,14 @@ def test_worker_that_raises_returns_error_with_log_tail(tmp_path: Path) -> None:
         json.dumps(
             {
                 "model_type": "opt",
-                "hidden_size": 130,
+                "hidden_size": 64,
                 "num_hidden_layers": 1,
                 "num_attention_heads": 4,
                 "ffn_dim": 64,
                 "vocab_size": 256,
                 "max_position_embeddings": 64,
-                "word_embed_proj_dim": 130,
+                "word_embed_proj_dim": 64,
+                "activation_function": "no_such_activation",
                 "pad_token_id": 1,
                 "bos_token_id": 2,
                 "eos_token_id": 2,
@@ -199,7 +200,7 @@ def test_worker_that_raises_returns_error_with_log_tail(tmp_path: Path) -> None:
         launcher="torchrun",
     )
     assert result.status is Status.ERROR
-    assert "divisible" in result.error
+    assert "no_such_activation" in result.error
     assert result.log_tail and "Traceback" in result.log_tail
 
 
