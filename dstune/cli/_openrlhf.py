@@ -1,0 +1,261 @@
+"""`dstune estimate|search --framework openrlhf`: an OpenRLHF plan's memory per GPU group and phase, its
+phase timeline, and a search over system knobs for a fixed job, with a launch script OpenRLHF's parser
+accepts. The DeepSpeed-Chat commands call in here only when --framework names OpenRLHF."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserInputError
+from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+
+_DSCHAT_ONLY = ("--step", "--he-kernels", "--no-he-kernels", "--critic-model-lora")
+
+
+def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--framework",
+        choices=framework_names(),
+        default=DEFAULT_FRAMEWORK,
+        help=f"target RLHF framework (default: {DEFAULT_FRAMEWORK}); openrlhf: OpenRLHF 0.11.2 (DeepSpeed + vLLM + Ray)",
+    )
+    parser.add_argument(
+        "--algo", default=None, help="openrlhf: ppo, grpo, dr_grpo, reinforce++, reinforce_baseline, rloo"
+    )
+    parser.add_argument(
+        "--reward",
+        choices=("model", "function"),
+        default=None,
+        help="openrlhf: a reward model (default for ppo) or a reward function (default for the others)",
+    )
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="openrlhf: mean prompt length (default 256)")
+    parser.add_argument(
+        "--answer-mean-ratio",
+        type=float,
+        default=0.5,
+        help="openrlhf: mean answer length as a fraction of the answer budget; the tail reaches the budget (default 0.5)",
+    )
+
+
+def check_framework_flags(args: argparse.Namespace) -> None:
+    """Refuse a knob or option of the other framework, in one line."""
+    framework = getattr(args, "framework", DEFAULT_FRAMEWORK)
+    given = {t.split("=", 1)[0] for t in args.argv if t.startswith("--")}
+    keys = [a.partition("=")[0].strip() for a in getattr(args, "assignments", [])]
+    orl = framework_strategy("openrlhf").knob_names()
+    dschat = framework_strategy(DEFAULT_FRAMEWORK).knob_names()
+    if framework == DEFAULT_FRAMEWORK:
+        extra = [o for o in ("--algo", "--reward", "--prompt-tokens", "--answer-mean-ratio") if o in given]
+        if extra:
+            raise UserInputError(f"{extra[0]} is an OpenRLHF option; add --framework openrlhf")
+        for key in keys:
+            if key in orl and key not in dschat:
+                raise UserInputError(f"{key} is an OpenRLHF flag, not a DeepSpeed-Chat knob; add --framework openrlhf")
+        return
+    wrong = [o for o in _DSCHAT_ONLY if o in given]
+    if wrong:
+        raise UserInputError(
+            f"{wrong[0]} is a DeepSpeed-Chat option; OpenRLHF plans take --algo and dotted --set flags"
+        )
+    for key in keys:
+        if key in orl:
+            continue
+        if key.replace("-", "_") in dschat:
+            raise UserInputError(
+                f"{key} is a DeepSpeed-Chat knob, not an OpenRLHF flag (OpenRLHF names them like ds.zero_stage)"
+            )
+        raise UserInputError(
+            f"{key} is not an OpenRLHF flag dstune models (see 'dstune estimate --framework openrlhf --help')"
+        )
+
+
+def is_openrlhf(args: argparse.Namespace) -> bool:
+    return getattr(args, "framework", DEFAULT_FRAMEWORK) == "openrlhf"
+
+
+def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
+    """The plan the command starts from: the shipped example that trains this job, else dstune's starter
+    (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
+    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec, parse_value
+
+    spec = openrlhf_spec()
+    algo = spec.algorithm(args.algo or "ppo")
+    reward = args.reward or ("model" if algo.estimator == "gae" else "function")
+    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    example = baseline_for(args.model, gpus, algo.estimator)
+    if example is not None:
+        plan = example.plan()
+        plan = make_plan(dict(plan.values), job, plan.kept if job.reward == plan.job.reward else ())
+        basis = f"baseline: {example.label()}"
+    else:
+        values: dict[str, Any] = {
+            "algo.advantage.estimator": algo.estimator,
+            "rollout.n_samples_per_prompt": 8 if algo.group else 1,
+            "rollout.batch_size": 128 if algo.group else 1024,
+            "train.colocate_all": True,
+            "vllm.num_engines": gpus,
+            "vllm.gpu_memory_utilization": 0.5,
+            "vllm.enable_sleep": True,
+            "ds.enable_sleep": True,
+            "vllm.enforce_eager": True,
+            "ds.zero_stage": 3,
+            "ds.packing_samples": True,
+            "train.dynamic_batch_enable": True,
+            "actor.gradient_checkpointing_enable": True,
+        }
+        for role in ("actor", "ref", "critic", "reward"):
+            values[f"{role}.num_gpus_per_node"] = gpus
+        plan = make_plan(values, job)
+        basis = (
+            f"no shipped example trains {algo.name} ({algo.estimator}) on {gpus} GPUs: dstune's starter plan "
+            "(colocated, gpu_memory_utilization 0.5, as OpenRLHF's docs advise)"
+        )
+    if plan.estimator != algo.estimator:
+        plan = plan.with_values(algo__advantage__estimator=algo.estimator)
+    changes = {}
+    for text in args.assignments:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise UserInputError(f"--set {text}: expected KNOB=VALUE")
+        changes[key.strip()] = parse_value(key.strip(), value)
+    if changes:
+        plan = plan.with_values(**{k.replace(".", "__"): v for k, v in changes.items()})
+        basis += "; with " + ", ".join(f"{k}={v}" for k, v in changes.items())
+    return plan, basis
+
+
+def _setup(args: argparse.Namespace) -> Any:
+    from ..catalog import resolve_setup
+
+    if args.gpus < 1:
+        raise UserInputError("--gpus must be at least 1")
+    return resolve_setup(
+        step="ppo",
+        model=args.model,
+        gpus=args.gpus,
+        with_critic=True,
+        nodes=args.nodes,
+        gpu_type=args.gpu_type,
+        critic_model=args.critic_model or args.model,
+    )
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from ..costmodel._openrlhf import estimate_openrlhf
+    from ..frameworks.openrlhf import parser_notes, validate
+
+    check_framework_flags(args)
+    setup = _setup(args)
+    plan, basis = _job_plan(args, setup.cluster.world_size)
+    per_node = min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    validate(plan, setup.cluster.world_size, per_node)
+    table = estimate_openrlhf([plan], setup.model, setup.critic_model, setup.cluster)
+    row = table.row(0)
+    payload = {
+        "framework": "openrlhf",
+        "model": setup.model.name,
+        "gpus": setup.cluster.world_size,
+        "gpu_type": setup.cluster.gpu.name,
+        "gpu_note": setup.gpu_note,
+        "estimator": plan.estimator,
+        "placement": plan.placement,
+        "groups": {g: list(r) for g, r in plan.groups().items()},
+        "plan": dict(plan.values),
+        "plan_basis": basis,
+        "parser_notes": parser_notes(plan),
+        **row,
+    }
+    if args.json:
+        from ._common import print_json
+
+        print_json(payload)
+    else:
+        from ._openrlhf_render import render_plan
+
+        render_plan(payload, title="estimate")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..export._openrlhf import launch_script, write_launch_script
+    from ..frameworks.openrlhf import validate
+    from ..search._openrlhf import load_space, search_openrlhf
+
+    check_framework_flags(args)
+    if args.backend == "profile":
+        raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
+    setup = _setup(args)
+    base, basis = _job_plan(args, setup.cluster.world_size)
+    gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    space_path = (
+        Path(args.space) if args.space else Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
+    )
+    space = load_space(space_path)
+    result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance)
+    from ..costmodel._openrlhf import estimate_openrlhf
+
+    try:
+        validate(base, gpus, per_node)
+        base_row = estimate_openrlhf([base], setup.model, setup.critic_model, setup.cluster).row(0)
+    except UserInputError as error:
+        base_row = {"feasible": False, "infeasible_reasons": [str(error)], "samples_per_s": 0.0}
+    if result.pick is None:
+        raise UserInputError(
+            f"no plan of the {result.candidates} scored fits; the baseline: "
+            f"{'; '.join(base_row['infeasible_reasons']) or 'fits'}"
+        )
+    pick = result.table.plans[result.pick]
+    row = result.table.row(result.pick)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("reports") / f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    from ..export._script import hub_id
+
+    hub = hub_id(setup.model)
+    script = launch_script(
+        pick,
+        hub,
+        hub if pick.has_reward_model else None,
+        f"dstune pick for {setup.model.name} {pick.estimator} on {gpus} x {setup.cluster.gpu.name}",
+    )
+    write_launch_script(out / "run_openrlhf.sh", script)
+    speedup = row["samples_per_s"] / base_row["samples_per_s"] if base_row.get("feasible") else None
+    payload = {
+        "framework": "openrlhf",
+        "model": setup.model.name,
+        "gpus": gpus,
+        "gpu_type": setup.cluster.gpu.name,
+        "estimator": pick.estimator,
+        "baseline_basis": basis,
+        "baseline": base_row,
+        "baseline_plan": dict(base.values),
+        "candidates_scored": result.candidates,
+        "refused_by_checks": result.refused,
+        "search": "exhaustive over search_spaces/openrlhf.yaml, scored by the cost model (no trials)",
+        "placement": pick.placement,
+        "groups": {g: list(r) for g, r in pick.groups().items()},
+        "plan": dict(pick.values),
+        "flags": pick.flags(),
+        **row,
+        "speedup": speedup,
+        "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
+        "OpenRLHF constants, so no interval is given",
+        "launch_script": str(out / "run_openrlhf.sh"),
+    }
+    (out / "plan.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    if args.json:
+        from ._common import print_json
+
+        print_json(payload)
+    else:
+        from ._openrlhf_render import render_plan, render_speedup
+
+        render_plan(payload, title="pick")
+        render_speedup(payload)
+    return 0

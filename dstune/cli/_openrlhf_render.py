@@ -1,0 +1,78 @@
+"""Terminal tables of an OpenRLHF prediction: memory per GPU per phase for each GPU group, the phase
+timeline of each group (what colocated and split placements do with their GPUs), and the verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PHASES = ("generate", "experience", "train", "weight sync")
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:,.1f}"
+
+
+def render_plan(p: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    groups = ", ".join(f"{g} [{'+'.join(r)}]" for g, r in p["groups"].items())
+    console.print(
+        f"[bold]{p['model']}[/bold] OpenRLHF {p['estimator']} on {p['gpus']} x {p['gpu_type']}: "
+        f"{p['placement']} ({escape(groups)})"
+    )
+    if p.get("plan_basis"):
+        console.print(escape(p["plan_basis"]))
+    for note in p.get("parser_notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    for group, phases in p["memory_per_gpu"].items():
+        table = Table(title=f"{title}: GPU memory per GPU, group '{group}' (GiB)")
+        table.add_column("component")
+        for phase in PHASES:
+            table.add_column(phase, justify="right")
+        components = list(dict.fromkeys(k for ph in PHASES for k in phases[ph]))
+        for comp in components:
+            table.add_row(comp, *(_gib(phases[ph][comp]) if comp in phases[ph] else "-" for ph in PHASES))
+        table.add_row("[bold]total[/bold]", *(f"[bold]{_gib(sum(phases[ph].values()))}[/bold]" for ph in PHASES))
+        console.print(table)
+    console.print(f"usable per GPU: {_gib(p['gpu_cap_bytes'])} GiB of {_gib(p['gpu_capacity_bytes'])} GiB")
+    timeline = Table(title=f"{title}: phase timeline per GPU group (busy s / phase window s)")
+    timeline.add_column("group")
+    for phase in PHASES:
+        timeline.add_column(phase, justify="right")
+    for group, busy in p["timeline_busy_s"].items():
+        cells = []
+        for phase in PHASES:
+            window = p["phases_s"][phase]
+            cells.append(f"{busy[phase]:,.1f} / {window:,.1f}" if busy[phase] > 0 else f"idle / {window:,.1f}")
+        timeline.add_row(group, *cells)
+    console.print(timeline)
+    parts = ", ".join(f"{k} {v:,.2f}" for k, v in p["phase_parts_s"].items() if v)
+    console.print(f"parts (s): {parts}")
+    console.print(p["answer_length_model"])
+    verdict = "[green]fits[/green]" if p["feasible"] else "[red]" + "; ".join(p["infeasible_reasons"]) + "[/red]"
+    console.print(
+        f"iteration {p['iteration_s']:,.1f} s, {p['samples_per_s']:,.2f} samples/s, {p['tokens_per_s']:,.0f} tokens/s "
+        f"(predicted; interval: {p['constants_basis']}); {verdict}"
+    )
+
+
+def render_speedup(p: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(
+        f"searched {p['candidates_scored']} plans ({p['refused_by_checks']} refused by OpenRLHF's checks): {p['search']}"
+    )
+    console.print(f"baseline: {p['baseline_basis']}")
+    if p["speedup"] is None:
+        reasons = "; ".join(p["baseline"].get("infeasible_reasons", [])) or "no baseline"
+        console.print(f"[yellow]baseline does not run as predicted ({reasons}); no speedup stated[/yellow]")
+    else:
+        console.print(
+            f"predicted speedup over the baseline: {p['speedup']:.2f}x "
+            f"({p['baseline']['samples_per_s']:,.2f} -> {p['samples_per_s']:,.2f} samples/s); {p['speedup_basis']}"
+        )
+    console.print(f"launch script: {p['launch_script']}")

@@ -1,0 +1,55 @@
+"""The framework registry, beside the step registry (dstune.plan._step): a framework names its knobs
+and the versions it supports, and the machinery asks it instead of branching on its name."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..errors import UserInputError
+
+DEFAULT_FRAMEWORK = "deepspeed-chat"
+
+
+class FrameworkStrategy(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    supported_versions: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def knob_names(self) -> frozenset[str]:
+        """Every knob a `--set` may name for this framework."""
+
+    def check_version(self, version: str | None) -> str | None:
+        """None when `version` is supported (or unknown), else a sentence saying it is not."""
+        if version is None or version in self.supported_versions:
+            return None
+        return f"{self.title} {version} is not a supported version ({', '.join(self.supported_versions)})"
+
+
+_REGISTRY: dict[str, FrameworkStrategy] = {}
+
+
+def register_framework(strategy: type[FrameworkStrategy]) -> type[FrameworkStrategy]:
+    _REGISTRY[strategy.name] = strategy()
+    return strategy
+
+
+def _ensure_loaded() -> None:
+    if not _REGISTRY:
+        importlib.import_module("dstune.frameworks.deepspeed_chat")
+        importlib.import_module("dstune.frameworks.openrlhf")
+
+
+def framework_names() -> tuple[str, ...]:
+    _ensure_loaded()
+    return tuple(_REGISTRY)
+
+
+def framework_strategy(name: str) -> FrameworkStrategy:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserInputError(f"unknown framework {name!r}; choose one of {', '.join(_REGISTRY)}") from None

@@ -1,0 +1,138 @@
+"""OpenRLHF search: every system-knob combination of the space for a fixed job, scored at once by the
+cost model (exhaustive and vectorised, not an Optuna study: the space is small and discrete), then the
+pick rule dstune uses everywhere: the fastest feasible plan, and among plans within the tie tolerance
+of it the one with the lowest peak memory."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..catalog import ClusterSpec, ModelSpec
+from ..costmodel._openrlhf import OpenRLHFTable, estimate_openrlhf
+from ..errors import UserInputError
+from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks
+
+
+@dataclass(frozen=True)
+class OpenRLHFSearch:
+    table: OpenRLHFTable
+    pick: int | None
+    candidates: int
+    refused: int
+    """Combinations an OpenRLHF check refuses (never scored)."""
+
+
+def load_space(path: Path) -> dict[str, list[Any]]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserInputError(f"cannot read search space {path}: {error.strerror}") from None
+    return {k: list(v) for k, v in raw.items()}
+
+
+def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Placement and GPU counts per role, on all `gpus` GPUs."""
+
+    def role(name: str, count: int) -> dict[str, Any]:
+        nodes = max(1, -(-count // per_node))
+        return {f"{name}.num_nodes": nodes, f"{name}.num_gpus_per_node": count // nodes}
+
+    out = []
+    second = base.has_critic or (base.has_reward_model and base.has_critic)
+    for placement in space["placements"]:
+        for tp in space["vllm.tensor_parallel_size"]:
+            if placement == "colocated":
+                if gpus % tp:
+                    continue
+                values = {**role("actor", gpus), **role("ref", gpus), **role("critic", gpus), **role("reward", gpus)}
+                values |= {
+                    "train.colocate_all": True,
+                    "vllm.num_engines": gpus // tp,
+                    "vllm.tensor_parallel_size": tp,
+                    "vllm.enable_sleep": True,
+                    "train.async_enable": False,
+                }
+                out.append(values)
+                continue
+            for share in space["split_vllm_share"]:
+                v = int(round(gpus * share / tp)) * tp
+                rest = gpus - v
+                if v <= 0 or rest <= 0:
+                    continue
+                a = rest // 2 if second else rest
+                c = rest - a if second else 0
+                if a <= 0 or (second and c <= 0) or (a > per_node and a % per_node) or (c > per_node and c % per_node):
+                    continue
+                values = {
+                    **role("actor", a),
+                    **role("ref", a),
+                    "train.colocate_actor_ref": True,
+                    "vllm.num_engines": v // tp,
+                    "vllm.tensor_parallel_size": tp,
+                    "vllm.enable_sleep": False,
+                    "train.colocate_all": False,
+                    "train.async_enable": placement == "async",
+                }
+                if second:
+                    values |= {**role("critic", c), **role("reward", c), "train.colocate_critic_reward": True}
+                elif base.has_reward_model:
+                    values |= {**role("reward", a)}
+                out.append(values)
+    return out
+
+
+def candidates(
+    base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]
+) -> tuple[list[OpenRLHFPlan], int]:
+    knobs = [k for k in space if "." in k and k != "vllm.tensor_parallel_size"]
+    plans, refused = [], 0
+    for layout in _layouts(base, gpus, per_node, space):
+        for combo in itertools.product(*(space[k] for k in knobs)):
+            values = dict(zip(knobs, combo, strict=True)) | layout
+            if values.get("train.dynamic_batch_enable") and values.get("train.micro_batch_size", 1) != 1:
+                continue
+            if not values.get("train.dynamic_batch_enable") and values.get("train.max_tokens_per_gpu") != 16384:
+                continue
+            if not values.get("train.dynamic_batch_enable"):
+                values["train.max_tokens_per_gpu"] = base["train.max_tokens_per_gpu"]
+            if layout["train.colocate_all"] is False:
+                values["ds.enable_sleep"] = False
+            values["ds.packing_samples"] = True
+            plan = base.with_values(**{k.replace(".", "__"): v for k, v in values.items()})
+            if broken_checks(plan, gpus, per_node):
+                refused += 1
+                continue
+            plans.append(plan)
+    unique = list({tuple(sorted(p.values.items(), key=lambda kv: kv[0])): p for p in plans}.values())
+    return unique, refused
+
+
+def pick_index(table: OpenRLHFTable, tie_tolerance: float) -> int | None:
+    ok = table.feasible
+    if not ok.any():
+        return None
+    rate = np.where(ok, table.samples_per_s, -np.inf)
+    best = float(rate.max())
+    tied = np.flatnonzero(ok & (rate >= best * (1.0 - tie_tolerance)))
+    return int(tied[np.argmin(table.peak[tied])])
+
+
+def search_openrlhf(
+    base: OpenRLHFPlan,
+    model: ModelSpec,
+    critic_model: ModelSpec,
+    cluster: ClusterSpec,
+    space: dict[str, list[Any]],
+    tie_tolerance: float = 0.01,
+) -> OpenRLHFSearch:
+    plans, refused = candidates(base, cluster.world_size, min(cluster.gpus_per_node, cluster.world_size), space)
+    if not plans:
+        raise UserInputError("the OpenRLHF search space has no plan that passes OpenRLHF's checks for this job")
+    table = estimate_openrlhf(plans, model, critic_model, cluster)
+    return OpenRLHFSearch(table, pick_index(table, tie_tolerance), len(plans), refused)
