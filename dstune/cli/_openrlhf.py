@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import UserInputError
 from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+from ._inputs import check_out_folder
 
 _DSCHAT_ONLY = ("--step", "--he-kernels", "--no-he-kernels", "--critic-model-lora")
 
@@ -83,12 +84,14 @@ def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
 
     spec = openrlhf_spec()
     algo = spec.algorithm(args.algo or "ppo")
-    reward = args.reward or ("model" if algo.estimator == "gae" else "function")
+    example = baseline_for(args.model, gpus, algo.estimator, args.reward)
+    reward = args.reward or (
+        example.plan().job.reward if example else "model" if algo.estimator == "gae" else "function"
+    )
     job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
-    example = baseline_for(args.model, gpus, algo.estimator)
     if example is not None:
         plan = example.plan()
-        plan = make_plan(dict(plan.values), job, plan.kept if job.reward == plan.job.reward else ())
+        plan = make_plan(dict(plan.values), job, plan.kept)
         basis = f"baseline: {example.label()}"
     else:
         values: dict[str, Any] = {
@@ -214,6 +217,7 @@ def run_search(args: argparse.Namespace) -> int:
         if args.out
         else Path("reports") / f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
     )
+    check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     from ..export._script import hub_id
 
@@ -248,7 +252,9 @@ def run_search(args: argparse.Namespace) -> int:
         "OpenRLHF constants, so no interval is given",
         "launch_script": str(out / "run_openrlhf.sh"),
     }
-    (out / "plan.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    from ..record import atomic_write
+
+    atomic_write(out / "plan.json", json.dumps(payload, indent=2, default=str) + "\n")
     if args.json:
         from ._common import print_json
 

@@ -9,6 +9,7 @@ next generation with this training.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +106,7 @@ def estimate_openrlhf(
     oc: OpenRLHFConstants = DEFAULT_OPENRLHF_CONSTANTS,
     cap: float | None = None,
 ) -> OpenRLHFTable:
-    c = constants
+    c = dataclasses.replace(constants, zero3_live_elements=oc.zero3_max_live_elements)
     actor, critic = model_facts(model, "lm"), model_facts(critic_model, "value")
     cols = columns(plans)
     hw = Hardware.of(cluster, "bf16", c)
@@ -226,10 +227,11 @@ def _reasons(
         group, phase = keys[int(worst[i])]
         if stacked[worst[i], i] > cap:
             parts = memory[group, phase]
-            name = max(parts, key=lambda k: float(parts[k][i]))
+            ranked = sorted(parts, key=lambda k: -float(parts[k][i]))[:3]
+            named = ", ".join(f"{k} {float(parts[k][i]) / gib:.1f}" for k in ranked)
             reasons.append(
                 f"does not fit: {group} GPUs during {phase} need {stacked[worst[i], i] / gib:.1f} GiB of "
-                f"{cap / gib:.1f} GiB usable; largest component: {name} {float(parts[name][i]) / gib:.1f} GiB"
+                f"{cap / gib:.1f} GiB usable; largest components (GiB): {named}"
             )
         if plan.engines and kv_tokens[i] < float(plan["data.max_len"]):
             reasons.append(

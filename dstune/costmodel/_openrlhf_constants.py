@@ -35,6 +35,9 @@ class OpenRLHFConstants:
     """CUDA context of each extra Ray process on a GPU (colocated roles are separate processes): no published rows."""
     ray_call_s: float = 1.0e-3
     """One blocking Ray call per parameter during weight sync: no published rows."""
+    zero3_max_live_elements: float = 1.0e9
+    """stage3_max_live_parameters as OpenRLHF leaves it: "auto", which DeepSpeed's config drops
+    (config_utils.py), so DeepSpeed's default 1e9 applies (DeepSpeed-Chat sets 3e7)."""
     empty_cache_s: float = 0.3
     """gc + torch.cuda.empty_cache after each colocated experience forward (as DEFAULT_CONSTANTS)."""
 

@@ -46,8 +46,14 @@ def _by_world(make: Callable[[int], States], world: np.ndarray) -> States:
 
 
 def _trained(f: ModelFacts, cols: Columns, world: np.ndarray, c: CostConstants) -> States:
+    """OpenRLHF trains with `offload_param` "none" (get_train_ds_config(offload=False)): Adam offload moves the
+    optimizer and fp32 grads to the host, never the 16-bit parameters (DeepSpeed-Chat's offload moves both)."""
     p = np.full(cols.n, float(f.params))
-    return _by_world(lambda w: trained_states(p, p, cols.stage, cols.adam_offload, w, c), world)
+    states = _by_world(lambda w: trained_states(p, p, cols.stage, cols.adam_offload, w, c), world)
+    shard = BYTES_16BIT * p / np.maximum(world, 1)
+    kept = np.where(cols.stage == 3, shard, BYTES_16BIT * p)
+    host = states.host - np.where(cols.adam_offload & (cols.stage == 3), shard * c.pinned_buffer_factor, 0.0)
+    return States(kept, states.grads, states.optimizer, states.buffers, host)
 
 
 def _frozen(f: ModelFacts, cols: Columns, world: np.ndarray, offload: np.ndarray, c: CostConstants) -> States:
@@ -56,15 +62,18 @@ def _frozen(f: ModelFacts, cols: Columns, world: np.ndarray, offload: np.ndarray
 
 
 def sequence_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens per training forward, per experience forward): packed up to max_tokens_per_gpu with dynamic
-    batches (a longer single sequence still goes whole), packed micro-batches of mean length with packing,
-    else micro-batches padded to the longest sample."""
+    """(tokens per training forward, per experience forward) at their largest, split over the ring: packed
+    up to max_tokens_per_gpu with dynamic batches (a longer single sequence still goes whole); with packing
+    a micro-batch of mean-length samples that holds one longest sample; else micro-batches padded to it."""
     longest = cols.prompt_len + cols.answer_tail
     mean = cols.prompt_len + cols.answer_mean
-    per_sample = np.where(cols.packing, mean, longest)
-    train = np.where(cols.dynamic, np.maximum(cols.train_tokens, longest), cols.train_micro * per_sample)
-    rollout = np.where(cols.dynamic, np.maximum(cols.rollout_tokens, longest), cols.rollout_micro * per_sample)
-    return train / np.maximum(cols.ring, 1), rollout / np.maximum(cols.ring, 1)
+
+    def largest(micro: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        packed = (micro - 1.0) * mean + longest
+        return np.where(cols.dynamic, np.maximum(budget, longest), np.where(cols.packing, packed, micro * longest))
+
+    ring = np.maximum(cols.ring, 1)
+    return largest(cols.train_micro, cols.train_tokens) / ring, largest(cols.rollout_micro, cols.rollout_tokens) / ring
 
 
 def group_memory(
@@ -78,6 +87,7 @@ def group_memory(
     """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context). Groups: "colocated" (vLLM and all models on the
     actor's GPUs), "vllm", "actor" (with the reference when colocated with it), "ref", "critic" (with the
     reward model when colocated with it), "reward". Rows without a group have zeros there."""
+    zero = np.zeros(cols.n)
     act = _trained(actor, cols, cols.actor_gpus, c)
     crit = _trained(critic, cols, cols.critic_gpus, c)
     ref = _frozen(actor, cols, np.where(cols.actor_ref, cols.actor_gpus, cols.ref_gpus), cols.ref_offload, c)
@@ -92,6 +102,9 @@ def group_memory(
     act_train = train_activation_bytes(actor, one, train_tok, cols.checkpointing, c)
     crit_train = train_activation_bytes(critic, one, train_tok, cols.checkpointing, c)
     act_eval = eval_activation_bytes(actor, one, roll_tok, c)
+    logits_train = train_tok * actor.vocab * c.logits_bytes_per_element_train
+    logits_eval = roll_tok * actor.vocab * c.logits_bytes_per_element_eval
+    act_train, act_eval = act_train - logits_train, act_eval - logits_eval
     crit_eval = eval_activation_bytes(critic, one, roll_tok, c)
     z3_live = np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0)
     bucket = zero12_reduce_bucket_bytes(cols.stage, c)
@@ -131,6 +144,7 @@ def group_memory(
         "actor states (asleep)": asleep(act),
         **others,
         "forward activations": np.maximum(act_eval, has_critic * crit_eval) + z3_live,
+        "forward logits": logits_eval,
         "CUDA contexts": contexts,
     }
     out["colocated", "train"] = {
@@ -138,6 +152,8 @@ def group_memory(
         "actor states": full(act),
         **others,
         "train activations": act_train + z3_live + bucket,
+        "train logits": logits_train,
+        "critic training alongside (no ds.enable_sleep)": has_critic * np.where(cols.ds_sleep, 0.0, crit_train),
         "CUDA contexts": contexts,
     }
     out["colocated", "weight sync"] = {
@@ -158,31 +174,39 @@ def group_memory(
     with_rew = split * cols.critic_reward * has_reward * has_critic
     rew_alone = split * has_reward * (1 - cols.critic_reward * has_critic)
     ctx = c.cuda_context_bytes
+    receive = BYTES_16BIT * float(actor.largest_layer_params)
     for phase in PHASES:
-        training = phase == "train"
+        training, forward = phase == "train", phase == "experience"
+        syncing = phase == "weight sync"
+        a_act = act_train + bucket if training else act_eval if forward else zero
+        c_act = crit_train + bucket if training else crit_eval if forward else zero
         out["actor", phase] = {
             "actor states": full(act) * split,
             "reference weights": full(ref) * with_ref,
-            "activations": (act_train + bucket if training else act_eval) * split + z3_live * split,
+            "activations": a_act * split,
+            "logits": (logits_train if training else logits_eval if forward else zero) * split,
+            "ZeRO-3 gathered parameters": z3_live * split * (training or forward or syncing),
             "CUDA contexts": (ctx + with_ref * oc.process_context_bytes) * split,
         }
         out["ref", phase] = {
             "reference weights": full(ref) * alone,
-            "activations": act_eval * alone,
+            "activations": (act_eval + logits_eval) * alone * forward,
             "CUDA context": ctx * alone,
         }
         crit_on = split * has_critic
         out["critic", phase] = {
             "critic states": full(crit) * crit_on,
             "reward weights": full(rew) * with_rew,
-            "activations": (crit_train + bucket if training else crit_eval) * crit_on,
+            "activations": c_act * crit_on,
             "CUDA contexts": (ctx + with_rew * oc.process_context_bytes) * crit_on,
         }
         out["reward", phase] = {
             "reward weights": full(rew) * rew_alone,
-            "activations": crit_eval * rew_alone,
+            "activations": crit_eval * rew_alone * forward,
             "CUDA context": ctx * rew_alone,
         }
+        if syncing:
+            out["vllm", phase]["weight-sync receive buffer (one whole tensor)"] = receive * vllm_group
     return out
 
 

@@ -39,6 +39,8 @@ class Parsed:
     """Every option string the parser defines (to refuse prefix abbreviations)."""
     printed: str
     """What the post-parse block printed (its warnings, e.g. sleep dropped without colocate_all)."""
+    namespace: Any
+    """The nested namespace `train(args)` receives."""
 
 
 def find_wheel(version: str, folders: list[Path]) -> Path | None:
@@ -116,7 +118,7 @@ def run_parser(argv: list[str], entry_source: str, config_source: str) -> Parsed
     except (TypeError, AttributeError) as error:
         raise ParserRejected(f"OpenRLHF's post-parse checks fail with {type(error).__name__}: {error}") from None
     options = frozenset(o for p in parsers for a in p._actions for o in a.option_strings)
-    return Parsed(_flatten(captured["args"]), options, printed.getvalue())
+    return Parsed(_flatten(captured["args"]), options, printed.getvalue(), captured["args"])
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

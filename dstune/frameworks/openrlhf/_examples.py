@@ -86,10 +86,14 @@ def examples() -> tuple[Example, ...]:
     )
 
 
-def baseline_for(model: str, gpus: int, estimator: str) -> Example | None:
-    """The shipped example that trains this job: same model, GPU count and estimator; else the same
-    estimator and GPU count (another model); else None."""
-    same = [e for e in examples() if e.plan().estimator == estimator and e.gpus == gpus]
+def baseline_for(model: str, gpus: int, estimator: str, reward: str | None = None) -> Example | None:
+    """The shipped example that trains this job: same model, GPU count, estimator (and reward source when
+    given); else the same but another model; else None. Among equals, one the supported parser takes as is."""
+    same = [
+        e
+        for e in examples()
+        if e.plan().estimator == estimator and e.gpus == gpus and reward in (None, e.plan().job.reward)
+    ]
     exact = [e for e in same if e.model == model]
     pool = exact or same
     return min(pool, key=lambda e: (e.adapted, e.name)) if pool else None

@@ -92,7 +92,7 @@ def _critic_reward(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
 
 def _mesh(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
     width = int(p["ds.ring_attn_size"]) * int(p["ds.tensor_parallel_size"])
-    if p.gpus_of("actor") % width:
+    if p.gpus_of("actor") % width or p.gpus_of("actor") < width:
         return (
             f"actor world {p.gpus_of('actor')} is not divisible by ring_attn_size x ds.tensor_parallel_size = {width}"
         )
@@ -103,6 +103,8 @@ def _train_batch(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
     if p["train.dynamic_batch_enable"]:
         return None
     dp = p.gpus_of("actor") // (int(p["ds.ring_attn_size"]) * int(p["ds.tensor_parallel_size"]))
+    if dp == 0:
+        return None
     unit = int(p["train.micro_batch_size"]) * dp
     if int(p["train.batch_size"]) % unit:
         return (

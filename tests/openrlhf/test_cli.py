@@ -1,0 +1,122 @@
+"""`dstune estimate|search --framework openrlhf` end to end, and the one-line refusals of issue 20."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dstune.cli import main
+from dstune.export._openrlhf_parser import check_exact_flags, run_parser
+
+BASE = ["--framework", "openrlhf", "--model", "llama-3-8b", "--gpus", "8", "--gpu-type", "H100-80G"]
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "reinforce++", "rloo", "dr_grpo"])
+def test_estimate_each_algorithm(algo: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, ["estimate", *BASE, "--algo", algo])
+    assert out["feasible"] and out["samples_per_s"] > 0
+    assert set(out["memory_per_gpu"]) == set(out["timeline_busy_s"])
+    assert "no published rows" in out["constants_basis"]
+    assert out["estimator"] == {"ppo": "gae", "grpo": "group_norm", "reinforce++": "reinforce"}.get(algo, algo)
+
+
+def test_estimate_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", *BASE, "--algo", "grpo"]) == 0
+    text = capsys.readouterr().out
+    assert "train_dapo_ray_hybrid_engine.sh" in text and "is_correction_enable" in text
+    assert "phase timeline per GPU group" in text and "GPU memory per GPU" in text
+
+
+def test_search_writes_a_script_the_real_parser_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sources: tuple[str, str]
+) -> None:
+    out = _json(capsys, ["search", *BASE, "--algo", "grpo", "--out", str(tmp_path)])
+    assert out["baseline_basis"].startswith("baseline: examples/scripts/train_dapo_ray_hybrid_engine.sh")
+    assert out["speedup"] is not None and out["speedup"] >= 1.0
+    assert "no interval" in out["speedup_basis"]
+    for flag in (
+        "rollout.batch_size",
+        "rollout.n_samples_per_prompt",
+        "train.batch_size",
+        "data.max_len",
+        "algo.advantage.estimator",
+        "algo.kl.init_coef",
+    ):
+        assert out["plan"][flag] == out["baseline_plan"][flag], flag
+    text = (tmp_path / "run_openrlhf.sh").read_text()
+    argv = shlex.split(text.split("openrlhf.cli.train_ppo_ray", 1)[1].replace("\\\n", " "))
+    parsed = run_parser(argv, *sources)
+    check_exact_flags(argv, parsed.options)
+    assert "--algo.dynamic_filtering_enable" in argv  # the baseline's unmodelled job flags stay
+    assert json.loads((tmp_path / "plan.json").read_text())["flags"] == out["flags"]
+
+
+def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "search",
+        "--framework",
+        "openrlhf",
+        "--model",
+        "llama-3-8b",
+        "--gpus",
+        "16",
+        "--gpu-type",
+        "H100-80G",
+        "--algo",
+        "ppo",
+        "--reward",
+        "model",
+        "--out",
+        str(tmp_path),
+    ]
+    out = _json(capsys, argv)
+    assert out["baseline_basis"].startswith("baseline: examples/scripts/train_ppo_ray_slurm.sh")
+    assert out["feasible"] and out["gpus"] == 16
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["estimate", *BASE[2:], "--framework", "verl"], "invalid choice"),
+        (["estimate", *BASE, "--algo", "dpo"], "unknown algorithm 'dpo'"),
+        (["estimate", *BASE, "--algo", "grpo", "--set", "actor_zero_stage=3"], "DeepSpeed-Chat knob"),
+        (["estimate", *BASE[2:], "--set", "ds.zero_stage=3"], "OpenRLHF flag"),
+        (["estimate", *BASE[2:], "--algo", "grpo"], "--algo is an OpenRLHF option"),
+        (
+            ["estimate", *BASE, "--algo", "grpo", "--set", "rollout.n_samples_per_prompt=1"],
+            "check 'group estimator needs n_samples_per_prompt > 1'",
+        ),
+        (
+            ["estimate", *BASE, "--algo", "grpo", "--set", "vllm.num_engines=2"],
+            "check 'colocate_all needs actor GPUs = engines x TP'",
+        ),
+        (["estimate", *BASE, "--algo", "grpo", "--set", "vllm.num_engines=0"], "check 'packing needs vLLM engines'"),
+        (["estimate", *BASE, "--algo", "grpo", "--step", "ppo"], "--step is a DeepSpeed-Chat option"),
+        (["search", *BASE, "--algo", "grpo", "--backend", "profile"], "no OpenRLHF trial runner"),
+        (["profile", *BASE], "no trial runner"),
+    ],
+)
+def test_refusals_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_raise():
+        code = main(argv)
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    if "invalid choice" not in message:
+        assert len(err) == 1, err
+
+
+class _no_raise:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
