@@ -36,15 +36,19 @@ def register_framework(strategy: type[FrameworkStrategy]) -> type[FrameworkStrat
     return strategy
 
 
+BUILT_IN = ("dstune.frameworks.deepspeed_chat", "dstune.frameworks.openrlhf")
+
+
 def _ensure_loaded() -> None:
-    if not _REGISTRY:
-        importlib.import_module("dstune.frameworks.deepspeed_chat")
-        importlib.import_module("dstune.frameworks.openrlhf")
+    """Import every built-in framework (imports are idempotent; one may already be loaded on its own)."""
+    for module in BUILT_IN:
+        importlib.import_module(module)
 
 
 def framework_names() -> tuple[str, ...]:
+    """The default first, then the others by name."""
     _ensure_loaded()
-    return tuple(_REGISTRY)
+    return (DEFAULT_FRAMEWORK, *sorted(n for n in _REGISTRY if n != DEFAULT_FRAMEWORK))
 
 
 def framework_strategy(name: str) -> FrameworkStrategy:
