@@ -92,7 +92,7 @@ def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
     if example is not None:
         plan = example.plan()
         plan = make_plan(dict(plan.values), job, plan.kept)
-        basis = f"baseline: {example.label()}"
+        basis = f"shipped example {example.label()}"
     else:
         values: dict[str, Any] = {
             "algo.advantage.estimator": algo.estimator,
@@ -128,6 +128,13 @@ def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
         plan = plan.with_values(**{k.replace(".", "__"): v for k, v in changes.items()})
         basis += "; with " + ", ".join(f"{k}={v}" for k, v in changes.items())
     return plan, basis
+
+
+def version_note() -> str | None:
+    """Plans and scripts are for the supported release; an installed other release is named."""
+    from ..doctor._stack import package_version
+
+    return framework_strategy("openrlhf").check_version(package_version("openrlhf"))
 
 
 def _setup(args: argparse.Namespace) -> Any:
@@ -185,9 +192,13 @@ def run_estimate(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from ..export._openrlhf import launch_script, write_launch_script
     from ..frameworks.openrlhf import validate
-    from ..search._openrlhf import load_space, search_openrlhf
+    from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
 
     check_framework_flags(args)
+    if args.explore:
+        raise UserInputError("--explore is not supported for OpenRLHF yet: its search keeps the baseline's job")
+    if args.headroom is not None and not 0 <= args.headroom < 1:
+        raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
     if args.backend == "profile":
         raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
     setup = _setup(args)
@@ -197,12 +208,13 @@ def run_search(args: argparse.Namespace) -> int:
         Path(args.space) if args.space else Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
     )
     space = load_space(space_path)
-    result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance)
+    cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
+    result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)
     from ..costmodel._openrlhf import estimate_openrlhf
 
     try:
         validate(base, gpus, per_node)
-        base_row = estimate_openrlhf([base], setup.model, setup.critic_model, setup.cluster).row(0)
+        base_row = estimate_openrlhf([base], setup.model, setup.critic_model, setup.cluster, cap=cap).row(0)
     except UserInputError as error:
         base_row = {"feasible": False, "infeasible_reasons": [str(error)], "samples_per_s": 0.0}
     if result.pick is None:
@@ -230,6 +242,17 @@ def run_search(args: argparse.Namespace) -> int:
     )
     write_launch_script(out / "run_openrlhf.sh", script)
     speedup = row["samples_per_s"] / base_row["samples_per_s"] if base_row.get("feasible") else None
+    placements = {}
+    for placement, index in best_by_placement(result.table).items():
+        best, plan = result.table.row(index), result.table.plans[index]
+        placements[placement] = {
+            "samples_per_s": best["samples_per_s"],
+            "iteration_s": best["iteration_s"],
+            "gpu_peak_bytes": best["gpu_peak_bytes"],
+            "gpu_busy_fraction": busy_fraction(plan, best),
+            "groups": {g: [*r, f"{plan.group_gpus(g)} GPUs"] for g, r in plan.groups().items()},
+            "phases_s": best["phases_s"],
+        }
     payload = {
         "framework": "openrlhf",
         "model": setup.model.name,
@@ -248,9 +271,12 @@ def run_search(args: argparse.Namespace) -> int:
         "flags": pick.flags(),
         **row,
         "speedup": speedup,
+        "best_by_placement": placements,
         "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
         "OpenRLHF constants, so no interval is given",
         "launch_script": str(out / "run_openrlhf.sh"),
+        "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
+        "version_note": version_note(),
     }
     from ..record import atomic_write
 

@@ -24,7 +24,11 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         f"{p['placement']} ({escape(groups)})"
     )
     if p.get("plan_basis"):
-        console.print(escape(p["plan_basis"]))
+        console.print("plan: " + escape(p["plan_basis"]))
+    if p.get("version_note"):
+        console.print(f"[yellow]note:[/yellow] {p['version_note']}; this plan is for OpenRLHF {p['openrlhf_version']}")
+    if p["placement"] == "async":
+        console.print("[yellow]note:[/yellow] async trains on rollouts of the previous policy (one step off-policy)")
     for note in p.get("parser_notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
     for group, phases in p["memory_per_gpu"].items():
@@ -61,8 +65,30 @@ def render_plan(p: dict[str, Any], title: str) -> None:
 
 def render_speedup(p: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
     console = Console()
+    table = Table(title="best plan per placement (why the pick's placement wins)")
+    for column in ("placement", "GPUs per group", "samples/s", "iteration s", *PHASES, "GPU busy", "peak GiB"):
+        table.add_column(column, justify="left" if column in ("placement", "GPUs per group") else "right")
+    for name, b in p["best_by_placement"].items():
+        groups = ", ".join(f"{g} {r[-1].split()[0]}" for g, r in b["groups"].items())
+        table.add_row(
+            name,
+            escape(groups),
+            f"{b['samples_per_s']:,.2f}",
+            f"{b['iteration_s']:,.1f}",
+            *(f"{b['phases_s'][ph]:,.1f}" for ph in PHASES),
+            f"{b['gpu_busy_fraction']:.0%}",
+            _gib(b["gpu_peak_bytes"]),
+        )
+    console.print(table)
+    console.print(
+        "colocated plans run every phase on all GPUs and pay sleep/wake; split plans keep vLLM awake but "
+        "leave each group idle outside its phases; async overlaps the next generation with this training "
+        "(one step off-policy)"
+    )
     console.print(
         f"searched {p['candidates_scored']} plans ({p['refused_by_checks']} refused by OpenRLHF's checks): {p['search']}"
     )

@@ -20,7 +20,7 @@ from ..frameworks.openrlhf import OpenRLHFPlan
 from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._facts import model_facts
 from ._openrlhf_columns import Columns, columns
-from ._openrlhf_constants import BACKING, DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants
+from ._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
 from ._openrlhf_memory import PHASES, group_memory, host_bytes_per_gpu, kv_budget_bytes, kv_bytes_per_token
 from ._openrlhf_time import experience_seconds, generation_seconds, train_seconds, weight_sync_seconds
 from ._time import Hardware
@@ -93,7 +93,7 @@ class OpenRLHFTable:
             "kv_cache_tokens_per_engine": float(self.kv_tokens[i]),
             "host_bytes_per_node": float(self.host_per_node[i]),
             "answer_length_model": ANSWER_MODEL,
-            "constants_basis": BACKING,
+            "constants_basis": backing(),
         }
 
 

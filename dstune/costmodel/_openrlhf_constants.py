@@ -13,11 +13,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True, kw_only=True)
 class OpenRLHFConstants:
     vllm_max_num_seqs: int = 128
-    """Running sequences per engine step: vLLM's SchedulerConfig default for an engine built without a usage
-    context (OpenRLHF builds AsyncLLMEngine.from_engine_args and sets no max_num_seqs); reported for vLLM
-    0.26, not re-read for the pinned 0.29.0."""
+    """Running sequences per engine step. OpenRLHF builds its engines with AsyncLLMEngine.from_engine_args and
+    no max_num_seqs, so the usage context is ENGINE_CONTEXT, which EngineArgs' get_batch_defaults does not map:
+    SchedulerConfig.DEFAULT_MAX_NUM_SEQS applies (vllm/config/scheduler.py, vllm/engine/arg_utils.py; read in
+    recent vLLM sources, not in the pinned 0.29.0 tag itself)."""
     vllm_max_num_batched_tokens: int = 2048
-    """Tokens per engine step with chunked prefill, same source and caveat as vllm_max_num_seqs."""
+    """SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS (chunked prefill on), same source and caveat."""
     vllm_block_tokens: int = 16
     vllm_launch_per_layer_eager_s: float = 6.0e-5
     """Kernel launches per layer per decode step without CUDA graphs (enforce_eager): no published rows."""
@@ -43,4 +44,16 @@ class OpenRLHFConstants:
 
 
 DEFAULT_OPENRLHF_CONSTANTS = OpenRLHFConstants()
-BACKING = "no published rows: OpenRLHF constants are priors (dstune/costmodel/_openrlhf_constants.py)"
+
+
+def backing() -> str:
+    """What backs the OpenRLHF constants, said in every estimate's interval."""
+    from ..frameworks.openrlhf import published_sources
+
+    held = [f"{s.rows} rows of {s.source} (not in the fit: {s.why_not})" for s in published_sources() if not s.in_fit]
+    used = [s for s in published_sources() if s.in_fit]
+    if used:
+        return f"{sum(s.rows for s in used)} published rows"
+    return "no published rows: OpenRLHF constants are priors" + (
+        f"; read but left out: {'; '.join(held)}" if held else ""
+    )

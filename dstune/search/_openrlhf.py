@@ -130,9 +130,36 @@ def search_openrlhf(
     cluster: ClusterSpec,
     space: dict[str, list[Any]],
     tie_tolerance: float = 0.01,
+    cap: float | None = None,
 ) -> OpenRLHFSearch:
+    """`cap`: the GPU bytes a plan may peak at (default: the cost model's headroom)."""
     plans, refused = candidates(base, cluster.world_size, min(cluster.gpus_per_node, cluster.world_size), space)
     if not plans:
         raise UserInputError("the OpenRLHF search space has no plan that passes OpenRLHF's checks for this job")
-    table = estimate_openrlhf(plans, model, critic_model, cluster)
+    table = estimate_openrlhf(plans, model, critic_model, cluster, cap=cap)
     return OpenRLHFSearch(table, pick_index(table, tie_tolerance), len(plans), refused)
+
+
+def best_by_placement(table: OpenRLHFTable) -> dict[str, int]:
+    """The fastest feasible plan of each placement (colocated, split, async), to show what each does."""
+    out = {}
+    rate = np.where(table.feasible, table.samples_per_s, -np.inf)
+    for placement in ("colocated", "split", "async"):
+        rows = np.array([p.placement == placement for p in table.plans]) & table.feasible
+        if rows.any():
+            out[placement] = int(np.flatnonzero(rows)[np.argmax(rate[rows])])
+    return out
+
+
+def busy_fraction(plan: OpenRLHFPlan, row: dict[str, Any]) -> float:
+    """Share of GPU-seconds of an iteration that some role computes (idle groups wait in split plans)."""
+    gpus = {
+        "colocated": plan.gpus_of("actor"),
+        "vllm": plan.vllm_gpus,
+        "actor": plan.gpus_of("actor"),
+        "ref": plan.gpus_of("ref"),
+        "critic": plan.gpus_of("critic"),
+        "reward": plan.gpus_of("reward"),
+    }
+    busy = sum(sum(phases.values()) * gpus[g] for g, phases in row["timeline_busy_s"].items())
+    return float(busy / (row["iteration_s"] * max(plan.gpus_used, 1)))

@@ -39,7 +39,7 @@ def test_search_writes_a_script_the_real_parser_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], sources: tuple[str, str]
 ) -> None:
     out = _json(capsys, ["search", *BASE, "--algo", "grpo", "--out", str(tmp_path)])
-    assert out["baseline_basis"].startswith("baseline: examples/scripts/train_dapo_ray_hybrid_engine.sh")
+    assert out["baseline_basis"].startswith("shipped example examples/scripts/train_dapo_ray_hybrid_engine.sh")
     assert out["speedup"] is not None and out["speedup"] >= 1.0
     assert "no interval" in out["speedup_basis"]
     for flag in (
@@ -78,7 +78,7 @@ def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.
         str(tmp_path),
     ]
     out = _json(capsys, argv)
-    assert out["baseline_basis"].startswith("baseline: examples/scripts/train_ppo_ray_slurm.sh")
+    assert out["baseline_basis"].startswith("shipped example examples/scripts/train_ppo_ray_slurm.sh")
     assert out["feasible"] and out["gpus"] == 16
 
 
@@ -102,6 +102,7 @@ def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.
         (["estimate", *BASE, "--algo", "grpo", "--step", "ppo"], "--step is a DeepSpeed-Chat option"),
         (["search", *BASE, "--algo", "grpo", "--backend", "profile"], "no OpenRLHF trial runner"),
         (["profile", *BASE], "no trial runner"),
+        (["search", *BASE, "--algo", "grpo", "--explore", "lora"], "--explore is not supported for OpenRLHF"),
     ],
 )
 def test_refusals_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,3 +121,19 @@ class _no_raise:
 
     def __exit__(self, *exc: object) -> bool:
         return False
+
+
+def test_versions_outside_the_supported_ones_say_so() -> None:
+    from dstune.frameworks import framework_strategy
+
+    openrlhf = framework_strategy("openrlhf")
+    assert openrlhf.check_version("0.11.2") is None
+    assert "not a supported version (0.11.2)" in (openrlhf.check_version("0.10.4") or "")
+
+
+def test_headroom_caps_the_pick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    loose = _json(capsys, ["search", *BASE, "--algo", "grpo", "--out", str(tmp_path / "a"), "--headroom", "0.02"])
+    tight = _json(capsys, ["search", *BASE, "--algo", "grpo", "--out", str(tmp_path / "b"), "--headroom", "0.3"])
+    card = tight["gpu_capacity_bytes"]
+    assert tight["gpu_peak_bytes"] <= 0.7 * card < loose["gpu_capacity_bytes"]
+    assert tight["samples_per_s"] <= loose["samples_per_s"]

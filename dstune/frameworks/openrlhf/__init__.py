@@ -10,7 +10,7 @@ from .._registry import FrameworkStrategy, register_framework
 from ._examples import Example, baseline_for, examples
 from ._plan import PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
 from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, validate
-from ._spec import Algorithm, OpenRLHFSpec, openrlhf_spec
+from ._spec import Algorithm, OpenRLHFSpec, PublishedSource, openrlhf_spec, published_sources
 
 
 @register_framework
@@ -35,6 +35,7 @@ __all__ = [
     "OpenRLHFJob",
     "OpenRLHFPlan",
     "OpenRLHFSpec",
+    "PublishedSource",
     "baseline_for",
     "broken_checks",
     "examples",
@@ -42,5 +43,6 @@ __all__ = [
     "openrlhf_spec",
     "parse_value",
     "parser_notes",
+    "published_sources",
     "validate",
 ]

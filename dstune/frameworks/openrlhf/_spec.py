@@ -58,3 +58,21 @@ def openrlhf_spec() -> OpenRLHFSpec:
         job_knobs=frozenset(f for f, v in knobs.items() if v[1] == "job"),
         system_knobs=frozenset(f for f, v in knobs.items() if v[1] == "system"),
     )
+
+
+@dataclass(frozen=True)
+class PublishedSource:
+    source: str
+    metric: str
+    rows: int
+    in_fit: bool
+    why_not: str
+
+
+@lru_cache(maxsize=1)
+def published_sources() -> tuple[PublishedSource, ...]:
+    """Published OpenRLHF throughput rows (data/published.yaml) and whether each may back a constant."""
+    raw = yaml.safe_load(resources.files(__package__).joinpath("data/published.yaml").read_text(encoding="utf-8"))
+    return tuple(
+        PublishedSource(s["source"], s["metric"], len(s["rows"]), bool(s["in_fit"]), s.get("why_not", "")) for s in raw
+    )
