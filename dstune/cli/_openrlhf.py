@@ -32,6 +32,13 @@ def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="openrlhf: a reward model (default for ppo) or a reward function (default for the others)",
     )
+    parser.add_argument(
+        "--script",
+        default=None,
+        metavar="FILE",
+        help="openrlhf: an OpenRLHF launch script whose train_ppo_ray arguments are the plan (estimate) or the "
+        "baseline and job (search)",
+    )
     parser.add_argument("--prompt-tokens", type=int, default=256, help="openrlhf: mean prompt length (default 256)")
     parser.add_argument(
         "--answer-mean-ratio",
@@ -49,7 +56,7 @@ def check_framework_flags(args: argparse.Namespace) -> None:
     orl = framework_strategy("openrlhf").knob_names()
     dschat = framework_strategy(DEFAULT_FRAMEWORK).knob_names()
     if framework == DEFAULT_FRAMEWORK:
-        extra = [o for o in ("--algo", "--reward", "--prompt-tokens", "--answer-mean-ratio") if o in given]
+        extra = [o for o in ("--algo", "--reward", "--script", "--prompt-tokens", "--answer-mean-ratio") if o in given]
         if extra:
             raise UserInputError(f"{extra[0]} is an OpenRLHF option; add --framework openrlhf")
         for key in keys:
@@ -83,6 +90,8 @@ def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
     from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec, parse_value
 
     spec = openrlhf_spec()
+    if args.script:
+        return _script_plan(args)
     algo = spec.algorithm(args.algo or "ppo")
     example = baseline_for(args.model, gpus, algo.estimator, args.reward)
     reward = args.reward or (
@@ -135,6 +144,34 @@ def version_note() -> str | None:
     from ..doctor._stack import package_version
 
     return framework_strategy("openrlhf").check_version(package_version("openrlhf"))
+
+
+def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
+    from ..frameworks.openrlhf import OpenRLHFJob, parse_value, plan_from_argv, script_argv
+
+    try:
+        text = Path(args.script).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserInputError(f"cannot read --script {args.script}: {error.strerror}") from None
+    argv = script_argv(text)
+    function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
+    reward = args.reward or ("function" if function else "model")
+    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    plan = plan_from_argv(argv, job)
+    if args.algo and spec_estimator(args.algo) != plan.estimator:
+        raise UserInputError(
+            f"--algo {args.algo} disagrees with the script's --algo.advantage.estimator {plan.estimator}"
+        )
+    changes = {k.strip(): parse_value(k.strip(), v) for k, _, v in (a.partition("=") for a in args.assignments)}
+    if changes:
+        plan = plan.with_values(**{k.replace(".", "__"): v for k, v in changes.items()})
+    return plan, f"the script {args.script}"
+
+
+def spec_estimator(algo: str) -> str:
+    from ..frameworks.openrlhf import openrlhf_spec
+
+    return openrlhf_spec().algorithm(algo).estimator
 
 
 def _setup(args: argparse.Namespace) -> Any:

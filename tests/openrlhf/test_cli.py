@@ -137,3 +137,50 @@ def test_headroom_caps_the_pick(tmp_path: Path, capsys: pytest.CaptureFixture[st
     card = tight["gpu_capacity_bytes"]
     assert tight["gpu_peak_bytes"] <= 0.7 * card < loose["gpu_capacity_bytes"]
     assert tight["samples_per_s"] <= loose["samples_per_s"]
+
+
+def _report_script(tmp_path: Path, thread: str) -> tuple[Path, dict]:
+    import yaml
+
+    reports = yaml.safe_load((Path(__file__).parent / "oom_reports.yaml").read_text())
+    report = next(r for r in reports if r["thread"].endswith(thread))
+    args = ["--actor.model_name_or_path", "Qwen/Qwen2.5-7B", "--reward.remote_url", "http://rm/query"]
+    for flag, value in {**report["flags"], **report["unknown_most_saving"]}.items():
+        args += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
+    script = tmp_path / "run.sh"
+    script.write_text("ray job submit -- python3 -m openrlhf.cli.train_ppo_ray \\\n   " + " \\\n   ".join(args) + "\n")
+    return script, report
+
+
+def test_estimate_an_existing_script_names_what_overflows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script, report = _report_script(tmp_path, "887")
+    argv = [
+        "estimate",
+        "--framework",
+        "openrlhf",
+        "--model",
+        report["model"],
+        "--gpus",
+        str(report["gpus"]),
+        "--gpu-type",
+        report["gpu_type"],
+        "--script",
+        str(script),
+        "--prompt-tokens",
+        "1024",
+    ]
+    out = _json(capsys, argv)
+    assert not out["feasible"]
+    assert "actor GPUs during train" in out["infeasible_reasons"][0] and "logits" in out["infeasible_reasons"][0]
+    found = _json(capsys, ["search", *argv[1:], "--out", str(tmp_path / "fit")])
+    assert found["feasible"] and found["plan"]["rollout.max_new_tokens"] == 36864
+    assert found["speedup"] is None and not found["baseline"]["feasible"]
+    assert "--reward.remote_url" in (tmp_path / "fit" / "run_openrlhf.sh").read_text()
+
+
+def test_a_script_with_old_flag_names_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "old.sh"
+    script.write_text("python -m openrlhf.cli.train_ppo_ray --vllm_num_engines 2 --colocate_all_models\n")
+    assert main(["estimate", *BASE, "--script", str(script)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pre-0.10.2 flag names (--vllm_num_engines)" in err[0]

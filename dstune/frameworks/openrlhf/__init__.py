@@ -7,7 +7,7 @@ dstune.export._openrlhf, named here by import path as step strategies name their
 from __future__ import annotations
 
 from .._registry import FrameworkStrategy, register_framework
-from ._examples import Example, baseline_for, examples
+from ._examples import Example, baseline_for, examples, plan_from_argv, script_argv
 from ._plan import PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
 from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, validate
 from ._spec import Algorithm, OpenRLHFSpec, PublishedSource, openrlhf_spec, published_sources
@@ -43,6 +43,8 @@ __all__ = [
     "openrlhf_spec",
     "parse_value",
     "parser_notes",
+    "plan_from_argv",
+    "script_argv",
     "published_sources",
     "validate",
 ]

@@ -34,37 +34,77 @@ class Example:
         return bool(self.rejected)
 
     def plan(self) -> OpenRLHFPlan:
-        values: dict[str, Any] = {}
-        defaults = openrlhf_spec().defaults
-        argv = self.accepted_argv
-        for i, token in enumerate(argv):
-            flag = token[2:]
-            if not token.startswith("--") or flag not in defaults:
-                continue
-            if isinstance(defaults[flag], bool):
-                values[flag] = True
-            else:
-                values[flag] = parse_value(flag, argv[i + 1])
-        function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
-        return make_plan(values, OpenRLHFJob(reward="function" if function else "model"), self.unmodelled())
+        return plan_from_argv(self.accepted_argv)
 
     def unmodelled(self) -> tuple[str, ...]:
-        """The accepted arguments whose flag dstune does not model, each with its values."""
-        defaults = openrlhf_spec().defaults
-        out: list[str] = []
-        keep = False
-        for token in self.accepted_argv:
-            if token.startswith("--"):
-                keep = token[2:] not in defaults
-            if keep:
-                out.append(token)
-        return tuple(out)
+        return unmodelled_args(self.accepted_argv)
 
     def label(self) -> str:
         text = f"{self.path} at OpenRLHF main 3c3be623 ({self.model} on {self.gpus} GPUs)"
         if self.adapted:
             text += f"; without {' '.join(self.rejected)}, which 0.11.2's parser refuses"
         return text
+
+
+def plan_from_argv(argv: list[str], job: OpenRLHFJob | None = None) -> OpenRLHFPlan:
+    """A plan from `train_ppo_ray` arguments: the modelled flags typed, the rest kept as they are."""
+    values: dict[str, Any] = {}
+    defaults = openrlhf_spec().defaults
+    for i, token in enumerate(argv):
+        flag = token[2:]
+        if not token.startswith("--") or flag not in defaults:
+            continue
+        if isinstance(defaults[flag], bool):
+            values[flag] = True
+        elif i + 1 < len(argv):
+            values[flag] = parse_value(flag, argv[i + 1])
+    if job is None:
+        function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
+        job = OpenRLHFJob(reward="function" if function else "model")
+    return make_plan(values, job, unmodelled_args(argv))
+
+
+def unmodelled_args(argv: list[str]) -> tuple[str, ...]:
+    """The arguments whose flag dstune does not model, each with its values."""
+    defaults = openrlhf_spec().defaults
+    out: list[str] = []
+    keep = False
+    for token in argv:
+        if token.startswith("--"):
+            keep = token[2:] not in defaults
+        if keep:
+            out.append(token)
+    return tuple(out)
+
+
+_DOTLESS = frozenset({"--local_rank", "--use_ms"})
+
+
+def script_argv(text: str) -> list[str]:
+    """The `train_ppo_ray` arguments of a launch script (what follows `-m openrlhf.cli.train_ppo_ray`)."""
+    import shlex
+
+    from ...errors import UserInputError
+
+    marker = "openrlhf.cli.train_ppo_ray"
+    if marker not in text:
+        raise UserInputError(f"the script does not run {marker}")
+    tail = text.split(marker, 1)[1].replace("\\\n", " ")
+    try:
+        tokens = shlex.split(tail, comments=True)
+    except ValueError as error:
+        raise UserInputError(f"cannot read the script's arguments: {error}") from None
+    argv = []
+    for token in tokens:
+        if token in (";", "&&", "||", "|") or token.startswith(">"):
+            break
+        argv.append(token)
+    old = [t for t in argv if t.startswith("--") and "." not in t and t not in _DOTLESS]
+    if old:
+        raise UserInputError(
+            f"the script uses pre-0.10.2 flag names ({old[0]}); OpenRLHF 0.11.2 takes dotted ones (e.g. --vllm.num_engines)"
+        )
+    return argv
 
 
 @lru_cache(maxsize=1)
