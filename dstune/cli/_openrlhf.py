@@ -241,9 +241,9 @@ def run_search(args: argparse.Namespace) -> int:
     setup = _setup(args)
     base, basis = _job_plan(args, setup.cluster.world_size)
     gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
-    space_path = (
-        Path(args.space) if args.space else Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
-    )
+    from ..search._space import SPACES_DIR
+
+    space_path = Path(args.space) if args.space else SPACES_DIR / "openrlhf.yaml"
     space = load_space(space_path)
     cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
     result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)

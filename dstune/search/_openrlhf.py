@@ -16,7 +16,7 @@ import yaml
 from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel._openrlhf import OpenRLHFTable, estimate_openrlhf
 from ..errors import UserInputError
-from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks
+from ..frameworks.openrlhf import PLACEMENTS, OpenRLHFPlan, broken_checks, openrlhf_spec
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,31 @@ class OpenRLHFSearch:
     """Combinations an OpenRLHF check refuses (never scored)."""
 
 
+_LAYOUT_KEYS = ("placements", "split_vllm_share", "vllm.tensor_parallel_size")
+
+
 def load_space(path: Path) -> dict[str, list[Any]]:
+    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise UserInputError(f"cannot read search space {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UserInputError(f"search space {path} is not YAML: {str(error).splitlines()[0]}") from None
+    spec = openrlhf_spec()
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
+        raise UserInputError(f"search space {path}: every entry must be a non-empty list of values")
+    for key in raw:
+        if key in spec.job_knobs:
+            raise UserInputError(f"search space {path}: {key} is a job flag; the search keeps the job's value")
+        if key not in _LAYOUT_KEYS and key not in spec.system_knobs:
+            raise UserInputError(f"search space {path}: {key} is not an OpenRLHF system flag dstune models")
+    missing = [k for k in _LAYOUT_KEYS if k not in raw]
+    if missing:
+        raise UserInputError(f"search space {path}: missing {', '.join(missing)}")
+    bad = [p for p in raw["placements"] if p not in PLACEMENTS]
+    if bad:
+        raise UserInputError(f"search space {path}: unknown placement {bad[0]!r}; choose from {', '.join(PLACEMENTS)}")
     return {k: list(v) for k, v in raw.items()}
 
 

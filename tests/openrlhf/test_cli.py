@@ -184,3 +184,26 @@ def test_a_script_with_old_flag_names_is_refused(tmp_path: Path, capsys: pytest.
     assert main(["estimate", *BASE, "--script", str(script)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pre-0.10.2 flag names (--vllm_num_engines)" in err[0]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "placements: [colocated]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\nrollout.batch_size: [64]\n",
+            "rollout.batch_size is a job flag",
+        ),
+        (
+            "placements: [colocated]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\nactor_zero_stage: [3]\n",
+            "actor_zero_stage is not an OpenRLHF system flag",
+        ),
+        ("placements: [hybrid]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\n", "unknown placement"),
+    ],
+)
+def test_a_bad_space_is_refused(text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    assert main(["search", *BASE, "--algo", "grpo", "--space", str(space), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o").exists()
