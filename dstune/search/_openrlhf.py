@@ -110,27 +110,31 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
 def candidates(
     base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]
 ) -> tuple[list[OpenRLHFPlan], int]:
-    knobs = [k for k in space if "." in k and k != "vllm.tensor_parallel_size"]
+    """Every distinct plan of the space for the base plan's job, and how many OpenRLHF's checks refuse."""
+    knobs = [k for k in space if k not in _LAYOUT_KEYS]
+    seen: set[tuple[Any, ...]] = set()
     plans, refused = [], 0
     for layout in _layouts(base, gpus, per_node, space):
         for combo in itertools.product(*(space[k] for k in knobs)):
             values = dict(zip(knobs, combo, strict=True)) | layout
-            if values.get("train.dynamic_batch_enable") and values.get("train.micro_batch_size", 1) != 1:
+            dynamic = values.get("train.dynamic_batch_enable", base["train.dynamic_batch_enable"])
+            if dynamic and values.get("train.micro_batch_size", 1) != 1:
                 continue
-            if not values.get("train.dynamic_batch_enable") and values.get("train.max_tokens_per_gpu") != 16384:
-                continue
-            if not values.get("train.dynamic_batch_enable"):
+            if not dynamic:
                 values["train.max_tokens_per_gpu"] = base["train.max_tokens_per_gpu"]
-            if layout["train.colocate_all"] is False:
+            if not layout["train.colocate_all"]:
                 values["ds.enable_sleep"] = False
             values["ds.packing_samples"] = True
-            plan = base.with_values(**{k.replace(".", "__"): v for k, v in values.items()})
+            key = tuple(sorted(values.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            plan = base.with_flags(values)
             if broken_checks(plan, gpus, per_node):
                 refused += 1
                 continue
             plans.append(plan)
-    unique = list({tuple(sorted(p.values.items(), key=lambda kv: kv[0])): p for p in plans}.values())
-    return unique, refused
+    return plans, refused
 
 
 def pick_index(table: OpenRLHFTable, tie_tolerance: float) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -47,9 +48,11 @@ class OpenRLHFPlan:
         return self.values[flag]
 
     def with_values(self, **changes: Any) -> OpenRLHFPlan:
-        merged = dict(self.values)
-        merged.update({k.replace("__", "."): v for k, v in changes.items()})
-        return replace(self, values=MappingProxyType(merged))
+        """Keyword names spell dots as double underscores: `with_values(ds__zero_stage=3)`."""
+        return self.with_flags({k.replace("__", "."): v for k, v in changes.items()})
+
+    def with_flags(self, changes: Mapping[str, Any]) -> OpenRLHFPlan:
+        return replace(self, values=MappingProxyType({**self.values, **changes}))
 
     @property
     def estimator(self) -> str:
@@ -93,6 +96,10 @@ class OpenRLHFPlan:
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """GPU group -> the roles it hosts, as Ray places them (colocated roles share bundles)."""
+        return dict(self._groups)
+
+    @cached_property
+    def _groups(self) -> dict[str, tuple[str, ...]]:
         roles = ["actor"] + (["ref"] if self.has_ref else [])
         second = (["critic"] if self.has_critic else []) + (["reward"] if self.has_reward_model else [])
         if self["train.colocate_all"]:
@@ -116,7 +123,7 @@ class OpenRLHFPlan:
         roles = self.groups()[group]
         return self.vllm_gpus if roles == ("vllm",) else self.gpus_of(roles[0])
 
-    @property
+    @cached_property
     def gpus_used(self) -> int:
         return sum(self.group_gpus(g) for g in self.groups())
 
