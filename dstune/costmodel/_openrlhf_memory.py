@@ -76,6 +76,20 @@ def sequence_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
     return largest(cols.train_micro, cols.train_tokens) / ring, largest(cols.rollout_micro, cols.rollout_tokens) / ring
 
 
+def typical_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens per training forward, per experience forward) on average, per ring rank: what sets GEMM
+    efficiency and the number of micro-batches (the largest forward sets memory: `sequence_tokens`)."""
+    mean = cols.prompt_len + cols.answer_mean
+    padded = cols.prompt_len + cols.answer_tail
+
+    def typical(micro: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        packed = np.where(cols.packing, micro * mean, micro * padded)
+        return np.where(cols.dynamic, np.maximum(budget, mean), packed)
+
+    ring = np.maximum(cols.ring, 1)
+    return typical(cols.train_micro, cols.train_tokens) / ring, typical(cols.rollout_micro, cols.rollout_tokens) / ring
+
+
 def group_memory(
     actor: ModelFacts,
     critic: ModelFacts,

@@ -19,7 +19,7 @@ from ._facts import ModelFacts
 from ._memory import BYTES_16BIT
 from ._openrlhf_columns import Columns
 from ._openrlhf_constants import OpenRLHFConstants
-from ._openrlhf_memory import kv_budget_bytes, kv_bytes_per_token, sequence_tokens
+from ._openrlhf_memory import kv_budget_bytes, kv_bytes_per_token, typical_tokens
 from ._time import (
     Hardware,
     allgather_seconds,
@@ -75,18 +75,29 @@ def generation_seconds(
     }
 
 
+def ring_seconds(
+    f: ModelFacts, cols: Columns, tokens_per_rank: np.ndarray, hw: Hardware, c: CostConstants
+) -> np.ndarray:
+    """Ring attention passes every rank's K and V around the ring once per layer and pass: (ring - 1) hops of
+    2 x tokens x kv width x 2 bytes over the node's link, taken as not hidden behind attention (an upper
+    bound; its overlap is not modelled)."""
+    hops = np.maximum(cols.ring, 1) - 1.0
+    kv = 2.0 * tokens_per_rank * f.kv_heads * f.head_dim * BYTES_16BIT
+    return f.layers * hops * (kv / hw.intra_link_bytes_per_s + c.collective_latency_s)
+
+
 def _forward_pass_seconds(
     f: ModelFacts, cols: Columns, world: np.ndarray, frozen_offload: np.ndarray, hw: Hardware, c: CostConstants
 ) -> tuple[np.ndarray, np.ndarray]:
     """(seconds of one model's no-grad forwards over all samples, number of micro-batches per GPU)."""
-    _, roll_tok = sequence_tokens(cols)
+    _, roll_tok = typical_tokens(cols)
     tokens = cols.samples * (cols.prompt_len + cols.answer_mean) / np.maximum(world, 1)
     compute = compute_seconds(forward_flops(f, tokens, cols.prompt_len + cols.answer_mean / 2.0), roll_tok, f, hw, c)
     micro = np.ceil(tokens / np.maximum(roll_tok, 1.0))
     gather = _per_world(world, hw, lambda h: allgather_seconds(np.full(cols.n, 2.0 * f.params), h))
     host = np.where(frozen_offload, 2.0 * f.params / np.maximum(world, 1) / hw.host_link_bytes_per_s, 0.0)
     z3 = np.where(cols.stage == 3, micro * (gather + zero3_fetch_seconds(f.layers, c) + host), 0.0)
-    return compute + z3, micro
+    return compute + z3 + micro * ring_seconds(f, cols, roll_tok, hw, c), micro
 
 
 def experience_seconds(
@@ -110,9 +121,8 @@ def experience_seconds(
 
 
 def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
-    train_tok, _ = sequence_tokens(cols)
-    dp = np.maximum(world / np.maximum(cols.ring, 1), 1)
-    tokens = cols.epochs * cols.samples * (cols.prompt_len + cols.answer_mean) / dp
+    train_tok, _ = typical_tokens(cols)
+    tokens = cols.epochs * cols.samples * (cols.prompt_len + cols.answer_mean) / np.maximum(world, 1)
     factor = 1.0 + train_backward_factor(np.ones(cols.n), cols.checkpointing)
     compute = factor * compute_seconds(
         forward_flops(f, tokens, cols.prompt_len + cols.answer_mean / 2.0), train_tok, f, hw, c
@@ -122,9 +132,11 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
     gather = _per_world(world, hw, lambda h: allgather_seconds(2.0 * p, h))
     z3 = np.where(cols.stage == 3, micro * (3.0 * gather + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
     z2 = np.where(cols.stage == 2, micro * gather, 0.0)
+    passes = np.where(cols.checkpointing, 4.0, 3.0)
+    ring = passes * micro * ring_seconds(f, cols, train_tok, hw, c)
     steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
     optimizer = _per_world(world, hw, lambda h: optimizer_step_seconds(p, p, cols.stage, cols.adam_offload, h, c))
-    return compute + z3 + z2 + steps * optimizer
+    return compute + z3 + z2 + ring + steps * optimizer
 
 
 def train_seconds(
