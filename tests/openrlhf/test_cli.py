@@ -207,3 +207,12 @@ def test_a_bad_space_is_refused(text: str, message: str, tmp_path: Path, capsys:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_deepspeed_chat_stays_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    plain = _json(capsys, ["estimate", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "H100-80G"])
+    named = _json(
+        capsys,
+        ["estimate", "--framework", "deepspeed-chat", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "H100-80G"],
+    )
+    assert plain == named and plain["step"] == "ppo" and "memory_per_gpu" not in plain
