@@ -42,6 +42,11 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         table.add_row("[bold]total[/bold]", *(f"[bold]{_gib(sum(phases[ph].values()))}[/bold]" for ph in PHASES))
         console.print(table)
     console.print(f"usable per GPU: {_gib(p['gpu_cap_bytes'])} GiB of {_gib(p['gpu_capacity_bytes'])} GiB")
+    if p.get("max_gpu_memory_utilization") is not None:
+        console.print(
+            f"vllm.gpu_memory_utilization may go up to {p['max_gpu_memory_utilization']:.2f} here: generation beside "
+            "what DeepSpeed keeps resident (its 16-bit weights stay through offload_states)"
+        )
     timeline = Table(title=f"{title}: phase timeline per GPU group (busy s / phase window s)")
     timeline.add_column("group")
     for phase in PHASES:
@@ -56,11 +61,24 @@ def render_plan(p: dict[str, Any], title: str) -> None:
     parts = ", ".join(f"{k} {v:,.2f}" for k, v in p["phase_parts_s"].items() if v)
     console.print(f"parts (s): {parts}")
     console.print(p["answer_length_model"])
-    verdict = "[green]fits[/green]" if p["feasible"] else "[red]" + "; ".join(p["infeasible_reasons"]) + "[/red]"
+    verdict = (
+        "[green]fits[/green]" if p["feasible"] else "[red]" + escape("; ".join(p["infeasible_reasons"])) + "[/red]"
+    )
     console.print(
         f"iteration {p['iteration_s']:,.1f} s, {p['samples_per_s']:,.2f} samples/s, {p['tokens_per_s']:,.0f} tokens/s "
-        f"(predicted; interval: {p['constants_basis']}); {verdict}"
+        f"(predicted; interval: {escape(p['constants_basis'])}); {verdict}"
     )
+    fit = p.get("fitting_plan")
+    if fit:
+        changes = " ".join(
+            f"--{k}" if v is True else f"(no --{k})" if v is False else f"--{k} {v}" for k, v in fit["changes"].items()
+        )
+        console.print(
+            f"[green]a plan that fits[/green] (same job, {fit['samples_per_s']:,.2f} samples/s, peak "
+            f"{_gib(fit['gpu_peak_bytes'])} GiB): {escape(changes)}"
+        )
+    elif fit is not None:
+        console.print("[red]no plan of the search space fits this job[/red]")
 
 
 def render_speedup(p: dict[str, Any]) -> None:

@@ -62,6 +62,16 @@ class OpenRLHFTable:
     def samples_per_s(self) -> np.ndarray:
         return self.samples / self.iteration
 
+    def max_utilization(self, i: int) -> float | None:
+        """Colocated: the highest vllm.gpu_memory_utilization at which generation still fits beside what
+        DeepSpeed keeps resident (OpenRLHF PR #808's question); None for plans where vLLM has its own GPUs."""
+        if not self.plans[i].placement == "colocated":
+            return None
+        parts = self.memory["colocated", "generate"]
+        vllm = "vLLM (gpu_memory_utilization x card)"
+        resident = sum(float(v[i]) for k, v in parts.items() if k != vllm)
+        return max(0.0, (self.cap - resident) / self.capacity)
+
     def groups_of(self, i: int) -> list[str]:
         return [
             g
@@ -89,6 +99,7 @@ class OpenRLHFTable:
             "iteration_s": float(self.iteration[i]),
             "samples_per_s": float(self.samples_per_s[i]),
             "tokens_per_s": float(self.tokens[i] / self.iteration[i]),
+            "max_gpu_memory_utilization": self.max_utilization(i),
             "kv_cache_bytes_per_gpu": float(self.kv_budget[i]),
             "kv_cache_tokens_per_engine": float(self.kv_tokens[i]),
             "host_bytes_per_node": float(self.host_per_node[i]),

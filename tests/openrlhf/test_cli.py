@@ -172,6 +172,7 @@ def test_estimate_an_existing_script_names_what_overflows(tmp_path: Path, capsys
     out = _json(capsys, argv)
     assert not out["feasible"]
     assert "actor GPUs during train" in out["infeasible_reasons"][0] and "logits" in out["infeasible_reasons"][0]
+    assert out["fitting_plan"]["changes"] and out["fitting_plan"]["gpu_peak_bytes"] < out["gpu_cap_bytes"]
     found = _json(capsys, ["search", *argv[1:], "--out", str(tmp_path / "fit")])
     assert found["feasible"] and found["plan"]["rollout.max_new_tokens"] == 36864
     assert found["speedup"] is None and not found["baseline"]["feasible"]

@@ -143,3 +143,12 @@ def test_reference_only_with_kl_and_critic_only_for_gae() -> None:
         }
     )
     assert _one(ppo)["memory_per_gpu"]["colocated"]["train"]["critic states"] > 0
+
+
+def test_how_high_vllm_utilization_may_go_beside_deepspeed() -> None:
+    """OpenRLHF PR #808's question: ZeRO-2's resident 16-bit weights leave vLLM less room than ZeRO-3's shard."""
+    z3 = _one(make_plan(COLOCATED))["max_gpu_memory_utilization"]
+    z2 = _one(make_plan({**COLOCATED, "ds.zero_stage": 2}))["max_gpu_memory_utilization"]
+    assert 0 < z2 < z3 < 0.9
+    split = next(e for e in examples() if e.name == "train_ppo_ray_slurm").plan()
+    assert _one(split, gpus=16)["max_gpu_memory_utilization"] is None
