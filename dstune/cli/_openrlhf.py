@@ -84,10 +84,10 @@ def is_openrlhf(args: argparse.Namespace) -> bool:
     return getattr(args, "framework", DEFAULT_FRAMEWORK) == "openrlhf"
 
 
-def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
+def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, str]:
     """The plan the command starts from: the shipped example that trains this job, else dstune's starter
     (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
-    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec, parse_value
+    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec
 
     spec = openrlhf_spec()
     if args.script:
@@ -118,25 +118,33 @@ def _job_plan(args: argparse.Namespace, gpus: int) -> tuple[Any, str]:
             "train.dynamic_batch_enable": True,
             "actor.gradient_checkpointing_enable": True,
         }
+        nodes = -(-gpus // per_node)
         for role in ("actor", "ref", "critic", "reward"):
-            values[f"{role}.num_gpus_per_node"] = gpus
+            values[f"{role}.num_nodes"] = nodes
+            values[f"{role}.num_gpus_per_node"] = gpus // nodes
         plan = make_plan(values, job)
         basis = (
             f"no shipped example trains {algo.name} ({algo.estimator}) on {gpus} GPUs: dstune's starter plan "
             "(colocated, gpu_memory_utilization 0.5, as OpenRLHF's docs advise)"
         )
     if plan.estimator != algo.estimator:
-        plan = plan.with_values(algo__advantage__estimator=algo.estimator)
+        plan = plan.with_flags({"algo.advantage.estimator": algo.estimator})
+    return _with_sets(plan, basis, args.assignments)
+
+
+def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]:
+    """The plan with each --set FLAG=VALUE applied (typed as the flag's default), and the basis saying so."""
+    from ..frameworks.openrlhf import parse_value
+
     changes = {}
-    for text in args.assignments:
+    for text in assignments:
         key, sep, value = text.partition("=")
         if not sep:
-            raise UserInputError(f"--set {text}: expected KNOB=VALUE")
+            raise UserInputError(f"--set {text}: expected FLAG=VALUE")
         changes[key.strip()] = parse_value(key.strip(), value)
-    if changes:
-        plan = plan.with_values(**{k.replace(".", "__"): v for k, v in changes.items()})
-        basis += "; with " + ", ".join(f"{k}={v}" for k, v in changes.items())
-    return plan, basis
+    if not changes:
+        return plan, basis
+    return plan.with_flags(changes), basis + "; with " + ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
 def version_note() -> str | None:
@@ -147,7 +155,7 @@ def version_note() -> str | None:
 
 
 def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
-    from ..frameworks.openrlhf import OpenRLHFJob, parse_value, plan_from_argv, script_argv
+    from ..frameworks.openrlhf import OpenRLHFJob, plan_from_argv, script_argv
 
     try:
         text = Path(args.script).read_text(encoding="utf-8")
@@ -162,10 +170,7 @@ def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
         raise UserInputError(
             f"--algo {args.algo} disagrees with the script's --algo.advantage.estimator {plan.estimator}"
         )
-    changes = {k.strip(): parse_value(k.strip(), v) for k, _, v in (a.partition("=") for a in args.assignments)}
-    if changes:
-        plan = plan.with_values(**{k.replace(".", "__"): v for k, v in changes.items()})
-    return plan, f"the script {args.script}"
+    return _with_sets(plan, f"the script {args.script}", args.assignments)
 
 
 def spec_estimator(algo: str) -> str:
@@ -196,8 +201,8 @@ def run_estimate(args: argparse.Namespace) -> int:
 
     check_framework_flags(args)
     setup = _setup(args)
-    plan, basis = _job_plan(args, setup.cluster.world_size)
     per_node = min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    plan, basis = _job_plan(args, setup.cluster.world_size, per_node)
     validate(plan, setup.cluster.world_size, per_node)
     table = estimate_openrlhf([plan], setup.model, setup.critic_model, setup.cluster)
     row = table.row(0)
@@ -262,8 +267,8 @@ def run_search(args: argparse.Namespace) -> int:
     if args.backend == "profile":
         raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
     setup = _setup(args)
-    base, basis = _job_plan(args, setup.cluster.world_size)
     gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    base, basis = _job_plan(args, gpus, per_node)
     from ..search._space import SPACES_DIR
 
     space_path = Path(args.space) if args.space else SPACES_DIR / "openrlhf.yaml"

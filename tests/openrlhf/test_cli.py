@@ -217,3 +217,9 @@ def test_deepspeed_chat_stays_the_default(capsys: pytest.CaptureFixture[str]) ->
         ["estimate", "--framework", "deepspeed-chat", "--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "H100-80G"],
     )
     assert plain == named and plain["step"] == "ppo" and "memory_per_gpu" not in plain
+
+
+def test_the_starter_plan_spans_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, ["estimate", *BASE[:4], "--gpus", "16", "--gpu-type", "H100-80G", "--algo", "reinforce++"])
+    assert out["plan"]["actor.num_nodes"] == 2 and out["plan"]["actor.num_gpus_per_node"] == 8
+    assert out["plan"]["vllm.num_engines"] == 16 and out["feasible"]
