@@ -196,9 +196,9 @@ def _setup(args: argparse.Namespace) -> Any:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ..costmodel._openrlhf import estimate_openrlhf
     from ..frameworks.openrlhf import parser_notes, validate
 
+    estimate_openrlhf = framework_strategy("openrlhf").cost()
     check_framework_flags(args)
     setup = _setup(args)
     per_node = min(setup.cluster.gpus_per_node, setup.cluster.world_size)
@@ -255,7 +255,7 @@ def _fitting_plan(plan: Any, setup: Any) -> dict[str, Any] | None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..export._openrlhf import launch_script, write_launch_script
+    from ..export._openrlhf import write_launch_script
     from ..frameworks.openrlhf import validate
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
 
@@ -275,8 +275,7 @@ def run_search(args: argparse.Namespace) -> int:
     space = load_space(space_path)
     cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
     result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)
-    from ..costmodel._openrlhf import estimate_openrlhf
-
+    estimate_openrlhf = framework_strategy("openrlhf").cost()
     try:
         validate(base, gpus, per_node)
         base_row = estimate_openrlhf([base], setup.model, setup.critic_model, setup.cluster, cap=cap).row(0)
@@ -299,7 +298,7 @@ def run_search(args: argparse.Namespace) -> int:
     from ..export._script import hub_id
 
     hub = hub_id(setup.model)
-    script = launch_script(
+    script = framework_strategy("openrlhf").exporter()(
         pick,
         hub,
         hub if pick.has_reward_model else None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ..errors import UserInputError
 
@@ -16,6 +17,17 @@ class FrameworkStrategy(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     supported_versions: ClassVar[tuple[str, ...]]
+    cost_function: ClassVar[str] = ""
+    """`module:function` scoring a list of plans (an upper layer, named by path as step strategies do);
+    empty for DeepSpeed-Chat, whose steps name their own."""
+    export_function: ClassVar[str] = ""
+    """`module:function` writing a plan's launch script; empty for DeepSpeed-Chat (its steps' scripts)."""
+
+    def cost(self) -> Callable[..., Any]:
+        return _load(self.cost_function)
+
+    def exporter(self) -> Callable[..., Any]:
+        return _load(self.export_function)
 
     @abstractmethod
     def knob_names(self) -> frozenset[str]:
@@ -26,6 +38,13 @@ class FrameworkStrategy(ABC):
         if version is None or version in self.supported_versions:
             return None
         return f"{self.title} {version} is not a supported version ({', '.join(self.supported_versions)})"
+
+
+def _load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    if not module:
+        raise TypeError("this framework names no function here: its steps do")
+    return getattr(importlib.import_module(module), attr)
 
 
 _REGISTRY: dict[str, FrameworkStrategy] = {}

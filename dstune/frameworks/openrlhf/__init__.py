@@ -18,7 +18,7 @@ class OpenRLHF(FrameworkStrategy):
     name = "openrlhf"
     title = "OpenRLHF"
     supported_versions = openrlhf_spec().supported_versions
-    cost_function = "dstune.costmodel._openrlhf:openrlhf_cost"
+    cost_function = "dstune.costmodel._openrlhf:estimate_openrlhf"
     export_function = "dstune.export._openrlhf:launch_script"
 
     def knob_names(self) -> frozenset[str]:
