@@ -40,7 +40,7 @@ class Example:
         return unmodelled_args(self.accepted_argv)
 
     def label(self) -> str:
-        text = f"{self.path} at OpenRLHF main 3c3be623 ({self.model} on {self.gpus} GPUs)"
+        text = f"{self.path} at OpenRLHF v0.11.0 ({self.model} on {self.gpus} GPUs)"
         if self.adapted:
             text += f"; without {' '.join(self.rejected)}, which 0.11.2's parser refuses"
         return text
