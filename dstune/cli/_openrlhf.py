@@ -13,7 +13,24 @@ from ..errors import UserInputError
 from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
 from ._inputs import check_out_folder
 
-_DSCHAT_ONLY = ("--step", "--he-kernels", "--no-he-kernels", "--critic-model-lora")
+_DSCHAT_ONLY = (
+    "--step",
+    "--he-kernels",
+    "--no-he-kernels",
+    "--table",
+    "--replay-time-scale",
+    "--storage",
+    "--workers",
+    "--study-name",
+    "--heartbeat",
+    "--hostfile",
+    "--known-issues",
+    "--warmup",
+    "--steps",
+    "--timeout",
+)
+"""Options of DeepSpeed-Chat plans, trials and studies: an OpenRLHF search scores every plan with the cost
+model (no study, no trials), so they would be ignored."""
 
 
 def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +84,10 @@ def check_framework_flags(args: argparse.Namespace) -> None:
     if wrong:
         raise UserInputError(
             f"{wrong[0]} is a DeepSpeed-Chat option; OpenRLHF plans take --algo and dotted --set flags"
+        )
+    if "--global-batch" in given:
+        raise UserInputError(
+            "--global-batch is DeepSpeed-Chat's; for OpenRLHF set the job with --set rollout.batch_size=N"
         )
     for key in keys:
         if key in orl:
