@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import pytest
 
+from dstune.costmodel import DEFAULT_CONSTANTS
+from dstune.costmodel._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS
 from dstune.export._openrlhf import plan_argv
 from dstune.export._openrlhf_parser import DS_UTILS, run_parser, wheel_source
 from dstune.frameworks.openrlhf import examples, make_plan
@@ -82,4 +84,7 @@ def test_assumed_configs_match_openrlhfs(plan, builders, sources: tuple[str, str
         built = builders.eval(strategy, offload=getattr(args, role).offload)
         for key, value in assumed_eval_config(plan, role).items():
             assert _get(built, key) == value, (role, key)
-    DeepSpeedConfig({k: v for k, v in train.items() if k != "optimizer"})  # DeepSpeed accepts it (world 1)
+    parsed = DeepSpeedConfig({k: v for k, v in train.items() if k != "optimizer"})  # DeepSpeed accepts it (world 1)
+    # OpenRLHF's "auto" sizes are dropped by DeepSpeed's config: the cost model assumes DeepSpeed's defaults.
+    assert parsed.zero_config.max_live_parameters == DEFAULT_OPENRLHF_CONSTANTS.zero3_max_live_elements
+    assert parsed.zero_config.reduce_bucket_size == DEFAULT_CONSTANTS.zero_bucket_elements
