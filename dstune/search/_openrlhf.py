@@ -28,7 +28,7 @@ class OpenRLHFSearch:
     """Combinations an OpenRLHF check refuses (never scored)."""
 
 
-_LAYOUT_KEYS = ("placements", "split_vllm_share", "vllm.tensor_parallel_size")
+_LAYOUT_KEYS = ("placements", "split_vllm_share", "split_actor_share", "vllm.tensor_parallel_size")
 
 
 def load_space(path: Path) -> dict[str, list[Any]]:
@@ -64,7 +64,7 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
         return {f"{name}.num_nodes": nodes, f"{name}.num_gpus_per_node": count // nodes}
 
     out = []
-    second = base.has_critic or (base.has_reward_model and base.has_critic)
+    second = base.has_critic or base.has_reward_model
     for placement in space["placements"]:
         for tp in space["vllm.tensor_parallel_size"]:
             if placement == "colocated":
@@ -80,14 +80,12 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 }
                 out.append(values)
                 continue
-            for share in space["split_vllm_share"]:
+            for share, actor_share in itertools.product(space["split_vllm_share"], space["split_actor_share"]):
                 v = int(round(gpus * share / tp)) * tp
                 rest = gpus - v
-                if v <= 0 or rest <= 0:
-                    continue
-                a = rest // 2 if second else rest
-                c = rest - a if second else 0
-                if a <= 0 or (second and c <= 0) or (a > per_node and a % per_node) or (c > per_node and c % per_node):
+                a = int(round(rest * actor_share)) if second else rest
+                c = rest - a
+                if v <= 0 or a <= 0 or (second and c <= 0) or any(n > per_node and n % per_node for n in (a, c)):
                     continue
                 values = {
                     **role("actor", a),
@@ -99,10 +97,10 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                     "train.colocate_all": False,
                     "train.async_enable": placement == "async",
                 }
-                if second:
+                if base.has_critic:
                     values |= {**role("critic", c), **role("reward", c), "train.colocate_critic_reward": True}
                 elif base.has_reward_model:
-                    values |= {**role("reward", a)}
+                    values |= role("reward", c)
                 out.append(values)
     return out
 

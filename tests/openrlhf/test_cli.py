@@ -193,14 +193,17 @@ def test_a_script_with_old_flag_names_is_refused(tmp_path: Path, capsys: pytest.
     "text,message",
     [
         (
-            "placements: [colocated]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\nrollout.batch_size: [64]\n",
+            "placements: [colocated]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\nrollout.batch_size: [64]\n",
             "rollout.batch_size is a job flag",
         ),
         (
-            "placements: [colocated]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\nactor_zero_stage: [3]\n",
+            "placements: [colocated]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\nactor_zero_stage: [3]\n",
             "actor_zero_stage is not an OpenRLHF system flag",
         ),
-        ("placements: [hybrid]\nsplit_vllm_share: [0.5]\nvllm.tensor_parallel_size: [1]\n", "unknown placement"),
+        (
+            "placements: [hybrid]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\n",
+            "unknown placement",
+        ),
     ],
 )
 def test_a_bad_space_is_refused(text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,3 +152,18 @@ def test_how_high_vllm_utilization_may_go_beside_deepspeed() -> None:
     assert 0 < z2 < z3 < 0.9
     split = next(e for e in examples() if e.name == "train_ppo_ray_slurm").plan()
     assert _one(split, gpus=16)["max_gpu_memory_utilization"] is None
+
+
+def test_split_layouts_fill_the_cluster_with_every_role() -> None:
+    """OpenRLHF#562's question (how to split the GPUs between roles) is the split layouts' share knobs."""
+    from dstune.search._openrlhf import candidates
+
+    space = {**load_space(SPACE), "split_actor_share": [0.25, 0.5, 0.75]}
+    grpo_rm = make_plan({**COLOCATED, "train.colocate_all": False}, OpenRLHFJob(reward="model"))
+    plans, _ = candidates(grpo_rm, 8, 8, space)
+    split = [p for p in plans if p.placement == "split"]
+    assert split and all(p.gpus_used == 8 and "reward" in p.groups() for p in split)
+    ppo = next(e for e in examples() if e.name == "train_ppo_ray_slurm").plan()
+    plans, _ = candidates(ppo, 16, 8, space)
+    shapes = {tuple(p.group_gpus(g) for g in p.groups()) for p in plans if p.placement == "split"}
+    assert len(shapes) > 3 and all(sum(s) == 16 for s in shapes)
