@@ -38,7 +38,8 @@ def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
         "--framework",
         choices=framework_names(),
         default=DEFAULT_FRAMEWORK,
-        help=f"target RLHF framework (default: {DEFAULT_FRAMEWORK}); openrlhf: OpenRLHF 0.11.2 (DeepSpeed + vLLM + Ray)",
+        help=f"target RLHF framework (default: {DEFAULT_FRAMEWORK}); "
+        "openrlhf: OpenRLHF 0.11.2 (DeepSpeed + vLLM + Ray)",
     )
     parser.add_argument(
         "--algo", default=None, help="openrlhf: ppo, grpo, dr_grpo, reinforce++, reinforce_baseline, rloo"
@@ -61,7 +62,8 @@ def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
         "--answer-mean-ratio",
         type=float,
         default=0.5,
-        help="openrlhf: mean answer length as a fraction of the answer budget; the tail reaches the budget (default 0.5)",
+        help="openrlhf: mean answer length as a fraction of the answer budget; "
+        "the tail reaches the budget (default 0.5)",
     )
 
 

@@ -108,7 +108,8 @@ def render_speedup(p: dict[str, Any]) -> None:
         "(one step off-policy)"
     )
     console.print(
-        f"searched {p['candidates_scored']} plans ({p['refused_by_checks']} refused by OpenRLHF's checks): {p['search']}"
+        f"searched {p['candidates_scored']} plans ({p['refused_by_checks']} refused by OpenRLHF's checks): "
+        f"{p['search']}"
     )
     console.print(f"baseline: {p['baseline_basis']}")
     if p["speedup"] is None:

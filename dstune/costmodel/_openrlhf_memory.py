@@ -98,9 +98,11 @@ def group_memory(
     c: CostConstants,
     oc: OpenRLHFConstants,
 ) -> dict[tuple[str, str], Breakdown]:
-    """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context). Groups: "colocated" (vLLM and all models on the
-    actor's GPUs), "vllm", "actor" (with the reference when colocated with it), "ref", "critic" (with the
-    reward model when colocated with it), "reward". Rows without a group have zeros there."""
+    """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context).
+
+    Groups: "colocated" (vLLM and all models on the actor's GPUs), "vllm", "actor" (with the reference
+    when colocated with it), "ref", "critic" (with the reward model when colocated with it), "reward".
+    Rows without a group have zeros there."""
     zero = np.zeros(cols.n)
     act = _trained(actor, cols, cols.actor_gpus, c)
     crit = _trained(critic, cols, cols.critic_gpus, c)

@@ -51,7 +51,8 @@ def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str)
     return (
         "#!/usr/bin/env bash\n"
         f"# {note}\n"
-        f"# OpenRLHF {', '.join(spec.supported_versions)} (vLLM {spec.pins['vllm']}, DeepSpeed {spec.pins['deepspeed']}, "
+        f"# OpenRLHF {', '.join(spec.supported_versions)} "
+        f"(vLLM {spec.pins['vllm']}, DeepSpeed {spec.pins['deepspeed']}, "
         f"Ray {spec.pins['ray']}); start Ray first: ray start --head --num-gpus {plan.gpus_used}\n"
         "set -euo pipefail\n"
         'ray job submit --address="http://127.0.0.1:8265" \\\n'

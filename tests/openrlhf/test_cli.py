@@ -189,15 +189,18 @@ def test_a_script_with_old_flag_names_is_refused(tmp_path: Path, capsys: pytest.
     assert len(err) == 1 and "pre-0.10.2 flag names (--vllm_num_engines)" in err[0]
 
 
+_LAYOUT = "placements: [colocated]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\n"
+
+
 @pytest.mark.parametrize(
     "text,message",
     [
         (
-            "placements: [colocated]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\nrollout.batch_size: [64]\n",
+            _LAYOUT + "rollout.batch_size: [64]\n",
             "rollout.batch_size is a job flag",
         ),
         (
-            "placements: [colocated]\nsplit_vllm_share: [0.5]\nsplit_actor_share: [0.5]\nvllm.tensor_parallel_size: [1]\nactor_zero_stage: [3]\n",
+            _LAYOUT + "actor_zero_stage: [3]\n",
             "actor_zero_stage is not an OpenRLHF system flag",
         ),
         (

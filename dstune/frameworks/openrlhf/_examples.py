@@ -102,7 +102,8 @@ def script_argv(text: str) -> list[str]:
     old = [t for t in argv if t.startswith("--") and "." not in t and t not in _DOTLESS]
     if old:
         raise UserInputError(
-            f"the script uses pre-0.10.2 flag names ({old[0]}); OpenRLHF 0.11.2 takes dotted ones (e.g. --vllm.num_engines)"
+            f"the script uses pre-0.10.2 flag names ({old[0]}); "
+            "OpenRLHF 0.11.2 takes dotted ones (e.g. --vllm.num_engines)"
         )
     return argv
 
