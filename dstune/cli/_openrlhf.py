@@ -324,7 +324,7 @@ def run_search(args: argparse.Namespace) -> int:
     script = framework_strategy("openrlhf").exporter()(
         pick,
         hub,
-        hub if pick.has_reward_model else None,
+        None,
         f"dstune pick for {setup.model.name} {pick.estimator} on {gpus} x {setup.cluster.gpu.name}",
     )
     write_launch_script(out / "run_openrlhf.sh", script)

@@ -3,11 +3,21 @@ with the plan's flags, spelled out in full (the 0.11.2 parser's own names; tests
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 from ..frameworks.openrlhf import OpenRLHFPlan, openrlhf_spec
 from ..record import atomic_write
+
+REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
+"""The reward model is the user's: the script refuses to start until it is named."""
+_SHELL_VARIABLE = re.compile(r"[^\"`\\$]*\$\{[A-Za-z_][A-Za-z0-9_]*(:\?[^}\"`\\$]*)?\}[^\"`\\$]*")
+
+
+def _quote(token: str) -> str:
+    """Shell-quote a token, but let a `${VAR}` in it (the examples' placeholders) expand."""
+    return f'"{token}"' if _SHELL_VARIABLE.fullmatch(token) else shlex.quote(token)
 
 
 def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
@@ -19,7 +29,7 @@ def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
     else:
         argv = ["--actor.model_name_or_path", actor]
         if plan.has_reward_model:
-            argv += ["--reward.model_name_or_path", reward or actor]
+            argv += ["--reward.model_name_or_path", reward or REWARD_PLACEHOLDER]
         else:
             argv += ["--reward.remote_url", "/openrlhf/examples/python/reward_func.py"]
         argv += [
@@ -47,7 +57,7 @@ def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str)
             lines.append([token])
         else:
             lines[-1].append(token)
-    body = " \\\n".join("   " + " ".join(shlex.quote(a) for a in line) for line in lines)
+    body = " \\\n".join("   " + " ".join(_quote(a) for a in line) for line in lines)
     return (
         "#!/usr/bin/env bash\n"
         f"# {note}\n"

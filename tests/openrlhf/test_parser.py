@@ -114,3 +114,36 @@ def test_each_post_parse_check_agrees_with_the_parser(name: str, sources: tuple[
     )
     assert name not in [n for n, _ in broken_checks(fixed, 64, 8)]
     run_parser(plan_argv(fixed, "m", "r"), *sources)
+
+
+def test_placeholders_expand_in_the_shell_and_parse(sources: tuple[str, str], tmp_path) -> None:
+    """The reward model is the user's to name; the examples' ${VAR} paths stay variables."""
+    import subprocess
+
+    plan = make_plan({"vllm.num_engines": 8, "algo.advantage.estimator": "gae"})
+    text = launch_script(plan, "meta-llama/Meta-Llama-3-8B", None, "test")
+    argv = _script_argv(text)
+    assert "--reward.model_name_or_path" in argv
+    run_parser(argv, *sources)
+    script = tmp_path / "run.sh"
+    script.write_text(text.replace("ray job submit", "echo ray job submit", 1))
+    refused = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "set REWARD_MODEL" in refused.stderr
+    ran = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env={"REWARD_MODEL": "my/rm", "PATH": "/usr/bin:/bin"}
+    )
+    assert ran.returncode == 0 and "--reward.model_name_or_path my/rm" in ran.stdout
+    prorl = next(e for e in examples() if e.name == "train_prorlv2_math_hybrid_engine").plan()
+    echoed = subprocess.run(
+        ["bash", "-c", launch_script(prorl, "m", None, "t").replace("ray job submit", "echo", 1)],
+        capture_output=True,
+        text=True,
+        env={
+            "MODEL_PATH": "q/m",
+            "REWARD_FUNC_PATH": "r.py",
+            "SAVE_PATH": "/s",
+            "DATASET_PATH": "d",
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    assert echoed.returncode == 0 and "--actor.model_name_or_path q/m" in echoed.stdout and "/s/ckpt" in echoed.stdout
