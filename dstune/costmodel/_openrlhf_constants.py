@@ -35,7 +35,8 @@ class OpenRLHFConstants:
     process_context_bytes: float = 6.0e8
     """CUDA context of each extra Ray process on a GPU (colocated roles are separate processes): no published rows."""
     ray_call_s: float = 1.0e-3
-    """One blocking Ray call per parameter during weight sync: no published rows."""
+    """Fixed cost per parameter tensor during weight sync: a blocking Ray call to every engine (ppo_actor.py
+    broadcast_to_vllm), with CUDA IPC also an all_gather_object of the handles and a barrier: no published rows."""
     zero3_max_live_elements: float = 1.0e9
     """stage3_max_live_parameters as OpenRLHF leaves it: "auto", which DeepSpeed's config drops
     (config_utils.py), so DeepSpeed's default 1e9 applies (DeepSpeed-Chat sets 3e7)."""
