@@ -12,6 +12,13 @@ def _gib(value: float) -> str:
     return f"{value / 2**30:,.1f}"
 
 
+def _shown(group: str, groups: dict[str, list[str]]) -> str:
+    """The cost model's group ("actor") as the plan names it ("actor+ref" when the reference shares it)."""
+    if group in groups:
+        return group
+    return next((name for name, roles in groups.items() if roles and roles[0] == group), group)
+
+
 def render_plan(p: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -32,7 +39,7 @@ def render_plan(p: dict[str, Any], title: str) -> None:
     for note in p.get("parser_notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
     for group, phases in p["memory_per_gpu"].items():
-        table = Table(title=f"{title}: GPU memory per GPU, group '{group}' (GiB)")
+        table = Table(title=f"{title}: GPU memory per GPU, group '{_shown(group, p['groups'])}' (GiB)")
         table.add_column("component")
         for phase in PHASES:
             table.add_column(phase, justify="right")
@@ -56,7 +63,7 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         for phase in PHASES:
             window = p["phases_s"][phase]
             cells.append(f"{busy[phase]:,.1f} / {window:,.1f}" if busy[phase] > 0 else f"idle / {window:,.1f}")
-        timeline.add_row(group, *cells)
+        timeline.add_row(_shown(group, p["groups"]), *cells)
     console.print(timeline)
     parts = ", ".join(f"{k} {v:,.2f}" for k, v in p["phase_parts_s"].items() if v)
     console.print(f"parts (s): {parts}")
