@@ -427,7 +427,12 @@ def _run(args: argparse.Namespace) -> int:
     from ..export import check_writable
     from ..search import plan_search
     from ..search._space import shown_path
+    from ._openrlhf import check_framework_flags, is_openrlhf, run_search
 
+    if is_openrlhf(args):
+        check_argv(args.argv)
+        return run_search(args)
+    check_framework_flags(args)
     _check_flags(args)
     prepared = plan_search(_options(args))
     req, out, setup = prepared.request, prepared.out, prepared.setup
