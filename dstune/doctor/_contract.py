@@ -158,16 +158,24 @@ def _cache_pair(cache: Any, index: int) -> tuple[Any, Any]:
     return cache.key_cache[index], cache.value_cache[index]
 
 
-def check_contract(model: Any, layers: list[Any], policy_cls: type, new_tokens: int = 3) -> Contract:
+def check_contract(
+    model: Any, layers: list[Any], policy_cls: type, new_tokens: int = 3, use_cache: bool = True
+) -> Contract:
     """Swap stand-ins into `model` (its decoder `layers`) as the Hybrid Engine's eval() does and compare
-    greedy generation with the plain model's; the model is left as it was."""
+    greedy generation with the plain model's; the model is left as it was. use_cache=False generates without
+    a KV cache (the injected layer then returns a bare tensor when return_tuple is off)."""
     import torch
 
     signature, reads = injected_layer_convention()
     returns = container_return_convention(model, layers[0], policy_cls)
     model.eval()
     prompt = torch.randint(3, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
-    options = {"attention_mask": torch.ones_like(prompt), "max_new_tokens": new_tokens, "do_sample": False}
+    options = {
+        "attention_mask": torch.ones_like(prompt),
+        "max_new_tokens": new_tokens,
+        "do_sample": False,
+        "use_cache": use_cache,
+    }
     with torch.no_grad():
         expected = model.generate(prompt, **options, pad_token_id=0)
     stand_ins = [InjectedLayerStandIn(layer, signature, reads, returns) for layer in layers]
