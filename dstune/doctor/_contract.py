@@ -187,9 +187,8 @@ def check_contract(
             got = model.generate(prompt, **options, pad_token_id=0)
     except Exception as error:  # noqa: BLE001 - the failure is the finding
         unread = tuple(sorted(set().union(*(s.unread for s in stand_ins))))
-        return Contract(
-            holds=False, evidence=f"{convention}: {type(error).__name__}: {error}".strip(), unread=_kv(unread)
-        )
+        seen = str(error) if isinstance(error, ContractBreach) else f"{type(error).__name__}: {error}"
+        return Contract(holds=False, evidence=f"{convention}: {seen}".strip(), unread=_kv(unread))
     finally:
         for layer in layers:
             del layer.forward
