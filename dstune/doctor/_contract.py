@@ -114,7 +114,9 @@ class InjectedLayerStandIn:
         return result
 
     def _math(self, hidden: Any, mask: Any, extra: dict[str, Any]) -> tuple[Any, tuple[Any, Any]]:
-        """The HF layer on DeepSpeed's inputs, with the layer's own past (the kernels' workspace), never the loop's."""
+        """The HF layer on DeepSpeed's inputs, with the layer's own past (the kernels' workspace), never the loop's.
+        Position arguments go to it too: the kernels derive the same positions themselves (rotary from
+        position_ids and their token count), so they are math here, not convention."""
         positional = {k: v for k, v in extra.items() if k in ("position_ids", "position_embeddings", "cache_position")}
         if self.hf_cache_kwarg is None:
             raise ContractBreach(f"{type(self.layer).__name__}.forward takes no KV cache argument")
@@ -125,9 +127,8 @@ class InjectedLayerStandIn:
 
         cache = DynamicCache()
         index = _layer_index(self.layer)
-        for i in range(index + 1):  # a private cache holds this layer only, at the layer's own index
-            if i == index and self.kv is not None:
-                cache.update(self.kv[0], self.kv[1], i)
+        if self.kv is not None:  # a private cache holding this layer's past only, at the layer's own index
+            cache.update(self.kv[0], self.kv[1], index)
         out = self.hf_forward(hidden, attention_mask=mask, use_cache=True, **{self.hf_cache_kwarg: cache}, **positional)
         return (out[0] if isinstance(out, tuple) else out), _cache_pair(cache, index)
 

@@ -193,7 +193,7 @@ def probe_family(family: str) -> HeStatus:
     if policy is not None:
         reason = (
             f"DeepSpeed has {policy} for {layer_cls.__name__} but its Hybrid Engine does not "
-            "use it on this stack (0.19.x drops it when the layer's forward takes cache_position)"
+            "use it on this stack (0.19.x drops it when the layer's forward takes cache_position or past_key_values)"
         )
     else:
         reason = f"no DeepSpeed inference policy matches {layer_cls.__name__}"
