@@ -102,6 +102,20 @@ def test_broken_baseline_is_never_the_exported_pick(opt_66b_at_64):
     assert violations(make_plan("ppo", meta["plan"]), ctx) == []
 
 
+def test_a_broken_he_stack_hands_out_no_hybrid_engine(opt_66b_at_64):
+    """On a stack where the doctor's OPT verdict is broken, the pick never enables the Hybrid Engine and the
+    baseline (run_66b.sh enables it) is labelled with he_broken_stack as well as the TP rule."""
+    from dstune.doctor import he_status
+
+    _, meta = opt_66b_at_64
+    ids = [i["id"] for i in meta["baseline"]["known_issues"]]
+    if he_status("opt").verdict != "broken":
+        assert "he_broken_stack" not in ids
+        return
+    assert meta["plan"]["enable_hybrid_engine"] is False and "he_broken_stack" in ids
+    assert any("constraints/he.txt" in n for n in meta["notes"])
+
+
 def test_broken_baseline_is_said_in_plan_report_and_script(opt_66b_at_64):
     out, meta = opt_66b_at_64
     issues = meta["baseline"]["known_issues"]
