@@ -125,11 +125,13 @@ def _run(args: argparse.Namespace) -> int:
     from ..costmodel import estimate
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
-    he_kernels, he_note = True, ""
+    he_kernels, he_note, issues = True, "", []
     if uses_he:
-        from ..doctor import resolve_he_kernels
+        from ..doctor import match_known_issues, resolve_he_kernels
+        from ..plan import plan_to_dict
 
         he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family)
+        issues = [i for i in match_known_issues(plan_to_dict(plan), setup.model) if i.severity == "broken"]
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
@@ -147,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         payload["gpu_note"] = setup.gpu_note
         payload["he_kernels"] = he_kernels if uses_he else None
         payload["he_kernels_note"] = he_note or None
+        payload["broken_on_this_stack"] = [i.to_json() for i in issues]
         payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
         payload["calibration"] = calibration.backing
         payload["plan_basis"] = plan_basis(setup, plan)
@@ -158,6 +161,8 @@ def _run(args: argparse.Namespace) -> int:
             f"({calibration.backing})"
         )
         print(_basis_line(plan_basis(setup, plan)))
+        for issue in issues:
+            print(f"BROKEN ON THIS STACK ({issue.id}): {issue.consequence}")
         render_estimate(result, note)
     return 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ._he import HeStatus
 from ._stack import PROBE_KEY_PACKAGES, package_version
 
-PROBE_SCHEMA = 1
+PROBE_SCHEMA = 2
 """Bump when the probe's logic changes, so old answers are not reused."""
 CACHE_FILE = "he_probe.json"
 PROBE_TIMEOUT_S = 300
@@ -29,7 +29,7 @@ def cache_dir() -> Path:
 
 
 def stack_key() -> str:
-    """e.g. 'v1 deepspeed=0.19.8 transformers=5.23.0 torch=2.13.0+cpu'."""
+    """e.g. 'v2 deepspeed=0.19.8 transformers=5.23.0 torch=2.13.0+cpu'."""
     return " ".join([f"v{PROBE_SCHEMA}"] + [f"{p}={package_version(p)}" for p in PROBE_KEY_PACKAGES])
 
 
@@ -55,7 +55,7 @@ def _write_cache(key: str, statuses: dict[str, HeStatus]) -> None:
 
 
 def _probe_in_subprocess() -> dict[str, HeStatus]:
-    env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR", "cpu")}
+    env = {**os.environ, "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR") or _accelerator()}
     done = subprocess.run(
         [sys.executable, "-m", "dstune.doctor._he"], capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S
     )
@@ -63,6 +63,13 @@ def _probe_in_subprocess() -> dict[str, HeStatus]:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"HE probe exited {done.returncode}: {tail}")
     return {family: HeStatus.from_json(item) for family, item in json.loads(done.stdout).items()}
+
+
+def _accelerator() -> str:
+    """cuda where NVML sees a GPU (the probe then runs its real HE step), else DeepSpeed's CPU accelerator."""
+    from ._system import detect_gpus
+
+    return "cuda" if detect_gpus()[0] else "cpu"
 
 
 def cached_he_status(family: str) -> HeStatus | None:

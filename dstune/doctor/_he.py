@@ -1,10 +1,11 @@
-"""Does the Hybrid Engine get real inference containers for a model family on this stack?
+"""What the Hybrid Engine does for a model family on this stack: kernels, no kernels, or broken.
 
-Answered by DeepSpeed itself: a meta-device model of the family's smallest catalog
-entry is handed to `DeepSpeedHybridEngine.populate_all_inference_policies`, the
-method the engine runs before building containers, so every filter DeepSpeed
-applies (e.g. 0.19.x skipping OPT when the layer takes `cache_position`) is
-applied here too. No GPU, no weights, no hand-written table.
+Three questions, each answered by running code. (1) Does DeepSpeed find an inference policy? A
+meta-device model of the family's smallest catalog entry goes through
+`DeepSpeedHybridEngine.populate_all_inference_policies`, so every filter DeepSpeed applies is applied
+here too. (2) If it does, does the model's decoder loop speak the injected layer's calling convention?
+A stand-in with that convention runs a tiny real model's generate() on the CPU (`_contract`). (3) Where
+CUDA is present, one real Hybrid Engine generate step of a tiny model.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ from __future__ import annotations
 import logging
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..catalog import SUPPORTED_MODEL_TYPES, ModelSpec, list_models
+from ._contract import Contract, check_contract
+
+Verdict = Literal["kernels", "no kernels", "broken"]
+VERDICTS: tuple[Verdict, ...] = ("kernels", "no kernels", "broken")
+NO_CUDA_STEP = (
+    "real HE generate step not run: no CUDA here (DeepSpeed has no CPU build of the inference kernels, "
+    "so CPU profile trials run without the Hybrid Engine); the verdict is for GPUs with this stack"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +39,23 @@ class HeStatus:
     """DeepSpeed's policy class for that layer, when DeepSpeed has one (even if it then skips it)."""
     reason: str = ""
     probe_model: str = ""
+    contract: str = ""
+    """What the stand-in run showed (question 2); empty when there is no policy to check."""
+    contract_holds: bool | None = None
+    unread: tuple[str, ...] = ()
+    """Decoder-loop arguments carrying the KV cache that the injected layer never reads."""
+    cuda_step: str = ""
+    """The real HE generate step's outcome, or why it did not run (question 3)."""
+    cuda_step_ok: bool | None = None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """kernels, no kernels (generate() fallback), broken (HE generation crashes); None when unknown."""
+        if self.kernels is None:
+            return None
+        if not self.kernels:
+            return "no kernels"
+        return "broken" if self.contract_holds is False or self.cuda_step_ok is False else "kernels"
 
     @property
     def consequence(self) -> str:
@@ -37,8 +63,24 @@ class HeStatus:
         name = self.family.upper() if self.family == "opt" else self.family.capitalize()
         if self.kernels is None:
             return f"{name}: HE kernel status unknown ({self.reason}); estimates assume HE kernels"
+        if self.verdict == "broken":
+            failed = self.cuda_step if self.cuda_step_ok is False else self.contract
+            unread = (
+                f"; the loop passes its KV cache as {', '.join(self.unread)}=, which it never reads"
+                if self.unread
+                else ""
+            )
+            return (
+                f"{name}: Hybrid Engine generation crashes on this stack: DeepSpeed's {self.policy} injects its "
+                f"layer, and the decoder loop does not speak its convention ({failed}{unread}); "
+                "enable_hybrid_engine=true is not handed out; pip install -c constraints/he.txt "
+                "(transformers 4.48.3) for HE kernels"
+            )
         if self.kernels:
-            return f"{name}: Hybrid Engine generates with DeepSpeed inference kernels ({self.policy})"
+            return (
+                f"{name}: Hybrid Engine generates with DeepSpeed inference kernels ({self.policy}; calling "
+                f"convention checked with a stand-in on the CPU; {self.cuda_step or 'real HE step not run'})"
+            )
         if self.policy:
             return (
                 f"{name}: no HE kernels on this stack; DeepSpeed skips {self.policy} and generation uses "
@@ -57,6 +99,12 @@ class HeStatus:
             "policy": self.policy,
             "reason": self.reason,
             "probe_model": self.probe_model,
+            "verdict": self.verdict,
+            "contract": self.contract,
+            "contract_holds": self.contract_holds,
+            "unread": list(self.unread),
+            "cuda_step": self.cuda_step,
+            "cuda_step_ok": self.cuda_step_ok,
             "consequence": self.consequence,
         }
 
@@ -69,6 +117,11 @@ class HeStatus:
             policy=data.get("policy"),
             probe_model=data.get("probe_model") or "",
             reason=data.get("reason") or "",
+            contract=data.get("contract") or "",
+            contract_holds=data.get("contract_holds"),
+            unread=tuple(data.get("unread") or ()),
+            cuda_step=data.get("cuda_step") or "",
+            cuda_step_ok=data.get("cuda_step_ok"),
         )
 
 
@@ -128,7 +181,7 @@ def probe_family(family: str) -> HeStatus:
     except Exception as error:  # noqa: BLE001 - any failure is reported, never fatal
         return HeStatus(family=family, kernels=None, reason=f"{type(error).__name__}: {error}", probe_model=spec.name)
     if entry is not None and entry[0] is marker:
-        return HeStatus(
+        found = HeStatus(
             family=family,
             kernels=True,
             layer_class=layer_cls.__name__,
@@ -136,10 +189,11 @@ def probe_family(family: str) -> HeStatus:
             reason=f"DeepSpeed's {entry[1].__name__} matches {layer_cls.__name__}",
             probe_model=spec.name,
         )
+        return _run_checks(found, spec, entry[1])
     if policy is not None:
         reason = (
             f"DeepSpeed has {policy} for {layer_cls.__name__} but its Hybrid Engine does not "
-            "use it on this stack (0.19.x drops it when the layer's forward takes cache_position)"
+            "use it on this stack (0.19.x drops it when the layer's forward takes cache_position or past_key_values)"
         )
     else:
         reason = f"no DeepSpeed inference policy matches {layer_cls.__name__}"
@@ -153,6 +207,92 @@ def probe_family(family: str) -> HeStatus:
     )
 
 
+def _run_checks(found: HeStatus, spec: ModelSpec, policy_cls: type) -> HeStatus:
+    """Questions 2 and 3 for a family DeepSpeed has a policy for."""
+    import dataclasses
+
+    try:
+        contract = contract_for(spec, policy_cls)
+    except Exception as error:  # noqa: BLE001 - the stand-in could not even be built: unknown, said so
+        return dataclasses.replace(
+            found, kernels=None, reason=f"contract check failed: {type(error).__name__}: {error}"
+        )
+    found = dataclasses.replace(
+        found, contract=contract.evidence, contract_holds=contract.holds, unread=contract.unread
+    )
+    if not contract.holds:
+        return dataclasses.replace(found, cuda_step="not run: the calling convention already fails")
+    ok, text = cuda_generate_step(spec)
+    return dataclasses.replace(found, cuda_step=text, cuda_step_ok=ok)
+
+
+def contract_for(spec: ModelSpec, policy_cls: type) -> Contract:
+    """The calling-convention check on a real model of the family (random weights, CPU, float32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(small_config(spec)).to(torch.float32)
+    layer_cls = type(_decoder_layer(model, int(model.config.num_hidden_layers)))
+    return check_contract(model, [m for m in model.modules() if type(m) is layer_cls], policy_cls)
+
+
+def small_config(spec: ModelSpec) -> Any:
+    """The family's probe config, narrowed to 2 layers when the catalog's smallest is not tiny."""
+    config = spec.hf_config_object()
+    if spec.num_params > 100e6:
+        config.num_hidden_layers, config.hidden_size, config.intermediate_size = 2, 64, 128
+        config.num_attention_heads, config.num_key_value_heads, config.vocab_size = 4, 4, 128
+        config.head_dim = 16
+    return config
+
+
+def cuda_generate_step(spec: ModelSpec) -> tuple[bool | None, str]:
+    """(ran?, what happened): one real Hybrid Engine generate of a tiny model; (None, why) without CUDA."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, NO_CUDA_STEP
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() != "cuda":
+        return None, f"real HE generate step not run: DeepSpeed's accelerator is {get_accelerator().device_name()}"
+    try:
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
+            os.environ.setdefault(name, value)
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29517")
+        config = small_config(spec)
+        config.num_key_value_heads = config.num_attention_heads  # the family's plain path; GQA is a known issue
+        model = AutoModelForCausalLM.from_config(config)
+        ds_config = {
+            "train_micro_batch_size_per_gpu": 1,
+            "fp16": {"enabled": True},
+            "zero_optimization": {"stage": 0},
+            "optimizer": {"type": "AdamW", "params": {"lr": 1e-5, "torch_adam": True}},
+            "hybrid_engine": {"enabled": True, "max_out_tokens": 16},
+        }
+        engine, *_ = deepspeed.initialize(model=model, config=ds_config)
+        containers = len(engine._inference_containers)
+        engine.eval()
+        prompt = torch.randint(3, config.vocab_size, (2, 5), device=engine.device)
+        out = engine.module.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=3, do_sample=False, pad_token_id=0
+        )
+        engine.train()
+    except Exception as error:  # noqa: BLE001 - the failure is the finding
+        return False, f"real HE generate step failed on {torch.cuda.get_device_name()}: {type(error).__name__}: {error}"
+    return True, (
+        f"real HE generate step ran on {torch.cuda.get_device_name()} ({containers} inference containers, "
+        f"{out.shape[1] - prompt.shape[1]} new tokens)"
+    )
+
+
 def probe_all() -> dict[str, HeStatus]:
     """Every catalog family, in the catalog's order."""
     return {family: probe_family(family) for family in SUPPORTED_MODEL_TYPES}
@@ -160,10 +300,13 @@ def probe_all() -> dict[str, HeStatus]:
 
 def main() -> None:
     """`python -m dstune.doctor._he`: print the probe as JSON (run in a subprocess by the cache)."""
+    import contextlib
     import json
     import sys
 
-    json.dump({family: status.to_json() for family, status in probe_all().items()}, sys.stdout)
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not corrupt the JSON
+        found = probe_all()
+    json.dump({family: status.to_json() for family, status in found.items()}, sys.stdout)
 
 
 if __name__ == "__main__":

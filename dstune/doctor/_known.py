@@ -58,8 +58,12 @@ class KnownIssue:
     """Only models with (True) or without (False) grouped-query attention; None: any."""
     he_kernels: bool | None = None
     """Only when the doctor's HE status for the family is this; None: any."""
+    he_verdict: str | None = None
+    """Only when the doctor's HE verdict for the family is this (kernels, no kernels, broken); None: any."""
     versions: Mapping[str, str] = field(default_factory=dict)
     """Package -> PEP 440 specifier the installed version must satisfy."""
+    observed: tuple[Mapping[str, Any], ...] = ()
+    """Stacks this project installed and what the doctor found there (stack, verdicts, evidence)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +71,7 @@ class KnownIssue:
             "severity": self.severity,
             "consequence": self.consequence,
             "sources": list(self.sources),
+            **({"observed": [dict(o) for o in self.observed]} if self.observed else {}),
         }
 
 
@@ -77,6 +82,8 @@ class Stack:
     versions: Mapping[str, str | None]
     he_kernels: Mapping[str, bool | None]
     """Family -> the doctor's HE status (None: unknown)."""
+    he_verdicts: Mapping[str, str | None] = field(default_factory=dict)
+    """Family -> the doctor's HE verdict (kernels, no kernels, broken; None: unknown)."""
 
 
 def _issue(raw: Mapping[str, Any]) -> KnownIssue:
@@ -88,6 +95,7 @@ def _issue(raw: Mapping[str, Any]) -> KnownIssue:
         clauses.append(Clause(knob=knob, op=op, value=tuple(value) if op == "in" else value))
     stack = dict(raw.get("stack") or {})
     he = stack.pop("he_kernels", None)
+    verdict = stack.pop("he_verdict", None)
     return KnownIssue(
         id=raw["id"],
         severity=raw["severity"],
@@ -97,7 +105,9 @@ def _issue(raw: Mapping[str, Any]) -> KnownIssue:
         families=tuple(raw.get("families", ())),
         gqa=(raw.get("model") or {}).get("gqa"),
         he_kernels=he,
+        he_verdict=verdict,
         versions=dict(stack.get("versions") or {}),
+        observed=tuple(raw.get("observed") or ()),
     )
 
 
@@ -115,7 +125,12 @@ def current_stack() -> Stack:
     from ._cache import he_statuses
     from ._stack import installed_versions
 
-    return Stack(versions=installed_versions(), he_kernels={f: s.kernels for f, s in he_statuses()})
+    statuses = he_statuses()
+    return Stack(
+        versions=installed_versions(),
+        he_kernels={f: s.kernels for f, s in statuses},
+        he_verdicts={f: s.verdict for f, s in statuses},
+    )
 
 
 def _family_and_gqa(model: ModelSpec | str) -> tuple[str, bool | None]:
@@ -138,6 +153,8 @@ def _applies(issue: KnownIssue, family: str, gqa: bool | None, stack: Stack) -> 
         and stack.he_kernels.get(family) != issue.he_kernels
     ):
         return False
+    if issue.he_verdict is not None and stack.he_verdicts.get(family) != issue.he_verdict:
+        return False  # a verdict condition needs the verdict: unknown never matches
     for package, spec in issue.versions.items():
         from packaging.specifiers import SpecifierSet
 

@@ -174,7 +174,9 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     gpus, links, gpu_note = detect_gpus()
     host = detect_host()
     ops = tuple(op_statuses())
-    stack = Stack(versions=versions, he_kernels={s.family: s.kernels for s in he})
+    stack = Stack(
+        versions=versions, he_kernels={s.family: s.kernels for s in he}, he_verdicts={s.family: s.verdict for s in he}
+    )
     issues = _stack_issues(stack)
     findings = [
         Finding(
@@ -185,7 +187,12 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
         )
     ]
     findings += [
-        Finding(topic=f"HE {s.family}", level="ok" if s.kernels else "warn", consequence=s.consequence) for s in he
+        Finding(
+            topic=f"HE {s.family}: {s.verdict or 'unknown'}",
+            level="ok" if s.verdict == "kernels" else "warn",
+            consequence=s.consequence,
+        )
+        for s in he
     ]
     findings += (
         _gpu_findings(tuple(gpus), tuple(links), gpu_note) + _host_findings(host) + _op_findings(ops) + _lock_findings()

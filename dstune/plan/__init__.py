@@ -8,7 +8,17 @@ from ._job import Job, batch_columns, batch_figures, job_codes, job_knobs, job_o
 from ._knobs import DTYPE, NON_NEGATIVE, POSITIVE, ZERO, Plan, knob, knob_fields, plan_class, plan_to_dict
 from ._parse import coerce_knob, describe_knob, make_plan, parse_assignments, unknown_knob_error
 from ._recipe import parse_script, recipe, system_flags
-from ._rules import SHARED_RULES, Context, Rule, rule_reads, rules_for, validate, violations
+from ._rules import (
+    SHARED_RULES,
+    Context,
+    Rule,
+    RuleBreak,
+    rule_reads,
+    rules_for,
+    stack_violations,
+    validate,
+    violations,
+)
 from ._step import (
     DEFAULT_STEP,
     BaselineScript,
@@ -72,6 +82,8 @@ __all__ = [
     "to_deepspeed",
     "train_config",
     "unknown_knob_error",
+    "RuleBreak",
+    "stack_violations",
     "validate",
     "violations",
 ]

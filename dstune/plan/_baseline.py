@@ -18,7 +18,7 @@ from ..catalog import ModelSpec
 from ..errors import UserInputError
 from ._knobs import Plan
 from ._parse import make_plan
-from ._rules import Context, violations
+from ._rules import Context, RuleBreak, stack_violations, violations
 from ._step import BaselineScript, step_strategy
 
 _DSC = "DeepSpeed-Chat training/"
@@ -31,6 +31,8 @@ class Baseline:
     plan: Plan
     script: str
     adjustments: tuple[str, ...] = ()
+    cannot_run: tuple[RuleBreak, ...] = ()
+    """Limits of the installed DeepSpeed the shipped settings break: still the baseline, never the pick."""
 
 
 def nearest_script(step: str, model: ModelSpec, world: int) -> BaselineScript:
@@ -61,8 +63,9 @@ def baseline_plan(
             notes.append(f"{name} {values[name]} -> {value} (the space's workload)")
         values[name] = value
     plan = make_plan(step, values)
-    broken = violations(plan, Context(world_size=world, model=model, critic_model=critic_model))
+    ctx = Context(world_size=world, model=model, critic_model=critic_model)
+    broken = violations(plan, ctx, stack=False)
     if broken:
         raise UserInputError(f"baseline {script.path} breaks rule {broken[0]} on {world} GPU(s)")
     path = f"{_DSC}{strategy.script.folder}/training_scripts/{script.path}"
-    return Baseline(plan=plan, script=path, adjustments=tuple(notes))
+    return Baseline(plan=plan, script=path, adjustments=tuple(notes), cannot_run=stack_violations(plan, ctx))

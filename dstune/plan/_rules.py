@@ -39,6 +39,11 @@ class Rule(Generic[PlanT]):
     name: str
     reads: tuple[str, ...]
     check: Callable[[PlanT, Context], str | None]
+    stack: bool = False
+    """A limit of the installed DeepSpeed, not of DeepSpeed-Chat's flags: a shipped script may break it. Its
+    baseline stays the baseline (what users run), labelled unable to run here, and is never the pick."""
+    sources: tuple[str, ...] = ()
+    """Where the code says so (for a stack rule, cited wherever a baseline is labelled by it)."""
 
     def __call__(self, plan: PlanT, ctx: Context) -> str | None:
         return self.check(plan, ctx)
@@ -125,14 +130,35 @@ def rule_reads(rule: Rule[Any], step: str) -> tuple[str, ...]:
     return tuple(name for read in rule.reads for name in kinds.get(read, (read,)))
 
 
-def violations(plan: Plan, ctx: Context) -> list[str]:
-    """Every broken rule, as `rule_name: message`."""
+def violations(plan: Plan, ctx: Context, *, stack: bool = True) -> list[str]:
+    """Every broken rule, as `rule_name: message` (stack=False: leave out the installed DeepSpeed's limits)."""
     found = []
     for rule in rules_for(plan.step):
+        if rule.stack and not stack:
+            continue
         message = rule(plan, ctx)
         if message:
             found.append(f"{rule.name}: {message}")
     return found
+
+
+@dataclass(frozen=True)
+class RuleBreak:
+    """A stack rule a plan breaks: which, why, and where the code says so."""
+
+    rule: str
+    message: str
+    sources: tuple[str, ...] = ()
+
+
+def stack_violations(plan: Plan, ctx: Context) -> tuple[RuleBreak, ...]:
+    """The installed DeepSpeed's limits the plan breaks (a shipped baseline may)."""
+    found = []
+    for rule in rules_for(plan.step):
+        message = rule(plan, ctx) if rule.stack else None
+        if message:
+            found.append(RuleBreak(rule.name, message, rule.sources))
+    return tuple(found)
 
 
 def validate(plan: Plan, ctx: Context) -> None:

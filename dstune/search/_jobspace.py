@@ -22,6 +22,7 @@ from ..plan import (
     job_of,
     make_plan,
     plan_to_dict,
+    stack_violations,
     step_strategy,
     violations,
 )
@@ -101,7 +102,8 @@ def resolve_job(
             update_batch=batches[figures[1]] if len(figures) > 1 else None,
         )
     plan = make_plan(step, values)
-    broken = violations(plan, Context(world_size=world, model=model, critic_model=critic_model))
+    ctx = Context(world_size=world, model=model, critic_model=critic_model)
+    broken = violations(plan, ctx, stack=False)
     if broken:
         raise UserInputError(f"baseline {baseline.script} with this job breaks a rule: {broken[0]}")
     fixed = dict(space.fixed)
@@ -109,4 +111,5 @@ def resolve_job(
         if name not in space.knobs and name not in fixed:
             fixed[name] = values[name]
     resolved = dataclasses.replace(space, fixed=fixed, batch=policy)
-    return resolved, dataclasses.replace(baseline, plan=plan, adjustments=tuple(notes))
+    cannot_run = stack_violations(plan, ctx)
+    return resolved, dataclasses.replace(baseline, plan=plan, adjustments=tuple(notes), cannot_run=cannot_run)

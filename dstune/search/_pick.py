@@ -203,12 +203,21 @@ class BaselineIssue:
     id: str
     consequence: str
     sources: tuple[str, ...] = ()
+    rule: bool = False
+    """A hard rule of the installed DeepSpeed (not a known issue): --known-issues mark does not make it pickable."""
 
     def text(self) -> str:
         return f"{self.id}: {self.consequence}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "severity": "broken", "consequence": self.consequence, "sources": list(self.sources)}
+        kind = {"kind": "rule"} if self.rule else {}
+        return {
+            "id": self.id,
+            "severity": "broken",
+            **kind,
+            "consequence": self.consequence,
+            "sources": list(self.sources),
+        }
 
 
 @dataclass
@@ -249,7 +258,7 @@ def choose(
         by_class.setdefault(cls, []).append(row)
         jobs.setdefault(cls, job)
     same = by_class.pop("baseline job", [])
-    if baseline_issues and not keep_broken:
+    if baseline_issues and (not keep_broken or any(i.rule for i in baseline_issues)):
         same = [r for r in same if changes(r.values, baseline_values)]
     elif baseline:
         same.append(baseline)

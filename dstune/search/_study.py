@@ -330,12 +330,20 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         world,
         req.cap_bytes,
         req.tie_tolerance,
-        baseline_issues=_baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
+        baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
         keep_broken=req.known_issues == "mark",
     )
     notes += [
-        f"the baseline as shipped hits known issue {i.id} (broken on this stack): {i.consequence}; "
-        + ("--known-issues mark keeps broken plans pickable" if req.known_issues == "mark" else "it is never the pick")
+        (
+            f"the baseline as shipped cannot run on this stack (rule {i.id}): {i.consequence}; it is never the pick"
+            if i.rule
+            else f"the baseline as shipped hits known issue {i.id} (broken on this stack): {i.consequence}; "
+            + (
+                "--known-issues mark keeps broken plans pickable"
+                if req.known_issues == "mark"
+                else "it is never the pick"
+            )
+        )
         + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
         for i in picks.baseline_issues
     ]
@@ -365,6 +373,11 @@ def _stack() -> Any:
     except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
         logger.debug("stack probe failed; known issues not checked", exc_info=True)
         return None
+
+
+def _rule_issues(baseline: Baseline) -> tuple[BaselineIssue, ...]:
+    """The installed DeepSpeed's hard limits the shipped baseline breaks (e.g. HE tensor parallelism)."""
+    return tuple(BaselineIssue(b.rule, b.message, b.sources, rule=True) for b in baseline.cannot_run)
 
 
 def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple[BaselineIssue, ...]:

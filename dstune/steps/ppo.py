@@ -33,6 +33,7 @@ from ..plan import (
     register_step,
     train_config,
 )
+from ._he_tp import HE_TP_SOURCES, he_tp_cannot_shard
 from ._supervised import padding_args
 
 
@@ -153,6 +154,13 @@ _RULES: tuple[Rule[PpoPlan], ...] = (
     Rule("tp_needs_zero3", ("inference_tp_size", "actor_zero_stage"), tp_needs_zero3),
     Rule("tp_needs_hybrid_engine", ("inference_tp_size", "enable_hybrid_engine"), tp_needs_hybrid_engine),
     Rule("tp_divides_world", ("inference_tp_size",), tp_divides_world),
+    Rule(
+        "he_tp_cannot_shard",
+        ("inference_tp_size", "enable_hybrid_engine"),
+        he_tp_cannot_shard,
+        stack=True,
+        sources=HE_TP_SOURCES,
+    ),
     Rule(
         "zero2_he_offload_needs_lora",
         ("actor_zero_stage", "critic_zero_stage", "enable_hybrid_engine", "offload", "actor_lora_dim"),

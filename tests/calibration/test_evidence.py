@@ -19,7 +19,7 @@ from dstune.calibration._reproduce import (
 )
 from dstune.calibration._shipped import FITTED_FILE, calibration_for
 from dstune.costmodel import DEFAULT_CONSTANTS
-from dstune.plan import validate
+from dstune.plan import violations
 
 ROWS = load_corpus()
 CASES = {row.id: reproduce(row) for row in ROWS}
@@ -54,7 +54,8 @@ def test_every_row_reproduces_to_plans_dstune_accepts(row_id):
         return
     assert case.plans and case.reading
     for plan in case.plans:
-        validate(plan, case.context)
+        # DeepSpeed-Chat's rules; the installed DeepSpeed's limits (stack rules) postdate the published runs
+        assert violations(plan, case.context, stack=False) == []
         assert plan.step == case.row.step
     for key, value in case.row.settings:
         if len(case.plans) == 1:

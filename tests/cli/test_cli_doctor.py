@@ -103,7 +103,19 @@ def test_human_estimate_says_which_assumption(env: dict[str, str], doctor_json: 
         "enable_hybrid_engine=true",
     )
     assert result.returncode == 0, result.stderr
-    assert "inference kernels on this stack (doctor:" in " ".join(result.stdout.split())
+    text = " ".join(result.stdout.split())
+    assert "inference kernels" in text and "on this stack (doctor:" in text
+    if doctor_json["hybrid_engine"]["llama"]["verdict"] == "broken":
+        assert "BROKEN ON THIS STACK (he_broken_stack)" in text and "constraints/he.txt" in text
+
+
+def test_estimate_json_names_a_broken_he_stack(env: dict[str, str], doctor_json: dict) -> None:
+    args = ["estimate", "--model", "opt-1.3b", "--gpus", "8", "--set", "enable_hybrid_engine=true", "--json"]
+    payload = json.loads(dstune(env, *args).stdout)
+    broken = doctor_json["hybrid_engine"]["opt"]["verdict"] == "broken"
+    assert [i["id"] for i in payload["broken_on_this_stack"]] == (["he_broken_stack"] if broken else [])
+    off = json.loads(dstune(env, *args[:-3], "--set", "enable_hybrid_engine=false", "--json").stdout)
+    assert off.get("broken_on_this_stack", []) == []
 
 
 def test_estimate_does_not_import_torch_once_the_probe_is_cached(env: dict[str, str], doctor_json: dict) -> None:

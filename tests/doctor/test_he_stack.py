@@ -1,9 +1,11 @@
 """The HE-kernel path on a stack that has it (constraints/he.txt: transformers 4.48.3, DeepSpeed 0.19.8).
 
-Skipped where the installed transformers gives OPT's decoder layer `cache_position` (4.49 to 5.23). Run it with
-    python3 -m venv /tmp/he && /tmp/he/bin/pip install torch==2.13.0 -c constraints/he.txt \\
-        transformers deepspeed accelerate numpy pyyaml psutil rich nvidia-ml-py pytest pytest-timeout
-    PYTHONPATH=. /tmp/he/bin/python -m pytest tests/doctor/test_he_stack.py -q
+`.ci/run` builds that stack in .venv-he and runs this file there, so CI proves that with constraints/he.txt
+the doctor says kernels for OPT and LLaMA. By hand:
+    python3 -m venv .venv-he && .venv-he/bin/pip install torch==2.13.0 \\
+        && .venv-he/bin/pip install -c constraints/he.txt -e '.[test]'
+    DS_ACCELERATOR=cpu .venv-he/bin/python -m pytest tests/doctor/test_he_stack.py -q
+The verdict test is skipped on other stacks; the container tests where DeepSpeed drops OPT's policy.
 """
 
 from __future__ import annotations
@@ -24,10 +26,22 @@ def _opt_layer_takes_cache_position() -> bool:
     return "cache_position" in inspect.signature(OPTDecoderLayer.forward).parameters
 
 
-pytestmark = pytest.mark.skipif(
+def _pinned_transformers() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "constraints" / "he.txt").read_text(encoding="utf-8")
+    return next(line.split("==")[1].strip() for line in text.splitlines() if line.startswith("transformers=="))
+
+
+needs_opt_policy = pytest.mark.skipif(
     _opt_layer_takes_cache_position(),
     reason=f"OPTDecoderLayer.forward takes cache_position in transformers {metadata.version('transformers')}, "
     "so DeepSpeed drops its OPT policy (constraints/he.txt pins a stack that keeps it)",
+)
+on_he_stack = pytest.mark.skipif(
+    metadata.version("transformers") != _pinned_transformers(),
+    reason=f"transformers {metadata.version('transformers')} is not constraints/he.txt's "
+    f"{_pinned_transformers()} (.ci/run runs this in .venv-he)",
 )
 
 
@@ -40,7 +54,26 @@ def _tiny_opt():
     return spec, AutoModelForCausalLM.from_config(spec.hf_config_object())
 
 
-def test_doctor_says_opt_and_llama_get_kernels() -> None:
+@on_he_stack
+def test_doctor_says_kernels_for_opt_and_llama() -> None:
+    """Policy found and calling convention holds: the verdict is kernels (the real HE step needs CUDA)."""
+    import torch
+
+    from dstune.doctor._he import probe_family
+
+    opt, llama = probe_family("opt"), probe_family("llama")
+    assert opt.verdict == "kernels" and opt.policy == "HFOPTLayerPolicy", (opt.reason, opt.contract)
+    assert llama.verdict == "kernels" and llama.policy == "LLAMALayerPolicy", (llama.reason, llama.contract)
+    assert opt.contract_holds is True and "equals the model's own" in opt.contract
+    if not torch.cuda.is_available():
+        assert opt.cuda_step_ok is None and "no CUDA here" in opt.cuda_step
+    else:
+        assert opt.cuda_step_ok is True, opt.cuda_step
+    assert probe_family("qwen2").verdict == "no kernels"
+
+
+@needs_opt_policy
+def test_doctor_finds_opt_and_llama_policies() -> None:
     from dstune.doctor._he import probe_family
 
     opt, llama = probe_family("opt"), probe_family("llama")
@@ -48,6 +81,7 @@ def test_doctor_says_opt_and_llama_get_kernels() -> None:
     assert llama.kernels is True and llama.policy == "LLAMALayerPolicy", llama.reason
 
 
+@needs_opt_policy
 def test_deepspeeds_opt_policy_reads_the_layer_the_hybrid_engine_fuses() -> None:
     """What new_inference_container hands the kernels: fused qkv, MLP and norms of the real layer."""
     import torch
@@ -76,6 +110,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@needs_opt_policy
 def test_hybrid_engine_builds_opt_containers_up_to_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the CPU accelerator the engine takes the container path for OPT and stops only where the
     inference kernels start (DeepSpeed has no CPU build of them); on CUDA it builds them."""

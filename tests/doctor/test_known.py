@@ -14,8 +14,18 @@ from dstune.plan import knob_fields, make_plan, plan_to_dict
 HE_STACK = Stack(
     versions={"deepspeed": "0.19.8", "transformers": "4.48.3"},
     he_kernels={"opt": True, "llama": True, "qwen2": False, "mistral": False},
+    he_verdicts={"opt": "kernels", "llama": "kernels", "qwen2": "no kernels", "mistral": "no kernels"},
 )
-NATIVE_STACK = dataclasses.replace(HE_STACK, he_kernels={**HE_STACK.he_kernels, "opt": False})
+NATIVE_STACK = dataclasses.replace(
+    HE_STACK,
+    he_kernels={**HE_STACK.he_kernels, "opt": False},
+    he_verdicts={**HE_STACK.he_verdicts, "opt": "no kernels"},
+)
+BROKEN_STACK = dataclasses.replace(
+    HE_STACK,
+    versions={"deepspeed": "0.19.8", "transformers": "5.25.0"},
+    he_verdicts={**HE_STACK.he_verdicts, "opt": "broken", "llama": "broken"},
+)
 DEEPSPEED_ONLY_KNOBS = {"enable_cuda_graph"}
 """Hybrid Engine options DeepSpeed has and DeepSpeed-Chat does not expose as flags."""
 
@@ -45,11 +55,11 @@ def test_llama2_zero3_he_hits_the_repeated_token_reports() -> None:
     )
 
 
-def test_tp_with_zero3_and_gqa_and_native_generation() -> None:
+def test_gqa_and_native_generation() -> None:
+    """HE tensor parallelism is a hard rule now (he_tp_cannot_shard), not a known issue to switch back on."""
     plan = ppo(actor_zero_stage=3, enable_hybrid_engine=True, inference_tp_size=2)
-    assert ids(match_known_issues(plan, load_model("opt-13b"), HE_STACK)) == {"he_tp_zero3_size_mismatch"}
+    assert ids(match_known_issues(plan, load_model("opt-13b"), HE_STACK)) == set()
     assert ids(match_known_issues(plan, load_model("llama-3-8b"), HE_STACK)) == {
-        "he_tp_zero3_size_mismatch",
         "llama_zero3_he_repeated_tokens",
         "llama_gqa_he_container",
     }
@@ -91,4 +101,26 @@ def test_column_mask_equals_the_plan_matcher_row_by_row() -> None:
         plan = {k: v[row].item() for k, v in columns.items()}
         expected = ids(match_known_issues(plan, model, HE_STACK))
         assert {i for i, m in masks.items() if m[row]} == expected
-        assert broken[row] == bool(expected & {"llama_zero3_he_repeated_tokens", "he_tp_zero3_size_mismatch"})
+        assert broken[row] == bool(expected & {"llama_zero3_he_repeated_tokens"})
+
+
+def test_broken_verdict_makes_every_he_plan_broken_and_only_there() -> None:
+    he, plain = ppo(enable_hybrid_engine=True), ppo(enable_hybrid_engine=False)
+    hits = match_known_issues(he, load_model("opt-6.7b"), BROKEN_STACK)
+    assert "he_broken_stack" in ids(hits) and not match_known_issues(plain, load_model("opt-6.7b"), BROKEN_STACK)
+    issue = next(i for i in hits if i.id == "he_broken_stack")
+    assert issue.severity == "broken" and "constraints/he.txt" in issue.consequence
+    assert "he_broken_stack" not in ids(match_known_issues(he, load_model("opt-6.7b"), HE_STACK))
+    unknown = dataclasses.replace(BROKEN_STACK, he_verdicts={})
+    assert "he_broken_stack" not in ids(match_known_issues(he, load_model("opt-6.7b"), unknown))
+    assert "he_broken_stack" not in ids(match_known_issues(he, "qwen2", BROKEN_STACK))
+
+
+def test_recorded_verdicts_name_their_stacks_and_evidence() -> None:
+    issue = next(i for i in known_issues() if i.id == "he_broken_stack")
+    by_transformers = {o["stack"]["transformers"]: o for o in issue.observed}
+    assert by_transformers["5.25.0"]["verdicts"]["opt"] == "broken"
+    assert by_transformers["4.48.3"]["verdicts"]["opt"] == "kernels"
+    for seen in issue.observed:
+        assert seen["stack"]["deepspeed"] and seen["evidence"]
+        assert set(seen["verdicts"]) == {"opt", "llama", "qwen2", "mistral"}

@@ -113,7 +113,8 @@ def test_tp_rules_name_rule_and_values():
     plan = make_plan("ppo", {"inference_tp_size": 4, "enable_hybrid_engine": True, "actor_zero_stage": 3})
     with pytest.raises(PlanRuleError, match=r"6 % 4 = 2"):
         validate(plan, _ctx(world=6))
-    validate(plan, _ctx(world=8))
+    with pytest.raises(PlanRuleError, match=r"he_tp_cannot_shard: inference_tp_size=4 cannot run under DeepSpeed-Chat"):
+        validate(plan, _ctx(world=8))
 
 
 def test_deepspeed_chat_refused_zero2_he_offload_without_lora():

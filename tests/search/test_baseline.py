@@ -18,7 +18,10 @@ def test_baseline_is_valid(model, gpus, step):
     spec = load_model(model)
     critic = _critic(spec) if step == "ppo" else None
     base = baseline_plan(step, spec, gpus, critic_model=critic)
-    assert violations(base.plan, Context(world_size=gpus, model=spec, critic_model=critic)) == []
+    ctx = Context(world_size=gpus, model=spec, critic_model=critic)
+    assert violations(base.plan, ctx, stack=False) == []
+    # only the installed DeepSpeed's limits may be broken by a shipped script, and the baseline says which
+    assert [f"{b.rule}: {b.message}" for b in base.cannot_run] == violations(base.plan, ctx)
     assert base.script.startswith("DeepSpeed-Chat training/step")
 
 
@@ -35,6 +38,21 @@ def test_opt_66b_tp_is_fitted_to_world_size():
     base = baseline_plan("ppo", load_model("opt-66b"), 4, critic_model=load_model("opt-350m"))
     assert base.plan.inference_tp_size == 4 and base.plan.tp_gather_partition_size == 4
     assert any("inference_tp_size 8 -> 4" in a for a in base.adjustments)
+    assert [b.rule for b in base.cannot_run] == ["he_tp_cannot_shard"]  # the baseline still, labelled
+
+
+def test_tp_rule_reads_deepspeeds_own_code():
+    """The rule's facts, read from the installed DeepSpeed: slicing needs an mpu, only input_ids are gathered."""
+    import inspect
+
+    from deepspeed.runtime.hybrid_engine import DeepSpeedHybridEngine
+
+    generate = inspect.getsource(DeepSpeedHybridEngine.generate)
+    guard = generate.index("if self.mpu is not None:")
+    assert generate.index("apply_tensor_parallelism", guard) - guard < 200
+    assert "all_gather_into_tensor(output, input_cont" in generate and "attention_mask" not in generate
+    container = inspect.getsource(DeepSpeedHybridEngine.new_inference_container)
+    assert "set_tensor_parallel_config(self._config.hybrid_engine.inference_tp_size" in container
 
 
 def test_single_gpu_and_llama():
@@ -60,7 +78,8 @@ def test_workload_overlays_the_script():
 
 @pytest.fixture(scope="module")
 def opt_66b_at_64(tmp_path_factory):
-    """`search --model opt-66b --gpus 64`: run_66b.sh's inference_tp_size 8 at ZeRO-3 is a known-broken combination."""
+    """`search --model opt-66b --gpus 64`: run_66b.sh's inference_tp_size 8 breaks the installed DeepSpeed's
+    he_tp_cannot_shard rule (DeepSpeed-Chat passes no mpu, so the Hybrid Engine never slices the weights)."""
     import json
 
     from dstune.cli import main
@@ -72,25 +91,43 @@ def opt_66b_at_64(tmp_path_factory):
 
 def test_broken_baseline_is_never_the_exported_pick(opt_66b_at_64):
     from dstune.doctor import match_known_issues
+    from dstune.plan import Context, make_plan, violations
 
     _, meta = opt_66b_at_64
     assert meta["baseline"]["plan"]["inference_tp_size"] == 8
-    assert meta["plan"] != meta["baseline"]["plan"]
+    assert meta["plan"] != meta["baseline"]["plan"] and meta["plan"]["inference_tp_size"] == 1
     hit = [i for i in match_known_issues(meta["plan"], load_model("opt-66b")) if i.severity == "broken"]
     assert hit == []
+    ctx = Context(world_size=64, model=load_model("opt-66b"), critic_model=load_model("opt-350m"))
+    assert violations(make_plan("ppo", meta["plan"]), ctx) == []
+
+
+def test_a_broken_he_stack_hands_out_no_hybrid_engine(opt_66b_at_64):
+    """On a stack where the doctor's OPT verdict is broken, the pick never enables the Hybrid Engine and the
+    baseline (run_66b.sh enables it) is labelled with he_broken_stack as well as the TP rule."""
+    from dstune.doctor import he_status
+
+    _, meta = opt_66b_at_64
+    ids = [i["id"] for i in meta["baseline"]["known_issues"]]
+    if he_status("opt").verdict != "broken":
+        assert "he_broken_stack" not in ids
+        return
+    assert meta["plan"]["enable_hybrid_engine"] is False and "he_broken_stack" in ids
+    assert any("constraints/he.txt" in n for n in meta["notes"])
 
 
 def test_broken_baseline_is_said_in_plan_report_and_script(opt_66b_at_64):
     out, meta = opt_66b_at_64
     issues = meta["baseline"]["known_issues"]
-    assert meta["baseline"]["broken_on_this_stack"] and [i["id"] for i in issues] == ["he_tp_zero3_size_mismatch"]
+    assert meta["baseline"]["broken_on_this_stack"] and issues[0]["id"] == "he_tp_cannot_shard"
+    assert issues[0]["kind"] == "rule" and "mpu" in issues[0]["consequence"] and "#3998" in issues[0]["consequence"]
     assert meta["speedup_over_baseline"] is not None  # against the baseline as shipped
     script = (out / "run_step3.sh").read_text().splitlines()
     header = script[: script.index("set -euo pipefail")]
-    assert any("he_tp_zero3_size_mismatch" in line and line.startswith("# ") for line in header)
+    assert any("he_tp_cannot_shard" in line and line.startswith("# ") for line in header)
     for report in ("report.md", "report.html"):
         text = (out / report).read_text()
-        assert "he_tp_zero3_size_mismatch" in text and "broken on this stack" in text
+        assert "he_tp_cannot_shard" in text and "broken on this stack" in text
 
 
 def test_mark_keeps_the_broken_baseline_pickable(tmp_path):
@@ -102,4 +139,6 @@ def test_mark_keeps_the_broken_baseline_pickable(tmp_path):
     assert main(args) == 0
     meta = json.loads((tmp_path / "plan.json").read_text())
     assert meta["baseline"]["broken_on_this_stack"]
-    assert any("mark keeps broken plans pickable" in n for n in meta["notes"])
+    # a rule of the installed DeepSpeed is not a known issue: mark does not make the TP baseline pickable
+    assert meta["plan"]["inference_tp_size"] == 1
+    assert any("cannot run on this stack (rule he_tp_cannot_shard)" in n for n in meta["notes"])

@@ -99,7 +99,14 @@ def test_pick_at_least_as_fast_as_baseline(searched):
     plan = json.loads((searched / "plan.json").read_text())
     pick = plan["predicted"]["throughput"]["samples_per_s"]
     base = plan["baseline"]["predicted"]["throughput"]["samples_per_s"]
-    assert pick >= base
+    if plan["baseline"]["broken_on_this_stack"]:
+        # the shipped script cannot run here (e.g. the doctor's HE verdict is broken): it is never the pick, and the
+        # pick, which avoids what breaks it, may be predicted slower than the crashing script's prediction
+        ids = {i["id"] for i in plan["baseline"]["known_issues"]}
+        assert ids and not ("he_broken_stack" in ids and plan["plan"]["enable_hybrid_engine"])
+        assert plan["plan"] != plan["baseline"]["plan"]
+    else:
+        assert pick >= base
     assert plan["predicted"]["memory"]["gpu_peak_bytes"] <= plan["memory_cap_bytes"]
 
 

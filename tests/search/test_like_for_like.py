@@ -189,9 +189,10 @@ def test_no_deepspeed_accelerator_warning_on_screen(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Setting accelerator" not in done.stdout + done.stderr
-    assert (
-        "DeepSpeed-Chat's script for the same job" in done.stdout.replace("\n", " ") or "no plan beats" in done.stdout
-    )
+    said = done.stdout.replace("\n", " ")
+    # "as shipped": the script hits a broken known issue on this stack (e.g. the doctor's HE verdict)
+    shipped = ("DeepSpeed-Chat's script for the same job", "DeepSpeed-Chat's script as shipped", "no plan beats")
+    assert any(t in said for t in shipped)
 
 
 def test_known_broken_combinations_are_left_out_unless_asked(default: tuple[dict, list[dict]], tmp_path: Path) -> None:
