@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -46,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with json_stdout() if _wants_json(args) else nullcontext():
-            return int(args.run(args) or 0)
+            code = int(args.run(args) or 0)
+        if argv is None:  # the whole process: its files are written and its exit code chosen
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C must not make that 130
+        return code
     except UserInputError as error:
         print(f"dstune {args.command}: error: {error}", file=sys.stderr)
         return 2

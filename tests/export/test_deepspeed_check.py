@@ -1,0 +1,45 @@
+"""The export's configs are checked by DeepSpeedConfig in a checker process started early, or here."""
+
+import pytest
+
+from dstune.export import ConfigRejected, _deepspeed_check, role_configs, start_checker, stop_checker
+from dstune.plan import make_plan, to_deepspeed
+
+PLAN = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 2, "per_device_training_batch_size": 4})
+
+
+def _no_check_here(*_args):
+    raise AssertionError("checked in this process although the checker answered")
+
+
+def test_checker_process_runs_deepspeeds_config_class(monkeypatch):
+    monkeypatch.setattr(_deepspeed_check, "validate_config", _no_check_here)
+    start_checker()
+    assert set(role_configs(PLAN, 8)) == {
+        "ds_config_actor.json",
+        "ds_config_critic.json",
+        "ds_config_ref.json",
+        "ds_config_reward.json",
+    }
+    start_checker()
+    broken = dict(to_deepspeed(PLAN, 8)["actor"], zero_optimization={"stage": "three"})
+    with pytest.raises(ConfigRejected, match="DeepSpeed rejected"):
+        _deepspeed_check.check_configs([(broken, 8)])
+    assert _deepspeed_check._checker is None
+
+
+def test_dead_checker_falls_back_to_this_process():
+    start_checker()
+    proc = _deepspeed_check._checker
+    proc.kill()
+    proc.wait()
+    broken = dict(to_deepspeed(PLAN, 8)["actor"], zero_optimization={"stage": "three"})
+    with pytest.raises(ConfigRejected, match="DeepSpeed rejected"):
+        _deepspeed_check.check_configs([(broken, 8)])
+
+
+def test_unasked_checker_is_ended():
+    start_checker()
+    proc = _deepspeed_check._checker
+    stop_checker()
+    assert proc.poll() is not None and _deepspeed_check._checker is None
