@@ -4,12 +4,15 @@ Importing `deepspeed.runtime.config` costs an import of torch and deepspeed, abo
 simulated search. A search that will export in seconds starts this checker first; it pays the import
 while the search runs, then checks the pick's configs as soon as they are sent. Without a checker, or
 when it died or answered nothing, the configs are checked in this process (the import paid here).
-The configs are always checked by `DeepSpeedConfig` itself, never by a copy of its rules.
+The configs are always checked by `DeepSpeedConfig` itself, never by a copy of its rules; a set of
+configs it accepted is remembered under the dstune cache, keyed by the exact JSON, the world size and
+the installed deepspeed, pydantic and torch, so the same export on the same stack is not checked twice.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +24,12 @@ from typing import Any
 from ._configs import ConfigRejected, validate_config
 
 ANSWER_TIMEOUT_S = 300.0
+CHECK_SCHEMA = 1
+"""Bump when validate_config's own checks change, so remembered answers are not reused."""
+ACCEPTED_FILE = "accepted_ds_configs.json"
+ACCEPTED_KEPT = 500
+STACK = ("deepspeed", "pydantic", "torch")
+BACKGROUND_NICE = 10
 _checker: subprocess.Popen[str] | None = None
 
 
@@ -51,10 +60,16 @@ def start_checker() -> None:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=_background,
         )
     except OSError:
         return  # no checker: the configs are checked in this process
     atexit.register(stop_checker)
+
+
+def _background() -> None:
+    """Speculative work yields to the search on a busy machine (on an idle one it has a core of its own)."""
+    os.nice(BACKGROUND_NICE)
 
 
 def stop_checker() -> None:
@@ -68,6 +83,10 @@ def stop_checker() -> None:
 
 def check_configs(items: list[tuple[dict[str, Any], int]]) -> None:
     """Validate each (config, world size) with DeepSpeedConfig; ConfigRejected names the first refusal."""
+    key = accepted_key(items)
+    if key in _accepted():
+        stop_checker()
+        return
     error = _ask_checker(items)
     if error is _NO_ANSWER:
         quiet_deepspeed()
@@ -75,6 +94,43 @@ def check_configs(items: list[tuple[dict[str, Any], int]]) -> None:
             validate_config(config, world_size)
     elif error is not None:
         raise ConfigRejected(str(error))
+    _remember(key)
+
+
+def accepted_key(items: list[tuple[dict[str, Any], int]]) -> str:
+    """The configs' exact JSON and world sizes, and the stack that judges them (versions from metadata)."""
+    from ..doctor._stack import package_version
+
+    stack = [f"{name}={package_version(name)}" for name in STACK]
+    text = json.dumps([CHECK_SCHEMA, stack, items], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _accepted_path() -> Path:
+    from ..doctor._cache import cache_dir
+
+    return cache_dir() / ACCEPTED_FILE
+
+
+def _accepted() -> list[str]:
+    try:
+        keys = json.loads(_accepted_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _remember(key: str) -> None:
+    """Atomic, and never fatal: a read-only cache only costs a check next time."""
+    keys = [k for k in _accepted() if k != key][-(ACCEPTED_KEPT - 1) :] + [key]
+    path = _accepted_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(keys), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 _NO_ANSWER = object()
@@ -86,6 +142,10 @@ def _ask_checker(items: list[tuple[dict[str, Any], int]]) -> object:
     proc, _checker = _checker, None
     if proc is None:
         return _NO_ANSWER
+    try:  # now the search waits on it: back to our priority where the system allows it
+        os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0))
+    except OSError:
+        pass
     try:
         out, _ = proc.communicate(json.dumps(items), timeout=ANSWER_TIMEOUT_S)
         reply = json.loads(out)

@@ -8,6 +8,11 @@ from dstune.plan import make_plan, to_deepspeed
 PLAN = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 2, "per_device_training_batch_size": 4})
 
 
+@pytest.fixture(autouse=True)
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSTUNE_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def _no_check_here(*_args):
     raise AssertionError("checked in this process although the checker answered")
 
@@ -43,3 +48,19 @@ def test_unasked_checker_is_ended():
     proc = _deepspeed_check._checker
     stop_checker()
     assert proc.poll() is not None and _deepspeed_check._checker is None
+
+
+def test_accepted_configs_are_not_checked_twice_on_one_stack(monkeypatch):
+    items = [(config, 8) for config in to_deepspeed(PLAN, 8).values()]
+    _deepspeed_check.check_configs(items)  # checked here by DeepSpeedConfig, then remembered
+    monkeypatch.setattr(_deepspeed_check, "validate_config", _no_check_here)
+    start_checker()
+    proc = _deepspeed_check._checker
+    _deepspeed_check.check_configs(items)
+    assert proc.poll() is not None and _deepspeed_check._checker is None  # the unneeded checker was ended
+    changed = [(dict(items[0][0], steps_per_print=11), 8)]
+    with pytest.raises(AssertionError, match="checked in this process"):
+        _deepspeed_check.check_configs(changed)
+    monkeypatch.setattr(_deepspeed_check, "STACK", ("deepspeed", "pydantic", "torch", "numpy"))
+    with pytest.raises(AssertionError, match="checked in this process"):
+        _deepspeed_check.check_configs(items)  # another stack judges again
