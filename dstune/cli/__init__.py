@@ -47,13 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with json_stdout() if _wants_json(args) else nullcontext():
-            code = int(args.run(args) or 0)
-        if argv is None:  # the whole process: its files are written and its exit code chosen
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late Ctrl-C must not make that 130
-        return code
+            return int(args.run(args) or 0)
     except UserInputError as error:
         print(f"dstune {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dstune {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The `dstune` program: once main has written its files and chosen its exit code, a late Ctrl-C
+    (while the interpreter shuts down) must not turn a whole export into an interrupted exit."""
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
