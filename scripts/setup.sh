@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with dstune installed (add --test for the test tools).
+# Create .venv with dstune installed (add --test for the test tools and the OpenRLHF 0.11.2 wheel in .wheels/).
 # Machines without an NVIDIA GPU get the light CPU build of torch, pinned,
 # because an unpinned torch pulls a multi-GB CUDA build; GPU machines keep
 # the torch they have or take the registry's CUDA build.
@@ -18,4 +18,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 pip install -e ".${extras}"
+if [ -n "$extras" ] && ! ls .wheels/openrlhf-0.11.2-*.whl >/dev/null 2>&1; then
+  # The OpenRLHF tests run the released parser and DeepSpeed-config code from this wheel (read from the zip,
+  # never installed: its dependencies pull vLLM and CUDA builds).
+  pip download --no-deps "openrlhf==0.11.2" -d .wheels || echo "openrlhf 0.11.2 wheel not downloaded: its tests will skip" >&2
+fi
 echo "dstune set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2

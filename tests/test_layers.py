@@ -16,6 +16,8 @@ LAYERS = (
     "catalog",
     "plan",
     "steps",
+    "frameworks",  # target frameworks (DeepSpeed-Chat, OpenRLHF) sit on the plan and step layers: knobs,
+    # rules and baselines; their cost terms and exports live above and are named by import path
     "record",
     "costmodel",
     "doctor",

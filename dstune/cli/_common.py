@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from ..catalog import Setup
 from ..catalog import resolve_setup as _resolve_setup
+from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, Context, Plan, make_plan, parse_assignments, step_names, step_strategy, validate
 
 
@@ -40,9 +41,17 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
             help="set a plan knob by its DeepSpeed-Chat flag name (repeatable)",
         )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    from ._openrlhf import add_framework_arguments
+
+    add_framework_arguments(parser)
 
 
 def resolve_setup(args: argparse.Namespace) -> Setup:
+    from ._openrlhf import check_framework_flags, is_openrlhf
+
+    if is_openrlhf(args):
+        raise UserInputError("OpenRLHF plans cannot be profiled yet: no trial runner (it needs CUDA and vLLM)")
+    check_framework_flags(args)
     return _resolve_setup(
         step=args.step,
         model=args.model,

@@ -115,6 +115,10 @@ def _basis_line(basis: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     check_argv(args.argv)
+    from ._openrlhf import is_openrlhf, run_estimate
+
+    if is_openrlhf(args):
+        return run_estimate(args)
     check_setup_flags(args)
     setup = resolve_setup(args)
     plan = resolve_plan(setup, args.assignments)

@@ -425,7 +425,12 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from ..export import check_writable, start_checker, stop_checker
+    from ._openrlhf import check_framework_flags, is_openrlhf, run_search
 
+    if is_openrlhf(args):
+        check_argv(args.argv)
+        return run_search(args)
+    check_framework_flags(args)
     _check_flags(args)
     if args.backend != "profile":
         start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._cache import he_statuses, stack_key
+from ._frameworks import framework_findings, framework_versions
 from ._he import HeStatus
 from ._known import KnownIssue, Stack, known_issues
 from ._locks import find_locks
@@ -168,7 +169,7 @@ def _lock_findings() -> list[Finding]:
 def run_doctor(*, refresh: bool = False) -> DoctorReport:
     """Everything `dstune doctor` reports; the HE probe is cached per stack (refresh re-probes)."""
     start = time.perf_counter()
-    versions = {**installed_versions(), **runtime_versions()}
+    versions = {**installed_versions(), **runtime_versions(), **framework_versions()}
     he = tuple(status for _, status in he_statuses(refresh))
     gpus, links, gpu_note = detect_gpus()
     host = detect_host()
@@ -195,6 +196,7 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
         )
         for i in issues
     ]
+    findings += [Finding(topic=t, level=lv, consequence=c) for t, lv, c in framework_findings(versions)]  # type: ignore[arg-type]
     return DoctorReport(
         versions=versions,
         he=he,

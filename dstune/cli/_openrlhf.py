@@ -1,0 +1,380 @@
+"""`dstune estimate|search --framework openrlhf`: an OpenRLHF plan's memory per GPU group and phase, its
+phase timeline, and a search over system knobs for a fixed job, with a launch script OpenRLHF's parser
+accepts. The DeepSpeed-Chat commands call in here only when --framework names OpenRLHF."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserInputError
+from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+from ._inputs import check_out_folder
+
+_DSCHAT_ONLY = (
+    "--step",
+    "--he-kernels",
+    "--no-he-kernels",
+    "--table",
+    "--replay-time-scale",
+    "--storage",
+    "--workers",
+    "--study-name",
+    "--heartbeat",
+    "--hostfile",
+    "--known-issues",
+    "--warmup",
+    "--steps",
+    "--timeout",
+)
+"""Options of DeepSpeed-Chat plans, trials and studies: an OpenRLHF search scores every plan with the cost
+model (no study, no trials), so they would be ignored."""
+
+
+def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--framework",
+        choices=framework_names(),
+        default=DEFAULT_FRAMEWORK,
+        help=f"target RLHF framework (default: {DEFAULT_FRAMEWORK}); "
+        "openrlhf: OpenRLHF 0.11.2 (DeepSpeed + vLLM + Ray)",
+    )
+    parser.add_argument(
+        "--algo", default=None, help="openrlhf: ppo, grpo, dr_grpo, reinforce++, reinforce_baseline, rloo"
+    )
+    parser.add_argument(
+        "--reward",
+        choices=("model", "function"),
+        default=None,
+        help="openrlhf: a reward model (default for ppo) or a reward function (default for the others)",
+    )
+    parser.add_argument(
+        "--script",
+        default=None,
+        metavar="FILE",
+        help="openrlhf: an OpenRLHF launch script whose train_ppo_ray arguments are the plan (estimate) or the "
+        "baseline and job (search)",
+    )
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="openrlhf: mean prompt length (default 256)")
+    parser.add_argument(
+        "--answer-mean-ratio",
+        type=float,
+        default=0.5,
+        help="openrlhf: mean answer length as a fraction of the answer budget; "
+        "the tail reaches the budget (default 0.5)",
+    )
+
+
+def check_framework_flags(args: argparse.Namespace) -> None:
+    """Refuse a knob or option of the other framework, in one line."""
+    framework = getattr(args, "framework", DEFAULT_FRAMEWORK)
+    given = {t.split("=", 1)[0] for t in args.argv if t.startswith("--")}
+    keys = [a.partition("=")[0].strip() for a in getattr(args, "assignments", [])]
+    orl = framework_strategy("openrlhf").knob_names()
+    dschat = framework_strategy(DEFAULT_FRAMEWORK).knob_names()
+    if framework == DEFAULT_FRAMEWORK:
+        extra = [o for o in ("--algo", "--reward", "--script", "--prompt-tokens", "--answer-mean-ratio") if o in given]
+        if extra:
+            raise UserInputError(f"{extra[0]} is an OpenRLHF option; add --framework openrlhf")
+        for key in keys:
+            if key in orl and key not in dschat:
+                raise UserInputError(f"{key} is an OpenRLHF flag, not a DeepSpeed-Chat knob; add --framework openrlhf")
+        return
+    wrong = [o for o in _DSCHAT_ONLY if o in given]
+    if wrong:
+        raise UserInputError(
+            f"{wrong[0]} is a DeepSpeed-Chat option; OpenRLHF plans take --algo and dotted --set flags"
+        )
+    if "--global-batch" in given:
+        raise UserInputError(
+            "--global-batch is DeepSpeed-Chat's; for OpenRLHF set the job with --set rollout.batch_size=N"
+        )
+    for key in keys:
+        if key in orl:
+            continue
+        if key.replace("-", "_") in dschat:
+            raise UserInputError(
+                f"{key} is a DeepSpeed-Chat knob, not an OpenRLHF flag (OpenRLHF names them like ds.zero_stage)"
+            )
+        raise UserInputError(
+            f"{key} is not an OpenRLHF flag dstune models (see 'dstune estimate --framework openrlhf --help')"
+        )
+
+
+def is_openrlhf(args: argparse.Namespace) -> bool:
+    return getattr(args, "framework", DEFAULT_FRAMEWORK) == "openrlhf"
+
+
+def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, str]:
+    """The plan the command starts from: the shipped example that trains this job, else dstune's starter
+    (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
+    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec
+
+    spec = openrlhf_spec()
+    if args.script:
+        return _script_plan(args)
+    algo = spec.algorithm(args.algo or "ppo")
+    example = baseline_for(args.model, gpus, algo.estimator, args.reward)
+    reward = args.reward or (
+        example.plan().job.reward if example else "model" if algo.estimator == "gae" else "function"
+    )
+    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    if example is not None:
+        plan = example.plan()
+        plan = make_plan(dict(plan.values), job, plan.kept)
+        basis = f"shipped example {example.label()}"
+    else:
+        values: dict[str, Any] = {
+            "algo.advantage.estimator": algo.estimator,
+            "rollout.n_samples_per_prompt": 8 if algo.group else 1,
+            "rollout.batch_size": 128 if algo.group else 1024,
+            "train.colocate_all": True,
+            "vllm.num_engines": gpus,
+            "vllm.gpu_memory_utilization": 0.5,
+            "vllm.enable_sleep": True,
+            "ds.enable_sleep": True,
+            "vllm.enforce_eager": True,
+            "ds.zero_stage": 3,
+            "ds.packing_samples": True,
+            "train.dynamic_batch_enable": True,
+            "actor.gradient_checkpointing_enable": True,
+        }
+        nodes = -(-gpus // per_node)
+        for role in ("actor", "ref", "critic", "reward"):
+            values[f"{role}.num_nodes"] = nodes
+            values[f"{role}.num_gpus_per_node"] = gpus // nodes
+        plan = make_plan(values, job)
+        basis = (
+            f"no shipped example trains {algo.name} ({algo.estimator}) on {gpus} GPUs: dstune's starter plan "
+            "(colocated, gpu_memory_utilization 0.5, as OpenRLHF's docs advise)"
+        )
+    if plan.estimator != algo.estimator:
+        plan = plan.with_flags({"algo.advantage.estimator": algo.estimator})
+    return _with_sets(plan, basis, args.assignments)
+
+
+def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]:
+    """The plan with each --set FLAG=VALUE applied (typed as the flag's default), and the basis saying so."""
+    from ..frameworks.openrlhf import parse_value
+
+    changes = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise UserInputError(f"--set {text}: expected FLAG=VALUE")
+        changes[key.strip()] = parse_value(key.strip(), value)
+    if not changes:
+        return plan, basis
+    return plan.with_flags(changes), basis + "; with " + ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+def version_note() -> str | None:
+    """Plans and scripts are for the supported release; an installed other release is named."""
+    from ..doctor._stack import package_version
+
+    return framework_strategy("openrlhf").check_version(package_version("openrlhf"))
+
+
+def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
+    from ..frameworks.openrlhf import OpenRLHFJob, plan_from_argv, script_argv
+
+    try:
+        text = Path(args.script).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserInputError(f"cannot read --script {args.script}: {error.strerror}") from None
+    argv = script_argv(text)
+    function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
+    reward = args.reward or ("function" if function else "model")
+    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    plan = plan_from_argv(argv, job)
+    if args.algo and spec_estimator(args.algo) != plan.estimator:
+        raise UserInputError(
+            f"--algo {args.algo} disagrees with the script's --algo.advantage.estimator {plan.estimator}"
+        )
+    return _with_sets(plan, f"the script {args.script}", args.assignments)
+
+
+def spec_estimator(algo: str) -> str:
+    from ..frameworks.openrlhf import openrlhf_spec
+
+    return openrlhf_spec().algorithm(algo).estimator
+
+
+def _setup(args: argparse.Namespace) -> Any:
+    from ..catalog import resolve_setup
+
+    if args.gpus < 1:
+        raise UserInputError("--gpus must be at least 1")
+    return resolve_setup(
+        step="ppo",
+        model=args.model,
+        gpus=args.gpus,
+        with_critic=True,
+        nodes=args.nodes,
+        gpu_type=args.gpu_type,
+        critic_model=args.critic_model or args.model,
+    )
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    from ..frameworks.openrlhf import parser_notes, validate
+
+    estimate_openrlhf = framework_strategy("openrlhf").cost()
+    check_framework_flags(args)
+    setup = _setup(args)
+    per_node = min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    plan, basis = _job_plan(args, setup.cluster.world_size, per_node)
+    validate(plan, setup.cluster.world_size, per_node)
+    table = estimate_openrlhf([plan], setup.model, setup.critic_model, setup.cluster)
+    row = table.row(0)
+    payload = {
+        "framework": "openrlhf",
+        "model": setup.model.name,
+        "gpus": setup.cluster.world_size,
+        "gpu_type": setup.cluster.gpu.name,
+        "gpu_note": setup.gpu_note,
+        "estimator": plan.estimator,
+        "placement": plan.placement,
+        "groups": {g: list(r) for g, r in plan.groups().items()},
+        "plan": dict(plan.values),
+        "plan_basis": basis,
+        "parser_notes": parser_notes(plan),
+        **row,
+    }
+    if not row["feasible"]:
+        payload["fitting_plan"] = _fitting_plan(plan, setup)
+    if args.json:
+        from ._common import print_json
+
+        print_json(payload)
+    else:
+        from ._openrlhf_render import render_plan
+
+        render_plan(payload, title="estimate")
+    return 0
+
+
+def _fitting_plan(plan: Any, setup: Any) -> dict[str, Any] | None:
+    """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
+    from ..search._openrlhf import load_space, search_openrlhf
+    from ..search._space import SPACES_DIR
+
+    result = search_openrlhf(
+        plan, setup.model, setup.critic_model, setup.cluster, load_space(SPACES_DIR / "openrlhf.yaml")
+    )
+    if result.pick is None:
+        return {}
+    pick = result.table.plans[result.pick]
+    row = result.table.row(result.pick)
+    changes = {k: v for k, v in pick.values.items() if plan.values.get(k) != v}
+    return {
+        "changes": changes,
+        "samples_per_s": row["samples_per_s"],
+        "gpu_peak_bytes": row["gpu_peak_bytes"],
+        "placement": pick.placement,
+    }
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from ..export._openrlhf import write_launch_script
+    from ..frameworks.openrlhf import validate
+    from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
+
+    check_framework_flags(args)
+    if args.explore:
+        raise UserInputError("--explore is not supported for OpenRLHF yet: its search keeps the baseline's job")
+    if args.headroom is not None and not 0 <= args.headroom < 1:
+        raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
+    if args.backend == "profile":
+        raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
+    setup = _setup(args)
+    gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
+    base, basis = _job_plan(args, gpus, per_node)
+    from ..search._space import SPACES_DIR
+
+    space_path = Path(args.space) if args.space else SPACES_DIR / "openrlhf.yaml"
+    space = load_space(space_path)
+    cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
+    result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)
+    estimate_openrlhf = framework_strategy("openrlhf").cost()
+    try:
+        validate(base, gpus, per_node)
+        base_row = estimate_openrlhf([base], setup.model, setup.critic_model, setup.cluster, cap=cap).row(0)
+    except UserInputError as error:
+        base_row = {"feasible": False, "infeasible_reasons": [str(error)], "samples_per_s": 0.0}
+    if result.pick is None:
+        raise UserInputError(
+            f"no plan of the {result.candidates} scored fits; the baseline: "
+            f"{'; '.join(base_row['infeasible_reasons']) or 'fits'}"
+        )
+    pick = result.table.plans[result.pick]
+    row = result.table.row(result.pick)
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("reports") / f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
+    )
+    check_out_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from ..export._script import hub_id
+
+    hub = hub_id(setup.model)
+    script = framework_strategy("openrlhf").exporter()(
+        pick,
+        hub,
+        None,
+        f"dstune pick for {setup.model.name} {pick.estimator} on {gpus} x {setup.cluster.gpu.name}",
+    )
+    write_launch_script(out / "run_openrlhf.sh", script)
+    speedup = row["samples_per_s"] / base_row["samples_per_s"] if base_row.get("feasible") else None
+    placements = {}
+    for placement, index in best_by_placement(result.table).items():
+        best, plan = result.table.row(index), result.table.plans[index]
+        placements[placement] = {
+            "samples_per_s": best["samples_per_s"],
+            "iteration_s": best["iteration_s"],
+            "gpu_peak_bytes": best["gpu_peak_bytes"],
+            "gpu_busy_fraction": busy_fraction(plan, best),
+            "groups": {g: [*r, f"{plan.group_gpus(g)} GPUs"] for g, r in plan.groups().items()},
+            "phases_s": best["phases_s"],
+        }
+    payload = {
+        "framework": "openrlhf",
+        "model": setup.model.name,
+        "gpus": gpus,
+        "gpu_type": setup.cluster.gpu.name,
+        "estimator": pick.estimator,
+        "baseline_basis": basis,
+        "baseline": base_row,
+        "baseline_plan": dict(base.values),
+        "candidates_scored": result.candidates,
+        "refused_by_checks": result.refused,
+        "search": "exhaustive over search_spaces/openrlhf.yaml, scored by the cost model (no trials)",
+        "placement": pick.placement,
+        "groups": {g: list(r) for g, r in pick.groups().items()},
+        "plan": dict(pick.values),
+        "flags": pick.flags(),
+        **row,
+        "speedup": speedup,
+        "best_by_placement": placements,
+        "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
+        "OpenRLHF constants, so no interval is given",
+        "launch_script": str(out / "run_openrlhf.sh"),
+        "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
+        "version_note": version_note(),
+    }
+    from ..record import atomic_write
+
+    atomic_write(out / "plan.json", json.dumps(payload, indent=2, default=str) + "\n")
+    if args.json:
+        from ._common import print_json
+
+        print_json(payload)
+    else:
+        from ._openrlhf_render import render_plan, render_speedup
+
+        render_plan(payload, title="pick")
+        render_speedup(payload)
+    return 0

@@ -1,0 +1,60 @@
+"""Constants that only OpenRLHF's iteration needs (vLLM, Ray, sleep/wake), each with what backs it.
+
+None is fitted: no OpenRLHF or vLLM rollout row has been measured by dstune, and the published rows
+read so far (OpenRLHF's 2024 README table) state too few settings to fit one. Every figure here
+therefore says "no published rows" in an estimate's interval basis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenRLHFConstants:
+    vllm_max_num_seqs: int = 128
+    """Running sequences per engine step. OpenRLHF builds its engines with AsyncLLMEngine.from_engine_args and
+    no max_num_seqs, so the usage context is ENGINE_CONTEXT, which EngineArgs' get_batch_defaults does not map:
+    SchedulerConfig.DEFAULT_MAX_NUM_SEQS applies (vllm/config/scheduler.py, vllm/engine/arg_utils.py; read in
+    recent vLLM sources, not in the pinned 0.29.0 tag itself)."""
+    vllm_max_num_batched_tokens: int = 2048
+    """SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS (chunked prefill on), same source and caveat."""
+    vllm_block_tokens: int = 16
+    vllm_launch_per_layer_eager_s: float = 6.0e-5
+    """Kernel launches per layer per decode step without CUDA graphs (enforce_eager): no published rows."""
+    vllm_launch_per_layer_graph_s: float = 5.0e-6
+    """Same with CUDA graphs replayed: no published rows."""
+    vllm_step_overhead_s: float = 2.0e-3
+    """Scheduler, sampler and detokeniser work per engine step: no published rows."""
+    vllm_nontorch_bytes: float = 1.5e9
+    """Non-torch memory vLLM's profiler subtracts (CUDA context, NCCL, cuBLAS): no published rows."""
+    vllm_graph_bytes: float = 1.0e9
+    """CUDA graphs captured without enforce_eager; they stay through sleep level 1: no published rows."""
+    vllm_activation_tokens: int = 2048
+    """Tokens of the profiling run whose activations the KV budget leaves out (max_num_batched_tokens)."""
+    process_context_bytes: float = 6.0e8
+    """CUDA context of each extra Ray process on a GPU (colocated roles are separate processes): no published rows."""
+    ray_call_s: float = 1.0e-3
+    """Fixed cost per parameter tensor during weight sync: a blocking Ray call to every engine (ppo_actor.py
+    broadcast_to_vllm), with CUDA IPC also an all_gather_object of the handles and a barrier: no published rows."""
+    zero3_max_live_elements: float = 1.0e9
+    """stage3_max_live_parameters as OpenRLHF leaves it: "auto", which DeepSpeed's config drops
+    (config_utils.py), so DeepSpeed's default 1e9 applies (DeepSpeed-Chat sets 3e7)."""
+    empty_cache_s: float = 0.3
+    """gc + torch.cuda.empty_cache after each colocated experience forward (as DEFAULT_CONSTANTS)."""
+
+
+DEFAULT_OPENRLHF_CONSTANTS = OpenRLHFConstants()
+
+
+def backing() -> str:
+    """What backs the OpenRLHF constants, said in every estimate's interval."""
+    from ..frameworks.openrlhf import published_sources
+
+    held = [f"{s.rows} rows of {s.source} (not in the fit: {s.why_not})" for s in published_sources() if not s.in_fit]
+    used = [s for s in published_sources() if s.in_fit]
+    if used:
+        return f"{sum(s.rows for s in used)} published rows"
+    return "no published rows: OpenRLHF constants are priors" + (
+        f"; read but left out: {'; '.join(held)}" if held else ""
+    )

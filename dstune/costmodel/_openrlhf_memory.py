@@ -1,0 +1,250 @@
+"""GPU memory of an OpenRLHF iteration per GPU group and phase, vectorised over plans.
+
+Model states reuse DeepSpeed's terms (trained_states / frozen_states, dstune.costmodel._memory);
+OpenRLHF's evaluation models run at ZeRO-3 when training does, else stage 0 (get_eval_ds_config).
+vLLM holds `gpu_memory_utilization` x the card while awake; asleep (level 1) it keeps its CUDA graphs
+and context. DeepSpeed asleep (offload_states) keeps the 16-bit weights: 2P/N at ZeRO-3, 2P at ZeRO-2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._constants import CostConstants
+from ._facts import ModelFacts
+from ._memory import (
+    BYTES_16BIT,
+    States,
+    eval_activation_bytes,
+    frozen_states,
+    train_activation_bytes,
+    trained_states,
+    zero3_gathered_bytes,
+    zero12_reduce_bucket_bytes,
+)
+from ._openrlhf_columns import Columns
+from ._openrlhf_constants import OpenRLHFConstants
+
+PHASES = ("generate", "experience", "train", "weight sync")
+Breakdown = dict[str, np.ndarray]
+
+
+_FIELDS = ("params", "grads", "optimizer", "buffers", "host")
+
+
+def _by_world(make: Callable[[int], States], world: np.ndarray) -> States:
+    """DeepSpeed's terms take one world size; rows with different group sizes are scored per size."""
+    out = {k: np.zeros(len(world)) for k in _FIELDS}
+    for w in np.unique(world):
+        rows = world == w
+        states = make(max(int(w), 1))
+        for k in _FIELDS:
+            out[k][rows] = np.broadcast_to(getattr(states, k), rows.shape)[rows]
+    return States(**out)
+
+
+def _trained(f: ModelFacts, cols: Columns, world: np.ndarray, c: CostConstants) -> States:
+    """OpenRLHF trains with `offload_param` "none" (get_train_ds_config(offload=False)): Adam offload moves the
+    optimizer and fp32 grads to the host, never the 16-bit parameters (DeepSpeed-Chat's offload moves both)."""
+    p = np.full(cols.n, float(f.params))
+    states = _by_world(lambda w: trained_states(p, p, cols.stage, cols.adam_offload, w, c), world)
+    shard = BYTES_16BIT * p / np.maximum(world, 1)
+    kept = np.where(cols.stage == 3, shard, BYTES_16BIT * p)
+    host = states.host - np.where(cols.adam_offload & (cols.stage == 3), shard * c.pinned_buffer_factor, 0.0)
+    return States(kept, states.grads, states.optimizer, states.buffers, host)
+
+
+def _frozen(f: ModelFacts, cols: Columns, world: np.ndarray, offload: np.ndarray, c: CostConstants) -> States:
+    stage = np.where(cols.stage == 3, 3, 0)
+    return _by_world(lambda w: frozen_states(f.params, stage, offload, w, c), world)
+
+
+def sequence_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens per training forward, per experience forward) at their largest, split over the ring: packed
+    up to max_tokens_per_gpu with dynamic batches (a longer single sequence still goes whole); with packing
+    a micro-batch of mean-length samples that holds one longest sample; else micro-batches padded to it."""
+    longest = cols.prompt_len + cols.answer_tail
+    mean = cols.prompt_len + cols.answer_mean
+
+    def largest(micro: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        packed = (micro - 1.0) * mean + longest
+        return np.where(cols.dynamic, np.maximum(budget, longest), np.where(cols.packing, packed, micro * longest))
+
+    ring = np.maximum(cols.ring, 1)
+    return largest(cols.train_micro, cols.train_tokens) / ring, largest(cols.rollout_micro, cols.rollout_tokens) / ring
+
+
+def typical_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens per training forward, per experience forward) on average, per ring rank: what sets GEMM
+    efficiency and the number of micro-batches (the largest forward sets memory: `sequence_tokens`)."""
+    mean = cols.prompt_len + cols.answer_mean
+    padded = cols.prompt_len + cols.answer_tail
+
+    def typical(micro: np.ndarray, budget: np.ndarray) -> np.ndarray:
+        packed = np.where(cols.packing, micro * mean, micro * padded)
+        return np.where(cols.dynamic, np.maximum(budget, mean), packed)
+
+    ring = np.maximum(cols.ring, 1)
+    return typical(cols.train_micro, cols.train_tokens) / ring, typical(cols.rollout_micro, cols.rollout_tokens) / ring
+
+
+def group_memory(
+    actor: ModelFacts,
+    critic: ModelFacts,
+    cols: Columns,
+    capacity: float,
+    c: CostConstants,
+    oc: OpenRLHFConstants,
+) -> dict[tuple[str, str], Breakdown]:
+    """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context).
+
+    Groups: "colocated" (vLLM and all models on the actor's GPUs), "vllm", "actor" (with the reference
+    when colocated with it), "ref", "critic" (with the reward model when colocated with it), "reward".
+    Rows without a group have zeros there."""
+    zero = np.zeros(cols.n)
+    act = _trained(actor, cols, cols.actor_gpus, c)
+    crit = _trained(critic, cols, cols.critic_gpus, c)
+    ref = _frozen(actor, cols, np.where(cols.actor_ref, cols.actor_gpus, cols.ref_gpus), cols.ref_offload, c)
+    rew_world = np.where(
+        cols.colocate_all,
+        cols.actor_gpus,
+        np.where(cols.critic_reward & cols.has_critic, cols.critic_gpus, cols.reward_gpus),
+    )
+    rew = _frozen(critic, cols, rew_world, cols.reward_offload, c)
+    train_tok, roll_tok = sequence_tokens(cols)
+    one = np.ones(cols.n)
+    act_train = train_activation_bytes(actor, one, train_tok, cols.checkpointing, c)
+    crit_train = train_activation_bytes(critic, one, train_tok, cols.checkpointing, c)
+    act_eval = eval_activation_bytes(actor, one, roll_tok, c)
+    logits_train = train_tok * actor.vocab * c.logits_bytes_per_element_train
+    logits_eval = roll_tok * actor.vocab * c.logits_bytes_per_element_eval
+    act_train, act_eval = act_train - logits_train, act_eval - logits_eval
+    crit_eval = eval_activation_bytes(critic, one, roll_tok, c)
+    z3_live = np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0)
+    bucket = zero12_reduce_bucket_bytes(cols.stage, c)
+
+    def full(s: States) -> np.ndarray:
+        return s.params + s.grads + s.optimizer + s.buffers
+
+    def asleep(s: States) -> np.ndarray:
+        """offload_states moves optimizer, grads and masters to the host; with Adam offload it is skipped."""
+        return np.where(cols.ds_sleep & ~cols.adam_offload, s.params, full(s))
+
+    has_ref = cols.has_ref.astype(float)
+    has_critic = cols.has_critic.astype(float)
+    has_reward = cols.has_reward.astype(float)
+    vllm_awake = cols.util * capacity
+    vllm_asleep = np.where(
+        cols.vllm_sleep, oc.vllm_nontorch_bytes + np.where(cols.eager, 0.0, oc.vllm_graph_bytes), vllm_awake
+    )
+    vllm_weights = BYTES_16BIT * actor.params / np.maximum(cols.tp, 1)
+    processes = 1 + has_ref + has_critic + has_reward
+    contexts = c.cuda_context_bytes + (processes - 1) * oc.process_context_bytes
+    others = {
+        "reference weights": has_ref * full(ref),
+        "critic states": has_critic * asleep(crit),
+        "reward weights": has_reward * full(rew),
+    }
+    co = cols.colocated.astype(float)
+    out: dict[tuple[str, str], Breakdown] = {}
+    out["colocated", "generate"] = {
+        "vLLM (gpu_memory_utilization x card)": vllm_awake,
+        "actor states (asleep)": asleep(act),
+        **others,
+        "CUDA contexts": contexts,
+    }
+    out["colocated", "experience"] = {
+        "vLLM asleep": vllm_asleep,
+        "actor states (asleep)": asleep(act),
+        **others,
+        "forward activations": np.maximum(act_eval, has_critic * crit_eval) + z3_live,
+        "forward logits": logits_eval,
+        "CUDA contexts": contexts,
+    }
+    out["colocated", "train"] = {
+        "vLLM asleep": vllm_asleep,
+        "actor states": full(act),
+        **others,
+        "train activations": act_train + z3_live + bucket,
+        "train logits": logits_train,
+        "critic training alongside (no ds.enable_sleep)": has_critic * np.where(cols.ds_sleep, 0.0, crit_train),
+        "CUDA contexts": contexts,
+    }
+    out["colocated", "weight sync"] = {
+        "vLLM weights (woken)": np.where(cols.vllm_sleep, vllm_weights, vllm_awake),
+        "actor states (asleep)": asleep(act),
+        **others,
+        "IPC copy of the largest tensor (twice)": 2.0 * BYTES_16BIT * actor.largest_layer_params + z3_live,
+        "CUDA contexts": contexts,
+    }
+    for key in list(out):
+        out[key] = {k: v * co for k, v in out[key].items()}
+    split = 1.0 - co
+    vllm_group = np.where(cols.engines > 0, split + cols.async_ * cols.colocate_all, 0.0)
+    for phase in PHASES:
+        out["vllm", phase] = {"vLLM (gpu_memory_utilization x card)": vllm_awake * vllm_group}
+    with_ref = split * cols.actor_ref * has_ref
+    alone = split * (1 - cols.actor_ref) * has_ref
+    with_rew = split * cols.critic_reward * has_reward * has_critic
+    rew_alone = split * has_reward * (1 - cols.critic_reward * has_critic)
+    ctx = c.cuda_context_bytes
+    receive = BYTES_16BIT * float(actor.largest_layer_params)
+    for phase in PHASES:
+        training, forward = phase == "train", phase == "experience"
+        syncing = phase == "weight sync"
+        a_act = act_train + bucket if training else act_eval if forward else zero
+        c_act = crit_train + bucket if training else crit_eval if forward else zero
+        out["actor", phase] = {
+            "actor states": full(act) * split,
+            "reference weights": full(ref) * with_ref,
+            "activations": a_act * split,
+            "logits": (logits_train if training else logits_eval if forward else zero) * split,
+            "ZeRO-3 gathered parameters": z3_live * split * (training or forward or syncing),
+            "CUDA contexts": (ctx + with_ref * oc.process_context_bytes) * split,
+        }
+        out["ref", phase] = {
+            "reference weights": full(ref) * alone,
+            "activations": (act_eval + logits_eval) * alone * forward,
+            "CUDA context": ctx * alone,
+        }
+        crit_on = split * has_critic
+        out["critic", phase] = {
+            "critic states": full(crit) * crit_on,
+            "reward weights": full(rew) * with_rew,
+            "activations": c_act * crit_on,
+            "CUDA contexts": (ctx + with_rew * oc.process_context_bytes) * crit_on,
+        }
+        out["reward", phase] = {
+            "reward weights": full(rew) * rew_alone,
+            "activations": crit_eval * rew_alone * forward,
+            "CUDA context": ctx * rew_alone,
+        }
+        if syncing:
+            out["vllm", phase]["weight-sync receive buffer (one whole tensor)"] = receive * vllm_group
+    return out
+
+
+def host_bytes_per_gpu(actor: ModelFacts, cols: Columns, c: CostConstants) -> np.ndarray:
+    """Host memory per training GPU: Adam offload's pinned states, DeepSpeed and vLLM sleep copies."""
+    act = _trained(actor, cols, cols.actor_gpus, c)
+    ds_sleep = np.where(cols.ds_sleep & ~cols.adam_offload, act.grads + act.optimizer, 0.0)
+    vllm_sleep = np.where(cols.vllm_sleep, BYTES_16BIT * actor.params / np.maximum(cols.tp, 1), 0.0)
+    return act.host + ds_sleep + vllm_sleep + c.host_bytes_per_rank
+
+
+def kv_budget_bytes(
+    actor: ModelFacts, cols: Columns, capacity: float, c: CostConstants, oc: OpenRLHFConstants
+) -> np.ndarray:
+    """vLLM's KV cache per GPU: utilization x card - weights shard - profiling activations - non-torch."""
+    weights = BYTES_16BIT * actor.params / np.maximum(cols.tp, 1)
+    activations = eval_activation_bytes(actor, np.ones(cols.n), np.full(cols.n, float(oc.vllm_activation_tokens)), c)
+    graphs = np.where(cols.eager, 0.0, oc.vllm_graph_bytes)
+    return cols.util * capacity - weights - activations - oc.vllm_nontorch_bytes - graphs
+
+
+def kv_bytes_per_token(actor: ModelFacts, tp: np.ndarray) -> np.ndarray:
+    """2 (K, V) x layers x kv heads per TP shard (at least one) x head_dim x 2 bytes."""
+    heads = np.maximum(actor.kv_heads / np.maximum(tp, 1), 1.0)
+    return 2.0 * actor.layers * heads * actor.head_dim * BYTES_16BIT

@@ -1,0 +1,171 @@
+"""Seconds of each phase of one synchronous OpenRLHF iteration, per GPU group, vectorised over plans.
+
+Generation (per engine, engines balanced): prefill is compute-bound (each prompt prefilled n times
+unless prefix caching), decode memory-bound at the concurrency vLLM allows (max_num_seqs, the KV
+budget, the requests it has). Answer lengths are a distribution: the decode work follows the mean,
+and the step lasts at least as many decode steps as the longest answer (the tail), which a
+synchronous step, and a GRPO group, waits for. Experience forwards and training reuse DeepSpeed's
+compute and ZeRO communication terms; weight sync is one blocking Ray call per parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ._constants import CostConstants
+from ._facts import ModelFacts
+from ._memory import BYTES_16BIT
+from ._openrlhf_columns import Columns
+from ._openrlhf_constants import OpenRLHFConstants
+from ._openrlhf_memory import kv_budget_bytes, kv_bytes_per_token, typical_tokens
+from ._time import (
+    Hardware,
+    allgather_seconds,
+    compute_seconds,
+    forward_flops,
+    optimizer_step_seconds,
+    tp_allreduce_seconds,
+    train_backward_factor,
+    zero3_fetch_seconds,
+)
+
+
+def _per_world(world: np.ndarray, hw: Hardware, make: object) -> np.ndarray:
+    """Collective terms take the ring's size from Hardware; score rows per group size."""
+    out = np.zeros(len(world))
+    for w in np.unique(world):
+        rows = world == w
+        out[rows] = np.broadcast_to(make(replace(hw, world=max(int(w), 1))), rows.shape)[rows]  # type: ignore[operator]
+    return out
+
+
+def generation_seconds(
+    f: ModelFacts, cols: Columns, capacity: float, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[str, np.ndarray]:
+    engines = np.maximum(cols.engines, 1)
+    tp = np.maximum(cols.tp, 1)
+    per_engine = cols.samples / engines
+    prompts_prefilled = np.where(cols.prefix_cache, cols.prompts / engines, per_engine)
+    prefill_tokens = prompts_prefilled * cols.prompt_len
+    chunk = np.full(cols.n, float(oc.vllm_max_num_batched_tokens))
+    prefill = compute_seconds(forward_flops(f, prefill_tokens, cols.prompt_len / 2.0) / tp, chunk, f, hw, c)
+    kv_token = kv_bytes_per_token(f, tp)
+    budget = np.maximum(kv_budget_bytes(f, cols, capacity, c, oc), 0.0)
+    seq_tokens = cols.prompt_len + cols.answer_mean
+    by_kv = np.floor(budget / kv_token / np.maximum(seq_tokens, 1.0))
+    concurrency = np.maximum(np.minimum.reduce([np.full(cols.n, float(oc.vllm_max_num_seqs)), per_engine, by_kv]), 1.0)
+    steps = np.maximum(per_engine * cols.answer_mean / concurrency, cols.answer_tail)
+    context = cols.prompt_len + cols.answer_mean / 2.0
+    weights = BYTES_16BIT * f.params / tp
+    memory = (weights + concurrency * context * kv_token) / hw.hbm_bytes_per_s
+    flops = concurrency * 2.0 * f.matmul_params / tp
+    compute = flops / (hw.peak_flops * c.matmul_efficiency_max * f.hidden / (f.hidden + c.matmul_half_hidden))
+    launch = f.layers * np.where(cols.eager, oc.vllm_launch_per_layer_eager_s, oc.vllm_launch_per_layer_graph_s)
+    tp_reduce = 2.0 * f.layers * tp_allreduce_seconds(concurrency * f.hidden * 2.0, tp, hw, c)
+    decode = steps * (np.maximum(memory, compute) + launch + tp_reduce + oc.vllm_step_overhead_s)
+    wake = np.where(cols.vllm_sleep, 2.0 * weights / hw.host_link_bytes_per_s, 0.0)
+    return {
+        "prefill": prefill,
+        "decode": decode,
+        "vLLM sleep/wake": wake,
+        "concurrency": concurrency,
+        "decode steps": steps,
+    }
+
+
+def ring_seconds(
+    f: ModelFacts, cols: Columns, tokens_per_rank: np.ndarray, hw: Hardware, c: CostConstants
+) -> np.ndarray:
+    """Ring attention passes every rank's K and V around the ring once per layer and pass: (ring - 1) hops of
+    2 x tokens x kv width x 2 bytes over the node's link, taken as not hidden behind attention (an upper
+    bound; its overlap is not modelled)."""
+    hops = np.maximum(cols.ring, 1) - 1.0
+    kv = 2.0 * tokens_per_rank * f.kv_heads * f.head_dim * BYTES_16BIT
+    return f.layers * hops * (kv / hw.intra_link_bytes_per_s + c.collective_latency_s)
+
+
+def _forward_pass_seconds(
+    f: ModelFacts, cols: Columns, world: np.ndarray, frozen_offload: np.ndarray, hw: Hardware, c: CostConstants
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds of one model's no-grad forwards over all samples, number of micro-batches per GPU)."""
+    _, roll_tok = typical_tokens(cols)
+    tokens = cols.samples * (cols.prompt_len + cols.answer_mean) / np.maximum(world, 1)
+    compute = compute_seconds(forward_flops(f, tokens, cols.prompt_len + cols.answer_mean / 2.0), roll_tok, f, hw, c)
+    micro = np.ceil(tokens / np.maximum(roll_tok, 1.0))
+    gather = _per_world(world, hw, lambda h: allgather_seconds(np.full(cols.n, 2.0 * f.params), h))
+    host = np.where(frozen_offload, 2.0 * f.params / np.maximum(world, 1) / hw.host_link_bytes_per_s, 0.0)
+    z3 = np.where(cols.stage == 3, micro * (gather + zero3_fetch_seconds(f.layers, c) + host), 0.0)
+    return compute + z3 + micro * ring_seconds(f, cols, roll_tok, hw, c), micro
+
+
+def experience_seconds(
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[str, np.ndarray]:
+    no = np.zeros(cols.n, dtype=bool)
+    ref_world = np.where(cols.actor_ref, cols.actor_gpus, cols.ref_gpus)
+    rew_world = np.where(cols.colocate_all, cols.actor_gpus, cols.reward_gpus)
+    out = {
+        "actor": _forward_pass_seconds(actor, cols, cols.actor_gpus, no, hw, c)[0],
+        "ref": cols.has_ref * _forward_pass_seconds(actor, cols, ref_world, cols.ref_offload, hw, c)[0],
+        "critic": cols.has_critic
+        * _forward_pass_seconds(
+            critic, cols, np.where(cols.colocate_all, cols.actor_gpus, cols.critic_gpus), no, hw, c
+        )[0],
+        "reward": cols.has_reward * _forward_pass_seconds(critic, cols, rew_world, cols.reward_offload, hw, c)[0],
+    }
+    models = 1 + cols.has_ref + cols.has_critic + cols.has_reward
+    out["empty_cache"] = np.where(cols.colocated, models * oc.empty_cache_s, 0.0)
+    return out
+
+
+def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
+    train_tok, _ = typical_tokens(cols)
+    tokens = cols.epochs * cols.samples * (cols.prompt_len + cols.answer_mean) / np.maximum(world, 1)
+    factor = 1.0 + train_backward_factor(np.ones(cols.n), cols.checkpointing)
+    compute = factor * compute_seconds(
+        forward_flops(f, tokens, cols.prompt_len + cols.answer_mean / 2.0), train_tok, f, hw, c
+    )
+    micro = np.ceil(tokens / np.maximum(train_tok, 1.0))
+    p = np.full(cols.n, float(f.params))
+    gather = _per_world(world, hw, lambda h: allgather_seconds(2.0 * p, h))
+    z3 = np.where(cols.stage == 3, micro * (3.0 * gather + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
+    z2 = np.where(cols.stage == 2, micro * gather, 0.0)
+    passes = np.where(cols.checkpointing, 4.0, 3.0)
+    ring = passes * micro * ring_seconds(f, cols, train_tok, hw, c)
+    steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
+    optimizer = _per_world(world, hw, lambda h: optimizer_step_seconds(p, p, cols.stage, cols.adam_offload, h, c))
+    return compute + z3 + z2 + ring + steps * optimizer
+
+
+def train_seconds(
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants
+) -> dict[str, np.ndarray]:
+    """Actor and critic training. With ds.enable_sleep each model reloads and offloads its states around it."""
+    critic_world = np.where(cols.colocate_all, cols.actor_gpus, cols.critic_gpus)
+    out = {
+        "actor": _train_seconds(actor, cols, cols.actor_gpus, hw, c),
+        "critic": cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
+    }
+    moved = 14.0 * (actor.params / cols.actor_gpus + cols.has_critic * critic.params / np.maximum(critic_world, 1))
+    sleeping = cols.ds_sleep & ~cols.adam_offload & cols.colocated
+    out["DeepSpeed offload/reload"] = np.where(sleeping, 2.0 * moved / hw.host_link_bytes_per_s, 0.0)
+    return out
+
+
+def weight_sync_seconds(
+    f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
+) -> np.ndarray:
+    """One blocking Ray call per parameter tensor; CUDA IPC when everything is colocated (a device copy),
+    else an NCCL broadcast from DeepSpeed rank 0 to every engine rank; each tensor is gathered first at ZeRO-3."""
+    tensors = len(f.spec.linear_layers()) + 2 * f.layers + 2
+    total = BYTES_16BIT * float(f.params)
+    ipc = total / hw.hbm_bytes_per_s
+    broadcast = total / np.where(
+        cols.engines * cols.tp > hw.gpus_per_node, hw.link_bytes_per_s, hw.intra_link_bytes_per_s
+    )
+    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(np.full(cols.n, total), h))
+    z3 = np.where(cols.stage == 3, gather + zero3_fetch_seconds(f.layers, c), 0.0)
+    copy = np.where(cols.colocated, ipc, broadcast)
+    return tensors * oc.ray_call_s + copy + z3

@@ -1,0 +1,76 @@
+"""OpenRLHF's launch script for a plan: `ray job submit ... -- python3 -m openrlhf.cli.train_ppo_ray`
+with the plan's flags, spelled out in full (the 0.11.2 parser's own names; tests run that parser on it)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from ..frameworks.openrlhf import OpenRLHFPlan, openrlhf_spec
+from ..record import atomic_write
+
+REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
+"""The reward model is the user's: the script refuses to start until it is named."""
+_SHELL_VARIABLE = re.compile(r"[^\"`\\$]*\$\{[A-Za-z_][A-Za-z0-9_]*(:\?[^}\"`\\$]*)?\}[^\"`\\$]*")
+
+
+def _quote(token: str) -> str:
+    """Shell-quote a token, but let a `${VAR}` in it (the examples' placeholders) expand."""
+    return f'"{token}"' if _SHELL_VARIABLE.fullmatch(token) else shlex.quote(token)
+
+
+def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
+    """The arguments after `-m openrlhf.cli.train_ppo_ray`: the baseline's unmodelled arguments (or, without a
+    baseline, models and data), then every modelled flag that differs from the parser's default. `reward` is a
+    reward model path, or None for a reward function."""
+    if plan.kept:
+        argv = list(plan.kept)
+    else:
+        argv = ["--actor.model_name_or_path", actor]
+        if plan.has_reward_model:
+            argv += ["--reward.model_name_or_path", reward or REWARD_PLACEHOLDER]
+        else:
+            argv += ["--reward.remote_url", "/openrlhf/examples/python/reward_func.py"]
+        argv += [
+            "--data.prompt_dataset",
+            "OpenRLHF/prompt-collection-v0.1",
+            "--data.input_key",
+            "context_messages",
+            "--data.apply_chat_template",
+            "--ds.param_dtype",
+            "bf16",
+        ]
+    for flag, value in plan.flags().items():
+        if value is None or value is False:
+            continue
+        argv += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
+    return argv
+
+
+def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str) -> str:
+    spec = openrlhf_spec()
+    args = plan_argv(plan, actor, reward)
+    lines: list[list[str]] = []
+    for token in args:
+        if token.startswith("--") or not lines:
+            lines.append([token])
+        else:
+            lines[-1].append(token)
+    body = " \\\n".join("   " + " ".join(_quote(a) for a in line) for line in lines)
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# {note}\n"
+        f"# OpenRLHF {', '.join(spec.supported_versions)} "
+        f"(vLLM {spec.pins['vllm']}, DeepSpeed {spec.pins['deepspeed']}, "
+        f"Ray {spec.pins['ray']}); start Ray first: ray start --head --num-gpus {plan.gpus_used}\n"
+        "set -euo pipefail\n"
+        'ray job submit --address="http://127.0.0.1:8265" \\\n'
+        '   --runtime-env-json=\'{"working_dir": "/openrlhf"}\' \\\n'
+        f"   -- python3 -m {spec.entrypoint} \\\n{body}\n"
+    )
+
+
+def write_launch_script(path: Path, text: str) -> None:
+    atomic_write(path, text)
+    path.chmod(0o755)

@@ -1,0 +1,50 @@
+"""OpenRLHF (DeepSpeed ZeRO training, vLLM generation, Ray placement) as a target framework.
+
+It owns its flags (dotted names of the supported version), its checks, its shipped examples as
+baselines; its cost terms live in dstune.costmodel._openrlhf* and its launch script in
+dstune.export._openrlhf, named here by import path as step strategies name theirs."""
+
+from __future__ import annotations
+
+from .._registry import FrameworkStrategy, register_framework
+from ._examples import Example, baseline_for, examples, plan_from_argv, script_argv
+from ._plan import PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
+from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, validate
+from ._spec import Algorithm, OpenRLHFSpec, PublishedSource, openrlhf_spec, published_sources
+
+
+@register_framework
+class OpenRLHF(FrameworkStrategy):
+    name = "openrlhf"
+    title = "OpenRLHF"
+    supported_versions = openrlhf_spec().supported_versions
+    cost_function = "dstune.costmodel._openrlhf:estimate_openrlhf"
+    export_function = "dstune.export._openrlhf:launch_script"
+
+    def knob_names(self) -> frozenset[str]:
+        return frozenset(openrlhf_spec().defaults)
+
+
+__all__ = [
+    "CHECKS",
+    "PLACEMENTS",
+    "Algorithm",
+    "Example",
+    "OpenRLHF",
+    "OpenRLHFCheckError",
+    "OpenRLHFJob",
+    "OpenRLHFPlan",
+    "OpenRLHFSpec",
+    "PublishedSource",
+    "baseline_for",
+    "broken_checks",
+    "examples",
+    "make_plan",
+    "openrlhf_spec",
+    "parse_value",
+    "parser_notes",
+    "plan_from_argv",
+    "script_argv",
+    "published_sources",
+    "validate",
+]

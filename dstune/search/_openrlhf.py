@@ -1,0 +1,187 @@
+"""OpenRLHF search: every system-knob combination of the space for a fixed job, scored at once by the
+cost model (exhaustive and vectorised, not an Optuna study: the space is small and discrete), then the
+pick rule dstune uses everywhere: the fastest feasible plan, and among plans within the tie tolerance
+of it the one with the lowest peak memory."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..catalog import ClusterSpec, ModelSpec
+from ..costmodel._openrlhf import OpenRLHFTable, estimate_openrlhf
+from ..errors import UserInputError
+from ..frameworks.openrlhf import PLACEMENTS, OpenRLHFPlan, broken_checks, openrlhf_spec
+
+
+@dataclass(frozen=True)
+class OpenRLHFSearch:
+    table: OpenRLHFTable
+    pick: int | None
+    candidates: int
+    refused: int
+    """Combinations an OpenRLHF check refuses (never scored)."""
+
+
+_LAYOUT_KEYS = ("placements", "split_vllm_share", "split_actor_share", "vllm.tensor_parallel_size")
+
+
+def load_space(path: Path) -> dict[str, list[Any]]:
+    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserInputError(f"cannot read search space {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UserInputError(f"search space {path} is not YAML: {str(error).splitlines()[0]}") from None
+    spec = openrlhf_spec()
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
+        raise UserInputError(f"search space {path}: every entry must be a non-empty list of values")
+    for key in raw:
+        if key in spec.job_knobs:
+            raise UserInputError(f"search space {path}: {key} is a job flag; the search keeps the job's value")
+        if key not in _LAYOUT_KEYS and key not in spec.system_knobs:
+            raise UserInputError(f"search space {path}: {key} is not an OpenRLHF system flag dstune models")
+    missing = [k for k in _LAYOUT_KEYS if k not in raw]
+    if missing:
+        raise UserInputError(f"search space {path}: missing {', '.join(missing)}")
+    bad = [p for p in raw["placements"] if p not in PLACEMENTS]
+    if bad:
+        raise UserInputError(f"search space {path}: unknown placement {bad[0]!r}; choose from {', '.join(PLACEMENTS)}")
+    return {k: list(v) for k, v in raw.items()}
+
+
+def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Placement and GPU counts per role, on all `gpus` GPUs."""
+
+    def role(name: str, count: int) -> dict[str, Any]:
+        nodes = max(1, -(-count // per_node))
+        return {f"{name}.num_nodes": nodes, f"{name}.num_gpus_per_node": count // nodes}
+
+    out = []
+    second = base.has_critic or base.has_reward_model
+    for placement in space["placements"]:
+        for tp in space["vllm.tensor_parallel_size"]:
+            if placement == "colocated":
+                if gpus % tp:
+                    continue
+                values = {**role("actor", gpus), **role("ref", gpus), **role("critic", gpus), **role("reward", gpus)}
+                values |= {
+                    "train.colocate_all": True,
+                    "vllm.num_engines": gpus // tp,
+                    "vllm.tensor_parallel_size": tp,
+                    "vllm.enable_sleep": True,
+                    "train.async_enable": False,
+                }
+                out.append(values)
+                continue
+            for share, actor_share in itertools.product(space["split_vllm_share"], space["split_actor_share"]):
+                v = int(round(gpus * share / tp)) * tp
+                rest = gpus - v
+                a = int(round(rest * actor_share)) if second else rest
+                c = rest - a
+                if v <= 0 or a <= 0 or (second and c <= 0) or any(n > per_node and n % per_node for n in (a, c)):
+                    continue
+                values = {
+                    **role("actor", a),
+                    **role("ref", a),
+                    "train.colocate_actor_ref": True,
+                    "vllm.num_engines": v // tp,
+                    "vllm.tensor_parallel_size": tp,
+                    "vllm.enable_sleep": False,
+                    "train.colocate_all": False,
+                    "train.async_enable": placement == "async",
+                }
+                if base.has_critic:
+                    values |= {**role("critic", c), **role("reward", c), "train.colocate_critic_reward": True}
+                elif base.has_reward_model:
+                    values |= role("reward", c)
+                out.append(values)
+    return out
+
+
+def candidates(
+    base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]
+) -> tuple[list[OpenRLHFPlan], int]:
+    """Every distinct plan of the space for the base plan's job, and how many OpenRLHF's checks refuse."""
+    knobs = [k for k in space if k not in _LAYOUT_KEYS]
+    seen: set[tuple[Any, ...]] = set()
+    plans, refused = [], 0
+    for layout in _layouts(base, gpus, per_node, space):
+        for combo in itertools.product(*(space[k] for k in knobs)):
+            values = dict(zip(knobs, combo, strict=True)) | layout
+            dynamic = values.get("train.dynamic_batch_enable", base["train.dynamic_batch_enable"])
+            if dynamic and values.get("train.micro_batch_size", 1) != 1:
+                continue
+            if not dynamic:
+                values["train.max_tokens_per_gpu"] = base["train.max_tokens_per_gpu"]
+            if not layout["train.colocate_all"]:
+                values["ds.enable_sleep"] = False
+            values["ds.packing_samples"] = True
+            key = tuple(sorted(values.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            plan = base.with_flags(values)
+            if broken_checks(plan, gpus, per_node):
+                refused += 1
+                continue
+            plans.append(plan)
+    return plans, refused
+
+
+def pick_index(table: OpenRLHFTable, tie_tolerance: float) -> int | None:
+    ok = table.feasible
+    if not ok.any():
+        return None
+    rate = np.where(ok, table.samples_per_s, -np.inf)
+    best = float(rate.max())
+    tied = np.flatnonzero(ok & (rate >= best * (1.0 - tie_tolerance)))
+    return int(tied[np.argmin(table.peak[tied])])
+
+
+def search_openrlhf(
+    base: OpenRLHFPlan,
+    model: ModelSpec,
+    critic_model: ModelSpec,
+    cluster: ClusterSpec,
+    space: dict[str, list[Any]],
+    tie_tolerance: float = 0.01,
+    cap: float | None = None,
+) -> OpenRLHFSearch:
+    """`cap`: the GPU bytes a plan may peak at (default: the cost model's headroom)."""
+    plans, refused = candidates(base, cluster.world_size, min(cluster.gpus_per_node, cluster.world_size), space)
+    if not plans:
+        raise UserInputError("the OpenRLHF search space has no plan that passes OpenRLHF's checks for this job")
+    table = estimate_openrlhf(plans, model, critic_model, cluster, cap=cap)
+    return OpenRLHFSearch(table, pick_index(table, tie_tolerance), len(plans), refused)
+
+
+def best_by_placement(table: OpenRLHFTable) -> dict[str, int]:
+    """The fastest feasible plan of each placement (colocated, split, async), to show what each does."""
+    out = {}
+    rate = np.where(table.feasible, table.samples_per_s, -np.inf)
+    for placement in ("colocated", "split", "async"):
+        rows = np.array([p.placement == placement for p in table.plans]) & table.feasible
+        if rows.any():
+            out[placement] = int(np.flatnonzero(rows)[np.argmax(rate[rows])])
+    return out
+
+
+def busy_fraction(plan: OpenRLHFPlan, row: dict[str, Any]) -> float:
+    """Share of GPU-seconds of an iteration that some role computes (idle groups wait in split plans)."""
+    gpus = {
+        "colocated": plan.gpus_of("actor"),
+        "vllm": plan.vllm_gpus,
+        "actor": plan.gpus_of("actor"),
+        "ref": plan.gpus_of("ref"),
+        "critic": plan.gpus_of("critic"),
+        "reward": plan.gpus_of("reward"),
+    }
+    busy = sum(sum(phases.values()) * gpus[g] for g, phases in row["timeline_busy_s"].items())
+    return float(busy / (row["iteration_s"] * max(plan.gpus_used, 1)))

@@ -1,0 +1,35 @@
+"""doctor's framework findings: OpenRLHF, vLLM and Ray versions against the supported release and its pins."""
+
+from __future__ import annotations
+
+from dstune.doctor._frameworks import framework_findings, framework_versions
+
+
+def _topics(found: list[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+    return {topic: (level, text) for topic, level, text in found}
+
+
+def test_versions_are_read_from_metadata() -> None:
+    assert set(framework_versions()) == {"openrlhf", "vllm", "ray"}
+
+
+def test_absent_openrlhf_says_what_plans_target() -> None:
+    found = _topics(framework_findings({"openrlhf": None}))
+    assert found["OpenRLHF"][0] == "info" and "0.11.2" in found["OpenRLHF"][1]
+
+
+def test_supported_release_with_its_pins_is_ok() -> None:
+    found = _topics(
+        framework_findings({"openrlhf": "0.11.2", "vllm": "0.29.0", "ray": "2.55.0", "deepspeed": "0.19.6"})
+    )
+    assert found["OpenRLHF"][0] == "ok"
+    assert "vllm" not in found and "ray" not in found and "deepspeed" not in found
+    assert "known issue zero2-sleep-keeps-weights" in found
+    assert "known issue ds-sleep-below-zero3" not in found
+
+
+def test_other_release_and_old_deepspeed_are_named() -> None:
+    found = _topics(framework_findings({"openrlhf": "0.9.8", "vllm": "0.26.0", "ray": "2.55.0", "deepspeed": "0.17.5"}))
+    assert found["OpenRLHF"][0] == "warn" and "not a supported version" in found["OpenRLHF"][1]
+    assert found["vllm"][0] == "warn" and "pins 0.29.0" in found["vllm"][1]
+    assert found["known issue ds-sleep-below-zero3"][0] == "warn"
