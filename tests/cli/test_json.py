@@ -44,8 +44,10 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["gpus", "--json"],
         ["doctor", "--json"],
         ["estimate", *SETUP, "--json"],
+        ["estimate", "--framework", "openrlhf", *SETUP, "--json"],
+        ["search", "--framework", "openrlhf", *SETUP, "--out", "s", "--json"],
     ],
-    ids=lambda a: a[0],
+    ids=lambda a: "-".join(a[: 3 if "--framework" in a else 1]),
 )
 def test_json_command_stdout_parses(args: list[str], tmp_path: Path) -> None:
     assert _json_stdout(args, tmp_path)
