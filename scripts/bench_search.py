@@ -384,38 +384,45 @@ def _wall(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+SEARCH_ARGV = ["-m", "dstune", "search", "--model", "opt-6.7b", "--gpus", "8", "--gpu-type", "A100-80G"]
+
+
 def simulate_search(args: argparse.Namespace) -> None:
-    """`dstune search --model opt-6.7b --gpus 8` end to end (simulate, export, report) in a fresh process,
-    against a fresh process that only runs `import torch, deepspeed`; medians of --runs."""
+    """`dstune search --model opt-6.7b --gpus 8` end to end (simulate, export and report) in a fresh process
+    with a fresh --out each run, against a fresh process that only runs `import torch, deepspeed`, measured
+    alternately in the same loop so both see the same machine load; medians of --runs.
+
+    dstune keeps two answers per installed stack under its cache: the doctor's HE probe, and the exports'
+    DeepSpeed configs that DeepSpeedConfig accepted. The first run starts from an empty cache (cold: the
+    probe runs, the configs are checked). `simulate_search_s` is the warm run (both cached, as when the
+    same search runs again); `simulate_search_new_pick_s` empties the accepted configs first, so the
+    check runs in its early-started process as for a pick never exported on this machine."""
     import os
     import tempfile
 
-    env = dict(os.environ)
-    search, imports = [], []
+    search, new_pick, imports = [], [], []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as work:
+        cache = Path(work) / "cache"
+        env = dict(os.environ, DSTUNE_CACHE_DIR=str(cache))
+        env.pop("DS_ACCELERATOR", None)
+        cold = _wall([sys.executable, *SEARCH_ARGV, "--out", f"{work}/cold"], env)
         for run in range(args.runs):
             imports.append(_wall([sys.executable, "-c", "import torch, deepspeed"], env))
-            search.append(
-                _wall(
-                    [
-                        sys.executable,
-                        "-m",
-                        "dstune",
-                        "search",
-                        "--model",
-                        "opt-6.7b",
-                        "--gpus",
-                        "8",
-                        "--gpu-type",
-                        "A100-80G",
-                        "--out",
-                        f"{work}/run{run}",
-                    ],
-                    env,
-                )
-            )
-    s, i = statistics.median(search), statistics.median(imports)
+            search.append(_wall([sys.executable, *SEARCH_ARGV, "--out", f"{work}/run{run}"], env))
+            (cache / "accepted_ds_configs.json").unlink()
+            new_pick.append(_wall([sys.executable, *SEARCH_ARGV, "--out", f"{work}/new{run}"], env))
+    s, n, i = statistics.median(search), statistics.median(new_pick), statistics.median(imports)
+    load_after = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+    )
     print(f"runs: {args.runs} (medians; this machine, CPU only)")
+    print(f"import_runs_s: {' '.join(f'{x:.2f}' for x in imports)}")
+    print(f"simulate_search_runs_s: {' '.join(f'{x:.2f}' for x in search)}")
+    print(f"simulate_search_new_pick_runs_s: {' '.join(f'{x:.2f}' for x in new_pick)}")
+    print(f"simulate_search_cold_cache_s: {cold:.2f} (HE probe and config check both run)")
+    print(f"simulate_search_new_pick_s: {n:.2f} (ratio {n / i:.2f}: probe cached, configs checked)")
     print(f"import_torch_deepspeed_s: {i:.2f}")
     print(f"simulate_search_s: {s:.2f}")
     print(f"ratio_vs_import: {s / i:.2f}")
@@ -453,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     ben.add_argument("--gp-asks", type=int, default=5, help="the same for GPSampler, whose asks cost ~1 s each")
     ben.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     sim_search = sub.add_parser("simulate", help="time the simulated main job against importing torch+deepspeed")
-    sim_search.add_argument("--runs", type=int, default=3)
+    sim_search.add_argument("--runs", type=int, default=5)
     cur = sub.add_parser("curve", help="prediction error vs number of measurements on a table")
     cur.add_argument("--table", default=str(ROOT / "dstune" / "calibration" / "data" / "tiny-opt-ppo-2xcpu.csv"))
     cur.add_argument("--orderings", type=int, default=10)

@@ -424,9 +424,7 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..export import check_writable
-    from ..search import plan_search
-    from ..search._space import shown_path
+    from ..export import check_writable, start_checker, stop_checker
     from ._openrlhf import check_framework_flags, is_openrlhf, run_search
 
     if is_openrlhf(args):
@@ -434,8 +432,15 @@ def _run(args: argparse.Namespace) -> int:
         return run_search(args)
     check_framework_flags(args)
     _check_flags(args)
+    if args.backend != "profile":
+        start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less
+    from ..search import plan_search
+    from ..search._space import shown_path
+
     prepared = plan_search(_options(args))
     req, out, setup = prepared.request, prepared.out, prepared.setup
+    if req.backend.name == "profile":
+        stop_checker()  # trials take minutes: the export checks its configs itself, no process held idle
     check_writable(out)
     console = None
     if not args.json:

@@ -4,6 +4,7 @@ folder inside --out, and only then moved into place file by file (os.replace), s
 the previous export untouched and no half-written file."""
 
 from ._configs import ConfigRejected, role_configs, validate_config
+from ._deepspeed_check import start_checker, stop_checker
 from ._export import ExportInfo, check_writable, plan_payload, prediction_errors, write_export
 from ._files import atomic_write, trials_table, versions
 from ._script import launch_script, plan_flags
@@ -18,6 +19,8 @@ __all__ = [
     "plan_payload",
     "prediction_errors",
     "role_configs",
+    "start_checker",
+    "stop_checker",
     "trials_table",
     "validate_config",
     "versions",

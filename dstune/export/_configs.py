@@ -45,8 +45,7 @@ def role_configs(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:
     configs = to_deepspeed(plan, world_size)
     if set(configs) != set(files):
         raise ConfigRejected(f"{plan.step} built configs for {sorted(configs)}, expected {sorted(files)}")
-    out = {}
-    for role, config in configs.items():
-        validate_config(config, world_size)
-        out[files[role]] = config
-    return out
+    from ._deepspeed_check import check_configs
+
+    check_configs([(config, world_size) for config in configs.values()])
+    return {files[role]: config for role, config in configs.items()}

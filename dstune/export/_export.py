@@ -157,17 +157,6 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
     }
 
 
-def _quiet_deepspeed() -> None:
-    """Without a GPU DeepSpeed warns 'Setting accelerator to CPU' on import; validating a config needs no
-    accelerator, so name the CPU one and keep the user's screen clean."""
-    if "DS_ACCELERATOR" in os.environ:
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        os.environ["DS_ACCELERATOR"] = "cpu"
-
-
 def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
     """Write every file of the export into `out`; returns the file names written."""
     req = result.request
@@ -175,7 +164,6 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
     texts: dict[str, str] = {}
     pick = result.pick
     if pick is not None:
-        _quiet_deepspeed()
         plan = make_plan(setup.step, pick.values)
         for name, config in role_configs(plan, setup.cluster.world_size).items():
             texts[name] = dump_json(config)
