@@ -213,9 +213,13 @@ def test_kv_part_agrees_with_deepspeeds_python_workspace():
 def test_without_kernels_the_hybrid_engine_changes_nothing():
     plans = [_ppo(), _ppo(inference_tp_size=8), _ppo(enable_hybrid_engine=False)]
     table = _table(plans, he_kernels=False)
-    for column in ("gpu_peak_bytes", "time_generation", "mem_inference_workspace"):
+    for column in ("gpu_peak_bytes", "mem_inference_workspace"):
         assert table[column][0] == pytest.approx(table[column][2])
         assert table[column][1] == pytest.approx(table[column][2])
+    # the HE's eval() still runs gc.collect() + empty_cache() at ZeRO-3 (hybrid_engine.py eval)
+    gc = DEFAULT_CONSTANTS.empty_cache_s
+    assert table["time_generation"][0] == pytest.approx(table["time_generation"][2] + gc)
+    assert table["time_generation"][1] == pytest.approx(table["time_generation"][2] + gc)
     assert table["mem_inference_workspace"][0] == 0.0
     with_kernels = _table(plans[:1])
     assert with_kernels["time_generation"][0] < table["time_generation"][0] / 3  # ZeRO-3 gathers per token
@@ -343,7 +347,9 @@ def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase(
         OPT67.num_params, f.largest_layer_params, 8, 1, cpu_offload=False, cpu_offload_params=False
     )
     states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
-    assert states == pytest.approx(expected, rel=0.01)
+    # at a micro-batch of 1 the peak is inside step(): no gathered layer (the estimator's 4L), but the 16-bit
+    # gradient partition buffer stage3.py allocates at init, which the estimator leaves out
+    assert states == pytest.approx(expected - 4 * f.largest_layer_params + 2 * OPT67.num_params / 8, rel=0.01)
 
 
 # --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------
