@@ -28,11 +28,12 @@ def _stack(published: float) -> dict:
     return _stacks()["published" if published > 0 else "installed"]
 
 
-def coefficients(family: str, published: float, dropout: bool) -> dict[str, float]:
-    """Measured per-token bytes of one layer of `family` on a stack, with or without the config's dropout."""
+def coefficients(family: str, published: float, dropout: bool, attention: str | None = None) -> dict[str, float]:
+    """Measured per-token bytes of one layer of `family` on a stack, with or without the config's dropout;
+    `attention` None: the stack's default ('sdpa' installed, 'eager' published)."""
     base = _LAYER_FAMILY.get(family, "opt")
     stack = _stack(published)
-    key = f"{base}/{stack['attention']}/dropout{0.1 if dropout and base == 'opt' else 0:g}"
+    key = f"{base}/{attention or stack['attention']}/dropout{0.1 if dropout and base == 'opt' else 0:g}"
     return stack["layer_bytes_per_token"][key]
 
 
@@ -46,9 +47,10 @@ def layer_bytes(
     seq: np.ndarray,
     published: float,
     dropout: bool,
+    attention: str | None = None,
 ) -> np.ndarray:
     """One layer's saved bytes for `tokens` (micro-batch x seq) tokens of sequences of length `seq`."""
-    k = coefficients(family, published, dropout)
+    k = coefficients(family, published, dropout, attention)
     linear = k["hidden"] * hidden + k["ffn"] * ffn + k["kv"] * kv_width + k["heads"] * heads + k["token"]
     return tokens * (linear + k["scores"] * heads * np.asarray(seq, dtype=float))
 

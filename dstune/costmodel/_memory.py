@@ -81,10 +81,15 @@ def grad_backward_bytes(params_trainable: np.ndarray, stage: np.ndarray, offload
 
 
 def grad_step_bytes(
-    params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    world: int,
+    c: CostConstants,
+    lora: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """Gradients inside step(). Stage 0 (FP16_Optimizer): the 16-bit grads plus fp32 copies and their flat
-    buffer (`stage0_step_bytes`). Stages 1-2: the 16-bit partition and its fp32 copy, made in step() and freed
+    buffers group by group (`fp16_optimizer_step_bytes`). Stages 1-2: the 16-bit partition and its fp32 copy, made in step() and freed
     after it (stage_1_and_2.py step: `single_grad_partition`; stage 1 has freed its full grads by then).
     Stage 3: one sub-group's fp32 copy at a time beside the steady 16-bit buffer (stage3.py
     `_prepare_fp32_grad_for_sub_group` / `_release_sub_group`; sub_group_size 1e9, which DeepSpeed-Chat leaves
@@ -95,7 +100,7 @@ def grad_step_bytes(
         stage == 3, np.minimum(params_trainable / n, c.zero3_sub_group_elements), params_trainable / n
     )
     zero = np.where(offload, 0.0, part16 + fp32)
-    stage0 = BYTES_16BIT * params_trainable + stage0_step_bytes(params_trainable, stage)
+    stage0 = fp16_optimizer_step_bytes(params_trainable, lora)
     return np.where(stage == 0, stage0, zero)
 
 
@@ -110,11 +115,15 @@ def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarra
     return np.where((stage == 1) | (stage == 2), 2.0 * c.zero_bucket_elements * BYTES_16BIT, 0.0)
 
 
-def stage0_step_bytes(params_trainable: np.ndarray, stage: np.ndarray) -> np.ndarray:
-    """Inside FP16_Optimizer.step() (fused_optimizer.py): each group's grads converted to fp32 one by one
-    and then flattened into one fp32 buffer, both alive at the flatten: 8 bytes per parameter of the
-    largest group (DeepSpeed-Chat's weight-decay group: nearly every trainable weight)."""
-    return np.where(stage == 0, 8.0 * params_trainable, 0.0)
+def fp16_optimizer_step_bytes(params_trainable: np.ndarray, lora: np.ndarray | float = 0.0) -> np.ndarray:
+    """Gradients inside stage 0's FP16_Optimizer.step() (fused_optimizer.py): group by group it converts the
+    16-bit grads to fp32 and flattens them (both alive at the flatten), sets that group's 16-bit grads to None
+    and keeps the flat fp32 grads until Adam has run. DeepSpeed-Chat's groups come in the order decayed weights,
+    LoRA factors, no-decay (get_optimizer_grouped_parameters; the small no-decay group is counted with the
+    first). Peak over groups i: 4 bytes per parameter before i, 10 for i's own, 2 after i."""
+    adapters = np.minimum(lora, params_trainable)
+    first = params_trainable - adapters
+    return np.maximum(10.0 * first + 2.0 * adapters, 4.0 * first + 10.0 * adapters)
 
 
 def zero3_gathered_bytes(largest_layer: int, c: CostConstants) -> float:

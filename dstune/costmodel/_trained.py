@@ -111,7 +111,7 @@ def train_phases(
         + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
         "buffers": mem.zero12_reduce_bucket_bytes(t.stage, c),
     }
-    step = {"grads": mem.grad_step_bytes(t.params_trainable, t.stage, t.offload, t.world, c) - held}
+    step = {"grads": mem.grad_step_bytes(t.params_trainable, t.stage, t.offload, t.world, c, t.lora) - held}
     return backward, step
 
 
