@@ -166,7 +166,7 @@ def _memory_residuals(facts: Sequence[MemoryFact], constants_of) -> np.ndarray:
         c = constants_of(fact.case)
         table = _score(fact.case, fact.case.plans, c)
         if fact.peak_alloc_bytes:
-            allocated = table["gpu_peak_bytes"][0] / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes
+            allocated = table["gpu_allocated_bytes"][0]
             out.append(np.log(max(allocated, 1.0) / fact.peak_alloc_bytes))
         if fact.fits is not None:
             capacity = fact.case.known_cluster.gpu.memory_bytes

@@ -123,6 +123,8 @@ class Choice:
     gpu_peak_bytes: float
     fits: bool
     """Some plan of the case fits (for a max-model fact: the model runs at all)."""
+    gpu_allocated_bytes: float = 0.0
+    """What torch's max_memory_allocated would show (no CUDA context, no allocator overhead)."""
 
 
 def _valid(plans: Sequence[Plan], ctx: Context) -> tuple[Plan, ...]:
@@ -301,10 +303,22 @@ def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:
         hits = np.flatnonzero(ok[start : start + len(rung)])
         if len(hits):
             i = start + int(hits[0])
-            return Choice(plans[i], label, float(table["samples_per_s"][i]), float(table["gpu_peak_bytes"][i]), True)
+            return Choice(
+                plans[i],
+                label,
+                float(table["samples_per_s"][i]),
+                float(table["gpu_peak_bytes"][i]),
+                True,
+                float(table["gpu_allocated_bytes"][i]),
+            )
         start += len(rung)
     return Choice(
-        plans[0], case.rungs[0][0], float(table["samples_per_s"][0]), float(table["gpu_peak_bytes"][0]), False
+        plans[0],
+        case.rungs[0][0],
+        float(table["samples_per_s"][0]),
+        float(table["gpu_peak_bytes"][0]),
+        False,
+        float(table["gpu_allocated_bytes"][0]),
     )
 
 

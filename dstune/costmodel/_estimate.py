@@ -24,6 +24,11 @@ from ._ppo import score_ppo
 from ._sft import score_rm, score_sft
 from ._trained import GPU_COMPONENTS, trainable
 
+TRANSIENT_COMPONENTS = ("grads", "activations", "kv_cache", "inference_weights", "inference_workspace")
+"""What is allocated and freed within a step, on which the caching allocator's fragmentation
+(`memory_overhead_fraction`) is charged; weights, optimizer states and ZeRO buffers are allocated once at
+init in large flat tensors (at most a 2 MiB block's rounding each)."""
+
 __all__ = [
     "GPU_COMPONENTS",
     "CostInputs",
@@ -63,7 +68,8 @@ def estimate_table(
     constants: CostConstants = DEFAULT_CONSTANTS,
     he_kernels: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Score every candidate row. Returns flat columns: mem_*, gpu_peak_bytes, host_peak_bytes,
+    """Score every candidate row. Returns flat columns: mem_*, gpu_allocated_bytes (torch's max allocated: no
+    CUDA context, no allocator overhead), gpu_peak_bytes, host_peak_bytes,
     time_*, step_s, samples_per_s, tokens_per_s, mfu, fits_gpu (under the card), within_headroom (under the
     card less the headroom a production pick keeps), fits_host, feasible (fits the card and the host)."""
     c = constants
@@ -76,9 +82,11 @@ def estimate_table(
     memory = raw["memory"]
     for name in GPU_COMPONENTS[:-1]:
         out[f"mem_{name}"] = np.broadcast_to(np.asarray(memory.get(name, 0.0), dtype=float), (n_rows,)).copy()
-    subtotal = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + memory["buffers"] + c.cuda_context_bytes
-    out["mem_other"] = memory["buffers"] + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
-    out["gpu_peak_bytes"] = subtotal + c.memory_overhead_fraction * subtotal
+    allocated = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + memory["buffers"]
+    overhead = c.memory_overhead_fraction * sum(out[f"mem_{name}"] for name in TRANSIENT_COMPONENTS)
+    out["mem_other"] = memory["buffers"] + c.cuda_context_bytes + overhead
+    out["gpu_allocated_bytes"] = allocated
+    out["gpu_peak_bytes"] = allocated + c.cuda_context_bytes + overhead
     out["host_peak_bytes"] = np.asarray(raw["host_peak_bytes"], dtype=float)
     out["peak_phase"] = memory["peak_phase"]
     step_s = np.zeros(n_rows)
