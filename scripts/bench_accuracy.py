@@ -6,7 +6,7 @@ predicted vs published samples/s (priors, fitted, left out, source left out), th
 
     fit_geo_factor: X     exp(mean |log(pred / pub)|), rows in the fit, in-sample
     loo_geo_factor: X     the same, each row predicted by a fit without it
-    loo_worst_factor: X   exp(max |log(pred / pub)|), left out
+    loo_worst_factor: X   exp(max |log(pred / pub)|), left out (loso_*: each source left out)
     pair_loo_geo_factor   exp(mean |log(predicted ratio / published ratio)|) over pairs of rows one source
                           measured on one cluster with one metric, each row left out (pair_loso_*: source left out)
     pair_loo_worst_factor the worst such pair; kendall_tau: rank agreement within those groups
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oom_calls_{which}: {right} right, {wrong} wrong")
     print(f"prior_geo_factor: {acc.factor('prior'):.3f}")
     print(f"loso_geo_factor: {acc.factor('left_out_source'):.3f}")
+    print(f"loso_worst_factor: {acc.factor('left_out_source', worst=True):.3f}")
     print(f"fit_geo_factor: {acc.factor('fitted'):.3f}")
     print(f"loo_geo_factor: {acc.factor('left_out'):.3f}")
     print(f"loo_worst_factor: {acc.factor('left_out', worst=True):.3f}")

@@ -82,20 +82,13 @@ class Accuracy:
 
     def peaks(self) -> list[tuple[str, float, float, float]]:
         """(row id, published allocated GiB, prior's and fit's predicted allocated GiB) for rows with a
-        published peak; predicted allocated = predicted peak less allocator overhead and CUDA context."""
+        published peak; predicted allocated: what torch's max_memory_allocated shows (no allocator overhead, no
+        CUDA context)."""
         out = []
         for r in self.rows:
             if not r.case.row.peak_alloc_gib:
                 continue
-            figures = []
-            for choice, constants in (
-                (r.prior, self.fit.prior),
-                (r.fitted, self.fit.constants(generation_of(r.case.known_cluster.gpu.name))),
-            ):
-                c = constants
-                figures.append(
-                    (choice.gpu_peak_bytes / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes) / 2**30
-                )
+            figures = [choice.gpu_allocated_bytes / 2**30 for choice in (r.prior, r.fitted)]
             out.append((r.case.row.id, r.case.row.peak_alloc_gib, figures[0], figures[1]))
         return out
 

@@ -6,8 +6,8 @@ Few free constants, each with a log-normal prior around dstune's defaults:
 - shared: link efficiency, the fixed per-step cost, the hidden size at which GEMMs run at half
   their best efficiency, the host's CPU-Adam rate (offload), and two host-side fixed costs: the
   generate() loop per token and ZeRO-3's fetch per layer;
-- memory: allocator overhead, logits bytes while training, and the share of the attention-score
-  activations kept (the 2023 runs used eager attention, today's default is SDPA).
+- memory: allocator overhead and logits bytes while training. Layer activations are not fitted: they are
+  measured on this stack (costmodel/data/activations.json), eager attention for the published rows.
 
 Memory is fitted first, on the published peaks (torch's max allocated: predicted peak less the
 CUDA context and allocator overhead) and on fits / does-not-fit facts (one-sided); the plans a
@@ -49,8 +49,8 @@ SHARED_CONSTANTS = (
     "decode_overhead_per_token_s",
     "zero3_fetch_overhead_s",
 )
-MEMORY_CONSTANTS = ("memory_overhead_fraction", "logits_bytes_per_element_train", "activation_attention_fraction")
-LINEAR_CONSTANTS = {"activation_attention_fraction": (0.0, 1.0, 0.5, 0.5)}
+MEMORY_CONSTANTS = ("memory_overhead_fraction", "logits_bytes_per_element_train")
+LINEAR_CONSTANTS: dict[str, tuple[float, float, float, float]] = {}
 """Constants fitted on a linear scale: (low, high, prior mean, prior sigma)."""
 FRACTIONS = {"matmul_efficiency_max", "hbm_efficiency", "link_efficiency", "memory_overhead_fraction"}
 PRIOR_SIGMA = 0.5
@@ -166,7 +166,7 @@ def _memory_residuals(facts: Sequence[MemoryFact], constants_of) -> np.ndarray:
         c = constants_of(fact.case)
         table = _score(fact.case, fact.case.plans, c)
         if fact.peak_alloc_bytes:
-            allocated = table["gpu_peak_bytes"][0] / (1.0 + c.memory_overhead_fraction) - c.cuda_context_bytes
+            allocated = table["gpu_allocated_bytes"][0]
             out.append(np.log(max(allocated, 1.0) / fact.peak_alloc_bytes))
         if fact.fits is not None:
             capacity = fact.case.known_cluster.gpu.memory_bytes

@@ -101,7 +101,7 @@ def calibration_for(
         generation=own,
         fitted_generation=chosen,
         fallback=fallback,
-        constants=replace(base, **entry["fitted_values"]),
+        constants=_applied(base, entry["fitted_values"]),
         interval_factor=float(factor),
         rows=int(data["rows_fitted"]),
         generation_rows=int(entry["rows"]),
@@ -111,6 +111,12 @@ def calibration_for(
         step=step,
         step_rows=step_rows,
     )
+
+
+def _applied(base: CostConstants, values: dict[str, float]) -> CostConstants:
+    """The fitted values over `base`; a value of a constant the cost model no longer has is dropped."""
+    known = set(base.to_dict())
+    return replace(base, **{k: v for k, v in values.items() if k in known})
 
 
 def fitted_constants(gpu_name: str) -> tuple[CostConstants, bool]:

@@ -50,20 +50,26 @@ class CostConstants:
     all-gather calls they issue, whatever the batch."""
     step_overhead_s: float = 0.02
     """Fixed per optimizer-step cost (hooks, clipping, bookkeeping)."""
-    activation_attention_fraction: float = 0.0
-    """Share of the 5*a*s/h attention-score term kept; 0 with SDPA/flash attention."""
+    published_stack: float = 0.0
+    """Which measured activations (costmodel/data/activations.json) a layer keeps: 0 the installed stack
+    (transformers' default SDPA), 1 the stack the published rows ran (2023: transformers 4.28.1, fp16, eager
+    attention, which keeps s^2 probabilities). Not fitted: calibration/_reproduce.py scores published rows with 1."""
     logits_bytes_per_element_train: float = 8.0
     """Bytes per logit element while training (16-bit logits, log-softmax and their grads)."""
     logits_bytes_per_element_eval: float = 6.0
     """Bytes per logit element in a no-grad forward (16-bit logits and fp32 log-softmax)."""
     memory_overhead_fraction: float = 0.08
-    """Allocator fragmentation and reserved-but-unused memory, as a fraction of the rest."""
+    """Allocator fragmentation and reserved-but-unused memory, as a fraction of what a step allocates and frees
+    (gradients, activations, KV cache, inference weights and workspace: _estimate.TRANSIENT_COMPONENTS)."""
     cuda_context_bytes: float = 1.0e9
     """CUDA context, NCCL and cuBLAS workspaces per GPU."""
     zero_bucket_elements: float = 5.0e8
     """DeepSpeed's default `reduce_bucket_size` (elements; DeepSpeed-Chat leaves it unset). With
     `overlap_comm` ZeRO 1-2 allocate two such 16-bit buffers for every backward and ZeRO-3 keeps one
     for the whole run, whatever the trainable size (stage_1_and_2.py setup_buckets, stage3.py)."""
+    zero3_sub_group_elements: float = 1.0e9
+    """ZeRO-3's `sub_group_size` default (DeepSpeed-Chat leaves it unset): step() makes one sub-group's fp32
+    gradient partition at a time."""
     zero3_live_elements: float = 3.0e7
     """`stage3_max_live_parameters` as DeepSpeed-Chat sets it: the most gathered ZeRO-3 elements live
     at once in a running model (a single larger parameter is still gathered whole)."""

@@ -1,10 +1,11 @@
 """Cost terms of DPO (DeepSpeed-Chat step2_dpo): a trained policy plus a frozen reference copy.
 
 Per micro-batch of `m` pairs the policy runs forward and backward on 2m sequences and the
-reference model runs forward on the same 2m (main.py calls it under no_grad). The reference
-is the policy's checkpoint without LoRA, at ZeRO-3 when the policy is (gathered layer by
-layer, parameters in host memory with `offload_reference_model`) and whole on every GPU
-otherwise. The step is the policy's optimizer step, as in SFT.
+reference model runs forward on the same 2m. main.py runs the policy's forward first and the reference's
+(under no_grad) before the policy's backward, so the policy's saved activations are alive during the
+reference forward. The reference is the policy's checkpoint without LoRA, at ZeRO-3 when the policy is
+(gathered layer by layer, parameters in host memory with `offload_reference_model`) and whole on every
+GPU otherwise. The step is the policy's optimizer step, as in SFT.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 from ..plan import CostTerms
 from . import _memory as mem
 from . import _time as tm
-from ._estimate import CostInputs, _host_peak, _micro_seconds, _peak, _train_phases, _trained
-from ._facts import model_facts
+from ._constants import CostConstants
+from ._facts import ModelFacts, model_facts
+from ._inputs import CostInputs
+from ._trained import host_peak, micro_seconds, peak, steady_states, train_phases, trained
 
 
 def score_dpo(x: CostInputs) -> CostTerms:
@@ -30,21 +33,20 @@ def score_dpo(x: CostInputs) -> CostTerms:
     ref_stage = np.where(stage == 3, 3, 0)
     ref_offload = cols["offload_reference_model"].astype(bool) & (ref_stage == 3)
     sequences = 2.0 * micro
-    policy = _trained(
-        f, cols["lora_dim"], cols["lora_module_name"], cols["only_optimize_lora"].astype(bool), stage, offload, world, c
-    )
+    only_lora = cols["only_optimize_lora"].astype(bool)
+    policy = trained(f, cols["lora_dim"], cols["lora_module_name"], only_lora, stage, offload, world, c)
     ref = mem.frozen_states(f.params, ref_stage, ref_offload, world, c)
     states = policy.states + ref
     checkpointing = cols["gradient_checkpointing"].astype(bool)
-    backward, step_extra = _train_phases(
-        policy, stage, mem.train_activation_bytes(f, sequences, seq, checkpointing, c), c
+    accumulating = gas > 1
+    saved = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
+    backward, step_extra = train_phases(policy, saved, c, accumulating)
+    reference = reference_forward_phase(f, sequences, seq, saved, ref_stage, c)
+    steady = steady_states(states)
+    steady["grads"] = steady["grads"] + np.where(
+        accumulating, mem.grad_accumulated_bytes(policy.params_trainable, stage, offload, world), 0.0
     )
-    reference = {
-        "activations": mem.eval_activation_bytes(f, sequences, seq, c),
-        "params": np.where(ref_stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0),
-    }
-    steady = {"params": states.params, "grads": states.grads, "optimizer": states.optimizer, "buffers": states.buffers}
-    peak = _peak(
+    memory = peak(
         steady,
         {"reference": reference, "backward": backward, "step": step_extra},
         {"reference": "reference", "backward": "train", "step": "train"},
@@ -52,7 +54,7 @@ def score_dpo(x: CostInputs) -> CostTerms:
     )
 
     tokens = sequences * seq
-    fwd, micro_total = _micro_seconds(policy, tokens, seq, checkpointing, stage, offload, hw, c)
+    fwd, micro_total = micro_seconds(policy, tokens, seq, checkpointing, gas, hw, c)
     ref_compute = tm.compute_seconds(tm.forward_flops(f, tokens, seq), tokens, f, hw, c)
     ref_comm = np.where(ref_stage == 3, tm.zero3_gather_seconds(float(f.params), f.layers, ref_offload, hw, c), 0.0)
     opt = tm.optimizer_step_seconds(policy.params_all, policy.params_trainable, stage, offload, hw, c)
@@ -65,10 +67,26 @@ def score_dpo(x: CostInputs) -> CostTerms:
     useful = gas * tm.forward_flops(f, tokens, seq) * (policy.useful_flops_factor() + 1.0)
     construction = np.where(stage == 3, 0.0, 2.0 * 4.0 * policy.params_all)
     return CostTerms(
-        memory=peak,
-        host_peak_bytes=_host_peak(cluster, states.host, construction, c),
+        memory=memory,
+        host_peak_bytes=host_peak(cluster, states.host, construction, c),
         phases=phases,
         samples=micro * gas * world,
         tokens=tokens * gas * world,
         flops=useful,
     )
+
+
+def reference_forward_phase(
+    f: ModelFacts,
+    sequences: np.ndarray,
+    seq: np.ndarray,
+    policy_saved: np.ndarray,
+    ref_stage: np.ndarray,
+    c: CostConstants,
+) -> dict[str, np.ndarray]:
+    """The reference forward's peak: its own live layer and logits on top of the policy's saved activations
+    (the policy's graph is alive until its backward), and a gathered layer when the reference is at ZeRO-3."""
+    return {
+        "activations": policy_saved + mem.eval_activation_bytes(f, sequences, seq, c),
+        "params": np.where(ref_stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0),
+    }

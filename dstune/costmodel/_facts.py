@@ -32,6 +32,13 @@ class ModelFacts:
     gated_mlp: bool
     has_lm_head: bool
     spec: ModelSpec
+    family: str = "opt"
+    dropout: bool = False
+    """The config's own dropout is on (OPT's 0.1): training keeps its masks unless a flag sets it to 0."""
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
 
     def lora_params(self, module_name: str, rank: int) -> int:
         """Trainable parameters DeepSpeed-Chat's LoRA adds: r * (d_in + d_out) per matched Linear."""
@@ -96,4 +103,6 @@ def model_facts(spec: ModelSpec, role_head: str = "lm") -> ModelFacts:
         gated_mlp=spec.gated_mlp,
         has_lm_head=has_lm_head,
         spec=spec,
+        family=spec.family,
+        dropout=float(spec.hf_config.get("dropout", 0.0) or 0.0) > 0.0,
     )

@@ -1,10 +1,9 @@
 """Per-GPU and per-node host memory terms, in bytes, vectorised over candidates.
 
 Every function takes numpy arrays (one entry per candidate) or scalars.
-Model states follow DeepSpeed 0.19's own estimators: without offload ZeRO-2
-holds 2P + 18P/N and ZeRO-3 holds 18P/N + 4L per GPU (L: largest layer, gathered
-only while the model runs); stage 0 holds 16P plus 2P of 16-bit grads between
-backward and step and 8P more inside step(). Activations follow Korthikanti et al. 2022.
+Model states follow DeepSpeed 0.19.8's code: 16-bit weights and the optimizer's fp32 states stay; gradients
+live from a backward to its step (16-bit) or only inside step() (fp32). Activations are the per-token bytes
+measured on this stack (see _activations.py).
 The Hybrid Engine's inference workspace follows inference_context.h.
 """
 
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _activations as acts
 from ._constants import CostConstants
 from ._facts import ModelFacts
 
@@ -44,25 +44,64 @@ def trained_states(
     world: int,
     c: CostConstants,
 ) -> States:
-    """A model with an optimizer (actor, critic, or the SFT/RM model): what stays allocated.
+    """A model with an optimizer (actor, critic, or the SFT/RM model): what stays allocated for the whole run.
 
-    Offload moves fp32 master weights, Adam moments and fp32 grads to host; at stage 3
-    DeepSpeed-Chat also offloads the 16-bit parameters. Stage-0 16-bit grads and the gathered
-    ZeRO-3 layers are not here: they live only in some phases (see `stage0_*`, `zero3_gathered_bytes`).
+    Offload moves fp32 master weights and Adam moments to host; at stage 3 DeepSpeed-Chat also offloads the
+    16-bit parameters. Of the gradients only ZeRO-3's 16-bit partition buffer is here (stage3.py allocates
+    `grad_partitions_flat_buffer` at init, on the host with offload); the others live from a backward to its
+    step (`grad_backward_bytes`, `grad_step_bytes`, `grad_accumulated_bytes`), and the gathered ZeRO-3 layers
+    only while a model runs.
     """
     n = float(world)
     z3 = stage == 3
     params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / n), BYTES_16BIT * params_all)
-    grads_on_gpu = np.select(
-        [stage == 0, stage == 1, stage == 2],
-        [0.0 * params_trainable, 2.0 * params_trainable + 4.0 * params_trainable / n, 6.0 * params_trainable / n],
-        default=4.0 * params_trainable / n,
-    )
-    grads = np.where(offload, 0.0, grads_on_gpu)
     optimizer = np.where(offload, 0.0, np.where(stage == 0, 12.0, 12.0 / n) * params_trainable)
     buffers = np.where(z3, zero3_reduce_bucket_bytes(c), 0.0)
     host = np.where(offload, (16.0 * params_trainable + np.where(z3, BYTES_16BIT * params_all, 0.0)) / n, 0.0)
+    grads = np.where(z3 & ~offload, BYTES_16BIT * params_trainable / n, 0.0)
     return States(params, grads, optimizer, buffers, host * c.pinned_buffer_factor)
+
+
+def grad_accumulated_bytes(
+    params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int
+) -> np.ndarray:
+    """16-bit gradients kept between the micro-batches of one accumulation: stages 0-1 keep every parameter's
+    .grad until the boundary backward reduces it; stage 2 reduces each backward into a 1/N partition
+    (stage_1_and_2.py grads_in_partition, whose views stay the parameters' grads until step), on the host with
+    offload; stage 3's partition buffer is a steady state (`trained_states`)."""
+    full = BYTES_16BIT * params_trainable
+    part = np.where(offload, 0.0, BYTES_16BIT * params_trainable / world)
+    return np.select([stage <= 1, stage == 2], [full, part], default=0.0)
+
+
+def grad_backward_bytes(params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int) -> np.ndarray:
+    """16-bit gradients at the end of a backward: the same as accumulated ones (stage 1 frees its full grads
+    only after the boundary backward's reduction, so they are all alive at its end)."""
+    return grad_accumulated_bytes(params_trainable, stage, offload, world)
+
+
+def grad_step_bytes(
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    world: int,
+    c: CostConstants,
+    lora: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Gradients inside step(). Stage 0 (FP16_Optimizer): the 16-bit grads plus fp32 copies and their flat
+    buffers group by group (`fp16_optimizer_step_bytes`). Stages 1-2: the 16-bit partition and its fp32 copy, made in step() and freed
+    after it (stage_1_and_2.py step: `single_grad_partition`; stage 1 has freed its full grads by then).
+    Stage 3: one sub-group's fp32 copy at a time beside the steady 16-bit buffer (stage3.py
+    `_prepare_fp32_grad_for_sub_group` / `_release_sub_group`; sub_group_size 1e9, which DeepSpeed-Chat leaves
+    unset). With offload the partitions are on the host."""
+    n = float(world)
+    part16 = np.where(stage == 3, 0.0, BYTES_16BIT * params_trainable / n)
+    fp32 = 4.0 * np.where(
+        stage == 3, np.minimum(params_trainable / n, c.zero3_sub_group_elements), params_trainable / n
+    )
+    zero = np.where(offload, 0.0, part16 + fp32)
+    stage0 = fp16_optimizer_step_bytes(params_trainable, lora)
+    return np.where(stage == 0, stage0, zero)
 
 
 def zero3_reduce_bucket_bytes(c: CostConstants) -> float:
@@ -76,16 +115,15 @@ def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarra
     return np.where((stage == 1) | (stage == 2), 2.0 * c.zero_bucket_elements * BYTES_16BIT, 0.0)
 
 
-def stage0_grad_bytes(params_trainable: np.ndarray, stage: np.ndarray) -> np.ndarray:
-    """Stage 0 (FP16_Optimizer): 16-bit grads from the first backward until step() sets them to None."""
-    return np.where(stage == 0, BYTES_16BIT * params_trainable, 0.0)
-
-
-def stage0_step_bytes(params_trainable: np.ndarray, stage: np.ndarray) -> np.ndarray:
-    """Inside FP16_Optimizer.step() (fused_optimizer.py): each group's grads converted to fp32 one by one
-    and then flattened into one fp32 buffer, both alive at the flatten: 8 bytes per parameter of the
-    largest group (DeepSpeed-Chat's weight-decay group: nearly every trainable weight)."""
-    return np.where(stage == 0, 8.0 * params_trainable, 0.0)
+def fp16_optimizer_step_bytes(params_trainable: np.ndarray, lora: np.ndarray | float = 0.0) -> np.ndarray:
+    """Gradients inside stage 0's FP16_Optimizer.step() (fused_optimizer.py): group by group it converts the
+    16-bit grads to fp32 and flattens them (both alive at the flatten), sets that group's 16-bit grads to None
+    and keeps the flat fp32 grads until Adam has run. DeepSpeed-Chat's groups come in the order decayed weights,
+    LoRA factors, no-decay (get_optimizer_grouped_parameters; the small no-decay group is counted with the
+    first). Peak over groups i: 4 bytes per parameter before i, 10 for i's own, 2 after i."""
+    adapters = np.minimum(lora, params_trainable)
+    first = params_trainable - adapters
+    return np.maximum(10.0 * first + 2.0 * adapters, 4.0 * first + 10.0 * adapters)
 
 
 def zero3_gathered_bytes(largest_layer: int, c: CostConstants) -> float:
@@ -108,26 +146,40 @@ def frozen_states(params_all: int, stage: np.ndarray, offload: np.ndarray, world
     return States(params, zeros, zeros, zeros, host)
 
 
-def layer_activation_bytes(f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants) -> np.ndarray:
-    """One transformer layer's saved activations: s*b*h*(34 + 5*a*s/h), MLP part scaled to the model."""
-    mlp_ratio = f.ffn / (4.0 * f.hidden) * (1.5 if f.gated_mlp else 1.0)
-    sbh = seq * micro * float(f.hidden)
-    scores = 5.0 * f.heads * seq * seq * micro * c.activation_attention_fraction
-    return sbh * (15.0 + 19.0 * mlp_ratio) + scores
+def layer_activation_bytes(
+    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants, dropout: bool = False
+) -> np.ndarray:
+    """One transformer layer's saved activations, from the per-token bytes measured on this stack
+    (data/activations.json) of the stack `c.published_stack` selects."""
+    return acts.layer_bytes(
+        f.family, f.hidden, f.ffn, f.kv_width, f.heads, micro * seq, seq, c.published_stack, dropout
+    )
 
 
 def train_activation_bytes(
-    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, checkpointing: np.ndarray, c: CostConstants
+    f: ModelFacts,
+    micro: np.ndarray,
+    seq: np.ndarray,
+    checkpointing: np.ndarray,
+    c: CostConstants,
+    dropout: bool | None = None,
 ) -> np.ndarray:
     """Activations kept for backward, plus the LM head's logits when the role has one.
 
-    With full checkpointing only each layer's input (2*s*b*h) is kept, plus one
-    layer's worth while it is recomputed.
+    With full checkpointing only each layer's input (2*s*b*h) is kept, plus one layer's worth while it is
+    recomputed. `dropout` None: the config's own (DeepSpeed-Chat's step-3 scripts set actor_dropout 0.0).
     """
-    layer = layer_activation_bytes(f, micro, seq, c)
+    layer = layer_activation_bytes(f, micro, seq, c, f.dropout if dropout is None else dropout)
     kept = np.where(checkpointing, f.layers * 2.0 * seq * micro * f.hidden + layer, f.layers * layer)
     logits = micro * seq * f.vocab * c.logits_bytes_per_element_train if f.has_lm_head else 0.0
     return kept + logits
+
+
+def hf_loss_upcast_bytes(f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants) -> np.ndarray:
+    """transformers' own loss (SFT passes labels) casts the logits to fp32 and keeps that copy for backward
+    (installed stack; 4.28 kept 16-bit ones): measured bytes per logit element times vocab*seq*micro."""
+    per_element = acts.hf_loss_logits_bytes(f.family, c.published_stack) if f.has_lm_head else 0.0
+    return micro * seq * f.vocab * per_element
 
 
 def eval_activation_bytes(f: ModelFacts, batch: np.ndarray, seq: np.ndarray, c: CostConstants) -> np.ndarray:
@@ -174,3 +226,17 @@ def he_tp_weight_bytes(
     slices = BYTES_16BIT * layer_params / tp
     staging = BYTES_16BIT * layer_params / layers * np.minimum(gather_layers, layers)
     return slices + staging, slices + BYTES_16BIT * other_params
+
+
+def he_fused_copy_bytes(f: ModelFacts, stage: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """The Hybrid Engine's fused weight copies at ZeRO 0-2: each OPT/LLaMA container concatenates q/k/v into a
+    new `qkvw` (and LLaMA's gate/up into `_h4h_w`) with torch.cat (HFOPTLayerPolicy.attention,
+    HybridGatedMLPContainer) and points the parameters into it (set_attn_params_wo_copy), while the optimizer's
+    flat 16-bit buffer keeps the original storage: one more 16-bit copy of those weights on every GPU for the
+    run. At ZeRO-3 the containers use the partitioned parameters as they are."""
+    per_layer = f.hidden * (f.hidden + 2 * f.kv_width)
+    if f.family == "opt":
+        per_layer += f.hidden + 2 * f.kv_width  # q/k/v biases, fused the same way
+    if f.gated_mlp:
+        per_layer += 2 * f.hidden * f.ffn
+    return np.where(kernels & (stage < 3), BYTES_16BIT * float(per_layer * f.layers), 0.0)

@@ -13,8 +13,9 @@ import numpy as np
 from ..catalog import ClusterSpec, ModelSpec
 from ..plan import Plan, plan_to_dict, step_strategy
 from ._constants import DEFAULT_CONSTANTS, CostConstants
-from ._estimate import GPU_COMPONENTS, _trainable, estimate_table, plans_to_columns
+from ._estimate import GPU_COMPONENTS, estimate_table, plans_to_columns
 from ._facts import model_facts
+from ._trained import trainable
 
 
 @dataclass(frozen=True)
@@ -173,5 +174,5 @@ def trainable_params(plan: Plan, model: ModelSpec, critic_model: ModelSpec | Non
         f = model_facts(spec, _role_head(plan.step, role.model))
         rank = np.array([int(getattr(plan, role.rank))])
         module = np.array([str(getattr(plan, role.module))])
-        out[role.role] = int(_trainable(f, rank, module, only)[0][0])
+        out[role.role] = int(trainable(f, rank, module, only)[0][0])
     return out

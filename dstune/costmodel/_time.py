@@ -100,17 +100,20 @@ def zero_micro_comm_seconds(
     stage: np.ndarray,
     offload: np.ndarray,
     layers: int,
+    gas: np.ndarray,
     hw: Hardware,
     c: CostConstants,
 ) -> np.ndarray:
     """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads
     (each pass layer by layer, with its fixed per-layer fetch cost); ZeRO-2 reduce-scatters grads as
-    they are produced. At ZeRO-3 with offload the partitions are fetched from host memory first."""
+    they are produced; ZeRO-1 reduces them inside the boundary backward, overlapped with it as ZeRO-2's
+    (stage_1_and_2.py: the same ipg buckets with overlap_comm), once per `gas` micro-batches. At ZeRO-3 with
+    offload the partitions are fetched from host memory first."""
     z3 = 2.0 * allgather_seconds(2.0 * params_all, hw) + allgather_seconds(2.0 * params_trainable, hw)
     z3 = z3 + 3.0 * zero3_fetch_seconds(layers, c)
     z3_host = np.where(offload, 2.0 * 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
     z2 = allgather_seconds(2.0 * params_trainable, hw)
-    return np.select([stage == 3, stage == 2], [z3 + z3_host, z2], default=0.0)
+    return np.select([stage == 3, stage == 2, stage == 1], [z3 + z3_host, z2, z2 / gas], default=0.0)
 
 
 def optimizer_step_seconds(
@@ -121,11 +124,11 @@ def optimizer_step_seconds(
     hw: Hardware,
     c: CostConstants,
 ) -> np.ndarray:
-    """Gradient all-reduce (stages 0-1), the Adam step (GPU, or CPU with PCIe round trips when
+    """Gradient all-reduce (stage 0; stage 1 reduces inside its boundary backward), the Adam step (GPU, or CPU with PCIe round trips when
     offloaded) and the parameter all-gather that follows a partitioned step (stages 1-2)."""
     n = float(hw.world)
     shard = np.where(stage == 0, params_trainable, params_trainable / n)
-    reduce = np.where(stage <= 1, allreduce_seconds(2.0 * params_trainable, hw), 0.0)
+    reduce = np.where(stage == 0, allreduce_seconds(2.0 * params_trainable, hw), 0.0)
     gpu_adam = shard * c.gpu_adam_bytes_per_param / hw.hbm_bytes_per_s
     cpu_adam = shard * hw.gpus_per_node / c.cpu_adam_params_per_s
     pcie = shard * (2.0 + 2.0) / hw.host_link_bytes_per_s

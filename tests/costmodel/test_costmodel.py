@@ -29,10 +29,14 @@ def _meta_counts(name: str) -> tuple[int, int]:
 
 
 def _model_states(name: str, gpus: int, stage: int) -> float:
-    cluster = make_cluster(A100, gpus)
-    plan = make_plan("sft", {"zero_stage": stage, "per_device_train_batch_size": 1})
-    e = estimate(plan, load_model(name), cluster)
-    return e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
+    """Model states inside step(), where DeepSpeed's estimators count them: steady states plus the step's
+    gradients (at ZeRO-3 also the 4 x largest layer its estimator adds for the gathered layer)."""
+    f = model_facts(load_model(name))
+    p, st, off = np.array([float(f.params)]), np.array([stage]), np.array([False])
+    s = mem.trained_states(p, p, st, off, gpus, DEFAULT_CONSTANTS)
+    step = mem.grad_step_bytes(p, st, off, gpus, DEFAULT_CONSTANTS)
+    gathered = 4.0 * f.largest_layer_params if stage == 3 else 0.0
+    return float((s.params + s.grads + s.optimizer + step)[0] + gathered)
 
 
 @pytest.mark.parametrize("name", ["opt-1.3b", "opt-6.7b", "opt-66b"])
@@ -56,7 +60,15 @@ def test_zero3_model_states_agree_with_deepspeed(name, gpus):
     _, expected, _ = estimate_zero3_model_states_mem_needs(
         total, largest, per_node, gpus // per_node, cpu_offload=False, cpu_offload_params=False
     )
-    assert _model_states(name, gpus, 3) == pytest.approx(expected, rel=0.05)
+    # The estimator leaves out the 16-bit gradient partition buffer stage3.py allocates at init
+    # (grad_partitions_flat_buffer, sum of partition_numel) and counts every fp32 gradient at once, where
+    # step() makes them one sub-group (sub_group_size, default 1e9) at a time.
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    sub_group = DeepSpeedZeroConfig().sub_group_size
+    buffer = 2 * total / gpus
+    one_sub_group_at_a_time = 4 * max(0.0, total / gpus - sub_group)
+    assert _model_states(name, gpus, 3) == pytest.approx(expected + buffer - one_sub_group_at_a_time, rel=0.05)
 
 
 def test_all_cold_estimators_print_the_same_figure(capsys):
@@ -73,14 +85,6 @@ def test_all_cold_estimators_print_the_same_figure(capsys):
 def test_largest_layer_matches_the_real_model():
     for name in ("opt-1.3b", "opt-350m", "llama-2-7b"):
         assert model_facts(load_model(name)).largest_layer_params == pytest.approx(_meta_counts(name)[1], rel=0.01)
-
-
-def test_activation_term_is_korthikanti_for_gpt_shaped_layers():
-    facts = model_facts(load_model("opt-1.3b"))
-    constants = dataclasses.replace(DEFAULT_CONSTANTS, activation_attention_fraction=1.0)
-    s, b, h, a = 512, 4, facts.hidden, facts.heads
-    expected = s * b * h * (34 + 5 * a * s / h)
-    assert mem.layer_activation_bytes(facts, np.array([b]), np.array([s]), constants)[0] == pytest.approx(expected)
 
 
 def test_kv_cache_counts_grouped_kv_heads():
@@ -118,11 +122,12 @@ def test_deepspeed_chat_shipped_opt67b_plan_fits_and_generation_dominates():
 
 
 def test_hybrid_engine_kernels_speed_up_generation():
-    """Without inference containers DeepSpeed never replaces generate(): the HE then changes nothing."""
+    """Without inference containers DeepSpeed never replaces generate(): the HE then changes nothing but its
+    eval()'s gc.collect() + empty_cache() at ZeRO-3 (hybrid_engine.py eval), once per generation."""
     with_he = _est(_ppo()).phases["generation"]
     without = _est(_ppo(enable_hybrid_engine=False)).phases["generation"]
     no_kernels = _est(_ppo(), he_kernels=False).phases["generation"]
-    assert with_he < no_kernels == pytest.approx(without)
+    assert with_he < no_kernels == pytest.approx(without + DEFAULT_CONSTANTS.empty_cache_s)
 
 
 def test_generation_pays_a_per_token_loop_cost_whatever_the_kernels():

@@ -18,6 +18,7 @@ from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel import DEFAULT_CONSTANTS, estimate, estimate_table, model_facts, plans_to_columns
 from dstune.costmodel import _memory as mem
 from dstune.costmodel import _time as tm
+from dstune.costmodel._estimate import TRANSIENT_COMPONENTS
 from dstune.plan import make_plan, to_deepspeed
 
 A100 = load_gpu("A100-80G")
@@ -43,6 +44,11 @@ SINGLE_GPU_13 = {
     "actor_gradient_checkpointing": True,
 }
 """DeepSpeed-Chat's opt/single_gpu/run_1.3b.sh (batch 16/16 defaults)."""
+
+
+def _overhead(e, c):
+    """The allocator overhead: charged on what is allocated and freed within a step."""
+    return c.memory_overhead_fraction * sum(e.gpu_memory[k] for k in TRANSIENT_COMPONENTS)
 
 
 def _ppo(**values):
@@ -213,9 +219,13 @@ def test_kv_part_agrees_with_deepspeeds_python_workspace():
 def test_without_kernels_the_hybrid_engine_changes_nothing():
     plans = [_ppo(), _ppo(inference_tp_size=8), _ppo(enable_hybrid_engine=False)]
     table = _table(plans, he_kernels=False)
-    for column in ("gpu_peak_bytes", "time_generation", "mem_inference_workspace"):
+    for column in ("gpu_peak_bytes", "mem_inference_workspace"):
         assert table[column][0] == pytest.approx(table[column][2])
         assert table[column][1] == pytest.approx(table[column][2])
+    # the HE's eval() still runs gc.collect() + empty_cache() at ZeRO-3 (hybrid_engine.py eval)
+    gc = DEFAULT_CONSTANTS.empty_cache_s
+    assert table["time_generation"][0] == pytest.approx(table["time_generation"][2] + gc)
+    assert table["time_generation"][1] == pytest.approx(table["time_generation"][2] + gc)
     assert table["mem_inference_workspace"][0] == 0.0
     with_kernels = _table(plans[:1])
     assert with_kernels["time_generation"][0] < table["time_generation"][0] / 3  # ZeRO-3 gathers per token
@@ -242,10 +252,7 @@ def test_zero12_double_buckets_whatever_the_trainable_size(stage):
     e = estimate(plan, OPT13, EIGHT)
     bucket = DeepSpeedZeroConfig().reduce_bucket_size * 2
     c = DEFAULT_CONSTANTS
-    subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
-    assert e.gpu_memory["other"] == pytest.approx(
-        2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
-    )
+    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + _overhead(e, c))
 
 
 _BUCKETS = r"""
@@ -299,10 +306,7 @@ def test_zero3_keeps_one_reduce_bucket_per_trained_model():
     bucket = DeepSpeedZeroConfig().reduce_bucket_size * 2
     c = DEFAULT_CONSTANTS
     e = _est(_ppo())
-    subtotal = e.gpu_peak_bytes / (1 + c.memory_overhead_fraction)
-    assert e.gpu_memory["other"] == pytest.approx(
-        2 * bucket + c.cuda_context_bytes + c.memory_overhead_fraction * subtotal
-    )
+    assert e.gpu_memory["other"] == pytest.approx(2 * bucket + c.cuda_context_bytes + _overhead(e, c))
 
 
 # --- 5. Transient peaks at the right time --------------------------------------------------------------------
@@ -343,7 +347,9 @@ def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase(
         OPT67.num_params, f.largest_layer_params, 8, 1, cpu_offload=False, cpu_offload_params=False
     )
     states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
-    assert states == pytest.approx(expected, rel=0.01)
+    # at a micro-batch of 1 the peak is inside step(): no gathered layer (the estimator's 4L), but the 16-bit
+    # gradient partition buffer stage3.py allocates at init, which the estimator leaves out
+    assert states == pytest.approx(expected - 4 * f.largest_layer_params + 2 * OPT67.num_params / 8, rel=0.01)
 
 
 # --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------
@@ -357,3 +363,14 @@ def test_tp_allreduce_uses_the_intra_node_link():
     assert tm.tp_allreduce_seconds(size, tp, two_nodes, DEFAULT_CONSTANTS) == pytest.approx(
         tm.tp_allreduce_seconds(size, tp, one_node, DEFAULT_CONSTANTS)
     )
+
+
+def test_allocator_overhead_is_charged_on_transient_bytes_only():
+    """Weights and optimizer states are allocated once at init (flat ZeRO buffers); the caching allocator's
+    fragmentation comes from what each step allocates and frees. torch's max_memory_allocated is the rest."""
+    e = _est(_ppo())
+    c = DEFAULT_CONSTANTS
+    table = _table([_ppo()])
+    allocated = sum(v for k, v in e.gpu_memory.items() if k != "other") + 2 * 2 * c.zero_bucket_elements
+    assert table["gpu_allocated_bytes"][0] == pytest.approx(allocated)
+    assert e.gpu_peak_bytes == pytest.approx(allocated + c.cuda_context_bytes + _overhead(e, c))

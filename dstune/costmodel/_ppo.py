@@ -1,0 +1,294 @@
+"""Cost terms of DeepSpeed-Chat's step 3 (PPO): generation, experience forwards, actor and critic training.
+
+The actor and critic are trained (with optimizers); the reference and reward models are frozen copies, at
+ZeRO-3 when their trained counterpart is, whole on every GPU otherwise. Each term is its own function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..catalog import ModelSpec
+from ..plan import CostTerms
+from . import _memory as mem
+from . import _time as tm
+from ._constants import CostConstants
+from ._facts import model_facts
+from ._inputs import Columns, CostInputs
+from ._memory import BYTES_16BIT
+from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
+
+PHASE_LABELS = {
+    "he_gather": "generation",
+    "generation": "generation",
+    "exp_actor": "experience",
+    "exp_ref": "experience",
+    "exp_critic": "experience",
+    "exp_reward": "experience",
+    "actor_backward": "actor_train",
+    "actor_step": "actor_train",
+    "critic_backward": "critic_train",
+    "critic_step": "critic_train",
+}
+
+
+@dataclass
+class _Ppo:
+    """The candidates' PPO knobs as arrays, and what follows from them for every term."""
+
+    cols: Columns
+    actor: Trained
+    critic: Trained
+    ref: mem.States
+    reward: mem.States
+    gen_bs: np.ndarray
+    train_bs: np.ndarray
+    prompt: np.ndarray
+    answer: np.ndarray
+    kernels: np.ndarray
+    """The Hybrid Engine replaces generate() with DeepSpeed's inference containers."""
+    pinned_z3: np.ndarray
+    tp: np.ndarray
+    release: np.ndarray
+    gas: np.ndarray
+    c: CostConstants
+
+    @property
+    def seq(self) -> np.ndarray:
+        return self.prompt + self.answer
+
+    @property
+    def a_stage(self) -> np.ndarray:
+        return self.actor.stage
+
+    @property
+    def ref_stage(self) -> np.ndarray:
+        return np.where(self.actor.stage == 3, 3, 0)
+
+    @property
+    def reward_stage(self) -> np.ndarray:
+        return np.where(self.critic.stage == 3, 3, 0)
+
+
+def _setup(
+    cols: Columns, actor_spec: ModelSpec, critic_spec: ModelSpec, world: int, c: CostConstants, he_kernels: bool
+) -> _Ppo:
+    actor_f, critic_f = model_facts(actor_spec, "lm"), model_facts(critic_spec, "value")
+    offload = cols["offload"].astype(bool)
+    only_lora = cols["only_optimize_lora"].astype(bool)
+    a_stage, c_stage = cols["actor_zero_stage"], cols["critic_zero_stage"]
+    actor = trained(
+        actor_f, cols["actor_lora_dim"], cols["actor_lora_module_name"], only_lora, a_stage, offload, world, c
+    )
+    critic = trained(
+        critic_f, cols["critic_lora_dim"], cols["critic_lora_module_name"], only_lora, c_stage, offload, world, c
+    )
+    ref = mem.frozen_states(
+        actor_f.params, np.where(a_stage == 3, 3, 0), cols["offload_reference_model"].astype(bool), world, c
+    )
+    reward = mem.frozen_states(
+        critic_f.params, np.where(c_stage == 3, 3, 0), cols["offload_reward_model"].astype(bool), world, c
+    )
+    # Without inference containers DeepSpeed never replaces generate(): no pinning, no TP, no workspace.
+    kernels = cols["enable_hybrid_engine"].astype(bool) & bool(he_kernels)
+    pinned_z3 = kernels & (a_stage == 3) & ~cols["unpin_actor_parameters"].astype(bool)
+    # TP only shards in the pinned ZeRO-3 path, where each rank generates the TP group's gathered prompts.
+    tp = np.where(pinned_z3, cols["inference_tp_size"], 1).astype(float)
+    return _Ppo(
+        cols,
+        actor,
+        critic,
+        ref,
+        reward,
+        cols["per_device_generation_batch_size"].astype(float),
+        cols["per_device_training_batch_size"].astype(float),
+        cols["max_prompt_seq_len"].astype(float),
+        cols["max_answer_seq_len"].astype(float),
+        kernels,
+        pinned_z3,
+        tp,
+        cols["release_inference_cache"].astype(bool),
+        cols["gradient_accumulation_steps"].astype(float),
+        c,
+    )
+
+
+def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
+    """The HE inference workspace: (KV-cache part, the rest), for the batch the kernels run."""
+    f = p.actor.facts
+    gathered = p.gen_bs * p.tp
+    cache = np.where(p.kernels, mem.workspace_cache_bytes(f, gathered, p.seq, p.tp), 0.0)
+    other = np.where(p.kernels, mem.workspace_other_bytes(f, gathered, p.seq, p.tp), 0.0)
+    return cache, other
+
+
+def _steady(p: _Ppo) -> dict[str, np.ndarray]:
+    """What stays allocated through every phase: the four models' states, accumulated gradients, the kept
+    inference workspace and the HE's fused weight copies."""
+    states = p.actor.states + p.critic.states + p.ref + p.reward
+    cache, other = _workspace(p)
+    kept = p.kernels & ~p.release
+    accumulating = p.gas > 1
+    return {
+        "params": states.params,
+        "optimizer": states.optimizer,
+        "buffers": states.buffers,
+        "grads": accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
+        "kv_cache": np.where(kept, cache, 0.0),
+        "inference_workspace": np.where(kept, other, 0.0),
+        "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels),
+    }
+
+
+def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
+    """The HE's gather (pinned ZeRO-3 with TP) and generate(): weights it holds, logits, KV cache, workspace."""
+    f = p.actor.facts
+    other_params = float(f.spec.embedding_params)
+    layer_params = p.actor.params_all - other_params
+    tp_gathering, tp_generating = mem.he_tp_weight_bytes(
+        layer_params, other_params, p.tp, p.cols["tp_gather_partition_size"].astype(float), f.layers
+    )
+    whole = BYTES_16BIT * p.actor.params_all
+    per_layer = np.where(p.a_stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, p.c), 0.0)
+    cache, other = _workspace(p)
+    return {
+        "he_gather": {"inference_weights": np.where(p.pinned_z3 & (p.tp > 1), tp_gathering, 0.0)},
+        "generation": {
+            "inference_weights": np.where(p.pinned_z3, np.where(p.tp > 1, tp_generating, whole), per_layer),
+            "activations": p.gen_bs * p.tp * f.vocab * 4.0,
+            "kv_cache": np.where(p.kernels, np.where(p.release, cache, 0.0), mem.kv_cache_bytes(f, p.gen_bs, p.seq)),
+            "inference_workspace": np.where(p.kernels & p.release, other, 0.0),
+        },
+    }
+
+
+def _experience_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
+    """Each of the four no-grad forwards over the generated sequences: one live layer and the logits, and a
+    gathered layer when the model is at ZeRO-3."""
+    phases = {}
+    for name, f, stage in (
+        ("exp_actor", p.actor.facts, p.a_stage),
+        ("exp_ref", p.actor.facts, p.ref_stage),
+        ("exp_critic", p.critic.facts, p.critic.stage),
+        ("exp_reward", p.critic.facts, p.reward_stage),
+    ):
+        phases[name] = {
+            "activations": mem.eval_activation_bytes(f, p.gen_bs, p.seq, p.c),
+            "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, p.c), 0.0),
+        }
+    return phases
+
+
+def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
+    """Actor and critic backward and step. DeepSpeed-Chat's step-3 scripts set actor_dropout 0.0; the critic
+    keeps its config's dropout."""
+    phases = {}
+    accumulating = p.gas > 1
+    for role, t, dropout in (("actor", p.actor, False), ("critic", p.critic, None)):
+        ckpt = p.cols[f"{role}_gradient_checkpointing"].astype(bool)
+        saved = mem.train_activation_bytes(t.facts, p.train_bs, p.seq, ckpt, p.c, dropout)
+        phases[f"{role}_backward"], phases[f"{role}_step"] = train_phases(t, saved, p.c, accumulating)
+    return phases
+
+
+def _memory(p: _Ppo) -> dict[str, np.ndarray]:
+    phases = {**_generation_phases(p), **_experience_phases(p), **_training_phases(p)}
+    return peak(_steady(p), phases, PHASE_LABELS, len(p.gen_bs))
+
+
+def _generation_seconds(p: _Ppo, hw: tm.Hardware) -> np.ndarray:
+    """One generate(): prefill, decode token by token, ZeRO-3 gathers, and the allocator's fixed costs."""
+    f, c = p.actor.facts, p.c
+    lm_head = float(f.vocab * f.spec.word_embed_proj_dim)
+    layer_params = p.actor.params_all - float(f.spec.embedding_params)
+    prefill_tokens = p.gen_bs * p.tp * p.prompt
+    prefill = tm.compute_seconds(
+        tm.generation_flops_per_gpu(f, prefill_tokens, p.prompt, p.tp, lm_head), prefill_tokens, f, hw, c
+    ) + 2.0 * f.layers * tm.tp_allreduce_seconds(prefill_tokens * f.hidden * 2.0, p.tp, hw, c)
+    context = p.prompt + p.answer / 2.0
+    token = tm.decode_token_seconds(f, layer_params, lm_head, p.gen_bs, context, p.tp, p.kernels, hw, c)
+    gather = tm.zero3_gather_seconds(p.actor.params_all, f.layers, p.actor.offload, hw, c)
+    gathers = np.where(p.a_stage == 3, np.where(p.pinned_z3, 1.0, p.answer + 1.0), 0.0) * gather
+    return prefill + p.answer * token + gathers + _cache_churn_seconds(p)
+
+
+def _cache_churn_seconds(p: _Ppo) -> np.ndarray:
+    """gc.collect() + empty_cache(): the HE's eval() runs them at every generation when the actor is at
+    ZeRO-3 (hybrid_engine.py eval, Z3_enabled), release_inference_cache after it (and the workspace is
+    taken again), and the pinned TP path once more after its gather."""
+    c = p.c
+    cache, other = _workspace(p)
+    he = p.cols["enable_hybrid_engine"].astype(bool)
+    release = np.where(p.kernels & p.release, c.empty_cache_s + (cache + other) / c.cuda_malloc_bytes_per_s, 0.0)
+    tp_gather = np.where(p.pinned_z3 & (p.tp > 1), c.empty_cache_s, 0.0)
+    eval_z3 = np.where(he & (p.a_stage == 3), c.empty_cache_s, 0.0)
+    return release + tp_gather + eval_z3
+
+
+def _experience_seconds(p: _Ppo, hw: tm.Hardware) -> np.ndarray:
+    """The four forwards over the generated sequences, each overlapped with its ZeRO-3 gathers."""
+    c, seq, tokens = p.c, p.seq, p.gen_bs * p.seq
+    ref_offload = p.cols["offload_reference_model"].astype(bool)
+    reward_offload = p.cols["offload_reward_model"].astype(bool)
+    total = np.zeros_like(p.gen_bs)
+    for f, params, stage, offload in (
+        (p.actor.facts, p.actor.params_all, p.a_stage, p.actor.offload),
+        (p.actor.facts, float(p.actor.facts.params), p.ref_stage, ref_offload),
+        (p.critic.facts, p.critic.params_all, p.critic.stage, p.critic.offload),
+        (p.critic.facts, float(p.critic.facts.params), p.reward_stage, reward_offload),
+    ):
+        compute = tm.compute_seconds(tm.forward_flops(f, tokens, seq), tokens, f, hw, c)
+        comm = np.where(stage == 3, tm.zero3_gather_seconds(params, f.layers, offload & (stage == 3), hw, c), 0.0)
+        total = total + tm.overlapped(compute, comm, c)
+    return total
+
+
+def _train_seconds(p: _Ppo, t: Trained, role: str, n_micro: np.ndarray, hw: tm.Hardware) -> np.ndarray:
+    ckpt = p.cols[f"{role}_gradient_checkpointing"].astype(bool)
+    tokens = p.train_bs * p.seq
+    _, micro_total = micro_seconds(t, tokens, p.seq, ckpt, p.gas, hw, p.c)
+    opt = tm.optimizer_step_seconds(t.params_all, t.params_trainable, t.stage, t.offload, hw, p.c)
+    return n_micro * micro_total + n_micro / p.gas * opt
+
+
+def _useful_flops(p: _Ppo, n_gen: np.ndarray, n_micro: np.ndarray) -> np.ndarray:
+    """Model FLOPs of one step: generation, the four experience forwards, and actor and critic training."""
+    a, cr, seq = p.actor.facts, p.critic.facts, p.seq
+    generation = tm.forward_flops(a, p.gen_bs * p.prompt, p.prompt) + p.answer * tm.forward_flops(
+        a, p.gen_bs, p.prompt + p.answer / 2.0
+    )
+    experience = 2.0 * (tm.forward_flops(a, p.gen_bs * seq, seq) + tm.forward_flops(cr, p.gen_bs * seq, seq))
+    useful = n_gen * (generation + experience)
+    for t in (p.actor, p.critic):
+        useful = useful + n_micro * tm.forward_flops(t.facts, p.train_bs * seq, seq) * t.useful_flops_factor()
+    return useful
+
+
+def score_ppo(x: CostInputs) -> CostTerms:
+    """Step 3's cost terms: generation, experience, actor and critic training."""
+    cols, cluster, world = x.cols, x.cluster, x.cluster.world_size
+    p = _setup(cols, x.model, x.critic_model, world, x.constants, x.he_kernels)
+    n_gen = cols["generation_batches"].astype(float)
+    n_micro = n_gen * np.ceil(p.gen_bs / p.train_bs) * cols["ppo_epochs"]
+    phases = {
+        "generation": n_gen * _generation_seconds(p, x.hw),
+        "experience": n_gen * _experience_seconds(p, x.hw),
+        "actor_train": _train_seconds(p, p.actor, "actor", n_micro, x.hw),
+        "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw),
+    }
+    construction = np.maximum(
+        np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all),
+        np.where(p.critic.stage == 3, 0.0, 4.0 * p.critic.params_all),
+    )
+    states = p.actor.states + p.critic.states + p.ref + p.reward
+    samples = p.gen_bs * n_gen * world
+    return CostTerms(
+        memory=_memory(p),
+        host_peak_bytes=host_peak(cluster, states.host, construction, x.constants),
+        phases=phases,
+        samples=samples,
+        tokens=samples * p.seq,
+        flops=_useful_flops(p, n_gen, n_micro),
+    )

@@ -1,0 +1,78 @@
+"""DeepSpeed-Chat's own published, working setups are predicted to fit (issue 19, "Done when"): each end-to-end
+example's script on the hardware it ran on, and the Table-1 cells a shipped script of the cell's size covers.
+
+Sources: DeepSpeed-Chat README.md, "Examples" (1: opt-1.3b, single_gpu/run_1.3b.sh, one A6000-48G, step 3 in
+1.2 h; 2: opt-13b, single_node/run_13b.sh, 8x A100-40G, step 3 in 10.8 h; 3: opt-66b, multi_node/run_66b.sh,
+64x A100-80G, step 3 in 5.3 h) and the step-3 benchmark table (training/README.md, corpus source dschat-table1).
+Scored with the shipped fit (calibration/data/evidence/fitted.json) and with and without the HE's kernels.
+"""
+
+from dataclasses import replace
+
+import pytest
+
+from dstune.calibration._evidence import load_corpus
+from dstune.calibration._shipped import calibration_for
+from dstune.catalog import load_gpu, load_model, make_cluster
+from dstune.costmodel import estimate
+from dstune.plan import baseline_plan
+
+OPT350 = load_model("opt-350m")
+EXAMPLES = [
+    ("opt-1.3b", 1, "A6000", "single_gpu/run_1.3b.sh"),
+    ("opt-13b", 8, "A100-40G", "single_node/run_13b.sh"),
+    ("opt-66b", 64, "A100-80G", "multi_node/run_66b.sh"),
+]
+
+
+def _peak(model: str, gpus: int, gpu: str, kernels: bool, batch: int | None = None) -> tuple[float, str, float]:
+    spec = load_model(model)
+    base = baseline_plan("ppo", spec, gpus, critic_model=OPT350)
+    plan = base.plan
+    if batch is not None:
+        plan = replace(plan, per_device_generation_batch_size=batch, per_device_training_batch_size=batch)
+    cluster = make_cluster(load_gpu(gpu), gpus)
+    e = estimate(plan, spec, cluster, critic_model=OPT350, he_kernels=kernels, constants=calibration_for(gpu).constants)
+    return e.gpu_peak_bytes, base.script, cluster.gpu.memory_bytes
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize(("model", "gpus", "gpu", "script"), EXAMPLES)
+def test_end_to_end_examples_fit_the_hardware_they_ran_on(model, gpus, gpu, script, kernels):
+    peak, used, card = _peak(model, gpus, gpu, kernels)
+    assert used.endswith(script)
+    assert peak <= card, f"{script} on {gpus}x {gpu}: {peak / 2**30:.1f} GiB predicted"
+
+
+KNOWN_MISSES = {
+    "t1-1xa100-40g-6.7b": "the script's states alone exceed 40 GiB (two 16-bit 6.7B models are 25 GiB; 45.2 GiB at "
+    "batch 1): Table 1's run used settings it does not state (the corpus reads it at the +offload rung)",
+    "t1-8xa100-40g-30b": "the pinned HE gathers the whole 16-bit actor (57 GiB) on each GPU at ZeRO-3 without TP "
+    "(hybrid_engine.py generate): no batch fits a 40 GiB card, Table 1's run used settings it does not state",
+    "t1-8xa100-80g-30b": "81.9 GiB at batch 1: 76.3 GiB allocated (the whole-actor gather, 57 GiB, on top of the "
+    "ZeRO-3 partitions of actor and reference, 14 GiB), then the CUDA context and the fitted allocator overhead "
+    "on the 57 GiB gathered per generation (4.6 GiB): whether that gather fragments as much is open",
+}
+"""Cells the model does not predict to fit, with the cause (issue 19 leaves them open; strict: a fix shows)."""
+
+
+def _covered() -> list:
+    """Table-1 cells whose model size equals the shipped script's for that GPU count (its batch not stated)."""
+    cells = []
+    for row in load_corpus():
+        if row.source != "dschat-table1" or not row.known_to_fit:
+            continue
+        script = baseline_plan("ppo", load_model(row.model), row.gpus, critic_model=OPT350).script
+        size = row.model.removeprefix("opt-")
+        if f"run_{size}" in script:
+            marks = [pytest.mark.xfail(reason=KNOWN_MISSES[row.id], strict=True)] if row.id in KNOWN_MISSES else []
+            cells.append(pytest.param(row.model, row.gpus, row.gpu_type, id=row.id, marks=marks))
+    return cells
+
+
+@pytest.mark.parametrize(("model", "gpus", "gpu"), _covered())
+def test_table1_cells_the_shipped_scripts_cover_fit_at_some_batch(model, gpus, gpu):
+    """The script's knobs at its own per-GPU batch or a smaller power of two (Table 1 does not state it),
+    with the HE's kernels as in 2023."""
+    peaks = [_peak(model, gpus, gpu, True, b) for b in (32, 16, 8, 4, 2, 1)]
+    assert min(p for p, _, _ in peaks) <= peaks[0][2], f"{peaks[-1][1]}: {min(p for p, _, _ in peaks) / 2**30:.1f} GiB"
