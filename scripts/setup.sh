@@ -21,6 +21,6 @@ pip install -e ".${extras}"
 if [ -n "$extras" ] && ! ls .wheels/openrlhf-0.11.2-*.whl >/dev/null 2>&1; then
   # The OpenRLHF tests run the released parser and DeepSpeed-config code from this wheel (read from the zip,
   # never installed: its dependencies pull vLLM and CUDA builds).
-  pip download --no-deps "openrlhf==0.11.2" -d .wheels || echo "openrlhf 0.11.2 wheel not downloaded: its tests will skip" >&2
+  pip download --no-deps "openrlhf==0.11.2" -d .wheels
 fi
 echo "dstune set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2
