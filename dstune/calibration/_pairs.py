@@ -14,8 +14,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scipy.stats import kendalltau
-
 Z90 = 1.645
 GROUPED_BY_MODEL = frozenset({"ds-autotuning-hf"})
 """Sources whose tables are one model each: a group is one table (its ZeRO stages and micro-batches)."""
@@ -39,8 +37,20 @@ class PairEvidence:
     """exp(mean |log(predicted ratio / published ratio)|)."""
     worst_factor: float
     rms_log: float
-    kendall_tau: float
-    """Mean over groups of three or more rows (tau of a pair is +-1 and says little), weighted by pairs."""
+    ranked: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()
+    """(published, predicted) of each group of three or more rows, kept for `kendall_tau`."""
+
+    @property
+    def kendall_tau(self) -> float:
+        """Mean over groups of three or more rows (tau of a pair is +-1 and says little), weighted by pairs.
+
+        A property so that a search, which needs only the interval, never pays scipy.stats' import (~1 s)."""
+        from scipy.stats import kendalltau
+
+        taus = [(float(kendalltau(pub, pred).statistic), len(pub) * (len(pub) - 1) // 2) for pub, pred in self.ranked]
+        taus = [(t, n) for t, n in taus if not math.isnan(t)]
+        weight = sum(n for _, n in taus)
+        return sum(t * n for t, n in taus) / weight if weight else float("nan")
 
     @property
     def interval_factor(self) -> float:
@@ -63,7 +73,7 @@ def pair_evidence(points: Iterable[Point]) -> PairEvidence | None:
     for p in points:
         groups.setdefault(p.group, []).append(p)
     errors: list[float] = []
-    taus: list[tuple[float, int]] = []
+    ranked: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
     used = 0
     for members in groups.values():
         if len(members) < 2:
@@ -72,20 +82,17 @@ def pair_evidence(points: Iterable[Point]) -> PairEvidence | None:
         for a, b in itertools.combinations(members, 2):
             errors.append(math.log(a.predicted / b.predicted) - math.log(a.published / b.published))
         if len(members) >= 3:
-            tau = kendalltau([m.published for m in members], [m.predicted for m in members]).statistic
-            if not math.isnan(tau):
-                taus.append((float(tau), len(members) * (len(members) - 1) // 2))
+            ranked.append((tuple(m.published for m in members), tuple(m.predicted for m in members)))
     if not errors:
         return None
     absolute = [abs(e) for e in errors]
-    weight = sum(n for _, n in taus)
     return PairEvidence(
         pairs=len(errors),
         groups=used,
         geo_factor=math.exp(sum(absolute) / len(absolute)),
         worst_factor=math.exp(max(absolute)),
         rms_log=math.sqrt(sum(e * e for e in errors) / len(errors)),
-        kendall_tau=sum(t * n for t, n in taus) / weight if weight else float("nan"),
+        ranked=tuple(ranked),
     )
 
 
