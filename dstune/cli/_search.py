@@ -231,30 +231,31 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     elif head.pick is None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
-        basis = head.speedup.basis.value
-        verdict = (
-            (
-                f"the pick runs {head.speedup.text()} the throughput of DeepSpeed-Chat's script as shipped ({basis}), "
-                f"which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
-                if result.picks.baseline_broken
-                else f"{head.speedup.text()} {'from' if head.speedup.tie else 'faster than'} DeepSpeed-Chat's script "
-                f"for the same job ({basis})"
-            )
-            if head.pick.values != (base.values if base else None)
-            else "no plan beats DeepSpeed-Chat's script for this job"
+        broken = (
+            f", which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
+            if result.picks.baseline_broken
+            else ""
         )
-        console.print(f"[bold]{verdict}[/bold]")
+        verdict = (
+            head.speedup.versus(
+                "DeepSpeed-Chat's script as shipped" if broken else "DeepSpeed-Chat's script for the same job"
+            )
+            + broken
+            if head.pick.values != (base.values if base else None)
+            else f"the pick is DeepSpeed-Chat's script itself{broken}: no plan beats it for this job"
+        )
+        console.print(verdict, style="bold", markup=False, highlight=False)
     elif base is not None and base.status != Status.OK:
         console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}")
     for alt in result.picks.alternatives:
         pick = alt.pick
         versus = (
-            f"{alt.speedup.text()} vs the baseline's settings on the same job ({alt.speedup.basis.value})"
+            alt.speedup.versus("the baseline's settings on the same job", subject="it")
             if alt.speedup
             else "no baseline of this job in the study"
         )
         console.print(
-            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
+            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s: "
             f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
             highlight=False,
             markup=False,

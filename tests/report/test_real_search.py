@@ -52,3 +52,31 @@ def test_report_of_a_real_search(searched: Path, capsys: pytest.CaptureFixture[s
     assert data["importance"]["note"]  # computed from study.db, or says why not
     assert main(["report", str(searched)]) == 0
     assert (searched / "report.html").stat().st_size > 10_000 and (searched / "report.md").exists()
+
+
+@pytest.fixture(scope="module")
+def broken_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """opt-6.7b on 8 GPUs: its shipped script enables the Hybrid Engine, which a stack whose doctor verdict
+    for OPT is broken (e.g. transformers 5.x) cannot run, so the baseline is a reference that is never picked."""
+    out = tmp_path_factory.mktemp("broken") / "opt-6.7b"
+    assert main(["search", "--model", "opt-6.7b", "--gpus", "8", "--backend", "simulate", "--out", str(out)]) == 0
+    if not json.loads((out / "plan.json").read_text())["baseline"]["broken_on_this_stack"]:
+        pytest.skip("the installed stack runs DeepSpeed-Chat's opt-6.7b script as shipped")
+    return out
+
+
+def test_headline_against_a_broken_baseline_reads_as_english(broken_baseline: Path) -> None:
+    assert main(["report", str(broken_baseline)]) == 0
+    meta = json.loads((broken_baseline / "plan.json").read_text())
+    speed = meta["speedup_over_baseline"]
+    md = " ".join((broken_baseline / "report.md").read_text().split())
+    html = " ".join((broken_baseline / "report.html").read_text().split())
+    value = f"{speed['value']:.2f}x"
+    if speed["tie"]:
+        clause = f"the pick shows no clear difference from the baseline as shipped ({value} predicted, 90% interval "
+    elif speed["value"] < 1:
+        clause = f"the pick runs slower than the baseline as shipped ({value} its throughput, predicted, "
+    else:
+        clause = f"the pick runs {value} faster than the baseline as shipped (predicted, "
+    assert clause in md and clause.replace("'", "&#x27;") in html
+    assert "(baseline broken on this stack) (" not in md and "the pick runs no clear" not in md
