@@ -269,3 +269,13 @@ def test_verdict_reads_as_english(said):
 )
 def test_every_speedup_reads_as_a_clause(speedup, expected):
     assert speedup.versus("R") == expected
+
+
+def test_notes_keep_their_sources(said):
+    """Notes are data, not rich markup: the bracketed sources that end a known-issue note are printed."""
+    text, plan = said
+    notes = [line for line in text.splitlines() if line.startswith("note: ")]
+    assert [n.removeprefix("note: ") for n in notes] == plan["notes"]
+    for issue in plan["baseline"]["known_issues"]:
+        cited = f"[{', '.join(issue['sources'])}]"
+        assert any(issue["id"] in n and n.endswith(cited) for n in notes), cited
