@@ -80,3 +80,27 @@ def test_headline_against_a_broken_baseline_reads_as_english(broken_baseline: Pa
         clause = f"the pick runs {value} faster than the baseline as shipped (predicted, "
     assert clause in md and clause.replace("'", "&#x27;") in html
     assert "(baseline broken on this stack) (" not in md and "the pick runs no clear" not in md
+
+
+def test_a_broken_baseline_is_the_reference_never_ranked(
+    broken_baseline: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The baseline's script is predicted faster than the pick here, but it cannot run on this stack: the top
+    table ranks the pick first and shows the baseline once, unranked, labelled broken with its issue ids."""
+    meta = json.loads((broken_baseline / "plan.json").read_text())
+    capsys.readouterr()
+    assert main(["report", str(broken_baseline), "--format", "json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    ranked = [r for r in top if r["rank"] is not None]
+    assert ranked[0]["trial"] == meta["trial"] and [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
+    assert all(r["source"] != "baseline" and r["trial"] != meta["baseline"]["trial"] for r in ranked)
+    (reference,) = [r for r in top if r["rank"] is None]
+    ids = ", ".join(i["id"] for i in meta["baseline"]["known_issues"])
+    assert reference["trial"] == meta["baseline"]["trial"] and reference["source"] == "baseline (broken)"
+    assert f"broken on this stack ({ids})" in reference["settings"]
+    assert main(["report", str(broken_baseline)]) == 0
+    md = (broken_baseline / "report.md").read_text()
+    assert (
+        f"## Top {len(ranked)} plans" in md
+        and "| – | " + str(meta["baseline"]["trial"]) + " | baseline (broken) |" in md
+    )
