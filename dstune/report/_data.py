@@ -98,6 +98,8 @@ class Scatter(NamedTuple):
     pick_number: int | None
     baseline_number: int | None
     undrawn: int
+    baseline_broken: bool = False
+    """The baseline is broken on this stack: drawn and labelled as the reference, left off the front."""
 
 
 class PhaseBar(NamedTuple):
@@ -487,6 +489,7 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
         int(pick_row["number"]) if pick_row is not None else None,
         base_number,
         int((t["fig_gpu_peak_bytes"].isna() & t["status"].isin(PLOTTED_STATUSES) & (t["source"] != "repeat")).sum()),
+        bool(broken_baseline(study)),
     )
 
 

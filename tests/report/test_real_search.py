@@ -90,11 +90,14 @@ def test_a_broken_baseline_is_the_reference_never_ranked(
     meta = json.loads((broken_baseline / "plan.json").read_text())
     capsys.readouterr()
     assert main(["report", str(broken_baseline), "--format", "json"]) == 0
-    top = json.loads(capsys.readouterr().out)["top"]
+    data = json.loads(capsys.readouterr().out)
+    top, scatter = data["top"], data["scatter"]
     ranked = [r for r in top if r["rank"] is not None]
     assert ranked[0]["trial"] == meta["trial"] and [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
     assert all(r["source"] != "baseline" and r["trial"] != meta["baseline"]["trial"] for r in ranked)
     (reference,) = [r for r in top if r["rank"] is None]
+    assert scatter["baseline_broken"] and scatter["baseline_number"] == meta["baseline"]["trial"]
+    assert [reference["peak GPU memory"], reference["samples/s"]] not in [list(f) for f in scatter["front"]]
     ids = ", ".join(i["id"] for i in meta["baseline"]["known_issues"])
     assert reference["trial"] == meta["baseline"]["trial"] and reference["source"] == "baseline (broken)"
     assert f"broken on this stack ({ids})" in reference["settings"]
