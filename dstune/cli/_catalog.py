@@ -34,6 +34,7 @@ def _run_models(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="dstune model catalog")
@@ -41,12 +42,12 @@ def _run_models(args: argparse.Namespace) -> int:
         table.add_column(column, justify="right" if column in ("params", "layers", "hidden") else "left")
     for m in models:
         table.add_row(
-            m.name,
+            escape(m.name),
             f"{m.num_params:,}",
             str(m.num_layers),
             str(m.hidden_size),
             f"{m.num_heads}/{m.num_kv_heads}",
-            ", ".join(m.aliases),
+            escape(", ".join(m.aliases)),
         )
     Console().print(table)
     return 0
@@ -85,6 +86,7 @@ def _run_gpus(args: argparse.Namespace) -> int:
         )
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="dstune GPU catalog (dense tensor-core peaks, no sparsity)")
@@ -92,12 +94,12 @@ def _run_gpus(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column in ("name", "GPU link") else "right")
     for g in gpus:
         table.add_row(
-            g.name,
+            escape(g.name),
             f"{g.memory_in_GiB:g}",
             "-" if g.bf16_dense_tflops is None else f"{g.bf16_dense_tflops:g}",
             f"{g.fp16_dense_tflops:g}",
             f"{g.hbm_bandwidth_in_GB_per_sec:g}",
-            f"{g.intra_node_link} {g.intra_node_link_in_GB_per_sec:g} GB/s",
+            escape(f"{g.intra_node_link} {g.intra_node_link_in_GB_per_sec:g} GB/s"),
             f"{g.host_link_in_GB_per_sec:g}",
         )
     console = Console()
@@ -106,7 +108,8 @@ def _run_gpus(args: argparse.Namespace) -> int:
         for d in detected:
             console.print(
                 f"GPU {d.index}: {d.nvml_name} ({d.memory_bytes / 2**30:.1f} GiB) -> "
-                f"{d.spec.name if d.spec else 'not in the catalog'}"
+                f"{d.spec.name if d.spec else 'not in the catalog'}",
+                markup=False,
             )
     else:
         console.print("no local GPU detected (NVML found none)")

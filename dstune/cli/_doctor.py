@@ -27,17 +27,19 @@ def _run(args: argparse.Namespace) -> int:
         print_json(report.to_json())
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     versions = ", ".join(f"{name} {value}" for name, value in report.versions.items() if value)
-    console.print(f"[bold]stack[/bold]: {versions}")
+    console.print(f"[bold]stack[/bold]: {escape(versions)}")
     table = Table(title="dstune doctor")
     table.add_column("topic")
     table.add_column("consequence")
     for finding in report.findings:
         style = _STYLE[finding.level]
-        table.add_row(finding.topic, f"[{style}]{finding.consequence}[/{style}]" if style else finding.consequence)
+        said = escape(finding.consequence)
+        table.add_row(escape(finding.topic), f"[{style}]{said}[/{style}]" if style else said)
     console.print(table)
     console.print(f"({report.wall_s:.1f} s; the Hybrid Engine probe is cached per installed stack, --refresh to redo)")
     return 0

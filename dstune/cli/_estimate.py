@@ -35,22 +35,26 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def render_estimate(estimate: Estimate, note: str) -> None:
     """Rich tables of one Estimate: memory by component, time by phase, throughput."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     e = estimate
     console = Console()
-    console.print(f"[bold]{e.model}[/bold] {e.step.upper()} on {e.gpus} x {e.gpu_type} ({e.nodes} node(s)); {note}")
+    console.print(
+        f"[bold]{escape(e.model)}[/bold] "
+        + escape(f"{e.step.upper()} on {e.gpus} x {e.gpu_type} ({e.nodes} node(s)); {note}")
+    )
     if e.critic_model:
-        console.print(f"critic/reward model: {e.critic_model}")
+        console.print(f"critic/reward model: {e.critic_model}", markup=False)
     if e.trainable_params:
         trained = ", ".join(f"{role} {count / 1e9:.3f}B" for role, count in e.trainable_params.items())
-        console.print(f"trainable parameters: {trained}")
+        console.print(f"trainable parameters: {trained}", markup=False)
     memory = Table(title=f"GPU memory per GPU (peak during {e.peak_phase})")
     memory.add_column("component")
     memory.add_column("bytes", justify="right")
     memory.add_column("share", justify="right")
     for name, value in e.gpu_memory.items():
-        memory.add_row(name, gib(value), f"{value / e.gpu_peak_bytes:.0%}")
+        memory.add_row(escape(name), gib(value), f"{value / e.gpu_peak_bytes:.0%}")
     memory.add_row("[bold]peak[/bold]", f"[bold]{gib(e.gpu_peak_bytes)}[/bold]", f"of {gib(e.gpu_capacity_bytes)}")
     memory.add_row("host peak / node", gib(e.host_peak_bytes), f"of {gib(e.host_capacity_bytes)}")
     console.print(memory)
@@ -61,12 +65,12 @@ def render_estimate(estimate: Estimate, note: str) -> None:
     dominant = max(e.phases, key=lambda name: e.phases[name])
     for name, seconds in e.phases.items():
         style = "bold" if name == dominant else ""
-        phases.add_row(name, f"{seconds:.3f}", f"{seconds / e.step_s:.0%}", style=style)
+        phases.add_row(escape(name), f"{seconds:.3f}", f"{seconds / e.step_s:.0%}", style=style)
     phases.add_row("[bold]total[/bold]", f"[bold]{e.step_s:.3f}[/bold]", "")
     console.print(phases)
-    verdict = "[green]feasible[/green]" if e.feasible else "[red]infeasible: " + "; ".join(e.reasons) + "[/red]"
+    verdict = "[green]feasible[/green]" if e.feasible else "[red]infeasible: " + escape("; ".join(e.reasons)) + "[/red]"
     if e.feasible and e.warnings:
-        verdict = "[yellow]feasible, tight: " + "; ".join(e.warnings) + "[/yellow]"
+        verdict = "[yellow]feasible, tight: " + escape("; ".join(e.warnings)) + "[/yellow]"
     console.print(f"{e.samples_per_s:,.2f} samples/s, {e.tokens_per_s:,.0f} tokens/s, MFU {e.mfu:.1%}; {verdict}")
 
 

@@ -27,25 +27,28 @@ def render_plan(p: dict[str, Any], title: str) -> None:
     console = Console()
     groups = ", ".join(f"{g} [{'+'.join(r)}]" for g, r in p["groups"].items())
     console.print(
-        f"[bold]{p['model']}[/bold] OpenRLHF {p['estimator']} on {p['gpus']} x {p['gpu_type']}: "
-        f"{p['placement']} ({escape(groups)})"
+        f"[bold]{escape(str(p['model']))}[/bold] "
+        + escape(f"OpenRLHF {p['estimator']} on {p['gpus']} x {p['gpu_type']}: {p['placement']} ({groups})")
     )
     if p.get("plan_basis"):
         console.print("plan: " + escape(p["plan_basis"]))
     if p.get("version_note"):
-        console.print(f"[yellow]note:[/yellow] {p['version_note']}; this plan is for OpenRLHF {p['openrlhf_version']}")
+        console.print(
+            "[yellow]note:[/yellow] "
+            + escape(f"{p['version_note']}; this plan is for OpenRLHF {p['openrlhf_version']}")
+        )
     if p["placement"] == "async":
         console.print("[yellow]note:[/yellow] async trains on rollouts of the previous policy (one step off-policy)")
     for note in p.get("parser_notes", []):
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     for group, phases in p["memory_per_gpu"].items():
-        table = Table(title=f"{title}: GPU memory per GPU, group '{_shown(group, p['groups'])}' (GiB)")
+        table = Table(title=escape(f"{title}: GPU memory per GPU, group '{_shown(group, p['groups'])}' (GiB)"))
         table.add_column("component")
         for phase in PHASES:
             table.add_column(phase, justify="right")
         components = list(dict.fromkeys(k for ph in PHASES for k in phases[ph]))
         for comp in components:
-            table.add_row(comp, *(_gib(phases[ph][comp]) if comp in phases[ph] else "-" for ph in PHASES))
+            table.add_row(escape(comp), *(_gib(phases[ph][comp]) if comp in phases[ph] else "-" for ph in PHASES))
         table.add_row("[bold]total[/bold]", *(f"[bold]{_gib(sum(phases[ph].values()))}[/bold]" for ph in PHASES))
         console.print(table)
     console.print(f"usable per GPU: {_gib(p['gpu_cap_bytes'])} GiB of {_gib(p['gpu_capacity_bytes'])} GiB")
@@ -54,7 +57,7 @@ def render_plan(p: dict[str, Any], title: str) -> None:
             f"vllm.gpu_memory_utilization may go up to {p['max_gpu_memory_utilization']:.2f} here: generation beside "
             "what DeepSpeed keeps resident (its 16-bit weights stay through offload_states)"
         )
-    timeline = Table(title=f"{title}: phase timeline per GPU group (busy s / phase window s)")
+    timeline = Table(title=escape(f"{title}: phase timeline per GPU group (busy s / phase window s)"))
     timeline.add_column("group")
     for phase in PHASES:
         timeline.add_column(phase, justify="right")
@@ -63,11 +66,11 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         for phase in PHASES:
             window = p["phases_s"][phase]
             cells.append(f"{busy[phase]:,.1f} / {window:,.1f}" if busy[phase] > 0 else f"idle / {window:,.1f}")
-        timeline.add_row(_shown(group, p["groups"]), *cells)
+        timeline.add_row(escape(_shown(group, p["groups"])), *cells)
     console.print(timeline)
     parts = ", ".join(f"{k} {v:,.2f}" for k, v in p["phase_parts_s"].items() if v)
-    console.print(f"parts (s): {parts}")
-    console.print(p["answer_length_model"])
+    console.print(f"parts (s): {parts}", markup=False)
+    console.print(p["answer_length_model"], markup=False)
     verdict = (
         "[green]fits[/green]" if p["feasible"] else "[red]" + escape("; ".join(p["infeasible_reasons"])) + "[/red]"
     )
@@ -100,7 +103,7 @@ def render_speedup(p: dict[str, Any]) -> None:
     for name, b in p["best_by_placement"].items():
         groups = ", ".join(f"{g} {r[-1].split()[0]}" for g, r in b["groups"].items())
         table.add_row(
-            name,
+            escape(name),
             escape(groups),
             f"{b['samples_per_s']:,.2f}",
             f"{b['iteration_s']:,.1f}",
@@ -116,15 +119,19 @@ def render_speedup(p: dict[str, Any]) -> None:
     )
     console.print(
         f"searched {p['candidates_scored']} plans ({p['refused_by_checks']} refused by OpenRLHF's checks): "
-        f"{p['search']}"
+        f"{p['search']}",
+        markup=False,
     )
-    console.print(f"baseline: {p['baseline_basis']}")
+    console.print(f"baseline: {p['baseline_basis']}", markup=False)
     if p["speedup"] is None:
         reasons = "; ".join(p["baseline"].get("infeasible_reasons", [])) or "no baseline"
-        console.print(f"[yellow]baseline does not run as predicted ({reasons}); no speedup stated[/yellow]")
+        console.print(
+            f"baseline does not run as predicted ({reasons}); no speedup stated", style="yellow", markup=False
+        )
     else:
         console.print(
             f"predicted speedup over the baseline: {p['speedup']:.2f}x "
-            f"({p['baseline']['samples_per_s']:,.2f} -> {p['samples_per_s']:,.2f} samples/s); {p['speedup_basis']}"
+            f"({p['baseline']['samples_per_s']:,.2f} -> {p['samples_per_s']:,.2f} samples/s); {p['speedup_basis']}",
+            markup=False,
         )
-    console.print(f"launch script: {p['launch_script']}")
+    console.print(f"launch script: {p['launch_script']}", markup=False)

@@ -104,12 +104,13 @@ def _run(args: argparse.Namespace) -> int:
         print_json(payload)
     else:
         from rich.console import Console
+        from rich.markup import escape
 
         console = Console()
         if dtype_note:
-            console.print(dtype_note)
+            console.print(dtype_note, markup=False)
         where = "the CPU (DS_ACCELERATOR=cpu)" if device == "cpu" else f"{setup.cluster.world_size} GPU(s)"
-        with console.status(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}"):
+        with console.status(escape(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}")):
             result = run_trial(plan, **kwargs)
         render_profile(console, result, _repredict(result, plan, setup, predicted), setup.gpu_note)
     return 0 if result.ok else 1
@@ -140,6 +141,7 @@ def _ratio(measured: float | None, predicted: float | None) -> str:
 
 def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> None:
     """Measured next to predicted, per phase and for memory; failures with their log tail."""
+    from rich.markup import escape
     from rich.table import Table
 
     from ..profile import CPU_NOTE
@@ -147,19 +149,21 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     r = result
     colour = "green" if r.ok else "red"
     console.print(
-        f"[bold]{predicted.model}[/bold] {predicted.step.upper()}, world size {r.world_size} "
-        f"on {r.device}: [{colour}]{r.status.value}[/{colour}]  (trial dir {r.trial_dir})"
+        f"[bold]{escape(predicted.model)}[/bold] "
+        + escape(f"{predicted.step.upper()}, world size {r.world_size} on {r.device}: ")
+        + f"[{colour}]{escape(r.status.value)}[/{colour}]  "
+        + escape(f"(trial dir {r.trial_dir})")
     )
     on_cpu = r.device == "cpu"
     if on_cpu:
         console.print(
-            f"[yellow]{CPU_NOTE}[/yellow]; measured figures only: the cost model predicts {predicted.gpu_type}, "
+            f"[yellow]{escape(CPU_NOTE)}[/yellow]; measured figures only: the cost model predicts {escape(predicted.gpu_type)}, "
             "which a CPU trial cannot be compared with"
         )
     else:
-        console.print(gpu_note)
+        console.print(gpu_note, markup=False)
     if not r.ok:
-        console.print(f"[red]{r.error}[/red]")
+        console.print(r.error, style="red", markup=False, highlight=False)
         if r.log_tail:
             console.print("[dim]--- log tail ---[/dim]")
             console.print(r.log_tail, markup=False, highlight=False)
@@ -175,7 +179,7 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         times.add_column(name, justify=justify)
     for name, seconds in predicted.phases.items():
         measured = r.phases.get(name)
-        row = (name, _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
+        row = (escape(name), _fmt_s(measured), _fmt_s(seconds), _ratio(measured, seconds))
         times.add_row(*row[:2] if on_cpu else row)
     total = ("[bold]total[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
     times.add_row(*total[:2] if on_cpu else total)
@@ -218,11 +222,12 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         console.print(f"Hybrid Engine inference kernels active: {'yes' if r.he_kernels else 'no'}")
     console.print(
         f"start-up {r.startup_s:.1f} s, wall {r.wall_s:.1f} s; versions: "
-        + ", ".join(f"{k} {v}" for k, v in r.versions.items())
+        + ", ".join(f"{k} {v}" for k, v in r.versions.items()),
+        markup=False,
     )
     for note in r.notes:
         if note != CPU_NOTE:  # printed above, with what the predictions are for
-            console.print(f"note: {note}")
+            console.print(f"note: {note}", markup=False)
 
 
 COMMAND = Command(

@@ -167,6 +167,7 @@ def _rate(row: Any) -> str:
 
 def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ..search import changes
@@ -179,9 +180,9 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     capacity = setup.cluster.gpu.memory_bytes
     where = info.hardware_label
     table = Table(
-        title=f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials "
-        f"({result.new_trials} new)",
-        caption=f"job: {head.job.label()}",
+        title=escape(f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials ")
+        + f"({result.new_trials} new)",
+        caption=escape(f"job: {head.job.label()}"),
     )
     for column in ("", "trial", "samples/s", "90% range", "vs base", "GPU peak", "free"):
         table.add_column(column, justify="left" if column == "" else "right", no_wrap=True)
@@ -224,43 +225,44 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             f"{len(same)} other plan(s) have the same figures as the pick; they differ only in {', '.join(knobs)}",
         )
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     failure = failure_summary(result.rows)
     if failure:
-        console.print(f"[red]{failure}; no configs written[/red]", highlight=False)
+        console.print(f"{failure}; no configs written", style="red", highlight=False, markup=False)
     elif head.pick is None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
-        basis = head.speedup.basis.value
-        verdict = (
-            (
-                f"the pick runs {head.speedup.text()} the throughput of DeepSpeed-Chat's script as shipped ({basis}), "
-                f"which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
-                if result.picks.baseline_broken
-                else f"{head.speedup.text()} {'from' if head.speedup.tie else 'faster than'} DeepSpeed-Chat's script "
-                f"for the same job ({basis})"
-            )
-            if head.pick.values != (base.values if base else None)
-            else "no plan beats DeepSpeed-Chat's script for this job"
+        broken = (
+            f", which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
+            if result.picks.baseline_broken
+            else ""
         )
-        console.print(f"[bold]{verdict}[/bold]")
+        verdict = (
+            head.speedup.versus(
+                "DeepSpeed-Chat's script as shipped" if broken else "DeepSpeed-Chat's script for the same job"
+            )
+            + broken
+            if head.pick.values != (base.values if base else None)
+            else f"the pick is DeepSpeed-Chat's script itself{broken}: no plan beats it for this job"
+        )
+        console.print(verdict, style="bold", markup=False, highlight=False)
     elif base is not None and base.status != Status.OK:
-        console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}")
+        console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}", markup=False)
     for alt in result.picks.alternatives:
         pick = alt.pick
         versus = (
-            f"{alt.speedup.text()} vs the baseline's settings on the same job ({alt.speedup.basis.value})"
+            alt.speedup.versus("the baseline's settings on the same job", subject="it")
             if alt.speedup
             else "no baseline of this job in the study"
         )
         console.print(
-            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s, "
+            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s: "
             f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
             highlight=False,
             markup=False,
         )
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", highlight=False, markup=False)
     if any(r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
         console.print("GPU peak: predicted (this backend measured no device memory)")
     errors = _errors(result)
@@ -270,12 +272,13 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors)
         )
     if info.backend == "simulate":
-        console.print(f"intervals: 90%, {req.interval_note}")
-    console.print(f"[bold]{info.backend_note}[/bold]")
+        console.print(f"intervals: 90%, {req.interval_note}", markup=False)
+    console.print(info.backend_note, style="bold", markup=False)
     console.print(
         f"wrote {', '.join(files)} and study.db to {out}"
         if info.storage == f"sqlite:///{out}/study.db"
-        else f"wrote {', '.join(files)} to {out}; study in {info.storage}"
+        else f"wrote {', '.join(files)} to {out}; study in {info.storage}",
+        markup=False,
     )
 
 
@@ -445,11 +448,15 @@ def _run(args: argparse.Namespace) -> int:
     console = None
     if not args.json:
         from rich.console import Console
+        from rich.markup import escape
 
         console = Console()
-        console.print(f"[bold]{prepared.backend_note}[/bold]; {setup.gpu_note}; space {shown_path(req.space.path)}")
+        console.print(
+            f"[bold]{escape(prepared.backend_note)}[/bold]; "
+            + escape(f"{setup.gpu_note}; space {shown_path(req.space.path)}")
+        )
         for note in prepared.notes:
-            console.print(note, highlight=False)
+            console.print(note, highlight=False, markup=False)
     ctrl_c = CtrlC()
     with ctrl_c.watching():
         helpers = _start_workers(args, prepared) if prepared.workers > 1 else []

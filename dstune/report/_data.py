@@ -98,6 +98,8 @@ class Scatter(NamedTuple):
     pick_number: int | None
     baseline_number: int | None
     undrawn: int
+    baseline_broken: bool = False
+    """The baseline is broken on this stack: drawn and labelled as the reference, left off the front."""
 
 
 class PhaseBar(NamedTuple):
@@ -145,6 +147,11 @@ class ReportData:
     importance: Importance
     accuracy: Accuracy
 
+    @property
+    def top_ranked(self) -> int:
+        """Ranked rows of the top table (a broken baseline's reference row has no rank)."""
+        return sum(1 for row in self.top.rows if row[0] is not None)
+
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["top"] = self.top.to_json()
@@ -190,11 +197,40 @@ def _from_row(label: str, study: StudyDir, row: pd.Series) -> PlanFigures:
     )
 
 
+def broken_baseline(study: StudyDir) -> tuple[str, ...]:
+    """Ids of the broken known issues and stack rules the shipped baseline hits (plan.json), when it is not
+    the pick: such a baseline is the speedup's reference, never a plan the report ranks. Empty otherwise."""
+    meta = study.meta.get("baseline") or {}
+    if not meta.get("broken_on_this_stack") or (
+        meta.get("plan") is not None and meta.get("plan") == study.meta.get("plan")
+    ):
+        return ()
+    ids = tuple(str(i.get("id")) for i in meta.get("known_issues") or () if isinstance(i, dict) and i.get("id"))
+    return ids or ("broken on this stack",)
+
+
+def _is_baseline(study: StudyDir) -> pd.Series:
+    """Trials of the baseline's settings: its own row and any other trial of the same knobs."""
+    t = study.trials
+    mine = t["source"] == "baseline"
+    knobs = (study.meta.get("baseline") or {}).get("plan")
+    if isinstance(knobs, dict) and study.knobs:
+        same_knobs = pd.Series(True, index=t.index)
+        for name in study.knobs:
+            if name in knobs:
+                same_knobs &= t[name].map(lambda v, want=knobs[name]: same(v, want))
+        mine |= same_knobs
+    return mine
+
+
 def feasible_trials(study: StudyDir) -> pd.DataFrame:
     """Trials that ran fine, fit under the memory cap and have a throughput, fastest first
-    (a "repeat" row re-reports an earlier trial's plan and is left out)."""
+    (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
+    on this stack: the search never picks it, so the report never ranks it)."""
     t = study.trials
     keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
+    if broken_baseline(study):
+        keep &= ~_is_baseline(study)
     job = (study.meta.get("job") or {}).get("label")
     if job and "job" in t:  # the top table ranks plans of the pick's training job only
         keep &= t["job"] == job
@@ -374,7 +410,9 @@ def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None
         Column("settings"),
     )
     base_knobs = base.knobs if base else {}
-    rows, first, best = [], {}, math.nan
+    rows: list[tuple[Any, ...]] = []
+    first: dict[str, Any] = {}
+    best = math.nan
     for rank, (_, row) in enumerate(feasible.head(TOP_K).iterrows(), start=1):
         knobs = {k: scalar(row[k]) for k in study.knobs}
         if rank == 1:
@@ -393,6 +431,25 @@ def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None
                 row["fig_mfu"],
                 row["fig_basis"],
                 _settings(rank, knobs, first, base_knobs),
+            )
+        )
+    broken = broken_baseline(study)
+    own = study.trials[(study.trials["source"] == "baseline") & study.trials["fig_samples_per_s"].notna()]
+    if broken and len(own):
+        row = own.iloc[0]
+        rows.append(
+            (
+                None,
+                int(row["number"]),
+                "baseline (broken)",
+                row["fig_samples_per_s"],
+                None,
+                row["fig_tokens_per_s"],
+                row["fig_gpu_peak_bytes"],
+                row["fig_step_s"],
+                row["fig_mfu"],
+                row["fig_basis"],
+                f"reference, not ranked: DeepSpeed-Chat's script as shipped, broken on this stack ({', '.join(broken)})",
             )
         )
     return Table(columns, tuple(rows))
@@ -432,6 +489,7 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
         int(pick_row["number"]) if pick_row is not None else None,
         base_number,
         int((t["fig_gpu_peak_bytes"].isna() & t["status"].isin(PLOTTED_STATUSES) & (t["source"] != "repeat")).sum()),
+        bool(broken_baseline(study)),
     )
 
 
@@ -466,6 +524,8 @@ def _history(study: StudyDir, base: PlanFigures | None) -> History:
     if study.simulated:
         return History((), (), (), None)
     ok = t["status"] == Status.OK
+    if broken_baseline(study):
+        ok &= ~_is_baseline(study)
     job = (study.meta.get("job") or {}).get("label")
     if job and "job" in t:
         ok &= t["job"] == job

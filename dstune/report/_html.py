@@ -103,7 +103,7 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
             table_html(changes_table(data.headline)),
         ]
     parts += [
-        f"<h2>Top {len(data.top.rows)} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
+        f"<h2>Top {data.top_ranked} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
         table_html(data.top) if data.top.rows else "<p>No trial has finished within the memory cap.</p>",
     ]
     for name in ("throughput-memory", "phases", "history"):

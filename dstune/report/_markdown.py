@@ -82,7 +82,7 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
             table_md(changes_table(data.headline)),
             "",
         ]
-    out += [f"## Top {len(data.top.rows)} plans" if data.top.rows else "## Top plans", ""]
+    out += [f"## Top {data.top_ranked} plans" if data.top.rows else "## Top plans", ""]
     out += [table_md(data.top) if data.top.rows else "No trial has finished within the memory cap.", ""]
     for name in ("throughput-memory", "phases", "history"):
         if name in by_name:

@@ -113,7 +113,7 @@ def scatter_png(s: Scatter) -> bytes | None:
         ax.set_xlim(0, right)
         by_number = {p.number: p for p in s.points}
         for number, text, marker, colour in (
-            (s.baseline_number, "baseline", "s", "none"),
+            (s.baseline_number, "baseline, broken here" if s.baseline_broken else "baseline", "s", "none"),
             (s.pick_number, "pick", "*", "#F2C14E"),
         ):
             p = by_number.get(number) if number is not None else None

@@ -47,17 +47,15 @@ def headline_sentence(h: Headline) -> str:
     if h.job:
         parts.append(f"Training job (the same for baseline and pick): {h.job}")
     if h.speedup is not None:
+        from ..search._pick import compared
+
         assert h.baseline is not None  # a speedup is the pick over the baseline
-        interval = (
-            f" (90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x)" if h.speedup_interval else ""
-        )
-        tie = h.speedup_interval is not None and h.speedup_interval[0] <= 1.0 <= h.speedup_interval[1]
-        parts.append(
-            ("no clear difference from the baseline: " if tie else "")
-            + f"the pick runs {h.speedup:.2f}x the baseline's throughput{interval} "
-            + ("(baseline broken on this stack) " if h.baseline_issues else "")
-            + f"({h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s, {h.pick.basis})"
-        )
+        detail = [h.pick.basis]
+        if h.speedup_interval:
+            detail.append(f"90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x")
+        detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
+        reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
+        parts.append(compared(h.speedup, h.speedup_interval, reference, ", ".join(detail)))
     else:
         parts.append(
             f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"

@@ -46,10 +46,13 @@ def print_report_summary(data: ReportData, written: list[Path]) -> None:
         console.print(
             _rich_table(
                 data.top,
-                f"top {len(data.top.rows)} plans (knobs in the HTML/Markdown report)",
+                f"top {data.top_ranked} plans (knobs in the HTML/Markdown report)",
                 skip=("source", "basis", "MFU", "settings"),
             )
         )
+        for row in data.top.rows:
+            if row[0] is None:
+                console.print(f"trial {row[1]} (no rank): {row[-1]}", markup=False, highlight=False)
     if data.headline.alternatives:
         console.print(_rich_table(alternatives_table(data.headline), "other training jobs (not like for like)"))
     if data.headline.changes:

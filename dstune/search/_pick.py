@@ -87,6 +87,15 @@ class Speedup:
             return f"no clear difference ({self.value:.2f}x predicted, {span})"
         return f"{self.value:.2f}x ({span})"
 
+    def versus(self, reference: str, subject: str = "the pick") -> str:
+        """The pick against `reference` as one English clause, whatever the value and interval."""
+        detail = [self.basis.value]
+        if self.interval is not None:
+            detail.append(
+                f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
+            )
+        return compared(self.value, self.interval, reference, ", ".join(detail), subject)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "value": self.value,
@@ -95,6 +104,21 @@ class Speedup:
             "tie": self.tie,
             "backing": self.backing,
         }
+
+
+def compared(
+    value: float, interval: tuple[float, float] | None, reference: str, detail: str, subject: str = "the pick"
+) -> str:
+    """'the pick shows no clear difference from R (0.71x predicted, ...)' when the interval includes 1, else
+    'the pick runs 1.52x faster than R (...)', 'as fast as R' or 'slower than R (0.80x its throughput, ...)':
+    a ratio under 1 is never called faster, and one whose interval includes 1 is called neither."""
+    if interval is not None and interval[0] <= 1.0 <= interval[1]:
+        return f"{subject} shows no clear difference from {reference} ({value:.2f}x {detail})"
+    if f"{value:.2f}" == "1.00":
+        return f"{subject} runs as fast as {reference} ({value:.2f}x {detail})"
+    if value > 1.0:
+        return f"{subject} runs {value:.2f}x faster than {reference} ({detail})"
+    return f"{subject} runs slower than {reference} ({value:.2f}x its throughput, {detail})"
 
 
 def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:

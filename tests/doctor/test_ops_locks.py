@@ -68,3 +68,89 @@ def test_doctor_names_a_stale_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     findings = _lock_findings()
     assert len(findings) == 1 and findings[0].level == "warn"
     assert str(lock) in findings[0].consequence and "stale" in findings[0].consequence
+
+
+RELEASE = """
+import sys, time
+from torch.utils.file_baton import FileBaton
+baton = FileBaton(sys.argv[1])
+assert baton.try_acquire()
+print("held", flush=True)
+sys.stdin.readline()
+# FileBaton.release, its two steps apart: close the descriptor, then remove the file (a slow disk or a busy host)
+import os
+os.close(baton.fd)
+baton.fd = None
+print("closed", flush=True)
+time.sleep(float(sys.argv[2]))
+baton.release()
+print("released", flush=True)
+"""
+
+
+def test_a_lock_being_released_is_not_cleared_under_its_builder(tmp_path: Path) -> None:
+    """Between FileBaton's close and remove the lock has no holder; judged stale then and removed, the
+    builder's own remove fails. The second look finds the file gone and leaves the builder alone."""
+    (tmp_path / "cpu_adam").mkdir()
+    lock = tmp_path / "cpu_adam" / "lock"
+    builder = subprocess.Popen(
+        [sys.executable, "-c", RELEASE, str(lock), "0.2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert builder.stdin is not None and builder.stdout is not None
+    assert builder.stdout.readline().strip() == "held"
+    builder.stdin.write("\n")
+    builder.stdin.flush()
+    assert builder.stdout.readline().strip() == "closed"
+    removed, unproven = clear_stale_locks(str(tmp_path), settle_s=1.0)
+    out, err = builder.communicate(timeout=60)
+    assert builder.returncode == 0 and out.strip() == "released", err
+    assert removed == [] and unproven == [] and not lock.exists()
+
+
+LATE = """
+import sys, time
+from torch.utils.file_baton import FileBaton
+baton = FileBaton(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+assert baton.try_acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lock_replaced_during_the_pause_is_judged_again(tmp_path: Path) -> None:
+    """A dead builder's lock that a new builder replaces while dstune pauses is the new builder's: held."""
+    import threading
+
+    lock = _plant(tmp_path, "cpu_adam")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LATE, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    stdin, stdout = holder.stdin, holder.stdout
+    replaced = threading.Event()
+
+    def replace() -> None:
+        time.sleep(0.3)
+        lock.unlink()
+        stdin.write("\n")
+        stdin.flush()
+        if stdout.readline().strip() == "held":
+            replaced.set()
+
+    try:
+        assert stdout.readline().strip() == "ready"
+        thread = threading.Thread(target=replace)
+        thread.start()
+        state = inspect_lock(str(lock), settle_s=3.0)
+        thread.join(timeout=60)
+        assert replaced.is_set() and state.state == "held" and holder.pid in state.holders
+        assert clear_stale_locks(str(tmp_path), settle_s=0.2) == ([], []) and lock.exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()

@@ -1,7 +1,10 @@
 """`dstune search` end to end through the CLI, simulate backend (no GPU needed)."""
 
+import contextlib
 import csv
+import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +12,8 @@ import pytest
 
 from dstune.cli import main
 from dstune.export import validate_config
+from dstune.record import Basis
+from dstune.search import Speedup
 
 FILES = (
     "ds_config_actor.json",
@@ -205,3 +210,72 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     blocker.write_text("x")
     code = main(["search", "--model", "opt-1.3b", "--gpus", "8", "--out", str(blocker / "sub"), "--trials", "2"])
     assert code == 2 and "--out" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def said(tmp_path_factory) -> tuple[str, dict]:
+    """What `dstune search --model opt-6.7b --gpus 8` prints (lines unwrapped) and the plan.json it writes."""
+    out = tmp_path_factory.mktemp("said") / "opt"
+    buffer, columns = io.StringIO(), os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "4000"
+    try:
+        with contextlib.redirect_stdout(buffer):
+            assert main(["search", "--model", "opt-6.7b", "--gpus", "8", "--out", str(out)]) == 0
+    finally:
+        os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
+    return buffer.getvalue(), json.loads((out / "plan.json").read_text())
+
+
+def test_verdict_reads_as_english(said):
+    """The verdict names the reference once, with a verb that fits the ratio (a tie is no difference, a ratio
+    under 1 is slower) and, for a shipped script that is broken on this stack, says so after it."""
+    text, plan = said
+    speed, broken = plan["speedup_over_baseline"], plan["baseline"]["broken_on_this_stack"]
+    reference = "DeepSpeed-Chat's script as shipped" if broken else "DeepSpeed-Chat's script for the same job"
+    verdict = next(line for line in text.splitlines() if line.startswith("the pick "))
+    value = f"{speed['value']:.2f}x"
+    if speed["tie"]:
+        assert verdict.startswith(f"the pick shows no clear difference from {reference} ({value} predicted, ")
+    elif speed["value"] < 1:
+        assert verdict.startswith(f"the pick runs slower than {reference} ({value} its throughput, ")
+    else:
+        assert verdict.startswith(f"the pick runs {value} faster than {reference} (")
+    if broken:
+        ids = ", ".join(i["id"] for i in plan["baseline"]["known_issues"])
+        assert verdict.endswith(f"), which is broken on this stack ({ids})")
+    assert "runs no clear" not in verdict and " the throughput of" not in verdict
+
+
+@pytest.mark.parametrize(
+    "speedup, expected",
+    [
+        (
+            Speedup(0.71, (0.32, 1.56), Basis.PREDICTED, "90% interval from 55 published pairs"),
+            "the pick shows no clear difference from R (0.71x predicted, 0.32-1.56x, 90% interval from 55 published "
+            "pairs)",
+        ),
+        (
+            Speedup(1.52, (1.10, 2.10), Basis.PREDICTED, "90% interval from 55 published pairs"),
+            "the pick runs 1.52x faster than R (predicted, 1.10-2.10x, 90% interval from 55 published pairs)",
+        ),
+        (
+            Speedup(0.62, (0.40, 0.95), Basis.PREDICTED),
+            "the pick runs slower than R (0.62x its throughput, predicted, 0.40-0.95x)",
+        ),
+        (Speedup(1.25, None, Basis.MEASURED), "the pick runs 1.25x faster than R (measured)"),
+        (Speedup(0.8, None, Basis.MEASURED), "the pick runs slower than R (0.80x its throughput, measured)"),
+        (Speedup(1.001, None, Basis.MEASURED), "the pick runs as fast as R (1.00x measured)"),
+    ],
+)
+def test_every_speedup_reads_as_a_clause(speedup, expected):
+    assert speedup.versus("R") == expected
+
+
+def test_notes_keep_their_sources(said):
+    """Notes are data, not rich markup: the bracketed sources that end a known-issue note are printed."""
+    text, plan = said
+    notes = [line for line in text.splitlines() if line.startswith("note: ")]
+    assert [n.removeprefix("note: ") for n in notes] == plan["notes"]
+    for issue in plan["baseline"]["known_issues"]:
+        cited = f"[{', '.join(issue['sources'])}]"
+        assert any(issue["id"] in n and n.endswith(cited) for n in notes), cited
