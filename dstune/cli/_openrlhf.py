@@ -281,10 +281,16 @@ def run_search(args: argparse.Namespace) -> int:
     from ..export._openrlhf import write_launch_script
     from ..frameworks.openrlhf import validate
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
+    from ..search._openrlhf_explore import (
+        alternatives_payload,
+        explore_openrlhf,
+        job_label,
+        load_explore,
+        parse_explore,
+    )
 
     check_framework_flags(args)
-    if args.explore:
-        raise UserInputError("--explore is not supported for OpenRLHF yet: its search keeps the baseline's job")
+    explore = parse_explore(args.explore)
     if args.headroom is not None and not 0 <= args.headroom < 1:
         raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
     if args.backend == "profile":
@@ -298,6 +304,21 @@ def run_search(args: argparse.Namespace) -> int:
     space = load_space(space_path)
     cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
     result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)
+    alternatives = (
+        explore_openrlhf(
+            base,
+            explore,
+            load_explore(space_path),
+            setup.model,
+            setup.critic_model,
+            setup.cluster,
+            space,
+            args.tie_tolerance,
+            cap,
+        )
+        if explore
+        else []
+    )
     estimate_openrlhf = framework_strategy("openrlhf").cost()
     try:
         validate(base, gpus, per_node)
@@ -361,6 +382,9 @@ def run_search(args: argparse.Namespace) -> int:
         "best_by_placement": placements,
         "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
         "OpenRLHF constants, so no interval is given",
+        "job": job_label(base),
+        "explore": list(explore),
+        "alternatives": alternatives_payload(alternatives),
         "launch_script": str(out / "run_openrlhf.sh"),
         "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
         "version_note": version_note(),
@@ -373,8 +397,9 @@ def run_search(args: argparse.Namespace) -> int:
 
         print_json(payload)
     else:
-        from ._openrlhf_render import render_plan, render_speedup
+        from ._openrlhf_render import render_alternatives, render_plan, render_speedup
 
         render_plan(payload, title="pick")
         render_speedup(payload)
+        render_alternatives(payload)
     return 0

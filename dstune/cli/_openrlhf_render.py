@@ -128,3 +128,28 @@ def render_speedup(p: dict[str, Any]) -> None:
             f"({p['baseline']['samples_per_s']:,.2f} -> {p['samples_per_s']:,.2f} samples/s); {p['speedup_basis']}"
         )
     console.print(f"launch script: {p['launch_script']}")
+
+
+def render_alternatives(p: dict[str, Any]) -> None:
+    """--explore: one line per other job class, labelled as different training (never the headline)."""
+    if not p["alternatives"]:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(f"the speedup above is for the baseline's job: {escape(p['job'])}")
+    console.print(
+        f"--explore {','.join(p['explore'])}: other jobs, [bold]different training[/bold] (not comparable to it)"
+    )
+    for alt in p["alternatives"]:
+        head = f"  {escape(alt['job'])}:"
+        if alt.get("pick", True) is None:
+            console.print(f"{head} no pick ({escape(alt['why_none'])})")
+            continue
+        versus = (
+            f"{alt['speedup_vs_baseline_settings']:.2f}x over the baseline's settings on this job"
+            if alt["speedup_vs_baseline_settings"] is not None
+            else alt["baseline_settings_note"]
+        )
+        console.print(f"{head} {alt['placement']}, {alt['samples_per_s']:,.2f} samples/s ({versus})")

@@ -32,7 +32,8 @@ _LAYOUT_KEYS = ("placements", "split_vllm_share", "split_actor_share", "vllm.ten
 
 
 def load_space(path: Path) -> dict[str, list[Any]]:
-    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only."""
+    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only (its
+    `explore:` section, the ways to widen the job, is read by `load_explore`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -40,6 +41,8 @@ def load_space(path: Path) -> dict[str, list[Any]]:
     except yaml.YAMLError as error:
         raise UserInputError(f"search space {path} is not YAML: {str(error).splitlines()[0]}") from None
     spec = openrlhf_spec()
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "explore"}
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise UserInputError(f"search space {path}: every entry must be a non-empty list of values")
     for key in raw:
