@@ -67,9 +67,8 @@ def load_explore(path: Path) -> dict[str, dict[str, list[Any]]]:
 def _options(base: OpenRLHFPlan, name: str, values: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Job changes of one explore name (the baseline's job, {}, among them)."""
     if name == "lora":
-        return [{}] + [
-            {"ds.lora.rank": int(r)} for r in values.get("ds.lora.rank", []) if int(r) != base["ds.lora.rank"]
-        ]
+        ranks = dict.fromkeys(int(r) for r in [0, *values.get("ds.lora.rank", [])])  # a LoRA baseline gets full too
+        return [{}] + [{"ds.lora.rank": r} for r in ranks if r != int(base["ds.lora.rank"] or 0)]
     prompts, samples, train = (
         int(base[k]) for k in ("rollout.batch_size", "rollout.n_samples_per_prompt", "train.batch_size")
     )

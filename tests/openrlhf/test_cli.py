@@ -90,6 +90,32 @@ def test_explore_gives_other_jobs_their_own_picks_never_the_headline(
     assert "different training" in capsys.readouterr().out
 
 
+def test_explore_lora_from_full_and_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = _json(capsys, ["search", *BASE, "--algo", "ppo", "--explore", "lora", "--out", str(tmp_path / "f")])
+    ranks = {alt["job_changes"]["ds.lora.rank"]: alt for alt in full["alternatives"]}
+    assert set(ranks) == {16, 64} and all(a["job"].startswith("LoRA r=") for a in ranks.values())
+    assert full["job"].startswith("full fine-tuning")
+    assert ranks[16]["samples_per_s"] > full["samples_per_s"]  # adapters only: no base weight grads, a tiny Adam
+    lora = _json(
+        capsys,
+        [
+            "search",
+            *BASE,
+            "--algo",
+            "ppo",
+            "--set",
+            "ds.lora.rank=16",
+            "--explore",
+            "lora",
+            "--out",
+            str(tmp_path / "l"),
+        ],
+    )
+    assert lora["plan"]["ds.lora.rank"] == 16 and lora["job"].startswith("LoRA r=16")  # the baseline's job
+    assert {alt["job_changes"]["ds.lora.rank"] for alt in lora["alternatives"]} == {0, 64}
+    assert "--ds.lora.rank 16" in (tmp_path / "l" / "run_openrlhf.sh").read_text()
+
+
 def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "search",
