@@ -244,7 +244,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         **row,
     }
     if not row["feasible"]:
-        payload["fitting_plan"] = _fitting_plan(plan, setup)
+        from ..search._openrlhf import fitting_plan
+
+        payload["fitting_plan"] = fitting_plan(plan, setup.model, setup.critic_model, setup.cluster)
     if args.json:
         from ._common import print_json
 
@@ -254,27 +256,6 @@ def run_estimate(args: argparse.Namespace) -> int:
 
         render_plan(payload, title="estimate")
     return 0
-
-
-def _fitting_plan(plan: Any, setup: Any) -> dict[str, Any] | None:
-    """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
-    from ..search._openrlhf import load_space, search_openrlhf
-    from ..search._space import SPACES_DIR
-
-    result = search_openrlhf(
-        plan, setup.model, setup.critic_model, setup.cluster, load_space(SPACES_DIR / "openrlhf.yaml")
-    )
-    if result.pick is None:
-        return {}
-    pick = result.table.plans[result.pick]
-    row = result.table.row(result.pick)
-    changes = {k: v for k, v in pick.values.items() if plan.values.get(k) != v}
-    return {
-        "changes": changes,
-        "samples_per_s": row["samples_per_s"],
-        "gpu_peak_bytes": row["gpu_peak_bytes"],
-        "placement": pick.placement,
-    }
 
 
 def run_search(args: argparse.Namespace) -> int:

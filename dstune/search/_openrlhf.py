@@ -188,3 +188,22 @@ def busy_fraction(plan: OpenRLHFPlan, row: dict[str, Any]) -> float:
     }
     busy = sum(sum(phases.values()) * gpus[g] for g, phases in row["timeline_busy_s"].items())
     return float(busy / (row["iteration_s"] * max(plan.gpus_used, 1)))
+
+
+def fitting_plan(
+    plan: OpenRLHFPlan, model: ModelSpec, critic_model: ModelSpec, cluster: ClusterSpec
+) -> dict[str, Any] | None:
+    """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
+    from ._space import SPACES_DIR
+
+    result = search_openrlhf(plan, model, critic_model, cluster, load_space(SPACES_DIR / "openrlhf.yaml"))
+    if result.pick is None:
+        return {}
+    pick = result.table.plans[result.pick]
+    row = result.table.row(result.pick)
+    return {
+        "changes": {k: v for k, v in pick.values.items() if plan.values.get(k) != v},
+        "samples_per_s": row["samples_per_s"],
+        "gpu_peak_bytes": row["gpu_peak_bytes"],
+        "placement": pick.placement,
+    }

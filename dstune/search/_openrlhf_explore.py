@@ -106,7 +106,8 @@ def job_variants(
 def job_label(plan: OpenRLHFPlan) -> str:
     """The job in words, so that no two classes read alike."""
     rank = int(plan["ds.lora.rank"] or 0)
-    trained = f"LoRA r={rank}" if rank else "full fine-tuning"
+    targets = str(plan["ds.lora.target_modules"] or "all-linear")
+    trained = f"LoRA r={rank} on {targets}" if rank else "full fine-tuning"
     return (
         f"{trained}, {plan['rollout.batch_size']} prompts x {plan['rollout.n_samples_per_prompt']} samples/rollout, "
         f"train batch {plan['train.batch_size']}, {plan['train.max_epochs']} epoch(s), {plan.estimator}"
