@@ -219,7 +219,7 @@ def _setup(args: argparse.Namespace) -> Any:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ..frameworks.openrlhf import parser_notes, validate
+    from ..frameworks.openrlhf import parser_notes, plan_known_issues, validate
 
     estimate_openrlhf = framework_strategy("openrlhf").cost()
     check_framework_flags(args)
@@ -241,6 +241,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         "plan": dict(plan.values),
         "plan_basis": basis,
         "parser_notes": parser_notes(plan),
+        "known_issues": plan_known_issues(plan),
         **row,
     }
     if not row["feasible"]:
@@ -260,7 +261,7 @@ def run_estimate(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from ..export._openrlhf import write_launch_script
-    from ..frameworks.openrlhf import validate
+    from ..frameworks.openrlhf import plan_known_issues, validate
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
     from ..search._openrlhf_explore import (
         alternatives_payload,
@@ -369,6 +370,7 @@ def run_search(args: argparse.Namespace) -> int:
         "launch_script": str(out / "run_openrlhf.sh"),
         "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
         "version_note": version_note(),
+        "known_issues": plan_known_issues(pick),
     }
     from ..record import atomic_write
 

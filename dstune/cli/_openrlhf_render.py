@@ -36,6 +36,8 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         console.print(f"[yellow]note:[/yellow] {p['version_note']}; this plan is for OpenRLHF {p['openrlhf_version']}")
     if p["placement"] == "async":
         console.print("[yellow]note:[/yellow] async trains on rollouts of the previous policy (one step off-policy)")
+    for issue in p.get("known_issues", []):
+        console.print(f"[red]{escape(issue)}[/red]")
     for note in p.get("parser_notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
     for group, phases in p["memory_per_gpu"].items():
@@ -152,4 +154,5 @@ def render_alternatives(p: dict[str, Any]) -> None:
             if alt["speedup_vs_baseline_settings"] is not None
             else alt["baseline_settings_note"]
         )
-        console.print(f"{head} {alt['placement']}, {alt['samples_per_s']:,.2f} samples/s ({versus})")
+        broken = " [red]known broken on 0.11.2 (OpenRLHF#1349)[/red]" if alt["known_issues"] else ""
+        console.print(f"{head} {alt['placement']}, {alt['samples_per_s']:,.2f} samples/s ({versus}){broken}")

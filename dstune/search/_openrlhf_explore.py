@@ -16,7 +16,7 @@ import yaml
 from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel._openrlhf import estimate_openrlhf
 from ..errors import UserInputError
-from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks
+from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks, plan_known_issues
 from ._openrlhf import search_openrlhf
 
 EXPLORE_NAMES = ("lora", "batch", "samples")
@@ -169,6 +169,7 @@ def alternatives_payload(alternatives: list[JobAlternative]) -> list[dict[str, A
             entry |= {"pick": None, "why_none": alt.why_none}
         else:
             entry |= {
+                "known_issues": plan_known_issues(alt.pick),
                 "placement": alt.pick.placement,
                 "flags": alt.pick.flags(),
                 "samples_per_s": alt.row["samples_per_s"],

@@ -96,6 +96,7 @@ def test_explore_lora_from_full_and_back(tmp_path: Path, capsys: pytest.CaptureF
     assert set(ranks) == {16, 64} and all(a["job"].startswith("LoRA r=") for a in ranks.values())
     assert full["job"].startswith("full fine-tuning")
     assert ranks[16]["samples_per_s"] > full["samples_per_s"]  # adapters only: no base weight grads, a tiny Adam
+    assert full["known_issues"] == [] and all("OpenRLHF#1349" in a["known_issues"][0] for a in ranks.values())
     lora = _json(
         capsys,
         [
@@ -113,6 +114,7 @@ def test_explore_lora_from_full_and_back(tmp_path: Path, capsys: pytest.CaptureF
     )
     assert lora["plan"]["ds.lora.rank"] == 16 and lora["job"].startswith("LoRA r=16")  # the baseline's job
     assert {alt["job_changes"]["ds.lora.rank"] for alt in lora["alternatives"]} == {0, 64}
+    assert "lora-vllm-weight-sync" in lora["known_issues"][0]  # the LoRA job is kept, and said not to run on 0.11.2
     assert "--ds.lora.rank 16" in (tmp_path / "l" / "run_openrlhf.sh").read_text()
 
 
