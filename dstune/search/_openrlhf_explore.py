@@ -17,8 +17,9 @@ from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel._openrlhf import estimate_openrlhf
 from ..errors import UserInputError
 from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks, plan_known_issues
-from ._openrlhf import search_openrlhf
+from ._openrlhf import candidates, pick_index
 
+LORA_FLAGS = frozenset({"ds.lora.rank", "ds.lora.alpha", "ds.lora.target_modules"})
 EXPLORE_NAMES = ("lora", "batch", "samples")
 """lora: LoRA ranks (frozen base weights); batch: prompts per rollout and the train batch scaled alike (the same
 optimizer steps per rollout); samples: samples per prompt with the prompts scaled inversely (the same samples
@@ -125,8 +126,10 @@ def explore_openrlhf(
     tie_tolerance: float = 0.01,
     cap: float | None = None,
 ) -> list[JobAlternative]:
-    """One pick per other job class, each beside the baseline's settings running that job."""
+    """One pick per other job class, each beside the baseline's settings running that job. OpenRLHF's checks
+    read no LoRA flag, so the classes that differ only in LoRA share one checked candidate list."""
     gpus, per_node = cluster.world_size, min(cluster.gpus_per_node, cluster.world_size)
+    checked: dict[tuple[tuple[str, Any], ...], list[OpenRLHFPlan]] = {}
     out = []
     for changes in job_variants(base, names, section):
         job_base = base.with_flags(changes)
@@ -134,17 +137,21 @@ def explore_openrlhf(
         settings_row = None
         if not broken_checks(job_base, gpus, per_node):
             settings_row = estimate_openrlhf([job_base], model, critic_model, cluster, cap=cap).row(0)
-        try:
-            result = search_openrlhf(job_base, model, critic_model, cluster, space, tie_tolerance, cap)
-        except UserInputError as error:
-            out.append(JobAlternative(label, changes, None, None, settings_row, str(error)))
+        key = tuple(sorted((k, v) for k, v in changes.items() if k not in LORA_FLAGS))
+        if key not in checked:
+            checked[key] = candidates(base.with_flags(dict(key)), gpus, per_node, space)[0]
+        lora = {k: v for k, v in changes.items() if k in LORA_FLAGS}
+        plans = [p.with_flags(lora) for p in checked[key]] if lora else checked[key]
+        if not plans:
+            why = "no plan of the space passes OpenRLHF's checks for this job"
+            out.append(JobAlternative(label, changes, None, None, settings_row, why))
             continue
-        if result.pick is None:
+        table = estimate_openrlhf(plans, model, critic_model, cluster, cap=cap)
+        pick = pick_index(table, tie_tolerance)
+        if pick is None:
             out.append(JobAlternative(label, changes, None, None, settings_row, "no plan of this job fits"))
             continue
-        out.append(
-            JobAlternative(label, changes, result.table.plans[result.pick], result.table.row(result.pick), settings_row)
-        )
+        out.append(JobAlternative(label, changes, table.plans[pick], table.row(pick), settings_row))
     return out
 
 

@@ -194,3 +194,17 @@ def test_lora_trains_adapters_only() -> None:
     states = [r["memory_per_gpu"][group]["train"] for r in rows]
     key = next(k for k in states[0] if k.startswith("actor states"))
     assert states[1][key] < states[0][key]  # no grads or Adam states for the frozen base
+
+
+def test_no_check_reads_a_lora_flag() -> None:
+    """--explore lora reuses one checked candidate list for every rank: that holds while no check reads LoRA."""
+    from dstune.search._openrlhf import candidates
+
+    base = examples()[0].plan()
+    space = load_space(SPACE)
+    plans, _ = candidates(base.with_flags({"ds.zero_stage": 2}), 8, 8, {**space, "ds.zero_stage": [2]})
+    lora = {"ds.lora.rank": 64, "ds.lora.alpha": 128, "ds.lora.target_modules": "q_proj"}
+    sample = plans[:: max(1, len(plans) // 50)] + [base.with_flags({"vllm.num_engines": 0})]
+    for plan in sample:
+        assert broken_checks(plan, 8, 8) == broken_checks(plan.with_flags(lora), 8, 8)
+    assert any(broken_checks(p, 8, 8) for p in sample)  # the sample holds a plan some check refuses
