@@ -2,8 +2,9 @@
 
 The job is `dstune search --framework openrlhf --model llama-3-8b --gpus 8 --algo grpo` (the shipped DAPO
 example's job on 8 x H100-80G) over search_spaces/openrlhf.yaml. Prints the median of several runs of
-each part, ending with `candidates_per_s: N` (scored plans per second of the whole search). CPU figures:
-they time dstune's code, not OpenRLHF on a GPU.
+each part, ending with `candidates_per_s: N` (scored plans per second of the whole search); `--explore
+lora,batch,samples` then times the search of every other job class once (`explore_s`). CPU figures: they
+time dstune's code, not OpenRLHF on a GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel._openrlhf import estimate_openrlhf
 from dstune.frameworks.openrlhf import baseline_for
 from dstune.search._openrlhf import candidates, load_space
+from dstune.search._openrlhf_explore import explore_openrlhf, load_explore, parse_explore
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "openrlhf.yaml"
 
@@ -25,6 +27,7 @@ SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "openrlhf.yaml"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--explore", default="", help="also time --explore with these names, once")
     args = parser.parse_args()
     model = load_model("llama-3-8b")
     cluster = make_cluster(load_gpu("H100-80G"), 8)
@@ -45,6 +48,12 @@ def main() -> None:
     print(f"generate_and_check_s: {statistics.median(gen):.3f}")
     print(f"score_s: {statistics.median(score):.3f}")
     print(f"candidates_per_s: {len(plans) / total:,.0f}")
+    if args.explore:
+        names = parse_explore(args.explore)
+        start = time.perf_counter()
+        alternatives = explore_openrlhf(base, names, load_explore(SPACE), model, model, cluster, space)
+        print(f"explore: {len(alternatives)} other job classes ({args.explore})")
+        print(f"explore_s: {time.perf_counter() - start:.1f}")
 
 
 if __name__ == "__main__":

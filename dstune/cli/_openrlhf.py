@@ -219,7 +219,7 @@ def _setup(args: argparse.Namespace) -> Any:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ..frameworks.openrlhf import parser_notes, validate
+    from ..frameworks.openrlhf import parser_notes, plan_known_issues, validate
 
     estimate_openrlhf = framework_strategy("openrlhf").cost()
     check_framework_flags(args)
@@ -241,10 +241,13 @@ def run_estimate(args: argparse.Namespace) -> int:
         "plan": dict(plan.values),
         "plan_basis": basis,
         "parser_notes": parser_notes(plan),
+        "known_issues": plan_known_issues(plan),
         **row,
     }
     if not row["feasible"]:
-        payload["fitting_plan"] = _fitting_plan(plan, setup)
+        from ..search._openrlhf import fitting_plan
+
+        payload["fitting_plan"] = fitting_plan(plan, setup.model, setup.critic_model, setup.cluster)
     if args.json:
         from ._common import print_json
 
@@ -256,35 +259,20 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fitting_plan(plan: Any, setup: Any) -> dict[str, Any] | None:
-    """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
-    from ..search._openrlhf import load_space, search_openrlhf
-    from ..search._space import SPACES_DIR
-
-    result = search_openrlhf(
-        plan, setup.model, setup.critic_model, setup.cluster, load_space(SPACES_DIR / "openrlhf.yaml")
-    )
-    if result.pick is None:
-        return {}
-    pick = result.table.plans[result.pick]
-    row = result.table.row(result.pick)
-    changes = {k: v for k, v in pick.values.items() if plan.values.get(k) != v}
-    return {
-        "changes": changes,
-        "samples_per_s": row["samples_per_s"],
-        "gpu_peak_bytes": row["gpu_peak_bytes"],
-        "placement": pick.placement,
-    }
-
-
 def run_search(args: argparse.Namespace) -> int:
     from ..export._openrlhf import write_launch_script
-    from ..frameworks.openrlhf import validate
+    from ..frameworks.openrlhf import plan_known_issues, validate
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
+    from ..search._openrlhf_explore import (
+        alternatives_payload,
+        explore_openrlhf,
+        job_label,
+        load_explore,
+        parse_explore,
+    )
 
     check_framework_flags(args)
-    if args.explore:
-        raise UserInputError("--explore is not supported for OpenRLHF yet: its search keeps the baseline's job")
+    explore = parse_explore(args.explore)
     if args.headroom is not None and not 0 <= args.headroom < 1:
         raise UserInputError(f"--headroom must be in [0, 1), got {args.headroom}")
     if args.backend == "profile":
@@ -298,6 +286,21 @@ def run_search(args: argparse.Namespace) -> int:
     space = load_space(space_path)
     cap = None if args.headroom is None else setup.cluster.gpu.memory_bytes * (1.0 - args.headroom)
     result = search_openrlhf(base, setup.model, setup.critic_model, setup.cluster, space, args.tie_tolerance, cap)
+    alternatives = (
+        explore_openrlhf(
+            base,
+            explore,
+            load_explore(space_path),
+            setup.model,
+            setup.critic_model,
+            setup.cluster,
+            space,
+            args.tie_tolerance,
+            cap,
+        )
+        if explore
+        else []
+    )
     estimate_openrlhf = framework_strategy("openrlhf").cost()
     try:
         validate(base, gpus, per_node)
@@ -361,9 +364,13 @@ def run_search(args: argparse.Namespace) -> int:
         "best_by_placement": placements,
         "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
         "OpenRLHF constants, so no interval is given",
+        "job": job_label(base),
+        "explore": list(explore),
+        "alternatives": alternatives_payload(alternatives),
         "launch_script": str(out / "run_openrlhf.sh"),
         "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
         "version_note": version_note(),
+        "known_issues": plan_known_issues(pick),
     }
     from ..record import atomic_write
 
@@ -373,8 +380,9 @@ def run_search(args: argparse.Namespace) -> int:
 
         print_json(payload)
     else:
-        from ._openrlhf_render import render_plan, render_speedup
+        from ._openrlhf_render import render_alternatives, render_plan, render_speedup
 
         render_plan(payload, title="pick")
         render_speedup(payload)
+        render_alternatives(payload)
     return 0

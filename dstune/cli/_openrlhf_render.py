@@ -39,6 +39,8 @@ def render_plan(p: dict[str, Any], title: str) -> None:
         )
     if p["placement"] == "async":
         console.print("[yellow]note:[/yellow] async trains on rollouts of the previous policy (one step off-policy)")
+    for issue in p.get("known_issues", []):
+        console.print(f"[red]{escape(issue)}[/red]")
     for note in p.get("parser_notes", []):
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     for group, phases in p["memory_per_gpu"].items():
@@ -135,3 +137,29 @@ def render_speedup(p: dict[str, Any]) -> None:
             markup=False,
         )
     console.print(f"launch script: {p['launch_script']}", markup=False)
+
+
+def render_alternatives(p: dict[str, Any]) -> None:
+    """--explore: one line per other job class, labelled as different training (never the headline)."""
+    if not p["alternatives"]:
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(f"the speedup above is for the baseline's job: {escape(p['job'])}")
+    console.print(
+        f"--explore {','.join(p['explore'])}: other jobs, [bold]different training[/bold] (not comparable to it)"
+    )
+    for alt in p["alternatives"]:
+        head = f"  {escape(alt['job'])}:"
+        if alt.get("pick", True) is None:
+            console.print(f"{head} no pick ({escape(alt['why_none'])})")
+            continue
+        versus = (
+            f"{alt['speedup_vs_baseline_settings']:.2f}x over the baseline's settings on this job"
+            if alt["speedup_vs_baseline_settings"] is not None
+            else alt["baseline_settings_note"]
+        )
+        broken = " [red]known broken on 0.11.2 (OpenRLHF#1349)[/red]" if alt["known_issues"] else ""
+        console.print(f"{head} {alt['placement']}, {alt['samples_per_s']:,.2f} samples/s ({versus}){broken}")

@@ -53,7 +53,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--explore",
         default="",
         help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
-        "the baseline's job: same trained parameters and batch sizes)",
+        "the baseline's job: same trained parameters and batch sizes); openrlhf: lora, batch, samples",
     )
     parser.add_argument(
         "--he-kernels",

@@ -4,10 +4,13 @@ vectorised cost terms read; built once per table so a search scores thousands of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from ..catalog import ModelSpec
 from ..frameworks.openrlhf import OpenRLHFPlan
+from ._facts import ModelFacts
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Columns:
     prompt_len: np.ndarray
     answer_mean: np.ndarray
     answer_tail: np.ndarray
+    lora_rank: np.ndarray
+    lora_targets: np.ndarray
+    """`ds.lora.target_modules` as one space-separated string per plan ("all-linear" by default)."""
 
     @property
     def samples(self) -> np.ndarray:
@@ -112,4 +118,51 @@ def columns(plans: list[OpenRLHFPlan]) -> Columns:
         prompt_len=col(lambda p: p.job.prompt_tokens),
         answer_mean=col(lambda p: p.job.answer_mean_ratio) * tail,
         answer_tail=tail,
+        lora_rank=flag("ds.lora.rank"),
+        lora_targets=col(lambda p: str(p["ds.lora.target_modules"] or "all-linear"), object),
     )
+
+
+def trained_params(f: ModelFacts, cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """(all parameters, trainable parameters) of a trained model (actor or critic) per plan. With
+    `ds.lora.rank` > 0 OpenRLHF wraps it in peft's LoraConfig (openrlhf/models/actor.py, model.py): every base
+    weight freezes and r x (d_in + d_out) adapter weights train per targeted Linear; "all-linear" targets every
+    Linear but the output layer (the critic's value-head adapter, r x (hidden + 1), is left out)."""
+    trainable = np.full(cols.n, float(f.params))
+    extra = np.zeros(cols.n)
+    for rank, targets in set(zip(cols.lora_rank.tolist(), cols.lora_targets.tolist(), strict=True)):
+        if rank <= 0:
+            continue
+        rows = (cols.lora_rank == rank) & (cols.lora_targets == targets)
+        adapters = rank * lora_width(f.spec, str(targets))
+        trainable[rows] = adapters
+        extra[rows] = adapters
+    return f.params + extra, trainable
+
+
+def lora_adapted(f: ModelFacts, cols: Columns) -> np.ndarray:
+    """Linears that carry an adapter per plan (each adds two tensors to what a weight sync sends)."""
+    out = np.zeros(cols.n)
+    for rank, targets in set(zip(cols.lora_rank.tolist(), cols.lora_targets.tolist(), strict=True)):
+        if rank > 0:
+            rows = (cols.lora_rank == rank) & (cols.lora_targets == targets)
+            out[rows] = len(_targeted(f.spec, str(targets)))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _targeted(spec: ModelSpec, targets: str) -> tuple[tuple[int, int], ...]:
+    """peft's matching: "all-linear" is every Linear but the output layer; a name matches a module whose
+    dotted name is it or ends with "." + it."""
+    names = targets.split()
+    return tuple(
+        (layer.in_features, layer.out_features)
+        for layer in spec.linear_layers()
+        if (names == ["all-linear"] and layer.name != "lm_head")
+        or any(layer.name == n or layer.name.endswith("." + n) for n in names)
+    )
+
+
+def lora_width(spec: ModelSpec, targets: str) -> int:
+    """Sum of d_in + d_out over the targeted Linears (the adapter parameters per unit of rank)."""
+    return sum(i + o for i, o in _targeted(spec, targets))

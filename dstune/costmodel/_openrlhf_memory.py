@@ -24,7 +24,7 @@ from ._memory import (
     zero3_gathered_bytes,
     zero12_reduce_bucket_bytes,
 )
-from ._openrlhf_columns import Columns
+from ._openrlhf_columns import Columns, trained_params
 from ._openrlhf_constants import OpenRLHFConstants
 
 PHASES = ("generate", "experience", "train", "weight sync")
@@ -48,8 +48,8 @@ def _by_world(make: Callable[[int], States], world: np.ndarray) -> States:
 def _trained(f: ModelFacts, cols: Columns, world: np.ndarray, c: CostConstants) -> States:
     """OpenRLHF trains with `offload_param` "none" (get_train_ds_config(offload=False)): Adam offload moves the
     optimizer and fp32 grads to the host, never the 16-bit parameters (DeepSpeed-Chat's offload moves both)."""
-    p = np.full(cols.n, float(f.params))
-    states = _by_world(lambda w: trained_states(p, p, cols.stage, cols.adam_offload, w, c), world)
+    p, trainable = trained_params(f, cols)
+    states = _by_world(lambda w: trained_states(p, trainable, cols.stage, cols.adam_offload, w, c), world)
     shard = BYTES_16BIT * p / np.maximum(world, 1)
     kept = np.where(cols.stage == 3, shard, BYTES_16BIT * p)
     host = states.host - np.where(cols.adam_offload & (cols.stage == 3), shard * c.pinned_buffer_factor, 0.0)

@@ -17,7 +17,7 @@ import numpy as np
 from ._constants import CostConstants
 from ._facts import ModelFacts
 from ._memory import BYTES_16BIT
-from ._openrlhf_columns import Columns
+from ._openrlhf_columns import Columns, lora_adapted, trained_params
 from ._openrlhf_constants import OpenRLHFConstants
 from ._openrlhf_memory import kv_budget_bytes, kv_bytes_per_token, typical_tokens
 from ._time import (
@@ -123,19 +123,23 @@ def experience_seconds(
 def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware, c: CostConstants) -> np.ndarray:
     train_tok, _ = typical_tokens(cols)
     tokens = cols.epochs * cols.samples * (cols.prompt_len + cols.answer_mean) / np.maximum(world, 1)
-    factor = 1.0 + train_backward_factor(np.ones(cols.n), cols.checkpointing)
+    p, trainable = trained_params(f, cols)
+    weight_grads = np.minimum(trainable / max(f.matmul_params, 1), 1.0)
+    factor = 1.0 + train_backward_factor(weight_grads, cols.checkpointing)
     compute = factor * compute_seconds(
         forward_flops(f, tokens, cols.prompt_len + cols.answer_mean / 2.0), train_tok, f, hw, c
     )
     micro = np.ceil(tokens / np.maximum(train_tok, 1.0))
-    p = np.full(cols.n, float(f.params))
     gather = _per_world(world, hw, lambda h: allgather_seconds(2.0 * p, h))
-    z3 = np.where(cols.stage == 3, micro * (3.0 * gather + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
-    z2 = np.where(cols.stage == 2, micro * gather, 0.0)
+    reduce = _per_world(world, hw, lambda h: allgather_seconds(2.0 * trainable, h))
+    z3 = np.where(cols.stage == 3, micro * (2.0 * gather + reduce + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
+    z2 = np.where(cols.stage == 2, micro * reduce, 0.0)
     passes = np.where(cols.checkpointing, 4.0, 3.0)
     ring = passes * micro * ring_seconds(f, cols, train_tok, hw, c)
     steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
-    optimizer = _per_world(world, hw, lambda h: optimizer_step_seconds(p, p, cols.stage, cols.adam_offload, h, c))
+    optimizer = _per_world(
+        world, hw, lambda h: optimizer_step_seconds(p, trainable, cols.stage, cols.adam_offload, h, c)
+    )
     return compute + z3 + z2 + ring + steps * optimizer
 
 
@@ -148,7 +152,10 @@ def train_seconds(
         "actor": _train_seconds(actor, cols, cols.actor_gpus, hw, c),
         "critic": cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
     }
-    moved = 14.0 * (actor.params / cols.actor_gpus + cols.has_critic * critic.params / np.maximum(critic_world, 1))
+    moved = 14.0 * (
+        trained_params(actor, cols)[1] / cols.actor_gpus
+        + cols.has_critic * trained_params(critic, cols)[1] / np.maximum(critic_world, 1)
+    )
     sleeping = cols.ds_sleep & ~cols.adam_offload & cols.colocated
     out["DeepSpeed offload/reload"] = np.where(sleeping, 2.0 * moved / hw.host_link_bytes_per_s, 0.0)
     return out
@@ -158,14 +165,16 @@ def weight_sync_seconds(
     f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
 ) -> np.ndarray:
     """One blocking Ray call per parameter tensor; CUDA IPC when everything is colocated (a device copy),
-    else an NCCL broadcast from DeepSpeed rank 0 to every engine rank; each tensor is gathered first at ZeRO-3."""
-    tensors = len(f.spec.linear_layers()) + 2 * f.layers + 2
-    total = BYTES_16BIT * float(f.params)
+    else an NCCL broadcast from DeepSpeed rank 0 to every engine rank; each tensor is gathered first at ZeRO-3.
+    With LoRA, 0.11.2's `broadcast_to_vllm` walks the peft model's `named_parameters()` as they are: every
+    frozen base weight and both adapter matrices of each targeted Linear, unmerged (no merge_adapter)."""
+    tensors = len(f.spec.linear_layers()) + 2 * f.layers + 2 + 2 * lora_adapted(f, cols)
+    total = BYTES_16BIT * trained_params(f, cols)[0]
     ipc = total / hw.hbm_bytes_per_s
     broadcast = total / np.where(
         cols.engines * cols.tp > hw.gpus_per_node, hw.link_bytes_per_s, hw.intra_link_bytes_per_s
     )
-    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(np.full(cols.n, total), h))
+    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(total, h))
     z3 = np.where(cols.stage == 3, gather + zero3_fetch_seconds(f.layers, c), 0.0)
     copy = np.where(cols.colocated, ipc, broadcast)
     return tensors * oc.ray_call_s + copy + z3

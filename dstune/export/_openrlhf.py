@@ -7,7 +7,7 @@ import re
 import shlex
 from pathlib import Path
 
-from ..frameworks.openrlhf import OpenRLHFPlan, openrlhf_spec
+from ..frameworks.openrlhf import LIST_FLAGS, OpenRLHFPlan, openrlhf_spec
 from ..record import atomic_write
 
 REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
@@ -44,7 +44,10 @@ def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
     for flag, value in plan.flags().items():
         if value is None or value is False:
             continue
-        argv += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
+        if flag in LIST_FLAGS:
+            argv += [f"--{flag}", *str(value).split()]
+        else:
+            argv += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
     return argv
 
 

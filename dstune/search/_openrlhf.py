@@ -32,7 +32,8 @@ _LAYOUT_KEYS = ("placements", "split_vllm_share", "split_actor_share", "vllm.ten
 
 
 def load_space(path: Path) -> dict[str, list[Any]]:
-    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only."""
+    """A space file: placements, the vLLM share of split plans, and lists of values of system flags only (its
+    `explore:` section, the ways to widen the job, is read by `load_explore`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -40,6 +41,8 @@ def load_space(path: Path) -> dict[str, list[Any]]:
     except yaml.YAMLError as error:
         raise UserInputError(f"search space {path} is not YAML: {str(error).splitlines()[0]}") from None
     spec = openrlhf_spec()
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "explore"}
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise UserInputError(f"search space {path}: every entry must be a non-empty list of values")
     for key in raw:
@@ -185,3 +188,22 @@ def busy_fraction(plan: OpenRLHFPlan, row: dict[str, Any]) -> float:
     }
     busy = sum(sum(phases.values()) * gpus[g] for g, phases in row["timeline_busy_s"].items())
     return float(busy / (row["iteration_s"] * max(plan.gpus_used, 1)))
+
+
+def fitting_plan(
+    plan: OpenRLHFPlan, model: ModelSpec, critic_model: ModelSpec, cluster: ClusterSpec
+) -> dict[str, Any] | None:
+    """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
+    from ._space import SPACES_DIR
+
+    result = search_openrlhf(plan, model, critic_model, cluster, load_space(SPACES_DIR / "openrlhf.yaml"))
+    if result.pick is None:
+        return {}
+    pick = result.table.plans[result.pick]
+    row = result.table.row(result.pick)
+    return {
+        "changes": {k: v for k, v in pick.values.items() if plan.values.get(k) != v},
+        "samples_per_s": row["samples_per_s"],
+        "gpu_peak_bytes": row["gpu_peak_bytes"],
+        "placement": pick.placement,
+    }

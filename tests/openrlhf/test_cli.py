@@ -59,6 +59,65 @@ def test_search_writes_a_script_the_real_parser_accepts(
     assert json.loads((tmp_path / "plan.json").read_text())["flags"] == out["flags"]
 
 
+def test_explore_gives_other_jobs_their_own_picks_never_the_headline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = _json(capsys, ["search", *BASE, "--algo", "grpo", "--out", str(tmp_path / "plain")])
+    wide = _json(
+        capsys, ["search", *BASE, "--algo", "grpo", "--explore", "batch,samples", "--out", str(tmp_path / "w")]
+    )
+    assert (wide["speedup"], wide["flags"]) == (plain["speedup"], plain["flags"])  # the headline is the job's
+    assert plain["alternatives"] == [] and wide["explore"] == ["batch", "samples"]
+    base = wide["baseline_plan"]
+    jobs = {alt["job"] for alt in wide["alternatives"]}
+    assert wide["job"] not in jobs and len(jobs) == len(wide["alternatives"]) == 8
+    for alt in wide["alternatives"]:
+        assert alt["different_training"] is True
+        assert any(base[k] != v for k, v in alt["job_changes"].items())
+        if "samples_per_s" in alt and alt["speedup_vs_baseline_settings"] is not None:
+            assert alt["speedup_vs_baseline_settings"] >= 0.99  # within the tie tolerance of the best
+    samples = [
+        a
+        for a in wide["alternatives"]
+        if set(a["job_changes"]) == {"rollout.n_samples_per_prompt", "rollout.batch_size"}
+    ]
+    for alt in samples:  # samples per rollout kept
+        changes = alt["job_changes"]
+        assert changes["rollout.n_samples_per_prompt"] * changes["rollout.batch_size"] == (
+            base["rollout.n_samples_per_prompt"] * base["rollout.batch_size"]
+        )
+    assert main(["search", *BASE, "--algo", "grpo", "--explore", "batch", "--out", str(tmp_path / "t")]) == 0
+    assert "different training" in capsys.readouterr().out
+
+
+def test_explore_lora_from_full_and_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = _json(capsys, ["search", *BASE, "--algo", "ppo", "--explore", "lora", "--out", str(tmp_path / "f")])
+    ranks = {alt["job_changes"]["ds.lora.rank"]: alt for alt in full["alternatives"]}
+    assert set(ranks) == {16, 64} and all(a["job"].startswith("LoRA r=") for a in ranks.values())
+    assert full["job"].startswith("full fine-tuning")
+    assert ranks[16]["samples_per_s"] > full["samples_per_s"]  # adapters only: no base weight grads, a tiny Adam
+    assert full["known_issues"] == [] and all("OpenRLHF#1349" in a["known_issues"][0] for a in ranks.values())
+    lora = _json(
+        capsys,
+        [
+            "search",
+            *BASE,
+            "--algo",
+            "ppo",
+            "--set",
+            "ds.lora.rank=16",
+            "--explore",
+            "lora",
+            "--out",
+            str(tmp_path / "l"),
+        ],
+    )
+    assert lora["plan"]["ds.lora.rank"] == 16 and lora["job"].startswith("LoRA r=16")  # the baseline's job
+    assert {alt["job_changes"]["ds.lora.rank"] for alt in lora["alternatives"]} == {0, 64}
+    assert "lora-vllm-weight-sync" in lora["known_issues"][0]  # the LoRA job is kept, and said not to run on 0.11.2
+    assert "--ds.lora.rank 16" in (tmp_path / "l" / "run_openrlhf.sh").read_text()
+
+
 def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "search",
@@ -104,7 +163,7 @@ def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.
         (["profile", *BASE], "no trial runner"),
         (["search", *BASE, "--algo", "grpo", "--storage", "sqlite:///x.db"], "--storage is a DeepSpeed-Chat option"),
         (["search", *BASE, "--algo", "grpo", "--global-batch", "64"], "--set rollout.batch_size=N"),
-        (["search", *BASE, "--algo", "grpo", "--explore", "lora"], "--explore is not supported for OpenRLHF"),
+        (["search", *BASE, "--algo", "grpo", "--explore", "lora,epochs"], "--explore 'epochs' is not an OpenRLHF"),
     ],
 )
 def test_refusals_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

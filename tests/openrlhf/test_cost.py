@@ -167,3 +167,44 @@ def test_split_layouts_fill_the_cluster_with_every_role() -> None:
     plans, _ = candidates(ppo, 16, 8, space)
     shapes = {tuple(p.group_gpus(g) for g in p.groups()) for p in plans if p.placement == "split"}
     assert len(shapes) > 3 and all(sum(s) == 16 for s in shapes)
+
+
+def test_lora_trains_adapters_only() -> None:
+    """peft's LoraConfig as OpenRLHF builds it: base weights frozen, r x (d_in + d_out) per targeted Linear."""
+    from dstune.costmodel._facts import model_facts
+    from dstune.costmodel._openrlhf_columns import columns, trained_params
+
+    model, cluster = load_model("llama-3-8b"), make_cluster(load_gpu("H100-80G"), 8)
+    base = make_plan({"algo.advantage.estimator": "gae", "vllm.num_engines": 8, "train.colocate_all": True})
+    full, lora, qv = (
+        base,
+        base.with_flags({"ds.lora.rank": 16}),
+        base.with_flags({"ds.lora.rank": 16, "ds.lora.target_modules": "q_proj v_proj"}),
+    )
+    p, trainable = trained_params(model_facts(model, "lm"), columns([full, lora, qv]))
+    layer = (4096 + 4096) * 2 + (4096 + 1024) * 2 + (4096 + 14336) * 3  # Llama-3-8B: q, o, k, v, gate, up, down
+    assert trainable[1] == 16 * 32 * layer and trainable[2] == 16 * 32 * ((4096 + 4096) + (4096 + 1024))
+    assert trainable[0] == p[0] and p[1] == p[0] + trainable[1]
+    table = estimate_openrlhf([full, lora], model, model, cluster)
+    rows = [table.row(0), table.row(1)]
+    assert rows[1]["phases_s"]["train"] < rows[0]["phases_s"]["train"]  # no weight-gradient GEMMs, a tiny Adam
+    assert rows[1]["phases_s"]["weight sync"] >= rows[0]["phases_s"]["weight sync"]  # base + adapters, unmerged
+    assert rows[1]["host_bytes_per_node"] <= rows[0]["host_bytes_per_node"]
+    group = next(g for g in rows[0]["memory_per_gpu"] if "actor" in g or g == "colocated")
+    states = [r["memory_per_gpu"][group]["train"] for r in rows]
+    key = next(k for k in states[0] if k.startswith("actor states"))
+    assert states[1][key] < states[0][key]  # no grads or Adam states for the frozen base
+
+
+def test_no_check_reads_a_lora_flag() -> None:
+    """--explore lora reuses one checked candidate list for every rank: that holds while no check reads LoRA."""
+    from dstune.search._openrlhf import candidates
+
+    base = examples()[0].plan()
+    space = load_space(SPACE)
+    plans, _ = candidates(base.with_flags({"ds.zero_stage": 2}), 8, 8, {**space, "ds.zero_stage": [2]})
+    lora = {"ds.lora.rank": 64, "ds.lora.alpha": 128, "ds.lora.target_modules": "q_proj"}
+    sample = plans[:: max(1, len(plans) // 50)] + [base.with_flags({"vllm.num_engines": 0})]
+    for plan in sample:
+        assert broken_checks(plan, 8, 8) == broken_checks(plan.with_flags(lora), 8, 8)
+    assert any(broken_checks(p, 8, 8) for p in sample)  # the sample holds a plan some check refuses

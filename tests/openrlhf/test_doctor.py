@@ -26,6 +26,10 @@ def test_supported_release_with_its_pins_is_ok() -> None:
     assert "vllm" not in found and "ray" not in found and "deepspeed" not in found
     assert "known issue zero2-sleep-keeps-weights" in found
     assert "known issue ds-sleep-below-zero3" not in found
+    assert (
+        found["known issue lora-vllm-weight-sync"][0] == "warn"
+        and "OpenRLHF#1349" in found["known issue lora-vllm-weight-sync"][1]
+    )
 
 
 def test_other_release_and_old_deepspeed_are_named() -> None:
@@ -33,3 +37,12 @@ def test_other_release_and_old_deepspeed_are_named() -> None:
     assert found["OpenRLHF"][0] == "warn" and "not a supported version" in found["OpenRLHF"][1]
     assert found["vllm"][0] == "warn" and "pins 0.29.0" in found["vllm"][1]
     assert found["known issue ds-sleep-below-zero3"][0] == "warn"
+
+
+def test_lora_with_vllm_engines_is_named_as_known_broken() -> None:
+    from dstune.frameworks.openrlhf import make_plan, plan_known_issues
+
+    lora = make_plan({"ds.lora.rank": 16, "vllm.num_engines": 8})
+    assert [i.split(":")[0] for i in plan_known_issues(lora)] == ["known issue lora-vllm-weight-sync"]
+    assert plan_known_issues(lora.with_flags({"ds.lora.rank": 0})) == []
+    assert plan_known_issues(lora.with_flags({"vllm.num_engines": None})) == []  # no vLLM, no weight sync

@@ -147,3 +147,19 @@ def test_placeholders_expand_in_the_shell_and_parse(sources: tuple[str, str], tm
         },
     )
     assert echoed.returncode == 0 and "--actor.model_name_or_path q/m" in echoed.stdout and "/s/ckpt" in echoed.stdout
+
+
+def test_lora_flags_are_written_as_the_parser_reads_them(sources: tuple[str, str]) -> None:
+    """target_modules is nargs="*": written as separate names, read back as a list; a script's names round-trip."""
+    from dstune.frameworks.openrlhf import plan_from_argv
+
+    plan = make_plan({"ds.lora.rank": 16, "ds.lora.alpha": 32, "ds.lora.target_modules": "q_proj v_proj"})
+    argv = _script_argv(launch_script(plan, "meta-llama/Meta-Llama-3-8B", "r", "test"))
+    parsed = run_parser(argv, *sources)
+    check_exact_flags(argv, parsed.options)
+    assert (parsed.values["ds.lora.rank"], parsed.values["ds.lora.alpha"]) == (16, 32)
+    assert parsed.values["ds.lora.target_modules"] == ["q_proj", "v_proj"]
+    again = plan_from_argv(argv)
+    assert again["ds.lora.target_modules"] == "q_proj v_proj" and again["ds.lora.rank"] == 16
+    default = run_parser(plan_argv(make_plan({"ds.lora.rank": 8}), "m", "r"), *sources)
+    assert default.values["ds.lora.target_modules"] == "all-linear"  # peft's shorthand only as the default string

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .._registry import FrameworkStrategy, register_framework
 from ._examples import Example, baseline_for, examples, plan_from_argv, script_argv
-from ._plan import PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
-from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, validate
+from ._plan import LIST_FLAGS, PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
+from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, plan_known_issues, validate
 from ._spec import Algorithm, OpenRLHFSpec, PublishedSource, openrlhf_spec, published_sources
 
 
@@ -27,6 +27,7 @@ class OpenRLHF(FrameworkStrategy):
 
 __all__ = [
     "CHECKS",
+    "LIST_FLAGS",
     "PLACEMENTS",
     "Algorithm",
     "Example",
@@ -43,6 +44,7 @@ __all__ = [
     "openrlhf_spec",
     "parse_value",
     "parser_notes",
+    "plan_known_issues",
     "plan_from_argv",
     "script_argv",
     "published_sources",

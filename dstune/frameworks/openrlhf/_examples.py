@@ -3,13 +3,14 @@ supported version's parser refuses in them, and the plan each one is."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ._plan import OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
+from ._plan import LIST_FLAGS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
 from ._spec import openrlhf_spec
 
 
@@ -56,6 +57,9 @@ def plan_from_argv(argv: list[str], job: OpenRLHFJob | None = None) -> OpenRLHFP
             continue
         if isinstance(defaults[flag], bool):
             values[flag] = True
+        elif flag in LIST_FLAGS:
+            names = list(itertools.takewhile(lambda t: not t.startswith("--"), argv[i + 1 :]))
+            values[flag] = " ".join(names) or defaults[flag]
         elif i + 1 < len(argv):
             values[flag] = parse_value(flag, argv[i + 1])
     if job is None:

@@ -13,6 +13,8 @@ from ...errors import UserInputError
 from ._spec import openrlhf_spec
 
 PLACEMENTS = ("colocated", "split", "async")
+LIST_FLAGS = frozenset({"ds.lora.target_modules"})
+"""Flags the parser takes with nargs="*": a plan keeps their values as one space-separated string."""
 
 
 @dataclass(frozen=True)

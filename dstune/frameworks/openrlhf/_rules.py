@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import yaml
 
 from ...errors import PlanRuleError
 from ._plan import OpenRLHFPlan
@@ -152,6 +156,18 @@ def validate(plan: OpenRLHFPlan, gpus: int, per_node: int) -> None:
     """Raise on the first broken check, naming it."""
     for name, why in broken_checks(plan, gpus, per_node):
         raise OpenRLHFCheckError(name, why)
+
+
+def plan_known_issues(plan: OpenRLHFPlan) -> list[str]:
+    """Known issues of the supported release that this plan hits (data/known_issues.yaml entries with `plan`)."""
+    hits = {"lora_with_vllm": int(plan["ds.lora.rank"] or 0) > 0 and plan.engines > 0}
+    return [f"known issue {i['id']}: {i['consequence']}" for i in _plan_issues() if hits.get(i["plan"])]
+
+
+@lru_cache(maxsize=1)
+def _plan_issues() -> tuple[dict[str, str], ...]:
+    text = resources.files(__package__).joinpath("data/known_issues.yaml").read_text(encoding="utf-8")
+    return tuple(i for i in yaml.safe_load(text) if "plan" in i)
 
 
 def parser_notes(plan: OpenRLHFPlan) -> list[str]:
