@@ -35,6 +35,12 @@ class States:
             *(getattr(self, f) + getattr(other, f) for f in ("params", "grads", "optimizer", "buffers", "host"))
         )
 
+    def where(self, kept: np.ndarray) -> States:
+        """These states for the candidates where `kept`, nothing for the others."""
+        return States(
+            *(np.where(kept, getattr(self, f), 0.0) for f in ("params", "grads", "optimizer", "buffers", "host"))
+        )
+
 
 def trained_states(
     params_all: np.ndarray,
@@ -132,17 +138,20 @@ def zero3_gathered_bytes(largest_layer: int, c: CostConstants) -> float:
     return BYTES_16BIT * max(float(largest_layer), c.zero3_live_elements)
 
 
-def frozen_states(params_all: int, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants) -> States:
-    """Reference or reward model: 16-bit weights only.
+def frozen_states(
+    params_all: int | np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants
+) -> States:
+    """Reference, reward or EMA model: 16-bit weights only.
 
     DeepSpeed honours `offload_param` only at ZeRO-3, so offload_reference_model
     or offload_reward_model change nothing when the model runs at stage 0. Without an optimizer
     DeepSpeed builds no ZeRO-3 reduce bucket for them.
     """
     z3 = stage == 3
-    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / world), BYTES_16BIT * float(params_all))
+    count = np.asarray(params_all, dtype=float)
+    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * count / world), BYTES_16BIT * count)
     zeros = np.zeros_like(params)
-    host = np.where(z3 & offload, BYTES_16BIT * params_all / world * c.pinned_buffer_factor, 0.0)
+    host = np.where(z3 & offload, BYTES_16BIT * count / world * c.pinned_buffer_factor, 0.0)
     return States(params, zeros, zeros, zeros, host)
 
 
