@@ -237,15 +237,33 @@ def he_tp_weight_bytes(
     return slices + staging, slices + BYTES_16BIT * other_params
 
 
-def he_fused_copy_bytes(f: ModelFacts, stage: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+FUSED_LINEARS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+"""The Linears whose weights the Hybrid Engine's OPT/LLaMA containers concatenate (q/k/v; LLaMA's gate/up)."""
+
+
+def he_fused_copy_bytes(
+    f: ModelFacts, stage: np.ndarray, kernels: np.ndarray, frozen: np.ndarray | float = 0.0
+) -> np.ndarray:
     """The Hybrid Engine's fused weight copies at ZeRO 0-2: each OPT/LLaMA container concatenates q/k/v into a
     new `qkvw` (and LLaMA's gate/up into `_h4h_w`) with torch.cat (HFOPTLayerPolicy.attention,
-    HybridGatedMLPContainer) and points the parameters into it (set_attn_params_wo_copy), while the optimizer's
-    flat 16-bit buffer keeps the original storage: one more 16-bit copy of those weights on every GPU for the
-    run. At ZeRO-3 the containers use the partitioned parameters as they are."""
+    HybridGatedMLPContainer) and points the parameters into it (set_attn_params_wo_copy). The old storage lives
+    on only where the optimizer's flat 16-bit buffer holds it, i.e. for trainable weights: `frozen` (elements of
+    those weights that LoRA froze, `he_fused_frozen`) are in no optimizer group, so their copy is moved, not
+    doubled. At ZeRO-3 the containers use the partitioned parameters as they are."""
     per_layer = f.hidden * (f.hidden + 2 * f.kv_width)
     if f.family == "opt":
-        per_layer += f.hidden + 2 * f.kv_width  # q/k/v biases, fused the same way
+        per_layer += f.hidden + 2 * f.kv_width  # q/k/v biases, fused the same way (LoRA leaves biases trainable)
     if f.gated_mlp:
         per_layer += 2 * f.hidden * f.ffn
-    return np.where(kernels & (stage < 3), BYTES_16BIT * float(per_layer * f.layers), 0.0)
+    doubled = float(per_layer * f.layers) - np.asarray(frozen, dtype=float)
+    return np.where(kernels & (stage < 3), BYTES_16BIT * doubled, 0.0)
+
+
+def he_fused_frozen(f: ModelFacts, module_name: str) -> int:
+    """Elements of the fused weights that DeepSpeed-Chat's LoRA on `module_name` freezes (it freezes every
+    matched Linear's weight, `LinearLayer_LoRA.__init__`)."""
+    return sum(
+        x.in_features * x.out_features
+        for x in f.spec.linear_layers()
+        if module_name in x.name and x.name.rsplit(".", 1)[-1] in FUSED_LINEARS
+    )

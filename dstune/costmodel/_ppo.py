@@ -18,7 +18,7 @@ from . import _memory as mem
 from . import _time as tm
 from ._constants import CostConstants
 from ._facts import model_facts
-from ._inputs import Columns, CostInputs
+from ._inputs import Columns, CostInputs, per_value
 from ._memory import BYTES_16BIT
 from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
 
@@ -197,8 +197,15 @@ def _steady(p: _Ppo) -> dict[str, np.ndarray]:
         "grads": accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
         "kv_cache": np.where(kept, cache, 0.0),
         "inference_workspace": np.where(kept, other, 0.0),
-        "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels),
+        "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p)),
     }
+
+
+def _fused_frozen(p: _Ppo) -> np.ndarray:
+    """Elements of the actor's HE-fused weights its LoRA froze (none without LoRA)."""
+    f = p.actor.facts
+    frozen = per_value(p.cols["actor_lora_module_name"], lambda name: mem.he_fused_frozen(f, str(name)))
+    return np.where(p.cols["actor_lora_dim"] > 0, frozen, 0.0)
 
 
 def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
