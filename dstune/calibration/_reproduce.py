@@ -217,10 +217,16 @@ def _script_plan(row: EvidenceRow, model: ModelSpec, critic: ModelSpec | None) -
         for k, v in row.settings
         if k in ("max_prompt_seq_len", "max_answer_seq_len", "ppo_epochs", "generation_batches")
     }
+    workload.setdefault("enable_ema", False)  # the scripts as they were, SCRIPTS_BEFORE_EMA
     baseline = baseline_plan("ppo", model, row.gpus, critic_model=critic, workload=workload)
     if not isinstance(baseline.plan, PpoPlan):
         raise TypeError(f"the ppo baseline is a {type(baseline.plan).__name__}, not a PpoPlan")
     return baseline.plan, baseline.script
+
+
+SCRIPTS_BEFORE_EMA = "DeepSpeedExamples 3a77097a (2023-04-21, #346)"
+"""The commit that added `--enable_ema` to step 3's single_node/run_1.3b.sh, after the blog's tables and
+figures (2023-04-12) were measured: the scripts those rows ran keep no EMA copy, whatever the script has now."""
 
 
 def dschat_table1(row: EvidenceRow) -> Case:

@@ -35,6 +35,12 @@ class States:
             *(getattr(self, f) + getattr(other, f) for f in ("params", "grads", "optimizer", "buffers", "host"))
         )
 
+    def where(self, kept: np.ndarray) -> States:
+        """These states for the candidates where `kept`, nothing for the others."""
+        return States(
+            *(np.where(kept, getattr(self, f), 0.0) for f in ("params", "grads", "optimizer", "buffers", "host"))
+        )
+
 
 def trained_states(
     params_all: np.ndarray,
@@ -132,17 +138,20 @@ def zero3_gathered_bytes(largest_layer: int, c: CostConstants) -> float:
     return BYTES_16BIT * max(float(largest_layer), c.zero3_live_elements)
 
 
-def frozen_states(params_all: int, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants) -> States:
-    """Reference or reward model: 16-bit weights only.
+def frozen_states(
+    params_all: int | np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int, c: CostConstants
+) -> States:
+    """Reference, reward or EMA model: 16-bit weights only.
 
     DeepSpeed honours `offload_param` only at ZeRO-3, so offload_reference_model
     or offload_reward_model change nothing when the model runs at stage 0. Without an optimizer
     DeepSpeed builds no ZeRO-3 reduce bucket for them.
     """
     z3 = stage == 3
-    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * params_all / world), BYTES_16BIT * float(params_all))
+    count = np.asarray(params_all, dtype=float)
+    params = np.where(z3, np.where(offload, 0.0, BYTES_16BIT * count / world), BYTES_16BIT * count)
     zeros = np.zeros_like(params)
-    host = np.where(z3 & offload, BYTES_16BIT * params_all / world * c.pinned_buffer_factor, 0.0)
+    host = np.where(z3 & offload, BYTES_16BIT * count / world * c.pinned_buffer_factor, 0.0)
     return States(params, zeros, zeros, zeros, host)
 
 
@@ -228,15 +237,33 @@ def he_tp_weight_bytes(
     return slices + staging, slices + BYTES_16BIT * other_params
 
 
-def he_fused_copy_bytes(f: ModelFacts, stage: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+FUSED_LINEARS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+"""The Linears whose weights the Hybrid Engine's OPT/LLaMA containers concatenate (q/k/v; LLaMA's gate/up)."""
+
+
+def he_fused_copy_bytes(
+    f: ModelFacts, stage: np.ndarray, kernels: np.ndarray, frozen: np.ndarray | float = 0.0
+) -> np.ndarray:
     """The Hybrid Engine's fused weight copies at ZeRO 0-2: each OPT/LLaMA container concatenates q/k/v into a
     new `qkvw` (and LLaMA's gate/up into `_h4h_w`) with torch.cat (HFOPTLayerPolicy.attention,
-    HybridGatedMLPContainer) and points the parameters into it (set_attn_params_wo_copy), while the optimizer's
-    flat 16-bit buffer keeps the original storage: one more 16-bit copy of those weights on every GPU for the
-    run. At ZeRO-3 the containers use the partitioned parameters as they are."""
+    HybridGatedMLPContainer) and points the parameters into it (set_attn_params_wo_copy). The old storage lives
+    on only where the optimizer's flat 16-bit buffer holds it, i.e. for trainable weights: `frozen` (elements of
+    those weights that LoRA froze, `he_fused_frozen`) are in no optimizer group, so their copy is moved, not
+    doubled. At ZeRO-3 the containers use the partitioned parameters as they are."""
     per_layer = f.hidden * (f.hidden + 2 * f.kv_width)
     if f.family == "opt":
-        per_layer += f.hidden + 2 * f.kv_width  # q/k/v biases, fused the same way
+        per_layer += f.hidden + 2 * f.kv_width  # q/k/v biases, fused the same way (LoRA leaves biases trainable)
     if f.gated_mlp:
         per_layer += 2 * f.hidden * f.ffn
-    return np.where(kernels & (stage < 3), BYTES_16BIT * float(per_layer * f.layers), 0.0)
+    doubled = float(per_layer * f.layers) - np.asarray(frozen, dtype=float)
+    return np.where(kernels & (stage < 3), BYTES_16BIT * doubled, 0.0)
+
+
+def he_fused_frozen(f: ModelFacts, module_name: str) -> int:
+    """Elements of the fused weights that DeepSpeed-Chat's LoRA on `module_name` freezes (it freezes every
+    matched Linear's weight, `LinearLayer_LoRA.__init__`)."""
+    return sum(
+        x.in_features * x.out_features
+        for x in f.spec.linear_layers()
+        if module_name in x.name and x.name.rsplit(".", 1)[-1] in FUSED_LINEARS
+    )

@@ -67,6 +67,7 @@ class PpoPlan:
     max_prompt_seq_len: int = knob(256, "prompt tokens", **POSITIVE, job=True)
     max_answer_seq_len: int = knob(256, "generated answer tokens", **POSITIVE, job=True)
     dtype: str = knob("fp16", "16-bit training dtype", **DTYPE, job=True)
+    enable_ema: bool = knob(False, "keep an EMA copy of the actor and save it as a checkpoint", job=True)
 
     @property
     def samples_per_step_per_gpu(self) -> int:
@@ -302,7 +303,9 @@ class Ppo(StepStrategy):
 
 _OPT_NODE = (
     BaselineScript(
-        "opt/single_node/run_1.3b.sh", 1.3, {"actor_zero_stage": 2, "critic_zero_stage": 2, **_BATCH_4, **_HE}
+        "opt/single_node/run_1.3b.sh",
+        1.3,
+        {"actor_zero_stage": 2, "critic_zero_stage": 2, **_BATCH_4, **_HE, "enable_ema": True},
     ),
     BaselineScript(
         "opt/single_node/run_6.7b.sh",

@@ -133,3 +133,28 @@ def test_dpo_script_passes_only_flags_step2_dpo_main_accepts(tmp_path):
     script = tmp_path / "run_step2_dpo.sh"
     script.write_text(text)
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_enable_ema_is_exported_as_the_shipped_scripts_set_it():
+    """single_node/run_1.3b.sh passes `--enable_ema`, the other step-3 scripts do not: the baseline plan reads
+    it so, and the exported script passes the bare flag exactly when the plan sets it."""
+    from pathlib import Path
+
+    from dstune.plan import baseline_plan, parse_script
+
+    shipped = Path(__file__).parent / "shipped"
+    critic = load_model("opt-350m")
+    seen = set()
+    for name, gpus in (("opt-1.3b", 8), ("opt-6.7b", 8), ("opt-13b", 8), ("opt-1.3b", 1), ("opt-66b", 64)):
+        model = load_model(name)
+        baseline = baseline_plan("ppo", model, gpus, critic_model=critic)
+        script = parse_script((shipped / baseline.script.removeprefix("DeepSpeed-Chat training/")).read_text())
+        exported = parse_script(
+            launch_script(
+                baseline.plan, model=model, critic_model=critic, cluster=make_cluster(load_gpu("A100-80G"), gpus)
+            )
+        )
+        assert baseline.plan.enable_ema == ("enable_ema" in script) == ("enable_ema" in exported)
+        seen.add(baseline.plan.enable_ema)
+    assert seen == {True, False}
+    assert exported.get("enable_ema") is None and "--enable_ema" not in _script()

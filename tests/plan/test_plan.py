@@ -63,8 +63,19 @@ def test_ppo_knobs_are_the_issue_flag_names():
         "max_prompt_seq_len",
         "max_answer_seq_len",
         "dtype",
+        "enable_ema",
     }
     assert names == expected
+
+
+def test_enable_ema_parses_as_main_py_has_it():
+    """step3 main.py: `--enable_ema` is store_true (default off) and a job knob (it adds the EMA checkpoint)."""
+    from dstune.plan import job_knobs
+
+    assert make_plan("ppo", {}).enable_ema is False
+    assert make_plan("ppo", {"enable_ema": "true"}).enable_ema is True
+    assert make_plan("ppo", {"enable_ema": "0"}).enable_ema is False
+    assert "enable_ema" in job_knobs("ppo")
 
 
 def test_make_plan_coerces_cli_strings():
