@@ -31,6 +31,8 @@ CLIP_RANGE = 0.2
 CLIP_RANGE_VALUE = 0.2
 GAMMA = 1.0
 LAM = 0.95
+EMA_BETA = 0.992
+"""DeepSpeed-Chat's moving_average default (dschat/utils/utils.py)."""
 
 
 def gather_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -87,6 +89,21 @@ def critic_loss_fn(
     return 0.5 * torch.sum(loss * mask) / mask.sum()
 
 
+def ema_update(actor: Any, ema: Any, zero3: bool) -> None:
+    """DeepSpeed-Chat's moving_average after each PPO micro-step: lerp every actor parameter into its EMA
+    twin, gathering both first at ZeRO-3 (and, as DeepSpeed-Chat does, with no modifier rank)."""
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    with torch.no_grad():
+        for param, twin in zip(actor.parameters(), ema.parameters()):
+            fetch = [
+                t for t in (param, twin) if zero3 and getattr(t, "ds_status", None) == ZeroParamStatus.NOT_AVAILABLE
+            ]
+            with deepspeed.zero.GatheredParameters(fetch, enabled=bool(fetch)):
+                twin.data.copy_(torch.lerp(param.data, twin.data, EMA_BETA))
+
+
 def _hybrid_engine_kernels(engine: Any) -> bool:
     """True only when DeepSpeed built inference containers (its kernels replace the layers)."""
     return len(getattr(engine, "_inference_containers", ()) or ()) > 0
@@ -111,6 +128,13 @@ class PpoStep:
         self.milestones["actor_built"] = time.time()
         self.ref = eval_engine(build_causal_lm(actor_hf, cfg["ref"]), cfg["ref"])
         self.milestones["ref_built"] = time.time()
+        self.ema = None
+        if p.get("enable_ema"):  # rlhf_engine._init_ema: the actor again, LoRA as the actor's, the ref's eval config
+            ema = build_causal_lm(actor_hf, cfg["ref"])
+            apply_lora(ema, Adapters(p["actor_lora_dim"], p["actor_lora_module_name"], p["only_optimize_lora"]))
+            self.ema = eval_engine(ema, cfg["ref"])
+            self.notes.append("EMA copy of the actor kept and updated after every micro-step (enable_ema)")
+            self.milestones["ema_built"] = time.time()
         critic = build_reward_model(critic_hf, cfg["critic"], num_padding_at_beginning(critic_hf))
         apply_lora(critic, Adapters(p["critic_lora_dim"], p["critic_lora_module_name"], p["only_optimize_lora"]))
         self.critic, _ = train_engine(critic, cfg["critic"], offload=p["offload"], lr=CRITIC_LEARNING_RATE)
@@ -260,6 +284,8 @@ class PpoStep:
             critic_loss = critic_loss_fn(value[:, start:], old_values[:, start:], returns, action_mask[:, start:])
             self.critic.backward(critic_loss)
             self.critic.step()
+            if self.ema is not None:  # step-3 main.py runs it after train_rlhf; the cost model counts it here too
+                ema_update(self.actor, self.ema, self.z3)
 
     def _micro_batches(self, experiences: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """MiniDataset: each generated batch cut into per_device_training_batch_size slices."""

@@ -64,8 +64,8 @@ def test_ppo_tiny_opt_world_2_zero3_actor_with_hybrid_engine(tmp_path: Path) -> 
 
 
 def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> None:
-    """ZeRO-3 train and eval engines with offload (DeepSpeedCPUAdam), frozen bases under LoRA, and
-    the reward/critic value head on a zero.Init-built transformer."""
+    """ZeRO-3 train and eval engines with offload (DeepSpeedCPUAdam), frozen bases under LoRA, the
+    reward/critic value head on a zero.Init-built transformer, and an EMA copy gathered for each update."""
     p = plan(
         "ppo",
         actor_zero_stage=3,
@@ -79,6 +79,7 @@ def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> No
         critic_gradient_checkpointing=True,
         ppo_epochs=2,
         per_device_training_batch_size=1,
+        enable_ema=True,
     )
     result = run_trial(
         p,
@@ -94,6 +95,7 @@ def test_ppo_zero3_offload_everything_lora_only_two_epochs(tmp_path: Path) -> No
     assert result.samples_per_step == 2 and result.tokens_per_step == 2 * (16 + 8)
     assert result.he_kernels is None  # Hybrid Engine off
     assert "optimizer: DeepSpeedCPUAdam" in result.notes
+    assert any("EMA copy of the actor" in note for note in result.notes)  # built and updated under ZeRO-3
 
 
 def test_sft_tiny_llama_lora_only_optimize_lora_checkpointing(tmp_path: Path) -> None:
