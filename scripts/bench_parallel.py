@@ -41,6 +41,8 @@ def _worker(storage: str, out: Path, trials: int, scale: float, seed: int, name:
         "replay",
         "--table",
         str(TABLE),
+        "--space",
+        str(ROOT / "search_spaces" / "tiny-ppo-table.yaml"),
         "--storage",
         storage,
         "--out",

@@ -2,7 +2,7 @@
 
     # record a real table (tiny models, CPU; about a minute per plan on 2 cores)
     DS_ACCELERATOR=cpu python scripts/bench_search.py record --model tiny-opt --gpus 2 \
-        --space search_spaces/tiny-ppo.yaml --plans 20 --table dstune/calibration/data/tiny-opt-ppo-2xcpu.csv
+        --space search_spaces/tiny-ppo-table.yaml --plans 20 --table dstune/calibration/data/tiny-opt-ppo-2xcpu.csv
     # a larger table from the cost model with perturbed constants, clearly labelled simulated
     python scripts/bench_search.py simulate-table --table scripts/tables/simulated-opt-1.3b-ppo-8xA100-80G.csv
     # compare strategies (replay backend), median over seeds
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     rec.add_argument("--critic-model", default=None)
     rec.add_argument("--gpus", type=int, default=2)
     rec.add_argument("--gpu-type", default="A100-80G")
-    rec.add_argument("--space", default=str(ROOT / "search_spaces" / "tiny-ppo.yaml"))
+    rec.add_argument("--space", default=str(ROOT / "search_spaces" / "tiny-ppo-table.yaml"))
     rec.add_argument("--plans", type=int, default=20)
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--warmup", type=int, default=1)

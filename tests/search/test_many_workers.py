@@ -19,6 +19,8 @@ from dstune.search._storage import make_storage
 from dstune.search._study import row_of
 
 TABLE = DATA_DIR / "tiny-opt-ppo-2xcpu.csv"
+TABLE_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "tiny-ppo-table.yaml"
+"""The space the table was recorded in (the default tiny space keeps one job, which the table barely holds)."""
 STUDY = "tiny-opt-2xcpu-ppo-replay"  # the table was measured on the CPU
 
 
@@ -38,6 +40,8 @@ def _worker(out: Path, storage: str, *extra: str) -> list[str]:
         "replay",
         "--table",
         str(TABLE),
+        "--space",
+        str(TABLE_SPACE),
         "--storage",
         storage,
         "--out",

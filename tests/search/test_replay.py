@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,8 @@ def test_replay_search_finds_the_table_best(tmp_path):
             "replay",
             "--table",
             str(table),
+            "--space",
+            str(Path(__file__).resolve().parents[2] / "search_spaces" / "tiny-ppo-table.yaml"),
             "--trials",
             "30",
             "--out",

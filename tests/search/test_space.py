@@ -18,7 +18,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["ppo", "sft", "rm", "tiny-ppo", "tiny-sft", "tiny-rm"])
+@pytest.mark.parametrize("name", ["ppo", "sft", "rm", "tiny-ppo", "tiny-ppo-table", "tiny-sft", "tiny-rm"])
 def test_shipped_spaces_load_and_have_valid_plans(name):
     space = load_space(SPACES_DIR / f"{name}.yaml")
     model = load_model("tiny-opt" if name.startswith("tiny") else "opt-1.3b")
