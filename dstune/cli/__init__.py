@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import UserInputError
@@ -25,8 +26,16 @@ COMMANDS = (
 )
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A user's mistake on the command line is one line on stderr and exit 2, like every other
+    user error here; argparse's default prints the whole usage block first."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="dstune",
         description="Benchmark and auto-tune RLHF (SFT / reward model / PPO) throughput on DeepSpeed.",
     )

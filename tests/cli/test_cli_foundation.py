@@ -93,6 +93,8 @@ def test_estimate_human_output_without_gpu_says_what_it_assumed():
         ),
         (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "V100-32G", "--set", "dtype=bf16"], "bf16"),
         (["--model", "opt-1.3b", "--gpus", "8", "--gpu-type", "B999"], "B999"),
+        (["--model", "opt-1.3b", "--gpus", "8", "--framework", "verl"], "invalid choice: 'verl'"),
+        (["--gpus", "8"], "required: --model"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, fragment):
