@@ -39,23 +39,32 @@ def system_flags(step: str) -> frozenset[str]:
 
 
 def parse_script(text: str) -> dict[str, str]:
-    """The `deepspeed main.py` flags of a launch script (bare flags map to ""), with the script's own
-    variable assignments and empty-argument defaults substituted; unknown variables stay as written."""
+    """The `deepspeed main.py` flags of a launch script (bare flags map to ""), expanded as bash would:
+    the script's own assignments (quoted ones too: `ACTOR_ZERO_STAGE="--actor_zero_stage 3"` adds two
+    words) and empty-argument defaults substituted, a variable the script never assigns empty; one
+    assigned only from its arguments (`$2`) stays as written."""
     variables: dict[str, str] = {}
+    assigned: set[str] = set()
     joined = re.sub(r"\\\n", " ", text)
     for line in joined.splitlines():
         line = line.split("#", 1)[0].strip()
-        if match := re.fullmatch(r"(?:then\s+)?(\w+)=(\S*)(?:\s*;?\s*fi)?", line):
-            name, value = match.groups()
+        if match := re.fullmatch(r"(?:then\s+)?(\w+)=(\"[^\"]*\"|'[^']*'|\S*)(?:\s*;?\s*fi)?", line):
+            name, value = match[1], "".join(shlex.split(match[2]))
+            assigned.add(name)
             if not value.startswith("$"):
                 variables[name] = value
         if "main.py" in line and line.split()[0] == "deepspeed":
             command = line.split("main.py", 1)[1].split("&>", 1)[0]
+
+    def expand(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        if name == "OUTPUT":
+            return "$OUTPUT"
+        return variables.get(name, match[0] if name in assigned else "")
+
     flags: dict[str, str] = {}
     flag = None
-    for token in shlex.split(
-        _VAR.sub(lambda m: variables.get(m[1] or m[2], m[0]) if (m[1] or m[2]) != "OUTPUT" else "$OUTPUT", command)
-    ):
+    for token in shlex.split(_VAR.sub(expand, command)):
         if token.startswith("--"):
             flag = token[2:]
             flags[flag] = ""

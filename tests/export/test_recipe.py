@@ -62,3 +62,22 @@ def test_llama2_sft_keeps_its_learning_rate_and_epochs():
     )
     assert flags["learning_rate"] == "9.65e-6" and flags["num_train_epochs"] == "4"
     assert step_strategy("sft").script.folder == "step1_supervised_finetuning"
+
+
+@pytest.mark.parametrize(("step", "model", "critic", "gpus"), list(CASES.values()), ids=list(CASES))
+def test_baseline_knobs_are_what_the_shipped_script_passes(step, model, critic, gpus):
+    """The baseline's knobs are written out per script in dstune/steps; the script itself, expanded as bash
+    expands it (its `ACTOR_ZERO_STAGE="--actor_zero_stage 3"` lines included), must agree with them."""
+    import dataclasses
+
+    spec, critic_spec = load_model(model), load_model(critic) if critic else None
+    baseline = baseline_plan(step, spec, gpus, critic_model=critic_spec)
+    shipped = parse_script((SHIPPED / baseline.script.removeprefix("DeepSpeed-Chat training/")).read_text())
+    unexpanded = [k for k, v in shipped.items() if "$" in v and not k.endswith(("_path", "_dir"))]
+    assert not unexpanded, shipped
+    for field in dataclasses.fields(baseline.plan):
+        if field.name not in shipped:
+            continue
+        value = getattr(baseline.plan, field.name)
+        passed = shipped[field.name]
+        assert (value is True) if isinstance(value, bool) else str(value) == passed, (field.name, value, passed)
