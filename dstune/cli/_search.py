@@ -232,8 +232,15 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     elif head.pick is None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
+        ids = ", ".join(i.id for i in result.picks.baseline_issues)
+        ran_here = base is not None and base.status == Status.OK and base.measured is not None
         broken = (
-            f", which is broken on this stack ({', '.join(i.id for i in result.picks.baseline_issues)})"
+            (
+                f", which is broken on this stack on GPUs ({ids}); its measured trial ran only because DeepSpeed's "
+                "CPU accelerator injects no inference kernels"
+                if ran_here
+                else f", which is broken on this stack ({ids})"
+            )
             if result.picks.baseline_broken
             else ""
         )

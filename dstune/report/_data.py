@@ -81,6 +81,8 @@ class Headline(NamedTuple):
     alternatives: tuple[Alternative, ...] = ()
     baseline_issues: tuple[str, ...] = ()
     """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
+    baseline_ran_on_cpu: bool = False
+    """The baseline was measured on DeepSpeed's CPU accelerator, which takes none of a GPU stack's broken paths."""
 
 
 class Point(NamedTuple):
@@ -324,6 +326,7 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         interval,
         _alternatives(study),
         baseline_issues(study),
+        bool(study.on_cpu and base is not None and base.basis == "measured"),
     )
 
 

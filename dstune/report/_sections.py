@@ -38,7 +38,13 @@ def headline_sentence(h: Headline) -> str:
     parts = []
     if h.baseline_status not in (None, Status.OK):
         parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
-    if h.baseline_issues:
+    if h.baseline_issues and h.baseline_ran_on_cpu:
+        parts.append(
+            "DeepSpeed-Chat's script as shipped is broken on this stack on GPUs (known issue "
+            + "; ".join(h.baseline_issues)
+            + "); its measured trial here ran on DeepSpeed's CPU accelerator, which injects no inference kernels"
+        )
+    elif h.baseline_issues:
         parts.append(
             "DeepSpeed-Chat's script as shipped is broken on this stack (known issue "
             + "; ".join(h.baseline_issues)

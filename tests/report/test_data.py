@@ -127,6 +127,7 @@ def test_cpu_study_is_described_in_cpu_terms(profile_study: Path, tmp_path: Path
     study = Path(shutil.copytree(profile_study, tmp_path / "cpu"))
     meta = json.loads((study / "plan.json").read_text())
     meta.update(gpu_type="cpu", hardware="cpu (DeepSpeed CPU accelerator)")
+    meta["baseline"]["known_issues"] = [{"id": "he_broken_stack", "consequence": "HE generation crashes"}]
     (study / "plan.json").write_text(json.dumps(meta))
     trials = pd.read_csv(study / "trials.csv")
     trials["device"] = "cpu"
@@ -137,6 +138,8 @@ def test_cpu_study_is_described_in_cpu_terms(profile_study: Path, tmp_path: Path
     assert loaded.on_cpu and loaded.memory_cap_bytes is None
     assert "not on cpu" not in text and "memory cap" not in headline_sentence(data.headline)
     assert "CPU accelerator" in text and "A100" not in text
+    assert data.headline.baseline_ran_on_cpu
+    assert "broken on this stack on GPUs (known issue he_broken_stack" in text and "never the pick" not in text
 
 
 def test_profiled_history_keeps_one_job_and_no_timed_out_throughput(profile_study: Path, tmp_path: Path) -> None:
