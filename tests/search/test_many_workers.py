@@ -209,7 +209,7 @@ def test_ctrl_c_ends_the_running_trial_and_writes_what_finished(tmp_path: Path) 
     out = tmp_path / "c"
     proc = subprocess.Popen(
         # mark: the first finished trial, the baseline, stays pickable where the stack's HE verdict is broken
-        _worker(out, storage, "--trials", "5", "--replay-time-scale", "12", "--known-issues", "mark"),
+        _worker(out, storage, "--trials", "5", "--replay-time-scale", "30", "--known-issues", "mark"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
