@@ -29,7 +29,10 @@ class OpenRLHFConstants:
     vllm_nontorch_bytes: float = 1.5e9
     """Non-torch memory vLLM's profiler subtracts (CUDA context, NCCL, cuBLAS): no published rows."""
     vllm_graph_bytes: float = 1.0e9
-    """CUDA graphs captured without enforce_eager; they stay through sleep level 1: no published rows."""
+    """CUDA graphs captured without enforce_eager; they stay through sleep level 1: no published rows. Counted
+    inside gpu_memory_utilization (taken from the KV budget), as the pinned vLLM 0.29.0 does by default:
+    VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1 in vllm/envs.py, "default since v0.21.0" in
+    vllm/v1/worker/gpu_worker.py; older vLLM captured them on top of the budget."""
     vllm_activation_tokens: int = 2048
     """Tokens of the profiling run whose activations the KV budget leaves out (max_num_batched_tokens)."""
     process_context_bytes: float = 6.0e8
