@@ -233,7 +233,12 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
         console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
     elif head.speedup is not None:
         ids = ", ".join(i.id for i in result.picks.baseline_issues)
-        ran_here = base is not None and base.status == Status.OK and base.measured is not None
+        ran_here = (
+            base is not None
+            and base.status == Status.OK
+            and base.measured is not None
+            and base.details.get("device") == "cpu"
+        )
         broken = (
             (
                 f", which is broken on this stack on GPUs ({ids}); its measured trial ran only because DeepSpeed's "
