@@ -16,6 +16,7 @@ import numpy as np
 
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel import estimate_table
+from dstune.plan import knob_fields
 
 KNOB_VALUES = {
     "actor_zero_stage": [0, 1, 2, 3],
@@ -47,15 +48,22 @@ KNOB_VALUES = {
 
 
 def candidate_table(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Drawn values for the knobs above; every other PPO knob at its default, so a new knob cannot break the bench."""
     rng = np.random.default_rng(seed)
-    return {knob: np.array(values)[rng.integers(0, len(values), n)] for knob, values in KNOB_VALUES.items()}
+    table = {knob: np.array(values)[rng.integers(0, len(values), n)] for knob, values in KNOB_VALUES.items()}
+    for field in knob_fields("ppo"):
+        table.setdefault(field.name, np.full(n, field.default))
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="1,000 candidates, 1 repeat: checks the script runs (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.candidates, args.repeats = 1_000, 1
     model, critic = load_model("opt-6.7b"), load_model("opt-350m")
     cluster = make_cluster(load_gpu("A100-80G"), 8)
     table = candidate_table(args.candidates, seed=0)
