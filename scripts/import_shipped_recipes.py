@@ -2,6 +2,7 @@
 the scripts themselves as test fixtures (tests/export/shipped/), from a DeepSpeedExamples git directory.
 
     python scripts/import_shipped_recipes.py /path/to/DeepSpeedExamples/.git
+    python scripts/import_shipped_recipes.py --check   # re-parse the committed copies against recipes.json
 """
 
 from __future__ import annotations
@@ -21,26 +22,16 @@ STEPS = ("sft", "rm", "dpo", "ppo")
 
 
 def main(git_dir: str) -> None:
-    import dstune.steps  # noqa: F401  (registers the steps)
-
     def git(*args: str) -> str:
         return subprocess.run(["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True, text=True).stdout
 
     commit = git("rev-parse", "HEAD").strip()
-    recipes: dict[str, dict[str, str]] = {}
-    for step in STEPS:
-        strategy = step_strategy(step)
-        folder = strategy.script.folder
-        paths = {s.path for layout in ("gpu", "node", "multi", "other") for s in _scripts(strategy, layout)}
-        for path in sorted(paths):
-            key = f"{folder}/training_scripts/{path}"
-            text = git("show", f"HEAD:applications/DeepSpeed-Chat/training/{key}")
-            (FIXTURES / key).parent.mkdir(parents=True, exist_ok=True)
-            (FIXTURES / key).write_text(text, encoding="utf-8")
-            flags = parse_script(text)
-            recipes[key] = {k: v for k, v in flags.items() if k not in system_flags(step)}
+    texts = {key: git("show", f"HEAD:applications/DeepSpeed-Chat/training/{key}") for key in _script_keys()}
+    for key, text in texts.items():
+        (FIXTURES / key).parent.mkdir(parents=True, exist_ok=True)
+        (FIXTURES / key).write_text(text, encoding="utf-8")
     RECIPES_FILE.write_text(
-        json.dumps({"source": f"deepspeedai/DeepSpeedExamples@{commit}", "scripts": recipes}, indent=1) + "\n",
+        json.dumps({"source": f"deepspeedai/DeepSpeedExamples@{commit}", "scripts": _recipes(texts)}, indent=1) + "\n",
         encoding="utf-8",
     )
     (FIXTURES / "SOURCE").write_text(
@@ -50,6 +41,35 @@ def main(git_dir: str) -> None:
     )
 
 
+def check() -> int:
+    """Re-parse the committed script copies and compare with recipes.json: the parser and the data still agree."""
+    texts = {key: (FIXTURES / key).read_text(encoding="utf-8") for key in _script_keys()}
+    shipped = json.loads(RECIPES_FILE.read_text(encoding="utf-8"))["scripts"]
+    differ = sorted(key for key, flags in _recipes(texts).items() if shipped.get(key) != flags)
+    print(f"scripts: {len(texts)}")
+    print(f"differ_from_recipes_json: {len(differ)}{(' (' + ', '.join(differ) + ')') if differ else ''}")
+    return 1 if differ else 0
+
+
+def _script_keys() -> list[str]:
+    import dstune.steps  # noqa: F401  (registers the steps)
+
+    keys = []
+    for step in STEPS:
+        strategy = step_strategy(step)
+        paths = {s.path for layout in ("gpu", "node", "multi", "other") for s in _scripts(strategy, layout)}
+        keys += [f"{strategy.script.folder}/training_scripts/{path}" for path in sorted(paths)]
+    return keys
+
+
+def _recipes(texts: dict[str, str]) -> dict[str, dict[str, str]]:
+    recipes = {}
+    for key, text in texts.items():
+        step = next(s for s in STEPS if key.startswith(step_strategy(s).script.folder + "/"))
+        recipes[key] = {k: v for k, v in parse_script(text).items() if k not in system_flags(step)}
+    return recipes
+
+
 def _scripts(strategy: Any, layout: str) -> Any:
     return strategy.baseline_scripts(
         "opt" if layout != "other" else "llama", {"gpu": 1, "node": 8, "multi": 64}.get(layout, 8)
@@ -57,4 +77,8 @@ def _scripts(strategy: Any, layout: str) -> Any:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] in (["--check"], ["--quick"]):
+        sys.exit(check())
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: import_shipped_recipes.py DEEPSPEEDEXAMPLES_GIT_DIR | --check")
     main(sys.argv[1])
