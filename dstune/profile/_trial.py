@@ -100,14 +100,30 @@ def launch_argv(
     raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
 
 
+def worker_pythonpath(inherited: str | None) -> str:
+    """PYTHONPATH for the ranks: the folder this dstune was imported from first, then what we inherit.
+    Ranks start in the trial folder, so an uninstalled checkout (the GPU node's) imports there only so."""
+    import dstune
+
+    root = str(Path(dstune.__file__).resolve().parent.parent)
+    rest = [entry for entry in (inherited or "").split(os.pathsep) if entry and entry != root]
+    return os.pathsep.join([root, *rest])
+
+
 def env_overrides(device: str, ranks_per_node: int, user_env: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank."""
-    env = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank,
+    and this dstune's own folder on PYTHONPATH."""
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "PYTHONPATH": worker_pythonpath((user_env or {}).get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
+    }
     if device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
         if "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // ranks_per_node))
-    env.update(user_env or {})
+    env.update({k: v for k, v in (user_env or {}).items() if k != "PYTHONPATH"})
     return env
 
 
