@@ -15,7 +15,7 @@ from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
 from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
-from ._prebuild import ops_for, prebuild
+from ._prebuild import OpBuildError, ops_for, prebuild
 from ._process import run_group
 from ._result import (
     COMMAND_FILE,
@@ -234,6 +234,25 @@ def _remove_shm_buffers(port: int) -> None:
         path.unlink(missing_ok=True)
 
 
+def _unbuilt(error: OpBuildError, trial_dir: Path, device: str, world_size: int) -> TrialResult:
+    """The result of a trial whose op did not build: an error with the build log's tail, written like any."""
+    from ..record import Status
+
+    log = trial_dir / BUILD_LOG_FILE
+    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else None
+    result = TrialResult(
+        status=Status.ERROR,
+        world_size=world_size,
+        device=device,
+        error=str(error),
+        log_tail=tail,
+        trial_dir=str(trial_dir),
+        notes=("not launched: a DeepSpeed op this plan loads failed to build",),
+    )
+    write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
+    return result
+
+
 def run_trial(
     plan: Plan,
     *,
@@ -301,7 +320,10 @@ def run_trial(
         trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
     )
     ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
-    prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+    try:
+        prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+    except OpBuildError as error:
+        return _unbuilt(error, trial_dir, device, cluster.world_size)
     launched_at = time.time()
     try:
         finished = run_group(
