@@ -136,8 +136,8 @@ def execute(
     if mode == "rehearse":
         env["DS_ACCELERATOR"] = "cpu"
     run.save()
-    run.record(versions(work, env, deadline.budget(120)))
-    wanted = config["ops"] if ops is None else ops
+    run.record(versions(work, env, deadline))
+    wanted = config["ops"] if ops is None else {op: 1.0 / len(ops) for op in ops}
     run.record(build_ops(wanted, work, env, config["arch"], deadline.budget(config["ops_cap_s"])))
     probe = [python(), "-m", "dstune", "doctor", "--json", "--refresh"]
     run.record(

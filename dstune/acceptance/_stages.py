@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..profile._process import end_group, start_watchdog, stop_watchdog
+from ._deadline import Deadline
 
 BUILD_DELAY_ENV = "DSTUNE_ACCEPTANCE_BUILD_DELAY_S"
 """Seconds each op build sleeps first, inside its own process group: how the deadline is tested with
@@ -133,7 +134,7 @@ def python() -> str:
     return sys.executable
 
 
-def versions(work: Path, env: Mapping[str, str], timeout_s: float) -> list[Outcome]:
+def versions(work: Path, env: Mapping[str, str], deadline: Deadline) -> list[Outcome]:
     """The versions the run really imports (from where), nvidia-smi, and a 1-rank all-reduce."""
     found = [
         run_stage(
@@ -143,7 +144,7 @@ def versions(work: Path, env: Mapping[str, str], timeout_s: float) -> list[Outco
             cwd=work,
             log=work / "versions.log",
             stdout=work / "versions.json",
-            timeout_s=timeout_s,
+            timeout_s=deadline.budget(120),
         )
     ]
     if shutil.which("nvidia-smi"):
@@ -154,7 +155,7 @@ def versions(work: Path, env: Mapping[str, str], timeout_s: float) -> list[Outco
                 env=env,
                 cwd=work,
                 log=work / "nvidia-smi.txt",
-                timeout_s=min(30, timeout_s),
+                timeout_s=deadline.budget(30),
             )
         )
     backend = "gloo" if env.get("DS_ACCELERATOR") == "cpu" else "nccl"
@@ -165,23 +166,26 @@ def versions(work: Path, env: Mapping[str, str], timeout_s: float) -> list[Outco
             env=env,
             cwd=work,
             log=work / "all_reduce.log",
-            timeout_s=min(60, timeout_s),
+            timeout_s=deadline.budget(60),
         )
     )
     return found
 
 
-def build_ops(ops: Sequence[str], work: Path, env: Mapping[str, str], arch: str, timeout_s: float) -> list[Outcome]:
-    """Every op at once, each in its own group, sharing the machine's cores (MAX_JOBS split between them)."""
+def build_ops(
+    ops: Mapping[str, float], work: Path, env: Mapping[str, str], arch: str, timeout_s: float
+) -> list[Outcome]:
+    """Every op at once, each in its own group; `ops` gives each its share of the machine's cores (MAX_JOBS),
+    so together they stay under one cap (transformer_inference has many .cu files, fused_adam one)."""
     if not ops:
         return [Outcome("ops", "ok", 0.0, "no ops to build up front on this accelerator")]
-    jobs = max(1, (os.cpu_count() or 1) // len(ops))
-    build_env = {**env, "MAX_JOBS": str(jobs)}
-    if arch:
-        build_env["TORCH_CUDA_ARCH_LIST"] = arch
+    cores = os.cpu_count() or 1
     results: list[Outcome] = []
 
     def build(op: str) -> None:
+        build_env = {**env, "MAX_JOBS": str(max(1, int(cores * ops[op])))}
+        if arch:
+            build_env["TORCH_CUDA_ARCH_LIST"] = arch
         results.append(
             run_stage(
                 f"build {op}",
