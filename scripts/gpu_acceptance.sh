@@ -4,7 +4,7 @@
 #
 #   bash scripts/gpu_acceptance.sh [--out DIR]                 # DIR defaults to $OUT
 #   bash scripts/gpu_acceptance.sh --rehearse --out DIR        # the same flow on this CPU (tiny models,
-#                                                              # DS_ACCELERATOR=cpu, wheelhouse .whl-cp311)
+#                                                              # DS_ACCELERATOR=cpu, wheelhouse .whl-cpXY)
 #
 # Steps: install the wheelhouse with --no-index into a fresh --target (never a registry), put it and the repo
 # root on PYTHONPATH, then `python3 -m dstune.acceptance`: imported versions, nvidia-smi, a 1-rank all-reduce,
@@ -35,8 +35,9 @@ if [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ]; then
 fi
 
 if [ "$REHEARSE" = 1 ]; then
-  WHEELS="${WHEELHOUSE:-$ROOT/.whl-cp311}"
   PY="${PYTHON:-$ROOT/.venv/bin/python}"
+  # this Python's own wheelhouse: make_wheelhouse.sh --python-version X.Y --dest .whl-cpXY
+  WHEELS="${WHEELHOUSE:-$ROOT/.whl-cp$("$PY" -c 'import sys; print("%d%d" % sys.version_info[:2])')}"
 else
   WHEELS="${WHEELHOUSE:-$ROOT/.whl}"
   PY="${PYTHON:-python3}"

@@ -12,8 +12,9 @@
 #
 # DeepSpeed 0.19.8 is published as a source archive only; DS_BUILD_OPS=0 builds a pure-Python wheel
 # here whose ops are JIT-built with nvcc on the node (scripts/gpu_acceptance.sh builds them up front).
-# --python-version 3.11 --dest .whl-cp311 makes the same set for this CPU machine's venv, which the
-# rehearsal (scripts/gpu_acceptance.sh --rehearse) installs: the compiled wheels differ per Python.
+# --python-version 3.11 --dest .whl-cp311 makes the same set for this CPU machine's venv (Python 3.11),
+# which the rehearsal (scripts/gpu_acceptance.sh --rehearse) installs: the compiled wheels (pydantic-core,
+# sqlalchemy, msgpack, charset-normalizer) differ per Python; the pure-Python ones are the same files.
 # On the node (the device command does this):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #       --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site

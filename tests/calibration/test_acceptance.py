@@ -19,7 +19,7 @@ from dstune.catalog import detect_local_gpus
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_acceptance.sh"
-WHEELHOUSE = ROOT / ".whl-cp311"
+WHEELHOUSE = ROOT / f".whl-cp{sys.version_info[0]}{sys.version_info[1]}"
 
 
 def _run(*args: str, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess:
@@ -52,7 +52,10 @@ def _archive(out: Path) -> dict[str, bytes]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-@pytest.mark.skipif(not WHEELHOUSE.is_dir(), reason="no .whl-cp311: scripts/make_wheelhouse.sh --python-version 3.11")
+@pytest.mark.skipif(
+    not WHEELHOUSE.is_dir(),
+    reason=f"no {WHEELHOUSE.name}: scripts/make_wheelhouse.sh --python-version X.Y --dest {WHEELHOUSE.name}",
+)
 def test_rehearsal_installs_offline_runs_the_flow_and_returns_two_files_with_corpus_rows(tmp_path):
     out = tmp_path / "out"
     # PIP_INDEX_URL points nowhere: the install step must not reach a registry (it passes --no-index). The
