@@ -94,11 +94,23 @@ def _rows(run: Run, machine: dict[str, Any] | None) -> None:
         run.summary["vs_predicted"] = list(csv.DictReader(handle))
 
 
+def _unbuilt(run: Run, needs: list[str]) -> list[str]:
+    """The ops a trial needs whose up-front build did not succeed (an op not built up front is not counted)."""
+    status = {
+        s["name"].removeprefix("build "): s["status"] for s in run.summary["stages"] if s["name"].startswith("build ")
+    }
+    return [op for op in needs if status.get(op, "ok") != "ok"]
+
+
 def _trials(run: Run, config: dict[str, Any], env: dict[str, str], machine: dict[str, Any] | None) -> None:
     folder = run.work / "trials"
     folder.mkdir(exist_ok=True)
     for trial in config["trials"]:
         name = trial["name"]
+        unbuilt = _unbuilt(run, trial.get("needs", []))
+        if unbuilt:
+            run.record([Outcome(f"trial {name}", "skipped", 0.0, f"needs {', '.join(unbuilt)}, which did not build")])
+            continue
         if not run.deadline.fits(config["min_trial_s"]):
             run.record([Outcome(f"trial {name}", "skipped", 0.0, f"under {config['min_trial_s']} s left")])
             continue
