@@ -59,4 +59,8 @@ export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 echo "wheelhouse $WHEELS installed into $SITE in $(awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $STARTED}") s"
 args=(--out "$DIR" --started-at "$STARTED" --limit-s "$LIMIT_S")
 [ "$REHEARSE" = 1 ] && args+=(--rehearse)
-cd "$ROOT" && exec "$PY" -m dstune.acceptance "${args[@]}"
+cd "$ROOT" || exit 2
+"$PY" -m dstune.acceptance "${args[@]}"
+status=$?
+rm -rf "$SITE"
+exit $status

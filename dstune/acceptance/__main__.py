@@ -11,6 +11,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -169,6 +170,8 @@ def execute(
     run.summary["finished"] = True
     run.save()
     print(f"[{run.elapsed():5.0f} s] done: {out}/summary.json and {out}/evidence.tar.gz", flush=True)
+    for folder in (work, Path(extensions)):  # everything worth keeping is in the archive now
+        shutil.rmtree(folder, ignore_errors=True)
     return 0 if run.ok else 1
 
 
