@@ -110,10 +110,12 @@ def _build_step(spec: dict[str, Any], device: Any, world: int) -> Step:
 
 
 def skipped_updates(step: Any) -> dict[str, int]:
-    """Optimizer updates each training engine has skipped so far (fp16 loss-scale overflow), by role."""
+    """Optimizer updates each training engine has skipped so far (fp16 loss-scale overflow), by role.
+    A training engine is one that has stepped (DeepSpeed counts global_steps, skipped or not); eval
+    engines can carry a ZeRO/bf16 optimizer wrapper and never step."""
     found = {}
     for role, value in vars(step).items():
-        if hasattr(value, "skipped_steps") and getattr(value, "optimizer", None) is not None:
+        if hasattr(value, "skipped_steps") and getattr(value, "global_steps", 0) > 0:
             found[role] = int(value.skipped_steps)
     return found
 

@@ -90,6 +90,8 @@ def test_rehearsal_installs_offline_runs_the_flow_and_returns_two_files_with_cor
     assert SOURCE_KEY in json.loads(members["sources.json"])
     ppo = summary["stages"][-1]
     assert ppo["name"] == "trial tiny-opt-ppo-he-true" and ppo["status"] == "ok", ppo
+    ppo_payload = json.loads(members["trials/tiny-opt-ppo-he-true.json"])
+    assert ppo_payload["skipped_steps"] == {"actor": 0, "critic": 0}  # the engines that train, not ref/reward
     he_row = next(r for r in rows.values() if r.step == "ppo")
     assert "he_kernels=0" in he_row.stated and "HE not active" in he_row.stated  # the CPU fallback, said
 
