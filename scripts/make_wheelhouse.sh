@@ -52,10 +52,11 @@ PLATFORMS+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
   --python-version "$PYVER" --implementation cp "${PLATFORMS[@]}" -d "$DEST" "${WHEELS[@]}"
 
-# DeepSpeed: a pure-Python wheel built from the source archive, with no ops compiled in.
-DS_BUILD_OPS=0 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$DEST" "deepspeed==0.19.8" \
-  || DS_BUILD_OPS=0 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
-    -w "$DEST" "deepspeed==0.19.8"
+# DeepSpeed: a pure-Python wheel built from the source archive, with no ops compiled in. Its setup.py
+# imports torch: build beside this venv's torch first (an isolated build would fetch torch again).
+DS_BUILD_OPS=0 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
+    -w "$DEST" "deepspeed==0.19.8" \
+  || DS_BUILD_OPS=0 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$DEST" "deepspeed==0.19.8"
 
 dups=$(ls "$DEST"/*.whl | sed 's#.*/##' | awk -F- '{print tolower($1)}' | tr '_' '-' | sort | uniq -d)
 if [ -n "$dups" ]; then
