@@ -26,6 +26,7 @@ LAYERS = (
     "search",
     "export",
     "report",
+    "acceptance",  # the GPU acceptance run: orchestrates profile and calibration stages
     "cli",
     "__main__",
 )

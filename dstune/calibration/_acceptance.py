@@ -3,8 +3,11 @@
 Each `dstune profile --json` result of the acceptance run becomes one row in the corpus format
 (data/evidence/rows.csv's columns, source `dstune-acceptance`: measured by this project), naming
 the GPU as NVML reports it, the stack (the trial's own versions, the NVIDIA driver) and the date.
-Measured and predicted figures side by side go to vs_predicted.csv. A CPU trial (DS_ACCELERATOR=cpu,
-the script's --cpu-check) gives a row only to check this path: gpu_type `cpu`, in_fit 0, and no
+Measured and predicted figures side by side go to vs_predicted.csv, like for like: the allocator's
+peak (max_memory_allocated) against the predicted allocator figure, the device's (allocator peak
+reserved plus what NVML sees outside it) against the predicted device peak, and each phase's time.
+Every row is kept out of the fit (in_fit 0) until it can be scored with its own stack. A CPU trial
+(the rehearsal, DS_ACCELERATOR=cpu) gives a row only to check this path: gpu_type `cpu`, and no
 comparison with a GPU prediction.
 
     python -m dstune.calibration._acceptance check-gpu
@@ -31,12 +34,13 @@ SOURCE = {
     "title": "measured by this project: scripts/gpu_acceptance.sh (dstune profile on one GPU)",
     "where": "dstune repository, scripts/gpu_acceptance.sh; each row's cell names the trial and its result file",
     "method": "dstune profile: real DeepSpeed-Chat engines built from the catalog config with random weights, "
-    "synthetic tokens, the median step time of the measured steps after warm-up; samples/s = samples per "
-    "step / step time; peak = torch.cuda.max_memory_allocated, max over ranks",
+    "synthetic tokens, the mean step time of the measured steps after warm-up; samples/s = samples per "
+    "step / step time; peak = torch.cuda.max_memory_allocated, max over ranks; kept out of the fit until "
+    "scored with the stack it ran on",
     "reproduction": "fixed_plan",
 }
 GIB = 2**30
-FIGURES = ("samples_per_s", "step_s", "peak_alloc_gib")
+FIGURES = ("samples_per_s", "step_s", "peak_alloc_gib", "device_peak_gib")
 
 
 def corpus_columns() -> list[str]:
@@ -51,7 +55,7 @@ def gpu_identity() -> dict[str, Any]:
 
     detected = detect_local_gpus()
     if not detected:
-        raise UserInputError("no CUDA GPU here (NVML finds none); --cpu-check runs the CPU dry run instead")
+        raise UserInputError("no CUDA GPU here (NVML finds none); --rehearse runs the CPU rehearsal instead")
     import torch
 
     if not torch.cuda.is_available():
@@ -93,21 +97,64 @@ def _spec(payload: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
+def predicted_allocator_bytes(predicted: Mapping[str, Any]) -> float | None:
+    """The prediction's allocator figure (torch's max allocated): its device peak less the CUDA context and
+    the allocator overhead the cost model adds on top (DEFAULT_CONSTANTS, as `dstune profile` predicts)."""
+    from ..costmodel import DEFAULT_CONSTANTS
+    from ..costmodel._estimate import TRANSIENT_COMPONENTS
+
+    memory = predicted.get("memory") or {}
+    peak, parts = memory.get("gpu_peak_bytes"), memory.get("gpu") or {}
+    if not peak:
+        return None
+    transient = sum(float(parts.get(name, 0.0)) for name in TRANSIENT_COMPONENTS)
+    c = DEFAULT_CONSTANTS
+    return float(peak) - c.cuda_context_bytes - c.memory_overhead_fraction * transient
+
+
+def _gib(value: float | None) -> float | None:
+    return value / GIB if value else None
+
+
 def measured_vs_predicted(payload: Mapping[str, Any]) -> dict[str, tuple[float | None, float | None]]:
-    """figure -> (measured, predicted); a CPU trial has no prediction to compare with."""
+    """figure -> (measured, predicted), like for like; a CPU trial has no prediction to compare with."""
     predicted = payload.get("predicted") or {}
     on_gpu = payload.get("device") != "cpu"
-    peak = (payload.get("memory") or {}).get("gpu_peak_bytes")
-    pred_peak = (predicted.get("memory") or {}).get("gpu_peak_bytes")
+    memory = payload.get("memory") or {}
+    pred_memory = predicted.get("memory") or {}
     pairs = {
         "samples_per_s": (
             payload["throughput"]["samples_per_s"],
             (predicted.get("throughput") or {}).get("samples_per_s"),
         ),
         "step_s": (payload["time"]["step_s"], (predicted.get("time") or {}).get("step_s")),
-        "peak_alloc_gib": (peak / GIB if peak else None, pred_peak / GIB if pred_peak else None),
+        "peak_alloc_gib": (_gib(memory.get("gpu_peak_bytes")), _gib(predicted_allocator_bytes(predicted))),
+        "device_peak_gib": (_gib(memory.get("device_peak_bytes")), _gib(pred_memory.get("gpu_peak_bytes"))),
     }
+    pred_phases = (predicted.get("time") or {}).get("phases") or {}
+    for phase, seconds in (payload["time"].get("phases") or {}).items():
+        pairs[f"phase_s:{phase}"] = (seconds, pred_phases.get(phase))
+    for phase, peak in (memory.get("phase_peak_bytes") or {}).items():
+        pairs[f"phase_peak_gib:{phase}"] = (_gib(peak), None)  # the cost model predicts one peak, not per phase
     return {k: (m, p if on_gpu else None) for k, (m, p) in pairs.items()}
+
+
+def _trial_facts(payload: Mapping[str, Any]) -> str:
+    """HE kernels, skipped updates and per-phase peaks, said in the row's `stated` cell."""
+    he = payload.get("he_kernels")
+    if he is None:
+        he_text = "no Hybrid Engine in this trial"
+    else:
+        he_text = "HE kernels ran generation" if he else "HE not active (generation used generate())"
+    skipped = payload.get("skipped_steps") or {}
+    skipped_text = ", ".join(f"{role} {n}" for role, n in skipped.items()) or "none recorded"
+    peaks = (payload.get("memory") or {}).get("phase_peak_bytes") or {}
+    kind = "allocator" if payload.get("device") != "cpu" else "sampled RSS"
+    peak_text = ", ".join(f"{k} {v / GIB:.3g}" for k, v in peaks.items())
+    return (
+        f"he_kernels={'' if he is None else int(he)} ({he_text}); optimizer updates skipped in the measured "
+        f"steps: {skipped_text}" + (f"; per-phase peaks ({kind}, GiB): {peak_text}" if peaks else "")
+    )
 
 
 def acceptance_row(
@@ -126,12 +173,12 @@ def acceptance_row(
     on_gpu = payload.get("device") != "cpu" and machine is not None
     figures = measured_vs_predicted(payload)
     ok = status == "ok"
-    sps, step_s, peak = (figures[f][0] for f in FIGURES)
+    sps, step_s, peak = (figures[f][0] for f in FIGURES[:3])
     if on_gpu:
         assert machine is not None
         hardware = f"{machine['count']}x {machine['nvml_name']} (NVML), driver {machine['driver']}"
         gpu_type = machine["catalog"] or machine["nvml_name"]
-        basis = f"dstune profile step time ({steps})"
+        basis = f"dstune profile step time ({steps}); kept out of the fit until scored with its own stack"
     else:
         hardware = "the CPU (DS_ACCELERATOR=cpu)"
         gpu_type = "cpu"
@@ -164,8 +211,9 @@ def acceptance_row(
         "fits": "1" if ok else "0",
         "metric": "end_to_end",
         "basis": basis,
-        "in_fit": "1" if on_gpu else "0",
-        "stated": f"measured by this project on {hardware}, {date}; {stack}; the whole plan is in settings",
+        "in_fit": "0",
+        "stated": f"measured by this project on {hardware}, {date}; {stack}; {_trial_facts(payload)}; "
+        "the whole plan is in settings",
         "assumed": "nothing beyond the plan: random weights and synthetic tokens of the stated lengths",
     }
     return {column: row.get(column, "") for column in corpus_columns()}

@@ -10,8 +10,10 @@ CUDA is present, one real Hybrid Engine generate step of a tiny model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -298,13 +300,36 @@ def probe_all() -> dict[str, HeStatus]:
     return {family: probe_family(family) for family in SUPPORTED_MODEL_TYPES}
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 itself at stderr while the probe runs, so a C printf (DeepSpeed's
+    inference workspace prints a banner on its first allocation) cannot spoil the JSON on stdout;
+    C stdio's buffer is flushed before fd 1 is given back, so nothing written meanwhile lands later."""
+    import ctypes
+    import os
+    import sys
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main() -> None:
     """`python -m dstune.doctor._he`: print the probe as JSON (run in a subprocess by the cache)."""
-    import contextlib
     import json
     import sys
 
-    with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not corrupt the JSON
+    with stdout_to_stderr():  # libraries' prints, Python's or C's, must not corrupt the JSON
         found = probe_all()
     json.dump({family: status.to_json() for family, status in found.items()}, sys.stdout)
 

@@ -7,8 +7,15 @@ import os
 import shutil
 from dataclasses import dataclass
 
-OPS: tuple[tuple[str, str], ...] = (("cpu_adam", "CPUAdamBuilder"), ("fused_adam", "FusedAdamBuilder"))
-"""(DeepSpeed op name, its builder): DeepSpeedCPUAdam for offload, FusedAdam for GPU training."""
+OPS: tuple[tuple[str, str], ...] = (
+    ("cpu_adam", "CPUAdamBuilder"),
+    ("fused_adam", "FusedAdamBuilder"),
+    ("transformer_inference", "InferenceBuilder"),
+)
+"""(DeepSpeed op name, its builder): DeepSpeedCPUAdam for offload, FusedAdam for GPU training, the Hybrid
+Engine's inference kernels for generation."""
+CUDA_OPS = frozenset({"fused_adam", "transformer_inference"})
+"""Ops whose CUDA build compiles .cu files: a JIT build needs nvcc, not only ninja and a C++ compiler."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +36,15 @@ def _extensions_dir() -> str:
     return os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.expanduser("~/.cache/torch_extensions")
 
 
+def nvcc_path() -> str | None:
+    """nvcc on PATH, else under CUDA_HOME (where torch's cpp_extension looks)."""
+    found = shutil.which("nvcc")
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if found is None and home and os.access(os.path.join(home, "bin", "nvcc"), os.X_OK):
+        found = os.path.join(home, "bin", "nvcc")
+    return found
+
+
 def op_statuses() -> list[OpStatus]:
     """Ask the accelerator's op builders (imports deepspeed)."""
     try:
@@ -46,10 +62,14 @@ def op_statuses() -> list[OpStatus]:
             )
             for n, _ in OPS
         ]
-    jit_possible = shutil.which("ninja") is not None and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    compiles = shutil.which("ninja") is not None and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    on_cuda = get_accelerator().device_name() == "cuda"
     found = []
     for name, builder_name in OPS:
         note = ""
+        jit_possible = compiles
+        if on_cuda and name in CUDA_OPS and nvcc_path() is None:
+            jit_possible, note = False, "its CUDA build needs nvcc (the CUDA toolkit), not on PATH or under CUDA_HOME"
         try:
             builder = get_accelerator().create_op_builder(builder_name)
             compatible = bool(builder is not None and builder.is_compatible(verbose=False))

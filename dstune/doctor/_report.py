@@ -147,7 +147,11 @@ def _op_findings(ops: tuple[OpStatus, ...]) -> list[Finding]:
             level, text = "info", "not built yet: the first run JIT-builds it (about a minute)"
         else:
             level, text = "warn", f"cannot be built here ({op.note or 'no ninja/C++ compiler or incompatible'})"
-        use = "offload (DeepSpeedCPUAdam)" if op.name == "cpu_adam" else "GPU training (FusedAdam)"
+        use = {
+            "cpu_adam": "offload (DeepSpeedCPUAdam)",
+            "fused_adam": "GPU training (FusedAdam)",
+            "transformer_inference": "Hybrid Engine generation (its inference kernels)",
+        }.get(op.name, op.name)
         found.append(Finding(topic=f"op {op.name}", level=level, consequence=f"{op.name} {text}; used by {use}"))
     return found
 

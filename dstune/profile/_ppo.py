@@ -109,6 +109,22 @@ def _hybrid_engine_kernels(engine: Any) -> bool:
     return len(getattr(engine, "_inference_containers", ()) or ()) > 0
 
 
+class HybridEngineStartError(RuntimeError):
+    """The Hybrid Engine failed to start where it should run (CUDA): the trial fails, it is not measured
+    without the HE under a plan that says enable_hybrid_engine=true."""
+
+
+def he_startup_fallback(device_type: str, error: BaseException) -> str:
+    """The note for measuring without the HE on the CPU (DeepSpeed has no CPU inference kernels, a
+    documented fallback: the row says HE was not active); on CUDA the failure is the finding: raised."""
+    if device_type == "cuda":
+        raise HybridEngineStartError(
+            f"Hybrid Engine could not start on CUDA ({type(error).__name__}: {error}); "
+            "the trial fails rather than be measured without it"
+        ) from error
+    return f"Hybrid Engine could not start ({type(error).__name__}: {error}); measured with hybrid_engine disabled"
+
+
 @dataclass
 class PpoStep:
     """Four engines and the synthetic prompts; `run` is one PPO iteration."""
@@ -179,10 +195,8 @@ class PpoStep:
         except Exception as error:  # noqa: BLE001 - e.g. "This op had not been implemented on CPU backend."
             if isinstance(error, getattr(torch, "OutOfMemoryError", ())):
                 raise
+            self.notes.append(he_startup_fallback(self.inputs.device.type, error))
             self.he_kernels = False
-            self.notes.append(
-                f"Hybrid Engine could not start ({type(error).__name__}: {error}); measured with hybrid_engine disabled"
-            )
             return build({**config, "hybrid_engine": {**config["hybrid_engine"], "enabled": False}})
         self.he_kernels = _hybrid_engine_kernels(engine)
         if not self.he_kernels:

@@ -23,6 +23,14 @@ from ._process import run_group
 BUILD_TIMEOUT_S = 1800.0
 _BUILT: set[tuple[str, str]] = set()
 """(extensions dir, builder) already built by this process: a search builds once, not per trial."""
+_FAILED: dict[tuple[str, str], str] = {}
+"""(extensions dir, builder) whose build failed in this process, and why: later trials that load it fail
+at once with the same reason instead of rebuilding; trials that need other ops still run."""
+
+
+class OpBuildError(UserInputError):
+    """An op failed to build: the trial that loads it cannot run (a result, not an abort of a search)."""
+
 
 _BUILD = """
 import sys
@@ -57,6 +65,15 @@ def ops_for(ds_configs: Mapping[str, Mapping[str, Any]], *, device: str, ranks_p
     return ops
 
 
+def _built_in(log_path: Path) -> set[str]:
+    """The ops the build script reported built (one "built NAME" line each) before it failed."""
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return set()
+    return {line.split()[1] for line in lines if line.startswith("built ") and len(line.split()) == 2}
+
+
 def unblock_locks(root: str) -> list[str]:
     """Clear stale locks under `root`; one line naming a lock that cannot be proven stale."""
     removed, unproven = clear_stale_locks(root)
@@ -70,6 +87,9 @@ def unblock_locks(root: str) -> list[str]:
 def prebuild(ops: list[str], *, env: Mapping[str, str], log_path: Path) -> list[str]:
     """Build `ops` (once per process and extensions dir) with a spinner on stderr; return those built now."""
     root = env.get("TORCH_EXTENSIONS_DIR") or extensions_root()
+    failed = [op for op in ops if (root, op) in _FAILED]
+    if failed:
+        raise OpBuildError(_FAILED[(root, failed[0])])
     wanted = [op for op in ops if (root, op) not in _BUILT]
     unblock_locks(root)
     if not wanted:
@@ -88,7 +108,12 @@ def prebuild(ops: list[str], *, env: Mapping[str, str], log_path: Path) -> list[
             launched_at=started,
         )
     if finished.returncode != 0:
-        raise UserInputError(f"building DeepSpeed ops {', '.join(wanted)} failed; see {log_path}")
+        built = _built_in(log_path)
+        _BUILT.update((root, op) for op in wanted if op in built)
+        broken = [op for op in wanted if op not in built]
+        message = f"building DeepSpeed op {broken[0]} failed; see {log_path}"
+        _FAILED.update(((root, op), message) for op in broken)
+        raise OpBuildError(message)
     console.print(f"built DeepSpeed ops {', '.join(wanted)} in {time.time() - started:.1f} s", highlight=False)
     _BUILT.update((root, op) for op in wanted)
     return wanted

@@ -55,6 +55,13 @@ class TrialResult:
     """Max over ranks of NVML's used memory after the measured steps (all processes, CUDA context included)."""
     host_peak_bytes: int | None = None
     """Peak RSS summed over the ranks of one node (the largest node)."""
+    device_peak_bytes: int | None = None
+    """CUDA: the allocator's peak reserved plus what NVML sees outside it (context, raw cudaMalloc), max over
+    ranks: the figure to set against the prediction's gpu_peak_bytes (gpu_peak_bytes is the allocator's)."""
+    phase_peak_bytes: dict[str, int] = field(default_factory=dict)
+    """Each phase's peak over the measured steps, max over ranks: allocator peak on CUDA, sampled RSS on CPU."""
+    skipped_steps: dict[str, int] = field(default_factory=dict)
+    """Optimizer updates each training engine skipped in the measured steps (fp16 loss-scale overflow)."""
     samples_per_step: int = 0
     tokens_per_step: int = 0
     he_kernels: bool | None = None
@@ -116,7 +123,13 @@ class TrialResult:
             "status": self.status.value,
             "world_size": self.world_size,
             "device": self.device,
-            "memory": {"gpu_peak_bytes": self.gpu_peak_bytes, "host_peak_bytes": self.host_peak_bytes, "gpu": gpu},
+            "memory": {
+                "gpu_peak_bytes": self.gpu_peak_bytes,
+                "device_peak_bytes": self.device_peak_bytes,
+                "host_peak_bytes": self.host_peak_bytes,
+                "phase_peak_bytes": dict(self.phase_peak_bytes),
+                "gpu": gpu,
+            },
             "time": {
                 "step_s": self.step_s,
                 "phases": dict(self.phases),
@@ -132,6 +145,7 @@ class TrialResult:
             },
             "mfu": self.mfu,
             "he_kernels": self.he_kernels,
+            "skipped_steps": dict(self.skipped_steps),
             "versions": dict(self.versions),
             "he_probe": dict(self.he_probe),
             "notes": list(self.notes),

@@ -15,7 +15,7 @@ from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
 from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
-from ._prebuild import ops_for, prebuild
+from ._prebuild import OpBuildError, ops_for, prebuild
 from ._process import run_group
 from ._result import (
     COMMAND_FILE,
@@ -100,14 +100,30 @@ def launch_argv(
     raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
 
 
+def worker_pythonpath(inherited: str | None) -> str:
+    """PYTHONPATH for the ranks: the folder this dstune was imported from first, then what we inherit.
+    Ranks start in the trial folder, so an uninstalled checkout (the GPU node's) imports there only so."""
+    import dstune
+
+    root = str(Path(dstune.__file__).resolve().parent.parent)
+    rest = [entry for entry in (inherited or "").split(os.pathsep) if entry and entry != root]
+    return os.pathsep.join([root, *rest])
+
+
 def env_overrides(device: str, ranks_per_node: int, user_env: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank."""
-    env = {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank,
+    and this dstune's own folder on PYTHONPATH."""
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "PYTHONPATH": worker_pythonpath((user_env or {}).get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
+    }
     if device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
         if "OMP_NUM_THREADS" not in os.environ:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // ranks_per_node))
-    env.update(user_env or {})
+    env.update({k: v for k, v in (user_env or {}).items() if k != "PYTHONPATH"})
     return env
 
 
@@ -218,6 +234,25 @@ def _remove_shm_buffers(port: int) -> None:
         path.unlink(missing_ok=True)
 
 
+def _unbuilt(error: OpBuildError, trial_dir: Path, device: str, world_size: int) -> TrialResult:
+    """The result of a trial whose op did not build: an error with the build log's tail, written like any."""
+    from ..record import Status
+
+    log = trial_dir / BUILD_LOG_FILE
+    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else None
+    result = TrialResult(
+        status=Status.ERROR,
+        world_size=world_size,
+        device=device,
+        error=str(error),
+        log_tail=tail,
+        trial_dir=str(trial_dir),
+        notes=("not launched: a DeepSpeed op this plan loads failed to build",),
+    )
+    write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
+    return result
+
+
 def run_trial(
     plan: Plan,
     *,
@@ -285,7 +320,10 @@ def run_trial(
         trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
     )
     ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
-    prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+    try:
+        prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+    except OpBuildError as error:
+        return _unbuilt(error, trial_dir, device, cluster.world_size)
     launched_at = time.time()
     try:
         finished = run_group(

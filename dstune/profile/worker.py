@@ -22,8 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._inputs import Step
+    from ._measure import PhaseTimer
 
 _MILESTONES: dict[str, float] = {}
+PHASE_PEAK_CPU_NOTE = (
+    "per-phase peaks on the CPU are the process RSS that DeepSpeed's CPU accelerator samples at phase ends, "
+    "not allocator peaks"
+)
 
 
 def _mark(name: str) -> None:
@@ -104,14 +109,28 @@ def _build_step(spec: dict[str, Any], device: Any, world: int) -> Step:
     return step_strategy(inputs.step).worker()(inputs)
 
 
-def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float]]:
-    """Warm-up steps (discarded), then measured steps: phase seconds and wall seconds of each."""
+def skipped_updates(step: Any) -> dict[str, int]:
+    """Optimizer updates each training engine has skipped so far (fp16 loss-scale overflow), by role.
+    A training engine is one that has stepped (DeepSpeed counts global_steps, skipped or not); eval
+    engines can carry a ZeRO/bf16 optimizer wrapper and never step."""
+    found = {}
+    for role, value in vars(step).items():
+        if hasattr(value, "skipped_steps") and getattr(value, "global_steps", 0) > 0:
+            found[role] = int(value.skipped_steps)
+    return found
+
+
+def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, float]], list[float], PhaseTimer]:
+    """Warm-up steps (discarded), then measured steps: phase seconds and wall seconds of each, and the
+    timer (its per-phase peaks are the measured steps'; `skipped` the updates they skipped, by role)."""
     from ._measure import PhaseTimer
 
     timer = PhaseTimer()
     for _ in range(warmup):
         step.run(timer)
     timer.take()
+    timer.reset_peaks()
+    before = skipped_updates(step)
     _mark("warmup_done")
     phases: list[dict[str, float]] = []
     walls: list[float] = []
@@ -121,28 +140,27 @@ def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, floa
         walls.append(time.perf_counter() - start)
         phases.append(timer.take())
     _mark("measured_done")
-    return phases, walls
+    timer.skipped = {role: n - before.get(role, 0) for role, n in skipped_updates(step).items()}
+    return phases, walls, timer
 
 
 def _doctor_findings(spec: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     """The doctor's view of this trial's stack: every version it reports, and its HE probe for the
-    trial's model family (the cached answer, else asked of DeepSpeed here; torch is already loaded).
-    Never fails the trial: a probe error is recorded as such."""
+    trial's model family from the doctor's cache only. Probing here would build a real HE engine inside
+    the trial's timeout and add to its measured peak; `dstune doctor` fills the cache. Never fails the trial."""
     from ..doctor._cache import cached_he_status
-    from ..doctor._he import probe_family
     from ..doctor._stack import installed_versions, runtime_versions
 
     found = {k: v for k, v in {**installed_versions(), **runtime_versions()}.items() if v is not None}
     family = spec["model"].get("family") or spec["model"].get("hf_config", {}).get("model_type")
     try:
         cached = cached_he_status(family)
-        probe = {
-            **(cached or probe_family(family)).to_json(),
-            "source": "cache" if cached is not None else "probed in the worker",
-        }
     except Exception as error:  # noqa: BLE001 - a finding, not a failure
-        probe = {"family": family, "kernels": None, "reason": f"{type(error).__name__}: {error}"}
-    return found, probe
+        return found, {"family": family, "kernels": None, "reason": f"{type(error).__name__}: {error}"}
+    if cached is None:
+        reason = "not in the doctor's cache for this stack (run `dstune doctor` first); not probed in the trial"
+        return found, {"family": family, "kernels": None, "reason": reason, "source": "none"}
+    return found, {**cached.to_json(), "source": "cache"}
 
 
 def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -150,7 +168,7 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     import torch.distributed as dist
 
     from ..record import Status
-    from ._measure import local_memory, reduce_memory, summarise, versions
+    from ._measure import local_memory, reduce_memory, reduce_phase_peaks, summarise, versions
     from ._result import CPU_NOTE
 
     device_name, device = _setup_device(spec, notes)
@@ -158,13 +176,22 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     step = _build_step(spec, device, world)
     _MILESTONES.update(getattr(step, "milestones", {}))
     _mark("models_built")
-    phases, walls = _run_steps(step, spec["warmup"], spec["steps"])
+    phases, walls, timer = _run_steps(step, spec["warmup"], spec["steps"])
     stack_versions, he_probe = _doctor_findings(spec)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or world)
-    memory = reduce_memory(local_memory(device_name), device_name, local_world)
+    memory = reduce_memory(local_memory(device_name, timer.overall), device_name, local_world)
+    phase_peaks = reduce_phase_peaks(timer.peaks, device_name)
     notes.extend(dict.fromkeys(step.notes))
     if device_name == "cpu":
         notes.append(f"{CPU_NOTE}; no device memory figures (see host_peak_bytes)")
+        notes.append(PHASE_PEAK_CPU_NOTE)
+    skipped = {role: n for role, n in timer.skipped.items() if n}
+    if skipped:
+        notes.append(
+            "fp16 loss scaling skipped optimizer updates in the measured steps ("
+            + ", ".join(f"{role} {n}" for role, n in skipped.items())
+            + "): those steps were timed without their update"
+        )
     return {
         "status": Status.OK.value,
         "device": device_name,
@@ -177,6 +204,9 @@ def _measure(spec: dict[str, Any], notes: list[str]) -> dict[str, Any]:
         "gpu_reserved_bytes": memory.gpu_reserved,
         "nvml_used_bytes": memory.nvml_used,
         "host_peak_bytes": memory.host_peak,
+        "device_peak_bytes": memory.device_peak,
+        "phase_peak_bytes": phase_peaks,
+        "skipped_steps": timer.skipped,
         "he_kernels": step.he_kernels,
         "versions": {**stack_versions, **versions()},
         "he_probe": he_probe,

@@ -36,7 +36,7 @@ def test_doctor_json_lists_versions_he_status_and_known_issues(doctor_json: dict
         assert status["kernels"] in (True, False) and status["consequence"]
     assert doctor_json["known_issues"] and all(i["sources"] for i in doctor_json["known_issues"])
     assert {"memory_bytes", "memlock_bytes", "shm_bytes"} <= set(doctor_json["host"])
-    assert {op["name"] for op in doctor_json["ops"]} == {"cpu_adam", "fused_adam"}
+    assert {op["name"] for op in doctor_json["ops"]} == {"cpu_adam", "fused_adam", "transformer_inference"}
     assert all(f["consequence"] for f in doctor_json["findings"])
 
 

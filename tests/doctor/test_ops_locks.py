@@ -154,3 +154,35 @@ def test_a_lock_replaced_during_the_pause_is_judged_again(tmp_path: Path) -> Non
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+def test_cuda_ops_need_nvcc_to_be_jit_built(tmp_path) -> None:
+    """On the CUDA accelerator without nvcc, fused_adam and transformer_inference cannot be JIT-built,
+    however many C++ compilers there are; the doctor says so instead of promising a build."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import json; from dstune.doctor._ops import op_statuses; "
+        "print(json.dumps({o.name: [o.jit_possible, o.note] for o in op_statuses()}))"
+    )
+    import shutil
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "CUDA_PATH")}
+    tools = tmp_path / "bin"  # ninja and a C++ compiler stay reachable; nvcc does not
+    tools.mkdir()
+    for tool in ("ninja", "c++", "g++"):
+        if shutil.which(tool):
+            (tools / tool).symlink_to(shutil.which(tool))
+    kept = [p for p in env.get("PATH", "").split(os.pathsep) if not os.access(os.path.join(p, "nvcc"), os.X_OK)]
+    env["PATH"] = os.pathsep.join([str(tools), *kept])
+    env.update(DS_ACCELERATOR="cuda", PYTHONPATH=str(root), TORCH_EXTENSIONS_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in ("fused_adam", "transformer_inference"):
+        assert found[name][0] is False and "nvcc" in found[name][1], found

@@ -73,3 +73,28 @@ def test_torchrun_on_several_nodes_starts_one_agent_per_host(tmp_path: Path) -> 
     (tmp_path / "bad").write_text("node-a slots=x\n")
     with pytest.raises(UserInputError, match="line 1"):
         read_hostfile(tmp_path / "bad")
+
+
+def test_ranks_import_this_dstune_from_their_trial_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranks start in the trial folder: on a node where dstune is a plain checkout (not installed), only
+    the worker's own PYTHONPATH lets them import it, with the launcher's inherited entries kept after it."""
+    import os
+    import subprocess
+
+    import dstune
+
+    root = str(Path(dstune.__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", f"/opt/site{os.pathsep}{root}")
+    env = env_overrides("cuda", 1, None)
+    assert env["PYTHONPATH"].split(os.pathsep) == [root, "/opt/site"]
+    monkeypatch.delenv("PYTHONPATH")
+    env = {**os.environ, **env_overrides("cpu", 1, None)}
+    done = subprocess.run(
+        [sys.executable, "-c", "import dstune; print(dstune.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert Path(done.stdout.strip()).resolve() == Path(dstune.__file__).resolve(), done.stderr
