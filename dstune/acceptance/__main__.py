@@ -78,6 +78,18 @@ def _machine(mode: str) -> dict[str, Any] | None:
     return gpu_identity()
 
 
+def _imported(run: Run) -> None:
+    """What the run really imports, in the summary and on stdout (the device's output tail)."""
+    try:
+        found = json.loads((run.work / "versions.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    run.summary["imported"] = found
+    line = ", ".join(f"{name} {info.get('version', 'NOT IMPORTED')}" for name, info in found.items())
+    print(f"imported: {line}", flush=True)
+    run.save()
+
+
 def _rows(run: Run, machine: dict[str, Any] | None) -> None:
     """Rows from every trial result so far (rewritten whole each time, so a cut leaves them consistent)."""
     from ..calibration._acceptance import write_rows
@@ -150,6 +162,7 @@ def execute(
         env["DS_ACCELERATOR"] = "cpu"
     run.save()
     run.record(versions(work, env, deadline))
+    _imported(run)
     wanted = config["ops"] if ops is None else {op: 1.0 / len(ops) for op in ops}
     run.record(build_ops(wanted, work, env, config["arch"], deadline.budget(config["ops_cap_s"])))
     probe = [python(), "-m", "dstune", "doctor", "--json", "--refresh"]

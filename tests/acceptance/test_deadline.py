@@ -63,6 +63,7 @@ def test_builds_slower_than_the_run_are_ended_whole_and_the_run_still_snapshots_
     assert trials and all(t["status"] == "skipped" for t in trials)
     assert all("ShareMemCommBuilder" in t["detail"] for t in trials)  # not rebuilt inside each trial's budget
     assert summary["finished"] and summary["elapsed_s"] < limit_s
+    assert summary["imported"]["deepspeed"]["version"] and "imported: python" in done.stdout
     assert not _started_by(str(tmp_path))  # the sleeping builds' whole groups were ended, not just waited on
     with tarfile.open(out / ARCHIVE_FILE) as tar:
         names = set(tar.getnames())
