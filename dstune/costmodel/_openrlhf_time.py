@@ -33,11 +33,15 @@ from ._time import (
 
 
 def _per_world(world: np.ndarray, hw: Hardware, make: object) -> np.ndarray:
-    """Collective terms take the ring's size from Hardware; score rows per group size."""
+    """Collective terms take the ring's size and link from Hardware; score rows per group size. A group that
+    fits one node rides the node's own link: its placement group of one-GPU bundles is "PACK"ed (launcher.py
+    RayActorGroup._initiate_actors, train_ppo_ray.py), which Ray puts on one node when it fits."""
     out = np.zeros(len(world))
     for w in np.unique(world):
         rows = world == w
-        out[rows] = np.broadcast_to(make(replace(hw, world=max(int(w), 1))), rows.shape)[rows]  # type: ignore[operator]
+        link = hw.intra_link_bytes_per_s if w <= hw.gpus_per_node else hw.link_bytes_per_s
+        group = replace(hw, world=max(int(w), 1), link_bytes_per_s=link)
+        out[rows] = np.broadcast_to(make(group), rows.shape)[rows]  # type: ignore[operator]
     return out
 
 

@@ -196,3 +196,16 @@ def test_a_real_ray_never_places_the_inherited_critic_group(place: Any, sources:
     placed = place(run_parser(plan_argv(fixed, "m", "r"), *sources).namespace, 16)
     # 16 shared bundles, each full: actor, reference, critic, reward and a TP-2 vLLM worker at 0.2 GPU each
     assert len(placed.bundles) == 16 and all(abs(v - 1.0) < 1e-9 for v in placed.bundles.values())
+
+
+def test_the_wandb_placeholder_is_dropped_with_a_line(sources: tuple[str, str]) -> None:
+    """The 8-GPU PPO example keeps `--logger.wandb.key '{wandb_token}'`, which the trainer would get as the key."""
+    from dstune.export._openrlhf import launch_script
+
+    plan = next(e for e in examples() if e.name == "train_ppo_with_reward_fn").plan()
+    assert "{wandb_token}" in plan.kept
+    text = launch_script(plan, "m", None, "t")
+    assert "# dropped --logger.wandb.key {wandb_token} (the example's placeholder)" in text
+    argv = _argv(text)
+    assert "--logger.wandb.key" not in argv and not PLACEHOLDER.search(" ".join(argv))
+    run_parser(argv, *sources)
