@@ -150,7 +150,7 @@ def _grpo(gpus: int, actor: int, engines: int, tp: int) -> Any:
     ("plan", "gpus", "refusal"),
     [
         (_grpo(24, 24, 6, 4), 24, "128 != 1 * 5 * 24"),  # llama-3-8b GRPO on 24 GPUs: the reference's config
-        (_grpo(64, 24, 5, 8), 64, "128 != 1 * 5 * 24"),  # llama-2-70b GRPO on 64 GPUs: actor+ref on 24
+        (_grpo(64, 48, 2, 8), 64, "128 != 1 * 2 * 48"),  # llama-2-70b GRPO on 64 GPUs: actor+ref on 48
     ],
     ids=["8b-grpo-24", "70b-grpo-64"],
 )
@@ -163,7 +163,7 @@ def test_deepspeed_refuses_what_the_rules_refuse(
     refused = deepspeed_refusals(args, builders)
     assert refused and refusal in refused[0] and refused[0].startswith("ref:")
     assert "train_batch_size = micro x GAS x world, per role" in [n for n, _ in broken_checks(plan, gpus, 8)]
-    fixed = plan.with_flags({"train.batch_size": 120})
+    fixed = plan.with_flags({"train.batch_size": 96})
     assert not deepspeed_refusals(run_parser(plan_argv(fixed, "m", None), *sources).namespace, builders)
     assert not broken_checks(fixed, gpus, 8)
 
