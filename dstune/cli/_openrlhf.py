@@ -260,7 +260,8 @@ def run_estimate(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..export._openrlhf import write_launch_script
+    from ..export import start_checker
+    from ..export._openrlhf import check_deepspeed, write_launch_script
     from ..frameworks.openrlhf import plan_known_issues, validate
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
     from ..search._openrlhf_explore import (
@@ -280,6 +281,7 @@ def run_search(args: argparse.Namespace) -> int:
     setup = _setup(args)
     gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
     base, basis = _job_plan(args, gpus, per_node)
+    start_checker()  # DeepSpeed's config class loads while the search runs
     from ..search._space import SPACES_DIR
 
     space_path = Path(args.space) if args.space else SPACES_DIR / "openrlhf.yaml"
@@ -320,6 +322,7 @@ def run_search(args: argparse.Namespace) -> int:
         else Path("reports") / f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
     )
     check_out_folder(out)
+    check_deepspeed(pick)  # every role's config at its GPUs, by DeepSpeed itself, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     from ..export._script import hub_id
 
@@ -342,6 +345,7 @@ def run_search(args: argparse.Namespace) -> int:
             "gpu_busy_fraction": busy_fraction(plan, best),
             "groups": {g: [*r, f"{plan.group_gpus(g)} GPUs"] for g, r in plan.groups().items()},
             "phases_s": best["phases_s"],
+            "flags": plan.flags(),
         }
     payload = {
         "framework": "openrlhf",

@@ -21,7 +21,7 @@ from ._constants import DEFAULT_CONSTANTS, CostConstants
 from ._facts import model_facts
 from ._openrlhf_columns import Columns, columns
 from ._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
-from ._openrlhf_memory import PHASES, group_memory, host_bytes_per_gpu, kv_budget_bytes, kv_bytes_per_token
+from ._openrlhf_memory import PHASES, group_memory, host_bytes_per_node, kv_budget_bytes, kv_bytes_per_token
 from ._openrlhf_time import experience_seconds, generation_seconds, train_seconds, weight_sync_seconds
 from ._time import Hardware
 
@@ -134,12 +134,14 @@ def estimate_openrlhf(
     sync = weight_sync_seconds(actor, cols, hw, c, oc)
     phases, busy = _timeline(cols, gen, exp, trn, sync)
     step = phases["generate"] + phases["experience"] + phases["train"] + phases["weight sync"]
-    overlapped = np.maximum(phases["generate"], step - phases["generate"])
+    # ppo_trainer_async.py:129: the rollout worker holds vllm_lock while generating "so weight broadcast cannot
+    # overlap with generation": the period is max(generate, experience + train) + weight sync.
+    overlapped = np.maximum(phases["generate"], phases["experience"] + phases["train"]) + phases["weight sync"]
     iteration = np.where(cols.async_, overlapped, step)
     kv_budget = kv_budget_bytes(actor, cols, capacity, c, oc)
     kv_tokens = np.maximum(kv_budget, 0.0) / kv_bytes_per_token(actor, cols.tp)
     per_node = min(cluster.gpus_per_node, cluster.world_size)
-    host = host_bytes_per_gpu(actor, cols, c) * per_node
+    host = host_bytes_per_node(actor, critic, cols, c, per_node)
     reasons = _reasons(plans, cols, memory, checked, cap, kv_tokens, host, cluster)
     parts = {f"generate: {k}": v for k, v in gen.items() if k not in ("concurrency", "decode steps")}
     parts |= {f"experience: {k}": v for k, v in exp.items()} | {f"train: {k}": v for k, v in trn.items()}
@@ -178,8 +180,7 @@ def _timeline(
     ref_exp = np.where(cols.actor_ref, 0.0, exp["ref"])
     critic_exp = exp["critic"] + np.where(cols.critic_reward, exp["reward"], 0.0)
     reward_exp = np.where(cols.critic_reward & cols.has_critic, 0.0, exp["reward"])
-    all_exp = exp["actor"] + exp["ref"] + exp["critic"] + exp["reward"] + exp["empty_cache"]
-    e = np.where(co, all_exp, np.maximum.reduce([actor_exp, ref_exp, critic_exp, reward_exp]))
+    e = experience_wall_seconds(cols, exp)
     moves = trn["DeepSpeed offload/reload"]
     t = np.where(co, trn["actor"] + trn["critic"] + moves, np.maximum(trn["actor"], trn["critic"]))
     phases = {"generate": g, "experience": e, "train": t, "weight sync": sync}
@@ -216,6 +217,28 @@ def _timeline(
         ("reward", "weight sync"): zero,
     }
     return phases, busy
+
+
+def experience_wall_seconds(cols: Columns, exp: dict[str, np.ndarray]) -> np.ndarray:
+    """The experience phase as make_experience (trainer/ppo_utils/experience_maker.py) dispatches it: reward,
+    actor, critic, reference in that order, each awaited (ray.get, then empty_cache) when its group is shared
+    (colocate_all; actor and reference under colocate_actor_ref; critic under colocate_critic_reward, which
+    first awaits the reward model); the others run on their own GPUs while the driver goes on. PPO split as
+    the search lays it out is max(actor, reward) + critic + ref."""
+    shared = cols.colocate_all
+    waits_actor = shared | cols.actor_ref
+    waits_critic = shared | cols.critic_reward
+    reward_end = np.where(cols.has_reward, exp["reward"], 0.0)
+    now = np.where(shared, reward_end, 0.0)
+    actor_end = now + exp["actor"]
+    now = np.where(waits_actor, actor_end, now)
+    now = np.where(cols.has_critic & cols.critic_reward, np.maximum(now, reward_end), now)
+    critic_end = now + np.where(cols.has_critic, exp["critic"], 0.0)
+    now = np.where(waits_critic, critic_end, now)
+    ref_end = now + np.where(cols.has_ref, exp["ref"], 0.0)
+    now = np.where(waits_actor, ref_end, now)
+    cache = np.where(cols.colocated, exp["empty_cache"], 0.0)
+    return np.maximum.reduce([now, reward_end, actor_end, critic_end, ref_end]) + cache
 
 
 def _reasons(

@@ -226,12 +226,40 @@ def group_memory(
     return out
 
 
-def host_bytes_per_gpu(actor: ModelFacts, cols: Columns, c: CostConstants) -> np.ndarray:
-    """Host memory per training GPU: Adam offload's pinned states, DeepSpeed and vLLM sleep copies."""
+def host_bytes_per_node(
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, c: CostConstants, per_node: int
+) -> np.ndarray:
+    """Host memory of the fullest node, counting each GPU for the roles it holds: colocated roles add up on
+    every GPU; split groups fill a node with the hungriest groups' GPUs first (an upper bound on Ray's
+    packing). Per GPU: the rank itself, a trained role's Adam-offload states (and, asleep, its grads and
+    optimizer), vLLM's sleeping weights, and each Ray process on it (one per role: torch, CUDA context)."""
     act = _trained(actor, cols, cols.actor_gpus, c)
-    ds_sleep = np.where(cols.ds_sleep & ~cols.adam_offload, act.grads + act.optimizer, 0.0)
-    vllm_sleep = np.where(cols.vllm_sleep, BYTES_16BIT * actor.params / np.maximum(cols.tp, 1), 0.0)
-    return act.host + ds_sleep + vllm_sleep + c.host_bytes_per_rank
+    cri = _trained(critic, cols, np.where(cols.colocate_all, cols.actor_gpus, cols.critic_gpus), c)
+    asleep = cols.ds_sleep & ~cols.adam_offload
+    actor_gpu = act.host + np.where(asleep, act.grads + act.optimizer, 0.0)
+    critic_gpu = np.where(cols.has_critic, cri.host + np.where(asleep, cri.grads + cri.optimizer, 0.0), 0.0)
+    vllm_gpu = np.where(cols.vllm_sleep, BYTES_16BIT * actor.params / np.maximum(cols.tp, 1), 0.0)
+    rank = c.host_bytes_per_rank
+    processes = 1 + cols.has_ref + cols.has_critic + cols.has_reward + (cols.engines > 0)
+    colocated = per_node * (actor_gpu + critic_gpu + vllm_gpu + rank * processes)
+    groups = [
+        (actor_gpu + rank * (1 + np.where(cols.actor_ref, cols.has_ref, 0)), cols.actor_gpus),
+        (np.where(cols.actor_ref, 0.0, rank * cols.has_ref), cols.ref_gpus),
+        (critic_gpu + rank * cols.has_critic, np.where(cols.has_critic, cols.critic_gpus, 0)),
+        (rank * cols.has_reward * ~(cols.critic_reward & cols.has_critic), cols.reward_gpus),
+        (np.full(cols.n, rank), np.where(cols.colocate_all, 0, cols.engines * cols.tp)),
+    ]
+    per_gpu = np.stack([g for g, _ in groups])
+    counts = np.stack([np.asarray(n, dtype=float) for _, n in groups])
+    order = np.argsort(-per_gpu, axis=0)
+    left = np.full(cols.n, float(per_node))
+    split = np.zeros(cols.n)
+    for k in range(len(groups)):
+        idx = order[k]
+        take = np.minimum(left, np.take_along_axis(counts, idx[None], 0)[0])
+        split += take * np.take_along_axis(per_gpu, idx[None], 0)[0]
+        left -= take
+    return np.where(cols.colocate_all, colocated, split)
 
 
 def kv_budget_bytes(

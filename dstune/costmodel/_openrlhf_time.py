@@ -5,7 +5,9 @@ unless prefix caching), decode memory-bound at the concurrency vLLM allows (max_
 budget, the requests it has). Answer lengths are a distribution: the decode work follows the mean,
 and the step lasts at least as many decode steps as the longest answer (the tail), which a
 synchronous step, and a GRPO group, waits for. Experience forwards and training reuse DeepSpeed's
-compute and ZeRO communication terms; weight sync is one blocking Ray call per parameter.
+compute and ZeRO communication terms, with the part of ZeRO's gathers and reductions that hides behind
+compute (comm_overlap) as in the rest of dstune (_time.overlapped); weight sync is one blocking Ray call
+per parameter.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ._time import (
     compute_seconds,
     forward_flops,
     optimizer_step_seconds,
+    overlapped,
     tp_allreduce_seconds,
     train_backward_factor,
     zero3_fetch_seconds,
@@ -33,11 +36,15 @@ from ._time import (
 
 
 def _per_world(world: np.ndarray, hw: Hardware, make: object) -> np.ndarray:
-    """Collective terms take the ring's size from Hardware; score rows per group size."""
+    """Collective terms take the ring's size and link from Hardware; score rows per group size. A group that
+    fits one node rides the node's own link: its placement group of one-GPU bundles is "PACK"ed (launcher.py
+    RayActorGroup._initiate_actors, train_ppo_ray.py), which Ray puts on one node when it fits."""
     out = np.zeros(len(world))
     for w in np.unique(world):
         rows = world == w
-        out[rows] = np.broadcast_to(make(replace(hw, world=max(int(w), 1))), rows.shape)[rows]  # type: ignore[operator]
+        link = hw.intra_link_bytes_per_s if w <= hw.gpus_per_node else hw.link_bytes_per_s
+        group = replace(hw, world=max(int(w), 1), link_bytes_per_s=link)
+        out[rows] = np.broadcast_to(make(group), rows.shape)[rows]  # type: ignore[operator]
     return out
 
 
@@ -97,7 +104,7 @@ def _forward_pass_seconds(
     gather = _per_world(world, hw, lambda h: allgather_seconds(np.full(cols.n, 2.0 * f.params), h))
     host = np.where(frozen_offload, 2.0 * f.params / np.maximum(world, 1) / hw.host_link_bytes_per_s, 0.0)
     z3 = np.where(cols.stage == 3, micro * (gather + zero3_fetch_seconds(f.layers, c) + host), 0.0)
-    return compute + z3 + micro * ring_seconds(f, cols, roll_tok, hw, c), micro
+    return overlapped(compute, z3, c) + micro * ring_seconds(f, cols, roll_tok, hw, c), micro
 
 
 def experience_seconds(
@@ -140,7 +147,7 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
     optimizer = _per_world(
         world, hw, lambda h: optimizer_step_seconds(p, trainable, cols.stage, cols.adam_offload, h, c)
     )
-    return compute + z3 + z2 + ring + steps * optimizer
+    return overlapped(compute, z3 + z2, c) + ring + steps * optimizer
 
 
 def train_seconds(

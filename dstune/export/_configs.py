@@ -14,29 +14,26 @@ class ConfigRejected(DstuneError):
 
 
 def validate_config(config: dict[str, Any], world_size: int) -> None:
-    """Check one config with `deepspeed.runtime.config.DeepSpeedConfig`.
+    """Check one config with `deepspeed.runtime.config.DeepSpeedConfig` at `world_size` ranks.
 
-    Without a process group DeepSpeedConfig sees world size 1 (it falls back when
-    `dist.get_rank()` fails, even with an mpu), so the batch triple is checked here for the
-    real world size and DeepSpeed gets the per-rank view (train_batch_size = micro x accumulation)
-    with the accumulation made explicit; every other key is validated as written.
+    Without a process group DeepSpeedConfig falls back to world size 1 (even with an mpu), so the class
+    is given the world size a run of `world_size` ranks reads from `dist.get_world_size()`, just before it
+    reads the config: its own batch derivation and assertion (`train_batch == micro x accumulation x world`)
+    and every other check then run as they do at start-up.
     """
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    micro = config["train_micro_batch_size_per_gpu"]
-    total = config["train_batch_size"]
-    if total % (micro * world_size):
-        raise ConfigRejected(f"train_batch_size {total} != micro {micro} x accumulation x world {world_size}")
-    accumulation = total // (micro * world_size)
-    view = copy.deepcopy(config)
-    view["train_batch_size"] = micro * accumulation
-    view["gradient_accumulation_steps"] = accumulation
+    class _AtWorld(DeepSpeedConfig):
+        def _initialize_params(self, param_dict: dict[str, Any]) -> None:
+            self.world_size = world_size
+            super()._initialize_params(param_dict)
+
     try:
-        parsed = DeepSpeedConfig(view)
+        parsed = _AtWorld(copy.deepcopy(config))
     except Exception as error:  # noqa: BLE001 - DeepSpeed raises assorted types for a bad config
-        raise ConfigRejected(f"DeepSpeed rejected the config: {error}") from error
-    if parsed.train_micro_batch_size_per_gpu != micro or parsed.gradient_accumulation_steps != accumulation:
-        raise ConfigRejected("DeepSpeed read back different batch settings")
+        raise ConfigRejected(f"DeepSpeed rejected the config at world size {world_size}: {error}") from error
+    if parsed.world_size != world_size:
+        raise ConfigRejected(f"DeepSpeed read world size {parsed.world_size}, not {world_size}")
 
 
 def role_configs(plan: Plan, world_size: int) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 from ._configs import ConfigRejected, validate_config
 
 ANSWER_TIMEOUT_S = 300.0
-CHECK_SCHEMA = 1
+CHECK_SCHEMA = 2
 """Bump when validate_config's own checks change, so remembered answers are not reused."""
 ACCEPTED_FILE = "accepted_ds_configs.json"
 ACCEPTED_KEPT = 500

@@ -8,10 +8,13 @@ import shlex
 from pathlib import Path
 
 from ..frameworks.openrlhf import LIST_FLAGS, OpenRLHFPlan, openrlhf_spec
+from ..frameworks.openrlhf._deepspeed import role_config, role_worlds
 from ..record import atomic_write
 
 REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
 """The reward model is the user's: the script refuses to start until it is named."""
+_FORMAT_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+"""A value an example script leaves for its user to fill in (`--logger.wandb.key '{wandb_token}'`)."""
 _SHELL_VARIABLE = re.compile(r"[^\"`\\$]*\$\{[A-Za-z_][A-Za-z0-9_]*(:\?[^}\"`\\$]*)?\}[^\"`\\$]*")
 
 
@@ -41,6 +44,7 @@ def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
             "--ds.param_dtype",
             "bf16",
         ]
+    argv = _without_placeholders(argv)[0]
     for flag, value in plan.flags().items():
         if value is None or value is False:
             continue
@@ -51,9 +55,42 @@ def plan_argv(plan: OpenRLHFPlan, actor: str, reward: str | None) -> list[str]:
     return argv
 
 
+def _without_placeholders(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The arguments less every option whose value is an unfilled `{name}` placeholder, and a line for each
+    saying what to pass instead: a literal placeholder would reach the trainer and fail there."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    option: list[str] = []
+    for token in [*argv, "--"]:
+        if token.startswith("--"):
+            if any(_FORMAT_PLACEHOLDER.fullmatch(t) for t in option[1:]):
+                dropped.append(
+                    f"dropped {' '.join(option)} (the example's placeholder): add {option[0]} <your value> to set it"
+                )
+            else:
+                kept += option
+            option = [token]
+        else:
+            option.append(token)
+    return kept, dropped
+
+
+def deepspeed_checks(plan: OpenRLHFPlan) -> list[tuple[dict[str, object], int]]:
+    """Each role's DeepSpeed config as OpenRLHF builds it, with the world size DeepSpeed checks it at."""
+    return [(role_config(plan, role), world) for role, world in role_worlds(plan).items()]
+
+
+def check_deepspeed(plan: OpenRLHFPlan) -> None:
+    """DeepSpeed's own config class on every role's config at that role's GPUs (ConfigRejected names it)."""
+    from ._deepspeed_check import check_configs
+
+    check_configs([(dict(c), w) for c, w in deepspeed_checks(plan)])
+
+
 def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str) -> str:
     spec = openrlhf_spec()
     args = plan_argv(plan, actor, reward)
+    dropped = _without_placeholders(list(plan.kept))[1]
     lines: list[list[str]] = []
     for token in args:
         if token.startswith("--") or not lines:
@@ -63,8 +100,7 @@ def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str)
     body = " \\\n".join("   " + " ".join(_quote(a) for a in line) for line in lines)
     return (
         "#!/usr/bin/env bash\n"
-        f"# {note}\n"
-        f"# OpenRLHF {', '.join(spec.supported_versions)} "
+        f"# {note}\n" + "".join(f"# {line}\n" for line in dropped) + f"# OpenRLHF {', '.join(spec.supported_versions)} "
         f"(vLLM {spec.pins['vllm']}, DeepSpeed {spec.pins['deepspeed']}, "
         f"Ray {spec.pins['ray']}); start Ray first: ray start --head --num-gpus {plan.gpus_used}\n"
         "set -euo pipefail\n"

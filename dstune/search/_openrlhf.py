@@ -76,6 +76,7 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 values = {**role("actor", gpus), **role("ref", gpus), **role("critic", gpus), **role("reward", gpus)}
                 values |= {
                     "train.colocate_all": True,
+                    "train.colocate_critic_reward": False,  # else a second group of whole GPUs (train_ppo_ray.py)
                     "vllm.num_engines": gpus // tp,
                     "vllm.tensor_parallel_size": tp,
                     "vllm.enable_sleep": True,

@@ -166,7 +166,9 @@ def test_split_layouts_fill_the_cluster_with_every_role() -> None:
     ppo = next(e for e in examples() if e.name == "train_ppo_ray_slurm").plan()
     plans, _ = candidates(ppo, 16, 8, space)
     shapes = {tuple(p.group_gpus(g) for g in p.groups()) for p in plans if p.placement == "split"}
-    assert len(shapes) > 3 and all(sum(s) == 16 for s in shapes)
+    assert len(shapes) >= 2 and all(sum(s) == 16 for s in shapes)
+    # DeepSpeed checks train.batch_size against each role's own GPUs: 3, 6 or 9 GPUs cannot split 128 samples
+    assert all(128 % n == 0 for s in shapes for n in s[1:])
 
 
 def test_lora_trains_adapters_only() -> None:

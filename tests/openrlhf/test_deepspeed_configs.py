@@ -5,58 +5,16 @@ built from the real parser's arguments), then validated by DeepSpeed's own confi
 
 from __future__ import annotations
 
-import ast
-import types
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 from dstune.costmodel import DEFAULT_CONSTANTS
 from dstune.costmodel._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS
 from dstune.export._openrlhf import plan_argv
-from dstune.export._openrlhf_parser import DS_UTILS, run_parser, wheel_source
+from dstune.export._openrlhf_parser import run_parser
 from dstune.frameworks.openrlhf import examples, make_plan
 from dstune.frameworks.openrlhf._deepspeed import assumed_eval_config, assumed_train_config
-
-STRATEGY = "openrlhf/utils/deepspeed/deepspeed.py"
-
-
-@pytest.fixture(scope="module")
-def builders(wheel: Path) -> types.SimpleNamespace:
-    pytest.importorskip("deepspeed")
-    utils = types.ModuleType("deepspeed_utils")
-    exec(compile(wheel_source(wheel, DS_UTILS), DS_UTILS, "exec"), utils.__dict__)
-    tree = ast.parse(wheel_source(wheel, STRATEGY))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DeepspeedStrategy")
-    wanted = [
-        f
-        for f in cls.body
-        if isinstance(f, ast.FunctionDef) and f.name in ("get_ds_train_config", "get_ds_eval_config")
-    ]
-    scope: dict[str, Any] = {"Optional": Optional, **utils.__dict__}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), STRATEGY, "exec"), scope)
-    return types.SimpleNamespace(train=scope["get_ds_train_config"], eval=scope["get_ds_eval_config"])
-
-
-def _strategy(args: Any) -> types.SimpleNamespace:
-    """The attributes DeepspeedStrategy.__init__ sets from get_strategy(args) (utils/utils.py)."""
-    return types.SimpleNamespace(
-        stage=args.ds.zero_stage,
-        train_batch_size=args.train.batch_size,
-        micro_train_batch_size=args.train.micro_batch_size,
-        param_dtype=args.ds.param_dtype,
-        max_norm=1.0,
-        adam_offload=args.ds.adam_offload,
-        zpg=args.ds.zpg,
-        use_ds_universal_ckpt=args.ds.use_universal_ckpt,
-        grad_accum_dtype=args.ds.grad_accum_dtype,
-        overlap_comm=args.ds.overlap_comm,
-        deepcompile=args.ds.deepcompile,
-        ds_tensor_parallel_size=args.ds.tensor_parallel_size,
-        ring_attn_size=args.ds.ring_attn_size,
-        use_dynamic_batch=args.train.dynamic_batch_enable,
-    )
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:
@@ -76,7 +34,7 @@ def test_assumed_configs_match_openrlhfs(plan, builders, sources: tuple[str, str
     from deepspeed.runtime.config import DeepSpeedConfig
 
     args = run_parser(plan_argv(plan, "m", "r"), *sources).namespace
-    strategy = _strategy(args)
+    strategy = builders.strategy(args)
     train = builders.train(strategy)
     for key, value in assumed_train_config(plan).items():
         assert _get(train, key) == value, key

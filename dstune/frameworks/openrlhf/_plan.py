@@ -97,7 +97,8 @@ class OpenRLHFPlan:
         return int(explicit) if explicit else max(1, int(self["data.max_len"]) - self.job.prompt_tokens)
 
     def groups(self) -> dict[str, tuple[str, ...]]:
-        """GPU group -> the roles it hosts, as Ray places them (colocated roles share bundles)."""
+        """GPU group -> the roles it hosts, as train() in train_ppo_ray.py asks Ray for them: colocated roles
+        share one placement group's bundles; every other group reserves GPUs of its own."""
         return dict(self._groups)
 
     @cached_property
@@ -105,8 +106,13 @@ class OpenRLHFPlan:
         roles = ["actor"] + (["ref"] if self.has_ref else [])
         second = (["critic"] if self.has_critic else []) + (["reward"] if self.has_reward_model else [])
         if self["train.colocate_all"]:
-            everything = tuple(roles + second) + (("vllm",) if self.placement == "colocated" else ())
-            out = {"colocated": everything}
+            # train_ppo_ray.py: `if args.critic.model_name_or_path and args.train.colocate_critic_reward:` makes
+            # a second placement group of whole GPUs for critic and reward, even under colocate_all.
+            own = self.has_critic and bool(self["train.colocate_critic_reward"])
+            shared = roles + ([] if own else second)
+            out = {"colocated": tuple(shared) + (("vllm",) if self.placement == "colocated" else ())}
+            if own:
+                out["+".join(second)] = tuple(second)
             if self.placement == "async":
                 out["vllm"] = ("vllm",)
             return out

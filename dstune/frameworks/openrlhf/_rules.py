@@ -12,6 +12,7 @@ from importlib import resources
 import yaml
 
 from ...errors import PlanRuleError
+from ._deepspeed import batch_refusal, role_config, role_worlds
 from ._plan import OpenRLHFPlan
 from ._spec import openrlhf_spec
 
@@ -103,16 +104,24 @@ def _mesh(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
     return None
 
 
-def _train_batch(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
-    if p["train.dynamic_batch_enable"]:
-        return None
-    dp = p.gpus_of("actor") // (int(p["ds.ring_attn_size"]) * int(p["ds.tensor_parallel_size"]))
-    if dp == 0:
-        return None
-    unit = int(p["train.micro_batch_size"]) * dp
-    if int(p["train.batch_size"]) % unit:
+def _role_batches(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
+    """Every role's engine: OpenRLHF gives each the same train batch and micro-batch, and DeepSpeed checks them
+    against that role's own world size; the reference and reward configs keep them under dynamic batching."""
+    if p.gpus_of("actor") % (int(p["ds.ring_attn_size"]) * int(p["ds.tensor_parallel_size"])):
+        return None  # the mesh check names it
+    for role, world in role_worlds(p).items():
+        refusal = batch_refusal(role_config(p, role), world)
+        if refusal:
+            return f"DeepSpeed refuses the {role}'s config on its {world} GPUs: {refusal}"
+    return None
+
+
+def _second_group(p: OpenRLHFPlan, gpus: int, per_node: int) -> str | None:
+    if p["train.colocate_all"] and p.has_critic and p["train.colocate_critic_reward"]:
+        extra = p.gpus_of("critic")
         return (
-            f"train.batch_size {p['train.batch_size']} is not a multiple of micro batch x data-parallel ranks = {unit}"
+            f"with train.colocate_all, train.colocate_critic_reward makes Ray reserve {extra} more whole GPUs for "
+            "critic and reward (a second placement group); drop --train.colocate_critic_reward"
         )
     return None
 
@@ -142,7 +151,8 @@ CHECKS: tuple[Check, ...] = (
     Check("colocate_all shares the actor's bundles", "train_ppo_ray.py train() placement group", _colocate_all_bundles),
     Check("colocated critic and reward have equal sizes", "train_ppo_ray.py train()", _critic_reward),
     Check("world divisible by ring x TP", "DeepspeedStrategy mesh", _mesh),
-    Check("train_batch_size = micro x GAS x world", "DeepSpeed config check", _train_batch),
+    Check("train_batch_size = micro x GAS x world, per role", "DeepSpeedConfig batch assertion", _role_batches),
+    Check("colocate_all keeps critic and reward in its bundles", "train_ppo_ray.py train() placement", _second_group),
     Check("the plan fits the cluster", "Ray placement", _cluster),
     Check("DeepSpeed AutoTP", "not modelled by dstune", _autotp_dtype),
 )
