@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..catalog import STACK_PACKAGES, Stack
 from ._cache import he_statuses, stack_key
 from ._frameworks import framework_findings, framework_versions
 from ._he import HeStatus
-from ._known import KnownIssue, Stack, known_issues
+from ._known import KnownIssue, known_issues
 from ._locks import find_locks
 from ._ops import OpStatus, op_statuses
 from ._stack import installed_versions, runtime_versions
@@ -175,7 +176,9 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     host = detect_host()
     ops = tuple(op_statuses())
     stack = Stack(
-        versions=versions, he_kernels={s.family: s.kernels for s in he}, he_verdicts={s.family: s.verdict for s in he}
+        name="local",
+        requires={p: f"=={versions[p]}" for p in STACK_PACKAGES if versions.get(p)},
+        he_verdicts={s.family: s.verdict for s in he},
     )
     issues = _stack_issues(stack)
     findings = [
