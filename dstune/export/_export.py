@@ -15,6 +15,7 @@ from ..plan import make_plan, step_strategy
 from ..record import Status
 from ._configs import role_configs
 from ._files import atomic_write, dump_json, now_iso, trials_table, versions
+from ._pins import REQUIREMENTS, preflight_lines, requirements_text
 from ._script import baseline_warnings, launch_script
 
 
@@ -139,6 +140,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
         "he_kernels": req.he_kernels if step_strategy(setup.step).uses_hybrid_engine else None,
+        "stack": req.stack.to_json() if req.stack is not None else None,
         "interval": {"level": 0.9, "note": req.interval_note},
         "headroom": info.headroom,
         "memory_cap_bytes": int(req.cap_bytes),
@@ -178,7 +180,10 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
             cluster=setup.cluster,
             header=header,
             warnings=baseline_warnings(result.picks.baseline_issues),
+            preflight=preflight_lines(req.stack) if req.stack is not None else (),
         )
+        if req.stack is not None:
+            texts[REQUIREMENTS] = requirements_text(req.stack)
     meta = {
         "step": setup.step,
         "model": setup.model.name,

@@ -75,6 +75,7 @@ def launch_script(
     cluster: ClusterSpec,
     header: str = "",
     warnings: Sequence[str] = (),
+    preflight: Sequence[str] = (),
 ) -> str:
     """Bash script in DeepSpeed-Chat's training_scripts style; run it from DeepSpeed-Chat's step folder."""
     strategy = step_strategy(plan.step)
@@ -85,6 +86,7 @@ def launch_script(
         f"# Run from DeepSpeed-Chat's training/{strategy.script.folder}/ folder.",
         "set -euo pipefail",
         "",
+        *preflight,
     ]
     preamble, args = strategy.script_models(hub_id, model, critic_model)
     lines += preamble
