@@ -38,6 +38,8 @@ def resolve_stack(value: str) -> Stack:
     path = Path(value)
     if path.is_file():
         return stack_from_file(path)
+    if "/" in value or path.suffix in (".txt", ".json", ".in"):
+        raise UserInputError(f"--stack {value}: no such file")
     return named_stack(value)
 
 
