@@ -43,7 +43,7 @@ def resolve_stack(value: str) -> Stack:
     return named_stack(value)
 
 
-def target_stack(value: str | None, backend: str, family: str) -> tuple[Stack, str]:
+def target_stack(value: str | None, backend: str, family: str, framework: str = "deepspeed-chat") -> tuple[Stack, str]:
     """(the stack the plan targets, the line that names it): profile measures here, so only `local`."""
     if backend == "profile":
         if value not in (None, LOCAL):
@@ -57,9 +57,9 @@ def target_stack(value: str | None, backend: str, family: str) -> tuple[Stack, s
         stack = resolve_stack(LOCAL)
         return stack, f"target stack: {stack.label}, this machine's (replay answers from recorded trials)"
     if value is None:
-        stack = reference_stack("deepspeed-chat", family)
+        stack = reference_stack(framework, family)
         return stack, (
-            f"target stack: {stack.label}, DeepSpeed-Chat's reference for {family} ({stack.description}); "
+            f"target stack: {stack.label}, the {framework} reference for {family}; "
             "--stack local plans for this machine's, --stack FILE for a cluster's"
         )
     stack = resolve_stack(value)

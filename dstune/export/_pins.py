@@ -84,3 +84,12 @@ def preflight_lines(stack: Stack) -> list[str]:
         "fi",
         "",
     ]
+
+
+def with_preflight(script: str, stack: Stack) -> str:
+    """A launch script with the preflight right after its `set -euo pipefail` (OpenRLHF's, rendered elsewhere)."""
+    marker = "set -euo pipefail\n"
+    if marker not in script:
+        raise ValueError("launch script has no `set -euo pipefail` line to put the preflight after")
+    head, tail = script.split(marker, 1)
+    return head + marker + "\n".join(preflight_lines(stack)) + "\n" + tail

@@ -117,3 +117,21 @@ def test_requirements_pin_the_named_stack() -> None:
         "tokenizers>=0.21,<0.22",
         "huggingface-hub<1.0",
     ]
+
+
+def test_openrlhf_script_pins_openrlhfs_stack_and_checks_it(stand_in: Path, tmp_path: Path) -> None:
+    """run_openrlhf.sh: OpenRLHF 0.11.2's own pins in requirements.txt, checked before `ray job submit`."""
+    from dstune.cli import main
+
+    out = tmp_path / "out"
+    argv = ["search", "--framework", "openrlhf", "--model", "llama-3-8b", "--gpus", "8", "--gpu-type", "H100-80G"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "openrlhf==0.11.2" in (out / "requirements.txt").read_text().splitlines()
+    assert json.loads((out / "plan.json").read_text())["stack"]["name"] == "openrlhf-0.11.2"
+    script = (out / "run_openrlhf.sh").read_text()
+    assert script.index("DSTUNE_PREFLIGHT") < script.index("ray job submit")
+    ray = stand_in / "ray"
+    ray.write_text('#!/bin/bash\necho called > "$DEEPSPEED_MARKER"\n', encoding="utf-8")
+    ray.chmod(0o755)
+    done, called, _ = _launch(out / "run_openrlhf.sh", stand_in, tmp_path)
+    assert done.returncode == 2 and not called and "openrlhf not installed (pinned ==0.11.2)" in done.stderr
