@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,14 +153,16 @@ def named_stack(name: str) -> Stack:
     )
 
 
-def reference_stack(framework: str, family: str | None = None) -> Stack:
-    """The framework's default target: the newest named stack on which the family's HE kernels hold, else
-    the framework's newest (for DeepSpeed-Chat, constraints/he.txt's stack either way today)."""
+def reference_stack(framework: str, family: str | None = None, runs: Callable[[Stack], bool] | None = None) -> Stack:
+    """The framework's default target: the newest named stack on which the family's HE kernels hold and, when
+    `runs` is given, on which it holds (the shipped script breaks none of that stack's rules); else the newest
+    where the kernels hold; else the framework's newest."""
     own = [s for s in named_stacks() if s.framework == framework]
     if not own:
         raise ValueError(f"no named stack for framework {framework!r} in {STACKS_FILE.name}")
     holding = [s for s in own if family is not None and s.he_verdict(family) == "kernels"]
-    return (holding or own)[0]
+    running = [s for s in holding if runs is not None and runs(s)]
+    return (running or holding or own)[0]
 
 
 def recorded_verdicts(requires: Mapping[str, str]) -> tuple[dict[str, str | None], str]:

@@ -6,6 +6,7 @@ probe. Everything else is data the catalog reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..catalog import STACK_PACKAGES, Stack, named_stack, named_stacks, reference_stack, stack_from_file
@@ -43,8 +44,15 @@ def resolve_stack(value: str) -> Stack:
     return named_stack(value)
 
 
-def target_stack(value: str | None, backend: str, family: str, framework: str = "deepspeed-chat") -> tuple[Stack, str]:
-    """(the stack the plan targets, the line that names it): profile measures here, so only `local`."""
+def target_stack(
+    value: str | None,
+    backend: str,
+    family: str,
+    framework: str = "deepspeed-chat",
+    runs: Callable[[Stack], str] | None = None,
+) -> tuple[Stack, str]:
+    """(the stack the plan targets, the line that names it): profile measures here, so only `local`; simulate
+    defaults to the framework's reference stack (`runs(stack)`: the stack rule the shipped script breaks)."""
     if backend == "profile":
         if value not in (None, LOCAL):
             raise UserInputError(
@@ -57,10 +65,20 @@ def target_stack(value: str | None, backend: str, family: str, framework: str = 
         stack = resolve_stack(LOCAL)
         return stack, f"target stack: {stack.label}, this machine's (replay answers from recorded trials)"
     if value is None:
-        stack = reference_stack(framework, family)
-        return stack, (
-            f"target stack: {stack.label}, the {framework} reference for {family}; "
-            "--stack local plans for this machine's, --stack FILE for a cluster's"
-        )
+        return _reference(framework, family, runs)
     stack = resolve_stack(value)
     return stack, f"target stack: {stack.label} (--stack {value})"
+
+
+def _reference(framework: str, family: str, runs: Callable[[Stack], str] | None) -> tuple[Stack, str]:
+    """The default target and its line; `runs(stack)` names the stack rule the shipped script breaks there ("")."""
+    stack = reference_stack(framework, family, (lambda s: not runs(s)) if runs else None)
+    first = reference_stack(framework, family)
+    why = f"the newest {framework} stack with {family}'s Hybrid Engine kernels"
+    if stack != first and runs is not None:
+        why += f" on which the shipped script runs (on {first.label} it breaks {runs(first)})"
+    elif runs is not None and runs(stack):
+        why += f"; the shipped script breaks {runs(stack)} there"
+    return stack, (
+        f"target stack: {stack.label}, {why}; --stack NAME, local (this machine's) or FILE (a cluster's) to change it"
+    )

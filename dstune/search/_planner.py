@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         _check_workers(options, backend_name)
     from ..doctor import target_stack
 
-    stack, stack_note = target_stack(options.stack, backend_name, setup.model.family)
+    stack, stack_note = target_stack(options.stack, backend_name, setup.model.family, runs=_shipped_breaks(setup))
     he_kernels, he_note = _he_kernels(options, setup, stack)
     from ..calibration import calibration_for
 
@@ -272,6 +273,21 @@ def _check_workers(options: SearchOptions, backend: str) -> None:
         raise UserInputError(
             f"--workers {options.workers} x --gpus {options.gpus} needs {need} GPUs; this machine has {gpus}"
         )
+
+
+def _shipped_breaks(setup: Setup) -> Callable[[Stack], str]:
+    """stack -> the stack rule DeepSpeed-Chat's shipped script for this setup breaks there ("" when none)."""
+    from ..plan import Context, baseline_plan, stack_violations
+
+    def breaks(stack: Stack) -> str:
+        try:
+            base = baseline_plan(setup.step, setup.model, setup.cluster.world_size, critic_model=setup.critic_model)
+        except UserInputError:
+            return ""
+        ctx = Context(setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model, stack=stack)
+        return ", ".join(b.rule for b in stack_violations(base.plan, ctx))
+
+    return breaks
 
 
 def _he_kernels(options: SearchOptions, setup: Setup, stack: Stack) -> tuple[bool, str]:
