@@ -498,6 +498,12 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
             + (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else "")
         )
     result.notes.extend(prepared.notes)
+    if not result.interrupted and not ctrl_c.seen:
+        from ..search import stack_comparison
+
+        compared = stack_comparison(_options(args), prepared, result)
+        if compared:
+            result.notes.insert(0, compared)
     info = ExportInfo(
         backend=req.backend.name,
         backend_note=prepared.backend_note,

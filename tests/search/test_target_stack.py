@@ -88,3 +88,21 @@ def test_a_saved_doctor_json_is_the_stack_as_it_is(env: dict[str, str], tmp_path
     payload = json.loads(dstune(env, *args, "--stack", str(saved)).stdout)
     assert payload["he_kernels"] is False and "probed by dstune doctor where stack.json" in payload["he_kernels_note"]
     assert payload["stack"]["requires"]["transformers"] == "==4.48.3"
+
+
+def test_main_job_says_what_this_machines_stack_gives(main_job) -> None:
+    """Target he differs from this machine where it matters (the HE verdict): both answers, with numbers."""
+    from dstune.doctor import local_stack
+
+    text, plan, _ = main_job
+    local = local_stack()
+    if local.he_verdict("opt") == "kernels" and local.version("deepspeed") == "0.19.8":
+        assert not any(n.startswith("stacks: ") for n in plan["notes"])
+        return
+    line = next(n for n in plan["notes"] if n.startswith("stacks: "))
+    ratio = f"{plan['speedup_over_baseline']['value']:.2f}x the shipped script"
+    assert line.startswith(
+        f"stacks: on he (deepspeed 0.19.8, transformers 4.48.3), pinned in requirements.txt, the pick is {ratio}"
+    )
+    assert f"on this machine's {local.label} opt's Hybrid Engine verdict is {local.he_verdict('opt')}" in line
+    assert "the best plan there is " in line and line in " ".join(text.split()).replace("note: ", "")
