@@ -57,12 +57,15 @@ def _launcher(cluster: ClusterSpec) -> list[str]:
     return ["deepspeed", "--num_gpus", str(cluster.gpus_per_node), "--master_port", "12346"]
 
 
-def baseline_warnings(issues: Sequence[Any]) -> list[str]:
+def baseline_warnings(issues: Sequence[Any], pick_hits: Sequence[str] = ()) -> list[str]:
     """Header comment lines saying that DeepSpeed-Chat's shipped script hits a known-broken combination,
-    so whoever compares this script with it knows the shipped one fails here (and why this one differs)."""
+    so whoever compares this script with it knows the shipped one fails here (and why this one differs). An
+    issue the pick hits too (`pick_hits`, kept by --known-issues mark) is said to be hit by this plan as well."""
     return [
         f"# WARNING: DeepSpeed-Chat's shipped script for this job hits known issue {i.id} "
-        f"(broken on this stack): {i.consequence}. This plan avoids it; speedups are against the script as shipped."
+        f"(broken on the target stack): {i.consequence}. "
+        + ("This plan hits it too (--known-issues mark kept it); " if i.id in pick_hits else "This plan avoids it; ")
+        + "speedups are against the script as shipped."
         for i in issues
     ]
 
