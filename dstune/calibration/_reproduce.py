@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import ClusterSpec, ModelSpec, load_gpu, load_model, make_cluster
+from ..catalog import ClusterSpec, ModelSpec, Stack, load_gpu, load_model, make_cluster, named_stack
 from ..catalog._models import spec_from_hf_config
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table, plans_to_columns
 from ..errors import DstuneError
@@ -89,6 +89,8 @@ class Case:
     """How the source's method was read for this row."""
     skipped: str | None = None
     """Why this row cannot be reproduced (e.g. a model missing from the catalog)."""
+    stack: Stack | None = None
+    """The stack the source ran (DeepSpeed-Chat's rows: `dschat-2023`); None: eager attention, no stack rules."""
 
     @property
     def plans(self) -> tuple[Plan, ...]:
@@ -110,7 +112,7 @@ class Case:
 
     @property
     def context(self) -> Context:
-        return Context(world_size=self.row.gpus, model=self.model, critic_model=self.critic_model)
+        return Context(world_size=self.row.gpus, model=self.model, critic_model=self.critic_model, stack=self.stack)
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,10 @@ class Choice:
 
 
 def _valid(plans: Sequence[Plan], ctx: Context) -> tuple[Plan, ...]:
-    """DeepSpeed-Chat's rules, not the installed DeepSpeed's limits (stack=False): the sources ran the DeepSpeed
-    of their time. Table 1's TP cells were measured in April 2023 on DeepSpeed 0.9.0/0.9.1, whose Hybrid Engine
-    sliced the weights for inference_tp_size without an mpu; from 0.9.2 on it needs one (he_tp_cannot_shard)."""
-    return tuple(p for p in plans if not violations(p, ctx, stack=False))
+    """Every rule on the source's own stack (`ctx.stack`): Table 1's TP cells were measured in April 2023 on
+    DeepSpeed 0.9.0 (`dschat-2023`), whose Hybrid Engine sliced the weights for inference_tp_size without an
+    mpu, so he_tp_cannot_shard holds them valid there; on DeepSpeed >= 0.9.2 it would not."""
+    return tuple(p for p in plans if not violations(p, ctx))
 
 
 def _batches(gpus: int, largest: int = 64) -> list[int]:
@@ -229,28 +231,35 @@ SCRIPTS_BEFORE_EMA = "DeepSpeedExamples 3a77097a (2023-04-21, #346)"
 figures (2023-04-12) were measured: the scripts those rows ran keep no EMA copy, whatever the script has now."""
 
 
+DSCHAT_STACK = "dschat-2023"
+"""The stack DeepSpeed-Chat's April 2023 rows ran (catalog/data/stacks.json), passed as any --stack is."""
+
+
 def dschat_table1(row: EvidenceRow) -> Case:
     model, critic, cluster = _setup(row)
     plan, script = _script_plan(row, model, critic)
-    ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
+    stack = named_stack(DSCHAT_STACK)
+    ctx = Context(world_size=row.gpus, model=model, critic_model=critic, stack=stack)
     reading = (
         f"{script} knobs; gen batch = train batch = largest power of two that fits with <= {MAX_PAIRS_PER_STEP} "
         "pairs per step, over the HE's TP size (up to a node) and gather partition; else the first ladder rung "
         "that fits"
     )
-    return Case(row, model, critic, cluster, _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node), reading)
+    rungs = _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node)
+    return Case(row, model, critic, cluster, rungs, reading, stack=stack)
 
 
 def dschat_max_model(row: EvidenceRow) -> Case:
     model, critic, cluster = _setup(row)
     plan, script = _script_plan(row, model, critic)
-    ctx = Context(world_size=row.gpus, model=model, critic_model=critic)
+    stack = named_stack(DSCHAT_STACK)
+    ctx = Context(world_size=row.gpus, model=model, critic_model=critic, stack=stack)
     reading = (
         f"fits if some plan of DeepSpeed-Chat's largest-model recipe from {script} (ZeRO-3, checkpointing, "
         "LoRA-only, reference offload; no optimizer offload, pinned HE) fits at some batch (1-64)"
     )
     rungs = _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node, last=RECIPE_END)
-    return Case(row, model, critic, cluster, rungs, reading)
+    return Case(row, model, critic, cluster, rungs, reading, stack=stack)
 
 
 def fixed_plan(row: EvidenceRow) -> Case:
@@ -260,7 +269,10 @@ def fixed_plan(row: EvidenceRow) -> Case:
     return Case(row, model, critic, cluster, (("stated", (plan,)),), reading)
 
 
-dschat_script = fixed_plan
+def dschat_script(row: EvidenceRow) -> Case:
+    """A DeepSpeed-Chat README example: the stated settings, on the stack those examples ran (`dschat-2023`)."""
+    return replace(fixed_plan(row), stack=named_stack(DSCHAT_STACK))
+
 
 REPRODUCERS: dict[str, Callable[[EvidenceRow], Case]] = {
     "dschat_table1": dschat_table1,
@@ -281,12 +293,14 @@ def reproduce(row: EvidenceRow) -> Case:
 
 PUBLISHED_STACK = 1.0
 """Every published row (2020-2023) ran attention eagerly, in fp16: DeepSpeed-Chat's 2023 runs on transformers 4.28
-(SDPA became the default for OPT and LLaMA in 4.36, Dec 2023); Megatron's GPT of the ZeRO-Offload and Azure rows
-keeps its softmax too. Their activations are the measured 'published' stack (costmodel/data/activations.json)."""
+(the `dschat-2023` stack says so: SDPA became the default in 4.36, Dec 2023); Megatron's GPT of the ZeRO-Offload
+and Azure rows, which name no stack, keeps its softmax too. Their activations are the measured 'published' stack
+(costmodel/data/activations.json)."""
 
 
 def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[str, np.ndarray]:
-    constants = replace(constants, published_stack=PUBLISHED_STACK)
+    eager = case.stack.eager_attention if case.stack is not None else None
+    constants = replace(constants, published_stack=PUBLISHED_STACK if eager in (True, None) else 0.0)
     return estimate_table(
         case.row.step,
         plans_to_columns(list(plans)),

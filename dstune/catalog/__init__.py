@@ -23,6 +23,8 @@ from dstune.catalog._models import (
 )
 from dstune.catalog._pairing import default_critic
 from dstune.catalog._setup import Setup, resolve_setup
+from dstune.catalog._stack_files import stack_from_file
+from dstune.catalog._stacks import SETTLE, STACK_PACKAGES, Stack, named_stack, named_stacks, reference_stack
 
 __all__ = [
     "default_critic",
@@ -43,4 +45,11 @@ __all__ = [
     "make_cluster",
     "resolve_gpu_type",
     "resolve_setup",
+    "SETTLE",
+    "STACK_PACKAGES",
+    "Stack",
+    "named_stack",
+    "named_stacks",
+    "reference_stack",
+    "stack_from_file",
 ]

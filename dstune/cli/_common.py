@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
-from ..catalog import Setup
+from ..catalog import Setup, Stack
 from ..catalog import resolve_setup as _resolve_setup
 from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, Context, Plan, make_plan, parse_assignments, step_names, step_strategy, validate
@@ -63,10 +63,12 @@ def resolve_setup(args: argparse.Namespace) -> Setup:
     )
 
 
-def resolve_plan(setup: Setup, assignments: list[str]) -> Plan:
-    """DeepSpeed-Chat defaults plus --set values, checked against the hard rules."""
+def resolve_plan(setup: Setup, assignments: list[str], stack: Stack | None = None) -> Plan:
+    """DeepSpeed-Chat defaults plus --set values, checked against the hard rules (its stack rules on `stack`,
+    the installed one when None)."""
     plan = make_plan(setup.step, parse_assignments(setup.step, assignments))
-    validate(plan, Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model))
+    world = setup.cluster.world_size
+    validate(plan, Context(world_size=world, model=setup.model, critic_model=setup.critic_model, stack=stack))
     setup.cluster.gpu.peak_tflops(plan.dtype)
     return plan
 
@@ -115,3 +117,16 @@ def print_json(payload: Any) -> None:
 
 def gib(value: float) -> str:
     return f"{value / 2**30:,.2f} GiB"
+
+
+def add_stack_argument(parser: argparse.ArgumentParser) -> None:
+    """--stack: the software stack the plan will run on (not necessarily this machine's)."""
+    parser.add_argument(
+        "--stack",
+        default=None,
+        metavar="NAME|local|FILE",
+        help="the stack the plan will run on: a named stack (he: constraints/he.txt; dschat-2023: DeepSpeed 0.9.0 "
+        "+ transformers 4.28.1), local (this machine's), or a file from the cluster (pip freeze output, a "
+        "requirements file, or a saved 'dstune doctor --json'); default: simulate targets DeepSpeed-Chat's "
+        "reference stack for the model family, profile this machine's",
+    )

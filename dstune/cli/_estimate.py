@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ._command import Command
-from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from ._common import add_setup_arguments, add_stack_argument, gib, print_json, resolve_plan, resolve_setup
 from ._inputs import check_argv, check_setup_flags
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     add_setup_arguments(parser)
+    add_stack_argument(parser)
     parser.add_argument(
         "--he-kernels",
         choices=("yes", "no", "auto"),
@@ -125,7 +127,10 @@ def _run(args: argparse.Namespace) -> int:
         return run_estimate(args)
     check_setup_flags(args)
     setup = resolve_setup(args)
-    plan = resolve_plan(setup, args.assignments)
+    from ..doctor import target_stack
+
+    stack, stack_note = target_stack(args.stack, "simulate", setup.model.family)
+    plan = resolve_plan(setup, args.assignments, stack)
     from ..costmodel import estimate
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
@@ -134,18 +139,22 @@ def _run(args: argparse.Namespace) -> int:
         from ..doctor import match_known_issues, resolve_he_kernels
         from ..plan import plan_to_dict
 
-        he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family)
-        issues = [i for i in match_known_issues(plan_to_dict(plan), setup.model) if i.severity == "broken"]
+        he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family, stack)
+        values = plan_to_dict(plan)
+        issues = [i for i in match_known_issues(values, setup.model, stack) if i.severity == "broken"]
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
+    constants = calibration.constants
+    if stack.eager_attention is not None:
+        constants = replace(constants, published_stack=1.0 if stack.eager_attention else 0.0)
     result = estimate(
         plan,
         setup.model,
         setup.cluster,
         critic_model=setup.critic_model,
         he_kernels=he_kernels,
-        constants=calibration.constants,
+        constants=constants,
     )
     factor = calibration.interval_factor
     if args.json:
@@ -153,7 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         payload["gpu_note"] = setup.gpu_note
         payload["he_kernels"] = he_kernels if uses_he else None
         payload["he_kernels_note"] = he_note or None
-        payload["broken_on_this_stack"] = [i.to_json() for i in issues]
+        payload["stack"] = stack.to_json()
+        payload["broken_on_target_stack"] = [i.to_json() for i in issues]
         payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
         payload["calibration"] = calibration.backing
         payload["plan_basis"] = plan_basis(setup, plan)
@@ -164,9 +174,10 @@ def _run(args: argparse.Namespace) -> int:
             f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
             f"({calibration.backing})"
         )
+        print(stack_note)
         print(_basis_line(plan_basis(setup, plan)))
         for issue in issues:
-            print(f"BROKEN ON THIS STACK ({issue.id}): {issue.consequence}")
+            print(f"BROKEN ON STACK {stack.name} ({issue.id}): {issue.consequence}")
         render_estimate(result, note)
     return 0
 

@@ -263,6 +263,7 @@ def run_search(args: argparse.Namespace) -> int:
     from ..export import start_checker
     from ..export._openrlhf import check_deepspeed, write_launch_script
     from ..frameworks.openrlhf import plan_known_issues, validate
+    from ..record import atomic_write
     from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
     from ..search._openrlhf_explore import (
         alternatives_payload,
@@ -279,6 +280,9 @@ def run_search(args: argparse.Namespace) -> int:
     if args.backend == "profile":
         raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
     setup = _setup(args)
+    from ..doctor import target_stack
+
+    stack, _ = target_stack(getattr(args, "stack", None), "simulate", setup.model.family, framework="openrlhf")
     gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
     base, basis = _job_plan(args, gpus, per_node)
     start_checker()  # DeepSpeed's config class loads while the search runs
@@ -333,7 +337,10 @@ def run_search(args: argparse.Namespace) -> int:
         None,
         f"dstune pick for {setup.model.name} {pick.estimator} on {gpus} x {setup.cluster.gpu.name}",
     )
-    write_launch_script(out / "run_openrlhf.sh", script)
+    from ..export._pins import REQUIREMENTS, requirements_text, with_preflight
+
+    write_launch_script(out / "run_openrlhf.sh", with_preflight(script, stack))
+    atomic_write(out / REQUIREMENTS, requirements_text(stack))
     speedup = row["samples_per_s"] / base_row["samples_per_s"] if base_row.get("feasible") else None
     placements = {}
     for placement, index in best_by_placement(result.table).items():
@@ -373,11 +380,10 @@ def run_search(args: argparse.Namespace) -> int:
         "alternatives": alternatives_payload(alternatives),
         "launch_script": str(out / "run_openrlhf.sh"),
         "openrlhf_version": framework_strategy("openrlhf").supported_versions[0],
+        "stack": stack.to_json(),
         "version_note": version_note(),
         "known_issues": plan_known_issues(pick),
     }
-    from ..record import atomic_write
-
     atomic_write(out / "plan.json", json.dumps(payload, indent=2, default=str) + "\n")
     if args.json:
         from ._common import print_json

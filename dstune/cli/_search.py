@@ -11,7 +11,7 @@ from ..costmodel import DEFAULT_CONSTANTS
 from ..errors import UserInputError
 from ..record import Status
 from ._command import Command
-from ._common import add_setup_arguments, gib, print_json
+from ._common import add_setup_arguments, add_stack_argument, gib, print_json
 from ._inputs import check_argv, check_out_folder, check_setup_flags
 from ._interrupt import CtrlC, mark_partial
 from ._outcome import failure_summary
@@ -62,6 +62,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="whether Hybrid Engine generation uses DeepSpeed's inference kernels in the predictions; "
         "auto (default): what 'dstune doctor' finds for the model's family on this stack",
     )
+    add_stack_argument(parser)
     parser.add_argument(
         "--known-issues",
         choices=("mark", "exclude"),
@@ -394,6 +395,7 @@ def _options(args: argparse.Namespace) -> Any:
         trials=args.trials,
         workers=args.workers,
         he_kernels=args.he_kernels,
+        stack=args.stack,
         known_issues=args.known_issues,
         tie_tolerance=args.tie_tolerance,
         seed=args.seed,
@@ -463,6 +465,7 @@ def _run(args: argparse.Namespace) -> int:
         from rich.markup import escape
 
         console = Console()
+        console.print(prepared.stack_note, style="bold", highlight=False, markup=False)
         console.print(
             f"[bold]{escape(prepared.backend_note)}[/bold]; "
             + escape(f"{setup.gpu_note}; space {shown_path(req.space.path)}")
@@ -495,6 +498,12 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
             + (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else "")
         )
     result.notes.extend(prepared.notes)
+    if not result.interrupted and not ctrl_c.seen:
+        from ..search import stack_comparison
+
+        compared = stack_comparison(_options(args), prepared, result)
+        if compared:
+            result.notes.insert(0, compared)
     info = ExportInfo(
         backend=req.backend.name,
         backend_note=prepared.backend_note,

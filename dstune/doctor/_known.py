@@ -2,7 +2,8 @@
 
 A plan is a dict of DeepSpeed-Chat knob -> value, or a column table (knob -> numpy
 array, one row per candidate) for a vectorised mask. The model is a catalog spec
-or a family name; the stack is the installed versions plus the doctor's HE status.
+or a family name; the stack is the target `catalog.Stack` (versions and HE verdicts), the installed
+one (`local`) only when asked for.
 A clause on a knob the plan does not have never matches (e.g. PPO knobs on an SFT plan).
 """
 
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..catalog import ModelSpec
+from ..catalog import ModelSpec, Stack
 
 Severity = Literal["broken", "risky"]
 _OPS = {
@@ -75,17 +76,6 @@ class KnownIssue:
         }
 
 
-@dataclass(frozen=True, kw_only=True)
-class Stack:
-    """What the matcher needs to know about the installed software."""
-
-    versions: Mapping[str, str | None]
-    he_kernels: Mapping[str, bool | None]
-    """Family -> the doctor's HE status (None: unknown)."""
-    he_verdicts: Mapping[str, str | None] = field(default_factory=dict)
-    """Family -> the doctor's HE verdict (kernels, no kernels, broken; None: unknown)."""
-
-
 def _issue(raw: Mapping[str, Any]) -> KnownIssue:
     clauses = []
     for knob, condition in (raw.get("when") or {}).items():
@@ -121,16 +111,10 @@ def known_issues() -> tuple[KnownIssue, ...]:
 
 
 def current_stack() -> Stack:
-    """Installed versions (metadata) and the cached HE probe (probed once per stack)."""
-    from ._cache import he_statuses
-    from ._stack import installed_versions
+    """Installed versions (metadata) and the cached HE probe (probed once per stack): the `local` stack."""
+    from ._target import local_stack
 
-    statuses = he_statuses()
-    return Stack(
-        versions=installed_versions(),
-        he_kernels={f: s.kernels for f, s in statuses},
-        he_verdicts={f: s.verdict for f, s in statuses},
-    )
+    return local_stack()
 
 
 def _family_and_gqa(model: ModelSpec | str) -> tuple[str, bool | None]:
@@ -158,9 +142,9 @@ def _applies(issue: KnownIssue, family: str, gqa: bool | None, stack: Stack) -> 
     for package, spec in issue.versions.items():
         from packaging.specifiers import SpecifierSet
 
-        installed = stack.versions.get(package)
-        if installed is None or installed not in SpecifierSet(spec, prereleases=True):
-            return False
+        version = stack.versions.get(package)
+        if version is None or version not in SpecifierSet(spec, prereleases=True):
+            return False  # an unpinned version never matches: the issue is not claimed
     return True
 
 

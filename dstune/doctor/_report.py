@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..catalog import STACK_PACKAGES, Stack
 from ._cache import he_statuses, stack_key
 from ._frameworks import framework_findings, framework_versions
 from ._he import HeStatus
-from ._known import KnownIssue, Stack, known_issues
+from ._known import KnownIssue, known_issues
 from ._locks import find_locks
 from ._ops import OpStatus, op_statuses
 from ._stack import installed_versions, runtime_versions
@@ -45,7 +46,7 @@ class DoctorReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "versions": self.versions,
-            "hybrid_engine": {s.family: s.to_json() for s in self.he},
+            "hybrid_engine": {s.family: _he_json(s) for s in self.he},
             "gpus": [vars(g) for g in self.gpus],
             "gpu_links": [vars(link) for link in self.links],
             "gpu_note": self.gpu_note,
@@ -62,6 +63,13 @@ class DoctorReport:
             "findings": [vars(f) for f in self.findings],
             "wall_s": round(self.wall_s, 3),
         }
+
+
+def _he_json(status: HeStatus) -> dict[str, Any]:
+    """A family's probe for `doctor --json`: `policy_found` says what the probe's `kernels` field means (DeepSpeed
+    found an inference policy), so no field reads "kernels: true" beside a verdict that is not kernels."""
+    data = status.to_json()
+    return {"policy_found": data.pop("kernels"), **data}
 
 
 def _stack_issues(stack: Stack) -> tuple[KnownIssue, ...]:
@@ -179,7 +187,9 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
     host = detect_host()
     ops = tuple(op_statuses())
     stack = Stack(
-        versions=versions, he_kernels={s.family: s.kernels for s in he}, he_verdicts={s.family: s.verdict for s in he}
+        name="local",
+        requires={p: f"=={versions[p]}" for p in STACK_PACKAGES if versions.get(p)},
+        he_verdicts={s.family: s.verdict for s in he},
     )
     issues = _stack_issues(stack)
     findings = [

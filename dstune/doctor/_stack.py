@@ -5,8 +5,19 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES: tuple[str, ...] = ("torch", "deepspeed", "transformers", "accelerate", "optuna", "numpy", "nvidia-ml-py")
-"""Distributions whose versions change what a measurement or a prediction means."""
+PACKAGES: tuple[str, ...] = (
+    "torch",
+    "deepspeed",
+    "transformers",
+    "tokenizers",
+    "huggingface_hub",
+    "accelerate",
+    "optuna",
+    "numpy",
+    "nvidia-ml-py",
+)
+"""Distributions whose versions change what a measurement or a prediction means (a saved `doctor --json`
+is a `--stack` file: it must carry catalog.STACK_PACKAGES; openrlhf, vllm and ray come from _frameworks)."""
 
 PROBE_KEY_PACKAGES: tuple[str, ...] = ("deepspeed", "transformers", "torch")
 """The versions that decide DeepSpeed's inference-policy lookup (the HE probe's cache key)."""

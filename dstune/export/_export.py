@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from ..plan import make_plan, step_strategy
+from ..plan import make_plan, plan_to_dict, step_strategy
 from ..record import Status
 from ._configs import role_configs
 from ._files import atomic_write, dump_json, now_iso, trials_table, versions
+from ._pins import REQUIREMENTS, preflight_lines, requirements_text
 from ._script import baseline_warnings, launch_script
 
 
@@ -139,6 +140,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
         "tie_tolerance": req.tie_tolerance,
         "he_kernels": req.he_kernels if step_strategy(setup.step).uses_hybrid_engine else None,
+        "stack": req.stack.to_json() if req.stack is not None else None,
         "interval": {"level": 0.9, "note": req.interval_note},
         "headroom": info.headroom,
         "memory_cap_bytes": int(req.cap_bytes),
@@ -155,6 +157,20 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "versions": versions(),
         "created": now_iso(),
     }
+
+
+def _pick_hits(result: Any, plan: Any) -> tuple[str, ...]:
+    """Ids of the broken known issues and stack rules the exported pick itself hits on the target stack."""
+    from ..doctor import match_known_issues
+    from ..plan import Context, stack_violations
+
+    req = result.request
+    setup = req.setup
+    if req.stack is None:
+        return ()
+    ctx = Context(setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model, stack=req.stack)
+    issues = match_known_issues(plan_to_dict(plan), setup.model, req.stack)
+    return tuple(i.id for i in issues if i.severity == "broken") + tuple(b.rule for b in stack_violations(plan, ctx))
 
 
 def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
@@ -177,8 +193,11 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
             critic_model=setup.critic_model,
             cluster=setup.cluster,
             header=header,
-            warnings=baseline_warnings(result.picks.baseline_issues),
+            warnings=baseline_warnings(result.picks.baseline_issues, _pick_hits(result, plan)),
+            preflight=preflight_lines(req.stack) if req.stack is not None else (),
         )
+        if req.stack is not None:
+            texts[REQUIREMENTS] = requirements_text(req.stack)
     meta = {
         "step": setup.step,
         "model": setup.model.name,

@@ -57,12 +57,15 @@ def _launcher(cluster: ClusterSpec) -> list[str]:
     return ["deepspeed", "--num_gpus", str(cluster.gpus_per_node), "--master_port", "12346"]
 
 
-def baseline_warnings(issues: Sequence[Any]) -> list[str]:
+def baseline_warnings(issues: Sequence[Any], pick_hits: Sequence[str] = ()) -> list[str]:
     """Header comment lines saying that DeepSpeed-Chat's shipped script hits a known-broken combination,
-    so whoever compares this script with it knows the shipped one fails here (and why this one differs)."""
+    so whoever compares this script with it knows the shipped one fails here (and why this one differs). An
+    issue the pick hits too (`pick_hits`, kept by --known-issues mark) is said to be hit by this plan as well."""
     return [
         f"# WARNING: DeepSpeed-Chat's shipped script for this job hits known issue {i.id} "
-        f"(broken on this stack): {i.consequence}. This plan avoids it; speedups are against the script as shipped."
+        f"(broken on the target stack): {i.consequence}. "
+        + ("This plan hits it too (--known-issues mark kept it); " if i.id in pick_hits else "This plan avoids it; ")
+        + "speedups are against the script as shipped."
         for i in issues
     ]
 
@@ -75,6 +78,7 @@ def launch_script(
     cluster: ClusterSpec,
     header: str = "",
     warnings: Sequence[str] = (),
+    preflight: Sequence[str] = (),
 ) -> str:
     """Bash script in DeepSpeed-Chat's training_scripts style; run it from DeepSpeed-Chat's step folder."""
     strategy = step_strategy(plan.step)
@@ -85,6 +89,7 @@ def launch_script(
         f"# Run from DeepSpeed-Chat's training/{strategy.script.folder}/ folder.",
         "set -euo pipefail",
         "",
+        *preflight,
     ]
     preamble, args = strategy.script_models(hub_id, model, critic_model)
     lines += preamble

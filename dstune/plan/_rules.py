@@ -15,7 +15,7 @@ from ._knobs import Plan
 from ._step import step_strategy
 
 if TYPE_CHECKING:
-    from ..catalog import ModelSpec
+    from ..catalog import ModelSpec, Stack
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Context:
     world_size: int
     model: ModelSpec | None = None
     critic_model: ModelSpec | None = None
+    stack: Stack | None = None
+    """The stack the plan will run on (its stack rules read it); None: the installed one."""
 
 
 PlanT = TypeVar("PlanT", bound=Plan)
@@ -40,8 +42,9 @@ class Rule(Generic[PlanT]):
     reads: tuple[str, ...]
     check: Callable[[PlanT, Context], str | None]
     stack: bool = False
-    """A limit of the installed DeepSpeed, not of DeepSpeed-Chat's flags: a shipped script may break it. Its
-    baseline stays the baseline (what users run), labelled unable to run here, and is never the pick."""
+    """A limit of the target stack's DeepSpeed (`Context.stack`), not of DeepSpeed-Chat's flags: a shipped
+    script may break it. Its baseline stays the baseline (what users run), labelled unable to run on that
+    stack, and is never the pick."""
     sources: tuple[str, ...] = ()
     """Where the code says so (for a stack rule, cited wherever a baseline is labelled by it)."""
 

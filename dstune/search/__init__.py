@@ -6,6 +6,7 @@ from ..plan import Baseline, baseline_plan, nearest_script
 from ..record import TrialRow
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, read_table
 from ._calibrate import Calibration, Observation, fit_constants
+from ._elsewhere import stack_comparison
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, BaselineIssue, JobPick, Picks, Speedup, changes, choose, fits, memory_of
@@ -24,6 +25,7 @@ __all__ = [
     "PreparedSearch",
     "SearchOptions",
     "plan_search",
+    "stack_comparison",
     "EXPLORE_OPTIONS",
     "TIE_TOLERANCE",
     "JobPick",

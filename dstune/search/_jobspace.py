@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..catalog import ModelSpec
+from ..catalog import ModelSpec, Stack
 from ..errors import UserInputError
 from ..plan import (
     Baseline,
@@ -74,8 +74,10 @@ def resolve_job(
     *,
     critic_model: ModelSpec | None = None,
     global_batch: int | None = None,
+    stack: Stack | None = None,
 ) -> tuple[SearchSpace, Baseline]:
-    """The space restricted to the baseline's job (unless widened), and the baseline for that job."""
+    """The space restricted to the baseline's job (unless widened), and the baseline for that job; `stack` (the
+    target, None: installed) decides which of its stack rules the baseline breaks."""
     step = space.step
     jobs = set(job_knobs(step))
     pins = {k: space.fixed[k] for k in space.pinned if k in jobs}
@@ -102,7 +104,7 @@ def resolve_job(
             update_batch=batches[figures[1]] if len(figures) > 1 else None,
         )
     plan = make_plan(step, values)
-    ctx = Context(world_size=world, model=model, critic_model=critic_model)
+    ctx = Context(world_size=world, model=model, critic_model=critic_model, stack=stack)
     broken = violations(plan, ctx, stack=False)
     if broken:
         raise UserInputError(f"baseline {baseline.script} with this job breaks a rule: {broken[0]}")

@@ -84,7 +84,7 @@ class Speedup:
             return f"{self.value:.2f}x"
         span = f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
         if self.tie:
-            return f"no clear difference ({self.value:.2f}x predicted, {span})"
+            return f"no clear difference{_direction(self.value)} ({self.value:.2f}x predicted, {span})"
         return f"{self.value:.2f}x ({span})"
 
     def versus(self, reference: str, subject: str = "the pick") -> str:
@@ -109,16 +109,23 @@ class Speedup:
 def compared(
     value: float, interval: tuple[float, float] | None, reference: str, detail: str, subject: str = "the pick"
 ) -> str:
-    """'the pick shows no clear difference from R (0.71x predicted, ...)' when the interval includes 1, else
-    'the pick runs 1.52x faster than R (...)', 'as fast as R' or 'slower than R (0.80x its throughput, ...)':
-    a ratio under 1 is never called faster, and one whose interval includes 1 is called neither."""
+    """'the pick shows no clear difference from R, though it is slower (0.71x predicted, ...)' when the interval
+    includes 1, else 'the pick runs 1.52x faster than R (...)', 'as fast as R' or 'slower than R (0.80x its
+    throughput, ...)': a ratio under 1 is never called faster, and a tie still says its number and direction."""
     if interval is not None and interval[0] <= 1.0 <= interval[1]:
-        return f"{subject} shows no clear difference from {reference} ({value:.2f}x {detail})"
+        return f"{subject} shows no clear difference from {reference}{_direction(value)} ({value:.2f}x {detail})"
     if f"{value:.2f}" == "1.00":
         return f"{subject} runs as fast as {reference} ({value:.2f}x {detail})"
     if value > 1.0:
         return f"{subject} runs {value:.2f}x faster than {reference} ({detail})"
     return f"{subject} runs slower than {reference} ({value:.2f}x its throughput, {detail})"
+
+
+def _direction(value: float) -> str:
+    """', though it is slower' / ', though it is faster' ('' at 1.00x): a tie keeps its direction."""
+    if f"{value:.2f}" == "1.00":
+        return ""
+    return f", though it is {'slower' if value < 1.0 else 'faster'}"
 
 
 def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:

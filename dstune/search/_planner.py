@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import Setup, detect_local_gpus, load_model, resolve_setup
+from ..catalog import Setup, Stack, detect_local_gpus, load_model, resolve_setup
 from ..costmodel import CostConstants
 from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, step_strategy
@@ -66,7 +67,10 @@ class SearchOptions:
     workers: int = 1
     """Processes on this machine sharing one study (profile and replay)."""
     he_kernels: str = "auto"
-    """yes, no or auto (the doctor's probe for the model's family)."""
+    """yes, no or auto (the target stack's HE verdict for the model's family)."""
+    stack: str | None = None
+    """--stack: a named stack, `local`, or a cluster's file; None: simulate targets the framework's reference
+    stack (`catalog.reference_stack`), profile and replay this machine's (`local`)."""
     known_issues: str = "exclude"
     """One of KNOWN_ISSUES: a pick is a plan to launch, so known crashes are left out unless asked."""
     tie_tolerance: float = TIE_TOLERANCE
@@ -102,6 +106,8 @@ class PreparedSearch:
     workers: int
     notes: tuple[str, ...] = ()
     """Decisions the output states up front and the export keeps among its notes."""
+    stack_note: str = ""
+    """The first line of the output: which stack the plan targets and why."""
 
     @property
     def setup(self) -> Setup:
@@ -136,11 +142,16 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if options.workers > 1:
         _check_workers(options, backend_name)
-    he_kernels, he_note = _he_kernels(options, setup)
+    from ..doctor import target_stack
+
+    stack, stack_note = target_stack(options.stack, backend_name, setup.model.family, runs=_shipped_breaks(setup))
+    he_kernels, he_note = _he_kernels(options, setup, stack)
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
     constants = calibration.constants
+    if stack.eager_attention is not None:
+        constants = dataclasses.replace(constants, published_stack=1.0 if stack.eager_attention else 0.0)
     if options.headroom is not None:
         constants = dataclasses.replace(constants, headroom_fraction=options.headroom)
     replay = (
@@ -171,6 +182,7 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         prior=constants,
         interval_sd=math.log(calibration.interval_factor) / 1.645,
         interval_note=calibration.backing,
+        stack=stack,
     )
     notes = tuple(n for n in (dtype_note, f"predictions: {he_note}" if he_note else None) if n)
     return PreparedSearch(
@@ -182,6 +194,7 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         trials=trials,
         workers=options.workers,
         notes=notes,
+        stack_note=stack_note,
     )
 
 
@@ -262,13 +275,28 @@ def _check_workers(options: SearchOptions, backend: str) -> None:
         )
 
 
-def _he_kernels(options: SearchOptions, setup: Setup) -> tuple[bool, str]:
-    """The HE kernel assumption of the predictions, and its sentence ("" for a step without the HE)."""
+def _shipped_breaks(setup: Setup) -> Callable[[Stack], str]:
+    """stack -> the stack rule DeepSpeed-Chat's shipped script for this setup breaks there ("" when none)."""
+    from ..plan import Context, baseline_plan, stack_violations
+
+    def breaks(stack: Stack) -> str:
+        try:
+            base = baseline_plan(setup.step, setup.model, setup.cluster.world_size, critic_model=setup.critic_model)
+        except UserInputError:
+            return ""
+        ctx = Context(setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model, stack=stack)
+        return ", ".join(b.rule for b in stack_violations(base.plan, ctx))
+
+    return breaks
+
+
+def _he_kernels(options: SearchOptions, setup: Setup, stack: Stack) -> tuple[bool, str]:
+    """The HE kernel assumption of the predictions on the target stack, and its sentence ("" without the HE)."""
     if not step_strategy(options.step).uses_hybrid_engine:
         return True, ""
     from ..doctor import resolve_he_kernels
 
-    return resolve_he_kernels(options.he_kernels, setup.model.family)
+    return resolve_he_kernels(options.he_kernels, setup.model.family, stack)
 
 
 def _device(backend: str, replay: ReplayBackend | None) -> str:

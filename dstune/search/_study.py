@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..catalog import Stack
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
 from ..plan import Baseline, Context, job_of, make_plan, plan_to_dict
@@ -90,6 +91,9 @@ class SearchRequest:
     known_issues: str = "exclude"
     """mark: name the known-broken or risky combinations the picks hit (dstune.doctor); exclude: also
     drop plans that hit a 'broken' one from the candidates."""
+    stack: Stack | None = None
+    """The stack the plan will run on: its HE verdicts, stack rules and known issues apply (None: the installed
+    one, `local`). `stack.transformers_version` is the cost model's transformers input."""
 
     @property
     def headroom(self) -> float:
@@ -269,25 +273,26 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     started = time.perf_counter()
     setup = req.setup
     world = setup.cluster.world_size
-    ctx = Context(world_size=world, model=setup.model, critic_model=setup.critic_model)
+    ctx = Context(world_size=world, model=setup.model, critic_model=setup.critic_model, stack=req.stack)
     defaults = lora_defaults(setup.step, setup.model.family, setup.critic_model.family if setup.critic_model else None)
     space, baseline = resolve_job(
-        req.space, setup.model, world, critic_model=setup.critic_model, global_batch=req.global_batch
+        req.space, setup.model, world, critic_model=setup.critic_model, global_batch=req.global_batch, stack=req.stack
     )
     grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
     logger.info("baseline: %s", baseline.script)
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
-    stack = _stack() if req.known_issues != "off" else None
+    stack = _stack(req) if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
         from ..doctor import known_issue_mask, known_issue_masks, known_issues
 
         hit = known_issue_mask(grid.columns, setup.model, stack)
         broken = {i.id for i in known_issues() if i.severity == "broken"}
         ids = sorted(set(known_issue_masks(grid.columns, setup.model, stack)) & broken)
-        grid = grid.without(hit, "known issues", "a known-broken combination on this stack (dstune doctor)")
+        where = f"stack {stack.name}"
+        grid = grid.without(hit, "known issues", f"a known-broken combination on {where} (dstune doctor)")
         if hit.any():
             notes.append(
-                f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on this stack "
+                f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on {where} "
                 f"({', '.join(ids)}; --known-issues mark keeps them)"
             )
     allowed = req.backend.allowed_rows(grid.columns)
@@ -364,8 +369,10 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     )
 
 
-def _stack() -> Any:
-    """The installed stack as the doctor sees it (versions, the cached HE probe); None if it cannot tell."""
+def _stack(req: SearchRequest) -> Any:
+    """The target stack; without one, the installed stack as the doctor sees it (None if it cannot tell)."""
+    if req.stack is not None:
+        return req.stack
     try:
         from ..doctor import current_stack
 

@@ -53,9 +53,13 @@ def test_every_row_reproduces_to_plans_dstune_accepts(row_id):
         assert "unknown model" in case.skipped
         return
     assert case.plans and case.reading
+    from dstune.calibration._evidence import load_sources
+
+    if load_sources()[case.row.source].reproduction.startswith("dschat_"):
+        assert case.stack is not None and case.stack.name == "dschat-2023"
     for plan in case.plans:
-        # DeepSpeed-Chat's rules; the installed DeepSpeed's limits (stack rules) postdate the published runs
-        assert violations(plan, case.context, stack=False) == []
+        # every rule, stack rules included, on the stack the source ran (DeepSpeed 0.9.0 for DeepSpeed-Chat's)
+        assert violations(plan, case.context) == []
         assert plan.step == case.row.step
     for key, value in case.row.settings:
         if len(case.plans) == 1:
@@ -73,6 +77,21 @@ def test_table1_follows_the_benchmark_method():
         assert plan.ppo_epochs == plan.generation_batches == 1
     choice = choose(case)
     assert choice.fits and choice.plan in case.plans
+
+
+def test_table1_tp_cells_run_on_their_stack_not_on_todays():
+    """Table 1's HE tensor-parallel plans are valid through --stack dschat-2023 (the Stack mechanism, no special
+    case), and the same plans break he_tp_cannot_shard on constraints/he.txt's DeepSpeed 0.19.8."""
+    import dataclasses
+
+    from dstune.catalog import named_stack
+
+    tp = [(c, p) for c in CASES.values() if c.row.source == "dschat-table1" for p in c.plans if p.inference_tp_size > 1]
+    assert tp
+    for case, plan in tp[:20]:
+        assert violations(plan, case.context) == []
+        today = dataclasses.replace(case.context, stack=named_stack("he"))
+        assert any(v.startswith("he_tp_cannot_shard") for v in violations(plan, today))
 
 
 def test_table1_reads_the_hybrid_engine_knobs_as_batch_knobs():

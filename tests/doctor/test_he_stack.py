@@ -72,6 +72,20 @@ def test_doctor_says_kernels_for_opt_and_llama() -> None:
     assert probe_family("qwen2").verdict == "no kernels"
 
 
+@on_he_stack
+def test_recorded_he_verdicts_match_the_probe() -> None:
+    """catalog/data/stacks.json's verdicts for `he` are what the doctor probes on that stack, family by family:
+    a search targeting `he` from any machine plans with what CI proves here."""
+    from dstune.catalog import SUPPORTED_MODEL_TYPES, named_stack
+    from dstune.doctor._he import probe_family
+
+    recorded = named_stack("he")
+    assert metadata.version("deepspeed") == recorded.version("deepspeed")
+    assert metadata.version("transformers") == recorded.version("transformers")
+    probed = {family: probe_family(family).verdict for family in SUPPORTED_MODEL_TYPES}
+    assert probed == {family: recorded.he_verdict(family) for family in SUPPORTED_MODEL_TYPES}
+
+
 @needs_opt_policy
 def test_doctor_finds_opt_and_llama_policies() -> None:
     from dstune.doctor._he import probe_family

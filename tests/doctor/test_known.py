@@ -7,23 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dstune.catalog import load_model
-from dstune.doctor import Stack, known_issue_mask, known_issue_masks, known_issues, match_known_issues
+from dstune.catalog import load_model, named_stack
+from dstune.doctor import known_issue_mask, known_issue_masks, known_issues, match_known_issues
 from dstune.plan import knob_fields, make_plan, plan_to_dict
 
-HE_STACK = Stack(
-    versions={"deepspeed": "0.19.8", "transformers": "4.48.3"},
-    he_kernels={"opt": True, "llama": True, "qwen2": False, "mistral": False},
-    he_verdicts={"opt": "kernels", "llama": "kernels", "qwen2": "no kernels", "mistral": "no kernels"},
-)
-NATIVE_STACK = dataclasses.replace(
-    HE_STACK,
-    he_kernels={**HE_STACK.he_kernels, "opt": False},
-    he_verdicts={**HE_STACK.he_verdicts, "opt": "no kernels"},
-)
+HE_STACK = named_stack("he")
+NATIVE_STACK = dataclasses.replace(HE_STACK, name="native", he_verdicts={**HE_STACK.he_verdicts, "opt": "no kernels"})
 BROKEN_STACK = dataclasses.replace(
     HE_STACK,
-    versions={"deepspeed": "0.19.8", "transformers": "5.25.0"},
+    name="broken",
+    requires={"deepspeed": "==0.19.8", "transformers": "==5.25.0"},
     he_verdicts={**HE_STACK.he_verdicts, "opt": "broken", "llama": "broken"},
 )
 DEEPSPEED_ONLY_KNOBS = {"enable_cuda_graph"}
@@ -81,8 +74,10 @@ def test_version_conditions() -> None:
         mp.setattr(_known, "known_issues", lambda: (issue,))
         plan = ppo(enable_hybrid_engine=True)
         assert not match_known_issues(plan, "opt", NATIVE_STACK)
-        newer = dataclasses.replace(NATIVE_STACK, versions={"transformers": "5.23.0"})
+        newer = dataclasses.replace(NATIVE_STACK, requires={"transformers": "==5.23.0"})
         assert ids(match_known_issues(plan, "opt", newer)) == {"v"}
+        unpinned = dataclasses.replace(NATIVE_STACK, requires={"transformers": ">=4.49"})
+        assert not match_known_issues(plan, "opt", unpinned), "an unpinned version claims no issue"
 
 
 def test_column_mask_equals_the_plan_matcher_row_by_row() -> None:

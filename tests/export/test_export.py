@@ -184,3 +184,25 @@ def test_script_header_names_a_broken_baseline():
     assert "some_broken_issue" not in launch_script(
         plan, model=load_model("opt-1.3b"), critic_model=None, cluster=cluster
     )
+    assert "This plan avoids it" in warning
+    (kept,) = baseline_warnings([issue], pick_hits=("some_broken_issue",))
+    assert "This plan hits it too (--known-issues mark kept it)" in kept and "avoids" not in kept
+
+
+def test_mark_with_a_broken_he_pick_does_not_claim_to_avoid_it(tmp_path):
+    """--stack local --known-issues mark on a stack where OPT's HE is broken: if the pick enables the HE, the
+    launch script's header says it hits he_broken_stack too, never that it avoids it."""
+    from dstune.cli import main
+    from dstune.doctor import local_stack
+
+    if local_stack().he_verdict("opt") != "broken":
+        pytest.skip("this machine's OPT verdict is not broken")
+    args = ["search", "--model", "opt-6.7b", "--gpus", "8", "--stack", "local", "--known-issues", "mark"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "plan.json").read_text())
+    header = (tmp_path / "run_step3.sh").read_text().split("set -euo pipefail")[0]
+    line = next(x for x in header.splitlines() if "he_broken_stack" in x)
+    if meta["plan"]["enable_hybrid_engine"]:
+        assert "This plan hits it too" in line and "avoids" not in line
+    else:
+        assert "This plan avoids it" in line

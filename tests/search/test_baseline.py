@@ -78,42 +78,53 @@ def test_workload_overlays_the_script():
 
 @pytest.fixture(scope="module")
 def opt_66b_at_64(tmp_path_factory):
-    """`search --model opt-66b --gpus 64`: run_66b.sh's inference_tp_size 8 breaks the installed DeepSpeed's
+    """`search --model opt-66b --gpus 64 --stack he`: run_66b.sh's inference_tp_size 8 breaks DeepSpeed 0.19.8's
     he_tp_cannot_shard rule (DeepSpeed-Chat passes no mpu, so the Hybrid Engine never slices the weights)."""
     import json
 
     from dstune.cli import main
 
     out = tmp_path_factory.mktemp("opt66b")
-    assert main(["search", "--model", "opt-66b", "--gpus", "64", "--out", str(out)]) == 0
+    assert main(["search", "--model", "opt-66b", "--gpus", "64", "--stack", "he", "--out", str(out)]) == 0
     return out, json.loads((out / "plan.json").read_text())
 
 
 def test_broken_baseline_is_never_the_exported_pick(opt_66b_at_64):
+    from dstune.catalog import named_stack
     from dstune.doctor import match_known_issues
     from dstune.plan import Context, make_plan, violations
 
     _, meta = opt_66b_at_64
     assert meta["baseline"]["plan"]["inference_tp_size"] == 8
     assert meta["plan"] != meta["baseline"]["plan"] and meta["plan"]["inference_tp_size"] == 1
-    hit = [i for i in match_known_issues(meta["plan"], load_model("opt-66b")) if i.severity == "broken"]
+    hit = [
+        i for i in match_known_issues(meta["plan"], load_model("opt-66b"), named_stack("he")) if i.severity == "broken"
+    ]
     assert hit == []
-    ctx = Context(world_size=64, model=load_model("opt-66b"), critic_model=load_model("opt-350m"))
+    ctx = Context(64, model=load_model("opt-66b"), critic_model=load_model("opt-350m"), stack=named_stack("he"))
     assert violations(make_plan("ppo", meta["plan"]), ctx) == []
 
 
-def test_a_broken_he_stack_hands_out_no_hybrid_engine(opt_66b_at_64):
-    """On a stack where the doctor's OPT verdict is broken, the pick never enables the Hybrid Engine and the
-    baseline (run_66b.sh enables it) is labelled with he_broken_stack as well as the TP rule."""
+def test_a_broken_he_stack_hands_out_no_hybrid_engine(opt_66b_at_64, tmp_path):
+    """On he (OPT's HE kernels hold) the baseline hits only the TP rule. On a stack where the
+    OPT verdict is broken (--stack local here, transformers 5.25), the pick never enables the Hybrid Engine and
+    the baseline (run_66b.sh enables it) is labelled with he_broken_stack as well as the TP rule."""
+    import json
+
+    from dstune.cli import main
     from dstune.doctor import he_status
 
     _, meta = opt_66b_at_64
-    ids = [i["id"] for i in meta["baseline"]["known_issues"]]
+    assert meta["stack"]["name"] == "he" and meta["stack"]["he_verdicts"]["opt"] == "kernels"
+    assert [i["id"] for i in meta["baseline"]["known_issues"]] == ["he_tp_cannot_shard"]
     if he_status("opt").verdict != "broken":
-        assert "he_broken_stack" not in ids
-        return
-    assert meta["plan"]["enable_hybrid_engine"] is False and "he_broken_stack" in ids
-    assert any("constraints/he.txt" in n for n in meta["notes"])
+        pytest.skip("this machine's OPT verdict is not broken")
+    args = ["search", "--model", "opt-66b", "--gpus", "64", "--stack", "local", "--out", str(tmp_path)]
+    assert main(args) == 0
+    local = json.loads((tmp_path / "plan.json").read_text())
+    ids = [i["id"] for i in local["baseline"]["known_issues"]]
+    assert local["plan"]["enable_hybrid_engine"] is False and "he_broken_stack" in ids
+    assert any("constraints/he.txt" in n for n in local["notes"])
 
 
 def test_broken_baseline_is_said_in_plan_report_and_script(opt_66b_at_64):
@@ -135,10 +146,35 @@ def test_mark_keeps_the_broken_baseline_pickable(tmp_path):
 
     from dstune.cli import main
 
-    args = ["search", "--model", "opt-66b", "--gpus", "64", "--known-issues", "mark", "--out", str(tmp_path)]
+    args = [
+        "search",
+        "--model",
+        "opt-66b",
+        "--gpus",
+        "64",
+        "--stack",
+        "he",
+        "--known-issues",
+        "mark",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     meta = json.loads((tmp_path / "plan.json").read_text())
     assert meta["baseline"]["broken_on_this_stack"]
     # a rule of the installed DeepSpeed is not a known issue: mark does not make the TP baseline pickable
     assert meta["plan"]["inference_tp_size"] == 1
     assert any("cannot run on this stack (rule he_tp_cannot_shard)" in n for n in meta["notes"])
+
+
+def test_by_default_opt_66b_targets_the_stack_its_script_runs_on(tmp_path):
+    """run_66b.sh's inference_tp_size 8 needs DeepSpeed 0.9.0's HE slicing: the default target is dschat-2023,
+    said in the first line, and the pick is within the tie tolerance of the script or faster."""
+    import json
+
+    from dstune.cli import main
+
+    assert main(["search", "--model", "opt-66b", "--gpus", "64", "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "plan.json").read_text())
+    assert meta["stack"]["name"] == "dschat-2023" and meta["baseline"]["known_issues"] == []
+    assert meta["speedup_over_baseline"]["value"] >= 1 - meta["tie_tolerance"]

@@ -235,7 +235,12 @@ def test_verdict_reads_as_english(said):
     verdict = next(line for line in text.splitlines() if line.startswith("the pick "))
     value = f"{speed['value']:.2f}x"
     if speed["tie"]:
-        assert verdict.startswith(f"the pick shows no clear difference from {reference} ({value} predicted, ")
+        direction = (
+            "" if value == "1.00x" else (", though it is slower" if speed["value"] < 1 else ", though it is faster")
+        )
+        assert verdict.startswith(
+            f"the pick shows no clear difference from {reference}{direction} ({value} predicted, "
+        )
     elif speed["value"] < 1:
         assert verdict.startswith(f"the pick runs slower than {reference} ({value} its throughput, ")
     else:
@@ -251,8 +256,12 @@ def test_verdict_reads_as_english(said):
     [
         (
             Speedup(0.71, (0.32, 1.56), Basis.PREDICTED, "90% interval from 55 published pairs"),
-            "the pick shows no clear difference from R (0.71x predicted, 0.32-1.56x, 90% interval from 55 published "
-            "pairs)",
+            "the pick shows no clear difference from R, though it is slower (0.71x predicted, 0.32-1.56x, 90% interval "
+            "from 55 published pairs)",
+        ),
+        (
+            Speedup(1.18, (0.51, 2.74), Basis.PREDICTED),
+            "the pick shows no clear difference from R, though it is faster (1.18x predicted, 0.51-2.74x)",
         ),
         (
             Speedup(1.52, (1.10, 2.10), Basis.PREDICTED, "90% interval from 55 published pairs"),

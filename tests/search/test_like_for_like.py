@@ -71,11 +71,13 @@ def test_simulate_is_exact(default: tuple[dict, list[dict]]) -> None:
     actor, critic = load_model("opt-6.7b"), load_model("opt-350m")
     cluster = make_cluster(load_gpu("A100-80G"), 8)
     space, _ = resolve_job(load_space(SPACES_DIR / "ppo.yaml"), actor, 8, critic_model=critic)
-    grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic))
     from dstune.calibration import calibration_for
-    from dstune.doctor import current_stack, known_issue_mask
+    from dstune.catalog import named_stack
+    from dstune.doctor import known_issue_mask
 
-    broken = known_issue_mask(grid.columns, actor, current_stack())  # --known-issues exclude, the default
+    stack = named_stack(plan["stack"]["name"])  # the target stack the search planned for (he by default)
+    grid = build_grid(space, Context(world_size=8, model=actor, critic_model=critic, stack=stack))
+    broken = known_issue_mask(grid.columns, actor, stack)  # --known-issues exclude, the default
     grid = grid.without(broken, "known issues", "")
 
     table = estimate_table(
@@ -196,12 +198,13 @@ def test_no_deepspeed_accelerator_warning_on_screen(tmp_path: Path) -> None:
 
 
 def test_known_broken_combinations_are_left_out_unless_asked(default: tuple[dict, list[dict]], tmp_path: Path) -> None:
-    """A pick is a plan to launch: by default no candidate that hits a known-broken combination on this
+    """A pick is a plan to launch: by default no candidate that hits a known-broken combination on the target
     stack is scored; --known-issues mark keeps them and names any the pick hits."""
-    from dstune.doctor import current_stack, match_known_issues
+    from dstune.catalog import named_stack
+    from dstune.doctor import match_known_issues
 
-    actor, stack = load_model("opt-6.7b"), current_stack()
     plan, rows = default
+    actor, stack = load_model("opt-6.7b"), named_stack(plan["stack"]["name"])
 
     def broken(values: dict) -> set[str]:
         return {i.id for i in match_known_issues(values, actor, stack) if i.severity == "broken"}
