@@ -185,7 +185,9 @@ def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
 
 def _steady(p: _Ppo) -> dict[str, np.ndarray]:
     """What stays allocated through every phase: the four models' states, accumulated gradients, the kept
-    inference workspace and the HE's fused weight copies."""
+    inference workspace and the HE's fused weight copies. The states' `grads` are ZeRO-3's persistent 16-bit
+    gradient partition (stage3.py `_setup_for_real_optimizer` allocates `grad_partitions_flat_buffer` once per
+    trained engine and never frees it), kept beside the accumulated ones."""
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     cache, other = _workspace(p)
     kept = p.kernels & ~p.release
@@ -194,7 +196,7 @@ def _steady(p: _Ppo) -> dict[str, np.ndarray]:
         "params": states.params,
         "optimizer": states.optimizer,
         "buffers": states.buffers,
-        "grads": accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
+        "grads": states.grads + accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
         "kv_cache": np.where(kept, cache, 0.0),
         "inference_workspace": np.where(kept, other, 0.0),
         "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p)),

@@ -348,8 +348,11 @@ def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase(
     )
     states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
     # at a micro-batch of 1 the peak is inside step(): no gathered layer (the estimator's 4L), but the 16-bit
-    # gradient partition buffer stage3.py allocates at init, which the estimator leaves out
-    assert states == pytest.approx(expected - 4 * f.largest_layer_params + 2 * OPT67.num_params / 8, rel=0.01)
+    # gradient partition buffer stage3.py allocates at init and step()'s flat 16-bit copy of one sub-group
+    # (test_zero_world2.py), which the estimator leaves out
+    flat = 2 * min(OPT67.num_params / 8, DEFAULT_CONSTANTS.zero3_sub_group_elements)
+    missing = 2 * OPT67.num_params / 8 + flat
+    assert states == pytest.approx(expected - 4 * f.largest_layer_params + missing, rel=0.01)
 
 
 # --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------
