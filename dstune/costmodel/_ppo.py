@@ -7,6 +7,7 @@ actor is held like the reference. Each term is its own function.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +21,7 @@ from ._constants import CostConstants
 from ._facts import model_facts
 from ._inputs import Columns, CostInputs, per_value
 from ._memory import BYTES_16BIT
+from ._stack import forward_returns_cache, transformers_version
 from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
 
 PHASE_LABELS = {
@@ -29,6 +31,7 @@ PHASE_LABELS = {
     "exp_ref": "experience",
     "exp_critic": "experience",
     "exp_reward": "experience",
+    "exp_logprobs": "experience",
     "actor_backward": "actor_train",
     "actor_step": "actor_train",
     "critic_backward": "critic_train",
@@ -62,6 +65,8 @@ class _Ppo:
     release: np.ndarray
     gas: np.ndarray
     c: CostConstants
+    transformers: str = ""
+    """The target stack's transformers version ("" for the one `c` selects)."""
 
     @property
     def seq(self) -> np.ndarray:
@@ -232,21 +237,48 @@ def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def _experience_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
-    """Each of the four no-grad forwards over the generated sequences: one live layer and the logits, and a
-    gathered layer when the model is at ZeRO-3."""
+def _experience_phases(p: _Ppo) -> dict[str, dict]:
+    """The four no-grad forwards over the generated sequences, each with one live layer and its logits (a
+    gathered layer at ZeRO-3), then the log-probs. ppo_trainer.py `generate_experience` keeps `output` and
+    `output_ref` (16-bit logits, and the KV cache a forward without `use_cache=False` returns:
+    `_stack.forward_returns_cache`; the actor is in train mode there, the reference in eval) until
+    `gather_log_probs` after the reward and critic forwards (`forward_value` passes use_cache=False)."""
+    a, held = p.actor.facts, _experience_outputs(p)
+    none = {"activations": 0.0, "kv_cache": 0.0}
+    both = _sum(held["actor"], held["ref"])
     phases = {}
-    for name, f, stage in (
-        ("exp_actor", p.actor.facts, p.a_stage),
-        ("exp_ref", p.actor.facts, p.ref_stage),
-        ("exp_critic", p.critic.facts, p.critic.stage),
-        ("exp_reward", p.critic.facts, p.reward_stage),
+    for name, f, stage, own, before in (
+        ("exp_actor", a, p.a_stage, held["actor"], none),
+        ("exp_ref", a, p.ref_stage, held["ref"], held["actor"]),
+        ("exp_reward", p.critic.facts, p.reward_stage, none, both),
+        ("exp_critic", p.critic.facts, p.critic.stage, none, both),
     ):
         phases[name] = {
-            "activations": mem.eval_activation_bytes(f, p.gen_bs, p.seq, p.c),
+            "activations": mem.eval_activation_bytes(f, p.gen_bs, p.seq, p.c) + before["activations"],
+            "kv_cache": own["kv_cache"] + before["kv_cache"],
             "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, p.c), 0.0),
         }
+    log_softmax = (p.c.logits_bytes_per_element_eval - BYTES_16BIT) * p.gen_bs * p.seq * a.vocab
+    phases["exp_logprobs"] = {"activations": both["activations"] + log_softmax, "kv_cache": both["kv_cache"]}
     return phases
+
+
+def _experience_outputs(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
+    """What the actor's and the reference's experience forwards hand back and the trainer keeps."""
+    a = p.actor.facts
+    version = transformers_version(p.c, p.transformers)
+    logits = BYTES_16BIT * p.gen_bs * p.seq * a.vocab
+    cache = mem.kv_cache_bytes(a, p.gen_bs, p.seq)
+    actor_ckpt = p.cols["actor_gradient_checkpointing"].astype(bool)
+    out = {}
+    for role, checkpointed_training in (("actor", actor_ckpt), ("ref", False)):
+        kept = forward_returns_cache(version, checkpointed_training)
+        out[role] = {"activations": logits, "kv_cache": np.where(kept, cache, 0.0)}
+    return out
+
+
+def _sum(x: dict, y: dict) -> dict:
+    return {k: x[k] + y[k] for k in x}
 
 
 def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
@@ -337,7 +369,9 @@ def _useful_flops(p: _Ppo, n_gen: np.ndarray, n_micro: np.ndarray) -> np.ndarray
 def score_ppo(x: CostInputs) -> CostTerms:
     """Step 3's cost terms: generation, experience, actor and critic training."""
     cols, cluster, world = x.cols, x.cluster, x.cluster.world_size
-    p = _setup(cols, x.model, x.critic_model, world, x.constants, x.he_kernels)
+    p = dataclasses.replace(
+        _setup(cols, x.model, x.critic_model, world, x.constants, x.he_kernels), transformers=x.transformers_version
+    )
     n_gen = cols["generation_batches"].astype(float)
     n_micro = n_gen * np.ceil(p.gen_bs / p.train_bs) * cols["ppo_epochs"]
     phases = {
