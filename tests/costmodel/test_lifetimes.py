@@ -193,7 +193,24 @@ def test_zero1_reduces_inside_the_boundary_backward():
     two = tm.optimizer_step_seconds(p, p, np.array([2]), np.array([False]), hw, C)
     assert one == pytest.approx(two)
     inside = tm.zero_micro_comm_seconds(p, p, np.array([1]), np.array([False]), 24, np.array([4.0]), hw, C)
-    assert inside[0] == pytest.approx(tm.allgather_seconds(2e9, hw) / 4)
+    assert inside[0] == pytest.approx(tm.allreduce_seconds(2e9, hw) / 4)
+
+
+def test_zero12_gradient_reduction_is_an_all_reduce():
+    """Issue 30 item 5: DeepSpeed's default use_multi_rank_bucket_allreduce (and reduce_scatter) send ZeRO 1-2
+    buckets through allreduce_and_scatter: twice the reduce-scatter volume the model charged."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    from dstune.costmodel import _time as tm
+    from dstune.plan import to_deepspeed
+
+    zero = to_deepspeed(make_plan("sft", {"zero_stage": 2}), 8)["model"]["zero_optimization"]
+    config = DeepSpeedZeroConfig(**zero)
+    assert config.use_multi_rank_bucket_allreduce and config.reduce_scatter
+    hw = tm.Hardware.of(make_cluster(A100, 16), "fp16", C)
+    p = np.array([1e9])
+    two = tm.zero_micro_comm_seconds(p, p, np.array([2]), np.array([False]), 24, np.array([1.0]), hw, C)
+    assert two[0] == pytest.approx(tm.allreduce_seconds(2e9, hw)) and two[0] > 1.9 * tm.allgather_seconds(2e9, hw)
 
 
 # --- the HE's eval(), LoRA GEMMs, DPO ------------------------------------------------------------------------
