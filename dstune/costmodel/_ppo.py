@@ -245,7 +245,7 @@ def _experience_phases(p: _Ppo) -> dict[str, dict]:
     `gather_log_probs` after the reward and critic forwards (`forward_value` passes use_cache=False)."""
     a, held = p.actor.facts, _experience_outputs(p)
     none = {"activations": 0.0, "kv_cache": 0.0}
-    both = _sum(held["actor"], held["ref"])
+    both = {k: held["actor"][k] + held["ref"][k] for k in none}
     phases = {}
     for name, f, stage, own, before in (
         ("exp_actor", a, p.a_stage, held["actor"], none),
@@ -275,10 +275,6 @@ def _experience_outputs(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
         kept = forward_returns_cache(version, checkpointed_training)
         out[role] = {"activations": logits, "kv_cache": np.where(kept, cache, 0.0)}
     return out
-
-
-def _sum(x: dict, y: dict) -> dict:
-    return {k: x[k] + y[k] for k in x}
 
 
 def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
@@ -353,6 +349,14 @@ def _train_seconds(p: _Ppo, t: Trained, role: str, n_micro: np.ndarray, hw: tm.H
     return n_micro * micro_total + n_micro / p.gas * opt
 
 
+def _critic_load_bytes(p: _Ppo) -> np.ndarray:
+    """Host bytes per rank while the critic is built: the model itself (fp32 unless zero.Init partitions it)
+    and, at any stage, the whole 16-bit step-2 checkpoint every rank reads (model_utils.py create_critic_model:
+    `torch.load(model_ckpt_path, map_location='cpu')` before `load_state_dict_into_model`)."""
+    model = np.where(p.critic.stage == 3, 0.0, 4.0 * p.critic.params_all)
+    return model + BYTES_16BIT * float(p.critic.facts.params)
+
+
 def _useful_flops(p: _Ppo, n_gen: np.ndarray, n_micro: np.ndarray) -> np.ndarray:
     """Model FLOPs of one step: generation, the four experience forwards, and actor and critic training."""
     a, cr, seq = p.actor.facts, p.critic.facts, p.seq
@@ -381,10 +385,7 @@ def score_ppo(x: CostInputs) -> CostTerms:
         # main.py runs moving_average after each micro-step's critic update, before the next micro-step.
         "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw) + n_micro * _ema_seconds(p, x.hw),
     }
-    construction = np.maximum(
-        np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all),
-        np.where(p.critic.stage == 3, 0.0, 4.0 * p.critic.params_all),
-    )
+    construction = np.maximum(np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all), _critic_load_bytes(p))
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     samples = p.gen_bs * n_gen * world
     return CostTerms(

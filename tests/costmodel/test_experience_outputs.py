@@ -127,3 +127,13 @@ def test_dpo_reference_outputs_live_through_backward_and_step():
     kept = 2 * sequences * seq * f.vocab + mem.kv_cache_bytes(f, np.array([sequences]), np.array([seq]))[0]
     assert kept / 2**30 == pytest.approx(4.5, abs=0.1)
     assert e.gpu_memory["kv_cache"] == mem.kv_cache_bytes(f, np.array([sequences]), np.array([seq]))[0]
+
+
+def test_every_rank_loads_the_whole_critic_checkpoint_at_start_up():
+    """Item 6: create_critic_model torch.loads the 16-bit step-2 checkpoint on every rank, at any ZeRO stage:
+    a LLaMA-2-7B critic on 8 ranks of one node holds 8 x 2 bytes x its parameters on the host at once."""
+    llama = load_model("llama-2-7b")
+    plan = make_plan("ppo", {"actor_zero_stage": 3, "critic_zero_stage": 3})
+    e = estimate(plan, llama, make_cluster(load_gpu("A100-80G"), 8), critic_model=llama)
+    checkpoints = 8 * 2.0 * model_facts(llama, "value").params
+    assert e.host_peak_bytes >= checkpoints > 100e9
