@@ -385,12 +385,13 @@ def score_ppo(x: CostInputs) -> CostTerms:
         # main.py runs moving_average after each micro-step's critic update, before the next micro-step.
         "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw) + n_micro * _ema_seconds(p, x.hw),
     }
-    construction = np.maximum(np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all), _critic_load_bytes(p))
+    actor_construction = np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all)
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     samples = p.gen_bs * n_gen * world
     return CostTerms(
         memory=_memory(p),
-        host_peak_bytes=host_peak(cluster, states.host, construction, x.constants),
+        # the critic is built after the actor, reference and EMA, whose offloaded states are on the host by then
+        host_peak_bytes=host_peak(cluster, states.host + _critic_load_bytes(p), actor_construction, x.constants),
         phases=phases,
         samples=samples,
         tokens=samples * p.seq,
