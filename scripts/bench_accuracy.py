@@ -54,16 +54,39 @@ def _line(result) -> str:
     return f"{row.id:28} {gpus:>12} {published:>14} {ratios}  {truth:>5} {call:>5}  {result.fitted.rung}{mark}"
 
 
-def _pair_lines(acc, which: str, label: str) -> list[str]:
-    from dstune.calibration._pairs import Point, group_of, pair_evidence
+def _points(acc, which: str) -> list:
+    from dstune.calibration._pairs import Point, group_of
 
     points = []
     for r in acc.rows:
         row, choice = r.case.row, getattr(r, which)
         if r.published_sps and row.in_fit and choice is not None and choice.samples_per_s:
             group = group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model)
-            points.append(Point(row.id, group, r.published_sps, choice.samples_per_s))
-    ev = pair_evidence(points)
+            points.append(Point(row.id, group, r.published_sps, choice.samples_per_s, row.model))
+    return points
+
+
+def _interval_lines(acc) -> list[str]:
+    """The speedup interval search applies (out of source, independent comparisons, empirical quantile) per
+    kind of change, and its pooled coverage of each held-out source's comparisons."""
+    from dstune.calibration._conformal import KINDS, comparisons, kind_interval, loso_coverage
+
+    found = comparisons(_points(acc, "left_out_source"))
+    if not found:
+        return ["pair_interval: no comparisons"]
+    lines = [
+        f"pair_interval_{k}_factor: {kind_interval(found, k).factor:.3f}  ({kind_interval(found, k).backing()})"
+        for k in KINDS
+    ]
+    covered, total = loso_coverage(found)
+    lines.append(f"pair_interval_coverage_loso: {covered / total:.3f}  ({covered} of {total} held-out comparisons)")
+    return lines
+
+
+def _pair_lines(acc, which: str, label: str) -> list[str]:
+    from dstune.calibration._pairs import pair_evidence
+
+    ev = pair_evidence(_points(acc, which))
     if ev is None:
         return [f"pair_{label}: no pairs"]
     return [
@@ -122,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loo_geo_factor: {acc.factor('left_out'):.3f}")
     print(f"loo_worst_factor: {acc.factor('left_out', worst=True):.3f}")
     for line in _pair_lines(acc, "left_out", "loo") + _pair_lines(acc, "left_out_source", "loso"):
+        print(line)
+    for line in _interval_lines(acc):
         print(line)
     peaks = acc.peaks()
     if peaks:

@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ._conformal import KindInterval, comparisons, kind_interval
+
 Z90 = 1.645
 GROUPED_BY_MODEL = frozenset({"ds-autotuning-hf"})
 """Sources whose tables are one model each: a group is one table (its ZeRO stages and micro-batches)."""
@@ -27,6 +29,7 @@ class Point:
     group: tuple[str, ...]
     published: float
     predicted: float
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,23 +109,25 @@ def is_tie(interval: Sequence[float]) -> bool:
     return interval[0] <= 1.0 <= interval[1]
 
 
-def points_from_fitted(fitted: dict, rows: Iterable) -> list[Point]:
-    """Fitted rows' left-out predictions (fitted.json's `rows`) joined to the corpus rows they name."""
+def points_from_fitted(fitted: dict, rows: Iterable, which: str = "left_out") -> list[Point]:
+    """Fitted rows' held-out predictions (fitted.json's `rows`; `which` "left_out" or "left_out_source") joined
+    to the corpus rows they name."""
     by_id = {r.id: r for r in rows}
     out = []
     for entry in fitted["rows"]:
         row = by_id.get(entry["id"])
-        left_out = entry.get("left_out") or {}
+        held_out = entry.get(which) or {}
         if row is None or not entry.get("in_fit") or not entry.get("published_samples_per_s"):
             continue
-        if not left_out.get("samples_per_s"):
+        if not held_out.get("samples_per_s"):
             continue
         out.append(
             Point(
                 row.id,
                 group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model),
                 float(entry["published_samples_per_s"]),
-                float(left_out["samples_per_s"]),
+                float(held_out["samples_per_s"]),
+                row.model,
             )
         )
     return out
@@ -138,3 +143,16 @@ def shipped_pair_evidence() -> PairEvidence | None:
     except (OSError, ValueError, KeyError):
         return None
     return pair_evidence(points_from_fitted(fitted, load_corpus()))
+
+
+def shipped_kind_interval(kind: str) -> KindInterval | None:
+    """The out-of-source interval of the shipped fit for one kind of change, or None without pairs."""
+    from ._evidence import load_corpus
+    from ._shipped import load_fitted
+
+    try:
+        fitted = load_fitted()
+    except (OSError, ValueError, KeyError):
+        return None
+    found = comparisons(points_from_fitted(fitted, load_corpus(), "left_out_source"))
+    return kind_interval(found, kind) if found else None

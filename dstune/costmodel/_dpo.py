@@ -18,6 +18,8 @@ from . import _time as tm
 from ._constants import CostConstants
 from ._facts import ModelFacts, model_facts
 from ._inputs import CostInputs
+from ._memory import BYTES_16BIT
+from ._stack import forward_returns_cache, transformers_version
 from ._trained import host_peak, micro_seconds, peak, steady_states, train_phases, trained
 
 
@@ -42,6 +44,11 @@ def score_dpo(x: CostInputs) -> CostTerms:
     saved = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
     backward, step_extra = train_phases(policy, saved, c, accumulating)
     reference = reference_forward_phase(f, sequences, seq, saved, ref_stage, c)
+    kept = reference_outputs(f, sequences, seq, c, x.transformers_version)
+    reference["kv_cache"] = kept["kv_cache"]  # its logits are in the forward's own (eval_activation_bytes)
+    for phase in (backward, step_extra):
+        for k, v in kept.items():
+            phase[k] = phase.get(k, 0.0) + v
     steady = steady_states(states)
     steady["grads"] = steady["grads"] + np.where(
         accumulating, mem.grad_accumulated_bytes(policy.params_trainable, stage, offload, world), 0.0
@@ -89,4 +96,18 @@ def reference_forward_phase(
     return {
         "activations": policy_saved + mem.eval_activation_bytes(f, sequences, seq, c),
         "params": np.where(ref_stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, c), 0.0),
+    }
+
+
+def reference_outputs(
+    f: ModelFacts, sequences: np.ndarray, seq: np.ndarray, c: CostConstants, version: str = ""
+) -> dict[str, np.ndarray]:
+    """step2_dpo_finetuning/main.py runs `ref_outputs = ref_model(**batch)` without use_cache=False and keeps
+    it until the next micro-batch: its 16-bit logits and the KV cache its forward returns (the reference is in
+    eval mode, so every transformers returns one: `_stack.forward_returns_cache`) live through the policy's
+    backward and step."""
+    cache = forward_returns_cache(transformers_version(c, version), False)
+    return {
+        "activations": BYTES_16BIT * sequences * seq * f.vocab,
+        "kv_cache": np.where(cache, mem.kv_cache_bytes(f, sequences, seq), 0.0),
     }

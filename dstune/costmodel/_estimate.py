@@ -67,6 +67,7 @@ def estimate_table(
     critic_model: ModelSpec | None = None,
     constants: CostConstants = DEFAULT_CONSTANTS,
     he_kernels: bool = True,
+    transformers_version: str = "",
 ) -> dict[str, np.ndarray]:
     """Score every candidate row. Returns flat columns: mem_*, gpu_allocated_bytes (torch's max allocated: no
     CUDA context, no allocator overhead), gpu_peak_bytes, host_peak_bytes,
@@ -77,7 +78,8 @@ def estimate_table(
     n_rows = len(first)
     peak = _peak_flops(cluster, cols["dtype"])
     hw = dataclasses.replace(tm.Hardware.of(cluster, "fp16", c), peak_flops=peak)
-    raw = step_strategy(step).cost()(CostInputs(cols, model, critic_model or model, cluster, hw, c, he_kernels))
+    inputs = CostInputs(cols, model, critic_model or model, cluster, hw, c, he_kernels, transformers_version)
+    raw = step_strategy(step).cost()(inputs)
     out: dict[str, np.ndarray] = {}
     memory = raw["memory"]
     for name in GPU_COMPONENTS[:-1]:

@@ -28,6 +28,8 @@ class CostInputs:
     hw: tm.Hardware
     constants: CostConstants
     he_kernels: bool
+    transformers_version: str = ""
+    """The target stack's transformers ("" for the stack `constants.published_stack` selects; _stack.py)."""
 
 
 def per_value(column: np.ndarray, fn: Any) -> np.ndarray:

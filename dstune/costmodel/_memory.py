@@ -80,10 +80,23 @@ def grad_accumulated_bytes(
     return np.select([stage <= 1, stage == 2], [full, part], default=0.0)
 
 
-def grad_backward_bytes(params_trainable: np.ndarray, stage: np.ndarray, offload: np.ndarray, world: int) -> np.ndarray:
-    """16-bit gradients at the end of a backward: the same as accumulated ones (stage 1 frees its full grads
-    only after the boundary backward's reduction, so they are all alive at its end)."""
-    return grad_accumulated_bytes(params_trainable, stage, offload, world)
+def grad_backward_bytes(
+    params_trainable: np.ndarray,
+    stage: np.ndarray,
+    offload: np.ndarray,
+    world: int,
+    accumulating: np.ndarray | bool = False,
+) -> np.ndarray:
+    """16-bit gradients at the end of a backward. Accumulating, the same as `grad_accumulated_bytes`. At the
+    boundary backward of gradient accumulation 1, ZeRO-1 holds only its partition, like ZeRO-2: with
+    overlap_comm each gradient is copied into the reduce bucket as it is produced and its .data pointed there
+    (stage_1_and_2.py `reduce_independent_p_g_buckets_and_remove_grads`, reached from
+    `reduce_ready_partitions_and_remove_grads` when `is_gradient_accumulation_boundary()`), and the partition's
+    share copied into `grads_in_partition` (`copy_grads_in_partition`, "zero stage 1 - partition only
+    optimizer state"), so no full gradient outlives its bucket."""
+    held = grad_accumulated_bytes(params_trainable, stage, offload, world)
+    part = np.where(offload, 0.0, BYTES_16BIT * params_trainable / world)
+    return np.where((stage == 1) & ~np.asarray(accumulating, dtype=bool), part, held)
 
 
 def grad_step_bytes(
@@ -95,17 +108,18 @@ def grad_step_bytes(
     lora: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """Gradients inside step(). Stage 0 (FP16_Optimizer): the 16-bit grads plus fp32 copies and their flat
-    buffers group by group (`fp16_optimizer_step_bytes`). Stages 1-2: the 16-bit partition and its fp32 copy, made in step() and freed
-    after it (stage_1_and_2.py step: `single_grad_partition`; stage 1 has freed its full grads by then).
-    Stage 3: one sub-group's fp32 copy at a time beside the steady 16-bit buffer (stage3.py
-    `_prepare_fp32_grad_for_sub_group` / `_release_sub_group`; sub_group_size 1e9, which DeepSpeed-Chat leaves
-    unset). With offload the partitions are on the host."""
+    buffers group by group (`fp16_optimizer_step_bytes`). Stages 1-2: the 16-bit partition, the flat 16-bit
+    copy `self.flatten(self.averaged_gradients[i])` and its fp32 conversion, both alive at `.to()`
+    (stage_1_and_2.py step: `single_grad_partition = flat_grad_partition.to(...)`, then `del
+    flat_grad_partition`; stage 1 has freed its full grads by then): 6 bytes per partition element on top of the
+    partition. Stage 3: the same flatten and conversion of one sub-group at a time beside the steady 16-bit
+    buffer (stage3.py `_prepare_fp32_grad_for_sub_group`: `self.flatten(self.averaged_gradients[...]).to(...)`,
+    `_release_sub_group`; sub_group_size 1e9, which DeepSpeed-Chat leaves unset). With offload the partitions
+    are on the host."""
     n = float(world)
     part16 = np.where(stage == 3, 0.0, BYTES_16BIT * params_trainable / n)
-    fp32 = 4.0 * np.where(
-        stage == 3, np.minimum(params_trainable / n, c.zero3_sub_group_elements), params_trainable / n
-    )
-    zero = np.where(offload, 0.0, part16 + fp32)
+    converted = np.where(stage == 3, np.minimum(params_trainable / n, c.zero3_sub_group_elements), params_trainable / n)
+    zero = np.where(offload, 0.0, part16 + (BYTES_16BIT + 4.0) * converted)
     stage0 = fp16_optimizer_step_bytes(params_trainable, lora)
     return np.where(stage == 0, stage0, zero)
 

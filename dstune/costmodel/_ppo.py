@@ -7,6 +7,7 @@ actor is held like the reference. Each term is its own function.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +21,7 @@ from ._constants import CostConstants
 from ._facts import model_facts
 from ._inputs import Columns, CostInputs, per_value
 from ._memory import BYTES_16BIT
+from ._stack import forward_returns_cache, transformers_version
 from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
 
 PHASE_LABELS = {
@@ -29,6 +31,7 @@ PHASE_LABELS = {
     "exp_ref": "experience",
     "exp_critic": "experience",
     "exp_reward": "experience",
+    "exp_logprobs": "experience",
     "actor_backward": "actor_train",
     "actor_step": "actor_train",
     "critic_backward": "critic_train",
@@ -62,6 +65,8 @@ class _Ppo:
     release: np.ndarray
     gas: np.ndarray
     c: CostConstants
+    transformers: str = ""
+    """The target stack's transformers version ("" for the one `c` selects)."""
 
     @property
     def seq(self) -> np.ndarray:
@@ -185,7 +190,9 @@ def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
 
 def _steady(p: _Ppo) -> dict[str, np.ndarray]:
     """What stays allocated through every phase: the four models' states, accumulated gradients, the kept
-    inference workspace and the HE's fused weight copies."""
+    inference workspace and the HE's fused weight copies. The states' `grads` are ZeRO-3's persistent 16-bit
+    gradient partition (stage3.py `_setup_for_real_optimizer` allocates `grad_partitions_flat_buffer` once per
+    trained engine and never frees it), kept beside the accumulated ones."""
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     cache, other = _workspace(p)
     kept = p.kernels & ~p.release
@@ -194,7 +201,7 @@ def _steady(p: _Ppo) -> dict[str, np.ndarray]:
         "params": states.params,
         "optimizer": states.optimizer,
         "buffers": states.buffers,
-        "grads": accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
+        "grads": states.grads + accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
         "kv_cache": np.where(kept, cache, 0.0),
         "inference_workspace": np.where(kept, other, 0.0),
         "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p)),
@@ -230,21 +237,44 @@ def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def _experience_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
-    """Each of the four no-grad forwards over the generated sequences: one live layer and the logits, and a
-    gathered layer when the model is at ZeRO-3."""
+def _experience_phases(p: _Ppo) -> dict[str, dict]:
+    """The four no-grad forwards over the generated sequences, each with one live layer and its logits (a
+    gathered layer at ZeRO-3), then the log-probs. ppo_trainer.py `generate_experience` keeps `output` and
+    `output_ref` (16-bit logits, and the KV cache a forward without `use_cache=False` returns:
+    `_stack.forward_returns_cache`; the actor is in train mode there, the reference in eval) until
+    `gather_log_probs` after the reward and critic forwards (`forward_value` passes use_cache=False)."""
+    a, held = p.actor.facts, _experience_outputs(p)
+    none = {"activations": 0.0, "kv_cache": 0.0}
+    both = {k: held["actor"][k] + held["ref"][k] for k in none}
     phases = {}
-    for name, f, stage in (
-        ("exp_actor", p.actor.facts, p.a_stage),
-        ("exp_ref", p.actor.facts, p.ref_stage),
-        ("exp_critic", p.critic.facts, p.critic.stage),
-        ("exp_reward", p.critic.facts, p.reward_stage),
+    for name, f, stage, own, before in (
+        ("exp_actor", a, p.a_stage, held["actor"], none),
+        ("exp_ref", a, p.ref_stage, held["ref"], held["actor"]),
+        ("exp_reward", p.critic.facts, p.reward_stage, none, both),
+        ("exp_critic", p.critic.facts, p.critic.stage, none, both),
     ):
         phases[name] = {
-            "activations": mem.eval_activation_bytes(f, p.gen_bs, p.seq, p.c),
+            "activations": mem.eval_activation_bytes(f, p.gen_bs, p.seq, p.c) + before["activations"],
+            "kv_cache": own["kv_cache"] + before["kv_cache"],
             "params": np.where(stage == 3, mem.zero3_gathered_bytes(f.largest_layer_params, p.c), 0.0),
         }
+    log_softmax = (p.c.logits_bytes_per_element_eval - BYTES_16BIT) * p.gen_bs * p.seq * a.vocab
+    phases["exp_logprobs"] = {"activations": both["activations"] + log_softmax, "kv_cache": both["kv_cache"]}
     return phases
+
+
+def _experience_outputs(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
+    """What the actor's and the reference's experience forwards hand back and the trainer keeps."""
+    a = p.actor.facts
+    version = transformers_version(p.c, p.transformers)
+    logits = BYTES_16BIT * p.gen_bs * p.seq * a.vocab
+    cache = mem.kv_cache_bytes(a, p.gen_bs, p.seq)
+    actor_ckpt = p.cols["actor_gradient_checkpointing"].astype(bool)
+    out = {}
+    for role, checkpointed_training in (("actor", actor_ckpt), ("ref", False)):
+        kept = forward_returns_cache(version, checkpointed_training)
+        out[role] = {"activations": logits, "kv_cache": np.where(kept, cache, 0.0)}
+    return out
 
 
 def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
@@ -319,6 +349,14 @@ def _train_seconds(p: _Ppo, t: Trained, role: str, n_micro: np.ndarray, hw: tm.H
     return n_micro * micro_total + n_micro / p.gas * opt
 
 
+def _critic_load_bytes(p: _Ppo) -> np.ndarray:
+    """Host bytes per rank while the critic is built: the model itself (fp32 unless zero.Init partitions it)
+    and, at any stage, the whole 16-bit step-2 checkpoint every rank reads (model_utils.py create_critic_model:
+    `torch.load(model_ckpt_path, map_location='cpu')` before `load_state_dict_into_model`)."""
+    model = np.where(p.critic.stage == 3, 0.0, 4.0 * p.critic.params_all)
+    return model + BYTES_16BIT * float(p.critic.facts.params)
+
+
 def _useful_flops(p: _Ppo, n_gen: np.ndarray, n_micro: np.ndarray) -> np.ndarray:
     """Model FLOPs of one step: generation, the four experience forwards, and actor and critic training."""
     a, cr, seq = p.actor.facts, p.critic.facts, p.seq
@@ -335,7 +373,9 @@ def _useful_flops(p: _Ppo, n_gen: np.ndarray, n_micro: np.ndarray) -> np.ndarray
 def score_ppo(x: CostInputs) -> CostTerms:
     """Step 3's cost terms: generation, experience, actor and critic training."""
     cols, cluster, world = x.cols, x.cluster, x.cluster.world_size
-    p = _setup(cols, x.model, x.critic_model, world, x.constants, x.he_kernels)
+    p = dataclasses.replace(
+        _setup(cols, x.model, x.critic_model, world, x.constants, x.he_kernels), transformers=x.transformers_version
+    )
     n_gen = cols["generation_batches"].astype(float)
     n_micro = n_gen * np.ceil(p.gen_bs / p.train_bs) * cols["ppo_epochs"]
     phases = {
@@ -345,15 +385,13 @@ def score_ppo(x: CostInputs) -> CostTerms:
         # main.py runs moving_average after each micro-step's critic update, before the next micro-step.
         "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw) + n_micro * _ema_seconds(p, x.hw),
     }
-    construction = np.maximum(
-        np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all),
-        np.where(p.critic.stage == 3, 0.0, 4.0 * p.critic.params_all),
-    )
+    actor_construction = np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all)
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     samples = p.gen_bs * n_gen * world
     return CostTerms(
         memory=_memory(p),
-        host_peak_bytes=host_peak(cluster, states.host, construction, x.constants),
+        # the critic is built after the actor, reference and EMA, whose offloaded states are on the host by then
+        host_peak_bytes=host_peak(cluster, states.host + _critic_load_bytes(p), actor_construction, x.constants),
         phases=phases,
         samples=samples,
         tokens=samples * p.seq,

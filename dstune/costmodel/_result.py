@@ -136,6 +136,7 @@ def estimate(
     critic_model: ModelSpec | None = None,
     constants: CostConstants = DEFAULT_CONSTANTS,
     he_kernels: bool = True,
+    transformers_version: str = "",
 ) -> Estimate:
     """Score one plan (rules are the caller's job: see dstune.plan.validate)."""
     cluster.gpu.peak_tflops(plan.dtype)
@@ -145,7 +146,14 @@ def estimate(
         critic_model = model
     cols = plans_to_columns([plan])
     table = estimate_table(
-        step, cols, model, cluster, critic_model=critic_model, constants=constants, he_kernels=he_kernels
+        step,
+        cols,
+        model,
+        cluster,
+        critic_model=critic_model,
+        constants=constants,
+        he_kernels=he_kernels,
+        transformers_version=transformers_version,
     )
     row = {k: v[0] for k, v in table.items()}
     scored = row_to_estimate(

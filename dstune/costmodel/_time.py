@@ -105,14 +105,16 @@ def zero_micro_comm_seconds(
     c: CostConstants,
 ) -> np.ndarray:
     """Collectives inside each micro-batch: ZeRO-3 gathers weights twice and reduce-scatters grads
-    (each pass layer by layer, with its fixed per-layer fetch cost); ZeRO-2 reduce-scatters grads as
-    they are produced; ZeRO-1 reduces them inside the boundary backward, overlapped with it as ZeRO-2's
-    (stage_1_and_2.py: the same ipg buckets with overlap_comm), once per `gas` micro-batches. At ZeRO-3 with
-    offload the partitions are fetched from host memory first."""
+    (each pass layer by layer, with its fixed per-layer fetch cost); ZeRO-2 all-reduces each bucket as grads
+    are produced and keeps its partition's share: DeepSpeed's default `use_multi_rank_bucket_allreduce` True
+    (zero/config.py; stage_1_and_2.py `average_tensor` -> `allreduce_and_scatter`, which DeepSpeed-Chat does
+    not change), twice a reduce-scatter's volume. ZeRO-1 does the same inside the boundary backward,
+    overlapped with it as ZeRO-2's (the same ipg buckets with overlap_comm), once per `gas` micro-batches. At
+    ZeRO-3 with offload the partitions are fetched from host memory first."""
     z3 = 2.0 * allgather_seconds(2.0 * params_all, hw) + allgather_seconds(2.0 * params_trainable, hw)
     z3 = z3 + 3.0 * zero3_fetch_seconds(layers, c)
     z3_host = np.where(offload, 2.0 * 2.0 * params_all / hw.world / hw.host_link_bytes_per_s, 0.0)
-    z2 = allgather_seconds(2.0 * params_trainable, hw)
+    z2 = allreduce_seconds(2.0 * params_trainable, hw)
     return np.select([stage == 3, stage == 2, stage == 1], [z3 + z3_host, z2, z2 / gas], default=0.0)
 
 

@@ -106,7 +106,7 @@ def train_phases(
     backward = {
         "activations": activations,
         "params": gathered,
-        "grads": mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world)
+        "grads": mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world, accumulating)
         - held
         + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
         "buffers": mem.zero12_reduce_bucket_bytes(t.stage, c),

@@ -83,6 +83,8 @@ class Headline(NamedTuple):
     """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
     baseline_ran_on_cpu: bool = False
     """The baseline was measured on DeepSpeed's CPU accelerator, which takes none of a GPU stack's broken paths."""
+    speedup_uncalibrated: str | None = None
+    """plan.json's reason a predicted speedup has no interval ('uncalibrated: ...'), where it says one."""
 
 
 class Point(NamedTuple):
@@ -327,7 +329,13 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         _alternatives(study),
         baseline_issues(study),
         bool(study.on_cpu and base is not None and base.basis == "measured"),
+        _uncalibrated(stated) if speedup is not None else None,
     )
+
+
+def _uncalibrated(stated: Any) -> str | None:
+    backing = stated.get("backing") if isinstance(stated, dict) else None
+    return str(backing) if isinstance(backing, str) and backing.startswith("uncalibrated") else None
 
 
 def baseline_issues(study: StudyDir) -> tuple[str, ...]:

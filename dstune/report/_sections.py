@@ -59,6 +59,8 @@ def headline_sentence(h: Headline) -> str:
         detail = [h.pick.basis]
         if h.speedup_interval:
             detail.append(f"90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x")
+        elif h.speedup_uncalibrated:
+            detail.append(h.speedup_uncalibrated)
         detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
         reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
         parts.append(compared(h.speedup, h.speedup_interval, reference, ", ".join(detail)))

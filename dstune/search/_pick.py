@@ -81,7 +81,7 @@ class Speedup:
 
     def text(self) -> str:
         if self.interval is None:
-            return f"{self.value:.2f}x"
+            return f"{self.value:.2f}x" + (f" ({self.backing})" if self.backing else "")
         span = f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
         if self.tie:
             return f"no clear difference{_direction(self.value)} ({self.value:.2f}x predicted, {span})"
@@ -94,6 +94,8 @@ class Speedup:
             detail.append(
                 f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
             )
+        elif self.backing:
+            detail.append(self.backing)
         return compared(self.value, self.interval, reference, ", ".join(detail), subject)
 
     def to_json(self) -> dict[str, Any]:
@@ -139,16 +141,38 @@ def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
     if pick.predicted is None or base.predicted is None:
         return None
     ratio = pick.predicted.samples_per_s / base.predicted.samples_per_s
-    from ..calibration._pairs import ratio_interval, shipped_pair_evidence
+    changed = uncalibrated_changes(pick.values, base.values)
+    if changed:
+        return Speedup(ratio, None, Basis.PREDICTED, "uncalibrated: no published pair changes " + ", ".join(changed))
+    from ..calibration._pairs import shipped_kind_interval
 
-    evidence = shipped_pair_evidence()
-    if evidence is not None:
-        return Speedup(ratio, ratio_interval(ratio, evidence), Basis.PREDICTED, evidence.backing())
+    evidence = shipped_kind_interval("plan")  # a pick and its baseline: one model's plan on one cluster
+    if evidence is not None and math.isfinite(evidence.factor):
+        f = evidence.factor
+        return Speedup(ratio, (ratio / f, ratio * f), Basis.PREDICTED, evidence.backing())
     interval = pick.predicted.samples_per_s_interval
     if interval is None:
         return Speedup(ratio, None, Basis.PREDICTED)
     sd = math.log(interval[1] / interval[0]) / (2 * 1.645)
     return Speedup(ratio, interval_from_log(math.log(ratio), sd), Basis.PREDICTED)
+
+
+UNCALIBRATED_KNOBS = (
+    "enable_hybrid_engine",
+    "offload",
+    "offload_reference_model",
+    "offload_reward_model",
+    "only_optimize_lora",
+    "lora_dim",
+    "actor_lora_dim",
+    "critic_lora_dim",
+)
+"""Knobs no published pair of the evidence corpus changes (the Hybrid Engine, offload, LoRA): a predicted
+speedup over a baseline that differs in one has no calibrated interval."""
+
+
+def uncalibrated_changes(pick: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    return [k for k in UNCALIBRATED_KNOBS if k in pick and k in base and pick[k] != base[k]]
 
 
 def job_class(job: Job, baseline_job: Job) -> str:

@@ -191,12 +191,16 @@ def test_workspace_is_what_deepspeed_allocates(gen_workspace, model, gen_bs, tp)
 def test_opt67b_gen64_tp8_workspace_is_about_40_gb_and_stays(gen_workspace):
     plan = _ppo(inference_tp_size=8, per_device_generation_batch_size=64, per_device_training_batch_size=64)
     e = _est(plan)
-    workspace = e.gpu_memory["kv_cache"] + e.gpu_memory["inference_workspace"]
+    # the peak is now the experience forwards, which also hold the actor's and reference's own caches (issue 30)
+    assert e.peak_phase == "experience"
+    held = 2 * mem.kv_cache_bytes(model_facts(OPT67), np.array([64.0]), np.array([512.0]))[0]
+    workspace = e.gpu_memory["kv_cache"] - held + e.gpu_memory["inference_workspace"]
     assert workspace == pytest.approx(gen_workspace(32, 32, 64 * 8, 4096, 8, 512))
     assert 38e9 < workspace < 42e9
     assert e.peak_phase != "generation"  # without release_inference_cache it is held through training too
     released = _est(dataclasses.replace(plan, release_inference_cache=True))
-    assert released.gpu_peak_bytes < e.gpu_peak_bytes - 20e9 and released.peak_phase == "generation"
+    # released, the peak is the experience forwards' own outputs (two 16 GiB caches at generation batch 64)
+    assert released.gpu_peak_bytes < e.gpu_peak_bytes - 20e9 and released.peak_phase == "experience"
     assert released.phases["generation"] > e.phases["generation"]  # re-acquired and emptied every generate
 
 
@@ -348,8 +352,11 @@ def test_estimator_agreement_still_holds_with_the_gather_inside_the_train_phase(
     )
     states = e.gpu_memory["params"] + e.gpu_memory["grads"] + e.gpu_memory["optimizer"]
     # at a micro-batch of 1 the peak is inside step(): no gathered layer (the estimator's 4L), but the 16-bit
-    # gradient partition buffer stage3.py allocates at init, which the estimator leaves out
-    assert states == pytest.approx(expected - 4 * f.largest_layer_params + 2 * OPT67.num_params / 8, rel=0.01)
+    # gradient partition buffer stage3.py allocates at init and step()'s flat 16-bit copy of one sub-group
+    # (test_zero_world2.py), which the estimator leaves out
+    flat = 2 * min(OPT67.num_params / 8, DEFAULT_CONSTANTS.zero3_sub_group_elements)
+    missing = 2 * OPT67.num_params / 8 + flat
+    assert states == pytest.approx(expected - 4 * f.largest_layer_params + missing, rel=0.01)
 
 
 # --- 6. TP all-reduce inside a node ----------------------------------------------------------------------------

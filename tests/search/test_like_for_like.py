@@ -45,10 +45,13 @@ def test_the_pick_trains_exactly_what_run_6_7b_trains(default: tuple[dict, list[
 
 
 def test_speedup_and_every_prediction_carry_an_interval(default: tuple[dict, list[dict]]) -> None:
+    """Every prediction has its interval; the speedup is uncalibrated, as the pick turns off the Hybrid Engine
+    (broken on this stack) and no published pair changes it (issue 30)."""
     plan, rows = default
     speedup = plan["speedup_over_baseline"]
-    lo, hi = speedup["interval"]
-    assert speedup["basis"] == "predicted" and lo < speedup["value"] < hi
+    assert plan["baseline"]["plan"]["enable_hybrid_engine"] and not plan["plan"]["enable_hybrid_engine"]
+    assert speedup["basis"] == "predicted" and speedup["interval"] is None
+    assert speedup["backing"] == "uncalibrated: no published pair changes enable_hybrid_engine"
     pick = plan["predicted"]["throughput"]
     assert pick["samples_per_s_interval"][0] < pick["samples_per_s"] < pick["samples_per_s_interval"][1]
     assert plan["measured"] is None and plan["baseline"]["measured"] is None  # simulated: nothing measured

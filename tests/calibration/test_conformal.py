@@ -1,0 +1,71 @@
+"""Issue 30: the speedup interval from out-of-source errors, independent comparisons and an empirical
+quantile; a pick that changes what no published pair changes says 'uncalibrated'."""
+
+from __future__ import annotations
+
+import math
+
+from dstune.calibration._conformal import comparisons, conformal_factor, kind_interval, loso_coverage
+from dstune.calibration._evidence import load_corpus
+from dstune.calibration._pairs import Point, points_from_fitted
+from dstune.calibration._shipped import load_fitted
+from dstune.record import Basis, Status, TrialRow
+from dstune.record._figures import Figures
+
+
+def _group(source, rows):
+    return [Point(f"{source}-{i}", (source, "A100", "8", "e2e"), a, b, m) for i, (a, b, m) in enumerate(rows)]
+
+
+def test_a_group_of_k_rows_gives_k_minus_1_comparisons_of_its_kind():
+    same = comparisons(_group("s", [(10.0, 12.0, "x"), (20.0, 22.0, "x"), (40.0, 50.0, "x"), (5.0, 5.0, "x")]))
+    assert len(same) == 3 and {c.kind for c in same} == {"plan"}  # not the 6 combinations
+    mixed = comparisons(_group("t", [(10.0, 10.0, "x"), (20.0, 20.0, "y")]))
+    assert [c.kind for c in mixed] == ["model"] and math.isclose(mixed[0].error, 0.0, abs_tol=1e-12)
+
+
+def test_the_quantile_is_empirical_and_needs_enough_comparisons():
+    errors = [math.log(1.0 + i / 10) for i in range(1, 10)]  # 9 comparisons: the 9th smallest at 90%
+    assert math.isclose(conformal_factor(errors), 1.9)
+    assert conformal_factor(errors[:8]) == math.inf  # 8 are too few for a 90% split-conformal bound
+
+
+def test_a_kind_without_enough_comparisons_falls_back_to_all():
+    found = comparisons(_group("a", [(1.0, 1.0, "x")] * 11)) + comparisons(_group("b", [(1.0, 1.0, "x"), (1, 2, "y")]))
+    assert not kind_interval(found, "plan").pooled and kind_interval(found, "model").pooled
+    assert "uncalibrated" not in kind_interval(found, "model").backing()
+
+
+def test_held_out_sources_are_covered_at_the_stated_level():
+    """The shipped fit's leave-one-source-out predictions: each source's comparisons against the interval
+    the other sources give (pair_interval_coverage_loso in scripts/bench_accuracy.py)."""
+    found = comparisons(points_from_fitted(load_fitted(), load_corpus(), "left_out_source"))
+    covered, total = loso_coverage(found)
+    assert total >= 25 and covered / total >= 0.88
+
+
+def _row(samples_per_s: float, **values) -> TrialRow:
+    figures = Figures(
+        basis=Basis.PREDICTED,
+        samples_per_s=samples_per_s,
+        tokens_per_s=512 * samples_per_s,
+        gpu_peak_bytes=1e10,
+        step_s=1.0,
+    )
+    return TrialRow(
+        0, Status.OK, "sampler", {"actor_zero_stage": 2, "enable_hybrid_engine": True, **values}, figures, None, 1.0
+    )
+
+
+def test_a_pick_that_changes_the_hybrid_engine_or_lora_is_uncalibrated():
+    from dstune.search._pick import speedup
+
+    base = _row(10.0)
+    plan_change = speedup(_row(12.0, actor_zero_stage=3), base)
+    assert plan_change is not None and plan_change.interval is not None
+    assert "out-of-source" in (plan_change.backing or "")
+    for knobs in ({"enable_hybrid_engine": False}, {"actor_lora_dim": 128}):
+        s = speedup(_row(12.0, **{"actor_lora_dim": 0, **knobs}), _row(10.0, actor_lora_dim=0))
+        assert s is not None and s.interval is None and "uncalibrated" in s.text()
+        assert s.to_json()["interval"] is None and s.to_json()["backing"].startswith("uncalibrated")
+        assert "uncalibrated" in s.versus("the baseline")
