@@ -29,7 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import ClusterSpec, ModelSpec, Stack, load_gpu, load_model, make_cluster, named_stack
+from ..catalog import (
+    ClusterSpec,
+    ModelSpec,
+    Stack,
+    load_gpu,
+    load_model,
+    make_cluster,
+    named_stack,
+    target_transformers,
+)
 from ..catalog._models import spec_from_hf_config
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate_table, plans_to_columns
 from ..errors import DstuneError
@@ -308,6 +317,7 @@ def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[
         case.known_cluster,
         critic_model=case.critic_model,
         constants=constants,
+        transformers_version=target_transformers(case.stack),
     )
 
 

@@ -24,7 +24,15 @@ from dstune.catalog._models import (
 from dstune.catalog._pairing import default_critic
 from dstune.catalog._setup import Setup, resolve_setup
 from dstune.catalog._stack_files import stack_from_file
-from dstune.catalog._stacks import SETTLE, STACK_PACKAGES, Stack, named_stack, named_stacks, reference_stack
+from dstune.catalog._stacks import (
+    SETTLE,
+    STACK_PACKAGES,
+    Stack,
+    named_stack,
+    named_stacks,
+    reference_stack,
+    target_transformers,
+)
 
 __all__ = [
     "default_critic",
@@ -48,6 +56,7 @@ __all__ = [
     "SETTLE",
     "STACK_PACKAGES",
     "Stack",
+    "target_transformers",
     "named_stack",
     "named_stacks",
     "reference_stack",

@@ -172,3 +172,9 @@ def recorded_verdicts(requires: Mapping[str, str]) -> tuple[dict[str, str | None
         if all(v is not None and requires.get(p) == f"=={v}" for p, v in pins):
             return dict(stack.he_verdicts), f"recorded for {stack.name} (same deepspeed and transformers)"
     return {}, ""
+
+
+def target_transformers(stack: Stack | None) -> str:
+    """The cost model's transformers input for a target stack: its pin, or "" (the cost model's default) where
+    there is no target or transformers is not pinned."""
+    return (stack.transformers_version or "") if stack is not None else ""

@@ -131,6 +131,7 @@ def _run(args: argparse.Namespace) -> int:
 
     stack, stack_note = target_stack(args.stack, "simulate", setup.model.family)
     plan = resolve_plan(setup, args.assignments, stack)
+    from ..catalog import target_transformers
     from ..costmodel import estimate
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
@@ -155,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         critic_model=setup.critic_model,
         he_kernels=he_kernels,
         constants=constants,
+        transformers_version=target_transformers(stack),
     )
     factor = calibration.interval_factor
     if args.json:

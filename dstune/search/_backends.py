@@ -66,9 +66,11 @@ class SimulateBackend(Backend):
         cap_bytes: float,
         constants: CostConstants = DEFAULT_CONSTANTS,
         he_kernels: bool = True,
+        transformers_version: str = "",
     ):
         self.model, self.critic_model, self.cluster = model, critic_model, cluster
         self.cap_bytes, self.constants, self.he_kernels = cap_bytes, constants, he_kernels
+        self.transformers_version = transformers_version
         self.device = f"simulated {cluster.gpu.name}"
 
     def evaluate(self, plan: Plan) -> TrialRecord:
@@ -79,6 +81,7 @@ class SimulateBackend(Backend):
             critic_model=self.critic_model,
             constants=self.constants,
             he_kernels=self.he_kernels,
+            transformers_version=self.transformers_version,
         )
         figures = Figures.of_estimate(e)
         reasons = []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import Setup, Stack, detect_local_gpus, load_model, resolve_setup
+from ..catalog import Setup, Stack, detect_local_gpus, load_model, resolve_setup, target_transformers
 from ..costmodel import CostConstants
 from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, step_strategy
@@ -163,7 +163,7 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
     names = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{options.step}"
     out = options.out or Path("reports") / names
-    backend = replay or _backend(backend_name, options, setup, constants, he_kernels, out)
+    backend = replay or _backend(backend_name, options, setup, constants, (he_kernels, target_transformers(stack)), out)
     space, dtype_note = cpu_dtype(space, device, pinned)
     request = SearchRequest(
         setup=setup,
@@ -311,8 +311,10 @@ def _device(backend: str, replay: ReplayBackend | None) -> str:
 
 
 def _backend(
-    name: str, options: SearchOptions, setup: Setup, constants: CostConstants, he_kernels: bool, out: Path
+    name: str, options: SearchOptions, setup: Setup, constants: CostConstants, target: tuple[bool, str], out: Path
 ) -> Backend:
+    """`target`: whether the target stack runs HE kernels, and its transformers (the cost model's inputs)."""
+    he_kernels, transformers_version = target
     if name == "simulate":
         return SimulateBackend(
             model=setup.model,
@@ -320,6 +322,7 @@ def _backend(
             cluster=setup.cluster,
             cap_bytes=constants.memory_cap_bytes(setup.cluster.gpu.memory_bytes),
             he_kernels=he_kernels,
+            transformers_version=transformers_version,
             constants=constants,
         )
     return ProfileBackend(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog import target_transformers
 from ..costmodel import estimate_table
 from ..plan import Baseline, job_of, plan_to_dict, step_strategy
 from ..record import Basis, Figures, Status, TrialRow, interval_from_log
@@ -35,6 +36,7 @@ def _score(req: Any, cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         critic_model=s.critic_model or s.model,
         constants=req.prior,
         he_kernels=req.he_kernels,
+        transformers_version=target_transformers(req.stack),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..catalog import Stack
+from ..catalog import Stack, target_transformers
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
 from ..plan import Baseline, Context, job_of, make_plan, plan_to_dict
@@ -306,6 +306,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         exact=req.backend.name == "simulate",
         shipped=req.shipped,
         he_kernels=req.he_kernels,
+        transformers_version=target_transformers(req.stack),
     )
     read = _ObservationsReader(req)
     interrupted = False

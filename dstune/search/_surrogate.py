@@ -65,6 +65,8 @@ class Surrogate:
     exact: bool = False
     shipped: Sequence[Observation] = ()
     he_kernels: bool = True
+    transformers_version: str = ""
+    """The target stack's transformers, whose forwards the memory terms follow ("": the cost model's default)."""
     constants: CostConstants = DEFAULT_CONSTANTS
     calibration: Calibration | None = None
     history: list[FitRecord] = field(default_factory=list)
@@ -107,6 +109,7 @@ class Surrogate:
             critic_model=s.critic_model or s.model,
             constants=self.constants,
             he_kernels=self.he_kernels,
+            transformers_version=self.transformers_version,
         )
 
     # -- fitting --------------------------------------------------------------------------------
