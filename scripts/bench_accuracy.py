@@ -101,7 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="store the fit as the shipped fitted.json")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1-2 optimizer evaluations per fit: every code path, figures not meaningful",
+    )
     args = parser.parse_args(argv)
+    if args.quick and args.write:
+        parser.error("--quick fits are not worth shipping: drop --write")
 
     from dstune.calibration._accuracy import evaluate
     from dstune.calibration._evidence import corpus_version, load_corpus, load_sources
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"  [{time.perf_counter() - start:5.0f}s] {message}", file=sys.stderr)
 
-    acc = evaluate(cases, progress=progress)
+    acc = evaluate(cases, progress=progress, **({"loo_nfev": 1, "loso_nfev": 1, "full_nfev": 2} if args.quick else {}))
 
     print(f"evidence corpus {corpus_version()}: {len(cases)} rows from {len(load_sources())} sources")
     for case in cases:
@@ -157,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak_memory_prior_min_ratio: {min(prior_ratios):.3f}")
         print(f"peak_memory_prior_max_ratio: {max(prior_ratios):.3f}")
     seconds = time.perf_counter() - start
+    if args.quick:
+        print("(--quick: fits stopped after 1-2 evaluations; these figures check the code path, not the model)")
     print(
         f"(model figures from published rows, computed on this machine's CPU in {seconds:.0f} s; not GPU measurements)"
     )
