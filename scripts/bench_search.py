@@ -47,8 +47,10 @@ def _setup(model: str, gpus: int, gpu_type: str, step: str, critic: str | None):
 
 def record(args: argparse.Namespace) -> None:
     """Profile `--plans` plans drawn at random from the space (plus the baseline) into a CSV table."""
-    from dstune.export import trials_table
+    from dstune.doctor import current_stack
+    from dstune.export import atomic_write, trials_table
     from dstune.search import ProfileBackend, SearchRequest, load_space, run_search
+    from dstune.search._tablestack import describe_host, write_table_stack
 
     space = load_space(args.space)
     setup = _setup(args.model, args.gpus, args.gpu_type, space.step, args.critic_model)
@@ -84,6 +86,7 @@ def record(args: argparse.Namespace) -> None:
         "device": backend.device or "cpu",
     }
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    write_table_stack(args.table, describe_host(current_stack(), meta["device"]))
 
     def measured(rows):
         return [r for r in rows if r.status in ("ok", "oom", "timeout", "error", "crashed") and r.source != "repeat"]
@@ -91,11 +94,11 @@ def record(args: argparse.Namespace) -> None:
     def progress(row, rows):
         ok = row.measured.samples_per_s if row.measured else None
         print(f"trial {row.number}: {row.status} {ok if ok else ''} {row.reason[:80]}", flush=True)
-        Path(args.table).write_text(trials_table(sorted(measured(rows), key=lambda r: r.number), space.step, meta))
+        atomic_write(Path(args.table), trials_table(sorted(measured(rows), key=lambda r: r.number), space.step, meta))
 
     result = run_search(req, progress=progress)
     rows = measured(result.rows)
-    Path(args.table).write_text(trials_table(rows, space.step, meta))
+    atomic_write(Path(args.table), trials_table(rows, space.step, meta))
     print(f"wrote {len(rows)} measured rows to {args.table}")
 
 
