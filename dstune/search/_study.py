@@ -36,7 +36,7 @@ from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
-SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
+SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class SearchRequest:
     known_issues: str = "exclude"
     """mark: name the known-broken or risky combinations the picks hit (dstune.doctor); exclude: also
     drop plans that hit a 'broken' one from the candidates."""
+    stack: Any = None
+    """The stack whose verdicts judge known issues (a replay table's own, dstune.search.read_table_stack);
+    None: the installed one."""
 
     @property
     def headroom(self) -> float:
@@ -160,7 +163,9 @@ def _make_sampler(
     import optuna
 
     name = req.sampler
-    if name == "dstune":
+    if name in ("dstune", "prior"):
+        if name == "prior":  # learning off: the cost model's first ranking, walked down by EI
+            surrogate.learn = False
         return SurrogateSampler(grid, surrogate, observations, allowed=allowed, seed=req.seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=req.seed)
@@ -277,7 +282,8 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     grid = req.grid if req.grid is not None else build_grid(space, ctx, defaults)
     logger.info("baseline: %s", baseline.script)
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
-    stack = _stack() if req.known_issues != "off" else None
+    recorded = req.stack or getattr(req.backend, "stack", None)  # a replay table's rows ran on their own stack
+    stack = (recorded or _stack()) if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
         from ..doctor import known_issue_mask, known_issue_masks, known_issues
 
