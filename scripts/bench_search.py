@@ -12,43 +12,48 @@
 
 Every strategy runs the same dstune study loop over a replay backend, seeded with the
 DeepSpeed-Chat baseline as trial 0 when the table has it; only plans the table holds cost a trial
-(others are recorded as infeasible, free). The last line is `ratio_vs_tpe: R`, our median over
-TPE's (pooled over tables).
+(others are recorded as infeasible, free). Strategies: dstune, prior (dstune with learning off: the
+cost model's first ranking), autotuner (DeepSpeed's rule), TPE, random, grid. Seed 0 replays the
+whole table, seed s > 0 a bootstrap of its rows, so the spread is real. A table replays with the
+stack it was recorded on (`<table>.stack.json`). The last lines compare dstune's median trials,
+pooled over the measured tables: `ratio_vs_prior` (the gain from learning), its worst table,
+`ratio_vs_autotuner`, `ratio_vs_tpe`, then `real_tables: N`. `bench --quick` is CI's (one table).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-STRATEGIES = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
-WITHIN = 0.02
-_GRIDS: dict = {}
+sys.path.insert(0, str(ROOT / "scripts"))
+from _bench_replay import (  # noqa: E402 - the script's own helper module, beside it
+    WITHIN,
+    _setup,
+    _simulated,
+    _space_of_table,
+    _step_of,
+    load_replay,
+    prior_rank_of_best,
+    simulate_table,
+    trials_to_target,
+)
 
-
-def _setup(model: str, gpus: int, gpu_type: str, step: str, critic: str | None):
-    from dstune.catalog import default_critic, load_gpu, load_model, make_cluster
-    from dstune.plan import step_strategy
-    from dstune.search import Setup
-
-    spec = load_model(model)
-    uses_critic = step_strategy(step).uses_critic
-    critic_spec = (load_model(critic) if critic else default_critic(spec)) if uses_critic else None
-    return Setup(step=step, model=spec, critic_model=critic_spec, cluster=make_cluster(load_gpu(gpu_type), gpus))
+STRATEGIES = ("dstune", "prior", "autotuner", "tpe", "random", "grid")
+ALL_STRATEGIES = (*STRATEGIES, "gp")
 
 
 def record(args: argparse.Namespace) -> None:
     """Profile `--plans` plans drawn at random from the space (plus the baseline) into a CSV table."""
-    from dstune.export import trials_table
+    from dstune.doctor import current_stack
+    from dstune.export import atomic_write, trials_table
     from dstune.search import ProfileBackend, SearchRequest, load_space, run_search
+    from dstune.search._tablestack import describe_host, write_table_stack
 
     space = load_space(args.space)
     setup = _setup(args.model, args.gpus, args.gpu_type, space.step, args.critic_model)
@@ -84,6 +89,7 @@ def record(args: argparse.Namespace) -> None:
         "device": backend.device or "cpu",
     }
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    write_table_stack(args.table, describe_host(current_stack(), meta["device"]))
 
     def measured(rows):
         return [r for r in rows if r.status in ("ok", "oom", "timeout", "error", "crashed") and r.source != "repeat"]
@@ -91,183 +97,84 @@ def record(args: argparse.Namespace) -> None:
     def progress(row, rows):
         ok = row.measured.samples_per_s if row.measured else None
         print(f"trial {row.number}: {row.status} {ok if ok else ''} {row.reason[:80]}", flush=True)
-        Path(args.table).write_text(trials_table(sorted(measured(rows), key=lambda r: r.number), space.step, meta))
+        atomic_write(Path(args.table), trials_table(sorted(measured(rows), key=lambda r: r.number), space.step, meta))
 
     result = run_search(req, progress=progress)
     rows = measured(result.rows)
-    Path(args.table).write_text(trials_table(rows, space.step, meta))
+    atomic_write(Path(args.table), trials_table(rows, space.step, meta))
     print(f"wrote {len(rows)} measured rows to {args.table}")
 
 
-def simulate_table(args: argparse.Namespace) -> None:
-    """Every plan of a reduced PPO space scored by the cost model with perturbed constants (the hidden
-    'truth' the searchers must learn) and 3% noise. Labelled SIMULATED in the device column."""
-    from dstune.costmodel import DEFAULT_CONSTANTS, estimate_table
-    from dstune.export import trials_table
-    from dstune.plan import Context
-    from dstune.search import Figures, TrialRow, build_grid, load_space
-    from dstune.search._space import lora_defaults
+MIN_ROWS = 20
+"""A table with fewer measured rows (one still being recorded) is listed but left out of the figures."""
 
-    setup = _setup("opt-1.3b", 8, "A100-80G", "ppo", None)
-    space = load_space(ROOT / "search_spaces" / "ppo.yaml").with_fixed(
-        {
-            "offload_reference_model": False,
-            "unpin_actor_parameters": False,
-            "release_inference_cache": False,
-            "critic_gradient_checkpointing": False,
-        }
+
+def _bench_table(path: Path, args: argparse.Namespace) -> dict[str, list[int]]:
+    """One table: where the first ranking puts its best row, then each strategy's trials per seed."""
+    replay = load_replay(path)
+    rank, reachable = prior_rank_of_best(path)
+    stack = replay.stack
+    recorded = (
+        f"stack {', '.join(f'{k} {stack.versions.get(k)}' for k in ('deepspeed', 'transformers'))}, "
+        f"HE verdicts {dict(stack.he_verdicts)}"
+        if stack
+        else "no recorded stack: known issues not applied"
     )
-    grid = build_grid(
-        space,
-        Context(world_size=8, model=setup.model, critic_model=setup.critic_model),
-        lora_defaults("ppo", "opt", "opt"),
+    print(
+        f"\n{path.name}: {len(replay.rows)} rows, {reachable} reachable; {recorded}; the cost model's first "
+        f"ranking puts the best row at {rank} of {reachable}"
     )
-    truth = dataclasses.replace(
-        DEFAULT_CONSTANTS,
-        matmul_efficiency_max=0.40,
-        hbm_efficiency=0.50,
-        decode_overhead_per_layer_s_he=7e-5,
-        decode_overhead_per_layer_s_native=6e-4,
-        memory_overhead_fraction=0.15,
-        cuda_context_bytes=2.0e9,
-        comm_overlap=0.3,
-    )
-    table = estimate_table(
-        "ppo", grid.columns, setup.model, setup.cluster, critic_model=setup.critic_model, constants=truth
-    )
-    rng = np.random.default_rng(0)
-    noise = np.exp(rng.normal(0, 0.03, len(grid)))
-    rows = []
-    for i in range(len(grid)):
-        peak = float(table["gpu_peak_bytes"][i])
-        fits = peak <= setup.cluster.gpu.memory_bytes and bool(table["fits_host"][i])
-        figures = Figures(
-            basis="measured",
-            samples_per_s=float(table["samples_per_s"][i] * noise[i]),
-            tokens_per_s=float(table["tokens_per_s"][i] * noise[i]),
-            gpu_peak_bytes=peak,
-            step_s=float(table["step_s"][i] / noise[i]),
-            phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
-            mfu=float(table["mfu"][i]),
+    if len(replay.rows) < MIN_ROWS:
+        print(f"  left out: under {MIN_ROWS} rows")
+        return {}
+    print(f"  {'strategy':10} {'median':>7} {'p25':>5} {'p75':>5} {'min':>4} {'max':>4} {'found':>6} {'s/run':>6}")
+    cap_trials = min(len(replay.rows), args.max_trials)
+    out: dict[str, list[int]] = {}
+    for strategy in args.strategies:
+        seeds = args.seeds if strategy != "gp" else min(args.seeds, args.gp_seeds)
+        counts, found, times = [], 0, []
+        for seed in range(seeds):
+            asks = args.gp_asks if strategy == "gp" else args.asks
+            n, hit, wall = trials_to_target(path, strategy, seed, cap_trials, asks)
+            counts.append(n if hit else cap_trials)
+            found += hit
+            times.append(wall)
+        out[strategy] = counts
+        q = np.percentile(counts, [25, 50, 75])
+        print(
+            f"  {strategy:10} {q[1]:7.1f} {q[0]:5.1f} {q[2]:5.1f} {min(counts):4d} {max(counts):4d} "
+            f"{found:3d}/{seeds:<2d} {statistics.mean(times):6.2f}",
+            flush=True,
         )
-        rows.append(
-            TrialRow(
-                i,
-                "ok" if fits else "oom",
-                "simulated",
-                grid.values(i),
-                None,
-                figures if fits else None,
-                None,
-                "" if fits else "simulated OOM",
-            )
-        )
-    meta = {
-        "step": "ppo",
-        "model": setup.model.name,
-        "critic_model": setup.critic_model.name,
-        "gpus": 8,
-        "gpu_type": "A100-80G",
-        "backend": "simulated-table",
-        "device": "SIMULATED: cost model with perturbed constants, not a measurement",
-    }
-    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.table).write_text(trials_table(rows, "ppo", meta))
-    print(f"wrote {len(rows)} simulated rows to {args.table}")
+    return out
 
 
-def _space_of_table(rows, step: str, path: Path):
-    """A space whose grid spans the table: each knob's distinct values; a knob equal to an earlier
-    one on every row (e.g. training batch = generation batch) is tied to it, as in the space file."""
-    from dstune.plan import knob_fields
-    from dstune.search import BatchPolicy, SearchSpace
-
-    knobs, fixed, ties = {}, {}, {}
-    for f in knob_fields(step):
-        column = [r.values[f.name] for r in rows]
-        values = list(dict.fromkeys(column))
-        twin = next((k for k in knobs if [r.values[k] for r in rows] == column), None)
-        if len(values) > 1 and twin:
-            ties[f.name] = twin
-        elif len(values) > 1:
-            knobs[f.name] = tuple(sorted(values))
-        else:
-            fixed[f.name] = values[0]
-    return SearchSpace(
-        path=str(path),
-        step=step,
-        knobs=knobs,
-        fixed=fixed,
-        ties=ties,
-        batch=BatchPolicy(policy="token_cap", max_tokens=2**62),
-    )
+def _ratio(ours: list[int], theirs: list[int]) -> float:
+    return statistics.median(ours) / statistics.median(theirs)
 
 
-def trials_to_target(
-    path: Path, strategy: str, seed: int, cap_trials: int, asks_per_trial: int = 50
-) -> tuple[int, bool, float]:
-    """Backend calls until a plan within 2% of the table's best feasible throughput is measured."""
-    from dstune.search import ReplayBackend, SearchRequest, StopSearch, read_table, run_search
+def _summary(tables: list[Path], per_table: list[dict[str, list[int]]]) -> None:
+    """Ratios of dstune's median trials over each reference strategy's, pooled over the real tables."""
+    real = [r for path, r in zip(tables, per_table) if r and not _simulated(path)]
+    model = [r for path, r in zip(tables, per_table) if r and _simulated(path)]
+    names = [p.name for p, r in zip(tables, per_table) if r and not _simulated(p)]
+    print("\nreal (measured) tables: " + (", ".join(names) or "none"))
 
-    rows = read_table(path, _step_of(path))
-    extra = rows[0].extra
-    setup = _setup(extra["model"], int(extra["gpus"]), extra["gpu_type"], _step_of(path), extra.get("critic_model"))
-    cap = setup.cluster.gpu.memory_bytes * 0.9
-    ok = [r for r in rows if r.status == "ok" and (r.measured.gpu_peak_bytes or 0) <= cap]
-    best = max(r.measured.samples_per_s for r in ok)
-    backend = ReplayBackend(path, setup.step)
-    calls = {"n": 0}
-    real = backend.evaluate
+    def line(label: str, theirs: str, group: list[dict[str, list[int]]] = real) -> None:
+        ours = [c for r in group for c in r.get("dstune", [])]
+        other = [c for r in group for c in r.get(theirs, [])]
+        print(f"{label}: {_ratio(ours, other):.2f}" if ours and other else f"{label}: n/a")
 
-    def counting(plan):
-        calls["n"] += 1
-        return real(plan)
-
-    backend.evaluate = counting
-    hit = {"found": False}
-
-    def progress(row, _rows):
-        if (
-            row.source != "repeat"
-            and row.status == "ok"
-            and row.measured
-            and row.measured.samples_per_s >= (1 - WITHIN) * best
-            and (row.measured.gpu_peak_bytes or 0) <= cap
-        ):
-            hit["found"] = True
-            raise StopSearch
-
-    space = _space_of_table(rows, setup.step, path)
-    if path not in _GRIDS:
-        from dstune.plan import Context
-        from dstune.search import build_grid
-
-        _GRIDS[path] = build_grid(
-            space, Context(world_size=setup.cluster.world_size, model=setup.model, critic_model=setup.critic_model)
-        )
-    req = SearchRequest(
-        setup=setup,
-        space=space,
-        backend=backend,
-        storage=None,
-        grid=_GRIDS[path],
-        study_name=f"{strategy}-{seed}",
-        trials=cap_trials,
-        seed=seed,
-        sampler=strategy,
-        max_asks=asks_per_trial * cap_trials,
-        single_objective=strategy != "dstune",
-    )
-    started = time.perf_counter()
-    run_search(req, progress=progress)
-    return calls["n"], hit["found"], time.perf_counter() - started
-
-
-def _step_of(path: Path) -> str:
-    import csv
-
-    with path.open() as handle:
-        return Counter(r.get("step") or "ppo" for r in csv.DictReader(handle)).most_common(1)[0][0]
+    for theirs in ("prior", "autotuner", "tpe"):
+        ratios = [f"{_ratio(r['dstune'], r[theirs]):.2f}" for r in real if r.get("dstune") and r.get(theirs)]
+        print(f"per-table ratio (dstune / {theirs}): {', '.join(ratios) or 'n/a'}")
+    line("ratio_vs_tpe_cost_model_tables", "tpe", model)
+    line("ratio_vs_prior", "prior")
+    worst = [_ratio(r["dstune"], r["prior"]) for r in real if r.get("dstune") and r.get("prior")]
+    print(f"worst_table_ratio_vs_prior: {max(worst):.2f}" if worst else "worst_table_ratio_vs_prior: n/a")
+    line("ratio_vs_autotuner", "autotuner")
+    line("ratio_vs_tpe", "tpe")
+    print(f"real_tables: {len(real)}")
 
 
 def bench(args: argparse.Namespace) -> None:
@@ -280,65 +187,12 @@ def bench(args: argparse.Namespace) -> None:
     tables = [Path(t) for t in args.table] or sorted((ROOT / "dstune" / "calibration" / "data").glob("*.csv")) + sorted(
         (ROOT / "scripts" / "tables").glob("*.csv")
     )
-    pooled: dict[str, list[int]] = {s: [] for s in args.strategies}
-    per_table: list[dict[str, list[int]]] = []
     print(
-        f"trials until within {WITHIN:.0%} of the table's best (median over {args.seeds} seeds; "
-        "a miss counts as the trial cap)"
+        f"trials until within {WITHIN:.0%} of the best row a strategy can propose (seed 0: the whole table; "
+        f"seeds 1..{args.seeds - 1}: bootstraps of its rows; a miss counts as the trial cap); "
+        "replayed on this machine, each table with the stack it was recorded on"
     )
-    print(f"{'table':44} {'rows':>5} {'strategy':10} {'median':>7} {'p25':>5} {'p75':>5} {'found':>6} {'s/run':>6}")
-    for path in tables:
-        from dstune.search import read_table
-
-        n_rows = len(read_table(path, _step_of(path)))
-        cap_trials = min(n_rows, args.max_trials)
-        per_table.append({})
-        for strategy in args.strategies:
-            seeds = args.seeds if strategy != "gp" else min(args.seeds, args.gp_seeds)
-            counts, found, times = [], 0, []
-            for seed in range(seeds):
-                asks = args.gp_asks if strategy == "gp" else args.asks
-                n, hit, wall = trials_to_target(path, strategy, seed, cap_trials, asks)
-                counts.append(n if hit else cap_trials)
-                found += hit
-                times.append(wall)
-            pooled[strategy].extend(counts)
-            per_table[-1][strategy] = counts
-            q = np.percentile(counts, [25, 50, 75])
-            print(
-                f"{path.name[:44]:44} {n_rows:5d} {strategy:10} {q[1]:7.1f} {q[0]:5.1f} {q[2]:5.1f} "
-                f"{found:3d}/{seeds:<2d} {statistics.mean(times):6.2f}",
-                flush=True,
-            )
-    print("pooled medians: " + ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in pooled.items() if v))
-    real = [r for path, r in zip(tables, per_table) if not _simulated(path) and r.get("tpe") and r.get("dstune")]
-    model = [r for path, r in zip(tables, per_table) if _simulated(path) and r.get("tpe") and r.get("dstune")]
-    for label, group in (("real (measured) tables", real), ("cost-model tables", model)):
-        ratios = [statistics.median(r["dstune"]) / statistics.median(r["tpe"]) for r in group]
-        print(f"{label}: per-table ratio (ours / TPE): " + (", ".join(f"{x:.2f}" for x in ratios) or "none"))
-    ours = [c for r in real for c in r["dstune"]]
-    tpe = [c for r in real for c in r["tpe"]]
-    print(
-        "ratio_vs_tpe_cost_model_tables: "
-        + (
-            f"{statistics.median([c for r in model for c in r['dstune']]) / statistics.median([c for r in model for c in r['tpe']]):.2f}"
-            if model
-            else "n/a"
-        )
-    )
-    print(
-        f"ratio_vs_tpe: {statistics.median(ours) / statistics.median(tpe):.2f}"
-        if real
-        else "ratio_vs_tpe: n/a (no real table)"
-    )
-
-
-def _simulated(path: Path) -> bool:
-    """A table the cost model wrote (its device column says SIMULATED), not measured trials."""
-    import csv
-
-    with path.open() as handle:
-        return any("SIMULATED" in (r.get("device") or "") for r in csv.DictReader(handle))
+    _summary(tables, [_bench_table(path, args) for path in tables])
 
 
 def learning_curve(args: argparse.Namespace) -> None:
@@ -449,6 +303,11 @@ def main(argv: list[str] | None = None) -> None:
     ben = sub.add_parser("bench", help="compare strategies on tables")
     ben.add_argument("--table", action="append", default=[])
     ben.add_argument("--seeds", type=int, default=20)
+    ben.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI: the 24-row table, 3 seeds (seconds); the last lines are the same",
+    )
     ben.add_argument("--gp-seeds", type=int, default=20)
     ben.add_argument("--max-trials", type=int, default=150)
     ben.add_argument(
@@ -458,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         help="Optuna asks allowed per counted trial (off-table proposals and repeats are free)",
     )
     ben.add_argument("--gp-asks", type=int, default=5, help="the same for GPSampler, whose asks cost ~1 s each")
-    ben.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ben.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=ALL_STRATEGIES)
     sim_search = sub.add_parser("simulate", help="time the simulated main job against importing torch+deepspeed")
     sim_search.add_argument("--runs", type=int, default=5)
     cur = sub.add_parser("curve", help="prediction error vs number of measurements on a table")
@@ -476,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.mode is None:
             args = ben.parse_args([])
+        if args.quick:
+            args.table = args.table or [str(ROOT / "dstune" / "calibration" / "data" / "tiny-opt-ppo-2xcpu.csv")]
+            args.seeds = min(args.seeds, 3)
         bench(args)
 
 

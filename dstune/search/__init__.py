@@ -17,6 +17,7 @@ from ._shipped import shipped_observations
 from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
 from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run_search
 from ._surrogate import Surrogate
+from ._tablestack import read_table_stack
 
 __all__ = [
     "BACKENDS",
@@ -71,6 +72,7 @@ __all__ = [
     "plan_key",
     "rank",
     "read_table",
+    "read_table_stack",
     "run_search",
     "shipped_observations",
 ]

@@ -15,6 +15,7 @@ from ..plan import Plan, knob_fields, plan_to_dict
 from ..record import MEASURED_STATUSES, Basis, Figures, Status, read_trials_csv
 from ._records import TrialRecord
 from ._space import plan_key
+from ._tablestack import read_table_stack
 
 
 class _ProfileOptions(TypedDict):
@@ -199,6 +200,8 @@ class ReplayBackend(Backend):
         """Sleep this fraction of the row's measured step time per answer (parallel-search benchmarks)."""
         self.rows = read_table(self.path, step)
         self.device = self.rows[0].device if self.rows else ""
+        self.stack = read_table_stack(self.path)
+        """The stack the rows ran on (its `.stack.json`), whose known-issue verdicts the replay uses."""
         self._by_key: dict[str, TableRow] = {}
         for row in self.rows:
             self._by_key.setdefault(plan_key(row.values), row)

@@ -144,7 +144,15 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         _check_workers(options, backend_name)
     from ..doctor import target_stack
 
+    replay = (
+        ReplayBackend(options.table, options.step, time_scale=options.replay_time_scale)
+        if backend_name == "replay" and options.table
+        else None
+    )
     stack, stack_note = target_stack(options.stack, backend_name, setup.model.family, runs=_shipped_breaks(setup))
+    if replay is not None and replay.stack is not None and options.stack is None:
+        stack = replay.stack  # the table's rows ran there: its verdicts, not this machine's, say what was broken
+        stack_note = f"target stack: {stack.label}, the stack the replay table's rows ran on"
     he_kernels, he_note = _he_kernels(options, setup, stack)
     from ..calibration import calibration_for
 
@@ -154,11 +162,6 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         constants = dataclasses.replace(constants, published_stack=1.0 if stack.eager_attention else 0.0)
     if options.headroom is not None:
         constants = dataclasses.replace(constants, headroom_fraction=options.headroom)
-    replay = (
-        ReplayBackend(options.table, options.step, time_scale=options.replay_time_scale)
-        if backend_name == "replay" and options.table
-        else None
-    )
     device = _device(backend_name, replay)
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
     names = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{options.step}"

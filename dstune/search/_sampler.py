@@ -107,7 +107,9 @@ class SurrogateSampler(BaseSampler):
         return self._classes
 
     def _references(self, study: Study, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per row: the best feasible log throughput seen in its job class, else the class's lowest prediction."""
+        """Per row: the best feasible log throughput seen in its job class; for a class not measured yet,
+        the best seen in any class (an unexplored job must promise more than what is already in hand,
+        not merely more than its own worst prediction); with nothing measured, the best prediction."""
         classes = self._job_classes(study)
         own, _, _ = self._observations(study)
         cap = self.surrogate.cap_bytes
@@ -124,11 +126,10 @@ class SurrogateSampler(BaseSampler):
             if row is not None and sps > 0:
                 c = int(classes[row])
                 best[c] = max(best.get(c, -np.inf), float(np.log(sps)))
-        reference = np.empty(len(mu))
-        for c in np.unique(classes):
-            rows = classes == c
-            pool = mu[rows & mask] if (rows & mask).any() else mu[rows]
-            reference[rows] = best.get(int(c), float(pool.min()))
+        incumbent = max(best.values()) if best else float(mu[mask].max() if mask.any() else mu.max())
+        reference = np.full(len(mu), incumbent)
+        for c, value in best.items():
+            reference[classes == c] = value
         return reference
 
     def propose(self, study: Study) -> int | None:

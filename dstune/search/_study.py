@@ -37,7 +37,7 @@ from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 
-SAMPLERS = ("dstune", "tpe", "gp", "random", "grid", "autotuner")
+SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ class SearchRequest:
     """mark: name the known-broken or risky combinations the picks hit (dstune.doctor); exclude: also
     drop plans that hit a 'broken' one from the candidates."""
     stack: Stack | None = None
-    """The stack the plan will run on: its HE verdicts, stack rules and known issues apply (None: the installed
-    one, `local`). `stack.transformers_version` is the cost model's transformers input."""
+    """The stack the plan will run on: its HE verdicts, stack rules and known issues apply (None: a replay
+    table's own, dstune.search.read_table_stack, else the installed one, `local`). `stack.transformers_version`
+    is the cost model's transformers input."""
 
     @property
     def headroom(self) -> float:
@@ -164,7 +165,9 @@ def _make_sampler(
     import optuna
 
     name = req.sampler
-    if name == "dstune":
+    if name in ("dstune", "prior"):
+        if name == "prior":  # learning off: the cost model's first ranking, walked down by EI
+            surrogate.learn = False
         return SurrogateSampler(grid, surrogate, observations, allowed=allowed, seed=req.seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=req.seed)
@@ -374,6 +377,9 @@ def _stack(req: SearchRequest) -> Any:
     """The target stack; without one, the installed stack as the doctor sees it (None if it cannot tell)."""
     if req.stack is not None:
         return req.stack
+    recorded = getattr(req.backend, "stack", None)
+    if recorded is not None:  # a replay table's rows ran on their own stack
+        return recorded
     try:
         from ..doctor import current_stack
 

@@ -18,9 +18,19 @@ from ..record import Status
 from ._calibrate import Calibration, Observation, Setup, columns_of, fit_constants, predict
 from ._gp import ResidualGP
 from ._grid import Grid
+from ._residual import KnobResidual
 
 GP_MIN_POINTS = 5
-"""Below this many measurements the residual is a constant offset with the prior spread."""
+"""Below this many measurements the memory residual is a constant offset with the prior spread."""
+KNOB_SPREAD_WEIGHT = 0.1
+"""Share of the knob residual's variance in a plan's throughput spread, on top of the spread every plan
+shares: the knob model's variance grows with the number of knob values a plan has that nothing
+measured yet, and at full weight EI chases the plans most unlike the baseline instead of walking
+down the corrected ranking (on the simulated table: 6.5 trials against 2 at 0.1)."""
+CONSTANTS_FROM = 8
+"""Measurements (shipped and own) before the cost model's constants are refitted: fewer cannot pin
+eight time constants, and a fit from one or two points reorders the prior's ranking at random.
+Until then the knob residual alone learns (a shared offset and a correction per knob value)."""
 PRIOR_SD_TIME = 0.35
 """Spread of log(measured / predicted) throughput before any measurement (~40%)."""
 PRIOR_SD_MEMORY = 0.12
@@ -67,11 +77,13 @@ class Surrogate:
     he_kernels: bool = True
     transformers_version: str = ""
     """The target stack's transformers, whose forwards the memory terms follow ("": the cost model's default)."""
+    learn: bool = True
+    """False: never refit on trials (the bench's learning-off strategy)."""
     constants: CostConstants = DEFAULT_CONSTANTS
     calibration: Calibration | None = None
     history: list[FitRecord] = field(default_factory=list)
     _prediction: Prediction | None = None
-    _gp_time: ResidualGP | None = None
+    _knob_time: KnobResidual | None = None
     _gp_mem: ResidualGP | None = None
     _offset: tuple[float, float, float, float] = (0.0, PRIOR_SD_TIME, 0.0, PRIOR_SD_MEMORY)
     _points: int = -1
@@ -115,14 +127,17 @@ class Surrogate:
     # -- fitting --------------------------------------------------------------------------------
     def refit(self, own: Sequence[Observation]) -> None:
         """Refit constants (shipped rows + own trials), then the residual on own trials."""
+        if not self.learn:
+            own = ()
         if len(own) == self._points and self._prediction is not None:
             return
         self._points = len(own)
-        if not self.exact:
-            data = list(self.shipped) + list(own)
+        data = list(self.shipped) + list(own)
+        before = self.constants
+        if not self.exact and len(data) >= CONSTANTS_FROM:
             self.calibration = fit_constants(data, prior=self.prior, start=self.constants)
             self.constants = self.calibration.constants
-        if not (self.exact and hasattr(self, "_base")):
+        if not hasattr(self, "_base") or self.constants != before:
             table = self._table(self.grid.columns)
             self._base = (np.log(table["samples_per_s"]), np.log(table["gpu_peak_bytes"]), table["fits_host"])
         if not self.exact:
@@ -131,7 +146,7 @@ class Surrogate:
 
     def _fit_residuals(self, own: Sequence[Observation]) -> None:
         ok = [o for o in own if o.status == Status.OK and o.samples_per_s]
-        self._gp_time = self._gp_mem = None
+        self._knob_time = self._gp_mem = None
         prior_sps, prior_mem = predict(ok, self.prior) if ok else (np.array([]), np.array([]))
         sps, mem_pred = predict(ok, self.constants) if ok else (np.array([]), np.array([]))
         y_t = np.log(np.array([o.samples_per_s for o in ok])) - np.log(sps) if ok else np.array([])
@@ -165,12 +180,13 @@ class Surrogate:
             float(y_m.mean()) if n_m else 0.0,
             max(sd_m, 0.03),
         )
-        if n_t >= GP_MIN_POINTS:
-            cols = columns_of(self.setup.step, [o.values for o in ok])
+        cols = columns_of(self.setup.step, [o.values for o in ok]) if ok else {}
+        if n_t:
+            knobs = {n: self.grid.space.knobs[n] for n in self.grid.space.varied}
+            self._knob_time = KnobResidual(knobs, reference=ok[0].values).fit(cols, y_t)
+        if n_m >= GP_MIN_POINTS:
             x = self._features(cols, np.log(sps), np.log(mem_pred))
-            self._gp_time = ResidualGP().fit(x, y_t)
-            if n_m >= GP_MIN_POINTS:
-                self._gp_mem = ResidualGP().fit(x[mem_idx], y_m, min_signal=0.03)
+            self._gp_mem = ResidualGP().fit(x[mem_idx], y_m, min_signal=0.03)
 
     # -- prediction -----------------------------------------------------------------------------
     def _apply(
@@ -179,12 +195,11 @@ class Surrogate:
         mt, st, mm, sm = self._offset
         mean_t, sd_t = np.full(len(log_sps), mt), np.full(len(log_sps), st)
         mean_m, sd_m = np.full(len(log_sps), mm), np.full(len(log_sps), sm)
-        if self._gp_time is not None or self._gp_mem is not None:
-            x = self._features(cols, log_sps, log_mem)
-            if self._gp_time is not None:
-                mean_t, sd_t = self._gp_time.predict(x)
-            if self._gp_mem is not None:
-                mean_m, sd_m = self._gp_mem.predict(x)
+        if self._knob_time is not None:
+            mean_t, sd_k = self._knob_time.predict(cols)
+            sd_t = np.sqrt(st**2 + KNOB_SPREAD_WEIGHT * sd_k**2)
+        if self._gp_mem is not None:
+            mean_m, sd_m = self._gp_mem.predict(self._features(cols, log_sps, log_mem))
         return Prediction(log_sps + mean_t, sd_t, log_mem + mean_m, sd_m, fits_host.astype(bool), self.cap_bytes)
 
     def predict_grid(self) -> Prediction:
