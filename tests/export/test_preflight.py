@@ -115,7 +115,7 @@ def test_requirements_pin_the_named_stack() -> None:
         "transformers==4.48.3",
         "torch>=2.13",
         "tokenizers>=0.21,<0.22",
-        "huggingface-hub<1.0",
+        "huggingface-hub>=0.24,<1.0",
     ]
 
 
