@@ -45,18 +45,30 @@ def test_the_pick_trains_exactly_what_run_6_7b_trains(default: tuple[dict, list[
 
 
 def test_speedup_and_every_prediction_carry_an_interval(default: tuple[dict, list[dict]]) -> None:
-    """Every prediction has its interval; the speedup is uncalibrated, as the pick turns off the Hybrid Engine
-    (broken on this stack) and no published pair changes it (issue 30)."""
+    """Every prediction has its interval. On the default target (the he stack, where OPT's HE kernels run) the pick
+    keeps the Hybrid Engine and changes ZeRO and checkpointing, a plan change that published pairs back."""
     plan, rows = default
     speedup = plan["speedup_over_baseline"]
-    assert plan["baseline"]["plan"]["enable_hybrid_engine"] and not plan["plan"]["enable_hybrid_engine"]
-    assert speedup["basis"] == "predicted" and speedup["interval"] is None
-    assert speedup["backing"] == "uncalibrated: no published pair changes enable_hybrid_engine"
+    assert plan["baseline"]["plan"]["enable_hybrid_engine"] and plan["plan"]["enable_hybrid_engine"]
+    assert speedup["basis"] == "predicted" and speedup["interval"][0] < speedup["value"] < speedup["interval"][1]
+    assert "plan changes" in speedup["backing"]
     pick = plan["predicted"]["throughput"]
     assert pick["samples_per_s_interval"][0] < pick["samples_per_s"] < pick["samples_per_s_interval"][1]
     assert plan["measured"] is None and plan["baseline"]["measured"] is None  # simulated: nothing measured
     assert all(r["measured_samples_per_s"] == "" and r["predicted_samples_per_s_lo"] for r in rows)
     assert plan["schema_version"] == 2 and {r["schema_version"] for r in rows} == {"2"}
+
+
+def test_a_pick_that_turns_off_the_hybrid_engine_is_uncalibrated(tmp_path: Path) -> None:
+    """On this machine's stack (transformers 5.x: OPT's HE crashes) the pick turns the Hybrid Engine off, a change
+    no published pair makes, so its speedup carries no 90% figure (issue 30)."""
+    plan, _ = _search(tmp_path, "local", "--stack", "local")
+    if plan["stack"]["he_verdicts"].get("opt") != "broken":
+        pytest.skip("this machine's stack runs OPT's Hybrid Engine, so its pick need not turn it off")
+    speedup = plan["speedup_over_baseline"]
+    assert plan["baseline"]["plan"]["enable_hybrid_engine"] and not plan["plan"]["enable_hybrid_engine"]
+    assert speedup["basis"] == "predicted" and speedup["interval"] is None
+    assert speedup["backing"] == "uncalibrated: no published pair changes enable_hybrid_engine"
 
 
 def test_runners_up_are_other_plans_and_say_how_they_differ(default: tuple[dict, list[dict]]) -> None:
@@ -109,8 +121,10 @@ def test_explore_shows_each_other_job_with_its_label(tmp_path: Path) -> None:
     for alt in plan["alternatives"]:
         assert alt["job"] == job_of("ppo", alt["pick"]["plan"], 8).label() != plan["job"]["label"]
         own = alt["baseline_of_this_job"]
-        if own is not None:
+        if own is not None and own["status"] == "ok":
             assert own["job"] == alt["job"] and alt["speedup_over_baseline_of_this_job"]["basis"] == "predicted"
+        elif own is not None:  # a baseline that does not fit states no speedup (plan.json and report agree)
+            assert own["job"] == alt["job"] and alt["speedup_over_baseline_of_this_job"] is None
     assert len({r["job"] for r in rows}) > 2
 
 
