@@ -50,6 +50,7 @@ fi
 ls "$WHEELS"/*.whl >/dev/null 2>&1 \
   || { echo "gpu_acceptance.sh: no wheels in $WHEELS (run scripts/make_wheelhouse.sh first)" >&2; exit 2; }
 SITE="$(mktemp -d "${TMPDIR:-/tmp}/dstune-site.XXXXXX")"
+trap 'rm -rf "$SITE"' EXIT   # also when the install fails or the run is cut off
 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" "$WHEELS"/*.whl \
   || { echo "gpu_acceptance.sh: installing $WHEELS into $SITE failed" >&2; exit 2; }
@@ -61,6 +62,3 @@ args=(--out "$DIR" --started-at "$STARTED" --limit-s "$LIMIT_S")
 [ "$REHEARSE" = 1 ] && args+=(--rehearse)
 cd "$ROOT" || exit 2
 "$PY" -m dstune.acceptance "${args[@]}"
-status=$?
-rm -rf "$SITE"
-exit $status
