@@ -14,12 +14,11 @@ from dstune.catalog._gpus import (
     load_gpu,
     resolve_gpu_type,
 )
+from dstune.catalog._model_lookup import list_models, load_model
 from dstune.catalog._models import (
     SUPPORTED_MODEL_TYPES,
     LinearLayer,
     ModelSpec,
-    list_models,
-    load_model,
 )
 from dstune.catalog._pairing import default_critic
 from dstune.catalog._setup import Setup, resolve_setup

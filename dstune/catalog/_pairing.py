@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dstune.catalog._models import ModelSpec, load_model
+from dstune.catalog._model_lookup import load_model
+from dstune.catalog._models import ModelSpec
 
 
 def default_critic(model: ModelSpec) -> ModelSpec:

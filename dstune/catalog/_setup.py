@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from dstune.catalog._cluster import ClusterSpec, make_cluster
 from dstune.catalog._gpus import load_gpu, resolve_gpu_type
-from dstune.catalog._models import ModelSpec, load_model
+from dstune.catalog._model_lookup import load_model
+from dstune.catalog._models import ModelSpec
 from dstune.catalog._pairing import default_critic
 
 

@@ -193,7 +193,7 @@ def test_local_config_with_impossible_shape_is_refused(tmp_path, changes, messag
 
 
 def test_catalog_shapes_pass_validation():
-    from dstune.catalog._models import validate_shape
+    from dstune.catalog._model_lookup import validate_shape
 
     assert [validate_shape(spec) for spec in list_models()] == list_models()
 
