@@ -373,8 +373,9 @@ def run_search(args: argparse.Namespace) -> int:
         **row,
         "speedup": speedup,
         "best_by_placement": placements,
-        "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
-        "OpenRLHF constants, so no interval is given",
+        "speedup_basis": "both plans predicted by the same cost model: its training and weight-sync constants are "
+        "fitted to the OpenRLHF paper's per-phase rows, every other OpenRLHF constant is a prior, and no published "
+        "row measures two plans of one job, so no interval is given",
         "job": job_label(base),
         "explore": list(explore),
         "alternatives": alternatives_payload(alternatives),

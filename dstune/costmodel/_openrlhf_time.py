@@ -6,8 +6,8 @@ budget, the requests it has). Answer lengths are a distribution: the decode work
 and the step lasts at least as many decode steps as the longest answer (the tail), which a
 synchronous step, and a GRPO group, waits for. Experience forwards and training reuse DeepSpeed's
 compute and ZeRO communication terms, with the part of ZeRO's gathers and reductions that hides behind
-compute (comm_overlap) as in the rest of dstune (_time.overlapped); weight sync is one blocking Ray call
-per parameter.
+compute (comm_overlap) as in the rest of dstune (_time.overlapped), scaled by the fitted train_time_factor;
+weight sync sends one tensor at a time (weight_sync_parts).
 """
 
 from __future__ import annotations
@@ -151,13 +151,14 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
 
 
 def train_seconds(
-    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
 ) -> dict[str, np.ndarray]:
     """Actor and critic training. With ds.enable_sleep each model reloads and offloads its states around it."""
     critic_world = np.where(cols.colocate_all, cols.actor_gpus, cols.critic_gpus)
+    k = oc.train_time_factor
     out = {
-        "actor": _train_seconds(actor, cols, cols.actor_gpus, hw, c),
-        "critic": cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
+        "actor": k * _train_seconds(actor, cols, cols.actor_gpus, hw, c),
+        "critic": k * cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
     }
     moved = 14.0 * (
         trained_params(actor, cols)[1] / cols.actor_gpus
@@ -168,20 +169,39 @@ def train_seconds(
     return out
 
 
+def sync_tensors(f: ModelFacts, cols: Columns) -> np.ndarray:
+    """Tensors a weight sync sends: every entry of the actor's named_parameters() (ppo_actor.py:477-482). With
+    LoRA, 0.11.2 walks the peft model as it is: every frozen base weight and both adapter matrices of each
+    targeted Linear, unmerged (no merge_adapter)."""
+    return len(f.spec.linear_layers()) + 2 * f.layers + 2 + 2 * lora_adapted(f, cols)
+
+
+def weight_sync_parts(
+    f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[str, np.ndarray]:
+    """broadcast_to_vllm (ppo_actor.py:409-490), one tensor after another:
+    - ZeRO-3: GatheredParameters([param]) per tensor (:468-472), an all-gather over the actor's group plus
+      DeepSpeed's fixed fetch cost per call. Adam offload adds nothing here: OpenRLHF builds the training
+      config with offload=False (deepspeed.py get_ds_train_config), so the 16-bit partitions stay on the GPU.
+    - Ray: update_weight.remote to every engine and ray.get on them (:426-437): `ray_call_s` per tensor.
+    - Bytes: colocated, CUDA IPC (a device copy, :439-466); else the NCCL broadcast from rank 0 to every engine
+      rank, each worker taking the full tensor (vllm_worker_wrap.py update_weight), at the fitted end-to-end
+      rate or the link, whichever is slower."""
+    tensors = sync_tensors(f, cols)
+    total = BYTES_16BIT * trained_params(f, cols)[0]
+    crosses = cols.actor_gpus + cols.engines * cols.tp > hw.gpus_per_node
+    link = np.where(crosses, hw.link_bytes_per_s, hw.intra_link_bytes_per_s)
+    broadcast = total / np.minimum(link, oc.weight_sync_bytes_per_s)
+    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(total, h))
+    fetch = tensors * zero3_fetch_seconds(1, c)
+    return {
+        "ZeRO-3 gather": np.where(cols.stage == 3, gather + fetch, 0.0),
+        "Ray calls": tensors * oc.ray_call_s,
+        "bytes": np.where(cols.colocated, total / hw.hbm_bytes_per_s, broadcast),
+    }
+
+
 def weight_sync_seconds(
     f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
 ) -> np.ndarray:
-    """One blocking Ray call per parameter tensor; CUDA IPC when everything is colocated (a device copy),
-    else an NCCL broadcast from DeepSpeed rank 0 to every engine rank; each tensor is gathered first at ZeRO-3.
-    With LoRA, 0.11.2's `broadcast_to_vllm` walks the peft model's `named_parameters()` as they are: every
-    frozen base weight and both adapter matrices of each targeted Linear, unmerged (no merge_adapter)."""
-    tensors = len(f.spec.linear_layers()) + 2 * f.layers + 2 + 2 * lora_adapted(f, cols)
-    total = BYTES_16BIT * trained_params(f, cols)[0]
-    ipc = total / hw.hbm_bytes_per_s
-    broadcast = total / np.where(
-        cols.engines * cols.tp > hw.gpus_per_node, hw.link_bytes_per_s, hw.intra_link_bytes_per_s
-    )
-    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(total, h))
-    z3 = np.where(cols.stage == 3, gather + zero3_fetch_seconds(f.layers, c), 0.0)
-    copy = np.where(cols.colocated, ipc, broadcast)
-    return tensors * oc.ray_call_s + copy + z3
+    return np.sum(np.stack(list(weight_sync_parts(f, cols, hw, c, oc).values())), axis=0)
