@@ -140,10 +140,12 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
     gather = _per_world(world, hw, lambda h: allgather_seconds(2.0 * p, h))
     reduce = _per_world(world, hw, lambda h: allgather_seconds(2.0 * trainable, h))
     z3 = np.where(cols.stage == 3, micro * (2.0 * gather + reduce + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
-    z2 = np.where(cols.stage == 2, micro * reduce, 0.0)
+    steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
+    # ZeRO-2 reduce-scatters the gradients of every micro-batch; ZeRO-1 keeps them whole and reduces once per
+    # optimizer step, at the accumulation boundary (DeepSpeed stage_1_and_2.py reduce_ready_partitions_and_remove_grads)
+    z2 = np.where(cols.stage == 2, micro * reduce, np.where(cols.stage == 1, steps * reduce, 0.0))
     passes = np.where(cols.checkpointing, 4.0, 3.0)
     ring = passes * micro * ring_seconds(f, cols, train_tok, hw, c)
-    steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
     optimizer = _per_world(
         world, hw, lambda h: optimizer_step_seconds(p, trainable, cols.stage, cols.adam_offload, h, c)
     )
