@@ -65,6 +65,13 @@ def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
         help="openrlhf: mean answer length as a fraction of the answer budget; "
         "the tail reaches the budget (default 0.5)",
     )
+    parser.add_argument(
+        "--filter-pass-rate",
+        type=float,
+        default=1.0,
+        help="openrlhf: with --algo.dynamic_filtering_enable, the share of prompt groups that pass "
+        "(OpenRLHF logs dynamic_filtering_pass_rate); generation draws 1/rate as many prompts (default 1.0)",
+    )
 
 
 def check_framework_flags(args: argparse.Namespace) -> None:
@@ -75,7 +82,8 @@ def check_framework_flags(args: argparse.Namespace) -> None:
     orl = framework_strategy("openrlhf").knob_names()
     dschat = framework_strategy(DEFAULT_FRAMEWORK).knob_names()
     if framework == DEFAULT_FRAMEWORK:
-        extra = [o for o in ("--algo", "--reward", "--script", "--prompt-tokens", "--answer-mean-ratio") if o in given]
+        options = ("--algo", "--reward", "--script", "--prompt-tokens", "--answer-mean-ratio", "--filter-pass-rate")
+        extra = [o for o in options if o in given]
         if extra:
             raise UserInputError(f"{extra[0]} is an OpenRLHF option; add --framework openrlhf")
         for key in keys:
@@ -103,6 +111,17 @@ def check_framework_flags(args: argparse.Namespace) -> None:
         )
 
 
+def _job(args: argparse.Namespace, reward: str) -> Any:
+    from ..frameworks.openrlhf import OpenRLHFJob
+
+    return OpenRLHFJob(
+        reward=reward,
+        prompt_tokens=args.prompt_tokens,
+        answer_mean_ratio=args.answer_mean_ratio,
+        filter_pass_rate=args.filter_pass_rate,
+    )
+
+
 def is_openrlhf(args: argparse.Namespace) -> bool:
     return getattr(args, "framework", DEFAULT_FRAMEWORK) == "openrlhf"
 
@@ -110,7 +129,7 @@ def is_openrlhf(args: argparse.Namespace) -> bool:
 def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, str]:
     """The plan the command starts from: the shipped example that trains this job, else dstune's starter
     (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
-    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec
+    from ..frameworks.openrlhf import baseline_for, make_plan, openrlhf_spec
 
     spec = openrlhf_spec()
     if args.script:
@@ -120,7 +139,7 @@ def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, 
     reward = args.reward or (
         example.plan().job.reward if example else "model" if algo.estimator == "gae" else "function"
     )
-    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    job = _job(args, reward)
     if example is not None:
         plan = example.plan()
         plan = make_plan(dict(plan.values), job, plan.kept)
@@ -178,7 +197,7 @@ def version_note() -> str | None:
 
 
 def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
-    from ..frameworks.openrlhf import OpenRLHFJob, plan_from_argv, script_argv
+    from ..frameworks.openrlhf import plan_from_argv, script_argv
 
     try:
         text = Path(args.script).read_text(encoding="utf-8")
@@ -187,7 +206,7 @@ def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
     argv = script_argv(text)
     function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
     reward = args.reward or ("function" if function else "model")
-    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    job = _job(args, reward)
     plan = plan_from_argv(argv, job)
     if args.algo and spec_estimator(args.algo) != plan.estimator:
         raise UserInputError(

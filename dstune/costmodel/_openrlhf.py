@@ -184,7 +184,8 @@ def _timeline(
     reward_exp = np.where(cols.critic_reward & cols.has_critic, 0.0, exp["reward"])
     e = experience_wall_seconds(cols, exp)
     moves = trn["DeepSpeed offload/reload"]
-    t = np.where(co, trn["actor"] + trn["critic"] + moves, np.maximum(trn["actor"], trn["critic"]))
+    save = trn["checkpoint save (per iteration)"]
+    t = np.where(co, trn["actor"] + trn["critic"] + moves, np.maximum(trn["actor"], trn["critic"])) + save
     phases = {"generate": g, "experience": e, "train": t, "weight sync": sync}
     zero = np.zeros(cols.n)
     split = ~co

@@ -52,6 +52,9 @@ class OpenRLHFConstants:
     """Scale on the DeepSpeed training terms (compute, ZeRO communication, Adam step) of the actor and critic.
     FITTED to the paper's Table 5 training seconds (3 rows, all with Adam offload): the rows' compute and
     CPU-Adam shares are about equal in each, so one factor is all they can fit, not the two rates apart."""
+    checkpoint_write_bytes_per_s: float = 2.0e9
+    """Bytes per second one node writes a checkpoint to its storage (DeepSpeed save_checkpoint from every rank;
+    the HF copy from rank 0): no published rows (a prior; shared file systems vary by orders of magnitude)."""
     zero3_max_live_elements: float = 1.0e9
     """stage3_max_live_parameters as OpenRLHF leaves it: "auto", which DeepSpeed's config drops
     (config_utils.py), so DeepSpeed's default 1e9 applies (DeepSpeed-Chat sets 3e7)."""

@@ -53,8 +53,9 @@ def generation_seconds(
 ) -> dict[str, np.ndarray]:
     engines = np.maximum(cols.engines, 1)
     tp = np.maximum(cols.tp, 1)
-    per_engine = cols.samples / engines
-    prompts_prefilled = np.where(cols.prefix_cache, cols.prompts / engines, per_engine)
+    # dynamic filtering draws prompts until rollout.batch_size groups pass (samples_generator.py _generate_vllm)
+    per_engine = cols.samples * cols.drawn / engines
+    prompts_prefilled = np.where(cols.prefix_cache, cols.prompts * cols.drawn / engines, per_engine)
     prefill_tokens = prompts_prefilled * cols.prompt_len
     chunk = np.full(cols.n, float(oc.vllm_max_num_batched_tokens))
     prefill = compute_seconds(forward_flops(f, prefill_tokens, cols.prompt_len / 2.0) / tp, chunk, f, hw, c)
@@ -162,6 +163,7 @@ def train_seconds(
         "actor": k * _train_seconds(actor, cols, cols.actor_gpus, hw, c),
         "critic": k * cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
     }
+    out["checkpoint save (per iteration)"] = checkpoint_seconds(actor, critic, cols, hw, oc)
     moved = 14.0 * (
         trained_params(actor, cols)[1] / cols.actor_gpus
         + cols.has_critic * trained_params(critic, cols)[1] / np.maximum(critic_world, 1)
@@ -169,6 +171,23 @@ def train_seconds(
     sleeping = cols.ds_sleep & ~cols.adam_offload & cols.colocated
     out["DeepSpeed offload/reload"] = np.where(sleeping, 2.0 * moved / hw.host_link_bytes_per_s, 0.0)
     return out
+
+
+def checkpoint_seconds(
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, oc: OpenRLHFConstants
+) -> np.ndarray:
+    """A save every `ckpt.save_steps` iterations, spread over them: ppo_actor.py / ppo_critic.py save_checkpoint
+    write DeepSpeed's checkpoint from every rank (16-bit weights and fp32 master + Adam moments: 2 + 12 bytes
+    per trainable parameter) across the actor's nodes, and with ckpt.save_hf the actor's 16-bit HF copy from one
+    rank."""
+    pa, ta = trained_params(actor, cols)
+    pc, tc = trained_params(critic, cols)
+    ds = 2.0 * pa + 12.0 * ta + cols.has_critic * (2.0 * pc + 12.0 * tc)
+    nodes = np.maximum(1.0, np.ceil(cols.actor_gpus / hw.gpus_per_node))
+    seconds = ds / (oc.checkpoint_write_bytes_per_s * nodes) + np.where(
+        cols.save_hf, BYTES_16BIT * pa / oc.checkpoint_write_bytes_per_s, 0.0
+    )
+    return seconds / cols.save_every
 
 
 def sync_tensors(f: ModelFacts, cols: Columns) -> np.ndarray:
