@@ -55,18 +55,34 @@ def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, 
             "train.dynamic_batch_enable": True,
             "actor.gradient_checkpointing_enable": True,
         }
-        nodes = -(-gpus // per_node)
+        used = _starter_gpus(args, gpus, per_node)
+        values["vllm.num_engines"] = used
+        nodes = -(-used // per_node)
         for role in ("actor", "ref", "critic", "reward"):
             values[f"{role}.num_nodes"] = nodes
-            values[f"{role}.num_gpus_per_node"] = gpus // nodes
+            values[f"{role}.num_gpus_per_node"] = used // nodes
         plan = make_plan(values, job)
         basis = (
             f"no shipped example trains {algo.name} ({algo.estimator}) on {gpus} GPUs: dstune's starter plan "
             "(colocated, gpu_memory_utilization 0.5, as OpenRLHF's docs advise)"
+            + ("" if used == gpus else f" on {used} GPUs, the most whose count divides train.batch_size")
         )
     if plan.estimator != algo.estimator:
         plan = plan.with_flags({"algo.advantage.estimator": algo.estimator})
     return _with_sets(plan, basis, args.assignments)
+
+
+def _starter_gpus(args: argparse.Namespace, gpus: int, per_node: int) -> int:
+    """The most GPUs a colocated starter can take: DeepSpeed checks every role's train batch against them."""
+    from ..frameworks.openrlhf import openrlhf_spec, parse_value
+    from ..search._openrlhf import role_sizes
+
+    sets = {k.strip(): v for k, _, v in (a.partition("=") for a in args.assignments)}
+    batch = sets.get("train.batch_size", "").strip()
+    train_batch = (
+        int(parse_value("train.batch_size", batch)) if batch else int(openrlhf_spec().defaults["train.batch_size"])
+    )
+    return max(role_sizes(train_batch, gpus, per_node), default=gpus)
 
 
 def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]:

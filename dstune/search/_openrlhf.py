@@ -77,8 +77,21 @@ def load_space(path: Path) -> dict[str, list[Any]]:
     return {k: list(v) for k, v in raw.items()} | {REFINE + k: list(v) for k, v in refine.items()}
 
 
+def role_sizes(train_batch: int, gpus: int, per_node: int) -> list[int]:
+    """GPU counts a trained or reference role can take: DeepSpeed asserts train_batch = micro x accumulation x
+    the role's GPUs for every role (OpenRLHF gives each the train batch), so counts that divide the train batch,
+    and that fill whole nodes once past one."""
+    return [n for n in range(1, gpus + 1) if train_batch % n == 0 and (n <= per_node or n % per_node == 0)]
+
+
+def _nearest(sizes: list[int], target: float, limit: int) -> int:
+    fits = [n for n in sizes if n <= limit]
+    return min(fits, key=lambda n: (abs(n - target), -n)) if fits else 0
+
+
 def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Placement and GPU counts per role, on all `gpus` GPUs."""
+    """Placement and GPU counts per role on at most `gpus` GPUs: the trained roles take the sizes DeepSpeed
+    accepts nearest each share, vLLM the rest (colocated: the largest accepted size)."""
 
     def role(name: str, count: int) -> dict[str, Any]:
         nodes = max(1, -(-count // per_node))
@@ -86,16 +99,18 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
 
     out = []
     second = base.has_critic or base.has_reward_model
+    sizes = role_sizes(int(base["train.batch_size"]), gpus, per_node)
     for placement in space["placements"]:
         for tp in space["vllm.tensor_parallel_size"]:
             if placement == "colocated":
-                if gpus % tp:
+                g = max((n for n in sizes if n % tp == 0), default=0)
+                if not g:
                     continue
-                values = {**role("actor", gpus), **role("ref", gpus), **role("critic", gpus), **role("reward", gpus)}
+                values = {**role("actor", g), **role("ref", g), **role("critic", g), **role("reward", g)}
                 values |= {
                     "train.colocate_all": True,
                     "train.colocate_critic_reward": False,  # else a second group of whole GPUs (train_ppo_ray.py)
-                    "vllm.num_engines": gpus // tp,
+                    "vllm.num_engines": g // tp,
                     "vllm.tensor_parallel_size": tp,
                     "vllm.enable_sleep": True,
                     "train.async_enable": False,
@@ -103,11 +118,11 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 out.append(values)
                 continue
             for share, actor_share in itertools.product(space["split_vllm_share"], space["split_actor_share"]):
-                v = int(round(gpus * share / tp)) * tp
-                rest = gpus - v
-                a = int(round(rest * actor_share)) if second else rest
-                c = rest - a
-                if v <= 0 or a <= 0 or (second and c <= 0) or any(n > per_node and n % per_node for n in (a, c)):
+                rest = gpus - int(round(gpus * share / tp)) * tp
+                a = _nearest(sizes, rest * actor_share if second else rest, rest - (1 if second else 0))
+                c = _nearest(sizes, rest - a, rest - a) if second else 0
+                v = gpus - a - c  # GPUs the trained roles' sizes leave go to vLLM, in whole engines
+                if v <= 0 or v % tp or a <= 0 or (second and c <= 0):
                     continue
                 values = {
                     **role("actor", a),
@@ -128,7 +143,7 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 elif base.has_reward_model:
                     values |= role("reward", c)
                 out.append(values)
-    return out
+    return list({repr(sorted(v.items())): v for v in out}.values())
 
 
 def candidates(

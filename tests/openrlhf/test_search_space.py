@@ -88,3 +88,28 @@ def test_zero1_reduces_once_per_step_and_keeps_whole_gradients() -> None:
     assert plans[0].placement == "split"
     held = sum(v for v in table.memory["actor", "train"].values())
     assert held[0] > held[1]
+
+
+def test_role_sizes_divide_the_train_batch_and_fill_nodes() -> None:
+    from dstune.search._openrlhf import role_sizes
+
+    assert role_sizes(128, 24, 8) == [1, 2, 4, 8, 16]
+    assert role_sizes(96, 48, 8) == [1, 2, 3, 4, 6, 8, 16, 24, 32, 48]
+
+
+@pytest.mark.parametrize(("gpus", "algo"), [(24, "grpo"), (48, "ppo")])
+def test_starter_and_layouts_on_gpu_counts_the_train_batch_does_not_divide(
+    gpus: int, algo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once, the colocated starter took all 24 (48) GPUs, which DeepSpeed refuses for a train batch of 128: the
+    baseline was infeasible, no speedup was shown, and every colocated layout was refused."""
+    import json
+
+    from dstune.cli import main
+
+    argv = ["search", "--framework", "openrlhf", "--model", "llama-3-8b", "--gpus", str(gpus), "--algo", algo]
+    assert main([*argv, "--gpu-type", "H100-80G", "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["baseline"]["feasible"] and out["speedup"] is not None
+    assert "colocated" in out["best_by_placement"]
+    assert "the most whose count divides train.batch_size" in json.dumps(out)
