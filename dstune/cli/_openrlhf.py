@@ -10,97 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+from ..frameworks import DEFAULT_FRAMEWORK, framework_strategy
 from ._inputs import check_out_folder
+from ._openrlhf_args import add_framework_arguments, check_framework_flags, job_from_args
 
-_DSCHAT_ONLY = (
-    "--step",
-    "--he-kernels",
-    "--no-he-kernels",
-    "--table",
-    "--replay-time-scale",
-    "--storage",
-    "--workers",
-    "--study-name",
-    "--heartbeat",
-    "--hostfile",
-    "--known-issues",
-    "--warmup",
-    "--steps",
-    "--timeout",
-)
-"""Options of DeepSpeed-Chat plans, trials and studies: an OpenRLHF search scores every plan with the cost
-model (no study, no trials), so they would be ignored."""
-
-
-def add_framework_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--framework",
-        choices=framework_names(),
-        default=DEFAULT_FRAMEWORK,
-        help=f"target RLHF framework (default: {DEFAULT_FRAMEWORK}); "
-        "openrlhf: OpenRLHF 0.11.2 (DeepSpeed + vLLM + Ray)",
-    )
-    parser.add_argument(
-        "--algo", default=None, help="openrlhf: ppo, grpo, dr_grpo, reinforce++, reinforce_baseline, rloo"
-    )
-    parser.add_argument(
-        "--reward",
-        choices=("model", "function"),
-        default=None,
-        help="openrlhf: a reward model (default for ppo) or a reward function (default for the others)",
-    )
-    parser.add_argument(
-        "--script",
-        default=None,
-        metavar="FILE",
-        help="openrlhf: an OpenRLHF launch script whose train_ppo_ray arguments are the plan (estimate) or the "
-        "baseline and job (search)",
-    )
-    parser.add_argument("--prompt-tokens", type=int, default=256, help="openrlhf: mean prompt length (default 256)")
-    parser.add_argument(
-        "--answer-mean-ratio",
-        type=float,
-        default=0.5,
-        help="openrlhf: mean answer length as a fraction of the answer budget; "
-        "the tail reaches the budget (default 0.5)",
-    )
-
-
-def check_framework_flags(args: argparse.Namespace) -> None:
-    """Refuse a knob or option of the other framework, in one line."""
-    framework = getattr(args, "framework", DEFAULT_FRAMEWORK)
-    given = {t.split("=", 1)[0] for t in args.argv if t.startswith("--")}
-    keys = [a.partition("=")[0].strip() for a in getattr(args, "assignments", [])]
-    orl = framework_strategy("openrlhf").knob_names()
-    dschat = framework_strategy(DEFAULT_FRAMEWORK).knob_names()
-    if framework == DEFAULT_FRAMEWORK:
-        extra = [o for o in ("--algo", "--reward", "--script", "--prompt-tokens", "--answer-mean-ratio") if o in given]
-        if extra:
-            raise UserInputError(f"{extra[0]} is an OpenRLHF option; add --framework openrlhf")
-        for key in keys:
-            if key in orl and key not in dschat:
-                raise UserInputError(f"{key} is an OpenRLHF flag, not a DeepSpeed-Chat knob; add --framework openrlhf")
-        return
-    wrong = [o for o in _DSCHAT_ONLY if o in given]
-    if wrong:
-        raise UserInputError(
-            f"{wrong[0]} is a DeepSpeed-Chat option; OpenRLHF plans take --algo and dotted --set flags"
-        )
-    if "--global-batch" in given:
-        raise UserInputError(
-            "--global-batch is DeepSpeed-Chat's; for OpenRLHF set the job with --set rollout.batch_size=N"
-        )
-    for key in keys:
-        if key in orl:
-            continue
-        if key.replace("-", "_") in dschat:
-            raise UserInputError(
-                f"{key} is a DeepSpeed-Chat knob, not an OpenRLHF flag (OpenRLHF names them like ds.zero_stage)"
-            )
-        raise UserInputError(
-            f"{key} is not an OpenRLHF flag dstune models (see 'dstune estimate --framework openrlhf --help')"
-        )
+__all__ = ["add_framework_arguments", "check_framework_flags", "is_openrlhf", "run_estimate", "run_search"]
 
 
 def is_openrlhf(args: argparse.Namespace) -> bool:
@@ -110,7 +24,7 @@ def is_openrlhf(args: argparse.Namespace) -> bool:
 def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, str]:
     """The plan the command starts from: the shipped example that trains this job, else dstune's starter
     (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
-    from ..frameworks.openrlhf import OpenRLHFJob, baseline_for, make_plan, openrlhf_spec
+    from ..frameworks.openrlhf import baseline_for, make_plan, openrlhf_spec
 
     spec = openrlhf_spec()
     if args.script:
@@ -120,7 +34,7 @@ def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, 
     reward = args.reward or (
         example.plan().job.reward if example else "model" if algo.estimator == "gae" else "function"
     )
-    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    job = job_from_args(args, reward)
     if example is not None:
         plan = example.plan()
         plan = make_plan(dict(plan.values), job, plan.kept)
@@ -141,18 +55,34 @@ def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, 
             "train.dynamic_batch_enable": True,
             "actor.gradient_checkpointing_enable": True,
         }
-        nodes = -(-gpus // per_node)
+        used = _starter_gpus(args, gpus, per_node)
+        values["vllm.num_engines"] = used
+        nodes = -(-used // per_node)
         for role in ("actor", "ref", "critic", "reward"):
             values[f"{role}.num_nodes"] = nodes
-            values[f"{role}.num_gpus_per_node"] = gpus // nodes
+            values[f"{role}.num_gpus_per_node"] = used // nodes
         plan = make_plan(values, job)
         basis = (
             f"no shipped example trains {algo.name} ({algo.estimator}) on {gpus} GPUs: dstune's starter plan "
             "(colocated, gpu_memory_utilization 0.5, as OpenRLHF's docs advise)"
+            + ("" if used == gpus else f" on {used} GPUs, the most whose count divides train.batch_size")
         )
     if plan.estimator != algo.estimator:
         plan = plan.with_flags({"algo.advantage.estimator": algo.estimator})
     return _with_sets(plan, basis, args.assignments)
+
+
+def _starter_gpus(args: argparse.Namespace, gpus: int, per_node: int) -> int:
+    """The most GPUs a colocated starter can take: DeepSpeed checks every role's train batch against them."""
+    from ..frameworks.openrlhf import openrlhf_spec, parse_value
+    from ..search._openrlhf import role_sizes
+
+    sets = {k.strip(): v for k, _, v in (a.partition("=") for a in args.assignments)}
+    batch = sets.get("train.batch_size", "").strip()
+    train_batch = (
+        int(parse_value("train.batch_size", batch)) if batch else int(openrlhf_spec().defaults["train.batch_size"])
+    )
+    return max(role_sizes(train_batch, gpus, per_node), default=gpus)
 
 
 def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]:
@@ -178,7 +108,7 @@ def version_note() -> str | None:
 
 
 def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
-    from ..frameworks.openrlhf import OpenRLHFJob, plan_from_argv, script_argv
+    from ..frameworks.openrlhf import plan_from_argv, script_argv
 
     try:
         text = Path(args.script).read_text(encoding="utf-8")
@@ -187,7 +117,7 @@ def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
     argv = script_argv(text)
     function = "--reward.remote_url" in argv or "--train.agent_func_path" in argv
     reward = args.reward or ("function" if function else "model")
-    job = OpenRLHFJob(reward=reward, prompt_tokens=args.prompt_tokens, answer_mean_ratio=args.answer_mean_ratio)
+    job = job_from_args(args, reward)
     plan = plan_from_argv(argv, job)
     if args.algo and spec_estimator(args.algo) != plan.estimator:
         raise UserInputError(
@@ -373,8 +303,9 @@ def run_search(args: argparse.Namespace) -> int:
         **row,
         "speedup": speedup,
         "best_by_placement": placements,
-        "speedup_basis": "both plans predicted by the same uncalibrated cost model; no published rows back its "
-        "OpenRLHF constants, so no interval is given",
+        "speedup_basis": "both plans predicted by the same cost model: its training and weight-sync constants are "
+        "fitted to the OpenRLHF paper's per-phase rows, every other OpenRLHF constant is a prior, and no published "
+        "row measures two plans of one job, so no interval is given",
         "job": job_label(base),
         "explore": list(explore),
         "alternatives": alternatives_payload(alternatives),

@@ -22,7 +22,7 @@ from ._facts import model_facts
 from ._openrlhf_columns import Columns, columns
 from ._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
 from ._openrlhf_memory import PHASES, group_memory, host_bytes_per_node, kv_budget_bytes, kv_bytes_per_token
-from ._openrlhf_time import experience_seconds, generation_seconds, train_seconds, weight_sync_seconds
+from ._openrlhf_time import experience_seconds, generation_seconds, train_seconds, weight_sync_parts
 from ._time import Hardware
 
 ANSWER_MODEL = (
@@ -130,8 +130,9 @@ def estimate_openrlhf(
     checked = {k: v * (cap / capacity if k[0] == "vllm" else 1.0) for k, v in totals.items()}
     gen = generation_seconds(actor, cols, capacity, hw, c, oc)
     exp = experience_seconds(actor, critic, cols, hw, c, oc)
-    trn = train_seconds(actor, critic, cols, hw, c)
-    sync = weight_sync_seconds(actor, cols, hw, c, oc)
+    trn = train_seconds(actor, critic, cols, hw, c, oc)
+    sync_parts = weight_sync_parts(actor, cols, hw, c, oc)
+    sync = np.sum(np.stack(list(sync_parts.values())), axis=0)
     phases, busy = _timeline(cols, gen, exp, trn, sync)
     step = phases["generate"] + phases["experience"] + phases["train"] + phases["weight sync"]
     # ppo_trainer_async.py:129: the rollout worker holds vllm_lock while generating "so weight broadcast cannot
@@ -145,6 +146,7 @@ def estimate_openrlhf(
     reasons = _reasons(plans, cols, memory, checked, cap, kv_tokens, host, cluster)
     parts = {f"generate: {k}": v for k, v in gen.items() if k not in ("concurrency", "decode steps")}
     parts |= {f"experience: {k}": v for k, v in exp.items()} | {f"train: {k}": v for k, v in trn.items()}
+    parts |= {f"weight sync: {k}": v for k, v in sync_parts.items()}
     parts |= {"generate: sequences per decode step": gen["concurrency"], "generate: decode steps": gen["decode steps"]}
     tokens = cols.samples * (cols.prompt_len + cols.answer_mean)
     return OpenRLHFTable(
@@ -182,7 +184,8 @@ def _timeline(
     reward_exp = np.where(cols.critic_reward & cols.has_critic, 0.0, exp["reward"])
     e = experience_wall_seconds(cols, exp)
     moves = trn["DeepSpeed offload/reload"]
-    t = np.where(co, trn["actor"] + trn["critic"] + moves, np.maximum(trn["actor"], trn["critic"]))
+    save = trn["checkpoint save (per iteration)"]
+    t = np.where(co, trn["actor"] + trn["critic"] + moves, np.maximum(trn["actor"], trn["critic"])) + save
     phases = {"generate": g, "experience": e, "train": t, "weight sync": sync}
     zero = np.zeros(cols.n)
     split = ~co

@@ -57,6 +57,11 @@ class Columns:
     answer_tail: np.ndarray
     lora_rank: np.ndarray
     lora_targets: np.ndarray
+    drawn: np.ndarray
+    """Prompts drawn per kept prompt: 1 / the job's filter pass rate under dynamic filtering, else 1."""
+    save_every: np.ndarray
+    """Iterations between checkpoint saves (--ckpt.save_steps, a pass-through flag; inf without)."""
+    save_hf: np.ndarray
     """`ds.lora.target_modules` as one space-separated string per plan ("all-linear" by default)."""
 
     @property
@@ -120,7 +125,22 @@ def columns(plans: list[OpenRLHFPlan]) -> Columns:
         answer_tail=tail,
         lora_rank=flag("ds.lora.rank"),
         lora_targets=col(lambda p: str(p["ds.lora.target_modules"] or "all-linear"), object),
+        drawn=col(
+            lambda p: 1.0 / p.job.filter_pass_rate if p.kept_value("algo.dynamic_filtering_enable") == "" else 1.0
+        ),
+        save_every=col(_save_every),
+        save_hf=col(lambda p: p.kept_value("ckpt.save_hf") == "", bool),
     )
+
+
+def _save_every(p: OpenRLHFPlan) -> float:
+    """ppo_trainer.py save_logs_and_checkpoints: a save when global_step % save_steps == 0, one step per
+    iteration; -1 (the default) never saves."""
+    try:
+        steps = int(p.kept_value("ckpt.save_steps") or -1)
+    except ValueError:
+        return float("inf")
+    return float(steps) if steps > 0 else float("inf")
 
 
 def trained_params(f: ModelFacts, cols: Columns) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,9 @@
 """Constants that only OpenRLHF's iteration needs (vLLM, Ray, sleep/wake), each with what backs it.
 
-None is fitted: no OpenRLHF or vLLM rollout row has been measured by dstune, and the published rows
-read so far (OpenRLHF's 2024 README table) state too few settings to fit one. Every figure here
-therefore says "no published rows" in an estimate's interval basis.
+Two are fitted, each a single factor on three rows of the OpenRLHF paper (arXiv 2405.11143, Tables 3 and 5;
+data/published.yaml, fit and leave-one-out in _openrlhf_paper.py): `weight_sync_bytes_per_s` and
+`train_time_factor`. Every other constant is a prior that no published row constrains, and an estimate's
+`constants_basis` says so.
 """
 
 from __future__ import annotations
@@ -38,8 +39,22 @@ class OpenRLHFConstants:
     process_context_bytes: float = 6.0e8
     """CUDA context of each extra Ray process on a GPU (colocated roles are separate processes): no published rows."""
     ray_call_s: float = 1.0e-3
-    """Fixed cost per parameter tensor during weight sync: a blocking Ray call to every engine (ppo_actor.py
-    broadcast_to_vllm), with CUDA IPC also an all_gather_object of the handles and a barrier: no published rows."""
+    """Fixed cost per parameter tensor during weight sync: rank 0's update_weight.remote to every engine and the
+    ray.get that waits for them (ppo_actor.py:426-437), with CUDA IPC also an all_gather_object of the handles
+    and a barrier (:446-466): no published rows (a prior; the paper's rows cannot separate it from the bytes)."""
+    weight_sync_bytes_per_s: float = 2.25e9
+    """Bytes per second of the per-tensor NCCL broadcast path, end to end: rank 0 broadcasts each whole tensor
+    to every vLLM worker (ppo_actor.py:436; each TP worker receives the full shape, vllm_worker_wrap.py
+    update_weight), which allocates it and runs vLLM's load_weights before the next tensor. FITTED to the
+    OpenRLHF paper's Table 5 weight-sync seconds (3 rows, A800, 2024 code): far below any fabric's link rate,
+    so the link never binds on this evidence."""
+    train_time_factor: float = 0.63
+    """Scale on the DeepSpeed training terms (compute, ZeRO communication, Adam step) of the actor and critic.
+    FITTED to the paper's Table 5 training seconds (3 rows, all with Adam offload): the rows' compute and
+    CPU-Adam shares are about equal in each, so one factor is all they can fit, not the two rates apart."""
+    checkpoint_write_bytes_per_s: float = 2.0e9
+    """Bytes per second one node writes a checkpoint to its storage (DeepSpeed save_checkpoint from every rank;
+    the HF copy from rank 0): no published rows (a prior; shared file systems vary by orders of magnitude)."""
     zero3_max_live_elements: float = 1.0e9
     """stage3_max_live_parameters as OpenRLHF leaves it: "auto", which DeepSpeed's config drops
     (config_utils.py), so DeepSpeed's default 1e9 applies (DeepSpeed-Chat sets 3e7)."""
@@ -56,8 +71,9 @@ def backing() -> str:
 
     held = [f"{s.rows} rows of {s.source} (not in the fit: {s.why_not})" for s in published_sources() if not s.in_fit]
     used = [s for s in published_sources() if s.in_fit]
-    if used:
-        return f"{sum(s.rows for s in used)} published rows"
-    return "no published rows: OpenRLHF constants are priors" + (
-        f"; read but left out: {'; '.join(held)}" if held else ""
+    fitted = "; ".join(f"{', '.join(s.fits)} fitted to {s.rows} rows of {s.source}" for s in used)
+    return (
+        (f"{fitted}; " if fitted else "")
+        + "every other OpenRLHF constant is a prior (no published rows); no throughput interval"
+        + (f"; read but left out: {'; '.join(held)}" if held else "")
     )

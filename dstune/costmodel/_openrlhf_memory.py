@@ -56,6 +56,15 @@ def _trained(f: ModelFacts, cols: Columns, world: np.ndarray, c: CostConstants) 
     return States(kept, states.grads, states.optimizer, states.buffers, host)
 
 
+def _grads_held(f: ModelFacts, cols: Columns, world: np.ndarray) -> np.ndarray:
+    """16-bit gradients held across a training step's micro-batches (_memory.grad_accumulated_bytes): ZeRO-1
+    keeps every .grad until the accumulation boundary reduces it, ZeRO-2 its 1/N partition (on the host with
+    Adam offload), ZeRO-3's partition buffer is already in the states."""
+    trainable = trained_params(f, cols)[1]
+    part = np.where(cols.adam_offload, 0.0, BYTES_16BIT * trainable / np.maximum(world, 1))
+    return np.select([cols.stage <= 1, cols.stage == 2], [BYTES_16BIT * trainable, part], default=0.0)
+
+
 def _frozen(f: ModelFacts, cols: Columns, world: np.ndarray, offload: np.ndarray, c: CostConstants) -> States:
     stage = np.where(cols.stage == 3, 3, 0)
     return _by_world(lambda w: frozen_states(f.params, stage, offload, w, c), world)
@@ -124,6 +133,8 @@ def group_memory(
     crit_eval = eval_activation_bytes(critic, one, roll_tok, c)
     z3_live = np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0)
     bucket = zero12_reduce_bucket_bytes(cols.stage, c)
+    act_grads = _grads_held(actor, cols, cols.actor_gpus)
+    crit_grads = _grads_held(critic, cols, cols.critic_gpus)
 
     def full(s: States) -> np.ndarray:
         return s.params + s.grads + s.optimizer + s.buffers
@@ -168,6 +179,7 @@ def group_memory(
         "actor states": full(act),
         **others,
         "train activations": act_train + z3_live + bucket,
+        "gradients held across micro-batches": act_grads,
         "train logits": logits_train,
         "critic training alongside (no ds.enable_sleep)": has_critic * np.where(cols.ds_sleep, 0.0, crit_train),
         "CUDA contexts": contexts,
@@ -194,8 +206,8 @@ def group_memory(
     for phase in PHASES:
         training, forward = phase == "train", phase == "experience"
         syncing = phase == "weight sync"
-        a_act = act_train + bucket if training else act_eval if forward else zero
-        c_act = crit_train + bucket if training else crit_eval if forward else zero
+        a_act = act_train + bucket + act_grads if training else act_eval if forward else zero
+        c_act = crit_train + bucket + crit_grads if training else crit_eval if forward else zero
         out["actor", phase] = {
             "actor states": full(act) * split,
             "reference weights": full(ref) * with_ref,

@@ -6,8 +6,8 @@ budget, the requests it has). Answer lengths are a distribution: the decode work
 and the step lasts at least as many decode steps as the longest answer (the tail), which a
 synchronous step, and a GRPO group, waits for. Experience forwards and training reuse DeepSpeed's
 compute and ZeRO communication terms, with the part of ZeRO's gathers and reductions that hides behind
-compute (comm_overlap) as in the rest of dstune (_time.overlapped); weight sync is one blocking Ray call
-per parameter.
+compute (comm_overlap) as in the rest of dstune (_time.overlapped), scaled by the fitted train_time_factor;
+weight sync sends one tensor at a time (weight_sync_parts).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def generation_seconds(
 ) -> dict[str, np.ndarray]:
     engines = np.maximum(cols.engines, 1)
     tp = np.maximum(cols.tp, 1)
-    per_engine = cols.samples / engines
-    prompts_prefilled = np.where(cols.prefix_cache, cols.prompts / engines, per_engine)
+    # dynamic filtering draws prompts until rollout.batch_size groups pass (samples_generator.py _generate_vllm)
+    per_engine = cols.samples * cols.drawn / engines
+    prompts_prefilled = np.where(cols.prefix_cache, cols.prompts * cols.drawn / engines, per_engine)
     prefill_tokens = prompts_prefilled * cols.prompt_len
     chunk = np.full(cols.n, float(oc.vllm_max_num_batched_tokens))
     prefill = compute_seconds(forward_flops(f, prefill_tokens, cols.prompt_len / 2.0) / tp, chunk, f, hw, c)
@@ -140,10 +141,12 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
     gather = _per_world(world, hw, lambda h: allgather_seconds(2.0 * p, h))
     reduce = _per_world(world, hw, lambda h: allgather_seconds(2.0 * trainable, h))
     z3 = np.where(cols.stage == 3, micro * (2.0 * gather + reduce + 3.0 * zero3_fetch_seconds(f.layers, c)), 0.0)
-    z2 = np.where(cols.stage == 2, micro * reduce, 0.0)
+    steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
+    # ZeRO-2 reduce-scatters the gradients of every micro-batch; ZeRO-1 keeps them whole and reduces once per
+    # optimizer step, at the accumulation boundary (DeepSpeed stage_1_and_2.py reduce_ready_partitions_and_remove_grads)
+    z2 = np.where(cols.stage == 2, micro * reduce, np.where(cols.stage == 1, steps * reduce, 0.0))
     passes = np.where(cols.checkpointing, 4.0, 3.0)
     ring = passes * micro * ring_seconds(f, cols, train_tok, hw, c)
-    steps = cols.epochs * np.ceil(cols.samples / cols.train_batch)
     optimizer = _per_world(
         world, hw, lambda h: optimizer_step_seconds(p, trainable, cols.stage, cols.adam_offload, h, c)
     )
@@ -151,14 +154,16 @@ def _train_seconds(f: ModelFacts, cols: Columns, world: np.ndarray, hw: Hardware
 
 
 def train_seconds(
-    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
 ) -> dict[str, np.ndarray]:
     """Actor and critic training. With ds.enable_sleep each model reloads and offloads its states around it."""
     critic_world = np.where(cols.colocate_all, cols.actor_gpus, cols.critic_gpus)
+    k = oc.train_time_factor
     out = {
-        "actor": _train_seconds(actor, cols, cols.actor_gpus, hw, c),
-        "critic": cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
+        "actor": k * _train_seconds(actor, cols, cols.actor_gpus, hw, c),
+        "critic": k * cols.has_critic * _train_seconds(critic, cols, critic_world, hw, c),
     }
+    out["checkpoint save (per iteration)"] = checkpoint_seconds(actor, critic, cols, hw, oc)
     moved = 14.0 * (
         trained_params(actor, cols)[1] / cols.actor_gpus
         + cols.has_critic * trained_params(critic, cols)[1] / np.maximum(critic_world, 1)
@@ -168,20 +173,56 @@ def train_seconds(
     return out
 
 
+def checkpoint_seconds(
+    actor: ModelFacts, critic: ModelFacts, cols: Columns, hw: Hardware, oc: OpenRLHFConstants
+) -> np.ndarray:
+    """A save every `ckpt.save_steps` iterations, spread over them: ppo_actor.py / ppo_critic.py save_checkpoint
+    write DeepSpeed's checkpoint from every rank (16-bit weights and fp32 master + Adam moments: 2 + 12 bytes
+    per trainable parameter) across the actor's nodes, and with ckpt.save_hf the actor's 16-bit HF copy from one
+    rank."""
+    pa, ta = trained_params(actor, cols)
+    pc, tc = trained_params(critic, cols)
+    ds = 2.0 * pa + 12.0 * ta + cols.has_critic * (2.0 * pc + 12.0 * tc)
+    nodes = np.maximum(1.0, np.ceil(cols.actor_gpus / hw.gpus_per_node))
+    seconds = ds / (oc.checkpoint_write_bytes_per_s * nodes) + np.where(
+        cols.save_hf, BYTES_16BIT * pa / oc.checkpoint_write_bytes_per_s, 0.0
+    )
+    return seconds / cols.save_every
+
+
+def sync_tensors(f: ModelFacts, cols: Columns) -> np.ndarray:
+    """Tensors a weight sync sends: every entry of the actor's named_parameters() (ppo_actor.py:477-482). With
+    LoRA, 0.11.2 walks the peft model as it is: every frozen base weight and both adapter matrices of each
+    targeted Linear, unmerged (no merge_adapter)."""
+    return len(f.spec.linear_layers()) + 2 * f.layers + 2 + 2 * lora_adapted(f, cols)
+
+
+def weight_sync_parts(
+    f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[str, np.ndarray]:
+    """broadcast_to_vllm (ppo_actor.py:409-490), one tensor after another:
+    - ZeRO-3: GatheredParameters([param]) per tensor (:468-472), an all-gather over the actor's group plus
+      DeepSpeed's fixed fetch cost per call. Adam offload adds nothing here: OpenRLHF builds the training
+      config with offload=False (deepspeed.py get_ds_train_config), so the 16-bit partitions stay on the GPU.
+    - Ray: update_weight.remote to every engine and ray.get on them (:426-437): `ray_call_s` per tensor.
+    - Bytes: colocated, CUDA IPC (a device copy, :439-466); else the NCCL broadcast from rank 0 to every engine
+      rank, each worker taking the full tensor (vllm_worker_wrap.py update_weight), at the fitted end-to-end
+      rate or the link, whichever is slower."""
+    tensors = sync_tensors(f, cols)
+    total = BYTES_16BIT * trained_params(f, cols)[0]
+    crosses = cols.actor_gpus + cols.engines * cols.tp > hw.gpus_per_node
+    link = np.where(crosses, hw.link_bytes_per_s, hw.intra_link_bytes_per_s)
+    broadcast = total / np.minimum(link, oc.weight_sync_bytes_per_s)
+    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(total, h))
+    fetch = tensors * zero3_fetch_seconds(1, c)
+    return {
+        "ZeRO-3 gather": np.where(cols.stage == 3, gather + fetch, 0.0),
+        "Ray calls": tensors * oc.ray_call_s,
+        "bytes": np.where(cols.colocated, total / hw.hbm_bytes_per_s, broadcast),
+    }
+
+
 def weight_sync_seconds(
     f: ModelFacts, cols: Columns, hw: Hardware, c: CostConstants, oc: OpenRLHFConstants
 ) -> np.ndarray:
-    """One blocking Ray call per parameter tensor; CUDA IPC when everything is colocated (a device copy),
-    else an NCCL broadcast from DeepSpeed rank 0 to every engine rank; each tensor is gathered first at ZeRO-3.
-    With LoRA, 0.11.2's `broadcast_to_vllm` walks the peft model's `named_parameters()` as they are: every
-    frozen base weight and both adapter matrices of each targeted Linear, unmerged (no merge_adapter)."""
-    tensors = len(f.spec.linear_layers()) + 2 * f.layers + 2 + 2 * lora_adapted(f, cols)
-    total = BYTES_16BIT * trained_params(f, cols)[0]
-    ipc = total / hw.hbm_bytes_per_s
-    broadcast = total / np.where(
-        cols.engines * cols.tp > hw.gpus_per_node, hw.link_bytes_per_s, hw.intra_link_bytes_per_s
-    )
-    gather = _per_world(cols.actor_gpus, hw, lambda h: allgather_seconds(total, h))
-    z3 = np.where(cols.stage == 3, gather + zero3_fetch_seconds(f.layers, c), 0.0)
-    copy = np.where(cols.colocated, ipc, broadcast)
-    return tensors * oc.ray_call_s + copy + z3
+    return np.sum(np.stack(list(weight_sync_parts(f, cols, hw, c, oc).values())), axis=0)

@@ -1,6 +1,6 @@
 """OpenRLHF search: every system-knob combination of the space for a fixed job, scored at once by the
-cost model (exhaustive and vectorised, not an Optuna study: the space is small and discrete), then the
-pick rule dstune uses everywhere: the fastest feasible plan, and among plans within the tie tolerance
+cost model (exhaustive and vectorised, not an Optuna study: the space is small and discrete), the space's
+`refine:` knobs tried around the fastest of them, then the pick rule dstune uses everywhere: the fastest feasible plan, and among plans within the tie tolerance
 of it the one with the lowest peak memory."""
 
 from __future__ import annotations
@@ -28,7 +28,16 @@ class OpenRLHFSearch:
     """Combinations an OpenRLHF check refuses (never scored)."""
 
 
-_LAYOUT_KEYS = ("placements", "split_vllm_share", "split_actor_share", "vllm.tensor_parallel_size")
+_LAYOUT_KEYS = (
+    "placements",
+    "split_vllm_share",
+    "split_actor_share",
+    "vllm.tensor_parallel_size",
+    "split_gpu_memory_utilization",
+)
+REFINE = "refine:"
+"""Prefix of the knobs tried only around the best plans of the exhaustive stage (the space's `refine:`)."""
+REFINE_TOP = 32
 
 
 def load_space(path: Path) -> dict[str, list[Any]]:
@@ -41,8 +50,17 @@ def load_space(path: Path) -> dict[str, list[Any]]:
     except yaml.YAMLError as error:
         raise UserInputError(f"search space {path} is not YAML: {str(error).splitlines()[0]}") from None
     spec = openrlhf_spec()
+    refine: dict[str, Any] = {}
     if isinstance(raw, dict):
-        raw = {k: v for k, v in raw.items() if k != "explore"}
+        refine = raw.get("refine") or {}
+        raw = {k: v for k, v in raw.items() if k not in ("explore", "refine")}
+    if not isinstance(refine, dict) or not all(isinstance(v, list) and v for v in refine.values()):
+        raise UserInputError(f"search space {path}: refine must map system flags to non-empty value lists")
+    bad_refine = [k for k in refine if k not in spec.system_knobs]
+    if bad_refine:
+        raise UserInputError(
+            f"search space {path}: refine: {bad_refine[0]} is not an OpenRLHF system flag dstune models"
+        )
     if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
         raise UserInputError(f"search space {path}: every entry must be a non-empty list of values")
     for key in raw:
@@ -50,17 +68,30 @@ def load_space(path: Path) -> dict[str, list[Any]]:
             raise UserInputError(f"search space {path}: {key} is a job flag; the search keeps the job's value")
         if key not in _LAYOUT_KEYS and key not in spec.system_knobs:
             raise UserInputError(f"search space {path}: {key} is not an OpenRLHF system flag dstune models")
-    missing = [k for k in _LAYOUT_KEYS if k not in raw]
+    missing = [k for k in _LAYOUT_KEYS if k not in raw and k != "split_gpu_memory_utilization"]
     if missing:
         raise UserInputError(f"search space {path}: missing {', '.join(missing)}")
     bad = [p for p in raw["placements"] if p not in PLACEMENTS]
     if bad:
         raise UserInputError(f"search space {path}: unknown placement {bad[0]!r}; choose from {', '.join(PLACEMENTS)}")
-    return {k: list(v) for k, v in raw.items()}
+    return {k: list(v) for k, v in raw.items()} | {REFINE + k: list(v) for k, v in refine.items()}
+
+
+def role_sizes(train_batch: int, gpus: int, per_node: int) -> list[int]:
+    """GPU counts a trained or reference role can take: DeepSpeed asserts train_batch = micro x accumulation x
+    the role's GPUs for every role (OpenRLHF gives each the train batch), so counts that divide the train batch,
+    and that fill whole nodes once past one."""
+    return [n for n in range(1, gpus + 1) if train_batch % n == 0 and (n <= per_node or n % per_node == 0)]
+
+
+def _nearest(sizes: list[int], target: float, limit: int) -> int:
+    fits = [n for n in sizes if n <= limit]
+    return min(fits, key=lambda n: (abs(n - target), -n)) if fits else 0
 
 
 def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Placement and GPU counts per role, on all `gpus` GPUs."""
+    """Placement and GPU counts per role on at most `gpus` GPUs: the trained roles take the sizes DeepSpeed
+    accepts nearest each share, vLLM the rest (colocated: the largest accepted size)."""
 
     def role(name: str, count: int) -> dict[str, Any]:
         nodes = max(1, -(-count // per_node))
@@ -68,16 +99,18 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
 
     out = []
     second = base.has_critic or base.has_reward_model
+    sizes = role_sizes(int(base["train.batch_size"]), gpus, per_node)
     for placement in space["placements"]:
         for tp in space["vllm.tensor_parallel_size"]:
             if placement == "colocated":
-                if gpus % tp:
+                g = max((n for n in sizes if n % tp == 0), default=0)
+                if not g:
                     continue
-                values = {**role("actor", gpus), **role("ref", gpus), **role("critic", gpus), **role("reward", gpus)}
+                values = {**role("actor", g), **role("ref", g), **role("critic", g), **role("reward", g)}
                 values |= {
                     "train.colocate_all": True,
                     "train.colocate_critic_reward": False,  # else a second group of whole GPUs (train_ppo_ray.py)
-                    "vllm.num_engines": gpus // tp,
+                    "vllm.num_engines": g // tp,
                     "vllm.tensor_parallel_size": tp,
                     "vllm.enable_sleep": True,
                     "train.async_enable": False,
@@ -85,16 +118,20 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 out.append(values)
                 continue
             for share, actor_share in itertools.product(space["split_vllm_share"], space["split_actor_share"]):
-                v = int(round(gpus * share / tp)) * tp
-                rest = gpus - v
-                a = int(round(rest * actor_share)) if second else rest
-                c = rest - a
-                if v <= 0 or a <= 0 or (second and c <= 0) or any(n > per_node and n % per_node for n in (a, c)):
+                rest = gpus - int(round(gpus * share / tp)) * tp
+                a = _nearest(sizes, rest * actor_share if second else rest, rest - (1 if second else 0))
+                c = _nearest(sizes, rest - a, rest - a) if second else 0
+                v = gpus - a - c  # GPUs the trained roles' sizes leave go to vLLM, in whole engines
+                if v <= 0 or v % tp or a <= 0 or (second and c <= 0):
                     continue
                 values = {
                     **role("actor", a),
                     **role("ref", a),
                     "train.colocate_actor_ref": True,
+                    # vLLM alone on its GPUs: no DeepSpeed state beside it, so the share is not capped as colocated
+                    "vllm.gpu_memory_utilization": space.get(
+                        "split_gpu_memory_utilization", space.get("vllm.gpu_memory_utilization")
+                    ),
                     "vllm.num_engines": v // tp,
                     "vllm.tensor_parallel_size": tp,
                     "vllm.enable_sleep": False,
@@ -106,19 +143,23 @@ def _layouts(base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list
                 elif base.has_reward_model:
                     values |= role("reward", c)
                 out.append(values)
-    return out
+    return list({repr(sorted(v.items())): v for v in out}.values())
 
 
 def candidates(
     base: OpenRLHFPlan, gpus: int, per_node: int, space: dict[str, list[Any]]
 ) -> tuple[list[OpenRLHFPlan], int]:
     """Every distinct plan of the space for the base plan's job, and how many OpenRLHF's checks refuse."""
-    knobs = [k for k in space if k not in _LAYOUT_KEYS]
+    knobs = [k for k in space if k not in _LAYOUT_KEYS and not k.startswith(REFINE)]
     seen: set[tuple[Any, ...]] = set()
     plans, refused = [], 0
     for layout in _layouts(base, gpus, per_node, space):
-        for combo in itertools.product(*(space[k] for k in knobs)):
-            values = dict(zip(knobs, combo, strict=True)) | layout
+        lists = {k: space[k] for k in knobs}
+        own = layout.pop("vllm.gpu_memory_utilization", None)
+        if own is not None:
+            lists["vllm.gpu_memory_utilization"] = own
+        for combo in itertools.product(*lists.values()):
+            values = dict(zip(lists, combo, strict=True)) | layout
             dynamic = values.get("train.dynamic_batch_enable", base["train.dynamic_batch_enable"])
             if dynamic and values.get("train.micro_batch_size", 1) != 1:
                 continue
@@ -132,6 +173,38 @@ def candidates(
                 continue
             seen.add(key)
             plan = base.with_flags(values)
+            if broken_checks(plan, gpus, per_node):
+                refused += 1
+                continue
+            plans.append(plan)
+    return plans, refused
+
+
+def refinements(
+    table: OpenRLHFTable, gpus: int, per_node: int, space: dict[str, list[Any]], top: int = REFINE_TOP
+) -> tuple[list[OpenRLHFPlan], int]:
+    """The space's `refine:` knobs tried on the `top` fastest feasible plans (each knob trades memory for speed:
+    no recomputation, ZeRO-1's unpartitioned gradients, larger experience micro-batches; prefix caching only
+    where samples share a prompt), instead of multiplying the exhaustive stage by every one of them."""
+    knobs = {k.removeprefix(REFINE): v for k, v in space.items() if k.startswith(REFINE)}
+    if not knobs or not table.feasible.any():
+        return [], 0
+    order = np.argsort(-np.where(table.feasible, table.samples_per_s, -np.inf))[: min(top, int(table.feasible.sum()))]
+    seen = {tuple(sorted(p.values.items())) for p in table.plans}
+    plans, refused = [], 0
+    for i in order:
+        base = table.plans[int(i)]
+        for combo in itertools.product(*knobs.values()):
+            values = dict(zip(knobs, combo, strict=True))
+            if values.get("vllm.enable_prefix_caching") and int(base["rollout.n_samples_per_prompt"]) < 2:
+                continue
+            if base["train.dynamic_batch_enable"]:
+                values.pop("rollout.micro_batch_size", None)  # experience forwards pack to rollout.max_tokens_per_gpu
+            plan = base.with_flags(values)
+            key = tuple(sorted(plan.values.items()))
+            if key in seen:
+                continue
+            seen.add(key)
             if broken_checks(plan, gpus, per_node):
                 refused += 1
                 continue
@@ -159,11 +232,16 @@ def search_openrlhf(
     cap: float | None = None,
 ) -> OpenRLHFSearch:
     """`cap`: the GPU bytes a plan may peak at (default: the cost model's headroom)."""
-    plans, refused = candidates(base, cluster.world_size, min(cluster.gpus_per_node, cluster.world_size), space)
+    per_node = min(cluster.gpus_per_node, cluster.world_size)
+    plans, refused = candidates(base, cluster.world_size, per_node, space)
     if not plans:
         raise UserInputError("the OpenRLHF search space has no plan that passes OpenRLHF's checks for this job")
     table = estimate_openrlhf(plans, model, critic_model, cluster, cap=cap)
-    return OpenRLHFSearch(table, pick_index(table, tie_tolerance), len(plans), refused)
+    more, more_refused = refinements(table, cluster.world_size, per_node, space)
+    if more:
+        plans += more
+        table = estimate_openrlhf(plans, model, critic_model, cluster, cap=cap)
+    return OpenRLHFSearch(table, pick_index(table, tie_tolerance), len(plans), refused + more_refused)
 
 
 def best_by_placement(table: OpenRLHFTable) -> dict[str, int]:

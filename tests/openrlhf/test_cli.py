@@ -24,7 +24,7 @@ def test_estimate_each_algorithm(algo: str, capsys: pytest.CaptureFixture[str]) 
     out = _json(capsys, ["estimate", *BASE, "--algo", algo])
     assert out["feasible"] and out["samples_per_s"] > 0
     assert set(out["memory_per_gpu"]) == set(out["timeline_busy_s"])
-    assert "no published rows" in out["constants_basis"]
+    assert "no published rows" in out["constants_basis"] and "weight sync fitted to 3 rows" in out["constants_basis"]
     assert out["estimator"] == {"ppo": "gae", "grpo": "group_norm", "reinforce++": "reinforce"}.get(algo, algo)
 
 

@@ -10,7 +10,7 @@ from .._registry import FrameworkStrategy, register_framework
 from ._examples import Example, baseline_for, examples, plan_from_argv, script_argv
 from ._plan import LIST_FLAGS, PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
 from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, plan_known_issues, validate
-from ._spec import Algorithm, OpenRLHFSpec, PublishedSource, openrlhf_spec, published_sources
+from ._spec import Algorithm, OpenRLHFSpec, PaperRow, PublishedSource, openrlhf_spec, paper_rows, published_sources
 
 
 @register_framework
@@ -47,6 +47,8 @@ __all__ = [
     "plan_known_issues",
     "plan_from_argv",
     "script_argv",
+    "paper_rows",
     "published_sources",
+    "PaperRow",
     "validate",
 ]

@@ -28,8 +28,13 @@ class OpenRLHFJob:
     answer_mean_ratio: float = 0.5
     """Mean answer length as a fraction of the answer budget; the tail (the longest answers) reaches the
     budget itself. A synchronous step waits for its longest answer."""
+    filter_pass_rate: float = 1.0
+    """With `--algo.dynamic_filtering_enable`: the share of prompt groups whose rewards pass the filter
+    (OpenRLHF logs it as dynamic_filtering_pass_rate). It depends on the data, so the user states it."""
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.filter_pass_rate <= 1.0:
+            raise UserInputError(f"filter pass rate must be in (0, 1], not {self.filter_pass_rate}")
         if self.reward not in ("model", "function"):
             raise UserInputError(f"reward must be 'model' or 'function', not {self.reward!r}")
         if not 0.0 < self.answer_mean_ratio <= 1.0:
@@ -45,6 +50,14 @@ class OpenRLHFPlan:
     kept: tuple[str, ...] = ()
     """Arguments of the baseline script that dstune does not model (models, data, algorithm details such as
     KL loss or dynamic filtering): written into the launch script as they are, so the job stays the same."""
+
+    def kept_value(self, flag: str) -> str | None:
+        """The value of an unmodelled flag the plan passes through (None when absent; "" for a switch)."""
+        tokens = list(self.kept)
+        if f"--{flag}" not in tokens:
+            return None
+        i = tokens.index(f"--{flag}")
+        return tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") else ""
 
     def __getitem__(self, flag: str) -> Any:
         return self.values[flag]

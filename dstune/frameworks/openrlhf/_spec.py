@@ -67,12 +67,64 @@ class PublishedSource:
     rows: int
     in_fit: bool
     why_not: str
+    fits: tuple[str, ...] = ()
+    """Phases whose constants the rows back (empty: none)."""
+    read: str = ""
+    """How the figures were read (re-read from the source, or quoted second-hand)."""
+    caveats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperRow:
+    """One run of the OpenRLHF paper (Table 3's placement, Table 5's seconds per phase)."""
+
+    model: str
+    gpus: int
+    actor: int
+    critic: int
+    ref: int
+    reward: int
+    vllm_engines: int
+    vllm_tp: int
+    zero_stage: int
+    adam_offload: bool
+    frozen_offload: bool
+    """--ref_offload / --reward_offload (the paper: "Adam offload on every model")."""
+    micro_train: int
+    micro_rollout: int
+    generate_s: float
+    weight_sync_s: float
+    experience_s: float
+    train_s: float
+
+
+def _published_raw() -> list[dict[str, Any]]:
+    raw = yaml.safe_load(resources.files(__package__).joinpath("data/published.yaml").read_text(encoding="utf-8"))
+    return list(raw)
 
 
 @lru_cache(maxsize=1)
 def published_sources() -> tuple[PublishedSource, ...]:
-    """Published OpenRLHF throughput rows (data/published.yaml) and whether each may back a constant."""
-    raw = yaml.safe_load(resources.files(__package__).joinpath("data/published.yaml").read_text(encoding="utf-8"))
+    """Published OpenRLHF rows (data/published.yaml) and whether each may back a constant."""
     return tuple(
-        PublishedSource(s["source"], s["metric"], len(s["rows"]), bool(s["in_fit"]), s.get("why_not", "")) for s in raw
+        PublishedSource(
+            s["source"],
+            s["metric"],
+            len(s["rows"]),
+            bool(s["in_fit"]),
+            s.get("why_not", ""),
+            tuple(s.get("fits", ())),
+            s.get("read", ""),
+            tuple(s.get("caveats", ())),
+        )
+        for s in _published_raw()
     )
+
+
+@lru_cache(maxsize=1)
+def paper_rows() -> tuple[PublishedSource, tuple[PaperRow, ...]]:
+    """The source that backs constants per phase, and its rows."""
+    for s, raw in zip(published_sources(), _published_raw(), strict=True):
+        if s.fits:
+            return s, tuple(PaperRow(**r) for r in raw["rows"])
+    raise LookupError("data/published.yaml has no per-phase rows")
