@@ -145,6 +145,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "headroom": info.headroom,
         "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),
+        "ranked_trials": [r.number for r in head.ranked],
         "runners_up": [_trial(r, pick.values) for r in head.runners_up[:3]] if pick else [],
         "same_figures_as_pick": [_trial(r, pick.values) for r in head.equivalents[:10]] if pick else [],
         "alternatives": [_job_pick(alt) for alt in result.picks.alternatives],

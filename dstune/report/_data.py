@@ -228,8 +228,8 @@ def _is_baseline(study: StudyDir) -> pd.Series:
 
 
 def feasible_trials(study: StudyDir) -> pd.DataFrame:
-    """Trials that ran fine, fit under the memory cap and have a throughput, fastest first
-    (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
+    """Trials that ran fine, fit under the memory cap and have a throughput, in plan.json's `ranked_trials` order
+    where it has one (the search's ranking), else fastest first (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
     on this stack: the search never picks it, so the report never ranks it)."""
     t = study.trials
     keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
@@ -241,6 +241,11 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     if study.memory_cap_bytes is not None:
         keep &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
     fit = t[keep].copy()
+    ranked = study.meta.get("ranked_trials")
+    if isinstance(ranked, list) and len(fit):  # the search's own order (ties to fewer risks): one answer
+        order = {int(n): i for i, n in enumerate(ranked)}
+        fit = fit[fit["number"].map(lambda n: int(n) in order)]
+        return fit.iloc[np.argsort([order[int(n)] for n in fit["number"]], kind="stable")]
     if not len(fit):
         return fit
     tolerance = float(study.meta.get("tie_tolerance") or 0.0)  # the pick rule: ties go to less memory

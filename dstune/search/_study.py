@@ -341,6 +341,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         req.tie_tolerance,
         baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
         keep_broken=req.known_issues == "mark",
+        risks=_risks(setup.model, stack),
     )
     notes += [
         (
@@ -405,6 +406,15 @@ def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple
         for i in match_known_issues(values, model, stack)
         if i.severity == "broken"
     )
+
+
+def _risks(model: Any, stack: Any) -> Callable[[Mapping[str, Any]], int] | None:
+    """Known issues (any severity) a plan hits on the target stack, for breaking ties (None: unchecked)."""
+    if stack is None:
+        return None
+    from ..doctor import match_known_issues
+
+    return lambda values: len(match_known_issues(values, model, stack))
 
 
 def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:
