@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..record import Status
+from ._answer import search_notes, stated_speedup, target_stack, verdict_line, where
 from ._importance import Importance, param_importance
 from ._load import StudyDir, study_name_and_storage
 from ._table import Column, Table
@@ -80,11 +81,17 @@ class Headline(NamedTuple):
     speedup_interval: tuple[float, float] | None = None
     alternatives: tuple[Alternative, ...] = ()
     baseline_issues: tuple[str, ...] = ()
-    """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
+    """Known issues of severity broken the baseline hits on the target stack, as 'id: consequence'."""
     baseline_ran_on_cpu: bool = False
     """The baseline was measured on DeepSpeed's CPU accelerator, which takes none of a GPU stack's broken paths."""
     speedup_uncalibrated: str | None = None
     """plan.json's reason a predicted speedup has no interval ('uncalibrated: ...'), where it says one."""
+    verdict: str | None = None
+    """The search's one-line verdict (plan.json `verdict`), the line the terminal and launch script print."""
+    stack: str | None = None
+    """The target stack's label, e.g. 'he (deepspeed 0.19.8, transformers 4.48.3)'; None: not recorded."""
+    search_notes: tuple[str, ...] = ()
+    """The search's notes (stacks compared, known issues hit, what predictions assume), in plain text."""
 
 
 class Point(NamedTuple):
@@ -103,7 +110,7 @@ class Scatter(NamedTuple):
     baseline_number: int | None
     undrawn: int
     baseline_broken: bool = False
-    """The baseline is broken on this stack: drawn and labelled as the reference, left off the front."""
+    """The baseline is broken on the target stack: drawn and labelled as the reference, left off the front."""
 
 
 class PhaseBar(NamedTuple):
@@ -210,7 +217,7 @@ def broken_baseline(study: StudyDir) -> tuple[str, ...]:
     ):
         return ()
     ids = tuple(str(i.get("id")) for i in meta.get("known_issues") or () if isinstance(i, dict) and i.get("id"))
-    return ids or ("broken on this stack",)
+    return ids or ("broken on its target stack",)
 
 
 def _is_baseline(study: StudyDir) -> pd.Series:
@@ -301,9 +308,7 @@ def baseline_status(study: StudyDir) -> str | None:
 
 
 def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | None) -> Headline:
-    speedup = None
-    if base and pick and base.basis == pick.basis and base.samples_per_s > 0 and math.isfinite(pick.samples_per_s):
-        speedup = pick.samples_per_s / base.samples_per_s
+    speedup = stated_speedup(study.meta, base, pick)
     cap = study.memory_cap_bytes
     headroom = cap - pick.gpu_peak_bytes if cap is not None and pick and math.isfinite(pick.gpu_peak_bytes) else None
     changes: tuple[tuple[str, Any, Any], ...] = ()
@@ -335,6 +340,9 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         baseline_issues(study),
         bool(study.on_cpu and base is not None and base.basis == "measured"),
         _uncalibrated(stated) if speedup is not None else None,
+        verdict_line(study.meta),
+        target_stack(study.meta),
+        search_notes(study.meta),
     )
 
 
@@ -465,7 +473,8 @@ def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None
                 row["fig_step_s"],
                 row["fig_mfu"],
                 row["fig_basis"],
-                f"reference, not ranked: DeepSpeed-Chat's script as shipped, broken on this stack ({', '.join(broken)})",
+                f"reference, not ranked: DeepSpeed-Chat's script as shipped, broken on "
+                f"{where(target_stack(study.meta))} ({', '.join(broken)})",
             )
         )
     return Table(columns, tuple(rows))

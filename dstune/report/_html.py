@@ -20,9 +20,10 @@ from ._sections import (
     alternatives_table,
     baseline_line,
     changes_table,
+    explanation,
     facts,
-    headline_sentence,
     headline_table,
+    verdict,
 )
 from ._table import NUMERIC_KINDS, Table
 
@@ -84,12 +85,9 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
     by_name = {f.name: f for f in figures}
     parts = [
         f"<h1>{_e(data.header.title)}</h1>",
-        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header)) + "</dl>",
-        _notes(data.notes),
-        "<h2>Baseline and pick</h2>",
-        f'<p class="headline">{_e(headline_sentence(data.headline))}</p>',
-        f"<p>{_e(baseline_line(data.headline))}</p>",
+        f'<p class="headline">{_e(verdict(data.headline))}</p>',
         table_html(headline_table(data.headline), [False, True, True, True]),
+        "".join(f"<p>{_e(line)}</p>" for line in [baseline_line(data.headline), *explanation(data.headline)]),
     ]
     if data.headline.alternatives:
         parts += [
@@ -103,6 +101,9 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
             table_html(changes_table(data.headline)),
         ]
     parts += [
+        "<h2>Study</h2>",
+        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header)) + "</dl>",
+        _notes(data.notes),
         f"<h2>Top {data.top_ranked} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
         table_html(data.top) if data.top.rows else "<p>No trial has finished within the memory cap.</p>",
     ]

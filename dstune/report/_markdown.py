@@ -20,9 +20,10 @@ from ._sections import (
     alternatives_table,
     baseline_line,
     changes_table,
+    explanation,
     facts,
-    headline_sentence,
     headline_table,
+    verdict,
 )
 from ._table import NUMERIC_KINDS, Table
 
@@ -53,19 +54,9 @@ def _notes(notes: Iterable[str]) -> list[str]:
 
 def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> str:
     by_name = {f.name: f for f in figures}
-    out = [f"# {_m(data.header.title)}", ""]
-    out += [f"- **{_m(k)}:** {_m(v)}" for k, v in facts(data.header)] + [""]
-    out += _notes(data.notes)
-    out += [
-        "## Baseline and pick",
-        "",
-        f"**{_m(headline_sentence(data.headline))}**",
-        "",
-        _m(baseline_line(data.headline)),
-        "",
-        table_md(headline_table(data.headline)),
-        "",
-    ]
+    out = [f"# {_m(data.header.title)}", "", f"**{_m(verdict(data.headline))}**", ""]
+    out += [table_md(headline_table(data.headline)), ""]
+    out += [line for s in [baseline_line(data.headline), *explanation(data.headline)] for line in (_m(s), "")]
     if data.headline.alternatives:
         out += [
             "## Other training jobs",
@@ -82,6 +73,9 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
             table_md(changes_table(data.headline)),
             "",
         ]
+    out += ["## Study", ""]
+    out += [f"- **{_m(k)}:** {_m(v)}" for k, v in facts(data.header)] + [""]
+    out += _notes(data.notes)
     out += [f"## Top {data.top_ranked} plans" if data.top.rows else "## Top plans", ""]
     out += [table_md(data.top) if data.top.rows else "No trial has finished within the memory cap.", ""]
     for name in ("throughput-memory", "phases", "history"):

@@ -36,6 +36,7 @@ from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
+from ._verdict import Verdict, verdict_of
 
 SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
@@ -132,6 +133,12 @@ class SearchResult:
     @property
     def baseline_row(self) -> TrialRow | None:
         return next((r for r in self.rows if r.source == "baseline"), None)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The one line every output prints about the pick against the baseline."""
+        stack = self.request.stack
+        return verdict_of(self.picks, stack.label if stack is not None else None)
 
 
 def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
@@ -343,11 +350,12 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         keep_broken=req.known_issues == "mark",
         risks=_risks(setup.model, stack),
     )
+    on = f"stack {stack.label}" if stack is not None else "this stack"
     notes += [
         (
-            f"the baseline as shipped cannot run on this stack (rule {i.id}): {i.consequence}; it is never the pick"
+            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
             if i.rule
-            else f"the baseline as shipped hits known issue {i.id} (broken on this stack): {i.consequence}; "
+            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
             + (
                 "--known-issues mark keeps broken plans pickable"
                 if req.known_issues == "mark"

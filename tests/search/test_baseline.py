@@ -138,7 +138,7 @@ def test_broken_baseline_is_said_in_plan_report_and_script(opt_66b_at_64):
     assert any("he_tp_cannot_shard" in line and line.startswith("# ") for line in header)
     for report in ("report.md", "report.html"):
         text = (out / report).read_text()
-        assert "he_tp_cannot_shard" in text and "broken on this stack" in text
+        assert "he_tp_cannot_shard" in text and f"broken on stack {meta['stack']['name']} (" in text
 
 
 def test_mark_keeps_the_broken_baseline_pickable(tmp_path):

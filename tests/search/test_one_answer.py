@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 from dstune.cli import main
 from dstune.record import Basis, Figures, Status, TrialRow
@@ -44,3 +48,54 @@ def test_qwen_pick_is_the_reports_first_and_hits_no_known_issue(tmp_path: Path) 
     assert meta["plan"]["enable_hybrid_engine"] is False
     top = _top_trials((tmp_path / "report.md").read_text())
     assert top[0] == meta["trial"] and top == meta["ranked_trials"][: len(top)]
+
+
+def _said(tmp_path: Path, capsys, *args: str) -> tuple[str, dict]:
+    capsys.readouterr()
+    assert main(["search", *args, "--out", str(tmp_path)]) == 0
+    terminal = " ".join(capsys.readouterr().out.split())
+    return terminal, json.loads((tmp_path / "plan.json").read_text())
+
+
+def _flat(text: str) -> str:
+    return " ".join(html.unescape(text).replace("\\", "").split())
+
+
+def _one_line_everywhere(out: Path, terminal: str, meta: dict) -> str:
+    """The search's verdict line, word for word, in the terminal, the report (both formats) and the script."""
+    line = meta["verdict"]["line"]
+    assert " ".join(line.split()) in terminal
+    capital = line[:1].upper() + line[1:]
+    assert capital in _flat((out / "report.md").read_text()) and capital in _flat((out / "report.html").read_text())
+    script = next(out.glob("run_step*.sh")).read_text().split("set -euo pipefail")[0]
+    assert f"# Verdict: {line}" in script
+    return line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--model", "opt-6.7b", "--gpus", "8", "--step", "rm"),
+        ("--model", "opt-13b", "--gpus", "8", "--gpu-type", "A100-40G"),
+    ],
+    ids=["opt-6.7b-rm", "opt-13b-8xA100-40G"],
+)
+def test_an_infeasible_baseline_gets_no_speedup_anywhere(tmp_path: Path, capsys, args) -> None:
+    """Both cases of the issue: the shipped script does not fit, plan.json states no speedup, and so neither the
+    terminal, nor the report (its verdict or its baseline-vs-pick ratios), nor the launch script may state one."""
+    terminal, meta = _said(tmp_path, capsys, *args)
+    assert meta["baseline"]["status"] == "infeasible" and meta["speedup_over_baseline"] is None
+    assert meta["verdict"]["kind"] == "incomparable" and meta["verdict"]["speedup"] is None
+    line = _one_line_everywhere(tmp_path, terminal, meta)
+    assert "no speedup is stated" in line and "infeasible" in line
+    md = (tmp_path / "report.md").read_text()
+    head = md.split("## Study")[0]
+    assert not re.search(r"\d\.\d\dx", head), head  # no ratio in the verdict, the table or the explanation
+    assert not re.search(r"\d\.\d\dx (faster|its throughput)", terminal)
+
+
+def test_the_main_job_says_one_verdict_everywhere(tmp_path: Path, capsys) -> None:
+    terminal, meta = _said(tmp_path, capsys, "--model", "opt-6.7b", "--gpus", "8")
+    line = _one_line_everywhere(tmp_path, terminal, meta)
+    assert f"{meta['speedup_over_baseline']['value']:.2f}x" in line
+    assert terminal.startswith("target stack: he ")
