@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..record import Status
 from ._answer import search_notes, stated_speedup, target_stack, verdict_line, where
-from ._importance import Importance, param_importance
+from ._importance import Importance, grid_importance, param_importance
 from ._load import StudyDir, study_name_and_storage
 from ._table import Column, Table
 from ._values import jsonable, number, same, scalar, show
@@ -669,11 +669,7 @@ def build_report(study: StudyDir, *, with_importance: bool = True) -> ReportData
     base, pick = plan_pair(study, feasible)
     scatter = _scatter(study, feasible, pick, base)
     if study.simulated:
-        importance = Importance(
-            (),
-            "parameter importance is left out for simulated studies: they score the whole grid exactly, in "
-            "recording order, so a sampler-based importance would rank that order, not the knobs",
-        )
+        importance = grid_importance(study.path / "study.db", *study_name_and_storage(study.meta))
     elif with_importance:
         importance = param_importance(study.path / "study.db", *study_name_and_storage(study.meta))
     else:

@@ -16,6 +16,7 @@ from ._data import ReportData
 from ._plots import Rendered
 from ._sections import (
     ALTERNATIVES_NOTE,
+    FIGURES_LEFT_OUT,
     accuracy_lines,
     alternatives_table,
     baseline_line,
@@ -23,6 +24,7 @@ from ._sections import (
     explanation,
     facts,
     headline_table,
+    importance_table,
     verdict,
 )
 from ._table import NUMERIC_KINDS, Table
@@ -80,7 +82,8 @@ def _page(title: str, body: Iterable[str], footer: str) -> str:
     )
 
 
-def report_html(data: ReportData, figures: list[Rendered]) -> str:
+def report_html(data: ReportData, figures: list[Rendered], figures_left_out: str = "") -> str:
+    """`figures_left_out`: the study folder, when the figures were not drawn (the report `search` writes)."""
     drawn = {f.name for f in figures}
     by_name = {f.name: f for f in figures}
     parts = [
@@ -115,6 +118,10 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
         if "importance" in drawn
         else f"<h2>Parameter importance</h2><p>{_e(data.importance.note)}.</p>"
     ]
+    if data.importance.params:
+        parts.append(table_html(importance_table(data.importance)))
+    if figures_left_out:
+        parts.append(f"<h2>Figures</h2><p>{_e(FIGURES_LEFT_OUT.format(study=figures_left_out))}</p>")
     parts.append(_figure(by_name["accuracy"]) if "accuracy" in drawn else "<h2>Predicted against measured</h2>")
     lines = accuracy_lines(data.accuracy)[1 if "accuracy" in drawn else 0 :]  # the caption already says line 0
     parts.append("".join(f"<p>{_e(line)}</p>" for line in lines))

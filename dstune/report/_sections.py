@@ -7,10 +7,16 @@ import math
 from ..record import Status
 from ._answer import where
 from ._data import Accuracy, Header, Headline
+from ._importance import Importance
 from ._table import Column, Kind, Table, format_value
 from ._values import show
 
 GIB = 2**30
+FIGURES_LEFT_OUT = (
+    "Figures not drawn: `dstune search` writes this report without them to stay fast. Run `dstune report "
+    "{study}` to add them (throughput against peak memory with the Pareto front and the memory cap, phase "
+    "times, best so far, parameter importance, predicted against measured)."
+)
 
 
 def facts(h: Header) -> list[tuple[str, str]]:
@@ -183,3 +189,15 @@ def accuracy_lines(a: Accuracy) -> list[str]:
             "the memory cap."
         )
     return lines
+
+
+def importance_table(imp: Importance) -> Table:
+    """Each knob's share of throughput's variance and, where computed, of peak memory's, largest first."""
+    memory = dict(imp.memory)
+    names = list(dict.fromkeys([k for k, _ in imp.params] + list(memory)))
+    shares = dict(imp.params)
+    columns = [Column("knob"), Column("throughput share", "percent")]
+    if memory:
+        columns.append(Column("memory share", "percent"))
+    rows = tuple((name, shares.get(name, 0.0), *((memory.get(name, 0.0),) if memory else ())) for name in names)
+    return Table(tuple(columns), rows)
