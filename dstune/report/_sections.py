@@ -84,7 +84,8 @@ def explanation(h: Headline) -> list[str]:
             f"The pick peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
             f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap."
         )
-    if h.baseline_issues:
+    said = any(n.startswith("the baseline as shipped") for n in h.search_notes)  # the search's note says it
+    if h.baseline_issues and not said:
         on = where(h.stack)
         lines.append(
             f"DeepSpeed-Chat's script as shipped is broken on {on}"

@@ -99,3 +99,19 @@ def test_the_main_job_says_one_verdict_everywhere(tmp_path: Path, capsys) -> Non
     line = _one_line_everywhere(tmp_path, terminal, meta)
     assert f"{meta['speedup_over_baseline']['value']:.2f}x" in line
     assert terminal.startswith("target stack: he ")
+
+
+def test_the_report_leads_with_the_verdict_then_the_table(tmp_path: Path, capsys) -> None:
+    """One short verdict line under the title, then the baseline-vs-pick table; the explanation (job, target
+    stack by name, memory, the search's notes) follows in plain text; the study's facts come after it."""
+    _, meta = _said(tmp_path, capsys, "--model", "opt-6.7b", "--gpus", "8")
+    blocks = (tmp_path / "report.md").read_text().split("\n\n")
+    assert blocks[0].startswith("# opt-6.7b PPO")
+    assert blocks[1].startswith("**") and blocks[1].count("\n") == 0 and _flat(blocks[1]).startswith("**The pick ")
+    assert blocks[2].startswith("| figure | baseline | pick |")
+    explanation = blocks[3 : blocks.index("## Study")]
+    assert explanation and not any(b.startswith("**") for b in explanation)
+    assert any(b.startswith("Target stack: he (deepspeed 0.19.8, transformers 4.48.3)") for b in explanation)
+    assert any(_flat(b).startswith("Stacks: on he ") for b in explanation)  # the search's stack note
+    html_text = (tmp_path / "report.html").read_text()
+    assert html_text.index('class="headline"') < html_text.index("<table") < html_text.index("<h2>Study</h2>")
