@@ -102,11 +102,6 @@ def explanation(h: Headline) -> list[str]:
     return lines
 
 
-def headline_sentence(h: Headline) -> str:
-    """The verdict and its explanation as one paragraph (the terminal's `report` view)."""
-    return " ".join([verdict(h), *explanation(h)])
-
-
 def baseline_line(h: Headline) -> str:
     """Where the baseline's settings come from (the DeepSpeed-Chat script a user would otherwise copy)."""
     return f"Baseline: {h.baseline_source}." if h.baseline_source else "Baseline: DeepSpeed-Chat's shipped settings."

@@ -109,9 +109,10 @@ def test_failed_baseline_keeps_the_pick_measured(profile_study: Path, tmp_path: 
     data = build_report(load_study_dir(study), with_importance=False)
     head = data.headline
     assert head.pick.basis == "measured" and head.baseline.basis == "predicted" and head.speedup is None
-    from dstune.report._sections import headline_sentence
+    from dstune.report._sections import explanation, verdict
 
-    assert "baseline did not finish here (status: oom)" in headline_sentence(head)
+    assert "baseline did not finish here (status: oom)" in " ".join(explanation(head))
+    assert "no speedup is stated" in verdict(head)
 
 
 def test_explored_report_keeps_other_jobs_apart(explore_study: Path) -> None:
@@ -124,7 +125,10 @@ def test_explored_report_keeps_other_jobs_apart(explore_study: Path) -> None:
 def test_cpu_study_is_described_in_cpu_terms(profile_study: Path, tmp_path: Path) -> None:
     import pandas as pd
 
-    from dstune.report._sections import headline_sentence
+    from dstune.report._sections import explanation, verdict
+
+    def headline_sentence(head):
+        return " ".join([verdict(head), *explanation(head)])
 
     study = Path(shutil.copytree(profile_study, tmp_path / "cpu"))
     meta = json.loads((study / "plan.json").read_text())
