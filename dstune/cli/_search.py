@@ -75,7 +75,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.01,
         help="plans within this fraction of the fastest count as equally fast; the pick is then "
-        "the one with the lowest peak memory (default 0.01)",
+        "the one that hits fewer known issues, then the one with the lowest peak memory (default 0.01)",
     )
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument(
@@ -230,37 +230,10 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     failure = failure_summary(result.rows)
     if failure:
         console.print(f"{failure}; no configs written", style="red", highlight=False, markup=False)
-    elif head.pick is None:
-        console.print("[red]no plan of this job fits under the memory cap; no configs written[/red]")
-    elif head.speedup is not None:
-        ids = ", ".join(i.id for i in result.picks.baseline_issues)
-        ran_here = (
-            base is not None
-            and base.status == Status.OK
-            and base.measured is not None
-            and base.details.get("device") == "cpu"
-        )
-        broken = (
-            (
-                f", which is broken on this stack on GPUs ({ids}); its measured trial ran only because DeepSpeed's "
-                "CPU accelerator injects no inference kernels"
-                if ran_here
-                else f", which is broken on this stack ({ids})"
-            )
-            if result.picks.baseline_broken
-            else ""
-        )
-        verdict = (
-            head.speedup.versus(
-                "DeepSpeed-Chat's script as shipped" if broken else "DeepSpeed-Chat's script for the same job"
-            )
-            + broken
-            if head.pick.values != (base.values if base else None)
-            else f"the pick is DeepSpeed-Chat's script itself{broken}: no plan beats it for this job"
-        )
-        console.print(verdict, style="bold", markup=False, highlight=False)
-    elif base is not None and base.status != Status.OK:
-        console.print(f"baseline trial {base.number}: {base.status.value}: {base.reason}", markup=False)
+    else:
+        verdict = result.verdict
+        style = "bold red" if verdict.kind == "no pick" else "bold"
+        console.print(verdict.line, style=style, markup=False, highlight=False)
     for alt in result.picks.alternatives:
         pick = alt.pick
         versus = (

@@ -91,8 +91,8 @@ def he_statuses(refresh: bool = False) -> tuple[tuple[str, HeStatus], ...]:
         from ..catalog import SUPPORTED_MODEL_TYPES
 
         reason = f"probe failed: {error}"
-        return tuple((f, HeStatus(family=f, kernels=None, reason=reason)) for f in SUPPORTED_MODEL_TYPES)
-    if all(status.kernels is not None for status in statuses.values()):
+        return tuple((f, HeStatus(family=f, policy_found=None, reason=reason)) for f in SUPPORTED_MODEL_TYPES)
+    if all(status.policy_found is not None for status in statuses.values()):
         _write_cache(key, statuses)
     return tuple(statuses.items())
 
@@ -101,7 +101,7 @@ def he_status(family: str) -> HeStatus:
     for name, status in he_statuses():
         if name == family:
             return status
-    return HeStatus(family=family, kernels=None, reason=f"family {family!r} was not probed")
+    return HeStatus(family=family, policy_found=None, reason=f"family {family!r} was not probed")
 
 
 def he_kernels_for(family: str) -> tuple[bool, str]:
@@ -111,6 +111,6 @@ def he_kernels_for(family: str) -> tuple[bool, str]:
     reason says so.
     """
     status = he_status(family)
-    if status.kernels is None:
+    if status.policy_found is None:
         return True, f"assuming HE kernels: {status.reason}"
-    return status.kernels, status.reason
+    return status.policy_found, status.reason

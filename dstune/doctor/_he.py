@@ -33,8 +33,9 @@ class HeStatus:
     """The probe's answer for one model family."""
 
     family: str
-    kernels: bool | None
-    """True: DeepSpeed builds inference containers; False: generation uses generate(); None: probe failed."""
+    policy_found: bool | None
+    """True: DeepSpeed finds an inference policy and builds its containers (the verdict then says whether
+    generation runs with them or crashes); False: generation uses generate(); None: probe failed."""
     layer_class: str | None = None
     """The decoder layer class DeepSpeed would have to match (e.g. OPTDecoderLayer)."""
     policy: str | None = None
@@ -53,9 +54,9 @@ class HeStatus:
     @property
     def verdict(self) -> Verdict | None:
         """kernels, no kernels (generate() fallback), broken (HE generation crashes); None when unknown."""
-        if self.kernels is None:
+        if self.policy_found is None:
             return None
-        if not self.kernels:
+        if not self.policy_found:
             return "no kernels"
         return "broken" if self.contract_holds is False or self.cuda_step_ok is False else "kernels"
 
@@ -63,7 +64,7 @@ class HeStatus:
     def consequence(self) -> str:
         """One line a user can act on."""
         name = self.family.upper() if self.family == "opt" else self.family.capitalize()
-        if self.kernels is None:
+        if self.policy_found is None:
             return f"{name}: HE kernel status unknown ({self.reason}); estimates assume HE kernels"
         if self.verdict == "broken":
             failed = self.cuda_step if self.cuda_step_ok is False else self.contract
@@ -78,7 +79,7 @@ class HeStatus:
                 "enable_hybrid_engine=true is not handed out; pip install -c constraints/he.txt "
                 "(transformers 4.48.3) for HE kernels"
             )
-        if self.kernels:
+        if self.policy_found:
             return (
                 f"{name}: Hybrid Engine generates with DeepSpeed inference kernels ({self.policy}; calling "
                 f"convention checked with a stand-in on the CPU; {self.cuda_step or 'real HE step not run'})"
@@ -94,9 +95,10 @@ class HeStatus:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """No field is named `kernels`: whether the kernels run is the verdict's to say, not the policy lookup's."""
         return {
             "family": self.family,
-            "kernels": self.kernels,
+            "policy_found": self.policy_found,
             "layer_class": self.layer_class,
             "policy": self.policy,
             "reason": self.reason,
@@ -114,7 +116,7 @@ class HeStatus:
     def from_json(cls, data: dict[str, Any]) -> HeStatus:
         return cls(
             family=data["family"],
-            kernels=data.get("kernels"),
+            policy_found=data.get("policy_found", data.get("kernels")),  # "kernels": caches before the rename
             layer_class=data.get("layer_class"),
             policy=data.get("policy"),
             probe_model=data.get("probe_model") or "",
@@ -181,11 +183,13 @@ def probe_family(family: str) -> HeStatus:
         entry = stand_in.inference_policies.get(layer_cls)
         policy = _all_policies().get(layer_cls)
     except Exception as error:  # noqa: BLE001 - any failure is reported, never fatal
-        return HeStatus(family=family, kernels=None, reason=f"{type(error).__name__}: {error}", probe_model=spec.name)
+        return HeStatus(
+            family=family, policy_found=None, reason=f"{type(error).__name__}: {error}", probe_model=spec.name
+        )
     if entry is not None and entry[0] is marker:
         found = HeStatus(
             family=family,
-            kernels=True,
+            policy_found=True,
             layer_class=layer_cls.__name__,
             policy=entry[1].__name__,
             reason=f"DeepSpeed's {entry[1].__name__} matches {layer_cls.__name__}",
@@ -201,7 +205,7 @@ def probe_family(family: str) -> HeStatus:
         reason = f"no DeepSpeed inference policy matches {layer_cls.__name__}"
     return HeStatus(
         family=family,
-        kernels=False,
+        policy_found=False,
         layer_class=layer_cls.__name__,
         policy=policy,
         reason=reason,
@@ -217,7 +221,7 @@ def _run_checks(found: HeStatus, spec: ModelSpec, policy_cls: type) -> HeStatus:
         contract = contract_for(spec, policy_cls)
     except Exception as error:  # noqa: BLE001 - the stand-in could not even be built: unknown, said so
         return dataclasses.replace(
-            found, kernels=None, reason=f"contract check failed: {type(error).__name__}: {error}"
+            found, policy_found=None, reason=f"contract check failed: {type(error).__name__}: {error}"
         )
     found = dataclasses.replace(
         found, contract=contract.evidence, contract_holds=contract.holds, unread=contract.unread

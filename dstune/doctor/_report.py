@@ -46,7 +46,7 @@ class DoctorReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "versions": self.versions,
-            "hybrid_engine": {s.family: _he_json(s) for s in self.he},
+            "hybrid_engine": {s.family: s.to_json() for s in self.he},
             "gpus": [vars(g) for g in self.gpus],
             "gpu_links": [vars(link) for link in self.links],
             "gpu_note": self.gpu_note,
@@ -63,13 +63,6 @@ class DoctorReport:
             "findings": [vars(f) for f in self.findings],
             "wall_s": round(self.wall_s, 3),
         }
-
-
-def _he_json(status: HeStatus) -> dict[str, Any]:
-    """A family's probe for `doctor --json`: `policy_found` says what the probe's `kernels` field means (DeepSpeed
-    found an inference policy), so no field reads "kernels: true" beside a verdict that is not kernels."""
-    data = status.to_json()
-    return {"policy_found": data.pop("kernels"), **data}
 
 
 def _stack_issues(stack: Stack) -> tuple[KnownIssue, ...]:

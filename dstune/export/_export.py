@@ -138,6 +138,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
             "known_issues": [i.to_json() for i in result.picks.baseline_issues],
         },
         "speedup_over_baseline": head.speedup.to_json() if head.speedup else None,
+        "verdict": result.verdict.to_json(),
         "tie_tolerance": req.tie_tolerance,
         "he_kernels": req.he_kernels if step_strategy(setup.step).uses_hybrid_engine else None,
         "stack": req.stack.to_json() if req.stack is not None else None,
@@ -145,6 +146,7 @@ def plan_payload(result: Any, info: ExportInfo, files: list[str]) -> dict[str, A
         "headroom": info.headroom,
         "memory_cap_bytes": int(req.cap_bytes),
         "gpu_capacity_bytes": int(setup.cluster.gpu.memory_bytes),
+        "ranked_trials": [r.number for r in head.ranked],
         "runners_up": [_trial(r, pick.values) for r in head.runners_up[:3]] if pick else [],
         "same_figures_as_pick": [_trial(r, pick.values) for r in head.equivalents[:10]] if pick else [],
         "alternatives": [_job_pick(alt) for alt in result.picks.alternatives],
@@ -193,7 +195,12 @@ def write_export(result: Any, out: Path, info: ExportInfo) -> list[str]:
             critic_model=setup.critic_model,
             cluster=setup.cluster,
             header=header,
-            warnings=baseline_warnings(result.picks.baseline_issues, _pick_hits(result, plan)),
+            verdict=result.verdict.line,
+            warnings=baseline_warnings(
+                result.picks.baseline_issues,
+                _pick_hits(result, plan),
+                stack=req.stack.label if req.stack is not None else None,
+            ),
             preflight=preflight_lines(req.stack) if req.stack is not None else (),
         )
         if req.stack is not None:

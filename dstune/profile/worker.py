@@ -156,10 +156,10 @@ def _doctor_findings(spec: dict[str, Any]) -> tuple[dict[str, str], dict[str, An
     try:
         cached = cached_he_status(family)
     except Exception as error:  # noqa: BLE001 - a finding, not a failure
-        return found, {"family": family, "kernels": None, "reason": f"{type(error).__name__}: {error}"}
+        return found, {"family": family, "policy_found": None, "reason": f"{type(error).__name__}: {error}"}
     if cached is None:
         reason = "not in the doctor's cache for this stack (run `dstune doctor` first); not probed in the trial"
-        return found, {"family": family, "kernels": None, "reason": reason, "source": "none"}
+        return found, {"family": family, "policy_found": None, "reason": reason, "source": "none"}
     return found, {**cached.to_json(), "source": "cache"}
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from ..record import Status
+from ._answer import stated_speedup, target_stack, where
 from ._data import PlanFigures, baseline_issues, baseline_status, feasible_trials, plan_pair
 from ._load import StudyDir
 from ._table import Column, Kind, Table, format_value
@@ -28,7 +29,7 @@ class CompareEntry(NamedTuple):
     samples_per_s_per_gpu: float
     cost_per_million_tokens: float | None
     baseline_flag: str | None = None
-    """Why the speedup's reference is not a plan that runs here ('infeasible', 'broken on this stack: ...');
+    """Why the speedup's reference is not a plan that runs here ('infeasible', 'broken on stack he (...) (...)');
     None when the baseline ran as shipped."""
 
 
@@ -64,11 +65,7 @@ def _entry(label: str, study: StudyDir, price: float | None) -> CompareEntry:
     cost = None
     if price is not None and pick and gpus and pick.tokens_per_s > 0:
         cost = cost_per_million_tokens(price, gpus, pick.tokens_per_s)
-    speedup = (
-        pick.samples_per_s / base.samples_per_s
-        if pick and base and base.basis == pick.basis and base.samples_per_s > 0
-        else None
-    )
+    speedup = stated_speedup(study.meta, base, pick)
     meta = study.meta
     return CompareEntry(
         label,
@@ -93,7 +90,7 @@ def _baseline_flag(study: StudyDir, base: PlanFigures | None) -> str | None:
     issues = baseline_issues(study)
     cap = study.memory_cap_bytes
     if issues:
-        return "broken on this stack (" + ", ".join(i.split(":")[0] for i in issues) + ")"
+        return f"broken on {where(target_stack(study.meta))} (" + ", ".join(i.split(":")[0] for i in issues) + ")"
     if status not in (None, Status.OK):
         return str(status)
     if base is not None and cap is not None and base.gpu_peak_bytes > cap:

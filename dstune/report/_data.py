@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..record import Status
-from ._importance import Importance, param_importance
+from ._answer import search_notes, stated_speedup, target_stack, verdict_line, where
+from ._importance import Importance, grid_importance, param_importance
 from ._load import StudyDir, study_name_and_storage
 from ._table import Column, Table
 from ._values import jsonable, number, same, scalar, show
@@ -80,11 +81,17 @@ class Headline(NamedTuple):
     speedup_interval: tuple[float, float] | None = None
     alternatives: tuple[Alternative, ...] = ()
     baseline_issues: tuple[str, ...] = ()
-    """Known issues of severity broken the baseline hits on this stack, as 'id: consequence'."""
+    """Known issues of severity broken the baseline hits on the target stack, as 'id: consequence'."""
     baseline_ran_on_cpu: bool = False
     """The baseline was measured on DeepSpeed's CPU accelerator, which takes none of a GPU stack's broken paths."""
     speedup_uncalibrated: str | None = None
     """plan.json's reason a predicted speedup has no interval ('uncalibrated: ...'), where it says one."""
+    verdict: str | None = None
+    """The search's one-line verdict (plan.json `verdict`), the line the terminal and launch script print."""
+    stack: str | None = None
+    """The target stack's label, e.g. 'he (deepspeed 0.19.8, transformers 4.48.3)'; None: not recorded."""
+    search_notes: tuple[str, ...] = ()
+    """The search's notes (stacks compared, known issues hit, what predictions assume), in plain text."""
 
 
 class Point(NamedTuple):
@@ -103,7 +110,7 @@ class Scatter(NamedTuple):
     baseline_number: int | None
     undrawn: int
     baseline_broken: bool = False
-    """The baseline is broken on this stack: drawn and labelled as the reference, left off the front."""
+    """The baseline is broken on the target stack: drawn and labelled as the reference, left off the front."""
 
 
 class PhaseBar(NamedTuple):
@@ -210,7 +217,7 @@ def broken_baseline(study: StudyDir) -> tuple[str, ...]:
     ):
         return ()
     ids = tuple(str(i.get("id")) for i in meta.get("known_issues") or () if isinstance(i, dict) and i.get("id"))
-    return ids or ("broken on this stack",)
+    return ids or ("broken on its target stack",)
 
 
 def _is_baseline(study: StudyDir) -> pd.Series:
@@ -228,8 +235,8 @@ def _is_baseline(study: StudyDir) -> pd.Series:
 
 
 def feasible_trials(study: StudyDir) -> pd.DataFrame:
-    """Trials that ran fine, fit under the memory cap and have a throughput, fastest first
-    (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
+    """Trials that ran fine, fit under the memory cap and have a throughput, in plan.json's `ranked_trials` order
+    where it has one (the search's ranking), else fastest first (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
     on this stack: the search never picks it, so the report never ranks it)."""
     t = study.trials
     keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
@@ -241,6 +248,11 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     if study.memory_cap_bytes is not None:
         keep &= ~(t["fig_gpu_peak_bytes"] > study.memory_cap_bytes)
     fit = t[keep].copy()
+    ranked = study.meta.get("ranked_trials")
+    if isinstance(ranked, list) and len(fit):  # the search's own order (ties to fewer risks): one answer
+        order = {int(n): i for i, n in enumerate(ranked)}
+        fit = fit[fit["number"].map(lambda n: int(n) in order)]
+        return fit.iloc[np.argsort([order[int(n)] for n in fit["number"]], kind="stable")]
     if not len(fit):
         return fit
     tolerance = float(study.meta.get("tie_tolerance") or 0.0)  # the pick rule: ties go to less memory
@@ -296,9 +308,7 @@ def baseline_status(study: StudyDir) -> str | None:
 
 
 def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | None) -> Headline:
-    speedup = None
-    if base and pick and base.basis == pick.basis and base.samples_per_s > 0 and math.isfinite(pick.samples_per_s):
-        speedup = pick.samples_per_s / base.samples_per_s
+    speedup = stated_speedup(study.meta, base, pick)
     cap = study.memory_cap_bytes
     headroom = cap - pick.gpu_peak_bytes if cap is not None and pick and math.isfinite(pick.gpu_peak_bytes) else None
     changes: tuple[tuple[str, Any, Any], ...] = ()
@@ -330,6 +340,9 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
         baseline_issues(study),
         bool(study.on_cpu and base is not None and base.basis == "measured"),
         _uncalibrated(stated) if speedup is not None else None,
+        verdict_line(study.meta),
+        target_stack(study.meta),
+        search_notes(study.meta),
     )
 
 
@@ -460,7 +473,8 @@ def _top_table(study: StudyDir, feasible: pd.DataFrame, base: PlanFigures | None
                 row["fig_step_s"],
                 row["fig_mfu"],
                 row["fig_basis"],
-                f"reference, not ranked: DeepSpeed-Chat's script as shipped, broken on this stack ({', '.join(broken)})",
+                f"reference, not ranked: DeepSpeed-Chat's script as shipped, broken on "
+                f"{where(target_stack(study.meta))} ({', '.join(broken)})",
             )
         )
     return Table(columns, tuple(rows))
@@ -655,11 +669,7 @@ def build_report(study: StudyDir, *, with_importance: bool = True) -> ReportData
     base, pick = plan_pair(study, feasible)
     scatter = _scatter(study, feasible, pick, base)
     if study.simulated:
-        importance = Importance(
-            (),
-            "parameter importance is left out for simulated studies: they score the whole grid exactly, in "
-            "recording order, so a sampler-based importance would rank that order, not the knobs",
-        )
+        importance = grid_importance(study.path / "study.db", *study_name_and_storage(study.meta))
     elif with_importance:
         importance = param_importance(study.path / "study.db", *study_name_and_storage(study.meta))
     else:

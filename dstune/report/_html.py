@@ -16,13 +16,16 @@ from ._data import ReportData
 from ._plots import Rendered
 from ._sections import (
     ALTERNATIVES_NOTE,
+    FIGURES_LEFT_OUT,
     accuracy_lines,
     alternatives_table,
     baseline_line,
     changes_table,
+    explanation,
     facts,
-    headline_sentence,
     headline_table,
+    importance_table,
+    verdict,
 )
 from ._table import NUMERIC_KINDS, Table
 
@@ -79,17 +82,15 @@ def _page(title: str, body: Iterable[str], footer: str) -> str:
     )
 
 
-def report_html(data: ReportData, figures: list[Rendered]) -> str:
+def report_html(data: ReportData, figures: list[Rendered], figures_left_out: str = "") -> str:
+    """`figures_left_out`: the study folder, when the figures were not drawn (the report `search` writes)."""
     drawn = {f.name for f in figures}
     by_name = {f.name: f for f in figures}
     parts = [
         f"<h1>{_e(data.header.title)}</h1>",
-        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header)) + "</dl>",
-        _notes(data.notes),
-        "<h2>Baseline and pick</h2>",
-        f'<p class="headline">{_e(headline_sentence(data.headline))}</p>',
-        f"<p>{_e(baseline_line(data.headline))}</p>",
+        f'<p class="headline">{_e(verdict(data.headline))}</p>',
         table_html(headline_table(data.headline), [False, True, True, True]),
+        "".join(f"<p>{_e(line)}</p>" for line in [baseline_line(data.headline), *explanation(data.headline)]),
     ]
     if data.headline.alternatives:
         parts += [
@@ -103,6 +104,9 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
             table_html(changes_table(data.headline)),
         ]
     parts += [
+        "<h2>Study</h2>",
+        '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts(data.header)) + "</dl>",
+        _notes(data.notes),
         f"<h2>Top {data.top_ranked} plans</h2>" if data.top.rows else "<h2>Top plans</h2>",
         table_html(data.top) if data.top.rows else "<p>No trial has finished within the memory cap.</p>",
     ]
@@ -114,6 +118,10 @@ def report_html(data: ReportData, figures: list[Rendered]) -> str:
         if "importance" in drawn
         else f"<h2>Parameter importance</h2><p>{_e(data.importance.note)}.</p>"
     ]
+    if data.importance.params:
+        parts.append(table_html(importance_table(data.importance)))
+    if figures_left_out:
+        parts.append(f"<h2>Figures</h2><p>{_e(FIGURES_LEFT_OUT.format(study=figures_left_out))}</p>")
     parts.append(_figure(by_name["accuracy"]) if "accuracy" in drawn else "<h2>Predicted against measured</h2>")
     lines = accuracy_lines(data.accuracy)[1 if "accuracy" in drawn else 0 :]  # the caption already says line 0
     parts.append("".join(f"<p>{_e(line)}</p>" for line in lines))

@@ -16,13 +16,16 @@ from ._data import ReportData
 from ._plots import Rendered
 from ._sections import (
     ALTERNATIVES_NOTE,
+    FIGURES_LEFT_OUT,
     accuracy_lines,
     alternatives_table,
     baseline_line,
     changes_table,
+    explanation,
     facts,
-    headline_sentence,
     headline_table,
+    importance_table,
+    verdict,
 )
 from ._table import NUMERIC_KINDS, Table
 
@@ -51,21 +54,12 @@ def _notes(notes: Iterable[str]) -> list[str]:
     return [line for n in notes for line in (f"> **Note:** {_m(n)}", "")]
 
 
-def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> str:
+def report_markdown(data: ReportData, figures: list[Rendered], folder: str, figures_left_out: str = "") -> str:
+    """`figures_left_out`: the study folder, when the figures were not drawn (the report `search` writes)."""
     by_name = {f.name: f for f in figures}
-    out = [f"# {_m(data.header.title)}", ""]
-    out += [f"- **{_m(k)}:** {_m(v)}" for k, v in facts(data.header)] + [""]
-    out += _notes(data.notes)
-    out += [
-        "## Baseline and pick",
-        "",
-        f"**{_m(headline_sentence(data.headline))}**",
-        "",
-        _m(baseline_line(data.headline)),
-        "",
-        table_md(headline_table(data.headline)),
-        "",
-    ]
+    out = [f"# {_m(data.header.title)}", "", f"**{_m(verdict(data.headline))}**", ""]
+    out += [table_md(headline_table(data.headline)), ""]
+    out += [line for s in [baseline_line(data.headline), *explanation(data.headline)] for line in (_m(s), "")]
     if data.headline.alternatives:
         out += [
             "## Other training jobs",
@@ -82,6 +76,9 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
             table_md(changes_table(data.headline)),
             "",
         ]
+    out += ["## Study", ""]
+    out += [f"- **{_m(k)}:** {_m(v)}" for k, v in facts(data.header)] + [""]
+    out += _notes(data.notes)
     out += [f"## Top {data.top_ranked} plans" if data.top.rows else "## Top plans", ""]
     out += [table_md(data.top) if data.top.rows else "No trial has finished within the memory cap.", ""]
     for name in ("throughput-memory", "phases", "history"):
@@ -92,6 +89,10 @@ def report_markdown(data: ReportData, figures: list[Rendered], folder: str) -> s
         if "importance" in by_name
         else ["## Parameter importance", "", _m(data.importance.note) + ".", ""]
     )
+    if data.importance.params:
+        out += [table_md(importance_table(data.importance)), ""]
+    if figures_left_out:
+        out += ["## Figures", "", _m(FIGURES_LEFT_OUT.format(study=figures_left_out)), ""]
     out += _figure(by_name["accuracy"], folder) if "accuracy" in by_name else ["## Predicted against measured", ""]
     lines = accuracy_lines(data.accuracy)[1 if "accuracy" in by_name else 0 :]  # the caption already says line 0
     out += [line for a in lines for line in (_m(a), "")]

@@ -5,11 +5,18 @@ from __future__ import annotations
 import math
 
 from ..record import Status
+from ._answer import where
 from ._data import Accuracy, Header, Headline
+from ._importance import Importance
 from ._table import Column, Kind, Table, format_value
 from ._values import show
 
 GIB = 2**30
+FIGURES_LEFT_OUT = (
+    "Figures not drawn: `dstune search` writes this report without them to stay fast. Run `dstune report "
+    "{study}` to add them (throughput against peak memory with the Pareto front and the memory cap, phase "
+    "times, best so far, parameter importance, predicted against measured)."
+)
 
 
 def facts(h: Header) -> list[tuple[str, str]]:
@@ -32,54 +39,67 @@ def facts(h: Header) -> list[tuple[str, str]]:
     return rows
 
 
-def headline_sentence(h: Headline) -> str:
+def verdict(h: Headline) -> str:
+    """The answer in one line: the search's own verdict (plan.json), else one built from the figures."""
     if h.pick is None:
         return "No plan finished within the memory cap yet, so there is no pick."
-    parts = []
-    if h.baseline_status not in (None, Status.OK):
-        parts.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status})")
-    if h.baseline_issues and h.baseline_ran_on_cpu:
-        parts.append(
-            "DeepSpeed-Chat's script as shipped is broken on this stack on GPUs (known issue "
-            + "; ".join(h.baseline_issues)
-            + "); its measured trial here ran on DeepSpeed's CPU accelerator, which injects no inference kernels"
+    if h.verdict:
+        return h.verdict[:1].upper() + h.verdict[1:] + ("" if h.verdict.endswith(".") else ".")
+    if h.speedup is None:
+        if h.baseline_status not in (None, Status.OK):
+            return (
+                f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status}), so no speedup is "
+                f"stated; the pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})."
+            )
+        return (
+            f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis}); there is no baseline on the "
+            "same basis to compare with."
         )
-    elif h.baseline_issues:
-        parts.append(
-            "DeepSpeed-Chat's script as shipped is broken on this stack (known issue "
-            + "; ".join(h.baseline_issues)
-            + "), so it is never the pick; the speedup is against it as shipped"
-        )
-    if h.job:
-        parts.append(f"Training job (the same for baseline and pick): {h.job}")
-    if h.speedup is not None:
-        from ..search._pick import compared
+    from ..search._pick import compared
 
-        assert h.baseline is not None  # a speedup is the pick over the baseline
-        detail = [h.pick.basis]
-        if h.speedup_interval:
-            detail.append(f"90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x")
-        elif h.speedup_uncalibrated:
-            detail.append(h.speedup_uncalibrated)
-        detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
-        reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
-        parts.append(compared(h.speedup, h.speedup_interval, reference, ", ".join(detail)))
-    else:
-        parts.append(
-            f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
+    assert h.baseline is not None  # a speedup is the pick over the baseline
+    detail = [h.pick.basis]
+    if h.speedup_interval:
+        detail.append(f"90% interval {h.speedup_interval[0]:.2f}-{h.speedup_interval[1]:.2f}x")
+    elif h.speedup_uncalibrated:
+        detail.append(h.speedup_uncalibrated)
+    detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
+    reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
+    line = compared(h.speedup, h.speedup_interval, reference, ", ".join(detail))
+    return line[:1].upper() + line[1:] + "."
+
+
+def explanation(h: Headline) -> list[str]:
+    """What the verdict rests on, in plain sentences: the job, the memory, the stack and its known issues."""
+    lines = []
+    if h.baseline_status not in (None, Status.OK):
+        lines.append(f"The DeepSpeed-Chat baseline did not finish here (status: {h.baseline_status}).")
+    if h.job:
+        lines.append(f"Training job (the same for baseline and pick): {h.job}.")
+    if h.stack:
+        lines.append(f"Target stack: {h.stack}, pinned in requirements.txt.")
+    if h.pick is not None and h.headroom_bytes is not None and h.memory_cap_bytes:
+        share = h.headroom_bytes / h.memory_cap_bytes
+        lines.append(
+            f"The pick peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
+            f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap."
+        )
+    said = any(n.startswith("the baseline as shipped") for n in h.search_notes)  # the search's note says it
+    if h.baseline_issues and not said:
+        on = where(h.stack)
+        lines.append(
+            f"DeepSpeed-Chat's script as shipped is broken on {on}"
+            + (" on GPUs" if h.baseline_ran_on_cpu else "")
+            + " (known issue "
+            + "; ".join(h.baseline_issues)
             + (
-                ""
-                if h.baseline_status not in (None, Status.OK)
-                else "; there is no baseline on the same basis to compare with"
+                "); its measured trial here ran on DeepSpeed's CPU accelerator, which injects no inference kernels."
+                if h.baseline_ran_on_cpu
+                else "), so it is never the pick; the speedup is against it as shipped."
             )
         )
-    if h.headroom_bytes is not None and h.memory_cap_bytes:
-        share = h.headroom_bytes / h.memory_cap_bytes
-        parts.append(
-            f"it peaks at {h.pick.gpu_peak_bytes / GIB:.1f} GiB per GPU, {h.headroom_bytes / GIB:.1f} GiB "
-            f"({share:.0%}) under the {h.memory_cap_bytes / GIB:.1f} GiB memory cap"
-        )
-    return "; ".join(parts) + "."
+    lines += [n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in h.search_notes]
+    return lines
 
 
 def baseline_line(h: Headline) -> str:
@@ -100,7 +120,8 @@ def headline_table(h: Headline) -> Table:
     )
     for name, attr, kind in figures:
         bv, pv = (getattr(b, attr) if b else math.nan), (getattr(p, attr) if p else math.nan)
-        change = f"{pv / bv:.2f}x" if bv and math.isfinite(bv) and math.isfinite(pv) and bv > 0 else "–"
+        comparable = h.speedup is not None and bv and math.isfinite(bv) and math.isfinite(pv) and bv > 0
+        change = f"{pv / bv:.2f}x" if comparable else "–"  # no ratio where the search states no speedup
         rows.append((name, format_value(bv, kind), format_value(pv, kind), change))
     if b and p:
         rows.append(("basis", b.basis, p.basis, ""))
@@ -164,3 +185,15 @@ def accuracy_lines(a: Accuracy) -> list[str]:
             "the memory cap."
         )
     return lines
+
+
+def importance_table(imp: Importance) -> Table:
+    """Each knob's share of throughput's variance and, where computed, of peak memory's, largest first."""
+    memory = dict(imp.memory)
+    names = list(dict.fromkeys([k for k, _ in imp.params] + list(memory)))
+    shares = dict(imp.params)
+    columns = [Column("knob"), Column("throughput share", "percent")]
+    if memory:
+        columns.append(Column("memory share", "percent"))
+    rows = tuple((name, shares.get(name, 0.0), *((memory.get(name, 0.0),) if memory else ())) for name in names)
+    return Table(tuple(columns), rows)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ._compare import CompareData
 from ._data import ReportData
-from ._sections import accuracy_lines, alternatives_table, changes_table, headline_sentence, headline_table
+from ._sections import accuracy_lines, alternatives_table, changes_table, explanation, headline_table, verdict
 from ._table import NUMERIC_KINDS, Table
 
 
@@ -38,10 +38,12 @@ def print_report_summary(data: ReportData, written: list[Path]) -> None:
         f"[bold]{escape(data.header.title)}[/bold] ({escape(data.header.backend)}, "
         f"{sum(n for _, n in data.header.status_counts)} trials)"
     )
+    console.print(verdict(data.headline), style="bold", markup=False, highlight=False)
+    console.print(_rich_table(headline_table(data.headline), "baseline and pick"))
+    for line in explanation(data.headline):
+        console.print(line, markup=False, highlight=False)
     for note in data.notes:
         console.print(f"[yellow]{escape(note)}[/yellow]")
-    console.print(escape(headline_sentence(data.headline)))
-    console.print(_rich_table(headline_table(data.headline), "baseline and pick"))
     if data.top.rows:
         console.print(
             _rich_table(

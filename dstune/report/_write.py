@@ -66,13 +66,14 @@ def write_report(
     than the rest of a simulated search, which `dstune search` leaves to `dstune report DIR`.
     """
     figures = render_report_figures(data) if with_figures else []
+    left_out = "" if with_figures else str(out)
     return _write(
         out,
         "report",
         formats,
         figures,
-        lambda: report_html(data, figures),
-        lambda folder: report_markdown(data, figures, folder),
+        lambda: report_html(data, figures, left_out),
+        lambda folder: report_markdown(data, figures, folder, left_out),
     )
 
 

@@ -18,6 +18,7 @@ from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, defau
 from ._study import SAMPLERS, SearchRequest, SearchResult, StopSearch, rank, run_search
 from ._surrogate import Surrogate
 from ._tablestack import read_table_stack
+from ._verdict import Verdict, verdict_of
 
 __all__ = [
     "BACKENDS",
@@ -61,6 +62,7 @@ __all__ = [
     "SurrogateSampler",
     "TrialRecord",
     "TrialRow",
+    "Verdict",
     "baseline_plan",
     "build_grid",
     "default_space_path",
@@ -75,4 +77,5 @@ __all__ = [
     "read_table_stack",
     "run_search",
     "shipped_observations",
+    "verdict_of",
 ]

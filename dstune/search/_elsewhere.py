@@ -24,11 +24,15 @@ def _matters(target: Stack, local: Stack, family: str) -> bool:
 
 
 def _ratio(result: Any) -> str:
-    speed = result.picks.headline.speedup
-    if speed is None:
-        pick = result.picks.headline.pick
-        return "no plan fits" if pick is None else "the shipped script cannot be compared (infeasible)"
-    return f"{speed.value:.2f}x the shipped script"
+    """'1.18x the shipped script', or why no ratio is stated (the same verdict the search prints)."""
+    verdict = result.verdict
+    if verdict.kind == "no pick":
+        return "nothing: no plan fits"
+    if verdict.speedup is None:
+        base = result.picks.headline.baseline
+        status = base.status.value if base is not None else "missing"
+        return f"not compared with the shipped script, which is {status} there"
+    return f"{verdict.speedup.value:.2f}x the shipped script ({verdict.speedup.basis.value})"
 
 
 def stack_comparison(options: SearchOptions, prepared: PreparedSearch, result: Any) -> str | None:
@@ -49,7 +53,7 @@ def stack_comparison(options: SearchOptions, prepared: PreparedSearch, result: A
     crash = " (its generation crashes)" if verdict == "broken" else ""
     broken_base = ", which itself cannot run there" if other.picks.baseline_issues else ""
     return (
-        f"stacks: on {target.label}, pinned in requirements.txt, the pick is {_ratio(result)} (predicted); "
+        f"stacks: on {target.label}, pinned in requirements.txt, the pick is {_ratio(result)}; "
         f"on this machine's {local.label} {family}'s Hybrid Engine verdict is {verdict}{crash}, and the best plan "
         f"there is {_ratio(other)}{broken_base} (--stack local plans for it)"
     )

@@ -1,4 +1,5 @@
-"""Choosing the production plan: per training job, fastest under the cap, ties broken toward headroom.
+"""Choosing the production plan: per training job, fastest under the cap, ties broken toward fewer known
+issues, then headroom.
 
 A speedup is only stated between plans of one job (dstune.plan.Job): the headline
 compares the pick for the baseline's job with the baseline; with `--explore` each
@@ -10,7 +11,7 @@ study has them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +38,21 @@ def changes(values: Mapping[str, Any], reference: Mapping[str, Any] | None) -> l
     return [k for k in values if values.get(k) != reference.get(k)]
 
 
+Risks = Callable[[Mapping[str, Any]], int]
+"""How many known issues (broken or risky) a plan's knob values hit on the target stack."""
+
+
 def rank(
     rows: Sequence[TrialRow],
     cap_bytes: float,
     *,
     baseline: Mapping[str, Any] | None = None,
     tolerance: float = TIE_TOLERANCE,
+    risks: Risks | None = None,
 ) -> list[TrialRow]:
     """Distinct ok plans under the cap, best first: throughput in tiers of `tolerance`; within the
-    top tier less peak memory, then fewer changes from the baseline, first. Repeats are left out."""
+    top tier fewer known-issue hits (`risks`), then less peak memory, then fewer changes from the
+    baseline, first: a tie never goes to a plan flagged risky when an equal one is not. Repeats are left out."""
     seen: set[str] = set()
     fit = []
     for row in sorted(rows, key=lambda r: r.number):
@@ -59,7 +66,8 @@ def rank(
     best = max(r.samples_per_s or 0.0 for r in fit)
     top = [r for r in fit if (r.samples_per_s or 0.0) >= best * (1.0 - tolerance)]
     rest = [r for r in fit if r not in top]
-    top.sort(key=lambda r: (r.memory() or 0.0, len(changes(r.values, baseline)), r.number))
+    hits = (lambda r: risks(r.values)) if risks is not None else (lambda r: 0)
+    top.sort(key=lambda r: (hits(r), r.memory() or 0.0, len(changes(r.values, baseline)), r.number))
     rest.sort(key=lambda r: (-(r.samples_per_s or 0.0), r.memory() or 0.0, r.number))
     return top + rest
 
@@ -298,6 +306,7 @@ def choose(
     tolerance: float = TIE_TOLERANCE,
     baseline_issues: Sequence[BaselineIssue] = (),
     keep_broken: bool = False,
+    risks: Risks | None = None,
 ) -> Picks:
     """The headline pick (the baseline's job) and one pick per other job class. A baseline that hits a
     broken known issue (`baseline_issues`) is compared against but never picked: exporting it would ship
@@ -317,12 +326,12 @@ def choose(
         same = [r for r in same if changes(r.values, baseline_values)]
     elif baseline:
         same.append(baseline)
-    ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance)
+    ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
     headline = JobPick("baseline job", base_job, ranked, baseline, same_job_as_baseline=True)
     headline.speedup = speedup(headline.pick, baseline)
     alternatives = []
     for cls in sorted(by_class):
-        ranked = rank(by_class[cls], cap_bytes, baseline=baseline_values, tolerance=tolerance)
+        ranked = rank(by_class[cls], cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
         if not ranked:
             continue
         job = job_of(step, ranked[0].values, world)

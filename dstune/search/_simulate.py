@@ -123,11 +123,13 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
     """Score the grid, add the selected plans (and baselines) to the study; returns how many were added."""
     import optuna
 
+    from ._importance import USER_ATTR, grid_importance
     from ._storage import add_finished_trials
     from ._study import row_attrs, row_of, tell_values
 
     base_values = plan_to_dict(baseline.plan)
     table = _score(req, grid.columns)
+    study.set_user_attr(USER_ATTR, grid_importance(grid.columns, table))  # the report's importance, exact
     rows = [_row(req, grid.values(i), table, i, "simulate") for i in _selection(req, grid, table, base_values)]
     base_table = _score(req, {k: np.array([v]) for k, v in base_values.items()})
     rows.insert(0, _row(req, base_values, base_table, 0, "baseline"))

@@ -36,6 +36,7 @@ from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
+from ._verdict import Verdict, verdict_of
 
 SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
@@ -132,6 +133,12 @@ class SearchResult:
     @property
     def baseline_row(self) -> TrialRow | None:
         return next((r for r in self.rows if r.source == "baseline"), None)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The one line every output prints about the pick against the baseline."""
+        stack = self.request.stack
+        return verdict_of(self.picks, stack.label if stack is not None else None)
 
 
 def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
@@ -341,12 +348,14 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         req.tie_tolerance,
         baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
         keep_broken=req.known_issues == "mark",
+        risks=_risks(setup.model, stack),
     )
+    on = f"stack {stack.label}" if stack is not None else "this stack"
     notes += [
         (
-            f"the baseline as shipped cannot run on this stack (rule {i.id}): {i.consequence}; it is never the pick"
+            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
             if i.rule
-            else f"the baseline as shipped hits known issue {i.id} (broken on this stack): {i.consequence}; "
+            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
             + (
                 "--known-issues mark keeps broken plans pickable"
                 if req.known_issues == "mark"
@@ -405,6 +414,15 @@ def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple
         for i in match_known_issues(values, model, stack)
         if i.severity == "broken"
     )
+
+
+def _risks(model: Any, stack: Any) -> Callable[[Mapping[str, Any]], int] | None:
+    """Known issues (any severity) a plan hits on the target stack, for breaking ties (None: unchecked)."""
+    if stack is None:
+        return None
+    from ..doctor import match_known_issues
+
+    return lambda values: len(match_known_issues(values, model, stack))
 
 
 def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:

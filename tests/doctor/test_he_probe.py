@@ -40,8 +40,8 @@ def _deepspeed_makes_containers(family: str) -> bool:
 @pytest.mark.parametrize("family", SUPPORTED_MODEL_TYPES)
 def test_status_agrees_with_deepspeeds_policy_lookup(family: str, probed) -> None:
     status = probed[family]
-    assert status.kernels is not None, status.reason
-    assert status.kernels == _deepspeed_makes_containers(family)
+    assert status.policy_found is not None, status.reason
+    assert status.policy_found == _deepspeed_makes_containers(family)
     assert status.layer_class and status.layer_class.endswith("DecoderLayer")
     assert status.consequence.lower().startswith(family[:3].lower())
 
@@ -52,7 +52,7 @@ def test_policy_named_is_deepspeeds_policy_for_that_layer(probed) -> None:
     names = {p.__name__ for p in replace_policies}
     for status in probed.values():
         assert status.policy is None or status.policy in names
-        if status.kernels:
+        if status.policy_found:
             assert status.policy is not None
 
 
@@ -67,16 +67,16 @@ def test_installed_stack_facts(probed) -> None:
     if not metadata.version("deepspeed").startswith("0.19."):
         pytest.skip("facts recorded for DeepSpeed 0.19.x")
     takes_cache_position = "cache_position" in inspect.signature(OPTDecoderLayer.forward).parameters
-    assert probed["opt"].kernels is not takes_cache_position
+    assert probed["opt"].policy_found is not takes_cache_position
     assert probed["opt"].policy == "HFOPTLayerPolicy"
-    assert probed["llama"].kernels is True
-    assert probed["qwen2"].kernels is False and probed["qwen2"].policy is None
-    assert probed["mistral"].kernels is False
+    assert probed["llama"].policy_found is True
+    assert probed["qwen2"].policy_found is False and probed["qwen2"].policy is None
+    assert probed["mistral"].policy_found is False
 
 
 def test_cache_is_keyed_by_versions_and_skips_the_probe(cache_dir, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    fake = {f: _cache.HeStatus(family=f, kernels=f == "llama", reason="fake") for f in SUPPORTED_MODEL_TYPES}
+    fake = {f: _cache.HeStatus(family=f, policy_found=f == "llama", reason="fake") for f in SUPPORTED_MODEL_TYPES}
     monkeypatch.setattr(_cache, "_probe_in_subprocess", lambda: calls.append(1) or dict(fake))
     assert he_kernels_for("opt") == (False, "fake") and he_kernels_for("llama")[0] is True
     assert len(calls) == 1
@@ -102,4 +102,21 @@ def test_failed_probe_assumes_kernels_and_says_why(cache_dir, monkeypatch: pytes
 
 def test_subprocess_probe_matches_in_process(cache_dir, probed) -> None:
     statuses = dict(he_statuses())
-    assert {f: s.kernels for f, s in statuses.items()} == {f: s.kernels for f, s in probed.items()}
+    assert {f: s.policy_found for f, s in statuses.items()} == {f: s.policy_found for f, s in probed.items()}
+
+
+def test_cache_written_without_a_kernels_field_and_old_caches_still_read(cache_dir, monkeypatch) -> None:
+    """Issue 25: a field named `kernels` that is true beside the verdict "broken" tells a script the opposite of
+    the verdict. The cache (what `doctor --json` and trials copy) says `policy_found`; a cache file written
+    before the rename, with `kernels`, still reads."""
+    broken = _cache.HeStatus(family="opt", policy_found=True, contract_holds=False, reason="r", contract="c")
+    fake = {f: broken if f == "opt" else _cache.HeStatus(family=f, policy_found=False) for f in SUPPORTED_MODEL_TYPES}
+    monkeypatch.setattr(_cache, "_probe_in_subprocess", lambda: dict(fake))
+    he_statuses.cache_clear()
+    assert dict(he_statuses())["opt"].verdict == "broken"
+    stored = json.loads((cache_dir / _cache.CACHE_FILE).read_text())[stack_key()]
+    assert all("kernels" not in item for item in stored.values())
+    assert stored["opt"]["policy_found"] is True and stored["opt"]["verdict"] == "broken"
+    old = {**stored["opt"], "kernels": stored["opt"].pop("policy_found")}
+    again = _cache.HeStatus.from_json(old)
+    assert again.policy_found is True and again.verdict == "broken"

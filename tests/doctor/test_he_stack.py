@@ -91,8 +91,8 @@ def test_doctor_finds_opt_and_llama_policies() -> None:
     from dstune.doctor._he import probe_family
 
     opt, llama = probe_family("opt"), probe_family("llama")
-    assert opt.kernels is True and opt.policy == "HFOPTLayerPolicy", opt.reason
-    assert llama.kernels is True and llama.policy == "LLAMALayerPolicy", llama.reason
+    assert opt.policy_found is True and opt.policy == "HFOPTLayerPolicy", opt.reason
+    assert llama.policy_found is True and llama.policy == "LLAMALayerPolicy", llama.reason
 
 
 @needs_opt_policy

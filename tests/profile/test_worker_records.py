@@ -80,7 +80,7 @@ def test_skipped_updates_phase_peaks_and_a_cache_only_probe(tmp_path: Path) -> N
     assert set(found["peaks"]) == {"forward", "backward", "step"} and all(v > 0 for v in found["peaks"].values())
     assert found["overall"] >= max(found["peaks"].values())
     # an empty cache: the worker says so and does not build an HE engine inside the trial
-    assert found["probe"]["kernels"] is None and found["probe"]["source"] == "none"
+    assert found["probe"]["policy_found"] is None and found["probe"]["source"] == "none"
     assert "dstune doctor" in found["probe"]["reason"]
 
 

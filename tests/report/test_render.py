@@ -30,12 +30,12 @@ def test_report_writes_self_contained_html_and_markdown(
     out = capsys.readouterr().out
     assert "wrote" in out and "report.html" in out
     html = (study / "report.html").read_text()
-    assert len(_imgs(html)) == 2  # scatter, phases (simulated: no history, importance or accuracy plot)
+    assert len(_imgs(html)) == 3  # scatter, phases, grid importance (simulated: no history or accuracy plot)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html) and "<script" not in html
     assert "cost-model prediction" in html and "Top 10 plans" in html
     md = (study / "report.md").read_text()
     pngs = re.findall(r"\]\((report_figures/[\w-]+\.png)\)", md)
-    assert len(pngs) == 2 and all((study / p).stat().st_size > 5000 for p in pngs)
+    assert len(pngs) == 3 and all((study / p).stat().st_size > 5000 for p in pngs)
     assert (study / "report_figures/throughput-memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -228,7 +228,7 @@ def said(tmp_path_factory) -> tuple[str, dict]:
 
 def test_verdict_reads_as_english(said):
     """The verdict names the reference once, with a verb that fits the ratio (a tie is no difference, a ratio
-    under 1 is slower) and, for a shipped script that is broken on this stack, says so after it."""
+    under 1 is slower) and, for a shipped script that is broken on the target stack, names that stack after it."""
     text, plan = said
     speed, broken = plan["speedup_over_baseline"], plan["baseline"]["broken_on_this_stack"]
     reference = "DeepSpeed-Chat's script as shipped" if broken else "DeepSpeed-Chat's script for the same job"
@@ -247,7 +247,9 @@ def test_verdict_reads_as_english(said):
         assert verdict.startswith(f"the pick runs {value} faster than {reference} (")
     if broken:
         ids = ", ".join(i["id"] for i in plan["baseline"]["known_issues"])
-        assert verdict.endswith(f"), which is broken on this stack ({ids})")
+        from dstune.report._answer import target_stack
+
+        assert verdict.endswith(f"), which is broken on stack {target_stack(plan)} ({ids})")
     assert "runs no clear" not in verdict and " the throughput of" not in verdict
 
 

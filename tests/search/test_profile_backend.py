@@ -38,7 +38,7 @@ def test_profile_search_runs_real_trials(tmp_path, capsys):
     plan = json.loads((out / "plan.json").read_text())
     if plan["baseline"]["broken_on_this_stack"]:
         text = " ".join(said.out.split())
-        assert "broken on this stack on GPUs" in text
+        assert f"broken on stack {plan['stack']['name']} " in text and "on GPUs" in text
         assert "its measured trial ran only because DeepSpeed's CPU accelerator injects no inference kernels" in text
     assert plan["backend"] == "profile" and "CPU" in plan["backend_note"]
     assert plan["gpu_type"] == "cpu" and "cpu" in plan["hardware"] and "xcpu" in plan["study"]["name"]
