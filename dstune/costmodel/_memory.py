@@ -129,6 +129,38 @@ def zero3_reduce_bucket_bytes(c: CostConstants) -> float:
     return c.zero_bucket_elements * BYTES_16BIT
 
 
+def zero3_reduce_copy_bytes(params_trainable: np.ndarray, stage: np.ndarray, c: CostConstants) -> np.ndarray:
+    """The flat copy each ZeRO-3 backward reduction makes of its bucket: with DeepSpeed's default
+    `reduce_scatter` True, stage3.py `__reduce_and_partition_ipg_grads` goes to `__avg_scatter_grads`, whose
+    `reduce_scatter_coalesced` (runtime/comm/coalesced_collectives.py) interleaves the bucket's gradients into
+    `torch.cat(tensor_partitions_lst_with_padding)`: one 16-bit copy of up to `reduce_bucket_size` elements."""
+    return np.where(stage == 3, BYTES_16BIT * np.minimum(params_trainable, c.zero_bucket_elements), 0.0)
+
+
+def zero3_reused_elements(
+    layer_params: float, head_params: float, layers: int, passes: np.ndarray, c: CostConstants
+) -> np.ndarray:
+    """Elements of the last layers ZeRO-3 leaves gathered from their forward to their backward: a module's
+    parameters are not released when they come back within `stage3_max_reuse_distance` elements of the trace
+    (partitioned_param_coordinator.py `__params_to_release`; DeepSpeed-Chat's get_train_ds_config leaves it at
+    1e9). From layer j counted from the last (j = 0), the trace runs j later layers `passes` times (forward and
+    backward; forward, recompute and backward with checkpointing) and the head twice before its backward; the
+    head itself is in `zero3_gathered_bytes`. Per layer, not per module."""
+    reach = c.zero3_max_reuse_elements - 2.0 * head_params
+    kept = np.floor(reach / (np.asarray(passes, dtype=float) * layer_params)) + 1.0
+    return np.clip(kept, 0.0, float(layers)) * layer_params
+
+
+def he_shared_buffer_bytes(f: ModelFacts, kernels: np.ndarray, tp: np.ndarray) -> np.ndarray:
+    """The inference containers' buffers shared by all layers, made once when the HE builds its modules and
+    kept: ds_attention.py `DeepSpeedSelfAttention._qkv_buffers` (3*hidden/mp x hidden weight and its bias) and
+    ds_mlp.py `DeepSpeedMLP._inter_w_buffers` (intermediate*proj/mp x hidden, proj 2 for a gated MLP), 16-bit:
+    about 0.25 GB for OPT-6.7B at mp 1."""
+    qkv = 3.0 * np.floor_divide(f.hidden, tp) * (f.hidden + 1.0)
+    inter = np.floor_divide(f.ffn * (2 if f.gated_mlp else 1), tp) * (f.hidden + 1.0)
+    return np.where(kernels, BYTES_16BIT * (qkv + inter), 0.0)
+
+
 def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarray:
     """ZeRO 1-2 with overlap_comm: two 16-bit `reduce_bucket_size` buffers, allocated at each backward's
     start and freed after its reduction (stage_1_and_2.py setup_buckets / _release_ipg_buffers)."""
@@ -170,12 +202,12 @@ def frozen_states(
 
 
 def layer_activation_bytes(
-    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants, dropout: bool = False
+    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants, dropout: bool = False, device: str = "cuda"
 ) -> np.ndarray:
-    """One transformer layer's saved activations, from the per-token bytes measured on this stack
-    (data/activations.json) of the stack `c.published_stack` selects."""
+    """One transformer layer's saved activations on `device` (plans run on GPUs), from the per-token bytes
+    measured (data/activations.json) on the stack `c.published_stack` selects."""
     return acts.layer_bytes(
-        f.family, f.hidden, f.ffn, f.kv_width, f.heads, micro * seq, seq, c.published_stack, dropout
+        f.family, f.hidden, f.ffn, f.kv_width, f.heads, micro * seq, seq, c.published_stack, dropout, device=device
     )
 
 

@@ -22,7 +22,17 @@ from ._facts import model_facts
 from ._inputs import Columns, CostInputs, per_value
 from ._memory import BYTES_16BIT
 from ._stack import forward_returns_cache, transformers_version
-from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
+from ._trained import (
+    CHURNED,
+    RAW,
+    Trained,
+    accumulated_grads,
+    host_peak,
+    micro_seconds,
+    peak,
+    train_phases,
+    trained,
+)
 
 PHASE_LABELS = {
     "he_gather": "generation",
@@ -190,21 +200,24 @@ def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
 
 def _steady(p: _Ppo) -> dict[str, np.ndarray]:
     """What stays allocated through every phase: the four models' states, accumulated gradients, the kept
-    inference workspace and the HE's fused weight copies. The states' `grads` are ZeRO-3's persistent 16-bit
+    inference workspace, the HE's fused weight copies and its containers' shared buffers. The states' `grads` are ZeRO-3's persistent 16-bit
     gradient partition (stage3.py `_setup_for_real_optimizer` allocates `grad_partitions_flat_buffer` once per
     trained engine and never frees it), kept beside the accumulated ones."""
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     cache, other = _workspace(p)
     kept = p.kernels & ~p.release
     accumulating = p.gas > 1
+    accumulated = accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating)
+    fused = mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p))
     return {
         "params": states.params,
         "optimizer": states.optimizer,
         "buffers": states.buffers,
-        "grads": states.grads + accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
+        "grads": states.grads + accumulated,
         "kv_cache": np.where(kept, cache, 0.0),
         "inference_workspace": np.where(kept, other, 0.0),
-        "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p)),
+        "inference_weights": fused + mem.he_shared_buffer_bytes(p.actor.facts, p.kernels, p.tp),
+        CHURNED: accumulated,
     }
 
 
@@ -233,6 +246,7 @@ def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
             "activations": p.gen_bs * p.tp * f.vocab * 4.0,
             "kv_cache": np.where(p.kernels, np.where(p.release, cache, 0.0), mem.kv_cache_bytes(f, p.gen_bs, p.seq)),
             "inference_workspace": np.where(p.kernels & p.release, other, 0.0),
+            RAW: np.where(p.kernels & p.release, cache + other, 0.0),
         },
     }
 
@@ -278,15 +292,24 @@ def _experience_outputs(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
-    """Actor and critic backward and step. DeepSpeed-Chat's step-3 scripts set actor_dropout 0.0; the critic
-    keeps its config's dropout."""
+    """Actor and critic backward and step, the actor's logits held from its step on. DeepSpeed-Chat's step-3
+    scripts set actor_dropout 0.0; the critic keeps its config's dropout."""
     phases = {}
     accumulating = p.gas > 1
     for role, t, dropout in (("actor", p.actor, False), ("critic", p.critic, None)):
         ckpt = p.cols[f"{role}_gradient_checkpointing"].astype(bool)
         saved = mem.train_activation_bytes(t.facts, p.train_bs, p.seq, ckpt, p.c, dropout)
         phases[f"{role}_backward"], phases[f"{role}_step"] = train_phases(t, saved, p.c, accumulating)
+    logits = actor_logits_kept_bytes(p)
+    for name in ("actor_step", "critic_backward", "critic_step"):
+        phases[name]["activations"] = phases[name].get("activations", 0.0) + logits
     return phases
+
+
+def actor_logits_kept_bytes(p: _Ppo) -> np.ndarray:
+    """ppo_trainer.py `train_rlhf` keeps `actor_prob = self.actor_model(**batch, use_cache=False).logits` (16-bit)
+    referenced after the actor's backward, through its step and the critic's forward, backward and step."""
+    return BYTES_16BIT * p.train_bs * p.seq * p.actor.facts.vocab
 
 
 def _memory(p: _Ppo) -> dict[str, np.ndarray]:
