@@ -9,10 +9,12 @@ The Hybrid Engine's inference workspace follows inference_context.h.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog import ModelSpec
 from . import _activations as acts
 from ._constants import CostConstants
 from ._facts import ModelFacts
@@ -137,18 +139,45 @@ def zero3_reduce_copy_bytes(params_trainable: np.ndarray, stage: np.ndarray, c: 
     return np.where(stage == 3, BYTES_16BIT * np.minimum(params_trainable, c.zero_bucket_elements), 0.0)
 
 
-def zero3_reused_elements(
-    layer_params: float, head_params: float, layers: int, passes: np.ndarray, c: CostConstants
-) -> np.ndarray:
-    """Elements of the last layers ZeRO-3 leaves gathered from their forward to their backward: a module's
-    parameters are not released when they come back within `stage3_max_reuse_distance` elements of the trace
-    (partitioned_param_coordinator.py `__params_to_release`; DeepSpeed-Chat's get_train_ds_config leaves it at
-    1e9). From layer j counted from the last (j = 0), the trace runs j later layers `passes` times (forward and
-    backward; forward, recompute and backward with checkpointing) and the head twice before its backward; the
-    head itself is in `zero3_gathered_bytes`. Per layer, not per module."""
-    reach = c.zero3_max_reuse_elements - 2.0 * head_params
-    kept = np.floor(reach / (np.asarray(passes, dtype=float) * layer_params)) + 1.0
-    return np.clip(kept, 0.0, float(layers)) * layer_params
+def zero3_reused_elements(f: ModelFacts, checkpointing: np.ndarray, c: CostConstants) -> np.ndarray:
+    """Elements of the last layers ZeRO-3 leaves gathered from their forward to their backward. A module's
+    parameters are not released when the trace brings them back within `stage3_max_reuse_distance` elements
+    (partitioned_param_coordinator.py `__params_to_release`, counting the modules after it; DeepSpeed-Chat's
+    get_train_ds_config leaves the distance at 1e9). Without checkpointing a module m comes back after the
+    modules that follow it in the forward, the LM head's forward and backward, and the same modules' backward:
+    kept while 2*after(m) + 2*head < distance. With checkpointing the later layers run forward, recompute and
+    backward and m's own layer is recomputed up to m: kept while 3*j*layer + layer - m + 2*head < distance, j
+    layers after its own. The head is in `zero3_gathered_bytes`; biases are left out."""
+    plain, recomputed = _reused(f.spec, c.zero3_max_reuse_elements)
+    return np.where(np.asarray(checkpointing, dtype=bool), recomputed, plain)
+
+
+@functools.lru_cache(maxsize=64)
+def _reused(spec: ModelSpec, distance: float) -> tuple[float, float]:
+    """(without, with checkpointing) elements kept gathered, from the spec's partitioned Linears in call order."""
+    linears = spec.linear_layers()
+    head = float(sum(x.in_features * x.out_features for x in linears if x.name == "lm_head"))
+    sizes = [float(x.in_features * x.out_features) for x in linears if ".layers." in x.name]
+    sizes = [s for s in sizes if s > PERSISTENCE_THRESHOLD]
+    per_layer = len(sizes) // max(spec.num_layers, 1)
+    layer = sum(sizes[:per_layer])
+    plain = after = 0.0
+    for size in reversed(sizes):
+        if 2.0 * after + 2.0 * head >= distance:
+            break
+        plain, after = plain + size, after + size
+    recomputed = 0.0
+    for j in range(spec.num_layers):
+        kept = [s for s in sizes[:per_layer] if 3.0 * j * layer + layer - s + 2.0 * head < distance]
+        if not kept:
+            break
+        recomputed += sum(kept)
+    return plain, recomputed
+
+
+PERSISTENCE_THRESHOLD = 1e4
+"""DeepSpeed-Chat's `stage3_param_persistence_threshold` (get_train_ds_config, get_eval_ds_config): ZeRO-3
+keeps smaller tensors whole on every rank and partitions the rest."""
 
 
 def he_shared_buffer_bytes(f: ModelFacts, kernels: np.ndarray, tp: np.ndarray) -> np.ndarray:

@@ -11,15 +11,11 @@ from ..catalog import ModelSpec
 from . import _memory as mem
 from . import _time as tm
 from ._constants import CostConstants
-from ._memory import BYTES_16BIT
+from ._memory import BYTES_16BIT, PERSISTENCE_THRESHOLD
 from ._trained import Trained
 
 if TYPE_CHECKING:
     from ._ppo import _Ppo
-
-PERSISTENCE_THRESHOLD = 1e4
-"""DeepSpeed-Chat's `stage3_param_persistence_threshold` (get_train_ds_config, get_eval_ds_config): ZeRO-3
-keeps smaller tensors whole on every rank and partitions the rest."""
 
 
 def ema_states(actor: Trained, offload_ref: np.ndarray, world: int, c: CostConstants) -> mem.States:

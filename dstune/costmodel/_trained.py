@@ -119,11 +119,7 @@ def train_phases(
 def zero3_reused_bytes(t: Trained, checkpointing: np.ndarray, c: CostConstants) -> np.ndarray:
     """16-bit layers of a ZeRO-3 model still gathered when its backward starts (`mem.zero3_reused_elements`):
     SFT, RM and DPO run one forward and its backward, so the trace DeepSpeed records is the same every step."""
-    f = t.facts
-    head = float(f.vocab * f.spec.word_embed_proj_dim)
-    layer = (f.params - float(f.spec.embedding_params)) / f.layers
-    passes = np.where(checkpointing, 3.0, 2.0)
-    kept = mem.zero3_reused_elements(layer, head, f.layers, passes, c)
+    kept = mem.zero3_reused_elements(t.facts, checkpointing, c)
     return np.where(t.stage == 3, mem.BYTES_16BIT * kept, 0.0)
 
 
