@@ -147,7 +147,9 @@ def zero3_reused_elements(f: ModelFacts, checkpointing: np.ndarray, c: CostConst
     modules that follow it in the forward, the LM head's forward and backward, and the same modules' backward:
     kept while 2*after(m) + 2*head < distance. With checkpointing the later layers run forward, recompute and
     backward and m's own layer is recomputed up to m: kept while 3*j*layer + layer - m + 2*head < distance, j
-    layers after its own. The head is in `zero3_gathered_bytes`; biases are left out."""
+    layers after its own. The head is in `zero3_gathered_bytes`; biases are left out. On a real ZeRO-3 engine
+    (tests/costmodel/test_small_terms.py) the first rule holds to the element, the checkpointed one as an upper
+    bound within one module."""
     plain, recomputed = _reused(f.spec, c.zero3_max_reuse_elements)
     return np.where(np.asarray(checkpointing, dtype=bool), recomputed, plain)
 
