@@ -60,7 +60,8 @@ class CostConstants:
     """Bytes per logit element in a no-grad forward (16-bit logits and fp32 log-softmax)."""
     memory_overhead_fraction: float = 0.08
     """Allocator fragmentation and reserved-but-unused memory, as a fraction of what a step allocates and frees
-    (gradients, activations, KV cache, inference weights and workspace: _estimate.TRANSIENT_COMPONENTS)."""
+    through torch's caching allocator (`_trained.peak`'s `churned`: not the HE's cudaMalloc workspace, not what
+    is allocated once at init)."""
     cuda_context_bytes: float = 1.0e9
     """CUDA context, NCCL and cuBLAS workspaces per GPU."""
     zero_bucket_elements: float = 5.0e8
