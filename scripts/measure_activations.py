@@ -30,7 +30,7 @@ def measure(stack: str) -> dict:
     import torch
     import transformers
 
-    from dstune.costmodel._activation_probe import layer_coefficients, logits_bytes_per_element
+    from dstune.costmodel._activation_probe import dropout_mask_bytes, layer_coefficients, logits_bytes_per_element
 
     installed = stack == "installed"
     dtype = "bfloat16" if installed else "float16"
@@ -45,6 +45,8 @@ def measure(stack: str) -> dict:
         "transformers": transformers.__version__,
         "torch": torch.__version__,
         "dtype": dtype,
+        "device": "cpu",
+        "dropout_mask_bytes_per_element": dropout_mask_bytes(dtype),
         "attention": attentions[0],
         "layer_bytes_per_token": layers,
         "hf_loss_logits_bytes_per_element": {

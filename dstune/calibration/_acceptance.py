@@ -98,8 +98,9 @@ def _spec(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def predicted_allocator_bytes(predicted: Mapping[str, Any]) -> float | None:
-    """The prediction's allocator figure (torch's max allocated): its device peak less the CUDA context and
-    the allocator overhead the cost model adds on top (DEFAULT_CONSTANTS, as `dstune profile` predicts)."""
+    """The prediction's allocator figure (torch's max allocated): as the estimate states it, or for an older
+    record its device peak less the CUDA context and the allocator overhead the cost model added on top
+    (DEFAULT_CONSTANTS, as `dstune profile` predicts)."""
     from ..costmodel import DEFAULT_CONSTANTS
     from ..costmodel._estimate import TRANSIENT_COMPONENTS
 
@@ -107,6 +108,8 @@ def predicted_allocator_bytes(predicted: Mapping[str, Any]) -> float | None:
     peak, parts = memory.get("gpu_peak_bytes"), memory.get("gpu") or {}
     if not peak:
         return None
+    if memory.get("gpu_allocated_bytes"):
+        return float(memory["gpu_allocated_bytes"])
     transient = sum(float(parts.get(name, 0.0)) for name in TRANSIENT_COMPONENTS)
     c = DEFAULT_CONSTANTS
     return float(peak) - c.cuda_context_bytes - c.memory_overhead_fraction * transient

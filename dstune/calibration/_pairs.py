@@ -9,6 +9,7 @@ the published one. Groups also agree on order or not (Kendall tau, within each g
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -156,3 +157,32 @@ def shipped_kind_interval(kind: str) -> KindInterval | None:
         return None
     found = comparisons(points_from_fitted(fitted, load_corpus(), "left_out_source"))
     return kind_interval(found, kind) if found else None
+
+
+EVIDENCE_STEP = {"rm": "sft"}
+"""Steps whose plan changes are backed by another step's published pairs: the reward model trains one model with
+step 1's loop (costmodel/_sft.py scores both), so SFT's pairs back it. DPO (a policy and a reference) and PPO (four
+models, generation) have their own evidence only."""
+
+
+@functools.cache
+def covered_changes(step: str) -> frozenset[str]:
+    """Knobs that at least one published pair of `step`'s evidence changes while holding the model and cluster
+    fixed (consecutive same-model rows of a group, as `_conformal.comparisons` pairs them). A pick that differs
+    from its baseline in any other knob has no calibrated speedup interval. Today: SFT's ZeRO stage and
+    micro-batch (ds-autotuning-hf's GPT-2 tables); no RM, DPO or PPO pair holds the model fixed."""
+    from ._evidence import load_corpus
+
+    wanted = EVIDENCE_STEP.get(step, step)
+    groups: dict[tuple[str, ...], list] = {}
+    for row in load_corpus():
+        if row.step == wanted and row.in_fit:
+            groups.setdefault(group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model), []).append(row)
+    changed: set[str] = set()
+    for members in groups.values():
+        members.sort(key=lambda r: r.id)
+        for a, b in zip(members, members[1:]):
+            if a.model == b.model:
+                x, y = a.settings_dict, b.settings_dict
+                changed |= {k for k in set(x) | set(y) if x.get(k) != y.get(k)}
+    return frozenset(changed)

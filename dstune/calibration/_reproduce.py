@@ -100,6 +100,9 @@ class Case:
     """Why this row cannot be reproduced (e.g. a model missing from the catalog)."""
     stack: Stack | None = None
     """The stack the source ran (DeepSpeed-Chat's rows: `dschat-2023`); None: eager attention, no stack rules."""
+    fit_fraction: float = 1.0
+    """Share of the GPU's memory a plan's peak may reach to count as fitting (the whole card: did the run go
+    through; the `headroom` reading of Table 1 keeps the tool's headroom free)."""
 
     @property
     def plans(self) -> tuple[Plan, ...]:
@@ -193,7 +196,12 @@ def he_variants(plan: PpoPlan, gpus_per_node: int) -> list[dict[str, Any]]:
 
 
 def _ladder(
-    script_plan: PpoPlan, batches: list[int], ctx: Context, gpus_per_node: int, last: str | None = None
+    script_plan: PpoPlan,
+    batches: list[int],
+    ctx: Context,
+    gpus_per_node: int,
+    last: str | None = None,
+    he_search: bool = True,
 ) -> tuple[tuple[str, tuple[Plan, ...]], ...]:
     rungs = []
     values: dict[str, Any] = {}
@@ -208,7 +216,7 @@ def _ladder(
         plans = [
             _ppo_plan({**dict.fromkeys(batch, b), **he}, base=base)
             for b in batches
-            for he in he_variants(base, gpus_per_node)
+            for he in (he_variants(base, gpus_per_node) if he_search else [{}])
         ]
         rungs.append((label, _valid(plans, ctx)))
         if label == last:
@@ -244,7 +252,16 @@ DSCHAT_STACK = "dschat-2023"
 """The stack DeepSpeed-Chat's April 2023 rows ran (catalog/data/stacks.json), passed as any --stack is."""
 
 
-def dschat_table1(row: EvidenceRow) -> Case:
+TABLE1_READINGS = {
+    "default": "largest batch that fits the whole card, over the HE's TP size up to a node",
+    "script_tp": "the script's own inference_tp_size and tp_gather_partition_size",
+    "headroom": f"largest batch within the tool's {DEFAULT_CONSTANTS.headroom_fraction:.0%} headroom",
+}
+"""Readings of what Table 1 does not state (batch size, HE TP size), each equally defensible (issue 30):
+scripts/bench_accuracy.py prints the accuracy under each, so that none is chosen for its score."""
+
+
+def dschat_table1(row: EvidenceRow, choice: str = "default") -> Case:
     model, critic, cluster = _setup(row)
     plan, script = _script_plan(row, model, critic)
     stack = named_stack(DSCHAT_STACK)
@@ -254,8 +271,11 @@ def dschat_table1(row: EvidenceRow) -> Case:
         "pairs per step, over the HE's TP size (up to a node) and gather partition; else the first ladder rung "
         "that fits"
     )
-    rungs = _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node)
-    return Case(row, model, critic, cluster, rungs, reading, stack=stack)
+    rungs = _ladder(plan, _batches(row.gpus), ctx, cluster.gpus_per_node, he_search=choice != "script_tp")
+    if choice != "default":
+        reading += f" (reading '{choice}': {TABLE1_READINGS[choice]})"
+    fraction = 1.0 - DEFAULT_CONSTANTS.headroom_fraction if choice == "headroom" else 1.0
+    return Case(row, model, critic, cluster, rungs, reading, stack=stack, fit_fraction=fraction)
 
 
 def dschat_max_model(row: EvidenceRow) -> Case:
@@ -291,11 +311,14 @@ REPRODUCERS: dict[str, Callable[[EvidenceRow], Case]] = {
 }
 
 
-def reproduce(row: EvidenceRow) -> Case:
-    """The row as dstune plans, by its source's method; a row that cannot be built says why."""
-    method = REPRODUCERS[load_sources()[row.source].reproduction]
+def reproduce(row: EvidenceRow, table1_reading: str = "default") -> Case:
+    """The row as dstune plans, by its source's method (Table 1's rows under `table1_reading`, one of
+    TABLE1_READINGS); a row that cannot be built says why."""
+    name = load_sources()[row.source].reproduction
     try:
-        return method(row)
+        if name == "dschat_table1":
+            return dschat_table1(row, table1_reading)
+        return REPRODUCERS[name](row)
     except DstuneError as error:
         return Case(row, None, None, None, (), "", skipped=str(error))
 
@@ -322,7 +345,7 @@ def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[
 
 
 def fits_mask(case: Case, table: dict[str, np.ndarray]) -> np.ndarray:
-    return (table["gpu_peak_bytes"] <= case.known_cluster.gpu.memory_bytes) & table["fits_host"]
+    return (table["gpu_peak_bytes"] <= case.fit_fraction * case.known_cluster.gpu.memory_bytes) & table["fits_host"]
 
 
 def choose(case: Case, constants: CostConstants = DEFAULT_CONSTANTS) -> Choice:

@@ -132,3 +132,21 @@ def logits_bytes_per_element(family: str, attn: str = "sdpa", dtype: str = "bflo
         for v in (VOCAB, 2 * VOCAB)
     )
     return (large - small) / (batch * seq * VOCAB)
+
+
+def dropout_mask_bytes(dtype: str = "bfloat16") -> int:
+    """Bytes per element of what this device's F.dropout saves for backward. On the CPU, aten's `dropout` takes
+    `_dropout_impl` (the fused kernel only for CUDA/XPU tensors: `is_fused_kernel_acceptable`) and saves its
+    `noise` in the input's dtype."""
+    import torch
+
+    seen: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.element_size())
+        return t
+
+    x = torch.ones(8, 8, dtype=getattr(torch, dtype), requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        torch.nn.functional.dropout(x, 0.1, training=True)
+    return max(seen)

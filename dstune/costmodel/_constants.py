@@ -60,7 +60,8 @@ class CostConstants:
     """Bytes per logit element in a no-grad forward (16-bit logits and fp32 log-softmax)."""
     memory_overhead_fraction: float = 0.08
     """Allocator fragmentation and reserved-but-unused memory, as a fraction of what a step allocates and frees
-    (gradients, activations, KV cache, inference weights and workspace: _estimate.TRANSIENT_COMPONENTS)."""
+    through torch's caching allocator (`_trained.peak`'s `churned`: not the HE's cudaMalloc workspace, not what
+    is allocated once at init)."""
     cuda_context_bytes: float = 1.0e9
     """CUDA context, NCCL and cuBLAS workspaces per GPU."""
     zero_bucket_elements: float = 5.0e8
@@ -73,6 +74,9 @@ class CostConstants:
     zero3_live_elements: float = 3.0e7
     """`stage3_max_live_parameters` as DeepSpeed-Chat sets it: the most gathered ZeRO-3 elements live
     at once in a running model (a single larger parameter is still gathered whole)."""
+    zero3_max_reuse_elements: float = 1.0e9
+    """`stage3_max_reuse_distance` (DeepSpeed's default; DeepSpeed-Chat's get_train_ds_config leaves it unset):
+    ZeRO-3 keeps a gathered parameter whose next use in the trace is nearer than this many elements."""
     empty_cache_s: float = 0.3
     """gc.collect() + torch.cuda.empty_cache() in a process holding four models. The Hybrid Engine
     runs it every generate with `release_inference_cache` and in its pinned TP path (hybrid_engine.py)."""

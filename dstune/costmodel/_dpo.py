@@ -20,7 +20,16 @@ from ._facts import ModelFacts, model_facts
 from ._inputs import CostInputs
 from ._memory import BYTES_16BIT
 from ._stack import forward_returns_cache, transformers_version
-from ._trained import host_peak, micro_seconds, peak, steady_states, train_phases, trained
+from ._trained import (
+    CHURNED,
+    host_peak,
+    micro_seconds,
+    peak,
+    steady_states,
+    train_phases,
+    trained,
+    zero3_reused_bytes,
+)
 
 
 def score_dpo(x: CostInputs) -> CostTerms:
@@ -43,6 +52,7 @@ def score_dpo(x: CostInputs) -> CostTerms:
     accumulating = gas > 1
     saved = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
     backward, step_extra = train_phases(policy, saved, c, accumulating)
+    backward["params"] = backward["params"] + zero3_reused_bytes(policy, checkpointing, c)
     reference = reference_forward_phase(f, sequences, seq, saved, ref_stage, c)
     kept = reference_outputs(f, sequences, seq, c, x.transformers_version)
     reference["kv_cache"] = kept["kv_cache"]  # its logits are in the forward's own (eval_activation_bytes)
@@ -50,9 +60,10 @@ def score_dpo(x: CostInputs) -> CostTerms:
         for k, v in kept.items():
             phase[k] = phase.get(k, 0.0) + v
     steady = steady_states(states)
-    steady["grads"] = steady["grads"] + np.where(
+    steady[CHURNED] = np.where(
         accumulating, mem.grad_accumulated_bytes(policy.params_trainable, stage, offload, world), 0.0
     )
+    steady["grads"] = steady["grads"] + steady[CHURNED]
     memory = peak(
         steady,
         {"reference": reference, "backward": backward, "step": step_extra},

@@ -25,9 +25,8 @@ from ._sft import score_rm, score_sft
 from ._trained import GPU_COMPONENTS, trainable
 
 TRANSIENT_COMPONENTS = ("grads", "activations", "kv_cache", "inference_weights", "inference_workspace")
-"""What is allocated and freed within a step, on which the caching allocator's fragmentation
-(`memory_overhead_fraction`) is charged; weights, optimizer states and ZeRO buffers are allocated once at
-init in large flat tensors (at most a 2 MiB block's rounding each)."""
+"""For a cost function that does not say what it churns (`_trained.peak`'s `churned`): the components taken to
+be allocated and freed within a step, on which the caching allocator's fragmentation is charged."""
 
 __all__ = [
     "GPU_COMPONENTS",
@@ -85,9 +84,11 @@ def estimate_table(
     for name in GPU_COMPONENTS[:-1]:
         out[f"mem_{name}"] = np.broadcast_to(np.asarray(memory.get(name, 0.0), dtype=float), (n_rows,)).copy()
     allocated = sum(out[f"mem_{name}"] for name in GPU_COMPONENTS[:-1]) + memory["buffers"]
-    overhead = c.memory_overhead_fraction * sum(out[f"mem_{name}"] for name in TRANSIENT_COMPONENTS)
+    churned = memory["churned"] if "churned" in memory else sum(out[f"mem_{name}"] for name in TRANSIENT_COMPONENTS)
+    overhead = c.memory_overhead_fraction * np.asarray(churned, dtype=float)
     out["mem_other"] = memory["buffers"] + c.cuda_context_bytes + overhead
     out["gpu_allocated_bytes"] = allocated
+    out["allocator_overhead_bytes"] = overhead
     out["gpu_peak_bytes"] = allocated + c.cuda_context_bytes + overhead
     out["host_peak_bytes"] = np.asarray(raw["host_peak_bytes"], dtype=float)
     out["peak_phase"] = memory["peak_phase"]

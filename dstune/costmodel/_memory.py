@@ -9,10 +9,12 @@ The Hybrid Engine's inference workspace follows inference_context.h.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..catalog import ModelSpec
 from . import _activations as acts
 from ._constants import CostConstants
 from ._facts import ModelFacts
@@ -129,6 +131,67 @@ def zero3_reduce_bucket_bytes(c: CostConstants) -> float:
     return c.zero_bucket_elements * BYTES_16BIT
 
 
+def zero3_reduce_copy_bytes(params_trainable: np.ndarray, stage: np.ndarray, c: CostConstants) -> np.ndarray:
+    """The flat copy each ZeRO-3 backward reduction makes of its bucket: with DeepSpeed's default
+    `reduce_scatter` True, stage3.py `__reduce_and_partition_ipg_grads` goes to `__avg_scatter_grads`, whose
+    `reduce_scatter_coalesced` (runtime/comm/coalesced_collectives.py) interleaves the bucket's gradients into
+    `torch.cat(tensor_partitions_lst_with_padding)`: one 16-bit copy of up to `reduce_bucket_size` elements."""
+    return np.where(stage == 3, BYTES_16BIT * np.minimum(params_trainable, c.zero_bucket_elements), 0.0)
+
+
+def zero3_reused_elements(f: ModelFacts, checkpointing: np.ndarray, c: CostConstants) -> np.ndarray:
+    """Elements of the last layers ZeRO-3 leaves gathered from their forward to their backward. A module's
+    parameters are not released when the trace brings them back within `stage3_max_reuse_distance` elements
+    (partitioned_param_coordinator.py `__params_to_release`, counting the modules after it; DeepSpeed-Chat's
+    get_train_ds_config leaves the distance at 1e9). Without checkpointing a module m comes back after the
+    modules that follow it in the forward, the LM head's forward and backward, and the same modules' backward:
+    kept while 2*after(m) + 2*head < distance. With checkpointing the later layers run forward, recompute and
+    backward and m's own layer is recomputed up to m: kept while 3*j*layer + layer - m + 2*head < distance, j
+    layers after its own. The head is in `zero3_gathered_bytes`; biases are left out. On a real ZeRO-3 engine
+    (tests/costmodel/test_small_terms.py) the first rule holds to the element, the checkpointed one as an upper
+    bound within one module."""
+    plain, recomputed = _reused(f.spec, c.zero3_max_reuse_elements)
+    return np.where(np.asarray(checkpointing, dtype=bool), recomputed, plain)
+
+
+@functools.lru_cache(maxsize=64)
+def _reused(spec: ModelSpec, distance: float) -> tuple[float, float]:
+    """(without, with checkpointing) elements kept gathered, from the spec's partitioned Linears in call order."""
+    linears = spec.linear_layers()
+    head = float(sum(x.in_features * x.out_features for x in linears if x.name == "lm_head"))
+    sizes = [float(x.in_features * x.out_features) for x in linears if ".layers." in x.name]
+    sizes = [s for s in sizes if s > PERSISTENCE_THRESHOLD]
+    per_layer = len(sizes) // max(spec.num_layers, 1)
+    layer = sum(sizes[:per_layer])
+    plain = after = 0.0
+    for size in reversed(sizes):
+        if 2.0 * after + 2.0 * head >= distance:
+            break
+        plain, after = plain + size, after + size
+    recomputed = 0.0
+    for j in range(spec.num_layers):
+        kept = [s for s in sizes[:per_layer] if 3.0 * j * layer + layer - s + 2.0 * head < distance]
+        if not kept:
+            break
+        recomputed += sum(kept)
+    return plain, recomputed
+
+
+PERSISTENCE_THRESHOLD = 1e4
+"""DeepSpeed-Chat's `stage3_param_persistence_threshold` (get_train_ds_config, get_eval_ds_config): ZeRO-3
+keeps smaller tensors whole on every rank and partitions the rest."""
+
+
+def he_shared_buffer_bytes(f: ModelFacts, kernels: np.ndarray, tp: np.ndarray) -> np.ndarray:
+    """The inference containers' buffers shared by all layers, made once when the HE builds its modules and
+    kept: ds_attention.py `DeepSpeedSelfAttention._qkv_buffers` (3*hidden/mp x hidden weight and its bias) and
+    ds_mlp.py `DeepSpeedMLP._inter_w_buffers` (intermediate*proj/mp x hidden, proj 2 for a gated MLP), 16-bit:
+    about 0.25 GB for OPT-6.7B at mp 1."""
+    qkv = 3.0 * np.floor_divide(f.hidden, tp) * (f.hidden + 1.0)
+    inter = np.floor_divide(f.ffn * (2 if f.gated_mlp else 1), tp) * (f.hidden + 1.0)
+    return np.where(kernels, BYTES_16BIT * (qkv + inter), 0.0)
+
+
 def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarray:
     """ZeRO 1-2 with overlap_comm: two 16-bit `reduce_bucket_size` buffers, allocated at each backward's
     start and freed after its reduction (stage_1_and_2.py setup_buckets / _release_ipg_buffers)."""
@@ -170,12 +233,12 @@ def frozen_states(
 
 
 def layer_activation_bytes(
-    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants, dropout: bool = False
+    f: ModelFacts, micro: np.ndarray, seq: np.ndarray, c: CostConstants, dropout: bool = False, device: str = "cuda"
 ) -> np.ndarray:
-    """One transformer layer's saved activations, from the per-token bytes measured on this stack
-    (data/activations.json) of the stack `c.published_stack` selects."""
+    """One transformer layer's saved activations on `device` (plans run on GPUs), from the per-token bytes
+    measured (data/activations.json) on the stack `c.published_stack` selects."""
     return acts.layer_bytes(
-        f.family, f.hidden, f.ffn, f.kv_width, f.heads, micro * seq, seq, c.published_stack, dropout
+        f.family, f.hidden, f.ffn, f.kv_width, f.heads, micro * seq, seq, c.published_stack, dropout, device=device
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -21,8 +20,19 @@ from ._constants import CostConstants
 from ._facts import model_facts
 from ._inputs import Columns, CostInputs, per_value
 from ._memory import BYTES_16BIT
+from ._ppo_ema import ema_seconds, ema_states, ema_update_phase
 from ._stack import forward_returns_cache, transformers_version
-from ._trained import Trained, accumulated_grads, host_peak, micro_seconds, peak, train_phases, trained
+from ._trained import (
+    CHURNED,
+    RAW,
+    Trained,
+    accumulated_grads,
+    host_peak,
+    micro_seconds,
+    peak,
+    train_phases,
+    trained,
+)
 
 PHASE_LABELS = {
     "he_gather": "generation",
@@ -38,9 +48,6 @@ PHASE_LABELS = {
     "critic_step": "critic_train",
     "ema_update": "critic_train",
 }
-PERSISTENCE_THRESHOLD = 1e4
-"""DeepSpeed-Chat's `stage3_param_persistence_threshold` (get_train_ds_config, get_eval_ds_config): ZeRO-3
-keeps smaller tensors whole on every rank and partitions the rest."""
 
 
 @dataclass
@@ -105,7 +112,7 @@ def _setup(
         critic_f.params, np.where(c_stage == 3, 3, 0), cols["offload_reward_model"].astype(bool), world, c
     )
     enable_ema = cols["enable_ema"].astype(bool)
-    ema = _ema_states(actor, cols["offload_reference_model"].astype(bool), world, c).where(enable_ema)
+    ema = ema_states(actor, cols["offload_reference_model"].astype(bool), world, c).where(enable_ema)
     # Without inference containers DeepSpeed never replaces generate(): no pinning, no TP, no workspace.
     kernels = cols["enable_hybrid_engine"].astype(bool) & bool(he_kernels)
     pinned_z3 = kernels & (a_stage == 3) & ~cols["unpin_actor_parameters"].astype(bool)
@@ -132,53 +139,6 @@ def _setup(
     )
 
 
-def _ema_states(actor: Trained, offload_ref: np.ndarray, world: int, c: CostConstants) -> mem.States:
-    """The EMA copy (rlhf_engine.py `_init_ema`): the actor built again, LoRA-converted like it, under the
-    reference model's eval config (`get_eval_ds_config(offload_reference_model, dtype, stage)`, stage 3 only
-    with a ZeRO-3 actor): 16-bit weights with no optimizer, whole on every GPU or partitioned at ZeRO-3, and on
-    the host with offload_reference_model at ZeRO-3."""
-    return mem.frozen_states(actor.params_all, np.where(actor.stage == 3, 3, 0), offload_ref, world, c)
-
-
-@lru_cache(maxsize=256)
-def _partitioned_tensors(spec: ModelSpec, module_name: str, rank: int) -> int:
-    """Actor tensors ZeRO-3 partitions (over `PERSISTENCE_THRESHOLD` elements): the Linear weights (a tied
-    LM head is the embedding), the embedding tables, and the LoRA factors of each adapted Linear."""
-    linear = [x for x in spec.linear_layers() if not (x.name == "lm_head" and spec.tied_embeddings)]
-    tables = [spec.vocab_size * spec.word_embed_proj_dim]
-    if spec.family == "opt":
-        tables.append((spec.max_positions + 2) * spec.hidden_size)  # OPT offsets positions by 2
-    sizes = [x.in_features * x.out_features for x in linear] + tables
-    if rank > 0:
-        adapted = [x for x in linear if module_name in x.name and x.name != "lm_head"]
-        sizes += [rank * x.in_features for x in adapted] + [rank * x.out_features for x in adapted]
-    return sum(size > PERSISTENCE_THRESHOLD for size in sizes)
-
-
-def _ema_update_phase(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
-    """moving_average (dschat/utils/utils.py) after each PPO micro-step: `torch.lerp` makes one parameter's
-    new value before copying it in; at ZeRO-3 that parameter and its EMA twin are gathered whole first."""
-    largest = BYTES_16BIT * float(p.actor.facts.largest_layer_params)
-    held = np.where(p.a_stage == 3, 3.0, 1.0) * largest
-    return {"ema_update": {"params": np.where(p.enable_ema, held, 0.0)}}
-
-
-def _ema_seconds(p: _Ppo, hw: tm.Hardware) -> np.ndarray:
-    """One moving_average over the actor: lerp reads both copies and writes a new tensor that copy_ reads and
-    writes again (five 16-bit passes over the actor's parameters on every GPU, whole at any stage). At ZeRO-3
-    each partitioned actor tensor and its EMA twin are gathered together (one GatheredParameters call each),
-    fetched from the host first where offloaded (the actor with offload, the EMA with offload_reference_model)."""
-    params = p.actor.params_all
-    passes = 5.0 * BYTES_16BIT * params / hw.hbm_bytes_per_s
-    spec = p.actor.facts.spec
-    pairs = zip(p.cols["actor_lora_module_name"], p.cols["actor_lora_dim"])
-    calls = np.array([_partitioned_tensors(spec, str(m), int(r)) for m, r in pairs], dtype=float)
-    offloaded = p.actor.offload.astype(float) + p.cols["offload_reference_model"].astype(float)
-    host = offloaded * BYTES_16BIT * params / hw.world / hw.host_link_bytes_per_s
-    gather = tm.allgather_seconds(2.0 * BYTES_16BIT * params, hw) + calls * p.c.collective_latency_s + host
-    return np.where(p.enable_ema, passes + np.where(p.a_stage == 3, gather, 0.0), 0.0)
-
-
 def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
     """The HE inference workspace: (KV-cache part, the rest), for the batch the kernels run."""
     f = p.actor.facts
@@ -190,21 +150,24 @@ def _workspace(p: _Ppo) -> tuple[np.ndarray, np.ndarray]:
 
 def _steady(p: _Ppo) -> dict[str, np.ndarray]:
     """What stays allocated through every phase: the four models' states, accumulated gradients, the kept
-    inference workspace and the HE's fused weight copies. The states' `grads` are ZeRO-3's persistent 16-bit
+    inference workspace, the HE's fused weight copies and its containers' shared buffers. The states' `grads` are ZeRO-3's persistent 16-bit
     gradient partition (stage3.py `_setup_for_real_optimizer` allocates `grad_partitions_flat_buffer` once per
     trained engine and never frees it), kept beside the accumulated ones."""
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema
     cache, other = _workspace(p)
     kept = p.kernels & ~p.release
     accumulating = p.gas > 1
+    accumulated = accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating)
+    fused = mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p))
     return {
         "params": states.params,
         "optimizer": states.optimizer,
         "buffers": states.buffers,
-        "grads": states.grads + accumulated_grads(p.actor, accumulating) + accumulated_grads(p.critic, accumulating),
+        "grads": states.grads + accumulated,
         "kv_cache": np.where(kept, cache, 0.0),
         "inference_workspace": np.where(kept, other, 0.0),
-        "inference_weights": mem.he_fused_copy_bytes(p.actor.facts, p.a_stage, p.kernels, _fused_frozen(p)),
+        "inference_weights": fused + mem.he_shared_buffer_bytes(p.actor.facts, p.kernels, p.tp),
+        CHURNED: accumulated,
     }
 
 
@@ -233,6 +196,7 @@ def _generation_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
             "activations": p.gen_bs * p.tp * f.vocab * 4.0,
             "kv_cache": np.where(p.kernels, np.where(p.release, cache, 0.0), mem.kv_cache_bytes(f, p.gen_bs, p.seq)),
             "inference_workspace": np.where(p.kernels & p.release, other, 0.0),
+            RAW: np.where(p.kernels & p.release, cache + other, 0.0),
         },
     }
 
@@ -278,19 +242,28 @@ def _experience_outputs(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _training_phases(p: _Ppo) -> dict[str, dict[str, np.ndarray]]:
-    """Actor and critic backward and step. DeepSpeed-Chat's step-3 scripts set actor_dropout 0.0; the critic
-    keeps its config's dropout."""
+    """Actor and critic backward and step, the actor's logits held from its step on. DeepSpeed-Chat's step-3
+    scripts set actor_dropout 0.0; the critic keeps its config's dropout."""
     phases = {}
     accumulating = p.gas > 1
     for role, t, dropout in (("actor", p.actor, False), ("critic", p.critic, None)):
         ckpt = p.cols[f"{role}_gradient_checkpointing"].astype(bool)
         saved = mem.train_activation_bytes(t.facts, p.train_bs, p.seq, ckpt, p.c, dropout)
         phases[f"{role}_backward"], phases[f"{role}_step"] = train_phases(t, saved, p.c, accumulating)
+    logits = actor_logits_kept_bytes(p)
+    for name in ("actor_step", "critic_backward", "critic_step"):
+        phases[name]["activations"] = phases[name].get("activations", 0.0) + logits
     return phases
 
 
+def actor_logits_kept_bytes(p: _Ppo) -> np.ndarray:
+    """ppo_trainer.py `train_rlhf` keeps `actor_prob = self.actor_model(**batch, use_cache=False).logits` (16-bit)
+    referenced after the actor's backward, through its step and the critic's forward, backward and step."""
+    return BYTES_16BIT * p.train_bs * p.seq * p.actor.facts.vocab
+
+
 def _memory(p: _Ppo) -> dict[str, np.ndarray]:
-    phases = {**_generation_phases(p), **_experience_phases(p), **_training_phases(p), **_ema_update_phase(p)}
+    phases = {**_generation_phases(p), **_experience_phases(p), **_training_phases(p), **ema_update_phase(p)}
     return peak(_steady(p), phases, PHASE_LABELS, len(p.gen_bs))
 
 
@@ -383,7 +356,7 @@ def score_ppo(x: CostInputs) -> CostTerms:
         "experience": n_gen * _experience_seconds(p, x.hw),
         "actor_train": _train_seconds(p, p.actor, "actor", n_micro, x.hw),
         # main.py runs moving_average after each micro-step's critic update, before the next micro-step.
-        "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw) + n_micro * _ema_seconds(p, x.hw),
+        "critic_train": _train_seconds(p, p.critic, "critic", n_micro, x.hw) + n_micro * ema_seconds(p, x.hw),
     }
     actor_construction = np.where(p.a_stage == 3, 0.0, 4.0 * p.actor.params_all)
     states = p.actor.states + p.critic.states + p.ref + p.reward + p.ema

@@ -46,6 +46,8 @@ class Estimate:
     """Fits, but inside the headroom a production pick keeps."""
     trainable_params: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per trained role, the parameters its optimizer updates (what DeepSpeed-Chat's LoRA leaves trainable)."""
+    gpu_allocated_bytes: float | None = None
+    """torch's max allocated at the peak: the peak less the CUDA context and the allocator's overhead."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class Estimate:
             "warnings": list(self.warnings),
             "memory": {
                 "gpu_peak_bytes": int(self.gpu_peak_bytes),
+                **({} if self.gpu_allocated_bytes is None else {"gpu_allocated_bytes": int(self.gpu_allocated_bytes)}),
                 "gpu_capacity_bytes": int(self.gpu_capacity_bytes),
                 "host_peak_bytes": int(self.host_peak_bytes),
                 "host_capacity_bytes": int(self.host_capacity_bytes),
@@ -116,6 +119,7 @@ def row_to_estimate(
         warnings=tuple(warnings),
         gpu_memory={name: float(row[f"mem_{name}"]) for name in GPU_COMPONENTS},
         gpu_peak_bytes=float(row["gpu_peak_bytes"]),
+        gpu_allocated_bytes=float(row["gpu_allocated_bytes"]) if "gpu_allocated_bytes" in row else None,
         gpu_capacity_bytes=float(capacity),
         host_peak_bytes=float(row["host_peak_bytes"]),
         host_capacity_bytes=float(cluster.host_memory_per_node_bytes),

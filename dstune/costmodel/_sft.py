@@ -9,7 +9,15 @@ from . import _memory as mem
 from . import _time as tm
 from ._facts import model_facts
 from ._inputs import CostInputs
-from ._trained import host_peak, micro_seconds, peak, steady_states, train_phases, trained
+from ._trained import (
+    host_peak,
+    micro_seconds,
+    peak,
+    steady_states,
+    train_phases,
+    trained,
+    zero3_reused_bytes,
+)
 
 
 def _score(x: CostInputs, pairwise: bool) -> CostTerms:
@@ -29,6 +37,7 @@ def _score(x: CostInputs, pairwise: bool) -> CostTerms:
     if not pairwise:
         activations = activations + mem.hf_loss_upcast_bytes(f, sequences, seq, c)
     backward, step_extra = train_phases(t, activations, c)
+    backward["params"] = backward["params"] + zero3_reused_bytes(t, checkpointing, c)
     memory = peak(
         steady_states(t.states),
         {"backward": backward, "step": step_extra},

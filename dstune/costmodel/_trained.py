@@ -96,8 +96,8 @@ def train_phases(
 ) -> tuple[dict, dict]:
     """(backward, step) extras of one trained model on top of the steady states.
 
-    Backward: activations, the ZeRO-3 gathered layers with a layer's 16-bit grad, ZeRO 1-2 reduce buckets and
-    the 16-bit gradients at its end. Step: what step() holds (`mem.grad_step_bytes`). Gradients already held
+    Backward: activations, the ZeRO-3 gathered layers with a layer's 16-bit grad and its reduction's flat copy,
+    ZeRO 1-2 reduce buckets and the 16-bit gradients at its end. Step: what step() holds (`mem.grad_step_bytes`). Gradients already held
     as steady while accumulating (`accumulated_grads`) are taken off, so each phase is counted once.
     """
     z3 = t.stage == 3
@@ -108,11 +108,19 @@ def train_phases(
         "params": gathered,
         "grads": mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world, accumulating)
         - held
-        + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0),
+        + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0)
+        + mem.zero3_reduce_copy_bytes(t.params_trainable, t.stage, c),
         "buffers": mem.zero12_reduce_bucket_bytes(t.stage, c),
     }
     step = {"grads": mem.grad_step_bytes(t.params_trainable, t.stage, t.offload, t.world, c, t.lora) - held}
     return backward, step
+
+
+def zero3_reused_bytes(t: Trained, checkpointing: np.ndarray, c: CostConstants) -> np.ndarray:
+    """16-bit layers of a ZeRO-3 model still gathered when its backward starts (`mem.zero3_reused_elements`):
+    SFT, RM and DPO run one forward and its backward, so the trace DeepSpeed records is the same every step."""
+    kept = mem.zero3_reused_elements(t.facts, checkpointing, c)
+    return np.where(t.stage == 3, mem.BYTES_16BIT * kept, 0.0)
 
 
 def steady_states(states: mem.States) -> dict[str, np.ndarray]:
@@ -123,11 +131,14 @@ def peak(
     steady: dict[str, np.ndarray], phases: dict[str, dict[str, np.ndarray]], labels: dict[str, str], n_rows: int
 ) -> dict[str, np.ndarray]:
     """Per candidate, the phase whose extra bytes on top of the steady ones are largest (the steady bytes
-    are the same in every phase), with the components at that peak."""
+    are the same in every phase), with the components at that peak, and `churned`: what the allocator's
+    fragmentation (`memory_overhead_fraction`) is charged on. That is every byte a phase adds on top of the steady
+    states (activations, caches, gradients, ZeRO 1-2 reduce buckets made at each backward's start, ZeRO-3's
+    gathered layers and reduction copies) less the HE's raw workspace (`RAW`), plus the steady gradients made
+    again every step (`CHURNED`). Weights, optimizer states, ZeRO-3's persistent buffers and the HE's fused
+    copies and shared buffers are allocated once at init and are not charged."""
     names = list(phases)
-    extras = np.stack(
-        [np.broadcast_to(sum(np.asarray(v, dtype=float) for v in phases[p].values()), (n_rows,)) for p in names]
-    )
+    extras = np.stack([_phase_bytes(phases[p], n_rows) for p in names])
     worst = np.argmax(extras, axis=0)
     out: dict[str, np.ndarray] = {}
     for k in PHASE_COMPONENTS:
@@ -136,8 +147,25 @@ def peak(
             if k in phases[p]:
                 value += np.where(worst == i, phases[p][k], 0.0)
         out[k] = value
+    raw = np.stack([np.broadcast_to(np.asarray(phases[p].get(RAW, 0.0), dtype=float), (n_rows,)) for p in names])
+    at_peak = np.take_along_axis(extras - raw, worst[None, :], axis=0)[0]
+    out["churned"] = at_peak + np.broadcast_to(np.asarray(steady.get(CHURNED, 0.0), dtype=float), (n_rows,))
     out["peak_phase"] = np.array([labels[p] for p in names], dtype=object)[worst]
     return out
+
+
+RAW = "raw"
+"""A phase's key for the part of its bytes that bypasses torch's caching allocator (already counted in its
+components, so it is not summed again): the HE's inference workspace, which inference_context.h takes with
+`cudaMalloc` (GenWorkSpace) and frees only on release_inference_cache."""
+CHURNED = "churned"
+"""A steady state's key for the part of its bytes allocated anew every step (accumulated 16-bit gradients)."""
+
+
+def _phase_bytes(phase: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    return np.broadcast_to(
+        sum(np.asarray(v, dtype=float) for k, v in phase.items() if k in PHASE_COMPONENTS), (n_rows,)
+    )
 
 
 def lora_forward_flops(t: Trained, tokens: np.ndarray) -> np.ndarray:

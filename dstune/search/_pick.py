@@ -138,7 +138,7 @@ def _direction(value: float) -> str:
     return f", though it is {'slower' if value < 1.0 else 'faster'}"
 
 
-def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
+def speedup(pick: TrialRow | None, base: TrialRow | None, step: str) -> Speedup | None:
     """pick / baseline on a common basis: both measured, else both predicted. A predicted ratio's interval
     comes from ratio evidence (published pairs of plans one source measured on one cluster, each left
     out of the fit); without it, from the pick's own interval width, errors taken as fully correlated."""
@@ -149,9 +149,14 @@ def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
     if pick.predicted is None or base.predicted is None:
         return None
     ratio = pick.predicted.samples_per_s / base.predicted.samples_per_s
-    changed = uncalibrated_changes(pick.values, base.values)
+    changed = uncalibrated_changes(step, pick.values, base.values)
     if changed:
-        return Speedup(ratio, None, Basis.PREDICTED, "uncalibrated: no published pair changes " + ", ".join(changed))
+        from ..calibration._pairs import covered_changes
+
+        # a knob another step's pairs change (DPO's zero_stage is SFT's) is uncovered only for this step
+        elsewhere = any(k in covered_changes(other) for other in STEPS for k in changed)
+        what = f"published {step.upper()} pair" if elsewhere else "published pair"
+        return Speedup(ratio, None, Basis.PREDICTED, f"uncalibrated: no {what} changes " + ", ".join(changed))
     from ..calibration._pairs import shipped_kind_interval
 
     evidence = shipped_kind_interval("plan")  # a pick and its baseline: one model's plan on one cluster
@@ -165,22 +170,18 @@ def speedup(pick: TrialRow | None, base: TrialRow | None) -> Speedup | None:
     return Speedup(ratio, interval_from_log(math.log(ratio), sd), Basis.PREDICTED)
 
 
-UNCALIBRATED_KNOBS = (
-    "enable_hybrid_engine",
-    "offload",
-    "offload_reference_model",
-    "offload_reward_model",
-    "only_optimize_lora",
-    "lora_dim",
-    "actor_lora_dim",
-    "critic_lora_dim",
-)
-"""Knobs no published pair of the evidence corpus changes (the Hybrid Engine, offload, LoRA): a predicted
-speedup over a baseline that differs in one has no calibrated interval."""
+STEPS = ("sft", "rm", "dpo", "ppo")
 
 
-def uncalibrated_changes(pick: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
-    return [k for k in UNCALIBRATED_KNOBS if k in pick and k in base and pick[k] != base[k]]
+def uncalibrated_changes(step: str, pick: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    """Knobs in which the pick differs from its baseline that no published pair of the step's evidence changes
+    with the model held fixed (`calibration._pairs.covered_changes`): for PPO every one (no published PPO pair
+    holds the job fixed while changing the Hybrid Engine, ZeRO, LoRA, offload or a batch), for SFT and RM all but
+    the ZeRO stage and the micro-batch."""
+    from ..calibration._pairs import covered_changes
+
+    covered = covered_changes(step)
+    return sorted(k for k in pick if k in base and pick[k] != base[k] and k not in covered)
 
 
 def job_class(job: Job, baseline_job: Job) -> str:
@@ -328,7 +329,7 @@ def choose(
         same.append(baseline)
     ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
     headline = JobPick("baseline job", base_job, ranked, baseline, same_job_as_baseline=True)
-    headline.speedup = speedup(headline.pick, baseline)
+    headline.speedup = speedup(headline.pick, baseline, step)
     alternatives = []
     for cls in sorted(by_class):
         ranked = rank(by_class[cls], cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
@@ -336,7 +337,7 @@ def choose(
             continue
         job = job_of(step, ranked[0].values, world)
         own = _own_baseline(rows, job, step, world)
-        alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own)))
+        alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own, step)))
     return Picks(base_job, headline, alternatives, tuple(baseline_issues))
 
 

@@ -60,12 +60,39 @@ def _row(samples_per_s: float, **values) -> TrialRow:
 def test_a_pick_that_changes_the_hybrid_engine_or_lora_is_uncalibrated():
     from dstune.search._pick import speedup
 
-    base = _row(10.0)
-    plan_change = speedup(_row(12.0, actor_zero_stage=3), base)
-    assert plan_change is not None and plan_change.interval is not None
-    assert "out-of-source" in (plan_change.backing or "")
     for knobs in ({"enable_hybrid_engine": False}, {"actor_lora_dim": 128}):
-        s = speedup(_row(12.0, **{"actor_lora_dim": 0, **knobs}), _row(10.0, actor_lora_dim=0))
+        s = speedup(_row(12.0, **{"actor_lora_dim": 0, **knobs}), _row(10.0, actor_lora_dim=0), "ppo")
         assert s is not None and s.interval is None and "uncalibrated" in s.text()
         assert s.to_json()["interval"] is None and s.to_json()["backing"].startswith("uncalibrated")
         assert "uncalibrated" in s.versus("the baseline")
+
+
+def test_which_changes_published_pairs_cover_is_read_per_step_from_the_corpus():
+    """Issue 30: the same-model pairs are ds-autotuning-hf's GPT-2 SFT tables (ZeRO stage and micro-batch); RM
+    trains with step 1's loop; no DPO or PPO pair holds the model fixed."""
+    from dstune.calibration._pairs import covered_changes
+
+    assert covered_changes("sft") == covered_changes("rm") == {"zero_stage", "per_device_train_batch_size"}
+    assert covered_changes("dpo") == covered_changes("ppo") == frozenset()
+
+
+def test_uncalibrated_is_decided_per_step():
+    """A PPO pick that changes only ZeRO stages was given the SFT plan-change interval; no PPO pair backs it.
+    An SFT pick that changes ZeRO stage and micro-batch keeps it; one that adds LoRA, or a DPO pick that changes
+    ZeRO, does not."""
+    from dstune.search._pick import speedup
+
+    ppo = speedup(_row(12.0, actor_zero_stage=3), _row(10.0), "ppo")
+    assert ppo is not None and ppo.interval is None
+    assert ppo.backing == "uncalibrated: no published pair changes actor_zero_stage"
+    base = {"zero_stage": 2, "per_device_train_batch_size": 8, "lora_dim": 0}
+    sft = speedup(_row(12.0, **{**base, "zero_stage": 3, "per_device_train_batch_size": 16}), _row(10.0, **base), "sft")
+    assert sft is not None and sft.interval is not None and "plan changes" in (sft.backing or "")
+    lora = speedup(_row(12.0, **{**base, "lora_dim": 128}), _row(10.0, **base), "sft")
+    assert (
+        lora is not None
+        and lora.interval is None
+        and lora.backing == "uncalibrated: no published pair changes lora_dim"
+    )
+    dpo = speedup(_row(12.0, **{**base, "zero_stage": 3}), _row(10.0, **base), "dpo")
+    assert dpo is not None and dpo.backing == "uncalibrated: no published DPO pair changes zero_stage"
