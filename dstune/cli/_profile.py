@@ -206,6 +206,13 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     for line in rows:
         memory.add_row(*line[:2] if on_cpu else line)
     console.print(memory)
+    spread = r.samples_per_s_interval
+    if spread:
+        console.print(
+            f"samples/s over the {len(r.step_times)} measured steps: 90% interval {spread[0]:,.2f}-{spread[1]:,.2f} "
+            "(Student-t over the steps' log wall times)",
+            markup=False,
+        )
     if on_cpu:
         console.print(
             f"{r.samples_per_s:,.2f} samples/s, {r.tokens_per_s:,.0f} tokens/s, "

@@ -116,7 +116,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)"
     )
     parser.add_argument("--warmup", type=int, default=1, help="profile: warm-up steps per trial")
-    parser.add_argument("--steps", type=int, default=2, help="profile: measured steps per trial")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=5,
+        help="profile: measured steps per trial, whose spread gives each throughput its 90%% interval (default 5)",
+    )
+    parser.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="profile: after the search, measure the baseline and the pick again, alternately, N times each; "
+        "the measured speedup and its 90%% interval come from these pairs (default 3; 0: off)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="profile: seconds before a trial is killed")
     parser.add_argument("--hostfile", default=None, help="profile on several nodes: the deepspeed launcher's hostfile")
 
@@ -301,7 +314,7 @@ def _errors(result: Any) -> list[dict[str, Any]]:
     return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
 
 
-_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed"}
+_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed", "--confirm-rounds"}
 
 
 def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, trials: int, seed: int) -> list[str]:
@@ -335,6 +348,8 @@ def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, t
         str(trials),
         "--seed",
         str(seed),
+        "--confirm-rounds",
+        "0",  # several workers: the pick is known only when all have finished, and is not re-measured
         "--json",
     ]
 
@@ -420,6 +435,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserInputError(f"--timeout must be positive, got {args.timeout}")
     if args.warmup < 0 or args.steps < 1:
         raise UserInputError(f"--warmup must be >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
+    if args.confirm_rounds is not None and args.confirm_rounds < 0:
+        raise UserInputError(f"--confirm-rounds must be >= 0, got {args.confirm_rounds}")
+    if args.confirm_rounds and args.backend in ("simulate", "replay"):
+        raise UserInputError(f"--confirm-rounds only applies to --backend profile (got --backend {args.backend})")
     if args.backend != "replay":
         used = [f for f, v in (("--table", args.table), ("--replay-time-scale", args.replay_time_scale)) if v]
         if used:
@@ -478,8 +497,19 @@ def _run(args: argparse.Namespace) -> int:
         result = _search(prepared, console, args.json)
         if ctrl_c.seen and not result.interrupted:
             raise KeyboardInterrupt  # swallowed inside the search: nothing of it is exported
+        if not helpers:
+            result = _confirm(args, prepared, result, console)
         with ctrl_c.deferred():
             return _finish(args, prepared, result, helpers, ctrl_c)
+
+
+def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any) -> Any:
+    """Re-measure baseline and pick in interleaved rounds (profile), each round said on the console."""
+    from ..search import DEFAULT_ROUNDS, confirm_pick
+
+    rounds = DEFAULT_ROUNDS if args.confirm_rounds is None else args.confirm_rounds
+    say = None if console is None else lambda line: console.print(line, highlight=False, markup=False)
+    return confirm_pick(prepared.request, result, rounds, say)
 
 
 def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC) -> int:

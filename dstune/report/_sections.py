@@ -63,7 +63,7 @@ def headline_sentence(h: Headline) -> str:
             detail.append(h.speedup_uncalibrated)
         detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
         reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
-        parts.append(compared(h.speedup, h.speedup_interval, reference, ", ".join(detail)))
+        parts.append(compared(h.speedup, h.speedup_interval, reference, ", ".join(detail), basis=h.pick.basis))
     else:
         parts.append(
             f"The pick runs {h.pick.samples_per_s:,.3g} samples/s ({h.pick.basis})"
