@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -63,11 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dstune {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def entry() -> None:
-    """The `dstune` program: once main has written its files and chosen its exit code, a late Ctrl-C
-    (while the interpreter shuts down) must not turn a whole export into an interrupted exit."""
-    code = main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(code)
