@@ -12,7 +12,7 @@ from ..errors import UserInputError
 from ..record import Status
 from ._command import Command
 from ._common import add_setup_arguments, add_stack_argument, gib, print_json
-from ._inputs import check_argv, check_out_folder, check_setup_flags
+from ._inputs import check_argv, check_out_folder, check_setup_flags, removed_unless_written
 from ._interrupt import CtrlC, mark_partial
 from ._outcome import failure_summary
 
@@ -460,7 +460,7 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..export import check_writable, start_checker, stop_checker
+    from ..export import check_same_study, check_writable, start_checker, stop_checker
     from ._openrlhf import check_framework_flags, is_openrlhf, run_search
 
     if is_openrlhf(args):
@@ -471,13 +471,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "profile":
         start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less
     from ..search import plan_search
-    from ..search._space import shown_path
 
     prepared = plan_search(_options(args))
-    req, out, setup = prepared.request, prepared.out, prepared.setup
+    req, out = prepared.request, prepared.out
     if req.backend.name == "profile":
         stop_checker()  # trials take minutes: the export checks its configs itself, no process held idle
-    check_writable(out)
+    check_same_study(out, _identity(prepared))
+    with removed_unless_written(out):
+        check_writable(out)
+        return _run_checked(args, prepared)
+
+
+def _identity(prepared: Any) -> dict[str, Any]:
+    """What plan.json says this study is: a folder holding another study's files is refused."""
+    setup = prepared.setup
+    return {
+        "framework": "deepspeed-chat",
+        "model": setup.model.name,
+        "step": setup.step,
+        "gpus": setup.cluster.world_size,
+        "gpu_type": prepared.hardware or setup.cluster.gpu.name,
+    }
+
+
+def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
+    """The search and its export, once the inputs are valid and --out is writable."""
+    from ..search._space import shown_path
+
+    req, setup = prepared.request, prepared.setup
     console = None
     if not args.json:
         from rich.console import Console
