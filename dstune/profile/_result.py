@@ -20,6 +20,8 @@ COMMAND_FILE = "cmd.json"
 LOG_FILE = "log.txt"
 SPEC_FILE = "spec.json"
 CPU_NOTE = "measured on CPU (DS_ACCELERATOR=cpu): timings check the code path, not GPU performance"
+STAGES_FILE = "stages.txt"
+"""Rank 0 appends one line per stage it passes (process group up, models built, each measured step)."""
 WORKER_RESULT_FILE = "worker_result.json"
 """Written by rank 0 of the worker when every measured step finished."""
 
