@@ -1,73 +1,43 @@
-"""Command line: parse, call one library function, print. Exit 2 with one line for user errors."""
+"""Command line: parse, call one library function, print. Exit 2 with one line for user errors.
+
+The `dstune` program's entry point imports nothing heavy before it can catch Ctrl-C: the parser and
+every subcommand (numpy, the catalog, ...) load inside `entry`, so an interrupt while they load is
+one line and exit 130, not a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
-from typing import NoReturn
+from typing import Any
 
-from .. import __version__
-from ..errors import UserInputError
-from . import _catalog, _doctor, _estimate, _profile, _report, _search
-from ._common import json_stdout
-
-COMMANDS = (
-    _catalog.MODELS,
-    _catalog.GPUS,
-    _estimate.COMMAND,
-    _profile.COMMAND,
-    _search.COMMAND,
-    _report.REPORT,
-    _report.COMPARE,
-    _doctor.COMMAND,
-)
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """A user's mistake on the command line is one line on stderr and exit 2, like every other
-    user error here; argparse's default prints the whole usage block first."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
-        prog="dstune",
-        description="Benchmark and auto-tune RLHF (SFT / reward model / PPO) throughput on DeepSpeed.",
-    )
-    parser.add_argument("--version", action="version", version=f"dstune {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(sub)
-    return parser
-
-
-def _wants_json(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "json", False)) or "json" in (getattr(args, "formats", None) or ())
+INTERRUPTED_EXIT = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        with json_stdout() if _wants_json(args) else nullcontext():
-            return int(args.run(args) or 0)
-    except UserInputError as error:
-        print(f"dstune {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"dstune {args.command}: interrupted", file=sys.stderr)
-        return 130
+    """Run one command; returns its exit code (see dstune.cli._main.main)."""
+    from ._main import main as run
+
+    return run(argv)
+
+
+def build_parser() -> Any:
+    from ._main import build_parser as build
+
+    return build()
 
 
 def entry() -> None:
     """The `dstune` program: once main has written its files and chosen its exit code, a late Ctrl-C
     (while the interpreter shuts down) must not turn a whole export into an interrupted exit."""
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # while the subcommands were still importing: nothing started or written
+        print("dstune: interrupted", file=sys.stderr)
+        code = INTERRUPTED_EXIT
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
+
+
+__all__ = ["build_parser", "entry", "main"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserInputError
@@ -53,3 +56,18 @@ def check_out_folder(out: Path | None) -> None:
             if not part.is_dir():
                 raise UserInputError(f"--out '{out}': '{part}' is a file, not a folder")
             return
+
+
+@contextmanager
+def removed_unless_written(out: Path) -> Iterator[None]:
+    """A command that stops on a user error or Ctrl-C before writing plan.json leaves no --out folder it
+    created: an empty (or study.db-only) folder would look like a study that ran."""
+    created = None if out.exists() else out  # the outermost folder this command would create
+    while created is not None and not created.parent.exists() and created.parent != created:
+        created = created.parent
+    try:
+        yield
+    except (UserInputError, KeyboardInterrupt):
+        if created is not None and created.is_dir() and not (out / "plan.json").exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise

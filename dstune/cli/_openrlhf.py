@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..export._files import check_same_study
 from ..frameworks import DEFAULT_FRAMEWORK, framework_strategy
 from ._inputs import check_out_folder
 from ._openrlhf_args import add_framework_arguments, check_framework_flags, job_from_args
@@ -250,12 +251,11 @@ def run_search(args: argparse.Namespace) -> int:
         )
     pick = result.table.plans[result.pick]
     row = result.table.row(result.pick)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("reports") / f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
-    )
+    study = {"framework": "openrlhf", "model": setup.model.name, "gpus": gpus, "gpu_type": setup.cluster.gpu.name}
+    default = f"openrlhf-{setup.model.name}-{gpus}x{setup.cluster.gpu.name}-{pick.estimator}"
+    out = Path(args.out) if args.out else Path("reports") / default
     check_out_folder(out)
+    check_same_study(out, {**study, "estimator": pick.estimator})
     check_deepspeed(pick)  # every role's config at its GPUs, by DeepSpeed itself, before anything is written
     out.mkdir(parents=True, exist_ok=True)
     from ..export._script import hub_id

@@ -94,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         hostfile=args.hostfile,
         launcher=args.launcher,
         predicted=predicted,
+        progress=_stage_printer(),
     )
     if args.json:
         result = run_trial(plan, **kwargs)
@@ -110,10 +111,24 @@ def _run(args: argparse.Namespace) -> int:
         if dtype_note:
             console.print(dtype_note, markup=False)
         where = "the CPU (DS_ACCELERATOR=cpu)" if device == "cpu" else f"{setup.cluster.world_size} GPU(s)"
-        with console.status(escape(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}")):
-            result = run_trial(plan, **kwargs)
+        console.print(escape(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}"))
+        result = run_trial(plan, **kwargs)
         render_profile(console, result, _repredict(result, plan, setup, predicted), setup.gpu_note)
     return 0 if result.ok else 1
+
+
+def _stage_printer() -> Any:
+    """Each stage of the trial as it passes, with the seconds since the command started, on stderr (so
+    `--json` keeps stdout to the JSON object)."""
+    import sys
+    import time
+
+    started = time.monotonic()
+
+    def say(stage: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {stage}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _repredict(result: Any, plan: Any, setup: Any, predicted: Any) -> Any:
@@ -206,6 +221,13 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     for line in rows:
         memory.add_row(*line[:2] if on_cpu else line)
     console.print(memory)
+    spread = r.samples_per_s_interval
+    if spread:
+        console.print(
+            f"samples/s over the {len(r.step_times)} measured steps: 90% interval {spread[0]:,.2f}-{spread[1]:,.2f} "
+            "(Student-t over the steps' log wall times)",
+            markup=False,
+        )
     if on_cpu:
         console.print(
             f"{r.samples_per_s:,.2f} samples/s, {r.tokens_per_s:,.0f} tokens/s, "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import UserInputError
 from ._command import Command
 from ._common import print_json
 
@@ -41,9 +43,22 @@ def _run_report(args: argparse.Namespace) -> int:
     if "json" in formats:
         print_json(data.to_json())
         return 0
-    written = write_report(data, args.out or Path(args.study), formats)
+    out = args.out or Path(args.study)
+    written = _written(out, lambda: write_report(data, out, formats))
     print_report_summary(data, written)
     return 0
+
+
+def _written(out: Path, write: Callable[[], list[Path]]) -> list[Path]:
+    """Prove --out writable before rendering (seconds of figures), and turn a later write failure
+    (disk full, permissions changed) into one line: every file is written atomically, so none is half."""
+    from ..export import check_writable
+
+    check_writable(out)
+    try:
+        return write()
+    except OSError as error:
+        raise UserInputError(f"--out {out}: cannot write the report ({error.strerror or error})") from None
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +87,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     if "json" in formats:
         print_json(data.to_json())
         return 0
-    written = write_compare(data, args.out, formats)
+    written = _written(args.out, lambda: write_compare(data, args.out, formats))
     print_compare_summary(data, written)
     return 0
 

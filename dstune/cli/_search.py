@@ -12,7 +12,7 @@ from ..errors import UserInputError
 from ..record import Status
 from ._command import Command
 from ._common import add_setup_arguments, add_stack_argument, gib, print_json
-from ._inputs import check_argv, check_out_folder, check_setup_flags
+from ._inputs import check_argv, check_out_folder, check_setup_flags, removed_unless_written
 from ._interrupt import CtrlC, mark_partial
 from ._outcome import failure_summary
 
@@ -116,7 +116,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)"
     )
     parser.add_argument("--warmup", type=int, default=1, help="profile: warm-up steps per trial")
-    parser.add_argument("--steps", type=int, default=2, help="profile: measured steps per trial")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=5,
+        help="profile: measured steps per trial, whose spread gives each throughput its 90%% interval (default 5)",
+    )
+    parser.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="profile: after the search, measure the baseline and the pick again, alternately, N times each; "
+        "the measured speedup and its 90%% interval come from these pairs (default 3; 0: off)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="profile: seconds before a trial is killed")
     parser.add_argument("--hostfile", default=None, help="profile on several nodes: the deepspeed launcher's hostfile")
 
@@ -166,6 +179,14 @@ def _rate(row: Any) -> str:
     return text
 
 
+def _versus_base(label: str, row: Any, head: Any, base_sps: float | None) -> str:
+    """The pick's column states the headline speedup (a measured one comes from the re-measured pairs)."""
+    if label == "pick" and head.speedup is not None:
+        return f"{head.speedup.value:.2f}x"
+    sps = row.samples_per_s if row.status == Status.OK else None
+    return f"{sps / base_sps:.2f}x" if sps and base_sps else "-"
+
+
 def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -203,7 +224,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             str(row.number),
             f"{sps:,.3f}" if sps else row.status.value,
             f"{interval[0]:,.2f}-{interval[1]:,.2f}" if interval and sps else "-",
-            f"{sps / base_sps:.2f}x" if sps and base_sps else "-",
+            _versus_base(label, row, head, base_sps),
             gib(peak) if peak else "-",
             f"{1 - peak / capacity:.0%}" if peak else "-",
         )
@@ -274,7 +295,7 @@ def _errors(result: Any) -> list[dict[str, Any]]:
     return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
 
 
-_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed"}
+_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed", "--confirm-rounds"}
 
 
 def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, trials: int, seed: int) -> list[str]:
@@ -308,6 +329,8 @@ def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, t
         str(trials),
         "--seed",
         str(seed),
+        "--confirm-rounds",
+        "0",  # several workers: the pick is known only when all have finished, and is not re-measured
         "--json",
     ]
 
@@ -393,6 +416,10 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserInputError(f"--timeout must be positive, got {args.timeout}")
     if args.warmup < 0 or args.steps < 1:
         raise UserInputError(f"--warmup must be >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
+    if args.confirm_rounds is not None and args.confirm_rounds < 0:
+        raise UserInputError(f"--confirm-rounds must be >= 0, got {args.confirm_rounds}")
+    if args.confirm_rounds and args.backend in ("simulate", "replay"):
+        raise UserInputError(f"--confirm-rounds only applies to --backend profile (got --backend {args.backend})")
     if args.backend != "replay":
         used = [f for f, v in (("--table", args.table), ("--replay-time-scale", args.replay_time_scale)) if v]
         if used:
@@ -414,7 +441,7 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..export import check_writable, start_checker, stop_checker
+    from ..export import check_same_study, check_writable, start_checker, stop_checker
     from ._openrlhf import check_framework_flags, is_openrlhf, run_search
 
     if is_openrlhf(args):
@@ -425,13 +452,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend != "profile":
         start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less
     from ..search import plan_search
-    from ..search._space import shown_path
 
     prepared = plan_search(_options(args))
-    req, out, setup = prepared.request, prepared.out, prepared.setup
+    req, out = prepared.request, prepared.out
     if req.backend.name == "profile":
         stop_checker()  # trials take minutes: the export checks its configs itself, no process held idle
-    check_writable(out)
+    check_same_study(out, _identity(prepared))
+    with removed_unless_written(out):
+        check_writable(out)
+        return _run_checked(args, prepared)
+
+
+def _identity(prepared: Any) -> dict[str, Any]:
+    """What plan.json says this study is: a folder holding another study's files is refused."""
+    setup = prepared.setup
+    return {
+        "framework": "deepspeed-chat",
+        "model": setup.model.name,
+        "step": setup.step,
+        "gpus": setup.cluster.world_size,
+        "gpu_type": prepared.hardware or setup.cluster.gpu.name,
+    }
+
+
+def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
+    """The search and its export, once the inputs are valid and --out is writable."""
+    from ..search._space import shown_path
+
+    req, setup = prepared.request, prepared.setup
     console = None
     if not args.json:
         from rich.console import Console
@@ -451,8 +499,19 @@ def _run(args: argparse.Namespace) -> int:
         result = _search(prepared, console, args.json)
         if ctrl_c.seen and not result.interrupted:
             raise KeyboardInterrupt  # swallowed inside the search: nothing of it is exported
+        if not helpers:
+            result = _confirm(args, prepared, result, console)
         with ctrl_c.deferred():
             return _finish(args, prepared, result, helpers, ctrl_c)
+
+
+def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any) -> Any:
+    """Re-measure baseline and pick in interleaved rounds (profile), each round said on the console."""
+    from ..search import DEFAULT_ROUNDS, confirm_pick
+
+    rounds = DEFAULT_ROUNDS if args.confirm_rounds is None else args.confirm_rounds
+    say = None if console is None else lambda line: console.print(line, highlight=False, markup=False)
+    return confirm_pick(prepared.request, result, rounds, say)
 
 
 def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC) -> int:

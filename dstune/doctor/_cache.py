@@ -28,6 +28,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DSTUNE_CACHE_DIR") or Path.home() / ".cache" / "dstune")
 
 
+_SAID: list[str] = []
+
+
+def say_unwritable(error: OSError) -> None:
+    """One line on stderr, once per process, when the cache cannot be written: every command then redoes
+    the work the cache would keep (the HE probe, DeepSpeed's config checks), which is slower but correct."""
+    if _SAID:
+        return
+    _SAID.append(str(cache_dir()))
+    print(
+        f"dstune: cache folder {cache_dir()} is not writable ({error.strerror or error}); checks it would keep "
+        "are redone on every run (slower): set DSTUNE_CACHE_DIR to a writable folder",
+        file=sys.stderr,
+    )
+
+
 def stack_key() -> str:
     """e.g. 'v2 deepspeed=0.19.8 transformers=5.23.0 torch=2.13.0+cpu'."""
     return " ".join([f"v{PROBE_SCHEMA}"] + [f"{p}={package_version(p)}" for p in PROBE_KEY_PACKAGES])
@@ -42,7 +58,7 @@ def _read_cache() -> dict[str, dict]:
 
 
 def _write_cache(key: str, statuses: dict[str, HeStatus]) -> None:
-    """Atomic, and never fatal: a read-only home only costs a re-probe next time."""
+    """Atomic, and never fatal: a read-only home only costs a re-probe next time (said once)."""
     data = _read_cache()
     data[key] = {family: status.to_json() for family, status in statuses.items()}
     try:
@@ -50,8 +66,8 @@ def _write_cache(key: str, statuses: dict[str, HeStatus]) -> None:
         tmp = cache_dir() / f"{CACHE_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, cache_dir() / CACHE_FILE)
-    except OSError:
-        pass
+    except OSError as error:
+        say_unwritable(error)
 
 
 def _probe_in_subprocess() -> dict[str, HeStatus]:

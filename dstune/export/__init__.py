@@ -6,13 +6,14 @@ the previous export untouched and no half-written file."""
 from ._configs import ConfigRejected, role_configs, validate_config
 from ._deepspeed_check import start_checker, stop_checker
 from ._export import ExportInfo, check_writable, plan_payload, prediction_errors, write_export
-from ._files import atomic_write, trials_table, versions
+from ._files import atomic_write, check_same_study, trials_table, versions
 from ._script import launch_script, plan_flags
 
 __all__ = [
     "ConfigRejected",
     "ExportInfo",
     "atomic_write",
+    "check_same_study",
     "check_writable",
     "launch_script",
     "plan_flags",

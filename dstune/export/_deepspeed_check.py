@@ -121,7 +121,7 @@ def _accepted() -> list[str]:
 
 
 def _remember(key: str) -> None:
-    """Atomic, and never fatal: a read-only cache only costs a check next time."""
+    """Atomic, and never fatal: a read-only cache only costs a check next time (said once)."""
     keys = [k for k in _accepted() if k != key][-(ACCEPTED_KEPT - 1) :] + [key]
     path = _accepted_path()
     try:
@@ -129,8 +129,10 @@ def _remember(key: str) -> None:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(keys), encoding="utf-8")
         os.replace(tmp, path)
-    except OSError:
-        pass
+    except OSError as error:
+        from ..doctor._cache import say_unwritable
+
+        say_unwritable(error)
 
 
 _NO_ANSWER = object()

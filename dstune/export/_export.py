@@ -47,7 +47,7 @@ def prediction_errors(rows: list[Any]) -> list[dict[str, Any]]:
     """|log(measured / predicted)| per measured trial, where the prediction was made before the trial ran."""
     out = []
     for row in sorted(rows, key=lambda r: r.number):
-        if row.status != Status.OK or not row.predicted or not row.measured or row.source == "repeat":
+        if row.status != Status.OK or not row.predicted or not row.measured or row.source in ("repeat", "confirm"):
             continue
         entry = {
             "trial": row.number,

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +58,32 @@ class Finished:
     wall_s: float
 
 
+def _wait(proc: subprocess.Popen, deadline: float, on_poll: Callable[[], None] | None) -> bool:
+    """Wait for `proc` until `deadline` (time.time()), calling `on_poll` about once a second; True if it ran out."""
+    while True:
+        remaining = deadline - time.time()
+        try:
+            proc.wait(timeout=max(0.0, min(remaining, 1.0) if on_poll else remaining))
+            return False
+        except subprocess.TimeoutExpired:
+            if on_poll is not None:
+                on_poll()
+            if time.time() >= deadline:
+                return True
+
+
 def run_group(
-    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path, timeout_s: float, launched_at: float
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    timeout_s: float,
+    launched_at: float,
+    on_poll: Callable[[], None] | None = None,
 ) -> Finished:
-    """Start `argv` (no shell) in a new session; on timeout or interrupt, end its whole group."""
+    """Start `argv` (no shell) in a new session; on timeout or interrupt, end its whole group. `on_poll` runs
+    about once a second while it waits (a progress display reading the trial's stage file)."""
     with open(log_path, "ab", buffering=0) as log:
         proc = subprocess.Popen(
             list(argv),
@@ -74,11 +96,8 @@ def run_group(
         )
         pgid = proc.pid
         watchdog = start_watchdog(pgid)
-        timed_out = False
         try:
-            proc.wait(timeout=max(0.0, timeout_s - (time.time() - launched_at)))
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = _wait(proc, launched_at + timeout_s, on_poll)
         except BaseException:
             end_group(proc, pgid)
             stop_watchdog(watchdog)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..record import Status
+from ..record import Status, throughput_interval
 
 if TYPE_CHECKING:
     from ..costmodel import Estimate
@@ -20,6 +20,8 @@ COMMAND_FILE = "cmd.json"
 LOG_FILE = "log.txt"
 SPEC_FILE = "spec.json"
 CPU_NOTE = "measured on CPU (DS_ACCELERATOR=cpu): timings check the code path, not GPU performance"
+STAGES_FILE = "stages.txt"
+"""Rank 0 appends one line per stage it passes (process group up, models built, each measured step)."""
 WORKER_RESULT_FILE = "worker_result.json"
 """Written by rank 0 of the worker when every measured step finished."""
 
@@ -88,6 +90,12 @@ class TrialResult:
     def ok(self) -> bool:
         return self.status is Status.OK
 
+    @property
+    def samples_per_s_interval(self) -> list[float] | None:
+        """90% t-interval of samples/s over the measured steps (dstune.record.throughput_interval)."""
+        found = throughput_interval(self.samples_per_s, self.step_times) if self.samples_per_s else None
+        return list(found) if found else None
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (the on-disk form of result.json)."""
         data = dataclasses.asdict(self)
@@ -138,6 +146,7 @@ class TrialResult:
             },
             "throughput": {
                 "samples_per_s": self.samples_per_s,
+                "samples_per_s_interval": self.samples_per_s_interval,
                 "tokens_per_s": self.tokens_per_s,
                 "samples_per_step": self.samples_per_step,
                 "tokens_per_step": self.tokens_per_step,

@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from ._result import (
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
+    STAGES_FILE,
     TrialResult,
     write_json_atomic,
 )
@@ -253,6 +254,22 @@ def _unbuilt(error: OpBuildError, trial_dir: Path, device: str, world_size: int)
     return result
 
 
+class _StageReader:
+    """Passes each new line of rank 0's stage file to `say` (called about once a second while ranks run)."""
+
+    def __init__(self, path: Path, say: Callable[[str], None]) -> None:
+        self.path, self.say, self.seen = path, say, 0
+
+    def __call__(self) -> None:
+        try:
+            lines = self.path.read_text(encoding="utf-8").split("\n")[:-1]  # complete lines only
+        except OSError:
+            return
+        for line in lines[self.seen :]:
+            self.say(line)
+        self.seen = len(lines)
+
+
 def run_trial(
     plan: Plan,
     *,
@@ -268,6 +285,7 @@ def run_trial(
     launcher: str = "deepspeed",
     env: Mapping[str, str] | None = None,
     predicted: Estimate | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Measure `plan` with real DeepSpeed in a fresh process group, started in its own session.
 
@@ -276,7 +294,8 @@ def run_trial(
     trial_dir). Every outcome after launch is a TrialResult whose status comes
     from the worker's result files and the exit code. `predicted` (the cost
     model's estimate, computed when not given) supplies the FLOP count for
-    tflops_per_gpu and mfu.
+    tflops_per_gpu and mfu. `progress` is told each stage as the trial
+    passes it (op build, launch, the ranks' own stages from their stage file).
     """
     device = _check_setup(
         plan,
@@ -319,11 +338,16 @@ def run_trial(
     write_json_atomic(
         trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
     )
+    say = progress or (lambda _: None)
     ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
+    if ops:
+        say(f"DeepSpeed ops this plan loads: {', '.join(ops)} (built once, before the trial clock)")
     try:
         prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
     except OpBuildError as error:
         return _unbuilt(error, trial_dir, device, cluster.world_size)
+    say(f"starting {cluster.world_size} rank(s) with the {launcher} launcher")
+    stages = _StageReader(trial_dir / STAGES_FILE, say)
     launched_at = time.time()
     try:
         finished = run_group(
@@ -333,9 +357,12 @@ def run_trial(
             log_path=trial_dir / LOG_FILE,
             timeout_s=timeout_s,
             launched_at=launched_at,
+            on_poll=stages if progress else None,
         )
     finally:
         _remove_shm_buffers(port)
+    if progress:
+        stages()
     result = collect(
         trial_dir,
         finished=finished,

@@ -31,8 +31,22 @@ PHASE_PEAK_CPU_NOTE = (
 )
 
 
+_STAGES: list[Path] = []
+"""Rank 0's stage file (dstune.profile._result.STAGES_FILE), once main knows the trial directory."""
+
+
 def _mark(name: str) -> None:
     _MILESTONES[name] = time.time()
+
+
+def _stage(text: str) -> None:
+    """Tell the launching process how far rank 0 got; `dstune profile` shows each stage as it passes."""
+    for path in _STAGES:
+        try:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except OSError:
+            pass
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +94,7 @@ def _setup_device(spec: dict[str, Any], notes: list[str]) -> tuple[str, Any]:
     from deepspeed.accelerator import get_accelerator
 
     _mark("imported")
+    _stage("ranks started (torch and DeepSpeed imported); starting the process group")
     device_name = get_accelerator().device_name()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device_name == "cuda":
@@ -87,6 +102,7 @@ def _setup_device(spec: dict[str, Any], notes: list[str]) -> tuple[str, Any]:
     _apply_memory_cap(spec.get("memory_cap_gb"), device_name, notes)
     deepspeed.init_distributed()
     _mark("dist_initialised")
+    _stage("process group up; building the models and DeepSpeed engines")
     device = torch.device(device_name, local_rank) if device_name == "cuda" else torch.device("cpu")
     return device_name, device
 
@@ -126,6 +142,7 @@ def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, floa
     from ._measure import PhaseTimer
 
     timer = PhaseTimer()
+    _stage(f"models built; warm-up ({warmup} step(s), not measured)")
     for _ in range(warmup):
         step.run(timer)
     timer.take()
@@ -134,11 +151,13 @@ def _run_steps(step: Step, warmup: int, steps: int) -> tuple[list[dict[str, floa
     _mark("warmup_done")
     phases: list[dict[str, float]] = []
     walls: list[float] = []
-    for _ in range(steps):
+    for i in range(steps):
+        _stage(f"measured step {i + 1}/{steps}" + (f" (the last took {walls[-1]:.1f} s)" if walls else ""))
         start = time.perf_counter()
         step.run(timer)
         walls.append(time.perf_counter() - start)
         phases.append(timer.take())
+    _stage(f"measured steps done (the last took {walls[-1]:.1f} s); collecting memory figures")
     _mark("measured_done")
     timer.skipped = {role: n - before.get(role, 0) for role, n in skipped_updates(step).items()}
     return phases, walls, timer
@@ -235,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     trial_dir = args.spec.parent
-    from ._result import WORKER_RESULT_FILE, rank_error_file, write_json_atomic
+    from ._result import STAGES_FILE, WORKER_RESULT_FILE, rank_error_file, write_json_atomic
+
+    if _rank() == 0:
+        _STAGES.append(trial_dir / STAGES_FILE)
 
     notes: list[str] = []
     try:

@@ -18,12 +18,15 @@ from ._files import (
     trials_csv_text,
     versions,
 )
+from ._noise import LEVEL, MeasuredRatio, paired_ratio, run_ratio, throughput_interval
 from ._status import FAILED, MEASURED_STATUSES, Status
 from ._trial import TrialRow
 
 __all__ = [
     "FAILED",
+    "LEVEL",
     "MEASURED_STATUSES",
+    "MeasuredRatio",
     "SCHEMA_VERSION",
     "Basis",
     "Figures",
@@ -35,8 +38,11 @@ __all__ = [
     "dump_json",
     "interval_from_log",
     "now_iso",
+    "paired_ratio",
     "read_plan_json",
     "read_trials_csv",
+    "run_ratio",
+    "throughput_interval",
     "trials_csv_text",
     "versions",
 ]

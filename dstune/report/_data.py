@@ -239,7 +239,7 @@ def feasible_trials(study: StudyDir) -> pd.DataFrame:
     where it has one (the search's ranking), else fastest first (a "repeat" row re-reports an earlier trial's plan and is left out, and so is a baseline that is broken
     on this stack: the search never picks it, so the report never ranks it)."""
     t = study.trials
-    keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & (t["source"] != "repeat")
+    keep = (t["status"] == Status.OK) & t["fig_samples_per_s"].notna() & ~t["source"].isin(("repeat", "confirm"))
     if broken_baseline(study):
         keep &= ~_is_baseline(study)
     job = (study.meta.get("job") or {}).get("label")
@@ -324,6 +324,8 @@ def _headline(study: StudyDir, base: PlanFigures | None, pick: PlanFigures | Non
     interval = None
     if isinstance(stated, dict) and speedup is not None and stated.get("interval"):
         interval = (float(stated["interval"][0]), float(stated["interval"][1]))
+        if stated.get("basis") == "measured" and stated.get("value"):
+            speedup = float(stated["value"])  # from the re-measured pairs, as the terminal and plan.json state it
     job = (study.meta.get("job") or {}).get("label")
     return Headline(
         base,
@@ -498,7 +500,7 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
     drawable = t["fig_gpu_peak_bytes"].notna() & t["status"].isin(PLOTTED_STATUSES)
     points = tuple(
         Point(int(r.number), r.status, r.source, float(r.fig_gpu_peak_bytes), float(r.fig_samples_per_s))
-        for r in t[drawable & (t["source"] != "repeat")].itertuples()
+        for r in t[drawable & ~t["source"].isin(("repeat", "confirm"))].itertuples()
     )
     front = pareto_front(feasible["fig_gpu_peak_bytes"].to_numpy(float), feasible["fig_samples_per_s"].to_numpy(float))
     pick_row = _matching_row(study, pick.knobs) if pick else None
@@ -513,7 +515,13 @@ def _scatter(study: StudyDir, feasible: pd.DataFrame, pick: PlanFigures | None, 
         study.memory_cap_bytes,
         int(pick_row["number"]) if pick_row is not None else None,
         base_number,
-        int((t["fig_gpu_peak_bytes"].isna() & t["status"].isin(PLOTTED_STATUSES) & (t["source"] != "repeat")).sum()),
+        int(
+            (
+                t["fig_gpu_peak_bytes"].isna()
+                & t["status"].isin(PLOTTED_STATUSES)
+                & ~t["source"].isin(("repeat", "confirm"))
+            ).sum()
+        ),
         bool(broken_baseline(study)),
     )
 

@@ -65,7 +65,7 @@ def verdict(h: Headline) -> str:
         detail.append(h.speedup_uncalibrated)
     detail.append(f"{h.pick.samples_per_s:,.3g} vs {h.baseline.samples_per_s:,.3g} samples/s")
     reference = "the baseline as shipped" if h.baseline_issues else "the baseline"
-    line = compared(h.speedup, h.speedup_interval, reference, ", ".join(detail))
+    line = compared(h.speedup, h.speedup_interval, reference, ", ".join(detail), basis=h.pick.basis)
     return line[:1].upper() + line[1:] + "."
 
 

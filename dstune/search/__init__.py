@@ -6,6 +6,7 @@ from ..plan import Baseline, baseline_plan, nearest_script
 from ..record import TrialRow
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend, read_table
 from ._calibrate import Calibration, Observation, fit_constants
+from ._confirm import DEFAULT_ROUNDS, confirm_pick
 from ._elsewhere import stack_comparison
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
@@ -21,6 +22,7 @@ from ._tablestack import read_table_stack
 from ._verdict import Verdict, verdict_of
 
 __all__ = [
+    "DEFAULT_ROUNDS",
     "BACKENDS",
     "DEFAULT_TRIALS",
     "KNOWN_ISSUES",
@@ -28,6 +30,7 @@ __all__ = [
     "SearchOptions",
     "plan_search",
     "stack_comparison",
+    "confirm_pick",
     "EXPLORE_OPTIONS",
     "TIE_TOLERANCE",
     "JobPick",

@@ -12,7 +12,7 @@ from ..catalog import ClusterSpec, ModelSpec
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants, estimate
 from ..errors import UserInputError
 from ..plan import Plan, knob_fields, plan_to_dict
-from ..record import MEASURED_STATUSES, Basis, Figures, Status, read_trials_csv
+from ..record import MEASURED_STATUSES, Basis, Figures, Status, read_trials_csv, throughput_interval
 from ._records import TrialRecord
 from ._space import plan_key
 from ._tablestack import read_table_stack
@@ -180,6 +180,7 @@ class ProfileBackend(Backend):
             step_s=float(result.step_s),
             phases={k: float(v) for k, v in (result.phases or {}).items()},
             mfu=None if result.mfu is None else float(result.mfu),
+            samples_per_s_interval=throughput_interval(float(result.samples_per_s), result.step_times),
         )
         return TrialRecord(status=Status.OK, figures=figures, details=details)
 

@@ -57,7 +57,7 @@ def rank(
     fit = []
     for row in sorted(rows, key=lambda r: r.number):
         key = repr(sorted(row.values.items()))
-        if row.source == "repeat" or key in seen or not fits(row, cap_bytes):
+        if row.source in ("repeat", "confirm") or key in seen or not fits(row, cap_bytes):
             continue
         seen.add(key)
         fit.append(row)
@@ -92,7 +92,7 @@ class Speedup:
             return f"{self.value:.2f}x" + (f" ({self.backing})" if self.backing else "")
         span = f"{self.interval[0]:.2f}-{self.interval[1]:.2f}x" + (f", {self.backing}" if self.backing else "")
         if self.tie:
-            return f"no clear difference{_direction(self.value)} ({self.value:.2f}x predicted, {span})"
+            return f"{_no_difference(self.basis)}{_direction(self.value)} ({self.value:.2f}x {self.basis}, {span})"
         return f"{self.value:.2f}x ({span})"
 
     def versus(self, reference: str, subject: str = "the pick") -> str:
@@ -104,7 +104,7 @@ class Speedup:
             )
         elif self.backing:
             detail.append(self.backing)
-        return compared(self.value, self.interval, reference, ", ".join(detail), subject)
+        return compared(self.value, self.interval, reference, ", ".join(detail), subject, basis=self.basis)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,18 +117,28 @@ class Speedup:
 
 
 def compared(
-    value: float, interval: tuple[float, float] | None, reference: str, detail: str, subject: str = "the pick"
+    value: float,
+    interval: tuple[float, float] | None,
+    reference: str,
+    detail: str,
+    subject: str = "the pick",
+    basis: Basis | str = Basis.PREDICTED,
 ) -> str:
     """'the pick shows no clear difference from R, though it is slower (0.71x predicted, ...)' when the interval
-    includes 1, else 'the pick runs 1.52x faster than R (...)', 'as fast as R' or 'slower than R (0.80x its
-    throughput, ...)': a ratio under 1 is never called faster, and a tie still says its number and direction."""
+    includes 1 ('no measurable difference' when measured), else 'the pick runs 1.52x faster than R (...)', 'as
+    fast as R' or 'slower than R (0.80x its throughput, ...)': a ratio under 1 is never called faster, and a
+    tie still says its number and direction."""
     if interval is not None and interval[0] <= 1.0 <= interval[1]:
-        return f"{subject} shows no clear difference from {reference}{_direction(value)} ({value:.2f}x {detail})"
+        return f"{subject} shows {_no_difference(basis)} from {reference}{_direction(value)} ({value:.2f}x {detail})"
     if f"{value:.2f}" == "1.00":
         return f"{subject} runs as fast as {reference} ({value:.2f}x {detail})"
     if value > 1.0:
         return f"{subject} runs {value:.2f}x faster than {reference} ({detail})"
     return f"{subject} runs slower than {reference} ({value:.2f}x its throughput, {detail})"
+
+
+def _no_difference(basis: Basis | str) -> str:
+    return "no measurable difference" if Basis(basis) == Basis.MEASURED else "no clear difference"
 
 
 def _direction(value: float) -> str:
@@ -138,14 +148,24 @@ def _direction(value: float) -> str:
     return f", though it is {'slower' if value < 1.0 else 'faster'}"
 
 
-def speedup(pick: TrialRow | None, base: TrialRow | None, step: str) -> Speedup | None:
-    """pick / baseline on a common basis: both measured, else both predicted. A predicted ratio's interval
-    comes from ratio evidence (published pairs of plans one source measured on one cluster, each left
-    out of the fit); without it, from the pick's own interval width, errors taken as fully correlated."""
+def speedup(pick: TrialRow | None, base: TrialRow | None, step: str, rows: Sequence[TrialRow] = ()) -> Speedup | None:
+    """pick / baseline on a common basis: both measured, else both predicted. A measured ratio's interval
+    comes from the spread of real runs (the baseline and pick re-measured in pairs among `rows`, else
+    their steps: dstune.search._measured). A predicted ratio's interval comes from ratio evidence
+    (published pairs of plans one source measured on one cluster, each left out of the fit); without it,
+    from the pick's own interval width, errors taken as fully correlated."""
     if pick is None or base is None or base.status != Status.OK:
         return None
     if pick.measured is not None and base.measured is not None:
-        return Speedup(pick.measured.samples_per_s / base.measured.samples_per_s, None, Basis.MEASURED)
+        from ._measured import measured_ratio
+
+        ratio = pick.measured.samples_per_s / base.measured.samples_per_s
+        if pick.values == base.values:
+            return Speedup(ratio, None, Basis.MEASURED)
+        found = measured_ratio(pick, base, rows)
+        if found is None:
+            return Speedup(ratio, None, Basis.MEASURED, "no interval: a run without per-step spread")
+        return Speedup(found.value, found.interval, Basis.MEASURED, found.backing)
     if pick.predicted is None or base.predicted is None:
         return None
     ratio = pick.predicted.samples_per_s / base.predicted.samples_per_s
@@ -316,7 +336,7 @@ def choose(
     by_class: dict[str, list[TrialRow]] = {}
     jobs: dict[str, Job] = {}
     for row in rows:
-        if row.source in ("baseline", "job-baseline", "repeat") or row.status != Status.OK:
+        if row.source in ("baseline", "job-baseline", "repeat", "confirm") or row.status != Status.OK:
             continue
         job = job_of(step, row.values, world)
         cls = "baseline job" if job == base_job else job_class(job, base_job)
@@ -329,7 +349,7 @@ def choose(
         same.append(baseline)
     ranked = rank(same, cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
     headline = JobPick("baseline job", base_job, ranked, baseline, same_job_as_baseline=True)
-    headline.speedup = speedup(headline.pick, baseline, step)
+    headline.speedup = speedup(headline.pick, baseline, step, rows)
     alternatives = []
     for cls in sorted(by_class):
         ranked = rank(by_class[cls], cap_bytes, baseline=baseline_values, tolerance=tolerance, risks=risks)
@@ -337,7 +357,7 @@ def choose(
             continue
         job = job_of(step, ranked[0].values, world)
         own = _own_baseline(rows, job, step, world)
-        alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own, step)))
+        alternatives.append(JobPick(cls, job, ranked, own, speedup(ranked[0], own, step, rows)))
     return Picks(base_job, headline, alternatives, tuple(baseline_issues))
 
 

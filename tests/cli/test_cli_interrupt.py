@@ -37,3 +37,22 @@ def test_ctrl_c_never_leaves_an_export_that_looks_finished(tmp_path):
             assert "PARTIAL" in stderr
         else:
             assert not list(out.glob("*.sh")) and not list(out.glob("ds_config_*.json")), sorted(out.iterdir())
+
+
+EARLY_CTRL_C = """
+import os, signal, sys
+sys.addaudithook(lambda event, args: event == "import" and args[0] == "numpy" and os.kill(os.getpid(), signal.SIGINT))
+from dstune.cli import entry  # what the `dstune` console script runs
+sys.argv = ["dstune", *sys.argv[1:]]
+entry()
+"""
+
+
+def test_ctrl_c_while_the_commands_still_import_is_one_line_and_exit_130(tmp_path):
+    """A real SIGINT delivered while the subcommands load (numpy's import, well inside the first 0.3 s)."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", EARLY_CTRL_C, "search", "--model", "tiny-opt", "--gpus", "2", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "dstune: interrupted"
+    assert not out.exists()

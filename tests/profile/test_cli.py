@@ -86,14 +86,22 @@ def test_profile_json_end_to_end_ppo_llama_hybrid_engine_falls_back(
             "--warmup",
             "1",
             "--steps",
-            "1",
+            "2",
             "--out",
             str(out),
             "--json",
         ]
     )
-    payload = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    payload = json.loads(said.out)  # stdout is the JSON object alone; the stages went to stderr
     assert code == 0, payload
+    stages = [line for line in said.err.splitlines() if line.startswith("[")]
+    for expected in ("starting 1 rank(s)", "process group up", "models built; warm-up", "measured step 2/2"):
+        assert any(expected in line for line in stages), said.err
+    seconds = [float(line[1:].split(" s]")[0]) for line in stages]
+    assert seconds == sorted(seconds) and seconds[-1] > 0  # each stage as it passed, with the time elapsed
+    lo, hi = payload["throughput"]["samples_per_s_interval"]  # two measured steps: a t-interval
+    assert lo < payload["throughput"]["samples_per_s"] < hi
     assert payload["status"] == "ok" and payload["world_size"] == 1 and payload["device"] == "cpu"
     assert set(payload["time"]["phases"]) == {"generation", "experience", "actor_train", "critic_train"}
     assert payload["throughput"]["tokens_per_step"] == 2 * (8 + 4)

@@ -276,6 +276,11 @@ def test_verdict_reads_as_english(said):
         (Speedup(1.25, None, Basis.MEASURED), "the pick runs 1.25x faster than R (measured)"),
         (Speedup(0.8, None, Basis.MEASURED), "the pick runs slower than R (0.80x its throughput, measured)"),
         (Speedup(1.001, None, Basis.MEASURED), "the pick runs as fast as R (1.00x measured)"),
+        (
+            Speedup(1.05, (0.93, 1.18), Basis.MEASURED, "90% t-interval over 3 interleaved baseline/pick runs"),
+            "the pick shows no measurable difference from R, though it is faster (1.05x measured, 0.93-1.18x, 90% "
+            "t-interval over 3 interleaved baseline/pick runs)",
+        ),
     ],
 )
 def test_every_speedup_reads_as_a_clause(speedup, expected):
