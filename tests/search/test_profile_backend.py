@@ -63,6 +63,7 @@ ties:
 """
 
 
+@pytest.mark.timeout(1800)  # four real PPO trials: 2-5 minutes on a quiet machine, 15 on a loaded 2-core one
 @pytest.mark.skipif(os.environ.get("DS_ACCELERATOR") != "cpu", reason="needs DS_ACCELERATOR=cpu")
 def test_a_profiled_speedup_carries_an_interval_from_interleaved_runs(tmp_path, capsys):
     """Real tiny-opt PPO trials on one CPU rank: DeepSpeed-Chat's script (Hybrid Engine on) and the same plan
