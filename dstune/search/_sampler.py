@@ -5,6 +5,11 @@ Every proposal scores all remaining grid candidates with the calibrated model
 
     acquisition = EI(log samples/s over the best feasible so far) x P(peak <= cap)
 
+EI takes the spread every plan shares, so with the same reference for every plan it walks down the
+calibrated ranking: the cost model's first ranking until a measurement corrects it, never a detour
+to the plans least like those measured. The reference is the best measured plan, and the best of a
+plan's own job class only when the study was asked for a pick per job (`--explore`).
+
 Candidates already evaluated (by key, so reruns of a study do not repeat them)
 and candidates with P(fit) below `prune_below` are never proposed: a plan the
 model is confident will not fit costs no real trial.
@@ -107,10 +112,11 @@ class SurrogateSampler(BaseSampler):
         return self._classes
 
     def _references(self, study: Study, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per row: the best feasible log throughput seen in its job class; for a class not measured yet,
-        the best seen in any class (an unexplored job must promise more than what is already in hand,
-        not merely more than its own worst prediction); with nothing measured, the best prediction."""
-        classes = self._job_classes(study)
+        """Per row: the best feasible log throughput measured (with nothing measured, the best prediction).
+        Under --explore, the best of the row's own job class where that class was measured, so each job
+        gets a pick; without it, a class measured below the incumbent must not pull trials towards
+        itself merely because its own best is low (the study's pick is the fastest plan of all)."""
+        classes = self._job_classes(study) if self.grid.space.explored else np.zeros(len(mu), dtype=np.int64)
         own, _, _ = self._observations(study)
         cap = self.surrogate.cap_bytes
         best: dict[int, float] = {}
@@ -138,14 +144,14 @@ class SurrogateSampler(BaseSampler):
             self.last_note = "no candidate left that is predicted to fit"
             return None
         pred = self.surrogate.predict_grid()
-        mu, sd = pred.log_sps, pred.sd_sps
+        mu, sd = pred.log_sps, np.full(len(pred.log_sps), pred.sd_shared)
         reference = self._references(study, mu, mask)
         score = expected_improvement(mu, sd, reference) * pred.p_fit
         score = np.where(mask, score + 1e-12 * self._rng.random(len(score)), -np.inf)
         row = int(np.argmax(score))
         self.last_note = (
             f"EI x P(fit) = {score[row]:.3g}, P(fit) {pred.p_fit[row]:.2f}, "
-            f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {sd[row]:.0%})"
+            f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {pred.sd_sps[row]:.0%})"
         )
         return row
 
