@@ -12,7 +12,7 @@ from dstune.catalog import Setup, load_gpu, load_model, make_cluster
 from dstune.plan import Context
 from dstune.search import Observation, Surrogate, build_grid, load_space, read_table
 from dstune.search._pick import grid_classes
-from dstune.search._sampler import SurrogateSampler
+from dstune.search._sampler import SurrogateSampler, log_expected_improvement
 from dstune.search._space import plan_key
 
 from .test_residual import _observation, _surrogate
@@ -91,3 +91,35 @@ def test_after_one_measurement_the_proposal_is_the_best_corrected_prediction():
     sure[measured] = False
     assert proposed is not None and sure[proposed]
     assert pred.log_sps[proposed] == np.max(pred.log_sps[sure])
+
+
+def test_log_expected_improvement_is_exact_and_finite_far_below_the_incumbent():
+    from scipy.stats import norm
+
+    z = np.array([-8.0, -2.0, 0.0, 0.5, 3.0])
+    direct = np.log(0.2 * (z * norm.cdf(z) + norm.pdf(z)))
+    assert np.allclose(log_expected_improvement(0.2 * z, np.full(5, 0.2), 0.0), direct)
+    far = log_expected_improvement(np.array([-20.0, -10.0]), np.full(2, 0.05), 0.0)  # EI itself is 0.0 here
+    assert np.all(np.isfinite(far)) and far[0] < far[1]
+
+
+def test_when_every_plan_left_is_far_below_the_incumbent_the_best_prediction_is_still_proposed():
+    """The 100 fastest rows of the 150-row table measured, the other rows left: the shared spread is narrow
+    and every plan left sits many spreads below the incumbent, where EI is under the tie-break's 1e-12 and the
+    proposal used to be a random plan."""
+    surrogate, setup = _surrogate()
+    grid = surrogate.grid
+    rows = sorted(
+        (r for r in read_table(PPO_TABLE, "ppo") if r.status == "ok"), key=lambda r: -r.measured.samples_per_s
+    )
+    measured, rest = rows[:100], rows[100:]
+    own = [_observation(r, setup) for r in measured]
+    seen = {plan_key(dict(grid.values(grid.find(r.values)))) for r in measured}
+    allowed = np.zeros(len(grid), dtype=bool)
+    allowed[[grid.find(r.values) for r in rest]] = True
+    sampler = SurrogateSampler(grid, surrogate, lambda study: (own, seen, None), allowed=allowed, seed=0)
+    proposed = sampler.propose(None)
+    pred = surrogate.predict_grid()
+    left = allowed & (pred.p_fit > 0.99)
+    assert np.max(pred.log_sps[left]) - np.log(measured[0].measured.samples_per_s) < -8 * pred.sd_shared
+    assert proposed is not None and pred.log_sps[proposed] == np.max(pred.log_sps[left])
