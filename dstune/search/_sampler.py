@@ -5,6 +5,11 @@ Every proposal scores all remaining grid candidates with the calibrated model
 
     acquisition = EI(log samples/s over the best feasible so far) x P(peak <= cap)
 
+EI takes the spread every plan shares, so with the same reference for every plan it walks down the
+calibrated ranking: the cost model's first ranking until a measurement corrects it, never a detour
+to the plans least like those measured. The reference is the best measured plan, and the best of a
+plan's own job class only when the study was asked for a pick per job (`--explore`).
+
 Candidates already evaluated (by key, so reruns of a study do not repeat them)
 and candidates with P(fit) below `prune_below` are never proposed: a plan the
 model is confident will not fit costs no real trial.
@@ -33,12 +38,19 @@ PRUNE_BELOW = 0.02
 """P(fit) under which a candidate is called confidently infeasible."""
 
 
-def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: np.ndarray | float) -> np.ndarray:
-    """`best`: the incumbent, one for all rows or one per row."""
-    from scipy.stats import norm  # 2.7 s to import; a simulated search never asks for it
+def log_expected_improvement(mu: np.ndarray, sd: np.ndarray, best: np.ndarray | float) -> np.ndarray:
+    """log EI, exact where EI itself underflows. `best`: the incumbent, one for all rows or one per row.
+    Once measurements have narrowed the spread, every plan left may sit many spreads below the
+    incumbent: EI is then below 1e-12 everywhere and the proposal was decided by the tie-break."""
+    from scipy.special import erfcx, log_ndtr  # scipy: 2.7 s to import; a simulated search never asks
 
     z = (mu - best) / sd
-    return sd * (z * norm.cdf(z) + norm.pdf(z))
+    log_pdf = -0.5 * z**2 - 0.5 * np.log(2 * np.pi)
+    # z Phi(z) + phi(z) = phi(z) (1 + z Phi(z) / phi(z)), with Phi(z) / phi(z) = sqrt(pi / 2) erfcx(-z / sqrt 2)
+    ratio = np.sqrt(np.pi / 2) * erfcx(-z / np.sqrt(2))
+    below = log_pdf + np.log(np.maximum(1.0 + z * ratio, 1e-300))
+    above = log_ndtr(z) + np.log(np.maximum(z, 0.0) + np.exp(log_pdf - log_ndtr(z)))
+    return np.log(sd) + np.where(z < 0, below, above)
 
 
 def distributions(grid: Grid) -> dict[str, CategoricalDistribution]:
@@ -107,10 +119,11 @@ class SurrogateSampler(BaseSampler):
         return self._classes
 
     def _references(self, study: Study, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per row: the best feasible log throughput seen in its job class; for a class not measured yet,
-        the best seen in any class (an unexplored job must promise more than what is already in hand,
-        not merely more than its own worst prediction); with nothing measured, the best prediction."""
-        classes = self._job_classes(study)
+        """Per row: the best feasible log throughput measured (with nothing measured, the best prediction).
+        Under --explore, the best of the row's own job class where that class was measured, so each job
+        gets a pick; without it, a class measured below the incumbent must not pull trials towards
+        itself merely because its own best is low (the study's pick is the fastest plan of all)."""
+        classes = self._job_classes(study) if self.grid.space.explored else np.zeros(len(mu), dtype=np.int64)
         own, _, _ = self._observations(study)
         cap = self.surrogate.cap_bytes
         best: dict[int, float] = {}
@@ -138,14 +151,15 @@ class SurrogateSampler(BaseSampler):
             self.last_note = "no candidate left that is predicted to fit"
             return None
         pred = self.surrogate.predict_grid()
-        mu, sd = pred.log_sps, pred.sd_sps
+        mu, sd = pred.log_sps, np.full(len(pred.log_sps), pred.sd_shared)
         reference = self._references(study, mu, mask)
-        score = expected_improvement(mu, sd, reference) * pred.p_fit
+        with np.errstate(divide="ignore"):
+            score = log_expected_improvement(mu, sd, reference) + np.log(pred.p_fit)
         score = np.where(mask, score + 1e-12 * self._rng.random(len(score)), -np.inf)
         row = int(np.argmax(score))
         self.last_note = (
-            f"EI x P(fit) = {score[row]:.3g}, P(fit) {pred.p_fit[row]:.2f}, "
-            f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {sd[row]:.0%})"
+            f"EI x P(fit) = {np.exp(score[row]):.3g}, P(fit) {pred.p_fit[row]:.2f}, "
+            f"predicted {np.exp(mu[row]):.4g} samples/s (+/- {pred.sd_sps[row]:.0%})"
         )
         return row
 

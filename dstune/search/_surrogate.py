@@ -23,10 +23,11 @@ from ._residual import KnobResidual
 GP_MIN_POINTS = 5
 """Below this many measurements the memory residual is a constant offset with the prior spread."""
 KNOB_SPREAD_WEIGHT = 0.1
-"""Share of the knob residual's variance in a plan's throughput spread, on top of the spread every plan
-shares: the knob model's variance grows with the number of knob values a plan has that nothing
-measured yet, and at full weight EI chases the plans most unlike the baseline instead of walking
-down the corrected ranking (on the simulated table: 6.5 trials against 2 at 0.1)."""
+"""Share of the knob residual's variance in a plan's reported throughput spread, on top of the spread
+every plan shares. The sampler ranks by the shared spread alone (`Prediction.sd_shared`): the knob
+model's variance grows with the number of knob values a plan has that nothing measured yet, and used
+as an exploration bonus it draws proposals away from the corrected ranking towards the plans most
+unlike those measured (on the SFT table: 6.5 trials at weight 0.1, 2 at 0)."""
 CONSTANTS_FROM = 8
 """Measurements (shipped and own) before the cost model's constants are refitted: fewer cannot pin
 eight time constants, and a fit from one or two points reorders the prior's ranking at random.
@@ -42,10 +43,14 @@ EXACT_SD = 1e-3
 class Prediction:
     log_sps: np.ndarray
     sd_sps: np.ndarray
+    """Spread of log samples/s per plan (shown as the prediction's interval)."""
     log_mem: np.ndarray
     sd_mem: np.ndarray
     fits_host: np.ndarray
     cap_bytes: float
+    sd_shared: float = PRIOR_SD_TIME
+    """The part of the throughput spread every plan shares (the residual's offset), without the
+    per-plan spread of knob values nothing measured yet: what the sampler's EI ranks by."""
 
     @property
     def p_fit(self) -> np.ndarray:
@@ -200,7 +205,9 @@ class Surrogate:
             sd_t = np.sqrt(st**2 + KNOB_SPREAD_WEIGHT * sd_k**2)
         if self._gp_mem is not None:
             mean_m, sd_m = self._gp_mem.predict(self._features(cols, log_sps, log_mem))
-        return Prediction(log_sps + mean_t, sd_t, log_mem + mean_m, sd_m, fits_host.astype(bool), self.cap_bytes)
+        return Prediction(
+            log_sps + mean_t, sd_t, log_mem + mean_m, sd_m, fits_host.astype(bool), self.cap_bytes, sd_shared=st
+        )
 
     def predict_grid(self) -> Prediction:
         if self._points < 0:

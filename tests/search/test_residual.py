@@ -80,7 +80,7 @@ def test_knob_residual_splits_a_shared_miss_from_a_knob_value():
     model = KnobResidual({"a": (0, 1), "b": (0, 1)}, reference={"a": 0, "b": 0}).fit(cols, y)
     mean, sd = model.predict(cols)
     assert mean[0] == pytest.approx(-1.5, abs=0.3)
-    assert mean[2] - mean[0] < -0.5
+    assert mean[2] - mean[0] < -0.45  # -0.51 under Gaussian noise, -0.50 under t noise
     assert abs(mean[1] - mean[0]) < 0.05
     prior_sd = KnobResidual({"a": (0, 1), "b": (0, 1)}, reference={"a": 0, "b": 0}).predict(cols)[1]
     assert np.all(sd < prior_sd / 3)
@@ -111,3 +111,23 @@ def test_with_only_the_baseline_measured_the_spread_does_not_favour_far_plans():
     surrogate.refit([_observation(read_table(TABLE, "ppo")[0], setup)])
     sd = surrogate.predict_grid().sd_sps
     assert sd.max() / sd.min() < 1.5  # at full weight: ~x2.7
+
+
+def test_a_lone_miss_far_beyond_the_noise_moves_its_knob_value_less_than_under_gaussian_noise(monkeypatch):
+    """A loaded CPU now and then measures a plan several times slower than its twin. Under Student-t
+    noise one such row pulls its knob value down less than under Gaussian noise; a miss within the noise
+    moves it about as much."""
+    import dstune.search._residual as residual
+
+    cols = {"a": np.array([0, 1])}
+
+    def shift(y, dof):
+        monkeypatch.setattr(residual, "NOISE_DOF", dof)
+        mean, _ = KnobResidual({"a": (0, 1)}, reference={"a": 0}).fit(cols, np.array(y)).predict(cols)
+        return mean[1] - mean[0]
+
+    far_t, far_gauss = shift([0.0, -2.0], residual.NOISE_DOF), shift([0.0, -2.0], 0.0)
+    assert far_gauss < far_t < 0.0
+    assert far_t > 0.6 * far_gauss  # at least 40% less pull
+    near_t, near_gauss = shift([0.0, -0.3], residual.NOISE_DOF), shift([0.0, -0.3], 0.0)
+    assert near_t == pytest.approx(near_gauss, rel=0.2)
