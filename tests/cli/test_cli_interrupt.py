@@ -11,6 +11,13 @@ import pytest
 DELAYS_S = (2.0, 8.0, 20.0)
 
 
+def _ctrl_c_reaches() -> None:
+    """Run in the child before exec: a job started in the background of a non-interactive shell (as a CI
+    runner may start this suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler, so no Ctrl-C would ever arrive. A terminal's foreground process has the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(600)
 def test_ctrl_c_never_leaves_an_export_that_looks_finished(tmp_path):
     runs = []
@@ -18,7 +25,9 @@ def test_ctrl_c_never_leaves_an_export_that_looks_finished(tmp_path):
         out = tmp_path / f"after-{delay:g}s"
         cmd = [sys.executable, "-m", "dstune", "search", "--model", "tiny-opt", "--gpus", "2"]
         cmd += ["--gpu-type", "A100-80G", "--out", str(out)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches
+        )
         runs.append((delay, out, proc, time.monotonic()))
     for delay, _out, proc, started in runs:
         time.sleep(max(0.0, started + delay - time.monotonic()))
@@ -52,7 +61,7 @@ def test_ctrl_c_while_the_commands_still_import_is_one_line_and_exit_130(tmp_pat
     """A real SIGINT delivered while the subcommands load (numpy's import, well inside the first 0.3 s)."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", EARLY_CTRL_C, "search", "--model", "tiny-opt", "--gpus", "2", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=_ctrl_c_reaches)
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == "dstune: interrupted"
     assert not out.exists()
