@@ -58,7 +58,7 @@ def tell_values(row: TrialRow, req: Objectives) -> tuple[Any, list[float] | None
     return TrialState.FAIL, None
 
 
-def _tell(study: Any, trial: Any, req: Objectives, row: TrialRow) -> None:
+def tell_row(study: Any, trial: Any, req: Objectives, row: TrialRow) -> None:
     state, values = tell_values(row, req)
     if values is None:
         study.tell(trial, state=state)
@@ -82,7 +82,7 @@ def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
     }
 
 
-def _store(trial: Any, row: TrialRow, key: str) -> None:
+def store_row(trial: Any, row: TrialRow, key: str) -> None:
     """Write the row one attribute at a time, its status last: a worker killed part-way leaves no row
     (row_of needs the status), so the trial is retried rather than read as a half-written result."""
     attrs = row_attrs(row, key)

@@ -32,7 +32,7 @@ from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, BaselineIssue, Picks, choose, fits
-from ._rows import _store, _tell, predicted_figures, row_attrs, row_of, tell_values  # noqa: F401 - importers of _study move to _rows next
+from ._rows import predicted_figures, row_of, store_row, tell_row
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
@@ -505,7 +505,7 @@ def _end_interrupted(study: Any, trial: Any) -> None:
             reason=INTERRUPTED,
             job=attrs.get("job", ""),
         )
-        _store(trial, row, attrs.get("key", ""))
+        store_row(trial, row, attrs.get("key", ""))
     try:
         study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
@@ -572,8 +572,8 @@ def _run_trial(
                 None,
                 reason=explain(grid.space, ctx, params, defaults),
             )
-            _store(trial, row, "")
-            _tell(study, trial, req, row)
+            store_row(trial, row, "")
+            tell_row(study, trial, req, row)
             return row, 0
         values = grid.values(index)
     job = _job(req, values)
@@ -589,8 +589,8 @@ def _run_trial(
             reason=f"no measurement of this plan in the {req.backend.name} table",
             job=job,
         )
-        _store(trial, row, plan_key(values))
-        _tell(study, trial, req, row)
+        store_row(trial, row, plan_key(values))
+        tell_row(study, trial, req, row)
         return row, 0
     key = plan_key(values)
     _, seen, _ = read(study)
@@ -609,8 +609,8 @@ def _run_trial(
             reason=f"repeat of trial {previous.number}: not run again",
             job=job,
         )
-        _store(trial, row, "")
-        _tell(study, trial, req, row)
+        store_row(trial, row, "")
+        tell_row(study, trial, req, row)
         return row, 0
     pred, table = surrogate.predict_values([values])
     p_fit = float(pred.p_fit[0])
@@ -630,8 +630,8 @@ def _run_trial(
             f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
             job=job,
         )
-        _store(trial, row, key)
-        _tell(study, trial, req, row)
+        store_row(trial, row, key)
+        tell_row(study, trial, req, row)
         return row, 0
     for name, value in (
         ("key", key),
@@ -658,8 +658,8 @@ def _run_trial(
             reason=f"running or run in {rival} (another worker): not run twice",
             job=job,
         )
-        _store(trial, row, "")
-        _tell(study, trial, req, row)
+        store_row(trial, row, "")
+        tell_row(study, trial, req, row)
         return row, 0
     record = req.backend.evaluate(make_plan(req.setup.step, values))  # Ctrl-C here: _end_interrupted
     row = TrialRow(
@@ -674,6 +674,6 @@ def _run_trial(
         details=dict(record.details),
         job=job,
     )
-    _store(trial, row, key)
-    _tell(study, trial, req, row)
+    store_row(trial, row, key)
+    tell_row(study, trial, req, row)
     return row, 1
