@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from ..catalog import Stack, target_transformers
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
@@ -34,12 +32,11 @@ from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, BaselineIssue, Picks, choose, fits
 from ._rows import predicted_figures, row_of, store_row, tell_row
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
+from ._samplers import SamplerInputs, make_sampler
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 from ._verdict import Verdict, verdict_of
-
-SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
 logger = logging.getLogger(__name__)
 
@@ -147,32 +144,6 @@ def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
     from ._pick import rank as _rank
 
     return _rank(rows, cap_bytes)
-
-
-def _make_sampler(
-    req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray, observations: _ObservationsReader
-) -> Any:
-    import optuna
-
-    name = req.sampler
-    if name in ("dstune", "prior"):
-        if name == "prior":  # learning off: the cost model's first ranking, walked down by EI
-            surrogate.learn = False
-        return SurrogateSampler(grid, surrogate, observations, allowed=allowed, seed=req.seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=req.seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=req.seed, warn_independent_sampling=False)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=req.seed)
-    if name == "grid":
-        space = {n: list(d.choices) for n, d in distributions(grid).items()}
-        return optuna.samplers.GridSampler(space, seed=req.seed)
-    if name == "autotuner":
-        from ._strategies import AutotunerSampler
-
-        return AutotunerSampler(grid, observations, allowed=allowed, seed=req.seed)
-    raise UserInputError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
 def open_study(req: SearchRequest, sampler: Any) -> Any:
@@ -310,7 +281,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         _record_setup(study, req, space, baseline)
         evaluated = record_simulation(study, req, grid, baseline, distributions(grid))
     else:
-        sampler = _make_sampler(req, grid, surrogate, allowed, read)
+        sampler = make_sampler(req.sampler, SamplerInputs(grid, surrogate, allowed, read, req.seed))
         study = open_study(req, sampler)
         _record_setup(study, req, space, baseline)
         try:
