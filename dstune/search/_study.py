@@ -510,6 +510,166 @@ def _job(req: SearchRequest, values: Mapping[str, Any]) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class _Proposal:
+    """An asked trial's plan on its way through the checks that may settle it without a run."""
+
+    number: int
+    source: str
+    values: dict[str, Any]
+    job: str
+    key: str
+
+
+_Outcome = tuple[TrialRow, str]
+"""A trial settled without a run: its row and the key it is stored under ('' keeps it out of `seen`)."""
+
+
+def _baseline_values(trial: Any, choices: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(trial.user_attrs["plan"])
+    if all(values.get(name) in dist.choices for name, dist in choices.items()):
+        # the baseline is a point of the space: give it Optuna params too (GP/TPE learn from it)
+        for name, dist in choices.items():
+            trial.suggest_categorical(name, dist.choices)
+    return values
+
+
+def _off_grid(
+    trial: Any, source: str, params: dict[str, Any], grid: Grid, ctx: Context, defaults: Mapping[str, Any]
+) -> _Outcome:
+    row = TrialRow(
+        trial.number,
+        Status.INFEASIBLE,
+        source,
+        dict(params),
+        None,
+        None,
+        None,
+        reason=explain(grid.space, ctx, params, defaults),
+    )
+    return row, ""
+
+
+def _not_in_table(p: _Proposal, req: SearchRequest) -> _Outcome | None:
+    if req.backend.allows(p.values):
+        return None
+    row = TrialRow(
+        p.number,
+        Status.INFEASIBLE,
+        p.source,
+        p.values,
+        None,
+        None,
+        None,
+        reason=f"no measurement of this plan in the {req.backend.name} table",
+        job=p.job,
+    )
+    return row, p.key
+
+
+def _repeat(p: _Proposal, read: _ObservationsReader, study: Any) -> _Outcome | None:
+    """A plan this study already ran: its figures again, free."""
+    _, seen, _ = read(study)
+    if p.key not in seen:
+        return None
+    previous = next(
+        r for r in read.rows.values() if r is not None and r.source != "repeat" and plan_key(r.values) == p.key
+    )
+    row = TrialRow(
+        p.number,
+        previous.status,
+        "repeat",
+        p.values,
+        previous.predicted,
+        previous.measured,
+        previous.p_fit,
+        reason=f"repeat of trial {previous.number}: not run again",
+        job=p.job,
+    )
+    return row, ""
+
+
+def _over_cap(p: _Proposal, req: SearchRequest, predicted: Figures, p_fit: float) -> _Outcome | None:
+    """A costly backend never runs a plan the model is confident will not fit."""
+    if not (req.backend.costly and p_fit < PRUNE_BELOW):
+        return None
+    peak = predicted.gpu_peak_bytes
+    assert peak is not None  # predicted_figures always sets it
+    row = TrialRow(
+        p.number,
+        Status.PRUNED,
+        p.source,
+        p.values,
+        predicted,
+        None,
+        p_fit,
+        reason=f"predicted GPU peak {peak / 2**30:.1f} GiB over the "
+        f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
+        job=p.job,
+    )
+    return row, p.key
+
+
+def _mark_running(trial: Any, p: _Proposal, predicted: Figures, p_fit: float) -> None:
+    """Other workers see the plan as running from here on."""
+    for name, value in (
+        ("key", p.key),
+        ("plan", p.values),
+        ("source", p.source),
+        ("job", p.job),
+        ("predicted", predicted.to_json()),
+        ("p_fit", p_fit),
+    ):
+        trial.set_user_attr(name, value)
+
+
+def _running_elsewhere(
+    p: _Proposal, study: Any, read: _ObservationsReader, predicted: Figures, p_fit: float
+) -> _Outcome | None:
+    """Another worker took the same plan: each checks after marking its own, so at most one of two
+    racing workers runs it (both may step back; the plan is then proposed again)."""
+    rival = _running_twin(study, p.number, p.key)
+    if rival is None and p.key in read(study)[1]:
+        rival = "a finished trial"
+    if rival is None:
+        return None
+    row = TrialRow(
+        p.number,
+        Status.INFEASIBLE,
+        "repeat",
+        p.values,
+        predicted,
+        None,
+        p_fit,
+        reason=f"running or run in {rival} (another worker): not run twice",
+        job=p.job,
+    )
+    return row, ""
+
+
+def _evaluate(p: _Proposal, req: SearchRequest, predicted: Figures, p_fit: float) -> TrialRow:
+    record = req.backend.evaluate(make_plan(req.setup.step, p.values))  # Ctrl-C here: _end_interrupted
+    return TrialRow(
+        p.number,
+        record.status,
+        p.source,
+        p.values,
+        predicted,
+        record.measured,
+        p_fit,
+        reason=record.reason,
+        details=dict(record.details),
+        job=p.job,
+    )
+
+
+def _settle(study: Any, trial: Any, req: SearchRequest, outcome: _Outcome) -> TrialRow:
+    row, key = outcome
+    store_row(trial, row, key)
+    tell_row(study, trial, req, row)
+    return row
+
+
 def _run_trial(
     trial: Any,
     req: SearchRequest,
@@ -524,127 +684,24 @@ def _run_trial(
     """Evaluate one asked trial; returns its row and 1 if the backend ran (0 for free outcomes)."""
     source = trial.user_attrs.get("source", "sampler")
     if source == "baseline":
-        values = dict(trial.user_attrs["plan"])
-        if all(values.get(name) in dist.choices for name, dist in choices.items()):
-            # the baseline is a point of the space: give it Optuna params too (GP/TPE learn from it)
-            for name, dist in choices.items():
-                trial.suggest_categorical(name, dist.choices)
+        values = _baseline_values(trial, choices)
     else:
         params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in choices.items()}
         index = grid.find_varied(params)
         if index is None:
-            row = TrialRow(
-                trial.number,
-                Status.INFEASIBLE,
-                source,
-                dict(params),
-                None,
-                None,
-                None,
-                reason=explain(grid.space, ctx, params, defaults),
-            )
-            store_row(trial, row, "")
-            tell_row(study, trial, req, row)
-            return row, 0
+            return _settle(study, trial, req, _off_grid(trial, source, params, grid, ctx, defaults)), 0
         values = grid.values(index)
-    job = _job(req, values)
-    if not req.backend.allows(values):
-        row = TrialRow(
-            trial.number,
-            Status.INFEASIBLE,
-            source,
-            values,
-            None,
-            None,
-            None,
-            reason=f"no measurement of this plan in the {req.backend.name} table",
-            job=job,
-        )
-        store_row(trial, row, plan_key(values))
-        tell_row(study, trial, req, row)
-        return row, 0
-    key = plan_key(values)
-    _, seen, _ = read(study)
-    if key in seen:
-        previous = next(
-            r for r in read.rows.values() if r is not None and r.source != "repeat" and plan_key(r.values) == key
-        )
-        row = TrialRow(
-            trial.number,
-            previous.status,
-            "repeat",
-            values,
-            previous.predicted,
-            previous.measured,
-            previous.p_fit,
-            reason=f"repeat of trial {previous.number}: not run again",
-            job=job,
-        )
-        store_row(trial, row, "")
-        tell_row(study, trial, req, row)
-        return row, 0
+    p = _Proposal(trial.number, source, values, _job(req, values), plan_key(values))
+    outcome = _not_in_table(p, req) or _repeat(p, read, study)
+    if outcome is not None:
+        return _settle(study, trial, req, outcome), 0
     pred, table = surrogate.predict_values([values])
     p_fit = float(pred.p_fit[0])
     predicted = predicted_figures(pred, table, 0)
-    if req.backend.costly and p_fit < PRUNE_BELOW:
-        peak = predicted.gpu_peak_bytes
-        assert peak is not None  # predicted_figures always sets it
-        row = TrialRow(
-            trial.number,
-            Status.PRUNED,
-            source,
-            values,
-            predicted,
-            None,
-            p_fit,
-            reason=f"predicted GPU peak {peak / 2**30:.1f} GiB over the "
-            f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
-            job=job,
-        )
-        store_row(trial, row, key)
-        tell_row(study, trial, req, row)
-        return row, 0
-    for name, value in (
-        ("key", key),
-        ("plan", values),
-        ("source", source),
-        ("job", job),
-        ("predicted", predicted.to_json()),
-        ("p_fit", p_fit),
-    ):
-        trial.set_user_attr(name, value)  # other workers see the plan as running from here on
-    rival = _running_twin(study, trial.number, key)
-    if rival is None and key in read(study)[1]:
-        rival = "a finished trial"
-    if rival is not None:  # another worker took the same plan: each checks after marking its own, so at
-        # most one of two racing workers runs it (both may step back; the plan is then proposed again)
-        row = TrialRow(
-            trial.number,
-            Status.INFEASIBLE,
-            "repeat",
-            values,
-            predicted,
-            None,
-            p_fit,
-            reason=f"running or run in {rival} (another worker): not run twice",
-            job=job,
-        )
-        store_row(trial, row, "")
-        tell_row(study, trial, req, row)
-        return row, 0
-    record = req.backend.evaluate(make_plan(req.setup.step, values))  # Ctrl-C here: _end_interrupted
-    row = TrialRow(
-        trial.number,
-        record.status,
-        source,
-        values,
-        predicted,
-        record.measured,
-        p_fit,
-        reason=record.reason,
-        details=dict(record.details),
-        job=job,
-    )
-    store_row(trial, row, key)
-    tell_row(study, trial, req, row)
-    return row, 1
+    outcome = _over_cap(p, req, predicted, p_fit)
+    if outcome is None:
+        _mark_running(trial, p, predicted, p_fit)
+        outcome = _running_elsewhere(p, study, read, predicted, p_fit)
+    if outcome is not None:
+        return _settle(study, trial, req, outcome), 0
+    return _settle(study, trial, req, (_evaluate(p, req, predicted, p_fit), p.key)), 1
