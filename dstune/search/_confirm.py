@@ -30,7 +30,7 @@ def should_confirm(result: SearchResult, rounds: int) -> bool:
     pick, base = head.pick, head.baseline
     return (
         rounds > 0
-        and result.request.backend.name == "profile"
+        and result.request.backend.measures
         and not result.interrupted
         and pick is not None
         and base is not None

@@ -25,7 +25,7 @@ from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
 from ..plan import Baseline, Context, job_of, make_plan, plan_to_dict
 from ..record import Figures, Status, TrialRow
-from ._backends import Backend
+from ._backends import Backend, ReplayBackend
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
@@ -260,21 +260,21 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
                 f"({', '.join(ids)}; --known-issues mark keeps them)"
             )
     allowed = req.backend.allowed_rows(grid.columns)
-    if req.backend.name == "replay" and not allowed.any():
-        raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
+    if isinstance(req.backend, ReplayBackend) and not allowed.any():
+        raise UserInputError(f"replay table {req.backend.path} has no row of this space")
     surrogate = Surrogate(
         grid=grid,
         setup=setup,
         cap_bytes=req.cap_bytes,
         prior=req.prior,
-        exact=req.backend.name == "simulate",
+        exact=req.backend.scores_grid,
         shipped=req.shipped,
         he_kernels=req.he_kernels,
         transformers_version=target_transformers(req.stack),
     )
     read = _ObservationsReader(req)
     interrupted = False
-    if req.backend.name == "simulate":
+    if req.backend.scores_grid:
         from ._simulate import record_simulation
 
         study = open_study(req, None)
