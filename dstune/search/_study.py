@@ -247,18 +247,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack(req) if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
-        from ..doctor import known_issue_mask, known_issue_masks, known_issues
-
-        hit = known_issue_mask(grid.columns, setup.model, stack)
-        broken = {i.id for i in known_issues() if i.severity == "broken"}
-        ids = sorted(set(known_issue_masks(grid.columns, setup.model, stack)) & broken)
-        where = f"stack {stack.name}"
-        grid = grid.without(hit, "known issues", f"a known-broken combination on {where} (dstune doctor)")
-        if hit.any():
-            notes.append(
-                f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on {where} "
-                f"({', '.join(ids)}; --known-issues mark keeps them)"
-            )
+        grid = _without_broken(grid, setup.model, stack, notes)
     allowed = req.backend.allowed_rows(grid.columns)
     if isinstance(req.backend, ReplayBackend) and not allowed.any():
         raise UserInputError(f"replay table {req.backend.path} has no row of this space")
@@ -291,34 +280,8 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         except SearchInterrupted as stop:
             evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
-    base_row = next((r for r in rows if r.source == "baseline"), None)
-    picks = choose(
-        rows,
-        base_row,
-        plan_to_dict(baseline.plan),
-        setup.step,
-        world,
-        req.cap_bytes,
-        req.tie_tolerance,
-        baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
-        keep_broken=req.known_issues == "mark",
-        risks=_risks(setup.model, stack),
-    )
-    on = f"stack {stack.label}" if stack is not None else "this stack"
-    notes += [
-        (
-            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
-            if i.rule
-            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
-            + (
-                "--known-issues mark keeps broken plans pickable"
-                if req.known_issues == "mark"
-                else "it is never the pick"
-            )
-        )
-        + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
-        for i in picks.baseline_issues
-    ]
+    picks = _choose(req, rows, baseline, stack)
+    notes += _baseline_notes(picks, stack, req.known_issues)
     if stack is not None:
         notes += _issue_notes(picks, setup.model, stack)
     return SearchResult(
@@ -334,6 +297,56 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         space=space,
         interrupted=interrupted,
     )
+
+
+def _without_broken(grid: Grid, model: Any, stack: Any, notes: list[str]) -> Grid:
+    """The grid less the plans that hit a known-broken combination on the stack (--known-issues exclude)."""
+    from ..doctor import known_issue_mask, known_issue_masks, known_issues
+
+    hit = known_issue_mask(grid.columns, model, stack)
+    broken = {i.id for i in known_issues() if i.severity == "broken"}
+    ids = sorted(set(known_issue_masks(grid.columns, model, stack)) & broken)
+    where = f"stack {stack.name}"
+    grid = grid.without(hit, "known issues", f"a known-broken combination on {where} (dstune doctor)")
+    if hit.any():
+        notes.append(
+            f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on {where} "
+            f"({', '.join(ids)}; --known-issues mark keeps them)"
+        )
+    return grid
+
+
+def _choose(req: SearchRequest, rows: list[TrialRow], baseline: Baseline, stack: Any) -> Picks:
+    """The picks over the study's rows, against the baseline as shipped and the issues it hits."""
+    setup = req.setup
+    base_row = next((r for r in rows if r.source == "baseline"), None)
+    return choose(
+        rows,
+        base_row,
+        plan_to_dict(baseline.plan),
+        setup.step,
+        setup.cluster.world_size,
+        req.cap_bytes,
+        req.tie_tolerance,
+        baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
+        keep_broken=req.known_issues == "mark",
+        risks=_risks(setup.model, stack),
+    )
+
+
+def _baseline_notes(picks: Picks, stack: Any, known_issues: str) -> list[str]:
+    """One line per rule or broken known issue the shipped baseline hits: why it is (or is not) never the pick."""
+    on = f"stack {stack.label}" if stack is not None else "this stack"
+    return [
+        (
+            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
+            if i.rule
+            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
+            + ("--known-issues mark keeps broken plans pickable" if known_issues == "mark" else "it is never the pick")
+        )
+        + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
+        for i in picks.baseline_issues
+    ]
 
 
 def _stack(req: SearchRequest) -> Any:
