@@ -29,7 +29,8 @@ from ._backends import Backend, ReplayBackend
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
-from ._pick import TIE_TOLERANCE, BaselineIssue, Picks, choose, fits
+from ._known import baseline_issues, baseline_notes, issue_notes, risks, rule_issues, without_broken
+from ._pick import TIE_TOLERANCE, Picks, choose, fits
 from ._rows import predicted_figures, row_of, store_row, tell_row
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
 from ._samplers import SamplerInputs, make_sampler
@@ -247,7 +248,7 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack(req) if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
-        grid = _without_broken(grid, setup.model, stack, notes)
+        grid = without_broken(grid, setup.model, stack, notes)
     allowed = req.backend.allowed_rows(grid.columns)
     if isinstance(req.backend, ReplayBackend) and not allowed.any():
         raise UserInputError(f"replay table {req.backend.path} has no row of this space")
@@ -281,9 +282,9 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
             evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
     picks = _choose(req, rows, baseline, stack)
-    notes += _baseline_notes(picks, stack, req.known_issues)
+    notes += baseline_notes(picks, stack, req.known_issues)
     if stack is not None:
-        notes += _issue_notes(picks, setup.model, stack)
+        notes += issue_notes(picks, setup.model, stack)
     return SearchResult(
         request=req,
         grid=grid,
@@ -299,23 +300,6 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     )
 
 
-def _without_broken(grid: Grid, model: Any, stack: Any, notes: list[str]) -> Grid:
-    """The grid less the plans that hit a known-broken combination on the stack (--known-issues exclude)."""
-    from ..doctor import known_issue_mask, known_issue_masks, known_issues
-
-    hit = known_issue_mask(grid.columns, model, stack)
-    broken = {i.id for i in known_issues() if i.severity == "broken"}
-    ids = sorted(set(known_issue_masks(grid.columns, model, stack)) & broken)
-    where = f"stack {stack.name}"
-    grid = grid.without(hit, "known issues", f"a known-broken combination on {where} (dstune doctor)")
-    if hit.any():
-        notes.append(
-            f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on {where} "
-            f"({', '.join(ids)}; --known-issues mark keeps them)"
-        )
-    return grid
-
-
 def _choose(req: SearchRequest, rows: list[TrialRow], baseline: Baseline, stack: Any) -> Picks:
     """The picks over the study's rows, against the baseline as shipped and the issues it hits."""
     setup = req.setup
@@ -328,25 +312,10 @@ def _choose(req: SearchRequest, rows: list[TrialRow], baseline: Baseline, stack:
         setup.cluster.world_size,
         req.cap_bytes,
         req.tie_tolerance,
-        baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
+        baseline_issues=rule_issues(baseline) + baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
         keep_broken=req.known_issues == "mark",
-        risks=_risks(setup.model, stack),
+        risks=risks(setup.model, stack),
     )
-
-
-def _baseline_notes(picks: Picks, stack: Any, known_issues: str) -> list[str]:
-    """One line per rule or broken known issue the shipped baseline hits: why it is (or is not) never the pick."""
-    on = f"stack {stack.label}" if stack is not None else "this stack"
-    return [
-        (
-            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
-            if i.rule
-            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
-            + ("--known-issues mark keeps broken plans pickable" if known_issues == "mark" else "it is never the pick")
-        )
-        + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
-        for i in picks.baseline_issues
-    ]
 
 
 def _stack(req: SearchRequest) -> Any:
@@ -363,49 +332,6 @@ def _stack(req: SearchRequest) -> Any:
     except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
         logger.debug("stack probe failed; known issues not checked", exc_info=True)
         return None
-
-
-def _rule_issues(baseline: Baseline) -> tuple[BaselineIssue, ...]:
-    """The installed DeepSpeed's hard limits the shipped baseline breaks (e.g. HE tensor parallelism)."""
-    return tuple(BaselineIssue(b.rule, b.message, b.sources, rule=True) for b in baseline.cannot_run)
-
-
-def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple[BaselineIssue, ...]:
-    """Known issues of severity broken that the shipped baseline hits on this stack (none when unchecked)."""
-    if stack is None:
-        return ()
-    from ..doctor import match_known_issues
-
-    return tuple(
-        BaselineIssue(i.id, i.consequence, tuple(i.sources))
-        for i in match_known_issues(values, model, stack)
-        if i.severity == "broken"
-    )
-
-
-def _risks(model: Any, stack: Any) -> Callable[[Mapping[str, Any]], int] | None:
-    """Known issues (any severity) a plan hits on the target stack, for breaking ties (None: unchecked)."""
-    if stack is None:
-        return None
-    from ..doctor import match_known_issues
-
-    return lambda values: len(match_known_issues(values, model, stack))
-
-
-def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:
-    """One line per known issue that a pick (the headline's or an alternative's) hits on this stack."""
-    from ..doctor import match_known_issues
-
-    notes = []
-    for label, pick in [("pick", picks.headline.pick)] + [(f"{a.job_class} pick", a.pick) for a in picks.alternatives]:
-        if pick is None:
-            continue
-        for issue in match_known_issues(pick.values, model, stack):
-            notes.append(
-                f"known issue ({issue.severity}) hit by the {label}: {issue.id}: {issue.consequence} "
-                f"[{', '.join(issue.sources)}]"
-            )
-    return notes
 
 
 def _sample_trials(
