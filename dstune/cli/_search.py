@@ -292,7 +292,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
 def _errors(result: Any) -> list[dict[str, Any]]:
     from ..export import prediction_errors
 
-    return [] if result.request.backend.name == "simulate" else prediction_errors(result.rows)
+    return [] if result.request.backend.scores_grid else prediction_errors(result.rows)
 
 
 _VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed", "--confirm-rounds"}
@@ -430,7 +430,7 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
     """Run this worker's share of the study with the progress display the backend calls for."""
     from ..search import run_search
 
-    if prepared.request.backend.name == "simulate":
+    if prepared.request.backend.scores_grid:
         if console is None:
             return run_search(prepared.request)
         with console.status("scoring every candidate with the cost model"):
@@ -455,7 +455,7 @@ def _run(args: argparse.Namespace) -> int:
 
     prepared = plan_search(_options(args))
     req, out = prepared.request, prepared.out
-    if req.backend.name == "profile":
+    if req.backend.measures:
         stop_checker()  # trials take minutes: the export checks its configs itself, no process held idle
     check_same_study(out, _identity(prepared))
     with removed_unless_written(out):

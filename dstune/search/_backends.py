@@ -34,6 +34,10 @@ class Backend(abc.ABC):
 
     name: str = ""
     costly: bool = False
+    scores_grid: bool = False
+    """The cost model itself: the search scores the whole grid in one pass and samples nothing."""
+    measures: bool = False
+    """Runs each plan on this machine, so its figures are fresh measurements (worth confirming)."""
     device: str = ""
     """What the figures were measured on (calibration rows are matched by it)."""
 
@@ -57,6 +61,7 @@ class SimulateBackend(Backend):
     """The calibrated cost model stands in for a measurement; over-cap plans are infeasible (Status.INFEASIBLE)."""
 
     name = "simulate"
+    scores_grid = True
 
     def __init__(
         self,
@@ -108,6 +113,7 @@ class ProfileBackend(Backend):
 
     name = "profile"
     costly = True
+    measures = True
 
     def __init__(
         self,

@@ -16,8 +16,9 @@ from typing import Any
 from ..plan import make_plan
 from ..record import Status, TrialRow
 from ._measured import CONFIRM
+from ._rows import store_row, tell_row
 from ._storage import heartbeat
-from ._study import SearchRequest, SearchResult, _end_interrupted, _store, _tell, open_study, run_search
+from ._study import SearchRequest, SearchResult, _end_interrupted, open_study, run_search
 
 DEFAULT_ROUNDS = 3
 """Pairs after a profile search: 3 pairs give a t-interval with 2 degrees of freedom (t = 2.92 at 90%)."""
@@ -29,7 +30,7 @@ def should_confirm(result: SearchResult, rounds: int) -> bool:
     pick, base = head.pick, head.baseline
     return (
         rounds > 0
-        and result.request.backend.name == "profile"
+        and result.request.backend.measures
         and not result.interrupted
         and pick is not None
         and base is not None
@@ -95,5 +96,5 @@ def _run(study: Any, trial: Any, req: SearchRequest, original: TrialRow, role: s
         details={**record.details, "round": number, "role": role, "confirms": original.number},
         job=original.job,
     )
-    _store(trial, row, "")
-    _tell(study, trial, req, row)
+    store_row(trial, row, "")
+    tell_row(study, trial, req, row)

@@ -41,7 +41,7 @@ def stack_comparison(options: SearchOptions, prepared: PreparedSearch, result: A
     from ._study import run_search
 
     target = prepared.request.stack
-    if prepared.request.backend.name != "simulate" or target is None or target.name == LOCAL:
+    if not prepared.request.backend.scores_grid or target is None or target.name == LOCAL:
         return None
     local, family = local_stack(), prepared.setup.model.family
     if not _matters(target, local, family):

@@ -21,6 +21,7 @@ from ..plan import Baseline, job_of, plan_to_dict, step_strategy
 from ..record import Basis, Figures, Status, TrialRow, interval_from_log
 from ._grid import Grid
 from ._pick import grid_classes
+from ._rows import row_attrs, row_of, tell_values
 from ._space import as_python, plan_key
 
 TOP_PER_CLASS = 10
@@ -125,7 +126,6 @@ def record_simulation(study: Any, req: Any, grid: Grid, baseline: Baseline, choi
 
     from ._importance import USER_ATTR, grid_importance
     from ._storage import add_finished_trials
-    from ._study import row_attrs, row_of, tell_values
 
     base_values = plan_to_dict(baseline.plan)
     table = _score(req, grid.columns)

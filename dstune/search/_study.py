@@ -20,25 +20,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from ..catalog import Stack, target_transformers
 from ..costmodel import DEFAULT_CONSTANTS, CostConstants
 from ..errors import UserInputError
 from ..plan import Baseline, Context, job_of, make_plan, plan_to_dict
-from ..record import Basis, Figures, Status, TrialRow, interval_from_log
-from ._backends import Backend
+from ..record import Figures, Status, TrialRow
+from ._backends import Backend, ReplayBackend
 from ._calibrate import Observation, Setup
 from ._grid import Grid, build_grid, explain
 from ._jobspace import resolve_job
-from ._pick import TIE_TOLERANCE, BaselineIssue, Picks, choose, fits, memory_of
+from ._known import baseline_issues, baseline_notes, issue_notes, risks, rule_issues, without_broken
+from ._pick import TIE_TOLERANCE, Picks, choose, fits
+from ._rows import predicted_figures, row_of, store_row, tell_row
 from ._sampler import PRUNE_BELOW, SurrogateSampler, distributions, finished
+from ._samplers import SamplerInputs, make_sampler
 from ._space import SearchSpace, lora_defaults, plan_key, shown_path
 from ._storage import HEARTBEAT_S, ROW_WRITTEN_ATTR, Stale, fail_stale, heartbeat, make_storage
 from ._surrogate import PRIOR_SD_TIME, FitRecord, Surrogate
 from ._verdict import Verdict, verdict_of
-
-SAMPLERS = ("dstune", "prior", "tpe", "gp", "random", "grid", "autotuner")
 
 logger = logging.getLogger(__name__)
 
@@ -148,50 +147,6 @@ def rank(rows: Sequence[TrialRow], cap_bytes: float) -> list[TrialRow]:
     return _rank(rows, cap_bytes)
 
 
-def row_of(trial: Any) -> TrialRow | None:
-    attrs = trial.user_attrs
-    if ROW_WRITTEN_ATTR not in attrs:
-        return None
-    return TrialRow(
-        number=trial.number,
-        status=attrs[ROW_WRITTEN_ATTR],
-        source=attrs.get("source", "sampler"),
-        values=dict(attrs.get("plan", {})),
-        predicted=Figures.from_json(attrs.get("predicted")),
-        measured=Figures.from_json(attrs.get("measured")),
-        p_fit=attrs.get("p_fit"),
-        reason=attrs.get("reason", ""),
-        details=dict(attrs.get("details", {})),
-        job=attrs.get("job", ""),
-    )
-
-
-def _make_sampler(
-    req: SearchRequest, grid: Grid, surrogate: Surrogate, allowed: np.ndarray, observations: _ObservationsReader
-) -> Any:
-    import optuna
-
-    name = req.sampler
-    if name in ("dstune", "prior"):
-        if name == "prior":  # learning off: the cost model's first ranking, walked down by EI
-            surrogate.learn = False
-        return SurrogateSampler(grid, surrogate, observations, allowed=allowed, seed=req.seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=req.seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=req.seed, warn_independent_sampling=False)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=req.seed)
-    if name == "grid":
-        space = {n: list(d.choices) for n, d in distributions(grid).items()}
-        return optuna.samplers.GridSampler(space, seed=req.seed)
-    if name == "autotuner":
-        from ._strategies import AutotunerSampler
-
-        return AutotunerSampler(grid, observations, allowed=allowed, seed=req.seed)
-    raise UserInputError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
 def open_study(req: SearchRequest, sampler: Any) -> Any:
     import optuna
 
@@ -293,41 +248,30 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
     notes = [f"baseline adjusted: {a}" for a in baseline.adjustments]
     stack = _stack(req) if req.known_issues != "off" else None
     if req.known_issues == "exclude" and stack is not None:
-        from ..doctor import known_issue_mask, known_issue_masks, known_issues
-
-        hit = known_issue_mask(grid.columns, setup.model, stack)
-        broken = {i.id for i in known_issues() if i.severity == "broken"}
-        ids = sorted(set(known_issue_masks(grid.columns, setup.model, stack)) & broken)
-        where = f"stack {stack.name}"
-        grid = grid.without(hit, "known issues", f"a known-broken combination on {where} (dstune doctor)")
-        if hit.any():
-            notes.append(
-                f"excluded {int(hit.sum()):,} plan(s) that hit a known-broken combination on {where} "
-                f"({', '.join(ids)}; --known-issues mark keeps them)"
-            )
+        grid = without_broken(grid, setup.model, stack, notes)
     allowed = req.backend.allowed_rows(grid.columns)
-    if req.backend.name == "replay" and not allowed.any():
-        raise UserInputError(f"replay table {getattr(req.backend, 'path', '')} has no row of this space")
+    if isinstance(req.backend, ReplayBackend) and not allowed.any():
+        raise UserInputError(f"replay table {req.backend.path} has no row of this space")
     surrogate = Surrogate(
         grid=grid,
         setup=setup,
         cap_bytes=req.cap_bytes,
         prior=req.prior,
-        exact=req.backend.name == "simulate",
+        exact=req.backend.scores_grid,
         shipped=req.shipped,
         he_kernels=req.he_kernels,
         transformers_version=target_transformers(req.stack),
     )
     read = _ObservationsReader(req)
     interrupted = False
-    if req.backend.name == "simulate":
+    if req.backend.scores_grid:
         from ._simulate import record_simulation
 
         study = open_study(req, None)
         _record_setup(study, req, space, baseline)
         evaluated = record_simulation(study, req, grid, baseline, distributions(grid))
     else:
-        sampler = _make_sampler(req, grid, surrogate, allowed, read)
+        sampler = make_sampler(req.sampler, SamplerInputs(grid, surrogate, allowed, read, req.seed))
         study = open_study(req, sampler)
         _record_setup(study, req, space, baseline)
         try:
@@ -337,36 +281,10 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         except SearchInterrupted as stop:
             evaluated, interrupted = stop.evaluated, True
     rows = [r for r in (row_of(t) for t in finished(study)) if r]
-    base_row = next((r for r in rows if r.source == "baseline"), None)
-    picks = choose(
-        rows,
-        base_row,
-        plan_to_dict(baseline.plan),
-        setup.step,
-        world,
-        req.cap_bytes,
-        req.tie_tolerance,
-        baseline_issues=_rule_issues(baseline) + _baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
-        keep_broken=req.known_issues == "mark",
-        risks=_risks(setup.model, stack),
-    )
-    on = f"stack {stack.label}" if stack is not None else "this stack"
-    notes += [
-        (
-            f"the baseline as shipped cannot run on {on} (rule {i.id}): {i.consequence}; it is never the pick"
-            if i.rule
-            else f"the baseline as shipped hits known issue {i.id} (broken on {on}): {i.consequence}; "
-            + (
-                "--known-issues mark keeps broken plans pickable"
-                if req.known_issues == "mark"
-                else "it is never the pick"
-            )
-        )
-        + f", and the speedup is against it as shipped [{', '.join(i.sources)}]"
-        for i in picks.baseline_issues
-    ]
+    picks = _choose(req, rows, baseline, stack)
+    notes += baseline_notes(picks, stack, req.known_issues)
     if stack is not None:
-        notes += _issue_notes(picks, setup.model, stack)
+        notes += issue_notes(picks, setup.model, stack)
     return SearchResult(
         request=req,
         grid=grid,
@@ -379,6 +297,24 @@ def run_search(req: SearchRequest, progress: Callable[[TrialRow, list[TrialRow]]
         wall_s=time.perf_counter() - started,
         space=space,
         interrupted=interrupted,
+    )
+
+
+def _choose(req: SearchRequest, rows: list[TrialRow], baseline: Baseline, stack: Any) -> Picks:
+    """The picks over the study's rows, against the baseline as shipped and the issues it hits."""
+    setup = req.setup
+    base_row = next((r for r in rows if r.source == "baseline"), None)
+    return choose(
+        rows,
+        base_row,
+        plan_to_dict(baseline.plan),
+        setup.step,
+        setup.cluster.world_size,
+        req.cap_bytes,
+        req.tie_tolerance,
+        baseline_issues=rule_issues(baseline) + baseline_issues(plan_to_dict(baseline.plan), setup.model, stack),
+        keep_broken=req.known_issues == "mark",
+        risks=risks(setup.model, stack),
     )
 
 
@@ -396,49 +332,6 @@ def _stack(req: SearchRequest) -> Any:
     except Exception:  # noqa: BLE001 - a search must not fail because the stack probe did
         logger.debug("stack probe failed; known issues not checked", exc_info=True)
         return None
-
-
-def _rule_issues(baseline: Baseline) -> tuple[BaselineIssue, ...]:
-    """The installed DeepSpeed's hard limits the shipped baseline breaks (e.g. HE tensor parallelism)."""
-    return tuple(BaselineIssue(b.rule, b.message, b.sources, rule=True) for b in baseline.cannot_run)
-
-
-def _baseline_issues(values: Mapping[str, Any], model: Any, stack: Any) -> tuple[BaselineIssue, ...]:
-    """Known issues of severity broken that the shipped baseline hits on this stack (none when unchecked)."""
-    if stack is None:
-        return ()
-    from ..doctor import match_known_issues
-
-    return tuple(
-        BaselineIssue(i.id, i.consequence, tuple(i.sources))
-        for i in match_known_issues(values, model, stack)
-        if i.severity == "broken"
-    )
-
-
-def _risks(model: Any, stack: Any) -> Callable[[Mapping[str, Any]], int] | None:
-    """Known issues (any severity) a plan hits on the target stack, for breaking ties (None: unchecked)."""
-    if stack is None:
-        return None
-    from ..doctor import match_known_issues
-
-    return lambda values: len(match_known_issues(values, model, stack))
-
-
-def _issue_notes(picks: Picks, model: Any, stack: Any) -> list[str]:
-    """One line per known issue that a pick (the headline's or an alternative's) hits on this stack."""
-    from ..doctor import match_known_issues
-
-    notes = []
-    for label, pick in [("pick", picks.headline.pick)] + [(f"{a.job_class} pick", a.pick) for a in picks.alternatives]:
-        if pick is None:
-            continue
-        for issue in match_known_issues(pick.values, model, stack):
-            notes.append(
-                f"known issue ({issue.severity}) hit by the {label}: {issue.id}: {issue.consequence} "
-                f"[{', '.join(issue.sources)}]"
-            )
-    return notes
 
 
 def _sample_trials(
@@ -522,7 +415,7 @@ def _end_interrupted(study: Any, trial: Any) -> None:
             reason=INTERRUPTED,
             job=attrs.get("job", ""),
         )
-        _store(trial, row, attrs.get("key", ""))
+        store_row(trial, row, attrs.get("key", ""))
     try:
         study.tell(trial, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
@@ -549,54 +442,6 @@ def _has_waiting(study: Any) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def tell_values(row: TrialRow, req: SearchRequest) -> tuple[Any, list[float] | None]:
-    """(Optuna state, objective values) for a finished row."""
-    from optuna.trial import TrialState
-
-    if row.status == Status.PRUNED:
-        return TrialState.PRUNED, None
-    if req.single_objective:
-        figures = row.figures if fits(row, req.cap_bytes) else None
-        return TrialState.COMPLETE, [figures.samples_per_s if figures is not None else 0.0]
-    if row.status == Status.OK and row.figures is not None:
-        return TrialState.COMPLETE, [row.figures.samples_per_s, memory_of(row) or 0.0]
-    return TrialState.FAIL, None
-
-
-def _tell(study: Any, trial: Any, req: SearchRequest, row: TrialRow) -> None:
-    state, values = tell_values(row, req)
-    if values is None:
-        study.tell(trial, state=state)
-    else:
-        study.tell(trial, values)
-
-
-def row_attrs(row: TrialRow, key: str) -> dict[str, Any]:
-    """A row as the study's user attributes (the inverse of row_of)."""
-    return {
-        ROW_WRITTEN_ATTR: row.status.value,
-        "source": row.source,
-        "plan": row.values,
-        "key": key,
-        "reason": row.reason,
-        "job": row.job,
-        "predicted": row.predicted.to_json() if row.predicted else None,
-        "measured": row.measured.to_json() if row.measured else None,
-        "p_fit": row.p_fit,
-        "details": row.details_json(),
-    }
-
-
-def _store(trial: Any, row: TrialRow, key: str) -> None:
-    """Write the row one attribute at a time, its status last: a worker killed part-way leaves no row
-    (row_of needs the status), so the trial is retried rather than read as a half-written result."""
-    attrs = row_attrs(row, key)
-    status = attrs.pop(ROW_WRITTEN_ATTR)
-    for name, value in attrs.items():
-        trial.set_user_attr(name, value)
-    trial.set_user_attr(ROW_WRITTEN_ATTR, status)
-
-
 def _job(req: SearchRequest, values: Mapping[str, Any]) -> str:
     try:
         return job_of(req.setup.step, values, req.setup.cluster.world_size).label()
@@ -604,20 +449,164 @@ def _job(req: SearchRequest, values: Mapping[str, Any]) -> str:
         return ""
 
 
-def predicted_figures(pred: Any, table: Mapping[str, np.ndarray], i: int) -> Figures:
-    """Row `i` of a surrogate prediction and its cost-model table as predicted figures with an interval."""
-    log_sps = float(pred.log_sps[i])
-    sps = float(np.exp(log_sps))
-    return Figures(
-        basis=Basis.PREDICTED,
-        samples_per_s=sps,
-        tokens_per_s=sps * float(table["tokens_per_s"][i] / table["samples_per_s"][i]),
-        gpu_peak_bytes=float(np.exp(pred.log_mem[i])),
-        step_s=float(table["step_s"][i]),
-        phases={k[5:]: float(v[i]) for k, v in table.items() if k.startswith("time_")},
-        mfu=float(table["mfu"][i]),
-        samples_per_s_interval=interval_from_log(log_sps, float(pred.sd_sps[i])),
+@dataclass(frozen=True)
+class _Proposal:
+    """An asked trial's plan on its way through the checks that may settle it without a run."""
+
+    number: int
+    source: str
+    values: dict[str, Any]
+    job: str
+    key: str
+
+
+_Outcome = tuple[TrialRow, str]
+"""A trial settled without a run: its row and the key it is stored under ('' keeps it out of `seen`)."""
+
+
+def _baseline_values(trial: Any, choices: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(trial.user_attrs["plan"])
+    if all(values.get(name) in dist.choices for name, dist in choices.items()):
+        # the baseline is a point of the space: give it Optuna params too (GP/TPE learn from it)
+        for name, dist in choices.items():
+            trial.suggest_categorical(name, dist.choices)
+    return values
+
+
+def _off_grid(
+    trial: Any, source: str, params: dict[str, Any], grid: Grid, ctx: Context, defaults: Mapping[str, Any]
+) -> _Outcome:
+    row = TrialRow(
+        trial.number,
+        Status.INFEASIBLE,
+        source,
+        dict(params),
+        None,
+        None,
+        None,
+        reason=explain(grid.space, ctx, params, defaults),
     )
+    return row, ""
+
+
+def _not_in_table(p: _Proposal, req: SearchRequest) -> _Outcome | None:
+    if req.backend.allows(p.values):
+        return None
+    row = TrialRow(
+        p.number,
+        Status.INFEASIBLE,
+        p.source,
+        p.values,
+        None,
+        None,
+        None,
+        reason=f"no measurement of this plan in the {req.backend.name} table",
+        job=p.job,
+    )
+    return row, p.key
+
+
+def _repeat(p: _Proposal, read: _ObservationsReader, study: Any) -> _Outcome | None:
+    """A plan this study already ran: its figures again, free."""
+    _, seen, _ = read(study)
+    if p.key not in seen:
+        return None
+    previous = next(
+        r for r in read.rows.values() if r is not None and r.source != "repeat" and plan_key(r.values) == p.key
+    )
+    row = TrialRow(
+        p.number,
+        previous.status,
+        "repeat",
+        p.values,
+        previous.predicted,
+        previous.measured,
+        previous.p_fit,
+        reason=f"repeat of trial {previous.number}: not run again",
+        job=p.job,
+    )
+    return row, ""
+
+
+def _over_cap(p: _Proposal, req: SearchRequest, predicted: Figures, p_fit: float) -> _Outcome | None:
+    """A costly backend never runs a plan the model is confident will not fit."""
+    if not (req.backend.costly and p_fit < PRUNE_BELOW):
+        return None
+    peak = predicted.gpu_peak_bytes
+    assert peak is not None  # predicted_figures always sets it
+    row = TrialRow(
+        p.number,
+        Status.PRUNED,
+        p.source,
+        p.values,
+        predicted,
+        None,
+        p_fit,
+        reason=f"predicted GPU peak {peak / 2**30:.1f} GiB over the "
+        f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
+        job=p.job,
+    )
+    return row, p.key
+
+
+def _mark_running(trial: Any, p: _Proposal, predicted: Figures, p_fit: float) -> None:
+    """Other workers see the plan as running from here on."""
+    for name, value in (
+        ("key", p.key),
+        ("plan", p.values),
+        ("source", p.source),
+        ("job", p.job),
+        ("predicted", predicted.to_json()),
+        ("p_fit", p_fit),
+    ):
+        trial.set_user_attr(name, value)
+
+
+def _running_elsewhere(
+    p: _Proposal, study: Any, read: _ObservationsReader, predicted: Figures, p_fit: float
+) -> _Outcome | None:
+    """Another worker took the same plan: each checks after marking its own, so at most one of two
+    racing workers runs it (both may step back; the plan is then proposed again)."""
+    rival = _running_twin(study, p.number, p.key)
+    if rival is None and p.key in read(study)[1]:
+        rival = "a finished trial"
+    if rival is None:
+        return None
+    row = TrialRow(
+        p.number,
+        Status.INFEASIBLE,
+        "repeat",
+        p.values,
+        predicted,
+        None,
+        p_fit,
+        reason=f"running or run in {rival} (another worker): not run twice",
+        job=p.job,
+    )
+    return row, ""
+
+
+def _evaluate(p: _Proposal, req: SearchRequest, predicted: Figures, p_fit: float) -> TrialRow:
+    record = req.backend.evaluate(make_plan(req.setup.step, p.values))  # Ctrl-C here: _end_interrupted
+    return TrialRow(
+        p.number,
+        record.status,
+        p.source,
+        p.values,
+        predicted,
+        record.measured,
+        p_fit,
+        reason=record.reason,
+        details=dict(record.details),
+        job=p.job,
+    )
+
+
+def _settle(study: Any, trial: Any, req: SearchRequest, outcome: _Outcome) -> TrialRow:
+    row, key = outcome
+    store_row(trial, row, key)
+    tell_row(study, trial, req, row)
+    return row
 
 
 def _run_trial(
@@ -634,127 +623,24 @@ def _run_trial(
     """Evaluate one asked trial; returns its row and 1 if the backend ran (0 for free outcomes)."""
     source = trial.user_attrs.get("source", "sampler")
     if source == "baseline":
-        values = dict(trial.user_attrs["plan"])
-        if all(values.get(name) in dist.choices for name, dist in choices.items()):
-            # the baseline is a point of the space: give it Optuna params too (GP/TPE learn from it)
-            for name, dist in choices.items():
-                trial.suggest_categorical(name, dist.choices)
+        values = _baseline_values(trial, choices)
     else:
         params = {name: trial.suggest_categorical(name, dist.choices) for name, dist in choices.items()}
         index = grid.find_varied(params)
         if index is None:
-            row = TrialRow(
-                trial.number,
-                Status.INFEASIBLE,
-                source,
-                dict(params),
-                None,
-                None,
-                None,
-                reason=explain(grid.space, ctx, params, defaults),
-            )
-            _store(trial, row, "")
-            _tell(study, trial, req, row)
-            return row, 0
+            return _settle(study, trial, req, _off_grid(trial, source, params, grid, ctx, defaults)), 0
         values = grid.values(index)
-    job = _job(req, values)
-    if not req.backend.allows(values):
-        row = TrialRow(
-            trial.number,
-            Status.INFEASIBLE,
-            source,
-            values,
-            None,
-            None,
-            None,
-            reason=f"no measurement of this plan in the {req.backend.name} table",
-            job=job,
-        )
-        _store(trial, row, plan_key(values))
-        _tell(study, trial, req, row)
-        return row, 0
-    key = plan_key(values)
-    _, seen, _ = read(study)
-    if key in seen:
-        previous = next(
-            r for r in read.rows.values() if r is not None and r.source != "repeat" and plan_key(r.values) == key
-        )
-        row = TrialRow(
-            trial.number,
-            previous.status,
-            "repeat",
-            values,
-            previous.predicted,
-            previous.measured,
-            previous.p_fit,
-            reason=f"repeat of trial {previous.number}: not run again",
-            job=job,
-        )
-        _store(trial, row, "")
-        _tell(study, trial, req, row)
-        return row, 0
+    p = _Proposal(trial.number, source, values, _job(req, values), plan_key(values))
+    outcome = _not_in_table(p, req) or _repeat(p, read, study)
+    if outcome is not None:
+        return _settle(study, trial, req, outcome), 0
     pred, table = surrogate.predict_values([values])
     p_fit = float(pred.p_fit[0])
     predicted = predicted_figures(pred, table, 0)
-    if req.backend.costly and p_fit < PRUNE_BELOW:
-        peak = predicted.gpu_peak_bytes
-        assert peak is not None  # predicted_figures always sets it
-        row = TrialRow(
-            trial.number,
-            Status.PRUNED,
-            source,
-            values,
-            predicted,
-            None,
-            p_fit,
-            reason=f"predicted GPU peak {peak / 2**30:.1f} GiB over the "
-            f"{req.cap_bytes / 2**30:.1f} GiB cap (P(fit) = {p_fit:.3f}); not run",
-            job=job,
-        )
-        _store(trial, row, key)
-        _tell(study, trial, req, row)
-        return row, 0
-    for name, value in (
-        ("key", key),
-        ("plan", values),
-        ("source", source),
-        ("job", job),
-        ("predicted", predicted.to_json()),
-        ("p_fit", p_fit),
-    ):
-        trial.set_user_attr(name, value)  # other workers see the plan as running from here on
-    rival = _running_twin(study, trial.number, key)
-    if rival is None and key in read(study)[1]:
-        rival = "a finished trial"
-    if rival is not None:  # another worker took the same plan: each checks after marking its own, so at
-        # most one of two racing workers runs it (both may step back; the plan is then proposed again)
-        row = TrialRow(
-            trial.number,
-            Status.INFEASIBLE,
-            "repeat",
-            values,
-            predicted,
-            None,
-            p_fit,
-            reason=f"running or run in {rival} (another worker): not run twice",
-            job=job,
-        )
-        _store(trial, row, "")
-        _tell(study, trial, req, row)
-        return row, 0
-    record = req.backend.evaluate(make_plan(req.setup.step, values))  # Ctrl-C here: _end_interrupted
-    row = TrialRow(
-        trial.number,
-        record.status,
-        source,
-        values,
-        predicted,
-        record.measured,
-        p_fit,
-        reason=record.reason,
-        details=dict(record.details),
-        job=job,
-    )
-    _store(trial, row, key)
-    _tell(study, trial, req, row)
-    return row, 1
+    outcome = _over_cap(p, req, predicted, p_fit)
+    if outcome is None:
+        _mark_running(trial, p, predicted, p_fit)
+        outcome = _running_elsewhere(p, study, read, predicted, p_fit)
+    if outcome is not None:
+        return _settle(study, trial, req, outcome), 0
+    return _settle(study, trial, req, (_evaluate(p, req, predicted, p_fit), p.key)), 1

@@ -54,6 +54,7 @@ class GpuStandIn(Backend):
 
     name = "profile"
     costly = False
+    measures = True
 
     def __init__(self, setup: Setup, cap: float, seed: int):
         self.setup, self.cap, self.rng = setup, cap, random.Random(seed)

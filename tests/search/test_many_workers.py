@@ -15,8 +15,8 @@ import pytest
 
 from dstune.calibration import DATA_DIR
 from dstune.record import Status
+from dstune.search._rows import row_of
 from dstune.search._storage import make_storage
-from dstune.search._study import row_of
 
 TABLE = DATA_DIR / "tiny-opt-ppo-2xcpu.csv"
 TABLE_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "tiny-ppo-table.yaml"

@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from dstune.record import Status, TrialRow
+from dstune.search._rows import row_attrs, row_of, store_row
 from dstune.search._storage import ROW_WRITTEN_ATTR, Stale, fail_stale, make_storage
-from dstune.search._study import _store, row_attrs, row_of
 
 HEARTBEAT_S = 1
 
@@ -30,7 +30,7 @@ def _dead_worker_trial(study: optuna.Study, write_row: bool) -> optuna.trial.Tri
     trial = study.ask({"zero_stage": optuna.distributions.CategoricalDistribution([2, 3])})
     trial.set_user_attr("key", "zero_stage=2")
     if write_row:
-        _store(trial, _row(trial.number), "zero_stage=2")
+        store_row(trial, _row(trial.number), "zero_stage=2")
     storage = study._storage
     if hasattr(storage, "record_heartbeat"):
         storage.record_heartbeat(trial._trial_id)
@@ -73,7 +73,7 @@ def test_a_row_is_written_status_last_so_a_half_written_row_is_no_row(tmp_path: 
     path = tmp_path / "study.journal"
     study = optuna.create_study(storage=make_storage(f"journal:{path}"))
     trial = study.ask()
-    _store(trial, _row(trial.number), "zero_stage=2")
+    store_row(trial, _row(trial.number), "zero_stage=2")
     logs = [json.loads(line) for line in path.read_text().splitlines()]
     written = [log["user_attr"] for log in logs if "user_attr" in log]
     names = [next(iter(attr)) for attr in written]
