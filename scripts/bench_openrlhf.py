@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from dstune.catalog import load_gpu, load_model, make_cluster
-from dstune.costmodel._openrlhf import estimate_openrlhf
 from dstune.frameworks.openrlhf import baseline_for
-from dstune.search._openrlhf import candidates, load_space
-from dstune.search._openrlhf_explore import explore_openrlhf, load_explore, parse_explore
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
+from dstune.frameworks.openrlhf._explore import explore_openrlhf, load_explore, parse_explore
+from dstune.frameworks.openrlhf._search import candidates, load_space
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "openrlhf.yaml"
 

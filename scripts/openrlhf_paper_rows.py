@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from dstune.costmodel._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS
-from dstune.costmodel._openrlhf_paper import FITTED, PHASES, fit_paper, predict, published
 from dstune.frameworks.openrlhf import paper_rows
+from dstune.frameworks.openrlhf._cost_constants import DEFAULT_OPENRLHF_CONSTANTS
+from dstune.frameworks.openrlhf._cost_paper import FITTED, PHASES, fit_paper, predict, published
 
 WITHIN = 1.5
 OUT_OF_FIT = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..catalog import detect_local_gpus, list_gpus, list_models
-from ._command import Command
-from ._common import print_json
+from ..frameworks._command import Command
+from ..frameworks._common import print_json
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._command import Command
-from ._common import print_json
+from ..frameworks._command import Command
+from ..frameworks._common import print_json
 
 _STYLE = {"ok": "green", "info": "", "warn": "yellow"}
 

@@ -10,8 +10,9 @@ from typing import NoReturn
 
 from .. import __version__
 from ..errors import UserInputError
-from . import _catalog, _doctor, _estimate, _profile, _report, _search
-from ._common import json_stdout
+from ..frameworks._common import json_stdout
+from ..frameworks.deepspeed_chat import _estimate, _profile, _search
+from . import _catalog, _doctor, _report
 
 COMMANDS = (
     _catalog.MODELS,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserInputError
-from ._command import Command
-from ._common import print_json
+from ..frameworks._command import Command
+from ..frameworks._common import print_json
 
 _FORMATS = ("html", "md", "json")
 

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
-from dstune.export._openrlhf_parser import CONFIG, DS_UTILS, ENTRY, find_wheel, wheel_source
+from dstune.frameworks.openrlhf._parser import CONFIG, DS_UTILS, ENTRY, find_wheel, wheel_source
 
 ROOT = Path(__file__).resolve().parents[2]
 

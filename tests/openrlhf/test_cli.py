@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dstune.cli import main
-from dstune.export._openrlhf_parser import check_exact_flags, run_parser
+from dstune.frameworks.openrlhf._parser import check_exact_flags, run_parser
 
 BASE = ["--framework", "openrlhf", "--model", "llama-3-8b", "--gpus", "8", "--gpu-type", "H100-80G"]
 

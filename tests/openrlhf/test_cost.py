@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from dstune.catalog import load_gpu, load_model, make_cluster
-from dstune.costmodel._openrlhf import estimate_openrlhf
 from dstune.frameworks.openrlhf import OpenRLHFJob, broken_checks, examples, make_plan
-from dstune.search._openrlhf import load_space, search_openrlhf
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
+from dstune.frameworks.openrlhf._search import load_space, search_openrlhf
 
 REPORTS = yaml.safe_load((Path(__file__).parent / "oom_reports.yaml").read_text())
 SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
@@ -156,7 +156,7 @@ def test_how_high_vllm_utilization_may_go_beside_deepspeed() -> None:
 
 def test_split_layouts_fill_the_cluster_with_every_role() -> None:
     """OpenRLHF#562's question (how to split the GPUs between roles) is the split layouts' share knobs."""
-    from dstune.search._openrlhf import candidates
+    from dstune.frameworks.openrlhf._search import candidates
 
     space = {**load_space(SPACE), "split_actor_share": [0.25, 0.5, 0.75]}
     grpo_rm = make_plan({**COLOCATED, "train.colocate_all": False}, OpenRLHFJob(reward="model"))
@@ -174,7 +174,7 @@ def test_split_layouts_fill_the_cluster_with_every_role() -> None:
 def test_lora_trains_adapters_only() -> None:
     """peft's LoraConfig as OpenRLHF builds it: base weights frozen, r x (d_in + d_out) per targeted Linear."""
     from dstune.costmodel._facts import model_facts
-    from dstune.costmodel._openrlhf_columns import columns, trained_params
+    from dstune.frameworks.openrlhf._cost_columns import columns, trained_params
 
     model, cluster = load_model("llama-3-8b"), make_cluster(load_gpu("H100-80G"), 8)
     base = make_plan({"algo.advantage.estimator": "gae", "vllm.num_engines": 8, "train.colocate_all": True})
@@ -200,7 +200,7 @@ def test_lora_trains_adapters_only() -> None:
 
 def test_no_check_reads_a_lora_flag() -> None:
     """--explore lora reuses one checked candidate list for every rank: that holds while no check reads LoRA."""
-    from dstune.search._openrlhf import candidates
+    from dstune.frameworks.openrlhf._search import candidates
 
     base = examples()[0].plan()
     space = load_space(SPACE)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from dstune.costmodel import DEFAULT_CONSTANTS
-from dstune.costmodel._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS
-from dstune.export._openrlhf import plan_argv
-from dstune.export._openrlhf_parser import run_parser
 from dstune.frameworks.openrlhf import examples, make_plan
+from dstune.frameworks.openrlhf._cost_constants import DEFAULT_OPENRLHF_CONSTANTS
 from dstune.frameworks.openrlhf._deepspeed import assumed_eval_config, assumed_train_config
+from dstune.frameworks.openrlhf._export import plan_argv
+from dstune.frameworks.openrlhf._parser import run_parser
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

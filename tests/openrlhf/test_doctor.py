@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dstune.doctor._frameworks import framework_findings, framework_versions
+from dstune.frameworks.openrlhf._doctor import framework_findings, framework_versions
 
 
 def _topics(found: list[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:

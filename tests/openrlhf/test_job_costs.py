@@ -10,9 +10,9 @@ import pytest
 
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.cli import main
-from dstune.costmodel._openrlhf import estimate_openrlhf
 from dstune.errors import UserInputError
 from dstune.frameworks.openrlhf import OpenRLHFJob, examples, make_plan
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
 
 
 def _dapo() -> Any:

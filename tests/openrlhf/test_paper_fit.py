@@ -10,12 +10,12 @@ import pytest
 
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel._facts import model_facts
-from dstune.costmodel._openrlhf import estimate_openrlhf
-from dstune.costmodel._openrlhf_columns import columns, trained_params
-from dstune.costmodel._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, backing
-from dstune.costmodel._openrlhf_paper import fit_paper, paper_plan, predict
-from dstune.costmodel._openrlhf_time import sync_tensors
 from dstune.frameworks.openrlhf import broken_checks, paper_rows
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
+from dstune.frameworks.openrlhf._cost_columns import columns, trained_params
+from dstune.frameworks.openrlhf._cost_constants import DEFAULT_OPENRLHF_CONSTANTS, backing
+from dstune.frameworks.openrlhf._cost_paper import fit_paper, paper_plan, predict
+from dstune.frameworks.openrlhf._cost_time import sync_tensors
 
 WITHIN = 1.5
 

@@ -7,9 +7,9 @@ import shlex
 
 import pytest
 
-from dstune.export._openrlhf import launch_script, plan_argv
-from dstune.export._openrlhf_parser import ParserRejected, check_exact_flags, run_parser
 from dstune.frameworks.openrlhf import CHECKS, broken_checks, examples, make_plan, openrlhf_spec
+from dstune.frameworks.openrlhf._export import launch_script, plan_argv
+from dstune.frameworks.openrlhf._parser import ParserRejected, check_exact_flags, run_parser
 
 MODEL = ["--actor.model_name_or_path", "m", "--reward.model_name_or_path", "r"]
 

@@ -12,10 +12,10 @@ import pytest
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.costmodel import DEFAULT_CONSTANTS
 from dstune.costmodel._facts import model_facts
-from dstune.costmodel._openrlhf import estimate_openrlhf
-from dstune.costmodel._openrlhf_columns import columns
-from dstune.costmodel._openrlhf_memory import _trained
 from dstune.frameworks.openrlhf import OpenRLHFJob, broken_checks, examples, make_plan
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
+from dstune.frameworks.openrlhf._cost_columns import columns
+from dstune.frameworks.openrlhf._cost_memory import _trained
 
 
 def _row(plan: Any, gpus: int, model: str = "llama-3-8b") -> dict[str, Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dstune.costmodel._openrlhf import estimate_openrlhf
 from dstune.errors import UserInputError
-from dstune.export._openrlhf import launch_script
 from dstune.frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+from dstune.frameworks.openrlhf._cost import estimate_openrlhf
+from dstune.frameworks.openrlhf._export import launch_script
 
 
 def test_names_and_default() -> None:

@@ -11,7 +11,7 @@ import pytest
 from dstune.catalog import load_gpu, load_model, make_cluster
 from dstune.errors import UserInputError
 from dstune.frameworks.openrlhf import baseline_for, openrlhf_spec
-from dstune.search._openrlhf import REFINE, candidates, load_space, search_openrlhf
+from dstune.frameworks.openrlhf._search import REFINE, candidates, load_space, search_openrlhf
 
 SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
 
@@ -75,7 +75,7 @@ def test_refine_must_name_system_flags(tmp_path: Path) -> None:
 def test_zero1_reduces_once_per_step_and_keeps_whole_gradients() -> None:
     """ZeRO-2 reduce-scatters every micro-batch's gradients; ZeRO-1 reduces at the accumulation boundary only
     (stage_1_and_2.py), so with many micro-batches it trains faster and holds more memory."""
-    from dstune.costmodel._openrlhf import estimate_openrlhf
+    from dstune.frameworks.openrlhf._cost import estimate_openrlhf
 
     example = baseline_for("llama-3-8b", 16, "gae")
     assert example is not None
@@ -91,7 +91,7 @@ def test_zero1_reduces_once_per_step_and_keeps_whole_gradients() -> None:
 
 
 def test_role_sizes_divide_the_train_batch_and_fill_nodes() -> None:
-    from dstune.search._openrlhf import role_sizes
+    from dstune.frameworks.openrlhf._search import role_sizes
 
     assert role_sizes(128, 24, 8) == [1, 2, 4, 8, 16]
     assert role_sizes(96, 48, 8) == [1, 2, 3, 4, 6, 8, 16, 24, 32, 48]

@@ -17,9 +17,9 @@ import pytest
 
 from dstune.cli import main
 from dstune.export import ConfigRejected, validate_config
-from dstune.export._openrlhf import plan_argv
-from dstune.export._openrlhf_parser import check_exact_flags, run_parser
 from dstune.frameworks.openrlhf import OpenRLHFJob, broken_checks, examples, make_plan, plan_from_argv
+from dstune.frameworks.openrlhf._export import plan_argv
+from dstune.frameworks.openrlhf._parser import check_exact_flags, run_parser
 
 SWEEP = [
     ("llama-3-8b", 8, "ppo", ["--explore", "batch"]),
@@ -203,7 +203,7 @@ def test_a_real_ray_never_places_the_inherited_critic_group(place: Any, sources:
 
 def test_the_wandb_placeholder_is_dropped_with_a_line(sources: tuple[str, str]) -> None:
     """The 8-GPU PPO example keeps `--logger.wandb.key '{wandb_token}'`, which the trainer would get as the key."""
-    from dstune.export._openrlhf import launch_script
+    from dstune.frameworks.openrlhf._export import launch_script
 
     plan = next(e for e in examples() if e.name == "train_ppo_with_reward_fn").plan()
     assert "{wandb_token}" in plan.kept

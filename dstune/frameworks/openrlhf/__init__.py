@@ -1,8 +1,8 @@
 """OpenRLHF (DeepSpeed ZeRO training, vLLM generation, Ray placement) as a target framework.
 
 It owns its flags (dotted names of the supported version), its checks, its shipped examples as
-baselines; its cost terms live in dstune.costmodel._openrlhf* and its launch script in
-dstune.export._openrlhf, named here by import path as step strategies name theirs."""
+baselines; its cost terms live in dstune.frameworks.openrlhf._cost* and its launch script in
+dstune.frameworks.openrlhf._export, named here by import path as step strategies name theirs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ class OpenRLHF(FrameworkStrategy):
     name = "openrlhf"
     title = "OpenRLHF"
     supported_versions = openrlhf_spec().supported_versions
-    cost_function = "dstune.costmodel._openrlhf:estimate_openrlhf"
-    export_function = "dstune.export._openrlhf:launch_script"
+    cost_function = "dstune.frameworks.openrlhf._cost:estimate_openrlhf"
+    export_function = "dstune.frameworks.openrlhf._export:launch_script"
 
     def knob_names(self) -> frozenset[str]:
         return frozenset(openrlhf_spec().defaults)

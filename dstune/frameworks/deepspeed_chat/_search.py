@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..costmodel import DEFAULT_CONSTANTS
-from ..errors import UserInputError
-from ..record import Status
-from ._command import Command
-from ._common import add_setup_arguments, add_stack_argument, gib, print_json
-from ._inputs import check_argv, check_out_folder, check_setup_flags, removed_unless_written
-from ._interrupt import CtrlC, mark_partial
-from ._outcome import failure_summary
+from ...costmodel import DEFAULT_CONSTANTS
+from ...errors import UserInputError
+from ...record import Status
+from .._command import Command
+from .._common import add_setup_arguments, add_stack_argument, gib, print_json
+from .._inputs import check_argv, check_out_folder, check_setup_flags, removed_unless_written
+from .._interrupt import CtrlC, mark_partial
+from .._outcome import failure_summary
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +163,7 @@ def _progress(total: int, enabled: bool):
 
 
 def _differences(values: dict[str, Any], reference: dict[str, Any] | None) -> str:
-    from ..search import changes
+    from ...search import changes
 
     shown = changes(values, reference)
     return ", ".join(f"{k}={values.get(k)}" for k in shown) or "(same settings)"
@@ -192,7 +192,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..search import changes
+    from ...search import changes
 
     console = Console()
     req = result.request
@@ -290,7 +290,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
 
 
 def _errors(result: Any) -> list[dict[str, Any]]:
-    from ..export import prediction_errors
+    from ...export import prediction_errors
 
     return [] if result.request.backend.scores_grid else prediction_errors(result.rows)
 
@@ -340,7 +340,7 @@ def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
     import os
     import subprocess
 
-    from ..catalog import detect_local_gpus
+    from ...catalog import detect_local_gpus
 
     req, out, per = prepared.request, prepared.out, args.gpus
     gpus = len(detect_local_gpus())
@@ -372,7 +372,7 @@ def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
 
 def _options(args: argparse.Namespace) -> Any:
     """The parsed flags as the library's typed search options."""
-    from ..search import SearchOptions
+    from ...search import SearchOptions
 
     return SearchOptions(
         model=args.model,
@@ -428,7 +428,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _search(prepared: Any, console: Any, json_output: bool) -> Any:
     """Run this worker's share of the study with the progress display the backend calls for."""
-    from ..search import run_search
+    from ...search import run_search
 
     if prepared.request.backend.scores_grid:
         if console is None:
@@ -441,8 +441,8 @@ def _search(prepared: Any, console: Any, json_output: bool) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..export import check_same_study, check_writable, start_checker, stop_checker
-    from ._openrlhf import check_framework_flags, is_openrlhf, run_search
+    from ...export import check_same_study, check_writable, start_checker, stop_checker
+    from ..openrlhf._commands import check_framework_flags, is_openrlhf, run_search
 
     if is_openrlhf(args):
         check_argv(args.argv)
@@ -451,7 +451,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_flags(args)
     if args.backend != "profile":
         start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less
-    from ..search import plan_search
+    from ...search import plan_search
 
     prepared = plan_search(_options(args))
     req, out = prepared.request, prepared.out
@@ -477,7 +477,7 @@ def _identity(prepared: Any) -> dict[str, Any]:
 
 def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
     """The search and its export, once the inputs are valid and --out is writable."""
-    from ..search._space import shown_path
+    from ...search._space import shown_path
 
     req, setup = prepared.request, prepared.setup
     console = None
@@ -507,7 +507,7 @@ def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
 
 def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any) -> Any:
     """Re-measure baseline and pick in interleaved rounds (profile), each round said on the console."""
-    from ..search import DEFAULT_ROUNDS, confirm_pick
+    from ...search import DEFAULT_ROUNDS, confirm_pick
 
     rounds = DEFAULT_ROUNDS if args.confirm_rounds is None else args.confirm_rounds
     say = None if console is None else lambda line: console.print(line, highlight=False, markup=False)
@@ -516,8 +516,8 @@ def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any)
 
 def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC) -> int:
     """Write the export and report whole, then mark it partial if the search or this writing was interrupted."""
-    from ..export import ExportInfo, write_export
-    from ..search import run_search
+    from ...export import ExportInfo, write_export
+    from ...search import run_search
 
     req, out, setup = prepared.request, prepared.out, prepared.setup
     if helpers:
@@ -531,7 +531,7 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
         )
     result.notes.extend(prepared.notes)
     if not result.interrupted and not ctrl_c.seen:
-        from ..search import stack_comparison
+        from ...search import stack_comparison
 
         compared = stack_comparison(_options(args), prepared, result)
         if compared:
@@ -547,7 +547,7 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
         hardware_label=prepared.hardware_label,
     )
     files = write_export(result, out, info)
-    from ..report import report_study, write_report
+    from ...report import report_study, write_report
 
     files = [*files, *(path.name for path in write_report(report_study(out), out, with_figures=False))]
     partial = result.interrupted or ctrl_c.seen

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._constants import CostConstants
-from ._facts import ModelFacts
-from ._memory import (
+from ...costmodel._constants import CostConstants
+from ...costmodel._facts import ModelFacts
+from ...costmodel._memory import (
     BYTES_16BIT,
     States,
     eval_activation_bytes,
@@ -24,8 +24,8 @@ from ._memory import (
     zero3_gathered_bytes,
     zero12_reduce_bucket_bytes,
 )
-from ._openrlhf_columns import Columns, trained_params
-from ._openrlhf_constants import OpenRLHFConstants
+from ._cost_columns import Columns, trained_params
+from ._cost_constants import OpenRLHFConstants
 
 PHASES = ("generate", "experience", "train", "weight sync")
 Breakdown = dict[str, np.ndarray]

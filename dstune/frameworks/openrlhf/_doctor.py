@@ -8,8 +8,8 @@ from importlib import resources
 import yaml
 from packaging.version import InvalidVersion, Version
 
-from ..frameworks.openrlhf import openrlhf_spec
-from ._stack import package_version
+from ...doctor._stack import package_version
+from ._spec import openrlhf_spec
 
 FRAMEWORK_PACKAGES = ("openrlhf", "vllm", "ray")
 

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
-from ..export._files import check_same_study
-from ..frameworks import DEFAULT_FRAMEWORK, framework_strategy
-from ._inputs import check_out_folder
-from ._openrlhf_args import add_framework_arguments, check_framework_flags, job_from_args
+from ...errors import UserInputError
+from ...export._files import check_same_study
+from .._inputs import check_out_folder
+from .._registry import DEFAULT_FRAMEWORK, framework_strategy
+from ._options import add_framework_arguments, check_framework_flags, job_from_args
 
 __all__ = ["add_framework_arguments", "check_framework_flags", "is_openrlhf", "run_estimate", "run_search"]
 
@@ -25,7 +25,9 @@ def is_openrlhf(args: argparse.Namespace) -> bool:
 def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, str]:
     """The plan the command starts from: the shipped example that trains this job, else dstune's starter
     (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
-    from ..frameworks.openrlhf import baseline_for, make_plan, openrlhf_spec
+    from ._examples import baseline_for
+    from ._plan import make_plan
+    from ._spec import openrlhf_spec
 
     spec = openrlhf_spec()
     if args.script:
@@ -75,8 +77,9 @@ def _job_plan(args: argparse.Namespace, gpus: int, per_node: int) -> tuple[Any, 
 
 def _starter_gpus(args: argparse.Namespace, gpus: int, per_node: int) -> int:
     """The most GPUs a colocated starter can take: DeepSpeed checks every role's train batch against them."""
-    from ..frameworks.openrlhf import openrlhf_spec, parse_value
-    from ..search._openrlhf import role_sizes
+    from ._plan import parse_value
+    from ._search import role_sizes
+    from ._spec import openrlhf_spec
 
     sets = {k.strip(): v for k, _, v in (a.partition("=") for a in args.assignments)}
     batch = sets.get("train.batch_size", "").strip()
@@ -88,7 +91,7 @@ def _starter_gpus(args: argparse.Namespace, gpus: int, per_node: int) -> int:
 
 def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]:
     """The plan with each --set FLAG=VALUE applied (typed as the flag's default), and the basis saying so."""
-    from ..frameworks.openrlhf import parse_value
+    from ._plan import parse_value
 
     changes = {}
     for text in assignments:
@@ -103,13 +106,13 @@ def _with_sets(plan: Any, basis: str, assignments: list[str]) -> tuple[Any, str]
 
 def version_note() -> str | None:
     """Plans and scripts are for the supported release; an installed other release is named."""
-    from ..doctor._stack import package_version
+    from ...doctor._stack import package_version
 
     return framework_strategy("openrlhf").check_version(package_version("openrlhf"))
 
 
 def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
-    from ..frameworks.openrlhf import plan_from_argv, script_argv
+    from ._examples import plan_from_argv, script_argv
 
     try:
         text = Path(args.script).read_text(encoding="utf-8")
@@ -128,13 +131,13 @@ def _script_plan(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def spec_estimator(algo: str) -> str:
-    from ..frameworks.openrlhf import openrlhf_spec
+    from ._spec import openrlhf_spec
 
     return openrlhf_spec().algorithm(algo).estimator
 
 
 def _setup(args: argparse.Namespace) -> Any:
-    from ..catalog import resolve_setup
+    from ...catalog import resolve_setup
 
     if args.gpus < 1:
         raise UserInputError("--gpus must be at least 1")
@@ -150,7 +153,7 @@ def _setup(args: argparse.Namespace) -> Any:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    from ..frameworks.openrlhf import parser_notes, plan_known_issues, validate
+    from ._rules import parser_notes, plan_known_issues, validate
 
     estimate_openrlhf = framework_strategy("openrlhf").cost()
     check_framework_flags(args)
@@ -176,33 +179,33 @@ def run_estimate(args: argparse.Namespace) -> int:
         **row,
     }
     if not row["feasible"]:
-        from ..search._openrlhf import fitting_plan
+        from ._search import fitting_plan
 
         payload["fitting_plan"] = fitting_plan(plan, setup.model, setup.critic_model, setup.cluster)
     if args.json:
-        from ._common import print_json
+        from .._common import print_json
 
         print_json(payload)
     else:
-        from ._openrlhf_render import render_plan
+        from ._render import render_plan
 
         render_plan(payload, title="estimate")
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..export import start_checker
-    from ..export._openrlhf import check_deepspeed, write_launch_script
-    from ..frameworks.openrlhf import plan_known_issues, validate
-    from ..record import atomic_write
-    from ..search._openrlhf import best_by_placement, busy_fraction, load_space, search_openrlhf
-    from ..search._openrlhf_explore import (
+    from ...export import start_checker
+    from ...record import atomic_write
+    from ._explore import (
         alternatives_payload,
         explore_openrlhf,
         job_label,
         load_explore,
         parse_explore,
     )
+    from ._export import check_deepspeed, write_launch_script
+    from ._rules import plan_known_issues, validate
+    from ._search import best_by_placement, busy_fraction, load_space, search_openrlhf
 
     check_framework_flags(args)
     explore = parse_explore(args.explore)
@@ -211,13 +214,13 @@ def run_search(args: argparse.Namespace) -> int:
     if args.backend == "profile":
         raise UserInputError("the profile backend has no OpenRLHF trial runner (it needs CUDA and vLLM); use simulate")
     setup = _setup(args)
-    from ..doctor import target_stack
+    from ...doctor import target_stack
 
     stack, _ = target_stack(getattr(args, "stack", None), "simulate", setup.model.family, framework="openrlhf")
     gpus, per_node = setup.cluster.world_size, min(setup.cluster.gpus_per_node, setup.cluster.world_size)
     base, basis = _job_plan(args, gpus, per_node)
     start_checker()  # DeepSpeed's config class loads while the search runs
-    from ..search._space import SPACES_DIR
+    from ...search._space import SPACES_DIR
 
     space_path = Path(args.space) if args.space else SPACES_DIR / "openrlhf.yaml"
     space = load_space(space_path)
@@ -258,7 +261,7 @@ def run_search(args: argparse.Namespace) -> int:
     check_same_study(out, {**study, "estimator": pick.estimator})
     check_deepspeed(pick)  # every role's config at its GPUs, by DeepSpeed itself, before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    from ..export._script import hub_id
+    from ...export._script import hub_id
 
     hub = hub_id(setup.model)
     script = framework_strategy("openrlhf").exporter()(
@@ -267,7 +270,7 @@ def run_search(args: argparse.Namespace) -> int:
         None,
         f"dstune pick for {setup.model.name} {pick.estimator} on {gpus} x {setup.cluster.gpu.name}",
     )
-    from ..export._pins import REQUIREMENTS, requirements_text, with_preflight
+    from ...export._pins import REQUIREMENTS, requirements_text, with_preflight
 
     write_launch_script(out / "run_openrlhf.sh", with_preflight(script, stack))
     atomic_write(out / REQUIREMENTS, requirements_text(stack))
@@ -317,11 +320,11 @@ def run_search(args: argparse.Namespace) -> int:
     }
     atomic_write(out / "plan.json", json.dumps(payload, indent=2, default=str) + "\n")
     if args.json:
-        from ._common import print_json
+        from .._common import print_json
 
         print_json(payload)
     else:
-        from ._openrlhf_render import render_alternatives, render_plan, render_speedup
+        from ._render import render_alternatives, render_plan, render_speedup
 
         render_plan(payload, title="pick")
         render_speedup(payload)

@@ -67,7 +67,7 @@ DEFAULT_OPENRLHF_CONSTANTS = OpenRLHFConstants()
 
 def backing() -> str:
     """What backs the OpenRLHF constants, said in every estimate's interval."""
-    from ..frameworks.openrlhf import published_sources
+    from ._spec import published_sources
 
     held = [f"{s.rows} rows of {s.source} (not in the fit: {s.why_not})" for s in published_sources() if not s.in_fit]
     used = [s for s in published_sources() if s.in_fit]

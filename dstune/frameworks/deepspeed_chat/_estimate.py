@@ -6,13 +6,13 @@ import argparse
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserInputError
-from ._command import Command
-from ._common import add_setup_arguments, add_stack_argument, gib, print_json, resolve_plan, resolve_setup
-from ._inputs import check_argv, check_setup_flags
+from ...errors import UserInputError
+from .._command import Command
+from .._common import add_setup_arguments, add_stack_argument, gib, print_json, resolve_plan, resolve_setup
+from .._inputs import check_argv, check_setup_flags
 
 if TYPE_CHECKING:
-    from ..costmodel import Estimate
+    from ...costmodel import Estimate
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ def render_estimate(estimate: Estimate, note: str) -> None:
 
 def plan_basis(setup: Any, plan: Any) -> dict[str, Any]:
     """The plan's knobs that differ from main.py's defaults, and the shipped script it is not."""
-    from ..plan import make_plan, nearest_script, plan_to_dict
+    from ...plan import make_plan, nearest_script, plan_to_dict
 
     defaults = plan_to_dict(make_plan(setup.step, {}))
     values = plan_to_dict(plan)
@@ -121,29 +121,29 @@ def _basis_line(basis: dict[str, Any]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     check_argv(args.argv)
-    from ._openrlhf import is_openrlhf, run_estimate
+    from ..openrlhf._commands import is_openrlhf, run_estimate
 
     if is_openrlhf(args):
         return run_estimate(args)
     check_setup_flags(args)
     setup = resolve_setup(args)
-    from ..doctor import target_stack
+    from ...doctor import target_stack
 
     stack, stack_note = target_stack(args.stack, "simulate", setup.model.family)
     plan = resolve_plan(setup, args.assignments, stack)
-    from ..catalog import target_transformers
-    from ..costmodel import estimate
+    from ...catalog import target_transformers
+    from ...costmodel import estimate
 
     uses_he = bool(getattr(plan, "enable_hybrid_engine", False))
     he_kernels, he_note, issues = True, "", []
     if uses_he:
-        from ..doctor import match_known_issues, resolve_he_kernels
-        from ..plan import plan_to_dict
+        from ...doctor import match_known_issues, resolve_he_kernels
+        from ...plan import plan_to_dict
 
         he_kernels, he_note = resolve_he_kernels(args.he_kernels, setup.model.family, stack)
         values = plan_to_dict(plan)
         issues = [i for i in match_known_issues(values, setup.model, stack) if i.severity == "broken"]
-    from ..calibration import calibration_for
+    from ...calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
     constants = calibration.constants

@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import ClusterSpec, ModelSpec
-from ..frameworks.openrlhf import OpenRLHFPlan
-from ._constants import DEFAULT_CONSTANTS, CostConstants
-from ._facts import model_facts
-from ._openrlhf_columns import Columns, columns
-from ._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
-from ._openrlhf_memory import PHASES, group_memory, host_bytes_per_node, kv_budget_bytes, kv_bytes_per_token
-from ._openrlhf_time import experience_seconds, generation_seconds, train_seconds, weight_sync_parts
-from ._time import Hardware
+from ...catalog import ClusterSpec, ModelSpec
+from ...costmodel._constants import DEFAULT_CONSTANTS, CostConstants
+from ...costmodel._facts import model_facts
+from ...costmodel._time import Hardware
+from ._cost_columns import Columns, columns
+from ._cost_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
+from ._cost_memory import PHASES, group_memory, host_bytes_per_node, kv_budget_bytes, kv_bytes_per_token
+from ._cost_time import experience_seconds, generation_seconds, train_seconds, weight_sync_parts
+from ._plan import OpenRLHFPlan
 
 ANSWER_MODEL = (
     "answer length: mean = answer_mean_ratio x answer budget, tail = the budget; decode work follows the mean, "

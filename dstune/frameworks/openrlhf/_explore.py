@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
-from ..catalog import ClusterSpec, ModelSpec
-from ..costmodel._openrlhf import estimate_openrlhf
-from ..errors import UserInputError
-from ..frameworks.openrlhf import OpenRLHFPlan, broken_checks, plan_known_issues
-from ._openrlhf import candidates, pick_index
+from ...catalog import ClusterSpec, ModelSpec
+from ...errors import UserInputError
+from ._cost import estimate_openrlhf
+from ._plan import OpenRLHFPlan
+from ._rules import broken_checks, plan_known_issues
+from ._search import candidates, pick_index
 
 LORA_FLAGS = frozenset({"ds.lora.rank", "ds.lora.alpha", "ds.lora.target_modules"})
 EXPLORE_NAMES = ("lora", "batch", "samples")

@@ -8,9 +8,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..catalog import ModelSpec
-from ..frameworks.openrlhf import OpenRLHFPlan
-from ._facts import ModelFacts
+from ...catalog import ModelSpec
+from ...costmodel._facts import ModelFacts
+from ._plan import OpenRLHFPlan
 
 
 @dataclass

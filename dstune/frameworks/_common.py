@@ -41,13 +41,13 @@ def add_setup_arguments(parser: argparse.ArgumentParser, *, with_set: bool = Tru
             help="set a plan knob by its DeepSpeed-Chat flag name (repeatable)",
         )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    from ._openrlhf import add_framework_arguments
+    from .openrlhf._commands import add_framework_arguments
 
     add_framework_arguments(parser)
 
 
 def resolve_setup(args: argparse.Namespace) -> Setup:
-    from ._openrlhf import check_framework_flags, is_openrlhf
+    from .openrlhf._commands import check_framework_flags, is_openrlhf
 
     if is_openrlhf(args):
         raise UserInputError("OpenRLHF plans cannot be profiled yet: no trial runner (it needs CUDA and vLLM)")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..steps import DpoPlan, PpoPlan, RmPlan, SftPlan
-from ._registry import FrameworkStrategy, register_framework
+from ...steps import DpoPlan, PpoPlan, RmPlan, SftPlan
+from .._registry import FrameworkStrategy, register_framework
 
 
 @register_framework

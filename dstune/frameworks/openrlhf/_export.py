@@ -7,9 +7,10 @@ import re
 import shlex
 from pathlib import Path
 
-from ..frameworks.openrlhf import LIST_FLAGS, OpenRLHFPlan, openrlhf_spec
-from ..frameworks.openrlhf._deepspeed import role_config, role_worlds
-from ..record import atomic_write
+from ...record import atomic_write
+from ._deepspeed import role_config, role_worlds
+from ._plan import LIST_FLAGS, OpenRLHFPlan
+from ._spec import openrlhf_spec
 
 REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
 """The reward model is the user's: the script refuses to start until it is named."""
@@ -82,7 +83,7 @@ def deepspeed_checks(plan: OpenRLHFPlan) -> list[tuple[dict[str, object], int]]:
 
 def check_deepspeed(plan: OpenRLHFPlan) -> None:
     """DeepSpeed's own config class on every role's config at that role's GPUs (ConfigRejected names it)."""
-    from ._deepspeed_check import check_configs
+    from ...export._deepspeed_check import check_configs
 
     check_configs([(dict(c), w) for c, w in deepspeed_checks(plan)])
 

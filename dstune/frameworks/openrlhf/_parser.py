@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
+from ...errors import UserInputError
 
 ENTRY = "openrlhf/cli/train_ppo_ray.py"
 CONFIG = "openrlhf/utils/config.py"

@@ -7,10 +7,10 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserInputError
-from ._command import Command
-from ._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
-from ._inputs import check_argv, check_out_folder, check_setup_flags
+from ...errors import UserInputError
+from .._command import Command
+from .._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
+from .._inputs import check_argv, check_out_folder, check_setup_flags
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -54,7 +54,7 @@ def _new_trial_dir(step: str, model: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..profile import CPU_NOTE, run_trial, trial_device
+    from ...profile import CPU_NOTE, run_trial, trial_device
 
     check_argv(args.argv)
     check_setup_flags(args)
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
             "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)"
         )
     out = args.out if args.out is not None else _new_trial_dir(setup.step, setup.model.name)
-    from ..costmodel import estimate
+    from ...costmodel import estimate
 
     predicted = estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model)
     kwargs: dict[str, Any] = dict(
@@ -135,7 +135,7 @@ def _repredict(result: Any, plan: Any, setup: Any, predicted: Any) -> Any:
     """Compare like with like: when the Hybrid Engine's kernels turned out inactive, predict without them."""
     if result.he_kernels is not False:
         return predicted
-    from ..costmodel import estimate
+    from ...costmodel import estimate
 
     return estimate(plan, setup.model, setup.cluster, critic_model=setup.critic_model, he_kernels=False)
 
@@ -159,7 +159,7 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     from rich.markup import escape
     from rich.table import Table
 
-    from ..profile import CPU_NOTE
+    from ...profile import CPU_NOTE
 
     r = result
     colour = "green" if r.ok else "red"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import UserInputError
-from ..frameworks import DEFAULT_FRAMEWORK, framework_names, framework_strategy
+from ...errors import UserInputError
+from .._registry import DEFAULT_FRAMEWORK, framework_names, framework_strategy
 
 _DSCHAT_ONLY = (
     "--step",
@@ -109,7 +109,7 @@ def check_framework_flags(args: argparse.Namespace) -> None:
 
 def job_from_args(args: argparse.Namespace, reward: str) -> Any:
     """The job the --prompt-tokens, --answer-mean-ratio and --filter-pass-rate options describe."""
-    from ..frameworks.openrlhf import OpenRLHFJob
+    from ._plan import OpenRLHFJob
 
     return OpenRLHFJob(
         reward=reward,

@@ -16,13 +16,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._constants import CostConstants
-from ._facts import ModelFacts
-from ._memory import BYTES_16BIT
-from ._openrlhf_columns import Columns, lora_adapted, trained_params
-from ._openrlhf_constants import OpenRLHFConstants
-from ._openrlhf_memory import kv_budget_bytes, kv_bytes_per_token, typical_tokens
-from ._time import (
+from ...costmodel._constants import CostConstants
+from ...costmodel._facts import ModelFacts
+from ...costmodel._memory import BYTES_16BIT
+from ...costmodel._time import (
     Hardware,
     allgather_seconds,
     compute_seconds,
@@ -33,6 +30,9 @@ from ._time import (
     train_backward_factor,
     zero3_fetch_seconds,
 )
+from ._cost_columns import Columns, lora_adapted, trained_params
+from ._cost_constants import OpenRLHFConstants
+from ._cost_memory import kv_budget_bytes, kv_bytes_per_token, typical_tokens
 
 
 def _per_world(world: np.ndarray, hw: Hardware, make: object) -> np.ndarray:

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import load_gpu, load_model, make_cluster
-from ..frameworks.openrlhf import OpenRLHFJob, PaperRow, make_plan, paper_rows
-from ._openrlhf import estimate_openrlhf
-from ._openrlhf_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants
+from ...catalog import load_gpu, load_model, make_cluster
+from ._cost import estimate_openrlhf
+from ._cost_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants
+from ._plan import OpenRLHFJob, make_plan
+from ._spec import PaperRow, paper_rows
 
 PHASES = ("generate", "weight sync", "experience", "train")
 FITTED = {"train": "train_time_factor", "weight sync": "weight_sync_bytes_per_s"}

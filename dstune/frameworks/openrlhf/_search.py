@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..catalog import ClusterSpec, ModelSpec
-from ..costmodel._openrlhf import OpenRLHFTable, estimate_openrlhf
-from ..errors import UserInputError
-from ..frameworks.openrlhf import PLACEMENTS, OpenRLHFPlan, broken_checks, openrlhf_spec
+from ...catalog import ClusterSpec, ModelSpec
+from ...errors import UserInputError
+from ._cost import OpenRLHFTable, estimate_openrlhf
+from ._plan import PLACEMENTS, OpenRLHFPlan
+from ._rules import broken_checks
+from ._spec import openrlhf_spec
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ def fitting_plan(
     plan: OpenRLHFPlan, model: ModelSpec, critic_model: ModelSpec, cluster: ClusterSpec
 ) -> dict[str, Any] | None:
     """For a plan that does not fit: the search's pick for the same job, as the flags it changes."""
-    from ._space import SPACES_DIR
+    from ...search._space import SPACES_DIR
 
     result = search_openrlhf(plan, model, critic_model, cluster, load_space(SPACES_DIR / "openrlhf.yaml"))
     if result.pick is None:
