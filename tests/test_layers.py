@@ -16,8 +16,6 @@ LAYERS = (
     "catalog",
     "plan",
     "steps",
-    "frameworks",  # target frameworks (DeepSpeed-Chat, OpenRLHF) sit on the plan and step layers: knobs,
-    # rules and baselines; their cost terms and exports live above and are named by import path
     "record",
     "costmodel",
     "doctor",
@@ -27,6 +25,8 @@ LAYERS = (
     "export",
     "report",
     "acceptance",  # the GPU acceptance run: orchestrates profile and calibration stages
+    "frameworks",  # a target framework is one folder over the shared machinery above: its knobs, options,
+    # cost terms, search, export and renderers; the CLI above resolves --framework to one of them
     "cli",
     "__main__",
 )

@@ -21,8 +21,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..doctor import run_doctor
+    from ..frameworks import framework_names, framework_strategy
 
-    report = run_doctor(refresh=args.refresh)
+    report = run_doctor(refresh=args.refresh, frameworks=[framework_strategy(n) for n in framework_names()])
     if args.json:
         print_json(report.to_json())
         return 0

@@ -18,13 +18,15 @@ from dstune.doctor._known import (
     known_issues,
     match_known_issues,
 )
-from dstune.doctor._report import DoctorReport, Finding, run_doctor
+from dstune.doctor._report import DoctorReport, Finding, FrameworkProbe, run_doctor
+from dstune.doctor._stack import package_version
 from dstune.doctor._target import LOCAL, local_stack, resolve_stack, target_stack
 
 __all__ = [
     "HE_KERNEL_CHOICES",
     "DoctorReport",
     "Finding",
+    "FrameworkProbe",
     "HeStatus",
     "LOCAL",
     "KnownIssue",
@@ -38,6 +40,7 @@ __all__ = [
     "known_issue_masks",
     "known_issues",
     "match_known_issues",
+    "package_version",
     "resolve_he_kernels",
     "resolve_stack",
     "run_doctor",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..catalog import STACK_PACKAGES, Stack
 from ._cache import he_statuses, stack_key
-from ._frameworks import framework_findings, framework_versions
 from ._he import HeStatus
 from ._known import KnownIssue, known_issues
 from ._locks import find_locks
@@ -20,6 +20,15 @@ Level = Literal["ok", "info", "warn"]
 _GiB = 2**30
 _MEMLOCK_WARN_BYTES = 64 * _GiB
 _SHM_WARN_BYTES = 1 * _GiB
+
+
+class FrameworkProbe(Protocol):
+    """What doctor asks of a target framework (dstune.frameworks.Framework answers it): doctor sits below the
+    frameworks, so the CLI hands them in."""
+
+    def versions(self) -> dict[str, str | None]: ...
+
+    def doctor_findings(self, versions: dict[str, str | None]) -> list[tuple[str, str, str]]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,10 +180,12 @@ def _lock_findings() -> list[Finding]:
     ]
 
 
-def run_doctor(*, refresh: bool = False) -> DoctorReport:
+def run_doctor(*, refresh: bool = False, frameworks: Sequence[FrameworkProbe] = ()) -> DoctorReport:
     """Everything `dstune doctor` reports; the HE probe is cached per stack (refresh re-probes)."""
     start = time.perf_counter()
-    versions = {**installed_versions(), **runtime_versions(), **framework_versions()}
+    versions = {**installed_versions(), **runtime_versions()}
+    for framework in frameworks:
+        versions.update(framework.versions())
     he = tuple(status for _, status in he_statuses(refresh))
     gpus, links, gpu_note = detect_gpus()
     host = detect_host()
@@ -210,7 +221,11 @@ def run_doctor(*, refresh: bool = False) -> DoctorReport:
         )
         for i in issues
     ]
-    findings += [Finding(topic=t, level=lv, consequence=c) for t, lv, c in framework_findings(versions)]  # type: ignore[arg-type]
+    findings += [
+        Finding(topic=t, level=lv, consequence=c)  # type: ignore[arg-type]
+        for framework in frameworks
+        for t, lv, c in framework.doctor_findings(versions)
+    ]
     return DoctorReport(
         versions=versions,
         he=he,

@@ -17,7 +17,7 @@ PACKAGES: tuple[str, ...] = (
     "nvidia-ml-py",
 )
 """Distributions whose versions change what a measurement or a prediction means (a saved `doctor --json`
-is a `--stack` file: it must carry catalog.STACK_PACKAGES; openrlhf, vllm and ray come from _frameworks)."""
+is a `--stack` file: it must carry catalog.STACK_PACKAGES; the packages a target framework adds come from that framework)."""
 
 PROBE_KEY_PACKAGES: tuple[str, ...] = ("deepspeed", "transformers", "torch")
 """The versions that decide DeepSpeed's inference-policy lookup (the HE probe's cache key)."""

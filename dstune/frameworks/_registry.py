@@ -33,6 +33,19 @@ class FrameworkStrategy(ABC):
     def knob_names(self) -> frozenset[str]:
         """Every knob a `--set` may name for this framework."""
 
+    packages: ClassVar[tuple[str, ...]] = ()
+    """Distributions this framework adds to a stack (doctor reports their installed versions)."""
+
+    def versions(self) -> dict[str, str | None]:
+        """Installed versions of `packages`, from package metadata (nothing imported)."""
+        from ..doctor import package_version
+
+        return {name: package_version(name) for name in self.packages}
+
+    def doctor_findings(self, versions: dict[str, str | None]) -> list[tuple[str, str, str]]:
+        """(topic, level, consequence) for `dstune doctor`; none by default."""
+        return []
+
     def check_version(self, version: str | None) -> str | None:
         """None when `version` is supported (or unknown), else a sentence saying it is not."""
         if version is None or version in self.supported_versions:

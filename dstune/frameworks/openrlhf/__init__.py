@@ -7,6 +7,7 @@ dstune.frameworks.openrlhf._export, named here by import path as step strategies
 from __future__ import annotations
 
 from .._registry import FrameworkStrategy, register_framework
+from ._doctor import FRAMEWORK_PACKAGES, framework_findings
 from ._examples import Example, baseline_for, examples, plan_from_argv, script_argv
 from ._plan import LIST_FLAGS, PLACEMENTS, OpenRLHFJob, OpenRLHFPlan, make_plan, parse_value
 from ._rules import CHECKS, OpenRLHFCheckError, broken_checks, parser_notes, plan_known_issues, validate
@@ -20,6 +21,10 @@ class OpenRLHF(FrameworkStrategy):
     supported_versions = openrlhf_spec().supported_versions
     cost_function = "dstune.frameworks.openrlhf._cost:estimate_openrlhf"
     export_function = "dstune.frameworks.openrlhf._export:launch_script"
+    packages = FRAMEWORK_PACKAGES
+
+    def doctor_findings(self, versions: dict[str, str | None]) -> list[tuple[str, str, str]]:
+        return framework_findings(versions)
 
     def knob_names(self) -> frozenset[str]:
         return frozenset(openrlhf_spec().defaults)

@@ -8,15 +8,10 @@ from importlib import resources
 import yaml
 from packaging.version import InvalidVersion, Version
 
-from ...doctor._stack import package_version
+from ...doctor import package_version
 from ._spec import openrlhf_spec
 
 FRAMEWORK_PACKAGES = ("openrlhf", "vllm", "ray")
-
-
-def framework_versions() -> dict[str, str | None]:
-    """Installed versions from package metadata (nothing imported)."""
-    return {name: package_version(name) for name in FRAMEWORK_PACKAGES}
 
 
 def _below_or_equal(installed: str, bound: str) -> bool:
