@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..catalog import detect_local_gpus, list_gpus, list_models
-from ..frameworks._command import Command
 from ..frameworks._common import print_json
+from ._command import Command
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..frameworks._command import Command
 from ..frameworks._common import print_json
+from ._command import Command
 
 _STYLE = {"ok": "green", "info": "", "warn": "yellow"}
 
@@ -21,9 +21,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..doctor import run_doctor
-    from ..frameworks import framework_names, framework_strategy
+    from ..frameworks import frameworks
 
-    report = run_doctor(refresh=args.refresh, frameworks=[framework_strategy(n) for n in framework_names()])
+    report = run_doctor(refresh=args.refresh, frameworks=frameworks())
     if args.json:
         print_json(report.to_json())
         return 0

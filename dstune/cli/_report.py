@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..frameworks._command import Command
 from ..frameworks._common import print_json
+from ._command import Command
 
 _FORMATS = ("html", "md", "json")
 

@@ -1,19 +1,33 @@
-"""Target frameworks: which RLHF trainer a plan is for. DeepSpeed-Chat (the step strategies) is the
-default; OpenRLHF (DeepSpeed + vLLM + Ray) is the second. A framework owns its knob names, rules,
-baseline scripts, export and cost terms; the CLI asks the registry, never a framework by name."""
+"""Target frameworks: which RLHF trainer a plan is for. Each is one folder behind the small `Framework`
+base (dstune.frameworks._base): DeepSpeed-Chat (the default) and OpenRLHF (DeepSpeed + vLLM + Ray).
+The CLI resolves `--framework` to one registered instance; nothing below names a framework."""
 
+from ._base import COMMANDS, CommandOptions, CommandResult, Framework
+from ._flags import add_flags, flag, flag_names, options_from
 from ._registry import (
     DEFAULT_FRAMEWORK,
-    FrameworkStrategy,
+    check_knobs,
+    foreign_option,
     framework_names,
-    framework_strategy,
+    frameworks,
+    get_framework,
     register_framework,
 )
 
 __all__ = [
+    "COMMANDS",
     "DEFAULT_FRAMEWORK",
-    "FrameworkStrategy",
+    "CommandOptions",
+    "CommandResult",
+    "Framework",
+    "add_flags",
+    "check_knobs",
+    "flag",
+    "flag_names",
+    "foreign_option",
     "framework_names",
-    "framework_strategy",
+    "frameworks",
+    "get_framework",
+    "options_from",
     "register_framework",
 ]

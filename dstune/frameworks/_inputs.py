@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -10,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..plan import step_strategy
 
 _SAME_OPTION = {"--no-he-kernels": "--he-kernels"}
 """Flags that set another flag's value: giving both is a conflict, as repeating one is."""
@@ -36,15 +34,6 @@ def _set_values(argv: list[str]) -> list[str]:
         elif token.startswith("--set="):
             values.append(token.split("=", 1)[1])
     return values
-
-
-def check_setup_flags(args: argparse.Namespace) -> None:
-    """Options the step or launcher would silently ignore, and a hostfile that is not there."""
-    if getattr(args, "critic_model", None) and not step_strategy(args.step).uses_critic:
-        raise UserInputError(f"--critic-model is for steps with a critic/reward model; --step {args.step} has none")
-    hostfile = getattr(args, "hostfile", None)
-    if hostfile is not None and not Path(hostfile).is_file():
-        raise UserInputError(f"--hostfile '{hostfile}' is not a file")
 
 
 def check_out_folder(out: Path | None) -> None:

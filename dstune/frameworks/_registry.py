@@ -1,78 +1,28 @@
-"""The framework registry, beside the step registry (dstune.plan._step): a framework names its knobs
-and the versions it supports, and the machinery asks it instead of branching on its name."""
+"""The framework registry: each built-in framework's folder registers itself on import, and the CLI
+resolves `--framework` here; nothing asks for a framework by a literal name."""
 
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar
 
 from ..errors import UserInputError
+from ._base import Framework
 
 DEFAULT_FRAMEWORK = "deepspeed-chat"
 
-
-class FrameworkStrategy(ABC):
-    name: ClassVar[str]
-    title: ClassVar[str]
-    supported_versions: ClassVar[tuple[str, ...]]
-    cost_function: ClassVar[str] = ""
-    """`module:function` scoring a list of plans (an upper layer, named by path as step strategies do);
-    empty for DeepSpeed-Chat, whose steps name their own."""
-    export_function: ClassVar[str] = ""
-    """`module:function` writing a plan's launch script; empty for DeepSpeed-Chat (its steps' scripts)."""
-
-    def cost(self) -> Callable[..., Any]:
-        return _load(self.cost_function)
-
-    def exporter(self) -> Callable[..., Any]:
-        return _load(self.export_function)
-
-    @abstractmethod
-    def knob_names(self) -> frozenset[str]:
-        """Every knob a `--set` may name for this framework."""
-
-    packages: ClassVar[tuple[str, ...]] = ()
-    """Distributions this framework adds to a stack (doctor reports their installed versions)."""
-
-    def versions(self) -> dict[str, str | None]:
-        """Installed versions of `packages`, from package metadata (nothing imported)."""
-        from ..doctor import package_version
-
-        return {name: package_version(name) for name in self.packages}
-
-    def doctor_findings(self, versions: dict[str, str | None]) -> list[tuple[str, str, str]]:
-        """(topic, level, consequence) for `dstune doctor`; none by default."""
-        return []
-
-    def check_version(self, version: str | None) -> str | None:
-        """None when `version` is supported (or unknown), else a sentence saying it is not."""
-        if version is None or version in self.supported_versions:
-            return None
-        return f"{self.title} {version} is not a supported version ({', '.join(self.supported_versions)})"
-
-
-def _load(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    if not module:
-        raise TypeError("this framework names no function here: its steps do")
-    return getattr(importlib.import_module(module), attr)
-
-
-_REGISTRY: dict[str, FrameworkStrategy] = {}
-
-
-def register_framework(strategy: type[FrameworkStrategy]) -> type[FrameworkStrategy]:
-    _REGISTRY[strategy.name] = strategy()
-    return strategy
-
-
 BUILT_IN = ("dstune.frameworks.deepspeed_chat", "dstune.frameworks.openrlhf")
+"""Folders imported on first use; another (a plug-in, a test's) registers by being imported."""
+
+_REGISTRY: dict[str, Framework] = {}
+
+
+def register_framework(framework: type[Framework]) -> type[Framework]:
+    """Class decorator: one instance per framework, under its `name`."""
+    _REGISTRY[framework.name] = framework()
+    return framework
 
 
 def _ensure_loaded() -> None:
-    """Import every built-in framework (imports are idempotent; one may already be loaded on its own)."""
     for module in BUILT_IN:
         importlib.import_module(module)
 
@@ -83,9 +33,49 @@ def framework_names() -> tuple[str, ...]:
     return (DEFAULT_FRAMEWORK, *sorted(n for n in _REGISTRY if n != DEFAULT_FRAMEWORK))
 
 
-def framework_strategy(name: str) -> FrameworkStrategy:
+def get_framework(name: str) -> Framework:
     _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UserInputError(f"unknown framework {name!r}; choose one of {', '.join(_REGISTRY)}") from None
+        raise UserInputError(f"unknown framework {name!r}; choose one of {', '.join(framework_names())}") from None
+
+
+def frameworks() -> tuple[Framework, ...]:
+    return tuple(get_framework(n) for n in framework_names())
+
+
+def foreign_option(framework: Framework, command: str, option: str) -> str | None:
+    """A one-line refusal when `option` is another framework's flag for `command`, else None."""
+    from ._flags import flag_names
+
+    for other in frameworks():
+        if other is framework or command not in other.options:
+            continue
+        if option in flag_names(other.options[command]):
+            hint = framework.instead.get(option) or (
+                f"add --framework {other.name}"
+                if other.name != DEFAULT_FRAMEWORK
+                else f"see 'dstune {command} --framework {framework.name} --help'"
+            )
+            return f"{option} is {_a(other.title)} option, not {_a(framework.title)} one; {hint}"
+    return None
+
+
+def check_knobs(framework: Framework, assignments: tuple[str, ...]) -> None:
+    """Refuse, in one line, a `--set` name that is another framework's knob and not this one's."""
+    own = framework.knob_names()
+    for text in assignments:
+        key = text.partition("=")[0].strip()
+        if key in own or key.replace("-", "_") in own:
+            continue
+        for other in frameworks():
+            if other is not framework and (key in other.knob_names() or key.replace("-", "_") in other.knob_names()):
+                raise UserInputError(
+                    f"{key} is {_a(other.title)} {other.knob_word}, not {_a(framework.title)} {framework.knob_word}"
+                    + (f"; add --framework {other.name}" if other.name != DEFAULT_FRAMEWORK else "")
+                )
+
+
+def _a(title: str) -> str:
+    return ("an " if title[0] in "AEIOU" else "a ") + title

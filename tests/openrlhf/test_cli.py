@@ -183,9 +183,9 @@ class _no_raise:
 
 
 def test_versions_outside_the_supported_ones_say_so() -> None:
-    from dstune.frameworks import framework_strategy
+    from dstune.frameworks import get_framework
 
-    openrlhf = framework_strategy("openrlhf")
+    openrlhf = get_framework("openrlhf")
     assert openrlhf.check_version("0.11.2") is None
     assert "not a supported version (0.11.2)" in (openrlhf.check_version("0.10.4") or "")
 

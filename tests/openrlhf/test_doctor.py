@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dstune.frameworks import framework_strategy
+from dstune.frameworks import get_framework
 from dstune.frameworks.openrlhf._doctor import framework_findings
 
 
@@ -11,7 +11,7 @@ def _topics(found: list[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
 
 
 def test_versions_are_read_from_metadata() -> None:
-    assert set(framework_strategy("openrlhf").versions()) == {"openrlhf", "vllm", "ray"}
+    assert set(get_framework("openrlhf").versions()) == {"openrlhf", "vllm", "ray"}
 
 
 def test_absent_openrlhf_says_what_plans_target() -> None:

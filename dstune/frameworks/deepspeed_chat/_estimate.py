@@ -1,37 +1,20 @@
-"""`dstune estimate`: the cost model's memory breakdown and phase times for one plan."""
+"""`dstune estimate` for DeepSpeed-Chat: the cost model's memory breakdown and phase times for one plan."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UserInputError
-from .._command import Command
-from .._common import add_setup_arguments, add_stack_argument, gib, print_json, resolve_plan, resolve_setup
-from .._inputs import check_argv, check_setup_flags
+from .._common import gib
+from .._inputs import check_argv
+from ._options import EstimateOptions
+from ._setup import check_setup_flags, resolve_plan, resolve_setup
 
 if TYPE_CHECKING:
+    from ...catalog import Stack
     from ...costmodel import Estimate
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    add_setup_arguments(parser)
-    add_stack_argument(parser)
-    parser.add_argument(
-        "--he-kernels",
-        choices=("yes", "no", "auto"),
-        default="auto",
-        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels; auto (default): "
-        "what 'dstune doctor' finds for the model's family on this stack",
-    )
-    parser.add_argument(
-        "--no-he-kernels",
-        dest="he_kernels",
-        action="store_const",
-        const="no",
-        help="same as --he-kernels no (the model's own generate(), as DeepSpeed 0.19.8 runs OPT with transformers 4.49-5.23)",
-    )
+    from ...doctor import KnownIssue
 
 
 def render_estimate(estimate: Estimate, note: str) -> None:
@@ -119,12 +102,8 @@ def _basis_line(basis: dict[str, Any]) -> str:
     return text
 
 
-def _run(args: argparse.Namespace) -> int:
-    check_argv(args.argv)
-    from ..openrlhf._commands import is_openrlhf, run_estimate
-
-    if is_openrlhf(args):
-        return run_estimate(args)
+def run_estimate(args: EstimateOptions) -> EstimateOutcome:
+    check_argv(list(args.argv))
     check_setup_flags(args)
     setup = resolve_setup(args)
     from ...doctor import target_stack
@@ -158,38 +137,61 @@ def _run(args: argparse.Namespace) -> int:
         constants=constants,
         transformers_version=target_transformers(stack),
     )
-    factor = calibration.interval_factor
-    if args.json:
-        payload = result.to_json()
-        payload["gpu_note"] = setup.gpu_note
-        payload["he_kernels"] = he_kernels if uses_he else None
-        payload["he_kernels_note"] = he_note or None
-        payload["stack"] = stack.to_json()
-        payload["broken_on_target_stack"] = [i.to_json() for i in issues]
-        payload["throughput"]["samples_per_s_interval"] = [result.samples_per_s / factor, result.samples_per_s * factor]
-        payload["calibration"] = calibration.backing
-        payload["plan_basis"] = plan_basis(setup, plan)
-        print_json(payload)
-    else:
-        note = setup.gpu_note + (f"; {he_note}" if uses_he else "")
-        note += (
-            f"; 90% interval {result.samples_per_s / factor:,.2f}-{result.samples_per_s * factor:,.2f} samples/s "
-            f"({calibration.backing})"
-        )
-        print(stack_note)
-        print(_basis_line(plan_basis(setup, plan)))
-        for issue in issues:
-            print(f"BROKEN ON STACK {stack.name} ({issue.id}): {issue.consequence}")
-        render_estimate(result, note)
-    return 0
+    return EstimateOutcome(
+        estimate=result,
+        gpu_note=setup.gpu_note,
+        he_kernels=he_kernels if uses_he else None,
+        he_note=he_note,
+        stack=stack,
+        stack_note=stack_note,
+        broken=tuple(issues),
+        interval_factor=calibration.interval_factor,
+        calibration=calibration.backing,
+        plan_basis=plan_basis(setup, plan),
+    )
 
 
-COMMAND = Command(
-    "estimate",
-    "predict memory and throughput of one plan with the analytic cost model",
-    _arguments,
-    _run,
-    description="Predict per-GPU memory by component, host memory, phase times, throughput and MFU\n"
-    "of one DeepSpeed-Chat plan. Knobs use DeepSpeed-Chat's flag names, e.g.\n"
-    "  dstune estimate --model opt-6.7b --gpus 8 --set actor_zero_stage=3 --set enable_hybrid_engine=true",
-)
+@dataclass(frozen=True, kw_only=True)
+class EstimateOutcome:
+    """`dstune estimate`'s one record: the cost model's Estimate and what it was made under."""
+
+    estimate: Estimate
+    gpu_note: str
+    he_kernels: bool | None
+    """None: the plan runs no Hybrid Engine."""
+    he_note: str
+    stack: Stack
+    stack_note: str
+    broken: tuple[KnownIssue, ...]
+    """Known issues the plan hits on the target stack, severity broken."""
+    interval_factor: float
+    calibration: str
+    plan_basis: dict[str, Any]
+    exit_code: int = 0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        sps = self.estimate.samples_per_s
+        return sps / self.interval_factor, sps * self.interval_factor
+
+    def to_json(self) -> dict[str, Any]:
+        payload = self.estimate.to_json()
+        payload["gpu_note"] = self.gpu_note
+        payload["he_kernels"] = self.he_kernels
+        payload["he_kernels_note"] = self.he_note or None
+        payload["stack"] = self.stack.to_json()
+        payload["broken_on_target_stack"] = [i.to_json() for i in self.broken]
+        payload["throughput"]["samples_per_s_interval"] = list(self.interval)
+        payload["calibration"] = self.calibration
+        payload["plan_basis"] = self.plan_basis
+        return payload
+
+    def render(self) -> None:
+        note = self.gpu_note + (f"; {self.he_note}" if self.he_kernels is not None else "")
+        low, high = self.interval
+        note += f"; 90% interval {low:,.2f}-{high:,.2f} samples/s ({self.calibration})"
+        print(self.stack_note)
+        print(_basis_line(self.plan_basis))
+        for issue in self.broken:
+            print(f"BROKEN ON STACK {self.stack.name} ({issue.id}): {issue.consequence}")
+        render_estimate(self.estimate, note)

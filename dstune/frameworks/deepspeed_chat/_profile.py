@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UserInputError
-from .._command import Command
-from .._common import add_setup_arguments, gib, print_json, resolve_plan, resolve_setup
-from .._inputs import check_argv, check_out_folder, check_setup_flags
+from .._common import gib
+from .._inputs import check_argv, check_out_folder
+from ._options import ProfileOptions
+from ._setup import check_setup_flags, resolve_plan, resolve_setup
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -18,45 +19,15 @@ if TYPE_CHECKING:
 DEFAULT_TRIALS_DIR = Path("dstune-trials")
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    add_setup_arguments(parser)
-    parser.add_argument("--hostfile", type=Path, default=None, help="deepspeed launcher hostfile (multi-node)")
-    parser.add_argument("--warmup", type=int, default=1, help="warm-up steps, not measured (default: 1)")
-    parser.add_argument("--steps", type=int, default=2, help="measured steps (default: 2)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=900.0,
-        metavar="SEC",
-        help="end the whole trial after SEC seconds (default: 900)",
-    )
-    parser.add_argument(
-        "--memory-cap-gb",
-        type=float,
-        default=None,
-        metavar="X",
-        help="limit each process's usable GPU memory to X GiB (CUDA only)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="trial directory (default: a new timestamped one under ./dstune-trials/)"
-    )
-    parser.add_argument(
-        "--launcher",
-        choices=("deepspeed", "torchrun"),
-        default="deepspeed",
-        help="process launcher (default: deepspeed)",
-    )
-
-
 def _new_trial_dir(step: str, model: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     return DEFAULT_TRIALS_DIR / f"{stamp}-{model}-{step}"
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_profile(args: ProfileOptions) -> ProfileOutcome:
     from ...profile import CPU_NOTE, run_trial, trial_device
 
-    check_argv(args.argv)
+    check_argv(list(args.argv))
     check_setup_flags(args)
     check_out_folder(args.out)
     if args.memory_cap_gb is not None and not args.memory_cap_gb > 0:
@@ -72,8 +43,6 @@ def _run(args: argparse.Namespace) -> int:
         and plan.dtype == "fp16"
         and not any(a.split("=")[0].strip() == "dtype" for a in args.assignments)
     ):
-        import dataclasses
-
         plan = dataclasses.replace(plan, dtype="bf16")
         dtype_note = (
             "CPU accelerator: dtype fp16 -> bf16 (DeepSpeed's CPU backend trains in bf16; --set dtype to choose)"
@@ -96,14 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         predicted=predicted,
         progress=_stage_printer(),
     )
-    if args.json:
-        result = run_trial(plan, **kwargs)
-        payload = result.to_json(_repredict(result, plan, setup, predicted))
-        payload["gpu_note"] = CPU_NOTE if device == "cpu" else setup.gpu_note
-        if dtype_note:
-            payload.setdefault("notes", []).append(dtype_note)
-        print_json(payload)
-    else:
+    if not args.json:
         from rich.console import Console
         from rich.markup import escape
 
@@ -112,9 +74,40 @@ def _run(args: argparse.Namespace) -> int:
             console.print(dtype_note, markup=False)
         where = "the CPU (DS_ACCELERATOR=cpu)" if device == "cpu" else f"{setup.cluster.world_size} GPU(s)"
         console.print(escape(f"profiling {setup.model.name} {setup.step.upper()} on {where}; trial dir {out}"))
-        result = run_trial(plan, **kwargs)
-        render_profile(console, result, _repredict(result, plan, setup, predicted), setup.gpu_note)
-    return 0 if result.ok else 1
+    result = run_trial(plan, **kwargs)
+    return ProfileOutcome(
+        result=result,
+        predicted=_repredict(result, plan, setup, predicted),
+        gpu_note=setup.gpu_note,
+        device_note=CPU_NOTE if device == "cpu" else setup.gpu_note,
+        dtype_note=dtype_note,
+        exit_code=0 if result.ok else 1,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileOutcome:
+    """`dstune profile`'s one record: the measured trial and the prediction it is compared with."""
+
+    result: Any
+    predicted: Any
+    gpu_note: str
+    device_note: str
+    """What the JSON says of the device (the CPU note on the CPU accelerator)."""
+    dtype_note: str | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, Any]:
+        payload = dict(self.result.to_json(self.predicted))
+        payload["gpu_note"] = self.device_note
+        if self.dtype_note:
+            payload.setdefault("notes", []).append(self.dtype_note)
+        return payload
+
+    def render(self) -> None:
+        from rich.console import Console
+
+        render_profile(Console(), self.result, self.predicted, self.gpu_note)
 
 
 def _stage_printer() -> Any:
@@ -250,18 +243,3 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
     for note in r.notes:
         if note != CPU_NOTE:  # printed above, with what the predictions are for
             console.print(f"note: {note}", markup=False)
-
-
-COMMAND = Command(
-    "profile",
-    "measure one plan with real short DeepSpeed steps and compare with the cost model",
-    _arguments,
-    _run,
-    description="Launch one trial (a fresh process group via the deepspeed launcher or torchrun) that\n"
-    "builds the DeepSpeed-Chat models with random weights, runs --warmup then --steps\n"
-    "steps on synthetic tokens, and reports phase times, memory and throughput next to\n"
-    "the cost model's prediction. Exit 0 when the trial is ok, 1 when it is not\n"
-    "(oom / timeout / error / crashed), 2 for invalid input (nothing is launched). E.g.\n"
-    "  dstune profile --model opt-1.3b --gpus 8 --set actor_zero_stage=3\n"
-    "  DS_ACCELERATOR=cpu dstune profile --model tiny-opt --gpus 2 --set dtype=bf16",
-)

@@ -1,137 +1,22 @@
-"""`dstune search`: tune DeepSpeed-Chat knobs with an Optuna study, then export the pick."""
+"""`dstune search` for DeepSpeed-Chat: tune its knobs with an Optuna study, export the pick, and return
+one record that the terminal and `--json` both render."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from ...costmodel import DEFAULT_CONSTANTS
 from ...errors import UserInputError
 from ...record import Status
-from .._command import Command
-from .._common import add_setup_arguments, add_stack_argument, gib, print_json
-from .._inputs import check_argv, check_out_folder, check_setup_flags, removed_unless_written
+from .._common import gib
+from .._inputs import check_argv, check_out_folder, removed_unless_written
 from .._interrupt import CtrlC, mark_partial
 from .._outcome import failure_summary
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    add_setup_arguments(parser)
-    parser.add_argument("--space", default=None, help="search space YAML (default: search_spaces/<step>.yaml)")
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "simulate", "profile", "replay"),
-        default="auto",
-        help="auto (default): profile when this machine has the GPUs, else simulate",
-    )
-    parser.add_argument("--table", default=None, help="replay: CSV of measured trials (e.g. a trials.csv)")
-    parser.add_argument(
-        "--replay-time-scale",
-        type=float,
-        default=0.0,
-        metavar="X",
-        help="replay: sleep X times each row's measured step time per answer (benchmarks of "
-        "parallel workers; default 0)",
-    )
-    parser.add_argument(
-        "--trials",
-        type=int,
-        default=None,
-        help="profile/replay: new trials to run (default: 12 profile, 40 replay); simulate scores "
-        "every candidate and ignores it",
-    )
-    parser.add_argument(
-        "--global-batch",
-        type=int,
-        default=None,
-        help="the job's global batch: prompts per PPO iteration (samples per step for SFT/RM, pairs for DPO); "
-        "default: the baseline script's",
-    )
-    parser.add_argument(
-        "--explore",
-        default="",
-        help="widen the search to other training jobs: lora, batch or lora,batch (default: keep "
-        "the baseline's job: same trained parameters and batch sizes); openrlhf: lora, batch, samples",
-    )
-    parser.add_argument(
-        "--he-kernels",
-        choices=("yes", "no", "auto"),
-        default="auto",
-        help="whether Hybrid Engine generation uses DeepSpeed's inference kernels in the predictions; "
-        "auto (default): what 'dstune doctor' finds for the model's family on this stack",
-    )
-    add_stack_argument(parser)
-    parser.add_argument(
-        "--known-issues",
-        choices=("mark", "exclude"),
-        default="exclude",
-        help="exclude (default): leave out plans that hit a known-broken combination on this stack and "
-        "name the risky ones the picks hit; mark: keep the broken ones too, named (see 'dstune doctor')",
-    )
-    parser.add_argument(
-        "--tie-tolerance",
-        type=float,
-        default=0.01,
-        help="plans within this fraction of the fastest count as equally fast; the pick is then "
-        "the one that hits fewer known issues, then the one with the lowest peak memory (default 0.01)",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="sampler seed")
-    parser.add_argument(
-        "--headroom",
-        type=float,
-        default=None,
-        help="GPU memory kept free: the pick must peak under (1 - headroom) x capacity "
-        f"(default {DEFAULT_CONSTANTS.headroom_fraction:.2f}, the cost model's)",
-    )
-    parser.add_argument(
-        "--storage",
-        default=None,
-        help="Optuna storage: sqlite:///FILE (default: OUT/study.db), postgresql://USER@HOST/DB for "
-        "several machines (pip install 'dstune[postgres]'), or journal:FILE on a shared filesystem",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="profile/replay: run N workers on this machine against one study, each on its own "
-        "GPUs (CUDA_VISIBLE_DEVICES split by --gpus); --trials is the total (default 1)",
-    )
-    parser.add_argument(
-        "--study-name",
-        default=None,
-        help="Optuna study name (default: <model>-<gpus>x<hardware>-<step>-<backend>); workers "
-        "with the same --storage and name share one study",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=int,
-        default=20,
-        metavar="SEC",
-        help="seconds between a running trial's heartbeats; a trial whose worker is silent for 3 of "
-        "them is failed and its plan retried once (default 20)",
-    )
-    parser.add_argument(
-        "--out", default=None, help="output folder (default: reports/<model>-<gpus>x<gpu_type>-<step>/)"
-    )
-    parser.add_argument("--warmup", type=int, default=1, help="profile: warm-up steps per trial")
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=5,
-        help="profile: measured steps per trial, whose spread gives each throughput its 90%% interval (default 5)",
-    )
-    parser.add_argument(
-        "--confirm-rounds",
-        type=int,
-        default=None,
-        metavar="N",
-        help="profile: after the search, measure the baseline and the pick again, alternately, N times each; "
-        "the measured speedup and its 90%% interval come from these pairs (default 3; 0: off)",
-    )
-    parser.add_argument("--timeout", type=float, default=900, help="profile: seconds before a trial is killed")
-    parser.add_argument("--hostfile", default=None, help="profile on several nodes: the deepspeed launcher's hostfile")
+from ._options import SearchFlags
+from ._setup import check_setup_flags
 
 
 def _progress(total: int, enabled: bool):
@@ -335,7 +220,7 @@ def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, t
     ]
 
 
-def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
+def _start_workers(args: SearchFlags, prepared: Any) -> list[Any]:
     """Start workers 1..N-1 (this process is worker 0), each with its own GPUs where there are any."""
     import os
     import subprocess
@@ -353,7 +238,7 @@ def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
         procs.append(
             subprocess.Popen(
                 _worker_argv(
-                    args.argv,
+                    list(args.argv),
                     out=out / f"worker-{i}",
                     storage=req.storage,
                     study_name=req.study_name,
@@ -370,50 +255,13 @@ def _start_workers(args: argparse.Namespace, prepared: Any) -> list[Any]:
     return procs
 
 
-def _options(args: argparse.Namespace) -> Any:
-    """The parsed flags as the library's typed search options."""
-    from ...search import SearchOptions
-
-    return SearchOptions(
-        model=args.model,
-        gpus=args.gpus,
-        step=args.step,
-        nodes=args.nodes,
-        gpu_type=args.gpu_type,
-        critic_model=args.critic_model,
-        assignments=tuple(args.assignments),
-        space=Path(args.space) if args.space else None,
-        explore=tuple(x.strip() for x in args.explore.split(",") if x.strip()),
-        global_batch=args.global_batch,
-        backend=args.backend,
-        table=Path(args.table) if args.table else None,
-        replay_time_scale=args.replay_time_scale,
-        trials=args.trials,
-        workers=args.workers,
-        he_kernels=args.he_kernels,
-        stack=args.stack,
-        known_issues=args.known_issues,
-        tie_tolerance=args.tie_tolerance,
-        seed=args.seed,
-        headroom=args.headroom,
-        storage=args.storage,
-        study_name=args.study_name,
-        heartbeat_s=args.heartbeat,
-        out=Path(args.out) if args.out else None,
-        warmup=args.warmup,
-        steps=args.steps,
-        timeout_s=args.timeout,
-        hostfile=Path(args.hostfile) if args.hostfile else None,
-    )
-
-
-def _check_flags(args: argparse.Namespace) -> None:
+def _check_flags(args: SearchFlags) -> None:
     """What profile refuses, search refuses too; replay's options are refused where replay does not run."""
-    check_argv(args.argv)
+    check_argv(list(args.argv))
     check_setup_flags(args)
-    check_out_folder(Path(args.out) if args.out else None)
-    if not args.timeout > 0:
-        raise UserInputError(f"--timeout must be positive, got {args.timeout}")
+    check_out_folder(args.out)
+    if not args.timeout_s > 0:
+        raise UserInputError(f"--timeout must be positive, got {args.timeout_s}")
     if args.warmup < 0 or args.steps < 1:
         raise UserInputError(f"--warmup must be >= 0 and --steps >= 1, got {args.warmup} and {args.steps}")
     if args.confirm_rounds is not None and args.confirm_rounds < 0:
@@ -428,39 +276,35 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _search(prepared: Any, console: Any, json_output: bool) -> Any:
     """Run this worker's share of the study with the progress display the backend calls for."""
-    from ...search import run_search
+    from ...search import run_search as run_study
 
     if prepared.request.backend.scores_grid:
         if console is None:
-            return run_search(prepared.request)
+            return run_study(prepared.request)
         with console.status("scoring every candidate with the cost model"):
-            return run_search(prepared.request)
+            return run_study(prepared.request)
     progress, advance = _progress(prepared.trials, enabled=not json_output)
     with progress:
-        return run_search(prepared.request, progress=advance)
+        return run_study(prepared.request, progress=advance)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_search(framework: Any, args: SearchFlags) -> SearchOutcome:
+    """The whole command: checks, the study (with workers), the re-measured pick, the export, the report."""
     from ...export import check_same_study, check_writable, start_checker, stop_checker
-    from ..openrlhf._commands import check_framework_flags, is_openrlhf, run_search
 
-    if is_openrlhf(args):
-        check_argv(args.argv)
-        return run_search(args)
-    check_framework_flags(args)
     _check_flags(args)
     if args.backend != "profile":
         start_checker()  # DeepSpeed's config class loads while the search runs; the export waits for less
     from ...search import plan_search
 
-    prepared = plan_search(_options(args))
+    prepared = plan_search(args.search_options())
     req, out = prepared.request, prepared.out
     if req.backend.measures:
         stop_checker()  # trials take minutes: the export checks its configs itself, no process held idle
     check_same_study(out, _identity(prepared))
     with removed_unless_written(out):
         check_writable(out)
-        return _run_checked(args, prepared)
+        return _run_checked(framework, args, prepared)
 
 
 def _identity(prepared: Any) -> dict[str, Any]:
@@ -475,7 +319,7 @@ def _identity(prepared: Any) -> dict[str, Any]:
     }
 
 
-def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
+def _run_checked(framework: Any, args: SearchFlags, prepared: Any) -> SearchOutcome:
     """The search and its export, once the inputs are valid and --out is writable."""
     from ...search._space import shown_path
 
@@ -502,10 +346,10 @@ def _run_checked(args: argparse.Namespace, prepared: Any) -> int:
         if not helpers:
             result = _confirm(args, prepared, result, console)
         with ctrl_c.deferred():
-            return _finish(args, prepared, result, helpers, ctrl_c)
+            return _finish(framework, args, prepared, result, helpers, ctrl_c)
 
 
-def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any) -> Any:
+def _confirm(args: SearchFlags, prepared: Any, result: Any, console: Any) -> Any:
     """Re-measure baseline and pick in interleaved rounds (profile), each round said on the console."""
     from ...search import DEFAULT_ROUNDS, confirm_pick
 
@@ -514,17 +358,17 @@ def _confirm(args: argparse.Namespace, prepared: Any, result: Any, console: Any)
     return confirm_pick(prepared.request, result, rounds, say)
 
 
-def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC) -> int:
+def _finish(
+    framework: Any, args: SearchFlags, prepared: Any, result: Any, helpers: list[Any], ctrl_c: CtrlC
+) -> SearchOutcome:
     """Write the export and report whole, then mark it partial if the search or this writing was interrupted."""
-    from ...export import ExportInfo, write_export
-    from ...search import run_search
+    from ...export import ExportInfo
+    from ...search import run_search as run_study
 
     req, out, setup = prepared.request, prepared.out, prepared.setup
     if helpers:
-        import dataclasses
-
         failed = [i for i, proc in enumerate(helpers, start=1) if proc.wait() != 0]
-        result = run_search(dataclasses.replace(req, trials=0))  # every worker's trials, now finished
+        result = run_study(dataclasses.replace(req, trials=0))  # every worker's trials, now finished
         result.notes.append(
             f"{prepared.workers} workers on this machine"
             + (f"; worker(s) {failed} failed (their logs: {out}/worker-N.log)" if failed else "")
@@ -533,7 +377,7 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
     if not result.interrupted and not ctrl_c.seen:
         from ...search import stack_comparison
 
-        compared = stack_comparison(_options(args), prepared, result)
+        compared = stack_comparison(args.search_options(), prepared, result)
         if compared:
             result.notes.insert(0, compared)
     info = ExportInfo(
@@ -546,24 +390,44 @@ def _finish(args: argparse.Namespace, prepared: Any, result: Any, helpers: list[
         hardware=prepared.hardware,
         hardware_label=prepared.hardware_label,
     )
-    files = write_export(result, out, info)
-    from ...report import report_study, write_report
-
-    files = [*files, *(path.name for path in write_report(report_study(out), out, with_figures=False))]
+    outcome = SearchOutcome(result=result, info=info, out=out)
+    outcome = dataclasses.replace(outcome, files=tuple(framework.export(outcome, out)))
     partial = result.interrupted or ctrl_c.seen
     if partial:
         mark_partial(out, "Ctrl-C: files cover the trials finished before it")
-    if args.json:
-        import json
+        return dataclasses.replace(outcome, partial=True, exit_code=130)
+    return dataclasses.replace(outcome, exit_code=_exit_for_failures(result, args.json))
 
-        print_json(json.loads((out / "plan.json").read_text()))
-    else:
-        render(result, info, out, files)
-        if partial:
+
+def write_files(outcome: SearchOutcome, out: Path) -> list[str]:
+    """The export (configs, launch script, plan.json, trials.csv), then the report made from those files."""
+    from ...export import write_export
+    from ...report import report_study, write_report
+
+    files = write_export(outcome.result, out, outcome.info)
+    return [*files, *(path.name for path in write_report(report_study(out), out, with_figures=False))]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOutcome:
+    """What `dstune search` came to: the SearchResult its export, report and terminal all render (the
+    verdict is the result's, computed once), where it was written, and the exit code."""
+
+    result: Any
+    info: Any
+    out: Path
+    files: tuple[str, ...] = ()
+    partial: bool = False
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """plan.json, as written from the same result."""
+        return dict(json.loads((self.out / "plan.json").read_text()))
+
+    def render(self) -> None:
+        render(self.result, self.info, self.out, list(self.files))
+        if self.partial:
             print("PARTIAL: interrupted by Ctrl-C; plan.json is marked partial", file=sys.stderr)
-    if partial:
-        return 130
-    return _exit_for_failures(result, args.json)
 
 
 def _exit_for_failures(result: Any, json_output: bool) -> int:
@@ -572,19 +436,3 @@ def _exit_for_failures(result: Any, json_output: bool) -> int:
     if failure and json_output:
         print(f"dstune search: {failure}", file=sys.stderr)
     return 1 if failure else 0
-
-
-COMMAND = Command(
-    "search",
-    "tune DeepSpeed-Chat knobs with an Optuna study and export the fastest plan that fits",
-    _arguments,
-    _run,
-    description="Search a space of DeepSpeed-Chat knobs (search_spaces/<step>.yaml) with an Optuna study seeded\n"
-    "by DeepSpeed-Chat's shipped settings, then write DeepSpeed configs, the launch script,\n"
-    "plan.json, trials.csv and the report (report.html, report.md). Rerunning the same\n"
-    "command continues the same study. Every candidate trains the baseline's job (what is\n"
-    "trained, prompts per iteration, samples per update) unless --set, --global-batch or\n"
-    "--explore changes it; the simulate backend scores every candidate exactly.\n"
-    "  dstune search --model opt-6.7b --gpus 8\n"
-    "  DS_ACCELERATOR=cpu dstune search --model tiny-opt --gpus 2 --backend profile --trials 4",
-)

@@ -3,14 +3,19 @@ with the plan's flags, spelled out in full (the 0.11.2 parser's own names; tests
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...record import atomic_write
 from ._deepspeed import role_config, role_worlds
 from ._plan import LIST_FLAGS, OpenRLHFPlan
 from ._spec import openrlhf_spec
+
+if TYPE_CHECKING:
+    from ._records import OpenRLHFSearch
 
 REWARD_PLACEHOLDER = "${REWARD_MODEL:?set REWARD_MODEL to the reward model (path or hub id)}"
 """The reward model is the user's: the script refuses to start until it is named."""
@@ -114,3 +119,19 @@ def launch_script(plan: OpenRLHFPlan, actor: str, reward: str | None, note: str)
 def write_launch_script(path: Path, text: str) -> None:
     atomic_write(path, text)
     path.chmod(0o755)
+
+
+def write_files(record: OpenRLHFSearch, out: Path) -> list[str]:
+    """The pick's launch script (its every role's DeepSpeed config checked by DeepSpeed first, before
+    anything is written), the stack's requirements.txt, then plan.json: the names written."""
+    from ...export._pins import REQUIREMENTS, requirements_text, with_preflight
+
+    pick = record.pick_plan
+    check_deepspeed(pick)
+    out.mkdir(parents=True, exist_ok=True)
+    note = f"dstune pick for {record.model} {pick.estimator} on {record.gpus} x {record.gpu_type}"
+    script = launch_script(pick, record.hub, None, note)
+    write_launch_script(out / "run_openrlhf.sh", with_preflight(script, record.stack))
+    atomic_write(out / REQUIREMENTS, requirements_text(record.stack))
+    atomic_write(out / "plan.json", json.dumps(record.to_json(), indent=2, default=str) + "\n")
+    return ["run_openrlhf.sh", REQUIREMENTS, "plan.json"]
