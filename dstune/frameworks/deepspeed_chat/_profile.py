@@ -149,12 +149,26 @@ def _ratio(measured: float | None, predicted: float | None) -> str:
 
 def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> None:
     """Measured next to predicted, per phase and for memory; failures with their log tail."""
+    from ...profile import CPU_NOTE
+
+    _render_head(console, result, predicted, gpu_note)
+    if not result.ok:
+        return
+    on_cpu = result.device == "cpu"
+    console.print(_time_table(result, predicted, on_cpu))
+    console.print(_memory_table(result, predicted, on_cpu))
+    _render_rates(console, result, predicted, on_cpu)
+    for note in result.notes:
+        if note != CPU_NOTE:  # printed above, with what the predictions are for
+            console.print(f"note: {note}", markup=False)
+
+
+def _render_head(console: Any, r: Any, predicted: Any, gpu_note: str) -> None:
+    """Status line, what the predictions are for, and a failed trial's error and log tail."""
     from rich.markup import escape
-    from rich.table import Table
 
     from ...profile import CPU_NOTE
 
-    r = result
     colour = "green" if r.ok else "red"
     console.print(
         f"[bold]{escape(predicted.model)}[/bold] "
@@ -162,8 +176,7 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         + f"[{colour}]{escape(r.status.value)}[/{colour}]  "
         + escape(f"(trial dir {r.trial_dir})")
     )
-    on_cpu = r.device == "cpu"
-    if on_cpu:
+    if r.device == "cpu":
         console.print(
             f"[yellow]{escape(CPU_NOTE)}[/yellow]; measured figures only: the cost model predicts {escape(predicted.gpu_type)}, "
             "which a CPU trial cannot be compared with"
@@ -175,7 +188,13 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         if r.log_tail:
             console.print("[dim]--- log tail ---[/dim]")
             console.print(r.log_tail, markup=False, highlight=False)
-        return
+
+
+def _time_table(r: Any, predicted: Any, on_cpu: bool) -> Any:
+    """Seconds per phase, measured beside predicted (a CPU trial: measured only)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     times = Table(title="seconds per step: measured vs predicted")
     time_columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("phase", "left"),
@@ -191,7 +210,12 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         times.add_row(*row[:2] if on_cpu else row)
     total = ("[bold]total[/bold]", _fmt_s(r.step_s), _fmt_s(predicted.step_s), _ratio(r.step_s, predicted.step_s))
     times.add_row(*total[:2] if on_cpu else total)
-    console.print(times)
+    return times
+
+
+def _memory_table(r: Any, predicted: Any, on_cpu: bool) -> Any:
+    from rich.table import Table
+
     memory = Table(title="memory: measured vs predicted")
     memory_columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("figure", "left"),
@@ -213,7 +237,11 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         ]
     for line in rows:
         memory.add_row(*line[:2] if on_cpu else line)
-    console.print(memory)
+    return memory
+
+
+def _render_rates(console: Any, r: Any, predicted: Any, on_cpu: bool) -> None:
+    """Throughput (with the steps' spread), kernels, start-up and versions."""
     spread = r.samples_per_s_interval
     if spread:
         console.print(
@@ -240,6 +268,3 @@ def render_profile(console: Any, result: Any, predicted: Any, gpu_note: str) -> 
         + ", ".join(f"{k} {v}" for k, v in r.versions.items()),
         markup=False,
     )
-    for note in r.notes:
-        if note != CPU_NOTE:  # printed above, with what the predictions are for
-            console.print(f"note: {note}", markup=False)

@@ -11,12 +11,13 @@ from typing import Any
 
 from ...errors import UserInputError
 from ...record import Status
-from .._common import gib
 from .._inputs import check_argv, check_out_folder, removed_unless_written
 from .._interrupt import CtrlC, mark_partial
 from .._outcome import failure_summary
 from ._options import SearchFlags
+from ._search_render import render
 from ._setup import check_setup_flags
+from ._workers import start_workers
 
 
 def _progress(total: int, enabled: bool):
@@ -45,214 +46,6 @@ def _progress(total: int, enabled: bool):
         progress.update(task, advance=1 if counted else 0, best=f"trial {row.number} {row.status}; {label}")
 
     return progress, advance
-
-
-def _differences(values: dict[str, Any], reference: dict[str, Any] | None) -> str:
-    from ...search import changes
-
-    shown = changes(values, reference)
-    return ", ".join(f"{k}={values.get(k)}" for k in shown) or "(same settings)"
-
-
-def _rate(row: Any) -> str:
-    f = row.figures
-    if f is None:
-        return "-"
-    text = f"{f.samples_per_s:,.3f}"
-    if f.samples_per_s_interval:
-        text += f" ({f.samples_per_s_interval[0]:,.2f}-{f.samples_per_s_interval[1]:,.2f})"
-    return text
-
-
-def _versus_base(label: str, row: Any, head: Any, base_sps: float | None) -> str:
-    """The pick's column states the headline speedup (a measured one comes from the re-measured pairs)."""
-    if label == "pick" and head.speedup is not None:
-        return f"{head.speedup.value:.2f}x"
-    sps = row.samples_per_s if row.status == Status.OK else None
-    return f"{sps / base_sps:.2f}x" if sps and base_sps else "-"
-
-
-def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from ...search import changes
-
-    console = Console()
-    req = result.request
-    setup = req.setup
-    head = result.picks.headline
-    base = head.baseline
-    capacity = setup.cluster.gpu.memory_bytes
-    where = info.hardware_label
-    table = Table(
-        title=escape(f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials ")
-        + f"({result.new_trials} new)",
-        caption=escape(f"job: {head.job.label()}"),
-    )
-    for column in ("", "trial", "samples/s", "90% range", "vs base", "GPU peak", "free"):
-        table.add_column(column, justify="left" if column == "" else "right", no_wrap=True)
-    entries = (
-        ([("baseline", base)] if base else [])
-        + ([("pick", head.pick)] if head.pick else [])
-        + [(f"runner-up {i}", r) for i, r in enumerate(head.runners_up[:3], start=1)]
-    )
-    base_sps = base.samples_per_s if base and base.status == Status.OK else None
-    lines = []
-    for label, row in entries:
-        peak = row.memory()
-        sps = row.samples_per_s if row.status == Status.OK else None
-        interval = row.figures.samples_per_s_interval if row.figures else None
-        table.add_row(
-            label,
-            str(row.number),
-            f"{sps:,.3f}" if sps else row.status.value,
-            f"{interval[0]:,.2f}-{interval[1]:,.2f}" if interval and sps else "-",
-            _versus_base(label, row, head, base_sps),
-            gib(peak) if peak else "-",
-            f"{1 - peak / capacity:.0%}" if peak else "-",
-        )
-        if label == "baseline":
-            lines.append(f"baseline (trial {row.number}): {result.baseline.script}")
-        elif label == "pick" and base is not None and row.number == base.number:
-            lines.append(f"pick (trial {row.number}): the baseline itself")
-        elif label == "pick":
-            lines.append(
-                f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}"
-            )
-        else:
-            lines.append(f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}")
-    console.print(table)
-    same = head.equivalents
-    if same:
-        knobs = sorted({k for r in same for k in changes(r.values, head.pick.values)})
-        lines.insert(
-            2 if base else 1,
-            f"{len(same)} other plan(s) have the same figures as the pick; they differ only in {', '.join(knobs)}",
-        )
-    for line in lines:
-        console.print(line, highlight=False, markup=False)
-    failure = failure_summary(result.rows)
-    if failure:
-        console.print(f"{failure}; no configs written", style="red", highlight=False, markup=False)
-    else:
-        verdict = result.verdict
-        style = "bold red" if verdict.kind == "no pick" else "bold"
-        console.print(verdict.line, style=style, markup=False, highlight=False)
-    for alt in result.picks.alternatives:
-        pick = alt.pick
-        versus = (
-            alt.speedup.versus("the baseline's settings on the same job", subject="it")
-            if alt.speedup
-            else "no baseline of this job in the study"
-        )
-        console.print(
-            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s: "
-            f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
-            highlight=False,
-            markup=False,
-        )
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
-    if any(r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
-        console.print("GPU peak: predicted (this backend measured no device memory)")
-    errors = _errors(result)
-    if errors:
-        console.print(
-            "prediction error |log(measured/predicted)| samples/s, by trial: "
-            + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors)
-        )
-    if info.backend == "simulate":
-        console.print(f"intervals: 90%, {req.interval_note}", markup=False)
-    console.print(info.backend_note, style="bold", markup=False)
-    console.print(
-        f"wrote {', '.join(files)} and study.db to {out}"
-        if info.storage == f"sqlite:///{out}/study.db"
-        else f"wrote {', '.join(files)} to {out}; study in {info.storage}",
-        markup=False,
-    )
-
-
-def _errors(result: Any) -> list[dict[str, Any]]:
-    from ...export import prediction_errors
-
-    return [] if result.request.backend.scores_grid else prediction_errors(result.rows)
-
-
-_VALUE_FLAGS = {"--out", "--storage", "--study-name", "--trials", "--workers", "--seed", "--confirm-rounds"}
-
-
-def _worker_argv(argv: list[str], *, out: Path, storage: str, study_name: str, trials: int, seed: int) -> list[str]:
-    """This command for one more worker: same setup and space, its own output folder and seed."""
-    import sys
-
-    kept, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        flag = token.split("=", 1)[0]
-        if flag in _VALUE_FLAGS:
-            skip = "=" not in token
-            continue
-        if flag == "--json":
-            continue
-        kept.append(token)
-    return [
-        sys.executable,
-        "-m",
-        "dstune",
-        *kept,
-        "--out",
-        str(out),
-        "--storage",
-        storage,
-        "--study-name",
-        study_name,
-        "--trials",
-        str(trials),
-        "--seed",
-        str(seed),
-        "--confirm-rounds",
-        "0",  # several workers: the pick is known only when all have finished, and is not re-measured
-        "--json",
-    ]
-
-
-def _start_workers(args: SearchFlags, prepared: Any) -> list[Any]:
-    """Start workers 1..N-1 (this process is worker 0), each with its own GPUs where there are any."""
-    import os
-    import subprocess
-
-    from ...catalog import detect_local_gpus
-
-    req, out, per = prepared.request, prepared.out, args.gpus
-    gpus = len(detect_local_gpus())
-    procs = []
-    for i in range(1, prepared.workers):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(i * per, (i + 1) * per))
-        log = open(out / f"worker-{i}.log", "w")  # noqa: SIM115 - the child writes it until it ends
-        procs.append(
-            subprocess.Popen(
-                _worker_argv(
-                    list(args.argv),
-                    out=out / f"worker-{i}",
-                    storage=req.storage,
-                    study_name=req.study_name,
-                    trials=req.trials,
-                    seed=(args.seed or 0) + i,
-                ),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(per))
-    return procs
 
 
 def _check_flags(args: SearchFlags) -> None:
@@ -339,7 +132,7 @@ def _run_checked(framework: Any, args: SearchFlags, prepared: Any) -> SearchOutc
             console.print(note, highlight=False, markup=False)
     ctrl_c = CtrlC()
     with ctrl_c.watching():
-        helpers = _start_workers(args, prepared) if prepared.workers > 1 else []
+        helpers = start_workers(args, prepared) if prepared.workers > 1 else []
         result = _search(prepared, console, args.json)
         if ctrl_c.seen and not result.interrupted:
             raise KeyboardInterrupt  # swallowed inside the search: nothing of it is exported
