@@ -38,20 +38,39 @@ def _versus_base(label: str, row: Any, head: Any, base_sps: float | None) -> str
 
 def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
     from rich.console import Console
+
+    console = Console()
+    table, lines = _pick_table(result, info)
+    console.print(table)
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+    failure = failure_summary(result.rows)
+    if failure:
+        console.print(f"{failure}; no configs written", style="red", highlight=False, markup=False)
+    else:
+        verdict = result.verdict
+        style = "bold red" if verdict.kind == "no pick" else "bold"
+        console.print(verdict.line, style=style, markup=False, highlight=False)
+    for line in _other_jobs(result):
+        console.print(line, highlight=False, markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    _render_sources(console, result, info, out, files)
+
+
+def _pick_table(result: Any, info: Any) -> tuple[Any, list[str]]:
+    """Baseline, pick and three runners-up as rows, and a line for each saying how it differs."""
     from rich.markup import escape
     from rich.table import Table
 
     from ...search import changes
 
-    console = Console()
-    req = result.request
-    setup = req.setup
+    setup = result.request.setup
     head = result.picks.headline
     base = head.baseline
     capacity = setup.cluster.gpu.memory_bytes
-    where = info.hardware_label
     table = Table(
-        title=escape(f"{setup.model.name} {setup.step.upper()} on {where}: {len(result.rows)} trials ")
+        title=escape(f"{setup.model.name} {setup.step.upper()} on {info.hardware_label}: {len(result.rows)} trials ")
         + f"({result.new_trials} new)",
         caption=escape(f"job: {head.job.label()}"),
     )
@@ -77,48 +96,46 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             gib(peak) if peak else "-",
             f"{1 - peak / capacity:.0%}" if peak else "-",
         )
-        if label == "baseline":
-            lines.append(f"baseline (trial {row.number}): {result.baseline.script}")
-        elif label == "pick" and base is not None and row.number == base.number:
-            lines.append(f"pick (trial {row.number}): the baseline itself")
-        elif label == "pick":
-            lines.append(
-                f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}"
-            )
-        else:
-            lines.append(f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}")
-    console.print(table)
-    same = head.equivalents
-    if same:
-        knobs = sorted({k for r in same for k in changes(r.values, head.pick.values)})
+        lines.append(_row_line(label, row, head, result.baseline.script))
+    if head.equivalents:
+        knobs = sorted({k for r in head.equivalents for k in changes(r.values, head.pick.values)})
         lines.insert(
             2 if base else 1,
-            f"{len(same)} other plan(s) have the same figures as the pick; they differ only in {', '.join(knobs)}",
+            f"{len(head.equivalents)} other plan(s) have the same figures as the pick; "
+            f"they differ only in {', '.join(knobs)}",
         )
-    for line in lines:
-        console.print(line, highlight=False, markup=False)
-    failure = failure_summary(result.rows)
-    if failure:
-        console.print(f"{failure}; no configs written", style="red", highlight=False, markup=False)
-    else:
-        verdict = result.verdict
-        style = "bold red" if verdict.kind == "no pick" else "bold"
-        console.print(verdict.line, style=style, markup=False, highlight=False)
+    return table, lines
+
+
+def _row_line(label: str, row: Any, head: Any, script: str) -> str:
+    base = head.baseline
+    if label == "baseline":
+        return f"baseline (trial {row.number}): {script}"
+    if label == "pick" and base is not None and row.number == base.number:
+        return f"pick (trial {row.number}): the baseline itself"
+    if label == "pick":
+        return f"pick (trial {row.number}): as baseline but {_differences(row.values, base.values if base else None)}"
+    return f"{label} (trial {row.number}): as pick but {_differences(row.values, head.pick.values)}"
+
+
+def _other_jobs(result: Any) -> list[str]:
+    """The --explore jobs' picks: never a like-for-like speedup over the baseline job's pick."""
+    lines = []
     for alt in result.picks.alternatives:
-        pick = alt.pick
         versus = (
             alt.speedup.versus("the baseline's settings on the same job", subject="it")
             if alt.speedup
             else "no baseline of this job in the study"
         )
-        console.print(
-            f"other job [{alt.job_class}]: {alt.job.label()}: trial {pick.number}, {_rate(pick)} samples/s: "
-            f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup",
-            highlight=False,
-            markup=False,
+        lines.append(
+            f"other job [{alt.job_class}]: {alt.job.label()}: trial {alt.pick.number}, {_rate(alt.pick)} samples/s: "
+            f"{versus}; vs the baseline job's pick: different training, not a like-for-like speedup"
         )
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False, markup=False)
+    return lines
+
+
+def _render_sources(console: Any, result: Any, info: Any, out: Path, files: list[str]) -> None:
+    """Where the figures came from (predicted, measured, errors) and where the files went."""
     if any(r.measured and not r.measured.gpu_peak_bytes for r in result.ranked):
         console.print("GPU peak: predicted (this backend measured no device memory)")
     errors = _errors(result)
@@ -128,7 +145,7 @@ def render(result: Any, info: Any, out: Path, files: list[str]) -> None:
             + ", ".join(f"#{e['trial']}: {e['samples_per_s_abs_log_error']:.2f}" for e in errors)
         )
     if info.backend == "simulate":
-        console.print(f"intervals: 90%, {req.interval_note}", markup=False)
+        console.print(f"intervals: 90%, {result.request.interval_note}", markup=False)
     console.print(info.backend_note, style="bold", markup=False)
     console.print(
         f"wrote {', '.join(files)} and study.db to {out}"
