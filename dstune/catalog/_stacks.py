@@ -17,17 +17,9 @@ from typing import Any
 from ..errors import UserInputError
 
 STACKS_FILE = Path(__file__).parent / "data" / "stacks.json"
-STACK_PACKAGES: tuple[str, ...] = (
-    "deepspeed",
-    "transformers",
-    "torch",
-    "tokenizers",
-    "huggingface_hub",
-    "openrlhf",
-    "vllm",
-    "ray",
-)
-"""Distributions whose versions change what a plan does (pinned by the export, checked before launch)."""
+STACK_PACKAGES: tuple[str, ...] = tuple(json.loads(STACKS_FILE.read_text(encoding="utf-8"))["packages"])
+"""Distributions whose versions change what a plan does (pinned by the export, checked before launch);
+listed in data/stacks.json with the stacks that pin them."""
 HE_VERDICTS = ("kernels", "no kernels", "broken")
 SDPA_DEFAULT_FROM = "4.36"
 """transformers made SDPA the default attention of LLaMA in 4.36 (Dec 2023); before it every family in the

@@ -87,7 +87,7 @@ def preflight_lines(stack: Stack) -> list[str]:
 
 
 def with_preflight(script: str, stack: Stack) -> str:
-    """A launch script with the preflight right after its `set -euo pipefail` (OpenRLHF's, rendered elsewhere)."""
+    """A launch script with the preflight right after its `set -euo pipefail` (a framework's, rendered elsewhere)."""
     marker = "set -euo pipefail\n"
     if marker not in script:
         raise ValueError("launch script has no `set -euo pipefail` line to put the preflight after")

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...catalog import ClusterSpec, ModelSpec
-from ...costmodel._constants import DEFAULT_CONSTANTS, CostConstants
-from ...costmodel._facts import model_facts
-from ...costmodel._time import Hardware
+from ...costmodel.terms import DEFAULT_CONSTANTS, CostConstants, Hardware, model_facts
 from ._cost_columns import Columns, columns
 from ._cost_constants import DEFAULT_OPENRLHF_CONSTANTS, OpenRLHFConstants, backing
 from ._cost_memory import PHASES, group_memory, host_bytes_per_node, kv_budget_bytes, kv_bytes_per_token

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 from ...catalog import ModelSpec
-from ...costmodel._facts import ModelFacts
+from ...costmodel.terms import ModelFacts
 from ._plan import OpenRLHFPlan
 
 

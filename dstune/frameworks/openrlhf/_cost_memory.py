@@ -1,6 +1,6 @@
 """GPU memory of an OpenRLHF iteration per GPU group and phase, vectorised over plans.
 
-Model states reuse DeepSpeed's terms (trained_states / frozen_states, dstune.costmodel._memory);
+Model states reuse DeepSpeed's terms (trained_states / frozen_states, dstune.costmodel.terms);
 OpenRLHF's evaluation models run at ZeRO-3 when training does, else stage 0 (get_eval_ds_config).
 vLLM holds `gpu_memory_utilization` x the card while awake; asleep (level 1) it keeps its CUDA graphs
 and context. DeepSpeed asleep (offload_states) keeps the 16-bit weights: 2P/N at ZeRO-3, 2P at ZeRO-2.
@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...costmodel._constants import CostConstants
-from ...costmodel._facts import ModelFacts
-from ...costmodel._memory import (
+from ...costmodel.terms import (
     BYTES_16BIT,
+    CostConstants,
+    ModelFacts,
     States,
     eval_activation_bytes,
     frozen_states,

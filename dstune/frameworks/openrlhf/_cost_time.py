@@ -16,11 +16,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...costmodel._constants import CostConstants
-from ...costmodel._facts import ModelFacts
-from ...costmodel._memory import BYTES_16BIT
-from ...costmodel._time import (
+from ...costmodel.terms import (
+    BYTES_16BIT,
+    CostConstants,
     Hardware,
+    ModelFacts,
     allgather_seconds,
     compute_seconds,
     forward_flops,
