@@ -15,7 +15,7 @@ from dstune.frameworks.openrlhf._cost import estimate_openrlhf
 from dstune.frameworks.openrlhf._search import load_space, search_openrlhf
 
 REPORTS = yaml.safe_load((Path(__file__).parent / "oom_reports.yaml").read_text())
-SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
+SPACE = Path(__file__).resolve().parents[3] / "search_spaces" / "openrlhf.yaml"
 GIB = 2.0**30
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from dstune.frameworks.openrlhf._parser import CONFIG, DS_UTILS, ENTRY, find_wheel, wheel_source
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")

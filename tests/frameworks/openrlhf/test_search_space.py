@@ -13,7 +13,7 @@ from dstune.errors import UserInputError
 from dstune.frameworks.openrlhf import baseline_for, openrlhf_spec
 from dstune.frameworks.openrlhf._search import REFINE, candidates, load_space, search_openrlhf
 
-SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "openrlhf.yaml"
+SPACE = Path(__file__).resolve().parents[3] / "search_spaces" / "openrlhf.yaml"
 
 
 def _search(model: str, gpus: int, estimator: str):
