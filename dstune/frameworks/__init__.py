@@ -11,6 +11,7 @@ from ._registry import (
     framework_names,
     frameworks,
     get_framework,
+    load_plugins,
     register_framework,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "framework_names",
     "frameworks",
     "get_framework",
+    "load_plugins",
     "options_from",
     "register_framework",
 ]

@@ -11,9 +11,12 @@ from ._base import Framework
 DEFAULT_FRAMEWORK = "deepspeed-chat"
 
 BUILT_IN = ("dstune.frameworks.deepspeed_chat", "dstune.frameworks.openrlhf")
-"""Folders imported on first use; another (a plug-in, a test's) registers by being imported."""
+"""Folders imported on first use; another registers by being imported: a test's, or an installed
+package's named under the `dstune.frameworks` entry-point group (see `load_plugins`)."""
+PLUGIN_GROUP = "dstune.frameworks"
 
 _REGISTRY: dict[str, Framework] = {}
+_loaded = False
 
 
 def register_framework(framework: type[Framework]) -> type[Framework]:
@@ -22,9 +25,26 @@ def register_framework(framework: type[Framework]) -> type[Framework]:
     return framework
 
 
+def load_plugins() -> tuple[str, ...]:
+    """Import every installed package's framework module (entry-point group `dstune.frameworks`, e.g.
+    `[project.entry-points."dstune.frameworks"] verl = "dstune_verl"`); returns the modules loaded."""
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry in entry_points(group=PLUGIN_GROUP):
+        importlib.import_module(entry.value.partition(":")[0])
+        loaded.append(entry.value)
+    return tuple(loaded)
+
+
 def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
     for module in BUILT_IN:
         importlib.import_module(module)
+    load_plugins()
+    _loaded = True
 
 
 def framework_names() -> tuple[str, ...]:
