@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction, framework: Framework) -> None:
 
 
 def refuse_extras(framework: Framework, command: str, extras: list[str]) -> None:
-    """A flag this framework's parser does not have: another framework's (one line naming it), else unknown."""
+    """A flag this framework's parser does not have: another framework's (one line naming it), else unknown.
+    A command the framework does not answer is refused for that first, whatever else was given."""
+    if command not in framework.options:
+        getattr(framework, command)(None)
     for token in extras:
         if token.startswith("--"):
             said = foreign_option(framework, command, token.split("=", 1)[0])

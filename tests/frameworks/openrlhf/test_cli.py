@@ -161,6 +161,7 @@ def test_search_for_a_split_placement_on_16_gpus(tmp_path: Path, capsys: pytest.
         (["estimate", *BASE, "--algo", "grpo", "--step", "ppo"], "--step is a DeepSpeed-Chat option"),
         (["search", *BASE, "--algo", "grpo", "--backend", "profile"], "no OpenRLHF trial runner"),
         (["profile", *BASE], "no trial runner"),
+        (["profile", *BASE, "--algo", "grpo"], "no trial runner"),
         (["search", *BASE, "--algo", "grpo", "--storage", "sqlite:///x.db"], "--storage is a DeepSpeed-Chat option"),
         (["search", *BASE, "--algo", "grpo", "--global-batch", "64"], "--set rollout.batch_size=N"),
         (["search", *BASE, "--algo", "grpo", "--explore", "lora,epochs"], "--explore 'epochs' is not an OpenRLHF"),
