@@ -7,6 +7,7 @@ import importlib
 
 from ..errors import UserInputError
 from ._base import Framework
+from ._flags import flag_names
 
 DEFAULT_FRAMEWORK = "deepspeed-chat"
 
@@ -67,8 +68,6 @@ def frameworks() -> tuple[Framework, ...]:
 
 def foreign_option(framework: Framework, command: str, option: str) -> str | None:
     """A one-line refusal when `option` is another framework's flag for `command`, else None."""
-    from ._flags import flag_names
-
     for other in frameworks():
         if other is framework or command not in other.options:
             continue
