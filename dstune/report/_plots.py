@@ -1,6 +1,6 @@
 """Draw a report's figure data as PNG images with matplotlib (Agg, imported only here, lazily).
 
-Each function takes one record from _data and returns PNG bytes, or None when
+Each function takes one record from _records and returns PNG bytes, or None when
 there is nothing to draw (the renderers then show the record's note instead).
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._compare import CompareData
-    from ._data import Accuracy, History, Phases, ReportData, Scatter
+    from ._records import Accuracy, History, Phases, ReportData, Scatter
 
 GIB = 2**30
 DPI = 96
