@@ -22,9 +22,9 @@ from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, step_strategy
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend
 from ._pick import TIE_TOLERANCE
+from ._request import SearchRequest
 from ._space import EXPLORE_OPTIONS, SearchSpace, default_space_path, load_space
 from ._storage import HEARTBEAT_S
-from ._study import SearchRequest
 
 BACKENDS = ("auto", "simulate", "profile", "replay")
 KNOWN_ISSUES = ("mark", "exclude")
