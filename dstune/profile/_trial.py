@@ -16,7 +16,7 @@ from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, val
 from ._agents import AGENTS_FILE, agent_commands, read_hostfile
 from ._collect import collect
 from ._prebuild import OpBuildError, ops_for, prebuild
-from ._process import run_group
+from ._process import Finished, run_group
 from ._result import (
     COMMAND_FILE,
     LOG_FILE,
@@ -315,6 +315,41 @@ def run_trial(
     trial_dir = _prepare_dir(trial_dir)
     _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
     port = free_port()
+    argv, overrides = _write_launch(trial_dir, cluster, port, device, launcher, hostfile, env, timeout_s)
+    say = progress or (lambda _: None)
+    try:
+        _build_ops(plan, cluster, device, overrides, trial_dir, say)
+    except OpBuildError as error:
+        return _unbuilt(error, trial_dir, device, cluster.world_size)
+    say(f"starting {cluster.world_size} rank(s) with the {launcher} launcher")
+    finished, launched_at = _run_ranks(argv, overrides, trial_dir, port, timeout_s, say, watch=bool(progress))
+    result = collect(
+        trial_dir,
+        finished=finished,
+        launched_at=launched_at,
+        device=device,
+        world_size=cluster.world_size,
+        timeout_s=timeout_s,
+        plan=plan,
+        cluster=cluster,
+        predicted=predicted,
+    )
+    write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
+    return result
+
+
+def _write_launch(
+    trial_dir: Path,
+    cluster: ClusterSpec,
+    port: int,
+    device: str,
+    launcher: str,
+    hostfile: Path | None,
+    env: Mapping[str, str] | None,
+    timeout_s: float,
+) -> tuple[list[str], dict[str, str]]:
+    """The launch command (and, for torchrun on several nodes, each node's agent command) written to the trial
+    folder before anything runs, so a trial can be rerun or debugged by hand; returns argv and the env overrides."""
     argv = launch_argv(
         launcher=launcher,
         gpus_per_node=cluster.gpus_per_node,
@@ -338,15 +373,38 @@ def run_trial(
     write_json_atomic(
         trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
     )
-    say = progress or (lambda _: None)
+    return argv, overrides
+
+
+def _build_ops(
+    plan: Plan,
+    cluster: ClusterSpec,
+    device: str,
+    overrides: Mapping[str, str],
+    trial_dir: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Build the DeepSpeed ops the plan loads before the trial clock starts, so a JIT build is never timed
+    as the plan's own step time (nor eats its timeout). Raises OpBuildError when one fails to build."""
     ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
     if ops:
         say(f"DeepSpeed ops this plan loads: {', '.join(ops)} (built once, before the trial clock)")
-    try:
-        prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
-    except OpBuildError as error:
-        return _unbuilt(error, trial_dir, device, cluster.world_size)
-    say(f"starting {cluster.world_size} rank(s) with the {launcher} launcher")
+    prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+
+
+def _run_ranks(
+    argv: list[str],
+    overrides: Mapping[str, str],
+    trial_dir: Path,
+    port: int,
+    timeout_s: float,
+    say: Callable[[str], None],
+    *,
+    watch: bool,
+) -> tuple[Finished, float]:
+    """Run the process group to its end or its timeout, passing rank 0's stages to `say` when `watch`; the
+    shared-memory buffers the ranks leave behind are removed whatever happens. Returns how the group
+    finished and when it was launched."""
     stages = _StageReader(trial_dir / STAGES_FILE, say)
     launched_at = time.time()
     try:
@@ -357,25 +415,13 @@ def run_trial(
             log_path=trial_dir / LOG_FILE,
             timeout_s=timeout_s,
             launched_at=launched_at,
-            on_poll=stages if progress else None,
+            on_poll=stages if watch else None,
         )
     finally:
         _remove_shm_buffers(port)
-    if progress:
+    if watch:
         stages()
-    result = collect(
-        trial_dir,
-        finished=finished,
-        launched_at=launched_at,
-        device=device,
-        world_size=cluster.world_size,
-        timeout_s=timeout_s,
-        plan=plan,
-        cluster=cluster,
-        predicted=predicted,
-    )
-    write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
-    return result
+    return finished, launched_at
 
 
 __all__ = ["LAUNCHERS", "free_port", "launch_argv", "run_trial", "trial_device"]
