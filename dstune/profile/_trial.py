@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
-from ._agents import AGENTS_FILE, agent_commands, read_hostfile
+from ._agents import read_hostfile
 from ._collect import collect
+from ._launch import LAUNCHERS, free_port, write_launch
 from ._prebuild import OpBuildError, ops_for, prebuild
 from ._process import Finished, run_group
 from ._result import (
-    COMMAND_FILE,
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
     from ..catalog import ClusterSpec, ModelSpec
     from ..costmodel import Estimate
 
-LAUNCHERS = ("deepspeed", "torchrun")
-WORKER_MODULE = "dstune.profile.worker"
 BUILD_LOG_FILE = "ops_build.log"
 
 
@@ -49,83 +45,6 @@ def trial_device(env: Mapping[str, str] | None = None) -> str:
         "no GPU found on this machine; set DS_ACCELERATOR=cpu to profile on the CPU "
         "(the timings then check the code path, not GPU performance)"
     )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def launch_argv(
-    *, launcher: str, gpus_per_node: int, nodes: int, port: int, spec_path: Path, hostfile: Path | None
-) -> list[str]:
-    """The launcher command as an argv list (never a shell string)."""
-    worker = ["--spec", str(spec_path)]
-    if launcher == "deepspeed":
-        argv = [
-            sys.executable,
-            "-u",
-            "-m",
-            "deepspeed.launcher.runner",
-            "--num_gpus",
-            str(gpus_per_node),
-            "--num_nodes",
-            str(nodes),
-            "--master_port",
-            str(port),
-        ]
-        if hostfile is not None:
-            argv += ["--hostfile", str(hostfile)]
-        return argv + ["--module", WORKER_MODULE] + worker
-    if launcher == "torchrun" and nodes > 1:
-        return [sys.executable, "-u", "-m", "dstune.profile._agents", str(spec_path.parent / AGENTS_FILE)]
-    if launcher == "torchrun":
-        return [
-            sys.executable,
-            "-u",
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(gpus_per_node),
-            "--nnodes",
-            "1",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
-            "-m",
-            WORKER_MODULE,
-        ] + worker
-    raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-
-
-def worker_pythonpath(inherited: str | None) -> str:
-    """PYTHONPATH for the ranks: the folder this dstune was imported from first, then what we inherit.
-    Ranks start in the trial folder, so an uninstalled checkout (the GPU node's) imports there only so."""
-    import dstune
-
-    root = str(Path(dstune.__file__).resolve().parent.parent)
-    rest = [entry for entry in (inherited or "").split(os.pathsep) if entry and entry != root]
-    return os.pathsep.join([root, *rest])
-
-
-def env_overrides(device: str, ranks_per_node: int, user_env: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank,
-    and this dstune's own folder on PYTHONPATH."""
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-        "PYTHONPATH": worker_pythonpath((user_env or {}).get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
-    }
-    if device == "cpu":
-        env["DS_ACCELERATOR"] = "cpu"
-        if "OMP_NUM_THREADS" not in os.environ:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // ranks_per_node))
-    env.update({k: v for k, v in (user_env or {}).items() if k != "PYTHONPATH"})
-    return env
 
 
 def _check_cpu_dtype(plan: Plan) -> None:
@@ -315,7 +234,7 @@ def run_trial(
     trial_dir = _prepare_dir(trial_dir)
     _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
     port = free_port()
-    argv, overrides = _write_launch(trial_dir, cluster, port, device, launcher, hostfile, env, timeout_s)
+    argv, overrides = write_launch(trial_dir, cluster, port, device, launcher, hostfile, env, timeout_s)
     say = progress or (lambda _: None)
     try:
         _build_ops(plan, cluster, device, overrides, trial_dir, say)
@@ -336,44 +255,6 @@ def run_trial(
     )
     write_json_atomic(trial_dir / RESULT_FILE, result.to_dict())
     return result
-
-
-def _write_launch(
-    trial_dir: Path,
-    cluster: ClusterSpec,
-    port: int,
-    device: str,
-    launcher: str,
-    hostfile: Path | None,
-    env: Mapping[str, str] | None,
-    timeout_s: float,
-) -> tuple[list[str], dict[str, str]]:
-    """The launch command (and, for torchrun on several nodes, each node's agent command) written to the trial
-    folder before anything runs, so a trial can be rerun or debugged by hand; returns argv and the env overrides."""
-    argv = launch_argv(
-        launcher=launcher,
-        gpus_per_node=cluster.gpus_per_node,
-        nodes=cluster.nodes,
-        port=port,
-        spec_path=trial_dir / SPEC_FILE,
-        hostfile=hostfile,
-    )
-    if launcher == "torchrun" and cluster.nodes > 1:
-        assert hostfile is not None  # _check_setup refuses several nodes without one
-        agents = agent_commands(
-            read_hostfile(hostfile),
-            gpus_per_node=cluster.gpus_per_node,
-            port=port,
-            spec_path=trial_dir / SPEC_FILE,
-            run_id=trial_dir.name,
-            worker_module=WORKER_MODULE,
-        )
-        write_json_atomic(trial_dir / AGENTS_FILE, agents)
-    overrides = env_overrides(device, cluster.gpus_per_node, env)
-    write_json_atomic(
-        trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
-    )
-    return argv, overrides
 
 
 def _build_ops(
@@ -424,4 +305,4 @@ def _run_ranks(
     return finished, launched_at
 
 
-__all__ = ["LAUNCHERS", "free_port", "launch_argv", "run_trial", "trial_device"]
+__all__ = ["run_trial", "trial_device"]
