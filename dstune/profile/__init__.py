@@ -5,7 +5,8 @@ deepspeed launcher (or torchrun) and returns a typed `TrialResult`. Importing
 this package loads neither torch nor DeepSpeed; the worker does.
 """
 
+from ._launch import LAUNCHERS
 from ._result import CPU_NOTE, TrialResult, read_result
-from ._trial import LAUNCHERS, run_trial, trial_device
+from ._trial import run_trial, trial_device
 
 __all__ = ["CPU_NOTE", "LAUNCHERS", "TrialResult", "read_result", "run_trial", "trial_device"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ..plan import Context, Plan, plan_to_dict, step_strategy, to_deepspeed, validate
-from ._agents import AGENTS_FILE, agent_commands, read_hostfile
+from ._agents import read_hostfile
 from ._collect import collect
+from ._launch import LAUNCHERS, free_port, write_launch
 from ._prebuild import OpBuildError, ops_for, prebuild
-from ._process import run_group
+from ._process import Finished, run_group
 from ._result import (
-    COMMAND_FILE,
     LOG_FILE,
     RESULT_FILE,
     SPEC_FILE,
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
     from ..catalog import ClusterSpec, ModelSpec
     from ..costmodel import Estimate
 
-LAUNCHERS = ("deepspeed", "torchrun")
-WORKER_MODULE = "dstune.profile.worker"
 BUILD_LOG_FILE = "ops_build.log"
 
 
@@ -49,83 +45,6 @@ def trial_device(env: Mapping[str, str] | None = None) -> str:
         "no GPU found on this machine; set DS_ACCELERATOR=cpu to profile on the CPU "
         "(the timings then check the code path, not GPU performance)"
     )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def launch_argv(
-    *, launcher: str, gpus_per_node: int, nodes: int, port: int, spec_path: Path, hostfile: Path | None
-) -> list[str]:
-    """The launcher command as an argv list (never a shell string)."""
-    worker = ["--spec", str(spec_path)]
-    if launcher == "deepspeed":
-        argv = [
-            sys.executable,
-            "-u",
-            "-m",
-            "deepspeed.launcher.runner",
-            "--num_gpus",
-            str(gpus_per_node),
-            "--num_nodes",
-            str(nodes),
-            "--master_port",
-            str(port),
-        ]
-        if hostfile is not None:
-            argv += ["--hostfile", str(hostfile)]
-        return argv + ["--module", WORKER_MODULE] + worker
-    if launcher == "torchrun" and nodes > 1:
-        return [sys.executable, "-u", "-m", "dstune.profile._agents", str(spec_path.parent / AGENTS_FILE)]
-    if launcher == "torchrun":
-        return [
-            sys.executable,
-            "-u",
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(gpus_per_node),
-            "--nnodes",
-            "1",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
-            "-m",
-            WORKER_MODULE,
-        ] + worker
-    raise UserInputError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-
-
-def worker_pythonpath(inherited: str | None) -> str:
-    """PYTHONPATH for the ranks: the folder this dstune was imported from first, then what we inherit.
-    Ranks start in the trial folder, so an uninstalled checkout (the GPU node's) imports there only so."""
-    import dstune
-
-    root = str(Path(dstune.__file__).resolve().parent.parent)
-    rest = [entry for entry in (inherited or "").split(os.pathsep) if entry and entry != root]
-    return os.pathsep.join([root, *rest])
-
-
-def env_overrides(device: str, ranks_per_node: int, user_env: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment the trial adds to ours: quiet tokenizers, unbuffered logs, CPU threads split per rank,
-    and this dstune's own folder on PYTHONPATH."""
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
-        "PYTHONPATH": worker_pythonpath((user_env or {}).get("PYTHONPATH", os.environ.get("PYTHONPATH"))),
-    }
-    if device == "cpu":
-        env["DS_ACCELERATOR"] = "cpu"
-        if "OMP_NUM_THREADS" not in os.environ:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // ranks_per_node))
-    env.update({k: v for k, v in (user_env or {}).items() if k != "PYTHONPATH"})
-    return env
 
 
 def _check_cpu_dtype(plan: Plan) -> None:
@@ -315,54 +234,14 @@ def run_trial(
     trial_dir = _prepare_dir(trial_dir)
     _write_spec(trial_dir / SPEC_FILE, plan, model, critic_model, cluster.world_size, warmup, steps, memory_cap_gb)
     port = free_port()
-    argv = launch_argv(
-        launcher=launcher,
-        gpus_per_node=cluster.gpus_per_node,
-        nodes=cluster.nodes,
-        port=port,
-        spec_path=trial_dir / SPEC_FILE,
-        hostfile=hostfile,
-    )
-    if launcher == "torchrun" and cluster.nodes > 1:
-        assert hostfile is not None  # _check_setup refuses several nodes without one
-        agents = agent_commands(
-            read_hostfile(hostfile),
-            gpus_per_node=cluster.gpus_per_node,
-            port=port,
-            spec_path=trial_dir / SPEC_FILE,
-            run_id=trial_dir.name,
-            worker_module=WORKER_MODULE,
-        )
-        write_json_atomic(trial_dir / AGENTS_FILE, agents)
-    overrides = env_overrides(device, cluster.gpus_per_node, env)
-    write_json_atomic(
-        trial_dir / COMMAND_FILE, {"argv": argv, "env": overrides, "cwd": str(trial_dir), "timeout_s": timeout_s}
-    )
+    argv, overrides = write_launch(trial_dir, cluster, port, device, launcher, hostfile, env, timeout_s)
     say = progress or (lambda _: None)
-    ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
-    if ops:
-        say(f"DeepSpeed ops this plan loads: {', '.join(ops)} (built once, before the trial clock)")
     try:
-        prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+        _build_ops(plan, cluster, device, overrides, trial_dir, say)
     except OpBuildError as error:
         return _unbuilt(error, trial_dir, device, cluster.world_size)
     say(f"starting {cluster.world_size} rank(s) with the {launcher} launcher")
-    stages = _StageReader(trial_dir / STAGES_FILE, say)
-    launched_at = time.time()
-    try:
-        finished = run_group(
-            argv,
-            env={**os.environ, **overrides},
-            cwd=trial_dir,
-            log_path=trial_dir / LOG_FILE,
-            timeout_s=timeout_s,
-            launched_at=launched_at,
-            on_poll=stages if progress else None,
-        )
-    finally:
-        _remove_shm_buffers(port)
-    if progress:
-        stages()
+    finished, launched_at = _run_ranks(argv, overrides, trial_dir, port, timeout_s, say, watch=bool(progress))
     result = collect(
         trial_dir,
         finished=finished,
@@ -378,4 +257,52 @@ def run_trial(
     return result
 
 
-__all__ = ["LAUNCHERS", "free_port", "launch_argv", "run_trial", "trial_device"]
+def _build_ops(
+    plan: Plan,
+    cluster: ClusterSpec,
+    device: str,
+    overrides: Mapping[str, str],
+    trial_dir: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Build the DeepSpeed ops the plan loads before the trial clock starts, so a JIT build is never timed
+    as the plan's own step time (nor eats its timeout). Raises OpBuildError when one fails to build."""
+    ops = ops_for(to_deepspeed(plan, cluster.world_size), device=device, ranks_per_node=cluster.gpus_per_node)
+    if ops:
+        say(f"DeepSpeed ops this plan loads: {', '.join(ops)} (built once, before the trial clock)")
+    prebuild(ops, env=overrides, log_path=trial_dir / BUILD_LOG_FILE)
+
+
+def _run_ranks(
+    argv: list[str],
+    overrides: Mapping[str, str],
+    trial_dir: Path,
+    port: int,
+    timeout_s: float,
+    say: Callable[[str], None],
+    *,
+    watch: bool,
+) -> tuple[Finished, float]:
+    """Run the process group to its end or its timeout, passing rank 0's stages to `say` when `watch`; the
+    shared-memory buffers the ranks leave behind are removed whatever happens. Returns how the group
+    finished and when it was launched."""
+    stages = _StageReader(trial_dir / STAGES_FILE, say)
+    launched_at = time.time()
+    try:
+        finished = run_group(
+            argv,
+            env={**os.environ, **overrides},
+            cwd=trial_dir,
+            log_path=trial_dir / LOG_FILE,
+            timeout_s=timeout_s,
+            launched_at=launched_at,
+            on_poll=stages if watch else None,
+        )
+    finally:
+        _remove_shm_buffers(port)
+    if watch:
+        stages()
+    return finished, launched_at
+
+
+__all__ = ["run_trial", "trial_device"]

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple
 
 from ..record import Status
 from ._answer import stated_speedup, target_stack, where
-from ._data import PlanFigures, baseline_issues, baseline_status, feasible_trials, plan_pair
 from ._load import StudyDir
+from ._records import PlanFigures
 from ._table import Column, Kind, Table, format_value
+from ._trials import baseline_issues, baseline_status, feasible_trials, plan_pair
 from ._values import jsonable, show
 
 

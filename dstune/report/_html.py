@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._compare import CompareData
-from ._data import ReportData
 from ._plots import Rendered
+from ._records import ReportData
 from ._sections import (
     ALTERNATIVES_NOTE,
     FIGURES_LEFT_OUT,

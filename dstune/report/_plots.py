@@ -1,6 +1,6 @@
 """Draw a report's figure data as PNG images with matplotlib (Agg, imported only here, lazily).
 
-Each function takes one record from _data and returns PNG bytes, or None when
+Each function takes one record from _records and returns PNG bytes, or None when
 there is nothing to draw (the renderers then show the record's note instead).
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._compare import CompareData
-    from ._data import Accuracy, History, Phases, ReportData, Scatter
+    from ._records import Accuracy, History, Phases, ReportData, Scatter
 
 GIB = 2**30
 DPI = 96
@@ -77,20 +77,7 @@ def scatter_png(s: Scatter) -> bytes | None:
     with _figure(8.0, 4.8) as fig:
         ax = fig.add_subplot()
         top = max((p.samples_per_s for p in s.points if math.isfinite(p.samples_per_s)), default=1.0)
-        for group, (marker, colour, label) in STATUS_STYLE.items():
-            pts = [p for p in s.points if _group(p.status) == group]
-            if pts:
-                ys = [p.samples_per_s if math.isfinite(p.samples_per_s) else 0.0 for p in pts]
-                ax.scatter(
-                    [p.gpu_peak_bytes / GIB for p in pts],
-                    ys,
-                    marker=marker,
-                    c=colour,
-                    s=36,
-                    alpha=0.8 if group == Status.OK else 0.6,
-                    label=f"{label} ({len(pts)})",
-                    zorder=3,
-                )
+        _status_points(ax, s)
         if s.front:
             ax.plot(
                 [m / GIB for m, _ in s.front],
@@ -102,51 +89,82 @@ def scatter_png(s: Scatter) -> bytes | None:
                 label="Pareto front",
                 zorder=2,
             )
-        right = max(p.gpu_peak_bytes for p in s.points) / GIB * 1.12
-        if s.memory_cap_bytes:
-            cap = s.memory_cap_bytes / GIB
-            if cap <= 2.0 * right:  # a cap far beyond every trial would squash the points into a corner
-                right = max(right, cap * 1.05)
-                ax.axvline(cap, c="#C44E52", lw=1.2, label=f"memory cap ({cap:.1f} GiB)")
-            else:
-                ax.plot([], [], c="#C44E52", lw=1.2, label=f"memory cap {cap:.1f} GiB (off the axis)")
+        right = _memory_cap(ax, s, max(p.gpu_peak_bytes for p in s.points) / GIB * 1.12)
         ax.set_xlim(0, right)
-        by_number = {p.number: p for p in s.points}
-        for number, text, marker, colour in (
-            (s.baseline_number, "baseline, broken here" if s.baseline_broken else "baseline", "s", "none"),
-            (s.pick_number, "pick", "*", "#F2C14E"),
-        ):
-            p = by_number.get(number) if number is not None else None
-            if p is not None and math.isfinite(p.samples_per_s):
-                ax.scatter(
-                    [p.gpu_peak_bytes / GIB],
-                    [p.samples_per_s],
-                    marker=marker,
-                    s=220,
-                    facecolors=colour,
-                    edgecolors="black",
-                    linewidths=1.4,
-                    zorder=4,
-                )
-                # pick above, baseline below; each label on the side of the point with more room
-                to_left = p.gpu_peak_bytes / GIB > 0.5 * right
-                ax.annotate(
-                    f"{text} (trial {number})",
-                    (p.gpu_peak_bytes / GIB, p.samples_per_s),
-                    xytext=(-12 if to_left else 12, 12 if text == "pick" else -16),
-                    ha="right" if to_left else "left",
-                    textcoords="offset points",
-                    fontsize=9,
-                    fontweight="bold",
-                    zorder=5,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#888888", "alpha": 0.75},
-                    arrowprops={"arrowstyle": "-", "color": "#888888"},
-                )
+        _mark_baseline_and_pick(ax, s, right)
         ax.set_xlabel("peak GPU memory per GPU (GiB)")
         ax.set_ylabel("samples/s (whole cluster)")
         ax.set_ylim(bottom=-0.03 * top, top=top * 1.15)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
         return _png(fig)
+
+
+def _status_points(ax: Any, s: Scatter) -> None:
+    """One marker style per status group, so a reader tells runs that fit from OOMs and rejected plans; the
+    legend counts each group (a trial without throughput sits on the x axis)."""
+    for group, (marker, colour, label) in STATUS_STYLE.items():
+        pts = [p for p in s.points if _group(p.status) == group]
+        if pts:
+            ys = [p.samples_per_s if math.isfinite(p.samples_per_s) else 0.0 for p in pts]
+            ax.scatter(
+                [p.gpu_peak_bytes / GIB for p in pts],
+                ys,
+                marker=marker,
+                c=colour,
+                s=36,
+                alpha=0.8 if group == Status.OK else 0.6,
+                label=f"{label} ({len(pts)})",
+                zorder=3,
+            )
+
+
+def _memory_cap(ax: Any, s: Scatter, right: float) -> float:
+    """Draw the memory cap and return the x axis' right end: widened to show the cap, unless the cap is far
+    beyond every trial (it would squash the points into a corner), when the legend alone names it."""
+    if s.memory_cap_bytes:
+        cap = s.memory_cap_bytes / GIB
+        if cap <= 2.0 * right:
+            right = max(right, cap * 1.05)
+            ax.axvline(cap, c="#C44E52", lw=1.2, label=f"memory cap ({cap:.1f} GiB)")
+        else:
+            ax.plot([], [], c="#C44E52", lw=1.2, label=f"memory cap {cap:.1f} GiB (off the axis)")
+    return right
+
+
+def _mark_baseline_and_pick(ax: Any, s: Scatter, right: float) -> None:
+    """The baseline and the pick stand out with large markers and a labelled arrow, the two points the report
+    compares."""
+    by_number = {p.number: p for p in s.points}
+    for number, text, marker, colour in (
+        (s.baseline_number, "baseline, broken here" if s.baseline_broken else "baseline", "s", "none"),
+        (s.pick_number, "pick", "*", "#F2C14E"),
+    ):
+        p = by_number.get(number) if number is not None else None
+        if p is not None and math.isfinite(p.samples_per_s):
+            ax.scatter(
+                [p.gpu_peak_bytes / GIB],
+                [p.samples_per_s],
+                marker=marker,
+                s=220,
+                facecolors=colour,
+                edgecolors="black",
+                linewidths=1.4,
+                zorder=4,
+            )
+            # pick above, baseline below; each label on the side of the point with more room
+            to_left = p.gpu_peak_bytes / GIB > 0.5 * right
+            ax.annotate(
+                f"{text} (trial {number})",
+                (p.gpu_peak_bytes / GIB, p.samples_per_s),
+                xytext=(-12 if to_left else 12, 12 if text == "pick" else -16),
+                ha="right" if to_left else "left",
+                textcoords="offset points",
+                fontsize=9,
+                fontweight="bold",
+                zorder=5,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#888888", "alpha": 0.75},
+                arrowprops={"arrowstyle": "-", "color": "#888888"},
+            )
 
 
 def phases_png(p: Phases) -> bytes | None:

@@ -6,8 +6,8 @@ import math
 
 from ..record import Status
 from ._answer import where
-from ._data import Accuracy, Header, Headline
 from ._importance import Importance
+from ._records import Accuracy, Header, Headline
 from ._table import Column, Kind, Table, format_value
 from ._values import show
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._compare import CompareData
-from ._data import ReportData
+from ._records import ReportData
 from ._sections import accuracy_lines, alternatives_table, changes_table, explanation, headline_table, verdict
 from ._table import NUMERIC_KINDS, Table
 

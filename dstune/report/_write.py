@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ._compare import CompareData, build_compare
-from ._data import ReportData, build_report
+from ._data import build_report
 from ._html import compare_html, report_html
 from ._load import load_study_dir
 from ._markdown import compare_markdown, report_markdown
 from ._plots import Rendered, compare_png, render_report_figures
+from ._records import ReportData
 
 FORMATS = ("html", "md")
 FIGURE_FOLDER = "report_figures"

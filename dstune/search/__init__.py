@@ -13,11 +13,12 @@ from ._jobspace import resolve_job
 from ._pick import TIE_TOLERANCE, BaselineIssue, JobPick, Picks, Speedup, changes, choose, fits, memory_of
 from ._planner import BACKENDS, DEFAULT_TRIALS, KNOWN_ISSUES, PreparedSearch, SearchOptions, plan_search
 from ._records import STATUSES, Figures, Status, TrialRecord
+from ._request import SearchRequest, SearchResult, StopSearch
 from ._sampler import PRUNE_BELOW, SurrogateSampler
 from ._samplers import SAMPLERS
 from ._shipped import shipped_observations
 from ._space import EXPLORE_OPTIONS, SPACES_DIR, BatchPolicy, SearchSpace, default_space_path, load_space, plan_key
-from ._study import SearchRequest, SearchResult, StopSearch, rank, run_search
+from ._study import rank, run_search
 from ._surrogate import Surrogate
 from ._tablestack import read_table_stack
 from ._verdict import Verdict, verdict_of

@@ -16,9 +16,12 @@ from typing import Any
 from ..plan import make_plan
 from ..record import Status, TrialRow
 from ._measured import CONFIRM
+from ._optuna_study import open_study
+from ._request import SearchRequest, SearchResult
 from ._rows import store_row, tell_row
 from ._storage import heartbeat
-from ._study import SearchRequest, SearchResult, _end_interrupted, open_study, run_search
+from ._study import run_search
+from ._trial import end_interrupted
 
 DEFAULT_ROUNDS = 3
 """Pairs after a profile search: 3 pairs give a t-interval with 2 degrees of freedom (t = 2.92 at 90%)."""
@@ -69,7 +72,7 @@ def confirm_pick(
             with heartbeat(study, trial, req.heartbeat_s):
                 _run(study, trial, req, row, role, number)
         except KeyboardInterrupt:
-            _end_interrupted(study, trial)
+            end_interrupted(study, trial)
             interrupted = True
             break
         ran += 1

@@ -22,9 +22,9 @@ from ..errors import UserInputError
 from ..plan import DEFAULT_STEP, step_strategy
 from ._backends import Backend, ProfileBackend, ReplayBackend, SimulateBackend
 from ._pick import TIE_TOLERANCE
+from ._request import SearchRequest
 from ._space import EXPLORE_OPTIONS, SearchSpace, default_space_path, load_space
 from ._storage import HEARTBEAT_S
-from ._study import SearchRequest
 
 BACKENDS = ("auto", "simulate", "profile", "replay")
 KNOWN_ISSUES = ("mark", "exclude")
@@ -142,26 +142,17 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         raise UserInputError(f"--trials must be at least 1, got {trials}")
     if options.workers > 1:
         _check_workers(options, backend_name)
-    from ..doctor import target_stack
-
     replay = (
         ReplayBackend(options.table, options.step, time_scale=options.replay_time_scale)
         if backend_name == "replay" and options.table
         else None
     )
-    stack, stack_note = target_stack(options.stack, backend_name, setup.model.family, runs=_shipped_breaks(setup))
-    if replay is not None and replay.stack is not None and options.stack is None:
-        stack = replay.stack  # the table's rows ran there: its verdicts, not this machine's, say what was broken
-        stack_note = f"target stack: {stack.label}, the stack the replay table's rows ran on"
+    stack, stack_note = _target_stack(options, backend_name, setup, replay)
     he_kernels, he_note = _he_kernels(options, setup, stack)
     from ..calibration import calibration_for
 
     calibration = calibration_for(setup.cluster.gpu.name, step=setup.step)
-    constants = calibration.constants
-    if stack.eager_attention is not None:
-        constants = dataclasses.replace(constants, published_stack=1.0 if stack.eager_attention else 0.0)
-    if options.headroom is not None:
-        constants = dataclasses.replace(constants, headroom_fraction=options.headroom)
+    constants = _constants(calibration.constants, stack, options)
     device = _device(backend_name, replay)
     hardware = "cpu" if device == "cpu" else setup.cluster.gpu.name
     names = f"{setup.model.name}-{setup.cluster.world_size}x{hardware}-{options.step}"
@@ -199,6 +190,31 @@ def plan_search(options: SearchOptions) -> PreparedSearch:
         notes=notes,
         stack_note=stack_note,
     )
+
+
+def _target_stack(
+    options: SearchOptions, backend_name: str, setup: Setup, replay: ReplayBackend | None
+) -> tuple[Stack, str]:
+    """The stack the plan will run on and the line that names it (dstune.doctor.target_stack); a replay table
+    without --stack brings its own, since its rows ran there: its verdicts, not this machine's, say what broke."""
+    from ..doctor import target_stack
+
+    stack, stack_note = target_stack(options.stack, backend_name, setup.model.family, runs=_shipped_breaks(setup))
+    if replay is not None and replay.stack is not None and options.stack is None:
+        stack = replay.stack  # the table's rows ran there: its verdicts, not this machine's, say what was broken
+        stack_note = f"target stack: {stack.label}, the stack the replay table's rows ran on"
+    return stack, stack_note
+
+
+def _constants(calibrated: CostConstants, stack: Stack, options: SearchOptions) -> CostConstants:
+    """The calibration's constants, told whether the target stack runs eager attention (when it says) and
+    given --headroom (when set), so predictions and the memory cap are the target stack's and the user's."""
+    constants = calibrated
+    if stack.eager_attention is not None:
+        constants = dataclasses.replace(constants, published_stack=1.0 if stack.eager_attention else 0.0)
+    if options.headroom is not None:
+        constants = dataclasses.replace(constants, headroom_fraction=options.headroom)
+    return constants
 
 
 def choose_backend(options: SearchOptions, setup: Setup) -> tuple[str, str]:

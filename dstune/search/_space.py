@@ -172,10 +172,35 @@ def default_space_path(step: str, model_name: str) -> Path:
 
 def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
     """Read and check a space file; every error names the file and the key."""
-    import yaml
-
     path = Path(path)
     where = str(path)
+    raw = _read_yaml(path, where)
+    file_step = _file_step(raw, step, where)
+    check = _KnobCheck(file_step, where)
+    fixed = {}
+    for name, value in _mapping(raw, "workload", where).items():
+        fixed[name] = check.coerce(f"workload.{name}", name, value)
+    knobs = _knobs(raw, fixed, check)
+    ties = _ties(raw, knobs, fixed, check)
+    explore = _explore(raw, check)
+    return SearchSpace(
+        path=where,
+        step=file_step,
+        knobs=knobs,
+        fixed=fixed,
+        ties=ties,
+        batch=_batch_policy(raw.get("batch"), file_step, where),
+        critic_model=raw.get("critic_model"),
+        description=str(raw.get("description", "")),
+        explore=explore,
+    )
+
+
+def _read_yaml(path: Path, where: str) -> dict:
+    """The file's top-level mapping; a missing or unreadable file, bad YAML or an unknown top key is the
+    user's to fix, so each is one line naming the file."""
+    import yaml
+
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -191,6 +216,12 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
         raise UserInputError(
             f"search space {where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}"
         )
+    return raw
+
+
+def _file_step(raw: dict, step: str | None, where: str) -> str:
+    """The training step the file is for (its 'step', else --step): it decides which knobs exist, and a file
+    written for another step than the one asked for is refused rather than read with the wrong knobs."""
     file_step = raw.get("step", step)
     if file_step not in step_names():
         raise UserInputError(
@@ -198,40 +229,65 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
         )
     if step is not None and file_step != step:
         raise UserInputError(f"search space {where}: key 'step' is {file_step!r} but --step is {step!r}")
-    fields = {f.name: f for f in knob_fields(file_step)}
+    return str(file_step)
 
-    def knob(section: str, name: str) -> Any:
-        if name not in fields:
-            raise UserInputError(f"search space {where}: key '{section}.{name}': {unknown_knob_error(file_step, name)}")
-        return fields[name]
 
-    def coerce(section: str, name: str, value: Any) -> Any:
+class _KnobCheck:
+    """Knob names and values of one step, checked against its plan fields, each error naming the file and
+    the key it came from (the coercion's own message gains the key when it lacks one)."""
+
+    def __init__(self, step: str, where: str) -> None:
+        self.step, self.where = step, where
+        self.fields = {f.name: f for f in knob_fields(step)}
+
+    def knob(self, section: str, name: str) -> Any:
+        if name not in self.fields:
+            raise UserInputError(
+                f"search space {self.where}: key '{section}.{name}': {unknown_knob_error(self.step, name)}"
+            )
+        return self.fields[name]
+
+    def coerce(self, section: str, name: str, value: Any) -> Any:
         try:
-            return coerce_knob(knob(section, name), value)
+            return coerce_knob(self.knob(section, name), value)
         except UserInputError as error:
             if str(error).startswith("search space"):
                 raise
-            raise UserInputError(f"search space {where}: key '{section}': {error}") from None
+            raise UserInputError(f"search space {self.where}: key '{section}': {error}") from None
 
-    fixed = {}
-    for name, value in _mapping(raw, "workload", where).items():
-        fixed[name] = coerce(f"workload.{name}", name, value)
+
+def _knobs(raw: dict, fixed: Mapping[str, Any], check: _KnobCheck) -> dict[str, tuple[Any, ...]]:
+    """The searched knobs' candidate values, typed and without repeats; a knob cannot be both searched and
+    fixed, since the file would then say two things about it."""
+    where = check.where
     knobs: dict[str, tuple[Any, ...]] = {}
     for name, values in _mapping(raw, "knobs", where).items():
         values = values if isinstance(values, list) else [values]
         if not values:
             raise UserInputError(f"search space {where}: key 'knobs.{name}' has no candidate values")
-        typed = [coerce(f"knobs.{name}[{i}]", name, v) for i, v in enumerate(values)]
+        typed = [check.coerce(f"knobs.{name}[{i}]", name, v) for i, v in enumerate(values)]
         knobs[name] = tuple(dict.fromkeys(typed))
         if name in fixed:
             raise UserInputError(f"search space {where}: key 'knobs.{name}' is also fixed under 'workload'")
+    return knobs
+
+
+def _ties(raw: dict, knobs: Mapping[str, Any], fixed: Mapping[str, Any], check: _KnobCheck) -> dict[str, str]:
+    """Knobs that take another knob's value: both must be knobs of the step, and a tied knob is not also
+    searched or fixed (its value comes from its source)."""
     ties = {}
-    for name, source in _mapping(raw, "ties", where).items():
-        knob("ties", name)
-        knob(f"ties.{name}", str(source))
+    for name, source in _mapping(raw, "ties", check.where).items():
+        check.knob("ties", name)
+        check.knob(f"ties.{name}", str(source))
         if name in knobs or name in fixed:
-            raise UserInputError(f"search space {where}: key 'ties.{name}': a tied knob cannot also be listed")
+            raise UserInputError(f"search space {check.where}: key 'ties.{name}': a tied knob cannot also be listed")
         ties[name] = str(source)
+    return ties
+
+
+def _explore(raw: dict, check: _KnobCheck) -> dict[str, ExploreOption]:
+    """The `--explore` options: extra knob values and/or another batch policy each, typed like the rest."""
+    where = check.where
     explore = {}
     for name, option in _mapping(raw, "explore", where).items():
         if not isinstance(option, dict) or set(option) - {"knobs", "batch"}:
@@ -241,21 +297,11 @@ def load_space(path: str | Path, step: str | None = None) -> SearchSpace:
         extra = {}
         for knob_name, values in (option.get("knobs") or {}).items():
             values = values if isinstance(values, list) else [values]
-            typed = [coerce(f"explore.{name}.knobs.{knob_name}[{i}]", knob_name, v) for i, v in enumerate(values)]
+            typed = [check.coerce(f"explore.{name}.knobs.{knob_name}[{i}]", knob_name, v) for i, v in enumerate(values)]
             extra[knob_name] = tuple(dict.fromkeys(typed))
-        batch = _batch_policy(option["batch"], file_step, where) if option.get("batch") else None
+        batch = _batch_policy(option["batch"], check.step, where) if option.get("batch") else None
         explore[str(name)] = ExploreOption(knobs=extra, batch=batch)
-    return SearchSpace(
-        path=where,
-        step=file_step,
-        knobs=knobs,
-        fixed=fixed,
-        ties=ties,
-        batch=_batch_policy(raw.get("batch"), file_step, where),
-        critic_model=raw.get("critic_model"),
-        description=str(raw.get("description", "")),
-        explore=explore,
-    )
+    return explore
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:

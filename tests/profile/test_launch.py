@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dstune.errors import UserInputError
-from dstune.profile._trial import env_overrides, free_port, launch_argv
+from dstune.profile._launch import env_overrides, free_port, launch_argv
 
 
 def test_deepspeed_argv_multi_node_passes_nodes_and_hostfile(tmp_path: Path) -> None:

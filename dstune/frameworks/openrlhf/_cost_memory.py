@@ -9,6 +9,7 @@ and context. DeepSpeed asleep (offload_states) keeps the 16-bit weights: 2P/N at
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,20 +100,34 @@ def typical_tokens(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
     return typical(cols.train_micro, cols.train_tokens) / ring, typical(cols.rollout_micro, cols.rollout_tokens) / ring
 
 
-def group_memory(
-    actor: ModelFacts,
-    critic: ModelFacts,
-    cols: Columns,
-    capacity: float,
-    c: CostConstants,
-    oc: OpenRLHFConstants,
-) -> dict[tuple[str, str], Breakdown]:
-    """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context).
+@dataclass(frozen=True)
+class _Terms:
+    """Each model's states and each phase's activation terms, per GPU of the model's group and per row: the
+    pieces the groups are made of, computed once for both layouts (colocated and split)."""
 
-    Groups: "colocated" (vLLM and all models on the actor's GPUs), "vllm", "actor" (with the reference
-    when colocated with it), "ref", "critic" (with the reward model when colocated with it), "reward".
-    Rows without a group have zeros there."""
-    zero = np.zeros(cols.n)
+    act: States
+    crit: States
+    ref: States
+    rew: States
+    act_train: np.ndarray
+    crit_train: np.ndarray
+    act_eval: np.ndarray
+    crit_eval: np.ndarray
+    logits_train: np.ndarray
+    logits_eval: np.ndarray
+    z3_live: np.ndarray
+    bucket: np.ndarray
+    act_grads: np.ndarray
+    crit_grads: np.ndarray
+    has_ref: np.ndarray
+    has_critic: np.ndarray
+    has_reward: np.ndarray
+    vllm_awake: np.ndarray
+
+
+def _terms(actor: ModelFacts, critic: ModelFacts, cols: Columns, capacity: float, c: CostConstants) -> _Terms:
+    """The states of the four models on their own group's world size, and the activations of a train and an
+    eval forward (logits apart, since the breakdown names them), shared by every group and phase."""
     act = _trained(actor, cols, cols.actor_gpus, c)
     crit = _trained(critic, cols, cols.critic_gpus, c)
     ref = _frozen(actor, cols, np.where(cols.actor_ref, cols.actor_gpus, cols.ref_gpus), cols.ref_offload, c)
@@ -129,74 +144,122 @@ def group_memory(
     act_eval = eval_activation_bytes(actor, one, roll_tok, c)
     logits_train = train_tok * actor.vocab * c.logits_bytes_per_element_train
     logits_eval = roll_tok * actor.vocab * c.logits_bytes_per_element_eval
-    act_train, act_eval = act_train - logits_train, act_eval - logits_eval
-    crit_eval = eval_activation_bytes(critic, one, roll_tok, c)
-    z3_live = np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0)
-    bucket = zero12_reduce_bucket_bytes(cols.stage, c)
-    act_grads = _grads_held(actor, cols, cols.actor_gpus)
-    crit_grads = _grads_held(critic, cols, cols.critic_gpus)
+    return _Terms(
+        act=act,
+        crit=crit,
+        ref=ref,
+        rew=rew,
+        act_train=act_train - logits_train,
+        crit_train=crit_train,
+        act_eval=act_eval - logits_eval,
+        crit_eval=eval_activation_bytes(critic, one, roll_tok, c),
+        logits_train=logits_train,
+        logits_eval=logits_eval,
+        z3_live=np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0),
+        bucket=zero12_reduce_bucket_bytes(cols.stage, c),
+        act_grads=_grads_held(actor, cols, cols.actor_gpus),
+        crit_grads=_grads_held(critic, cols, cols.critic_gpus),
+        has_ref=cols.has_ref.astype(float),
+        has_critic=cols.has_critic.astype(float),
+        has_reward=cols.has_reward.astype(float),
+        vllm_awake=cols.util * capacity,
+    )
 
-    def full(s: States) -> np.ndarray:
-        return s.params + s.grads + s.optimizer + s.buffers
 
-    def asleep(s: States) -> np.ndarray:
-        """offload_states moves optimizer, grads and masters to the host; with Adam offload it is skipped."""
-        return np.where(cols.ds_sleep & ~cols.adam_offload, s.params, full(s))
+def _full(s: States) -> np.ndarray:
+    return s.params + s.grads + s.optimizer + s.buffers
 
-    has_ref = cols.has_ref.astype(float)
-    has_critic = cols.has_critic.astype(float)
-    has_reward = cols.has_reward.astype(float)
-    vllm_awake = cols.util * capacity
+
+def _asleep(s: States, cols: Columns) -> np.ndarray:
+    """offload_states moves optimizer, grads and masters to the host; with Adam offload it is skipped."""
+    return np.where(cols.ds_sleep & ~cols.adam_offload, s.params, _full(s))
+
+
+def group_memory(
+    actor: ModelFacts,
+    critic: ModelFacts,
+    cols: Columns,
+    capacity: float,
+    c: CostConstants,
+    oc: OpenRLHFConstants,
+) -> dict[tuple[str, str], Breakdown]:
+    """(group, phase) -> component -> bytes per GPU (vLLM's share already counts its own context).
+
+    Groups: "colocated" (vLLM and all models on the actor's GPUs), "vllm", "actor" (with the reference
+    when colocated with it), "ref", "critic" (with the reward model when colocated with it), "reward".
+    Rows without a group have zeros there."""
+    t = _terms(actor, critic, cols, capacity, c)
+    return {**_colocated(t, actor, cols, c, oc), **_split(t, actor, cols, c, oc)}
+
+
+def _colocated(
+    t: _Terms, actor: ModelFacts, cols: Columns, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[tuple[str, str], Breakdown]:
+    """The "colocated" group per phase: vLLM and every model share the actor's GPUs, so each phase holds the
+    sleeping models' leftovers besides its own work. Zero on rows that do not colocate."""
+    act, has_critic = t.act, t.has_critic
     vllm_asleep = np.where(
-        cols.vllm_sleep, oc.vllm_nontorch_bytes + np.where(cols.eager, 0.0, oc.vllm_graph_bytes), vllm_awake
+        cols.vllm_sleep, oc.vllm_nontorch_bytes + np.where(cols.eager, 0.0, oc.vllm_graph_bytes), t.vllm_awake
     )
     vllm_weights = BYTES_16BIT * actor.params / np.maximum(cols.tp, 1)
-    processes = 1 + has_ref + has_critic + has_reward
+    processes = 1 + t.has_ref + has_critic + t.has_reward
     contexts = c.cuda_context_bytes + (processes - 1) * oc.process_context_bytes
     others = {
-        "reference weights": has_ref * full(ref),
-        "critic states": has_critic * asleep(crit),
-        "reward weights": has_reward * full(rew),
+        "reference weights": t.has_ref * _full(t.ref),
+        "critic states": has_critic * _asleep(t.crit, cols),
+        "reward weights": t.has_reward * _full(t.rew),
     }
     co = cols.colocated.astype(float)
     out: dict[tuple[str, str], Breakdown] = {}
     out["colocated", "generate"] = {
-        "vLLM (gpu_memory_utilization x card)": vllm_awake,
-        "actor states (asleep)": asleep(act),
+        "vLLM (gpu_memory_utilization x card)": t.vllm_awake,
+        "actor states (asleep)": _asleep(act, cols),
         **others,
         "CUDA contexts": contexts,
     }
     out["colocated", "experience"] = {
         "vLLM asleep": vllm_asleep,
-        "actor states (asleep)": asleep(act),
+        "actor states (asleep)": _asleep(act, cols),
         **others,
-        "forward activations": np.maximum(act_eval, has_critic * crit_eval) + z3_live,
-        "forward logits": logits_eval,
+        "forward activations": np.maximum(t.act_eval, has_critic * t.crit_eval) + t.z3_live,
+        "forward logits": t.logits_eval,
         "CUDA contexts": contexts,
     }
     out["colocated", "train"] = {
         "vLLM asleep": vllm_asleep,
-        "actor states": full(act),
+        "actor states": _full(act),
         **others,
-        "train activations": act_train + z3_live + bucket,
-        "gradients held across micro-batches": act_grads,
-        "train logits": logits_train,
-        "critic training alongside (no ds.enable_sleep)": has_critic * np.where(cols.ds_sleep, 0.0, crit_train),
+        "train activations": t.act_train + t.z3_live + t.bucket,
+        "gradients held across micro-batches": t.act_grads,
+        "train logits": t.logits_train,
+        "critic training alongside (no ds.enable_sleep)": has_critic * np.where(cols.ds_sleep, 0.0, t.crit_train),
         "CUDA contexts": contexts,
     }
     out["colocated", "weight sync"] = {
-        "vLLM weights (woken)": np.where(cols.vllm_sleep, vllm_weights, vllm_awake),
-        "actor states (asleep)": asleep(act),
+        "vLLM weights (woken)": np.where(cols.vllm_sleep, vllm_weights, t.vllm_awake),
+        "actor states (asleep)": _asleep(act, cols),
         **others,
-        "IPC copy of the largest tensor (twice)": 2.0 * BYTES_16BIT * actor.largest_layer_params + z3_live,
+        "IPC copy of the largest tensor (twice)": 2.0 * BYTES_16BIT * actor.largest_layer_params + t.z3_live,
         "CUDA contexts": contexts,
     }
     for key in list(out):
         out[key] = {k: v * co for k, v in out[key].items()}
-    split = 1.0 - co
+    return out
+
+
+def _split(
+    t: _Terms, actor: ModelFacts, cols: Columns, c: CostConstants, oc: OpenRLHFConstants
+) -> dict[tuple[str, str], Breakdown]:
+    """The groups of a split layout per phase: vLLM engines, the actor (with the reference when colocated with
+    it), the reference, the critic (with the reward model when colocated with it) and the reward model, each on
+    its own GPUs; rows whose layout has no such group get zeros there."""
+    zero = np.zeros(cols.n)
+    has_ref, has_critic, has_reward = t.has_ref, t.has_critic, t.has_reward
+    split = 1.0 - cols.colocated.astype(float)
+    out: dict[tuple[str, str], Breakdown] = {}
     vllm_group = np.where(cols.engines > 0, split + cols.async_ * cols.colocate_all, 0.0)
     for phase in PHASES:
-        out["vllm", phase] = {"vLLM (gpu_memory_utilization x card)": vllm_awake * vllm_group}
+        out["vllm", phase] = {"vLLM (gpu_memory_utilization x card)": t.vllm_awake * vllm_group}
     with_ref = split * cols.actor_ref * has_ref
     alone = split * (1 - cols.actor_ref) * has_ref
     with_rew = split * cols.critic_reward * has_reward * has_critic
@@ -206,31 +269,31 @@ def group_memory(
     for phase in PHASES:
         training, forward = phase == "train", phase == "experience"
         syncing = phase == "weight sync"
-        a_act = act_train + bucket + act_grads if training else act_eval if forward else zero
-        c_act = crit_train + bucket + crit_grads if training else crit_eval if forward else zero
+        a_act = t.act_train + t.bucket + t.act_grads if training else t.act_eval if forward else zero
+        c_act = t.crit_train + t.bucket + t.crit_grads if training else t.crit_eval if forward else zero
         out["actor", phase] = {
-            "actor states": full(act) * split,
-            "reference weights": full(ref) * with_ref,
+            "actor states": _full(t.act) * split,
+            "reference weights": _full(t.ref) * with_ref,
             "activations": a_act * split,
-            "logits": (logits_train if training else logits_eval if forward else zero) * split,
-            "ZeRO-3 gathered parameters": z3_live * split * (training or forward or syncing),
+            "logits": (t.logits_train if training else t.logits_eval if forward else zero) * split,
+            "ZeRO-3 gathered parameters": t.z3_live * split * (training or forward or syncing),
             "CUDA contexts": (ctx + with_ref * oc.process_context_bytes) * split,
         }
         out["ref", phase] = {
-            "reference weights": full(ref) * alone,
-            "activations": (act_eval + logits_eval) * alone * forward,
+            "reference weights": _full(t.ref) * alone,
+            "activations": (t.act_eval + t.logits_eval) * alone * forward,
             "CUDA context": ctx * alone,
         }
         crit_on = split * has_critic
         out["critic", phase] = {
-            "critic states": full(crit) * crit_on,
-            "reward weights": full(rew) * with_rew,
+            "critic states": _full(t.crit) * crit_on,
+            "reward weights": _full(t.rew) * with_rew,
             "activations": c_act * crit_on,
             "CUDA contexts": (ctx + with_rew * oc.process_context_bytes) * crit_on,
         }
         out["reward", phase] = {
-            "reward weights": full(rew) * rew_alone,
-            "activations": crit_eval * rew_alone * forward,
+            "reward weights": _full(t.rew) * rew_alone,
+            "activations": t.crit_eval * rew_alone * forward,
             "CUDA context": ctx * rew_alone,
         }
         if syncing:
