@@ -22,6 +22,6 @@ run scripts/import_shipped_recipes.py --check
 run scripts/measure_activations.py --check
 run scripts/bench_profile.py --trials 1 --step sft --gpus 1 --warmup 0 --steps 1
 run scripts/bench_parallel.py --trials 2 --time-scale 0.2
-run scripts/code_shape.py
+run scripts/code_shape.py --check
 # Run elsewhere in CI, in full: scripts/make_wheelhouse.sh by setup.sh --test, and scripts/gpu_acceptance.sh
 # --rehearse by tests/calibration/test_acceptance.py. setup.sh and check.sh are .ci/run itself.

@@ -72,7 +72,7 @@ def refuse_extras(framework: Framework, command: str, extras: list[str]) -> None
             said = foreign_option(framework, command, token.split("=", 1)[0])
             if said:
                 raise UserInputError(said)
-    raise UserInputError(f"unrecognized arguments: {' '.join(extras)}")
+    raise UserInputError(f"unrecognized arguments: {' '.join(extras)} (see 'dstune {command} --help')")
 
 
 def _runner(framework: Framework, command: str):  # noqa: ANN202 - argparse's `run` default
