@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"functions_over_{MAX_FUNCTION_LINES}: {len(over)}")
     print(f"import_cycles: {len(loops)}" + "".join(f"\n  {' <-> '.join(c)}" for c in loops))
     print(f"modules_naming_openrlhf_outside_frameworks: {len(naming)}" + "".join(f"\n  {n}" for n in naming))
-    broken = bool(long_files or over or loops)
+    broken = bool(long_files or over or loops or naming)
     return 1 if args.check and broken else 0
 
 
