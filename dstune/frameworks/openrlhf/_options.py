@@ -84,8 +84,10 @@ class SearchOptions(EstimateOptions):
     )
     stack: str | None = flag(
         None,
-        metavar="NAME|FILE",
-        help="the stack the plan will run on (default: OpenRLHF's supported release and its pins)",
+        metavar="NAME|local|FILE",
+        help="the stack the plan will run on: a named stack, local (this machine's), or a file from the cluster "
+        "(pip freeze output, a requirements file, or a saved 'dstune doctor --json'); default: OpenRLHF's "
+        "supported release and its pins",
     )
     tie_tolerance: float = flag(
         0.01,
