@@ -35,7 +35,7 @@ def facts(h: Header) -> list[tuple[str, str]]:
     if h.created:
         rows.append(("created", h.created))
     if h.versions:
-        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in h.versions)))
+        rows.append(("host versions", ", ".join(f"{k} {v}" for k, v in h.versions)))  # not the target stack
     return rows
 
 
