@@ -114,4 +114,14 @@ class SearchResult:
     def verdict(self) -> Verdict:
         """The one line every output prints about the pick against the baseline."""
         stack = self.request.stack
-        return verdict_of(self.picks, stack.label if stack is not None else None)
+        return verdict_of(self.picks, stack.label if stack is not None else None, self._pick_broken())
+
+    def _pick_broken(self) -> tuple[str, ...]:
+        """Broken known issues the headline pick hits on the target stack (only --known-issues mark keeps one)."""
+        pick, stack = self.pick, self.request.stack
+        if pick is None or stack is None:
+            return ()
+        from ..doctor import match_known_issues
+
+        found = match_known_issues(pick.values, self.request.setup.model, stack)
+        return tuple(i.id for i in found if i.severity == "broken")

@@ -48,8 +48,22 @@ def _broken(picks: Picks, stack: str) -> str:
     return f", which is broken on {stack} ({ids})"
 
 
-def verdict_of(picks: Picks, stack_label: str | None = None) -> Verdict:
-    """One line for the headline job: how the pick compares with DeepSpeed-Chat's script, or why it cannot."""
+def verdict_of(picks: Picks, stack_label: str | None = None, pick_broken: tuple[str, ...] = ()) -> Verdict:
+    """One line for the headline job: how the pick compares with DeepSpeed-Chat's script, or why it cannot.
+    `pick_broken`: ids of broken known issues the pick itself hits (kept by --known-issues mark), said in
+    the same line, since a speedup for a plan that crashes must not read as an answer."""
+    verdict = _verdict(picks, stack_label)
+    if not pick_broken or verdict.kind == "no pick":
+        return verdict
+    stack = f"stack {stack_label}" if stack_label else "the installed stack"
+    warning = (
+        f"; the pick itself is broken on {stack} ({', '.join(pick_broken)}): "
+        "--known-issues mark kept it, it will not run there"
+    )
+    return Verdict(verdict.kind, verdict.line + warning, verdict.speedup)
+
+
+def _verdict(picks: Picks, stack_label: str | None) -> Verdict:
     head = picks.headline
     pick, base = head.pick, head.baseline
     stack = f"stack {stack_label}" if stack_label else "the installed stack"

@@ -74,6 +74,20 @@ def test_a_pick_that_turns_off_the_hybrid_engine_is_uncalibrated(tmp_path: Path)
     assert "enable_hybrid_engine" in speedup["backing"]
 
 
+def test_a_marked_pick_that_crashes_on_the_target_stack_says_so_in_its_verdict(tmp_path: Path) -> None:
+    """--known-issues mark keeps broken plans pickable; where the pick is one, the verdict line itself (terminal,
+    plan.json, report, launch script) says it will not run there, not only a note further down."""
+    plan, _ = _search(tmp_path, "marked", "--stack", "local", "--known-issues", "mark")
+    if plan["stack"]["he_verdicts"].get("opt") != "broken":
+        pytest.skip("this machine's stack runs OPT's Hybrid Engine, so the marked pick need not be broken")
+    assert plan["plan"]["enable_hybrid_engine"]  # the fastest plans keep the Hybrid Engine, broken here
+    line = plan["verdict"]["line"]
+    assert "the pick itself is broken on stack local" in line and "he_broken_stack" in line.split("itself")[1]
+    out = tmp_path / "marked"
+    assert line[1:] in (out / "report.md").read_text().replace("\n", " ")  # the report capitalises it
+    assert f"# Verdict: {line}" in (out / "run_step3.sh").read_text()
+
+
 def test_runners_up_are_other_plans_and_say_how_they_differ(default: tuple[dict, list[dict]]) -> None:
     plan, _ = default
     seen = [plan["plan"], plan["baseline"]["plan"]]
@@ -236,6 +250,7 @@ def test_known_broken_combinations_are_left_out_unless_asked(default: tuple[dict
     if broken(marked["plan"]):  # where the fastest plan is a known crash (HE TP + ZeRO-3 with HE kernels)
         assert excluded and "--known-issues mark keeps them" in excluded[0]
         assert any("known issue (broken) hit by the pick" in n for n in marked["notes"])
+        assert "the pick itself is broken on stack" in marked["verdict"]["line"]
         assert marked["plan"] != plan["plan"]
 
 
