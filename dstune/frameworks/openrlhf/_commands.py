@@ -21,7 +21,6 @@ from ._spec import openrlhf_spec
 def _job_plan(args: EstimateOptions, gpus: int, per_node: int) -> tuple[Any, str]:
     """The plan the command starts from: the shipped example that trains this job, else dstune's starter
     (colocated on every GPU at gpu_memory_utilization 0.5, OpenRLHF's own advice); then --set."""
-
     spec = openrlhf_spec()
     if args.script:
         return _script_plan(args)
