@@ -299,7 +299,8 @@ def fixed_plan(row: EvidenceRow) -> Case:
 
 
 def dschat_script(row: EvidenceRow) -> Case:
-    """A DeepSpeed-Chat README example: the stated settings, on the stack those examples ran (`dschat-2023`)."""
+    """A DeepSpeed-Chat run as its README examples or training logs state it, on the stack those ran
+    (`dschat-2023`: the logs were added in 3a77097a, 2023-04-21, beside the release's ds_utils.py)."""
     return replace(fixed_plan(row), stack=named_stack(DSCHAT_STACK))
 
 
@@ -330,9 +331,16 @@ and Azure rows, which name no stack, keeps its softmax too. Their activations ar
 (costmodel/data/activations.json)."""
 
 
+DSCHAT_2023_OVERLAP_COMM = 0.0
+"""DeepSpeed-Chat's April 2023 get_train_ds_config set no `overlap_comm` (`CostConstants.overlap_comm`): its
+rows' ZeRO 1-2 engines allocated one reduce bucket per backward, not two."""
+
+
 def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[str, np.ndarray]:
     eager = case.stack.eager_attention if case.stack is not None else None
     constants = replace(constants, published_stack=PUBLISHED_STACK if eager in (True, None) else 0.0)
+    if case.stack is not None and case.stack.name == DSCHAT_STACK:
+        constants = replace(constants, overlap_comm=DSCHAT_2023_OVERLAP_COMM)
     return estimate_table(
         case.row.step,
         plans_to_columns(list(plans)),

@@ -68,6 +68,12 @@ class CostConstants:
     """DeepSpeed's default `reduce_bucket_size` (elements; DeepSpeed-Chat leaves it unset). With
     `overlap_comm` ZeRO 1-2 allocate two such 16-bit buffers for every backward and ZeRO-3 keeps one
     for the whole run, whatever the trainable size (stage_1_and_2.py setup_buckets, stage3.py)."""
+    overlap_comm: float = 1.0
+    """1 where DeepSpeed-Chat's ZeRO 1-2 configs set `overlap_comm`, 0 where they leave DeepSpeed's default (off
+    below ZeRO-3: zero/config.py `overlap_comm_valid`). Its get_train_ds_config sets it since DeepSpeedExamples
+    f73a6ed6 (#846, 2024-09-17), as dstune's export does; the April 2023 release the published rows ran
+    (e468799f, and 3a77097a that added the training logs) did not. Not fitted: calibration/_reproduce.py
+    scores rows of the `dschat-2023` stack with 0."""
     zero3_sub_group_elements: float = 1.0e9
     """ZeRO-3's `sub_group_size` default (DeepSpeed-Chat leaves it unset): step() makes one sub-group's fp32
     gradient partition at a time."""

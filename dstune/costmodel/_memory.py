@@ -88,17 +88,20 @@ def grad_backward_bytes(
     offload: np.ndarray,
     world: int,
     accumulating: np.ndarray | bool = False,
+    overlap_comm: bool = True,
 ) -> np.ndarray:
     """16-bit gradients at the end of a backward. Accumulating, the same as `grad_accumulated_bytes`. At the
     boundary backward of gradient accumulation 1, ZeRO-1 holds only its partition, like ZeRO-2: with
-    overlap_comm each gradient is copied into the reduce bucket as it is produced and its .data pointed there
+    overlap_comm (without it ZeRO-1 reduces nothing in its gradient hooks, stage_1_and_2.py `if
+    self.partition_gradients or self.overlap_comm: self.reduce_ready_partitions_and_remove_grads(...)`; 0.9.0
+    makes no hooks, and all gradients stay to the boundary) each gradient is copied into the reduce bucket as it is produced and its .data pointed there
     (stage_1_and_2.py `reduce_independent_p_g_buckets_and_remove_grads`, reached from
     `reduce_ready_partitions_and_remove_grads` when `is_gradient_accumulation_boundary()`), and the partition's
     share copied into `grads_in_partition` (`copy_grads_in_partition`, "zero stage 1 - partition only
     optimizer state"), so no full gradient outlives its bucket."""
     held = grad_accumulated_bytes(params_trainable, stage, offload, world)
     part = np.where(offload, 0.0, BYTES_16BIT * params_trainable / world)
-    return np.where((stage == 1) & ~np.asarray(accumulating, dtype=bool), part, held)
+    return np.where((stage == 1) & ~np.asarray(accumulating, dtype=bool) & overlap_comm, part, held)
 
 
 def grad_step_bytes(
@@ -193,9 +196,12 @@ def he_shared_buffer_bytes(f: ModelFacts, kernels: np.ndarray, tp: np.ndarray) -
 
 
 def zero12_reduce_bucket_bytes(stage: np.ndarray, c: CostConstants) -> np.ndarray:
-    """ZeRO 1-2 with overlap_comm: two 16-bit `reduce_bucket_size` buffers, allocated at each backward's
-    start and freed after its reduction (stage_1_and_2.py setup_buckets / _release_ipg_buffers)."""
-    return np.where((stage == 1) | (stage == 2), 2.0 * c.zero_bucket_elements * BYTES_16BIT, 0.0)
+    """ZeRO 1-2: a 16-bit `reduce_bucket_size` buffer (contiguous_gradients, DeepSpeed's default) and, with
+    overlap_comm (`c.overlap_comm`), a second one "to avoid data access conflict", allocated at each backward's
+    start and freed after its reduction (stage_1_and_2.py setup_buckets / _release_ipg_buffers; 0.9.0: the
+    same two buffers in `backward`)."""
+    buckets = 1.0 + (c.overlap_comm >= 0.5)
+    return np.where((stage == 1) | (stage == 2), buckets * c.zero_bucket_elements * BYTES_16BIT, 0.0)
 
 
 def fp16_optimizer_step_bytes(params_trainable: np.ndarray, lora: np.ndarray | float = 0.0) -> np.ndarray:

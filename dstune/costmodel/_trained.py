@@ -101,12 +101,15 @@ def train_phases(
     as steady while accumulating (`accumulated_grads`) are taken off, so each phase is counted once.
     """
     z3 = t.stage == 3
-    held = accumulated_grads(t, np.asarray(accumulating))
+    accumulating = np.asarray(accumulating, dtype=bool)
+    held = accumulated_grads(t, accumulating)
     gathered = np.where(z3, mem.zero3_gathered_bytes(t.facts.largest_layer_params, c), 0.0)
+    overlap = c.overlap_comm >= 0.5
+    grads_end = mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world, accumulating, overlap)
     backward = {
         "activations": activations,
         "params": gathered,
-        "grads": mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world, accumulating)
+        "grads": grads_end
         - held
         + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0)
         + mem.zero3_reduce_copy_bytes(t.params_trainable, t.stage, c),

@@ -263,17 +263,20 @@ import json, os, sys
 import torch, deepspeed
 from dstune.plan import make_plan, to_deepspeed
 out = {}
-for stage in (1, 2, 3):
+for stage, overlap in ((1, True), (2, True), (3, True), (1, False), (2, False)):
     config = to_deepspeed(make_plan("sft", {"zero_stage": stage, "dtype": "bf16"}), 1)["model"]
+    if not overlap:  # DeepSpeed-Chat's April 2023 config: overlap_comm unset, off below ZeRO-3
+        del config["zero_optimization"]["overlap_comm"]
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
     engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config=config)
     zero = engine.optimizer
+    key = f"{stage}" if overlap else f"{stage}-unset"
     if stage < 3:
         zero.ready_for_gradients = False
         zero.setup_buckets()  # what every backward allocates first
-        out[stage] = sum(t.numel() * t.element_size() for b in zero.ipg_buckets.values() for t in b.buffer)
+        out[key] = sum(t.numel() * t.element_size() for b in zero.ipg_buckets.values() for t in b.buffer)
     else:
-        out[stage] = sum(b.buffer.numel() * b.buffer.element_size() for b in zero.ipg_buckets.values())
+        out[key] = sum(b.buffer.numel() * b.buffer.element_size() for b in zero.ipg_buckets.values())
 print("BUCKETS", json.dumps(out))
 """
 
@@ -296,11 +299,14 @@ def test_bucket_bytes_are_what_deepspeeds_optimizers_allocate(tmp_path):
     )
     line = next((x for x in run.stdout.splitlines() if x.startswith("BUCKETS ")), None)
     assert line is not None, run.stderr[-2000:]
-    allocated = {int(k): v for k, v in json.loads(line.removeprefix("BUCKETS ")).items()}
+    allocated = json.loads(line.removeprefix("BUCKETS "))
     c = DEFAULT_CONSTANTS
-    assert allocated[1] == mem.zero12_reduce_bucket_bytes(np.array([1]), c)[0]
-    assert allocated[2] == mem.zero12_reduce_bucket_bytes(np.array([2]), c)[0]
-    assert allocated[3] == mem.zero3_reduce_bucket_bytes(c)
+    assert allocated["1"] == mem.zero12_reduce_bucket_bytes(np.array([1]), c)[0]
+    assert allocated["2"] == mem.zero12_reduce_bucket_bytes(np.array([2]), c)[0]
+    assert allocated["3"] == mem.zero3_reduce_bucket_bytes(c)
+    unset = dataclasses.replace(c, overlap_comm=0.0)  # one bucket, half of the above
+    assert allocated["1-unset"] == mem.zero12_reduce_bucket_bytes(np.array([1]), unset)[0] == allocated["1"] / 2
+    assert allocated["2-unset"] == mem.zero12_reduce_bucket_bytes(np.array([2]), unset)[0] == allocated["2"] / 2
 
 
 def test_zero3_keeps_one_reduce_bucket_per_trained_model():
