@@ -104,6 +104,26 @@ def grad_backward_bytes(
     return np.where((stage == 1) & ~np.asarray(accumulating, dtype=bool) & overlap_comm, part, held)
 
 
+def growing_grads_backward(
+    activations: np.ndarray, grads_end: np.ndarray, f: ModelFacts, growing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(activations, gradients) at the peak of a backward that starts with no gradient and keeps every one it
+    makes (stage 0, and stage 1 without overlap_comm, at its first micro-batch): autograd frees a node's saved
+    tensors once the node has run while the node's weight gradients stay in `.grad`, so as the backward walks
+    the layers down activations fall by a layer's share and gradients rise by a layer's. Both change linearly,
+    so the peak is at one end: at the start, all activations and the first gradients (the LM head's, vocab x
+    hidden, come first; else a layer's), or at the end, all gradients and the first layer's activations.
+    Elsewhere (`growing` False) both are charged whole: the gradients are there from the start (accumulated,
+    or ZeRO 1-2's partition, made at the first bucket's reduction)."""
+    head = BYTES_16BIT * f.vocab * f.hidden if f.has_lm_head else 0.0
+    first = np.minimum(grads_end, head + grads_end / f.layers)
+    last_layer = activations / f.layers
+    at_start = activations + first >= grads_end + last_layer
+    kept = np.where(growing & ~at_start, last_layer, activations)
+    grads = np.where(growing & at_start, first, grads_end)
+    return kept, grads
+
+
 def grad_step_bytes(
     params_trainable: np.ndarray,
     stage: np.ndarray,

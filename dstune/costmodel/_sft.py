@@ -10,6 +10,7 @@ from . import _time as tm
 from ._facts import model_facts
 from ._inputs import CostInputs
 from ._trained import (
+    CHURNED,
     host_peak,
     micro_seconds,
     peak,
@@ -36,10 +37,14 @@ def _score(x: CostInputs, pairwise: bool) -> CostTerms:
     activations = mem.train_activation_bytes(f, sequences, seq, checkpointing, c)
     if not pairwise:
         activations = activations + mem.hf_loss_upcast_bytes(f, sequences, seq, c)
-    backward, step_extra = train_phases(t, activations, c)
+    accumulating = gas > 1
+    backward, step_extra = train_phases(t, activations, c, accumulating)
     backward["params"] = backward["params"] + zero3_reused_bytes(t, checkpointing, c)
+    steady = steady_states(t.states)
+    steady[CHURNED] = np.where(accumulating, mem.grad_accumulated_bytes(t.params_trainable, stage, offload, world), 0.0)
+    steady["grads"] = steady["grads"] + steady[CHURNED]
     memory = peak(
-        steady_states(t.states),
+        steady,
         {"backward": backward, "step": step_extra},
         dict.fromkeys(("backward", "step"), "train"),
         len(micro),

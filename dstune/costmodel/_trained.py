@@ -97,7 +97,8 @@ def train_phases(
     """(backward, step) extras of one trained model on top of the steady states.
 
     Backward: activations, the ZeRO-3 gathered layers with a layer's 16-bit grad and its reduction's flat copy,
-    ZeRO 1-2 reduce buckets and the 16-bit gradients at its end. Step: what step() holds (`mem.grad_step_bytes`). Gradients already held
+    ZeRO 1-2 reduce buckets and the 16-bit gradients (at stage 0 not all with every activation:
+    `mem.growing_grads_backward`). Step: what step() holds (`mem.grad_step_bytes`). Gradients already held
     as steady while accumulating (`accumulated_grads`) are taken off, so each phase is counted once.
     """
     z3 = t.stage == 3
@@ -106,10 +107,12 @@ def train_phases(
     gathered = np.where(z3, mem.zero3_gathered_bytes(t.facts.largest_layer_params, c), 0.0)
     overlap = c.overlap_comm >= 0.5
     grads_end = mem.grad_backward_bytes(t.params_trainable, t.stage, t.offload, t.world, accumulating, overlap)
+    growing = ~accumulating & ((t.stage == 0) | ((t.stage == 1) & ~overlap))
+    activations, grads = mem.growing_grads_backward(activations, grads_end, t.facts, growing)
     backward = {
         "activations": activations,
         "params": gathered,
-        "grads": grads_end
+        "grads": grads
         - held
         + np.where(z3, 2.0 * t.facts.largest_layer_params, 0.0)
         + mem.zero3_reduce_copy_bytes(t.params_trainable, t.stage, c),

@@ -169,6 +169,67 @@ def test_gradient_lifetimes_are_deepspeeds(tmp_path):
             assert seen[stage]["grad16_after_backward"] == 2 * p[0]  # the reduced partition, until step
 
 
+def _backward_timeline(batch: int, seq: int) -> tuple[dict, float, float, float]:
+    """A real OPT (transformers, from a config, bf16, eager attention, no dropout) trained by plain autograd, as
+    stage 0's FP16_Optimizer does (fused_optimizer.py `backward`: `scaled_loss.backward()`, no gradient hooks):
+    (its config, bytes the forward leaves saved, the backward's highest rise above them, the .grad bytes made)."""
+    import torch
+    import transformers
+    from torch.profiler import ProfilerActivity, profile
+
+    def rise(fn) -> tuple[int, int]:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        run = top = 0
+        for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+            run += e.self_cpu_memory_usage
+            top = max(top, run)
+        return top, run
+
+    config = transformers.OPTConfig(
+        vocab_size=512, hidden_size=256, ffn_dim=1024, num_hidden_layers=8, num_attention_heads=4,
+        max_position_embeddings=seq + 2, word_embed_proj_dim=256, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.OPTForCausalLM(config).to(torch.bfloat16).train()
+    ids = torch.randint(0, config.vocab_size, (batch, seq))
+    out = {}
+    _, saved = rise(lambda: out.update(loss=model(input_ids=ids, labels=ids).loss))
+    top, _ = rise(lambda: out.pop("loss").backward())
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+    return config.to_dict(), float(saved), float(top), float(grads)
+
+
+@pytest.mark.parametrize("batch,seq", [(8, 256), (2, 64), (1, 16)])
+def test_stage0_gradients_grow_as_activations_are_freed(batch, seq):
+    """A backward that keeps every gradient it makes peaks at one end, not at all activations plus all
+    gradients: the rows span activations 16x the gradients (peak at the start) to 0.07x (at the end)."""
+    from dstune.catalog._models import spec_from_hf_config
+
+    config, saved, top, grads = _backward_timeline(batch, seq)
+    f = model_facts(spec_from_hf_config("probe-opt", config))
+    measured = saved + top
+    acts, held = mem.growing_grads_backward(np.array([saved]), np.array([grads]), f, np.array([True]))
+    term = acts[0] + held[0]
+    assert term == pytest.approx(measured, rel=0.08)
+    whole = mem.growing_grads_backward(np.array([saved]), np.array([grads]), f, np.array([False]))
+    assert abs(sum(whole)[0] / measured - 1.0) > abs(term / measured - 1.0)  # all of both: further off
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_sft_keeps_full_gradients_between_micro_batches(stage):
+    """SFT at gradient accumulation 3: stages 0-1 keep every .grad until the boundary backward, so the last
+    backward starts with all of them (at accumulation 1, ZeRO-1 reduces into buckets as they are made)."""
+    f = model_facts(OPT67)
+    plan = make_plan("sft", {"zero_stage": stage, "gradient_accumulation_steps": 3})
+    accumulating = estimate(plan, OPT67, EIGHT)
+    assert accumulating.gpu_memory["grads"] >= 2 * f.params
+    if stage == 1:
+        once = estimate(make_plan("sft", {"zero_stage": 1, "gradient_accumulation_steps": 1}), OPT67, EIGHT)
+        assert once.gpu_memory["grads"] < 2 * f.params / 2
+
+
 def test_zero2_ppo_holds_no_gradients_while_generating():
     """Today's steady-state gradients were 3 GiB too many at OPT-6.7B ZeRO-2 on 8 GPUs: none live in generation."""
     e = estimate(
