@@ -9,7 +9,7 @@ and context. DeepSpeed asleep (offload_states) keeps the 16-bit weights: 2P/N at
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,11 @@ from ...costmodel.terms import (
 )
 from ._cost_columns import Columns, trained_params
 from ._cost_constants import OpenRLHFConstants
+
+OVERLAP_COMM = 0.0
+"""OpenRLHF's get_train_ds_config sets `overlap_comm` only with --ds.overlap_comm, which dstune's launch does not
+pass, and DeepSpeed leaves it off below ZeRO-3: one ZeRO 1-2 reduce bucket per backward, not two
+(`CostConstants.overlap_comm`)."""
 
 PHASES = ("generate", "experience", "train", "weight sync")
 Breakdown = dict[str, np.ndarray]
@@ -156,7 +161,7 @@ def _terms(actor: ModelFacts, critic: ModelFacts, cols: Columns, capacity: float
         logits_train=logits_train,
         logits_eval=logits_eval,
         z3_live=np.where(cols.stage == 3, zero3_gathered_bytes(actor.largest_layer_params, c), 0.0),
-        bucket=zero12_reduce_bucket_bytes(cols.stage, c),
+        bucket=zero12_reduce_bucket_bytes(cols.stage, replace(c, overlap_comm=OVERLAP_COMM)),
         act_grads=_grads_held(actor, cols, cols.actor_gpus),
         crit_grads=_grads_held(critic, cols, cols.critic_gpus),
         has_ref=cols.has_ref.astype(float),

@@ -12,6 +12,7 @@ import pytest
 from dstune.costmodel import DEFAULT_CONSTANTS
 from dstune.frameworks.openrlhf import examples, make_plan
 from dstune.frameworks.openrlhf._cost_constants import DEFAULT_OPENRLHF_CONSTANTS
+from dstune.frameworks.openrlhf._cost_memory import OVERLAP_COMM
 from dstune.frameworks.openrlhf._deepspeed import assumed_eval_config, assumed_train_config
 from dstune.frameworks.openrlhf._export import plan_argv
 from dstune.frameworks.openrlhf._parser import run_parser
@@ -46,3 +47,6 @@ def test_assumed_configs_match_openrlhfs(plan, builders, sources: tuple[str, str
     # OpenRLHF's "auto" sizes are dropped by DeepSpeed's config: the cost model assumes DeepSpeed's defaults.
     assert parsed.zero_config.max_live_parameters == DEFAULT_OPENRLHF_CONSTANTS.zero3_max_live_elements
     assert parsed.zero_config.reduce_bucket_size == DEFAULT_CONSTANTS.zero_bucket_elements
+    # dstune's launch passes no --ds.overlap_comm: off below ZeRO-3, so one ZeRO 1-2 reduce bucket
+    if int(plan["ds.zero_stage"]) < 3:
+        assert float(parsed.zero_config.overlap_comm) == OVERLAP_COMM
