@@ -64,14 +64,20 @@ def _points(acc, which: str) -> list:
         row, choice = r.case.row, getattr(r, which)
         if r.published_sps and row.in_fit and choice is not None and choice.samples_per_s:
             group = group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model)
-            points.append(Point(row.id, group, r.published_sps, choice.samples_per_s, row.model))
+            points.append(Point(row.id, group, r.published_sps, choice.samples_per_s, row.model, row.step))
     return points
 
 
 def _interval_lines(acc) -> list[str]:
     """The speedup interval search applies (out of source, independent comparisons, empirical quantile) per
     kind of change, and its pooled coverage of each held-out source's comparisons."""
-    from dstune.calibration._conformal import KINDS, comparisons, kind_interval, loso_coverage
+    from dstune.calibration._conformal import (
+        KINDS,
+        comparisons,
+        consecutive_comparisons,
+        kind_interval,
+        loso_coverage,
+    )
 
     found = comparisons(_points(acc, "left_out_source"))
     if not found:
@@ -81,7 +87,15 @@ def _interval_lines(acc) -> list[str]:
         for k in KINDS
     ]
     covered, total = loso_coverage(found)
-    lines.append(f"pair_interval_coverage_loso: {covered / total:.3f}  ({covered} of {total} held-out comparisons)")
+    lines.append(
+        f"pair_interval_coverage_loso: {covered / total:.3f}  ({covered:.1f} of {total:.0f} held-out comparisons, "
+        "every pair of a group of k weighted 2/k)"
+    )
+    covered, total = loso_coverage(consecutive_comparisons(_points(acc, "left_out_source")))
+    lines.append(
+        f"  (one order instead, consecutive rows by id, the former method: {covered / total:.3f}, "
+        f"{covered:.0f} of {total:.0f})"
+    )
     return lines
 
 

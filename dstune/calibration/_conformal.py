@@ -1,11 +1,14 @@
 """An out-of-sample interval on a predicted speedup, from published pairs (issue 30).
 
 Each row is predicted by a fit without its source (leave-one-source-out), so a pair's error is out of
-sample. Within a group of k rows only k-1 comparisons are independent (consecutive rows), not every one of
-the k(k-1)/2 combinations. The interval is split-conformal: the ceil((n+1) * 0.9)-th smallest absolute log
-error of n comparisons, an empirical quantile with no normal approximation; too few comparisons give no
-finite interval. A change of the same model's plan ("plan") and one of model or hardware ("model") are
-calibrated on their own comparisons; a kind with too few falls back to all comparisons ("pooled").
+sample. Within a group of k rows only k-1 comparisons are independent, not the k(k-1)/2 combinations; which
+k-1 (the consecutive rows of some order) is a choice, and sorting by id compared 30B with 6.7B and 175B with
+30B where the published table reads 1.3B, 6.7B, 13B... So every pair counts with weight 2/k, the share of a
+group's orders in which it is consecutive: k-1 in all, the expectation over every order. The interval is
+split-conformal: the smallest absolute log error whose cumulative weight reaches (n+1) * 0.9 of n
+comparisons, an empirical quantile with no normal approximation; too few comparisons give no finite
+interval. A change of the same model's plan ("plan") and one of model or hardware ("model") are calibrated
+on their own comparisons; a kind with too few falls back to all comparisons ("pooled").
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class _Point(Protocol):
     def predicted(self) -> float: ...
     @property
     def model(self) -> str: ...
+    @property
+    def step(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Comparison:
     source: str
     kind: str
     error: float
+    weight: float = 1.0
+    """2/k in a group of k rows: the group's pairs weigh k-1, its independent comparisons."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,8 @@ class KindInterval:
     kind: str
     factor: float
     """x/÷ factor of the interval; inf where the comparisons are too few for the level."""
-    comparisons: int
+    comparisons: float
+    """Independent comparisons behind it (the summed weights)."""
     sources: int
     pooled: bool
     """No finite interval from this kind's own comparisons: all kinds' comparisons back it."""
@@ -54,13 +62,33 @@ class KindInterval:
     def backing(self) -> str:
         what = "all kinds of change" if self.pooled else f"{self.kind} changes"
         return (
-            f"{LEVEL:.0%} out-of-source interval from {self.comparisons} independent published comparisons "
+            f"{LEVEL:.0%} out-of-source interval from {self.comparisons:.0f} independent published comparisons "
             f"({what}, {self.sources} sources)"
         )
 
 
 def comparisons(points: Iterable[_Point]) -> list[Comparison]:
-    """Consecutive rows (by id) of each group: k-1 independent comparisons per group of k."""
+    """Every pair of rows of each group, weighted 2/k: k-1 independent comparisons per group of k, in no
+    chosen order."""
+    groups: dict[tuple[str, ...], list[_Point]] = {}
+    for p in points:
+        groups.setdefault(p.group, []).append(p)
+    out = []
+    for group, members in groups.items():
+        members = sorted(members, key=lambda m: m.id)
+        weight = 2.0 / len(members)
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                error = math.log(a.predicted / b.predicted) - math.log(a.published / b.published)
+                same_job = a.model == b.model and a.step == b.step
+                out.append(Comparison(group[0], "plan" if same_job else "model", error, weight))
+    return out
+
+
+def consecutive_comparisons(points: Iterable[_Point]) -> list[Comparison]:
+    """The single order this module used before every pair was weighted: rows sorted by id, each with the
+    next, weight 1 (scripts/bench_accuracy.py prints its coverage beside the headline, so the change of
+    method can be read against it)."""
     groups: dict[tuple[str, ...], list[_Point]] = {}
     for p in points:
         groups.setdefault(p.group, []).append(p)
@@ -69,34 +97,46 @@ def comparisons(points: Iterable[_Point]) -> list[Comparison]:
         members = sorted(members, key=lambda m: m.id)
         for a, b in zip(members, members[1:]):
             error = math.log(a.predicted / b.predicted) - math.log(a.published / b.published)
-            out.append(Comparison(group[0], "plan" if a.model == b.model else "model", error))
+            same_job = a.model == b.model and a.step == b.step
+            out.append(Comparison(group[0], "plan" if same_job else "model", error))
     return out
 
 
-def conformal_factor(errors: Sequence[float], level: float = LEVEL) -> float:
-    """exp of the ceil((n+1) * level)-th smallest |error|; inf where n is too small for the level."""
-    ranked = sorted(abs(e) for e in errors)
-    k = math.ceil((len(ranked) + 1) * level)
-    return math.inf if k > len(ranked) else math.exp(ranked[k - 1])
+def conformal_factor(errors: Sequence[float], level: float = LEVEL, weights: Sequence[float] | None = None) -> float:
+    """exp of the smallest |error| whose cumulative weight reaches (n+1) * level, n the total weight (with unit
+    weights the ceil((n+1) * level)-th smallest); inf where n is too small for the level."""
+    weights = [1.0] * len(errors) if weights is None else list(weights)
+    ranked = sorted(zip((abs(e) for e in errors), weights))
+    needed = (sum(weights) + 1.0) * level - 1e-9
+    cumulative = 0.0
+    for error, weight in ranked:
+        cumulative += weight
+        if cumulative >= needed:
+            return math.exp(error)
+    return math.inf
+
+
+def _factor(found: Sequence[Comparison], level: float) -> float:
+    return conformal_factor([c.error for c in found], level, [c.weight for c in found])
 
 
 def kind_interval(found: Sequence[Comparison], kind: str, level: float = LEVEL) -> KindInterval:
     own = [c for c in found if c.kind == kind]
-    factor = conformal_factor([c.error for c in own], level)
+    factor = _factor(own, level)
     if math.isfinite(factor):
-        return KindInterval(kind, factor, len(own), len({c.source for c in own}), pooled=False)
-    pooled = conformal_factor([c.error for c in found], level)
-    return KindInterval(kind, pooled, len(found), len({c.source for c in found}), pooled=True)
+        return KindInterval(kind, factor, sum(c.weight for c in own), len({c.source for c in own}), pooled=False)
+    pooled = _factor(found, level)
+    return KindInterval(kind, pooled, sum(c.weight for c in found), len({c.source for c in found}), pooled=True)
 
 
-def loso_coverage(found: Sequence[Comparison], level: float = LEVEL) -> tuple[int, int]:
-    """(covered, total): each source's comparisons against the interval built from the other sources'
+def loso_coverage(found: Sequence[Comparison], level: float = LEVEL) -> tuple[float, float]:
+    """(covered, total) weight: each source's comparisons against the interval built from the other sources'
     comparisons of their kind. A comparison with no finite interval counts as not covered."""
-    covered = total = 0
+    covered = total = 0.0
     for source in sorted({c.source for c in found}):
         others = [c for c in found if c.source != source]
         for c in (c for c in found if c.source == source):
-            total += 1
-            if others:
-                covered += abs(c.error) <= math.log(kind_interval(others, c.kind, level).factor)
+            total += c.weight
+            if others and abs(c.error) <= math.log(kind_interval(others, c.kind, level).factor):
+                covered += c.weight
     return covered, total

@@ -31,6 +31,8 @@ class Point:
     published: float
     predicted: float
     model: str = ""
+    step: str = ""
+    """With `model`, what makes a pair a plan change: the same model trained by the same step."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def points_from_fitted(fitted: dict, rows: Iterable, which: str = "left_out") ->
                 float(entry["published_samples_per_s"]),
                 float(held_out["samples_per_s"]),
                 row.model,
+                row.step,
             )
         )
     return out
@@ -168,7 +171,7 @@ models, generation) have their own evidence only."""
 @functools.cache
 def covered_changes(step: str) -> frozenset[str]:
     """Knobs that at least one published pair of `step`'s evidence changes while holding the model and cluster
-    fixed (consecutive same-model rows of a group, as `_conformal.comparisons` pairs them). A pick that differs
+    fixed (same-model pairs of a group, as `_conformal.comparisons` pairs them). A pick that differs
     from its baseline in any other knob has no calibrated speedup interval. Today: SFT's ZeRO stage and
     micro-batch (ds-autotuning-hf's GPT-2 tables); no RM, DPO or PPO pair holds the model fixed."""
     from ._evidence import load_corpus
@@ -180,9 +183,10 @@ def covered_changes(step: str) -> frozenset[str]:
             groups.setdefault(group_of(row.source, row.gpu_type, row.gpus, row.metric, row.model), []).append(row)
     changed: set[str] = set()
     for members in groups.values():
-        members.sort(key=lambda r: r.id)
-        for a, b in zip(members, members[1:]):
-            if a.model == b.model:
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                if a.model != b.model:
+                    continue
                 x, y = a.settings_dict, b.settings_dict
                 changed |= {k for k in set(x) | set(y) if x.get(k) != y.get(k)}
     return frozenset(changed)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import math
 
-from dstune.calibration._conformal import comparisons, conformal_factor, kind_interval, loso_coverage
+import pytest
+
+from dstune.calibration._conformal import (
+    comparisons,
+    conformal_factor,
+    consecutive_comparisons,
+    kind_interval,
+    loso_coverage,
+)
 from dstune.calibration._evidence import load_corpus
 from dstune.calibration._pairs import Point, points_from_fitted
 from dstune.calibration._shipped import load_fitted
@@ -17,11 +25,39 @@ def _group(source, rows):
     return [Point(f"{source}-{i}", (source, "A100", "8", "e2e"), a, b, m) for i, (a, b, m) in enumerate(rows)]
 
 
-def test_a_group_of_k_rows_gives_k_minus_1_comparisons_of_its_kind():
+def test_a_group_of_k_rows_weighs_k_minus_1_comparisons_of_its_kind():
     same = comparisons(_group("s", [(10.0, 12.0, "x"), (20.0, 22.0, "x"), (40.0, 50.0, "x"), (5.0, 5.0, "x")]))
-    assert len(same) == 3 and {c.kind for c in same} == {"plan"}  # not the 6 combinations
+    assert len(same) == 6 and {c.kind for c in same} == {"plan"}
+    assert math.isclose(sum(c.weight for c in same), 3.0)  # every pair, but they count as 3, not 6
     mixed = comparisons(_group("t", [(10.0, 10.0, "x"), (20.0, 20.0, "y")]))
     assert [c.kind for c in mixed] == ["model"] and math.isclose(mixed[0].error, 0.0, abs_tol=1e-12)
+
+
+def test_no_order_of_a_group_is_chosen():
+    """The rows' order (here ids that sort them 1, 3, 0, 2) changes nothing: consecutive pairs of one order did."""
+    rows = [(10.0, 12.0, "x"), (20.0, 22.0, "x"), (40.0, 90.0, "x"), (5.0, 5.0, "x")]
+    forward = _group("s", rows)
+    rank = (2, 0, 3, 1)
+    renamed = [Point(f"s-{rank[i]}", p.group, p.published, p.predicted, p.model) for i, p in enumerate(forward)]
+    assert sorted(c.error**2 for c in comparisons(forward)) == pytest.approx(
+        sorted(c.error**2 for c in comparisons(renamed))
+    )
+    assert sorted(c.error**2 for c in consecutive_comparisons(forward)) != pytest.approx(
+        sorted(c.error**2 for c in consecutive_comparisons(renamed))
+    )
+
+
+def test_the_same_model_under_another_step_is_not_a_plan_change():
+    """DeepSpeed-Chat's e2e examples time SFT and PPO of one OPT-1.3B: two jobs, not two plans of one."""
+    sft = Point("e-sft", ("e", "A6000", "1", "wall"), 10.0, 10.0, "opt-1.3b", "sft")
+    ppo = Point("e-ppo", ("e", "A6000", "1", "wall"), 2.0, 2.0, "opt-1.3b", "ppo")
+    assert [c.kind for c in comparisons([sft, ppo])] == ["model"]
+
+
+def test_weighted_quantile_needs_the_weight_of_enough_comparisons():
+    errors = [math.log(1.0 + i / 10) for i in range(1, 10)]
+    assert math.isclose(conformal_factor(errors, weights=[1.0] * 9), 1.9)
+    assert conformal_factor(errors, weights=[0.5] * 9) == math.inf  # 4.5 comparisons' worth are too few
 
 
 def test_the_quantile_is_empirical_and_needs_enough_comparisons():
