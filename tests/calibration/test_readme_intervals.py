@@ -21,7 +21,7 @@ def _code_figures() -> dict[str, float]:
         r"x/÷(\d\.\d\d) on A100/A6000": calibration_for("A100-80G").interval_factor,
         r"x/÷(\d\.\d\d)\s+where no published row": float(load_fitted()["no_rows_interval_factor"]),
         r"plan change: x/÷(\d\.\d\d)": plan.factor,
-        r"different model or hardware: x/÷(\d\.\d\d)": model.factor,
+        r"different model, step or hardware: x/÷(\d\.\d\d)": model.factor,
         r"interval for\s+no rows \(x/÷(\d\.\d\d)": calibration_for("A100-80G", step="dpo").interval_factor,
     }
 
