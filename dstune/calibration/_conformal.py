@@ -67,39 +67,36 @@ class KindInterval:
         )
 
 
-def comparisons(points: Iterable[_Point]) -> list[Comparison]:
-    """Every pair of rows of each group, weighted 2/k: k-1 independent comparisons per group of k, in no
-    chosen order."""
+def _groups(points: Iterable[_Point]) -> list[list[_Point]]:
+    """Each group's rows, sorted by id."""
     groups: dict[tuple[str, ...], list[_Point]] = {}
     for p in points:
         groups.setdefault(p.group, []).append(p)
-    out = []
-    for group, members in groups.items():
-        members = sorted(members, key=lambda m: m.id)
-        weight = 2.0 / len(members)
-        for i, a in enumerate(members):
-            for b in members[i + 1 :]:
-                error = math.log(a.predicted / b.predicted) - math.log(a.published / b.published)
-                same_job = a.model == b.model and a.step == b.step
-                out.append(Comparison(group[0], "plan" if same_job else "model", error, weight))
-    return out
+    return [sorted(members, key=lambda m: m.id) for members in groups.values()]
+
+
+def _compare(a: _Point, b: _Point, weight: float) -> Comparison:
+    error = math.log(a.predicted / b.predicted) - math.log(a.published / b.published)
+    same_job = a.model == b.model and a.step == b.step
+    return Comparison(a.group[0], "plan" if same_job else "model", error, weight)
+
+
+def comparisons(points: Iterable[_Point]) -> list[Comparison]:
+    """Every pair of rows of each group, weighted 2/k: k-1 independent comparisons per group of k, in no
+    chosen order."""
+    return [
+        _compare(a, b, 2.0 / len(members))
+        for members in _groups(points)
+        for i, a in enumerate(members)
+        for b in members[i + 1 :]
+    ]
 
 
 def consecutive_comparisons(points: Iterable[_Point]) -> list[Comparison]:
     """The single order this module used before every pair was weighted: rows sorted by id, each with the
     next, weight 1 (scripts/bench_accuracy.py prints its coverage beside the headline, so the change of
     method can be read against it)."""
-    groups: dict[tuple[str, ...], list[_Point]] = {}
-    for p in points:
-        groups.setdefault(p.group, []).append(p)
-    out = []
-    for group, members in groups.items():
-        members = sorted(members, key=lambda m: m.id)
-        for a, b in zip(members, members[1:]):
-            error = math.log(a.predicted / b.predicted) - math.log(a.published / b.published)
-            same_job = a.model == b.model and a.step == b.step
-            out.append(Comparison(group[0], "plan" if same_job else "model", error))
-    return out
+    return [_compare(a, b, 1.0) for members in _groups(points) for a, b in zip(members, members[1:])]
 
 
 def conformal_factor(errors: Sequence[float], level: float = LEVEL, weights: Sequence[float] | None = None) -> float:
