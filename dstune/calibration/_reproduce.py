@@ -329,11 +329,8 @@ PUBLISHED_STACK = 1.0
 (the `dschat-2023` stack says so: SDPA became the default in 4.36, Dec 2023); Megatron's GPT of the ZeRO-Offload
 and Azure rows, which name no stack, keeps its softmax too. Their activations are the measured 'published' stack
 (costmodel/data/activations.json)."""
-
-
 DSCHAT_2023_OVERLAP_COMM = 0.0
-"""DeepSpeed-Chat's April 2023 get_train_ds_config set no `overlap_comm` (`CostConstants.overlap_comm`): its
-rows' ZeRO 1-2 engines allocated one reduce bucket per backward, not two."""
+"""April 2023's get_train_ds_config set no `overlap_comm`: one ZeRO 1-2 reduce bucket (`CostConstants.overlap_comm`)."""
 
 
 def _score(case: Case, plans: Sequence[Plan], constants: CostConstants) -> dict[str, np.ndarray]:
