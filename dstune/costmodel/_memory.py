@@ -92,13 +92,13 @@ def grad_backward_bytes(
 ) -> np.ndarray:
     """16-bit gradients at the end of a backward. Accumulating, the same as `grad_accumulated_bytes`. At the
     boundary backward of gradient accumulation 1, ZeRO-1 holds only its partition, like ZeRO-2: with
-    overlap_comm (without it ZeRO-1 reduces nothing in its gradient hooks, stage_1_and_2.py `if
-    self.partition_gradients or self.overlap_comm: self.reduce_ready_partitions_and_remove_grads(...)`; 0.9.0
-    makes no hooks, and all gradients stay to the boundary) each gradient is copied into the reduce bucket as it is produced and its .data pointed there
+    overlap_comm each gradient is copied into the reduce bucket as it is produced and its .data pointed there
     (stage_1_and_2.py `reduce_independent_p_g_buckets_and_remove_grads`, reached from
     `reduce_ready_partitions_and_remove_grads` when `is_gradient_accumulation_boundary()`), and the partition's
     share copied into `grads_in_partition` (`copy_grads_in_partition`, "zero stage 1 - partition only
-    optimizer state"), so no full gradient outlives its bucket."""
+    optimizer state"), so no full gradient outlives its bucket. Without overlap_comm ZeRO-1's hooks reduce
+    nothing (`if self.partition_gradients or self.overlap_comm: self.reduce_ready_partitions_and_remove_grads`;
+    0.9.0 makes no hooks) and every gradient stays to the boundary."""
     held = grad_accumulated_bytes(params_trainable, stage, offload, world)
     part = np.where(offload, 0.0, BYTES_16BIT * params_trainable / world)
     return np.where((stage == 1) & ~np.asarray(accumulating, dtype=bool) & overlap_comm, part, held)
